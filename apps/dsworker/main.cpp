@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "util/error.h"
+#include "util/log.h"
 #include "util/version.h"
 #include "worker/validate_command.h"
 
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
   validate->add_option("-n,--world-size", world_size, "Ranks in the run (default 1)")
       ->check(CLI::PositiveNumber);
 
+  ds::log::set_prefix("dsworker");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
