@@ -333,7 +333,7 @@ def reference_fixture(out_dir):
     tested against the real writer (every dtype dstrain uses, a scalar, an empty
     tensor, metadata). Values are simple enough to restate in the test."""
     import numpy as np
-    from safetensors import TensorSpec, serialize_file
+    import safetensors
 
     arrays = {
         "f32": ("float32", np.arange(6, dtype=np.float32).reshape(2, 3) * 0.5 - 1.0),
@@ -346,11 +346,15 @@ def reference_fixture(out_dir):
         "scalar": ("float32", np.array(7.25, dtype=np.float32)),
         "empty": ("float32", np.zeros((0, 4), dtype=np.float32)),
     }
-    specs = {
-        name: TensorSpec(dtype, list(a.shape), a.ctypes.data, a.nbytes) for name, (dtype, a) in arrays.items()
-    }
+    if hasattr(safetensors, "TensorSpec"):  # 0.7 and later take raw pointers
+        specs = {
+            name: safetensors.TensorSpec(dtype=dtype, shape=list(a.shape), data_ptr=a.ctypes.data, data_len=a.nbytes)
+            for name, (dtype, a) in arrays.items()
+        }
+    else:
+        specs = {name: {"dtype": dtype, "shape": list(a.shape), "data": a.tobytes()} for name, (dtype, a) in arrays.items()}
     path = os.path.join(out_dir, "reference_written.safetensors")
-    serialize_file(specs, path, metadata={"format": "pt", "writer": "safetensors (python)"})
+    safetensors.serialize_file(specs, path, metadata={"format": "pt", "writer": "safetensors (python)"})
     print(f"make_golden: wrote {path}")
 
 

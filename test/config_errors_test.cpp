@@ -41,8 +41,8 @@ TEST_CASE("ds_config type and range errors", "[config][errors]") {
            "train_micro_batch_size_per_gpu", {"an integer", "2.5"});
   }
   SECTION("a boolean given as a string") {
-    expect(ds_failure("{\"train_batch_size\": 1,\n\"fp16\": {\"enabled\": \"yes\"}}"),
-           "ds.json:2", "fp16.enabled", {"true or false", "the string \"yes\""});
+    expect(ds_failure("{\"train_batch_size\": 1,\n\"fp16\": {\"enabled\": \"yes\"}}"), "ds.json:2",
+           "fp16.enabled", {"true or false", "the string \"yes\""});
   }
   SECTION("a section given as a number") {
     expect(ds_failure("{\"train_batch_size\": 1,\n\"bf16\": 1}"), "ds.json:2", "bf16",
@@ -174,8 +174,8 @@ TEST_CASE("ds_config contradictions", "[config][errors]") {
            "ds.json:2", "pipeline.stages", {"ZeRO stage 3"});
   }
   SECTION("a world that pipeline stages do not divide") {
-    expect(ds_failure("{\"train_batch_size\": 2,\n\"pipeline\": {\"stages\": 2}}", 3),
-           "ds.json:2", "pipeline.stages", {"world size 3 is not divisible"});
+    expect(ds_failure("{\"train_batch_size\": 2,\n\"pipeline\": {\"stages\": 2}}", 3), "ds.json:2",
+           "pipeline.stages", {"world size 3 is not divisible"});
   }
   SECTION("a triad that does not multiply out, with DeepSpeed's message") {
     expect(ds_failure("{\"train_batch_size\": 10,\n \"train_micro_batch_size_per_gpu\": 3,\n"
@@ -216,6 +216,23 @@ TEST_CASE("ds_config contradictions", "[config][errors]") {
     expect(ds_failure("{\"train_batch_size\": 1, \"zero_optimization\": {\"stage\": 2,\n"
                       "\"offload_optimizer\": {\"device\": \"cpu\", \"ratio\": 0.5}}}"),
            "ds.json:2", "zero_optimization.offload_optimizer", {"ratio < 1"});
+  }
+}
+
+TEST_CASE("rules DeepSpeed enforces elsewhere", "[config][errors]") {
+  SECTION("a scheduler type of \"auto\"") {
+    expect(ds_failure("{\"train_batch_size\": 1, \"scheduler\": {\n\"type\": \"auto\"}}"),
+           "ds.json:2", "scheduler.type", {"cannot be \"auto\""});
+  }
+  SECTION("SGD under ZeRO needs zero_allow_untested_optimizer") {
+    expect(ds_failure("{\"train_batch_size\": 1, \"zero_optimization\": {\"stage\": 1},\n"
+                      "\"optimizer\": {\"type\": \"SGD\"}}"),
+           "ds.json:2", "optimizer", {"zero_allow_untested_optimizer"});
+  }
+  SECTION("the deprecated spelling next to the new one, even when false") {
+    expect(ds_failure("{\"train_batch_size\": 1, \"zero_optimization\": {\"stage\": 3,\n"
+                      "\"cpu_offload_param\": false, \"offload_param\": {\"device\": \"cpu\"}}}"),
+           "ds.json:2", "zero_optimization.cpu_offload_param", {"offload_param"});
   }
 }
 
@@ -262,16 +279,17 @@ TEST_CASE("train.cfg errors", "[config][errors][train]") {
            "train.yaml:4", "data.seq_len", {"block_size 128"});
   }
   SECTION("a missing train file key") {
-    expect(train_failure("model: gpt-tiny\ndata:\n  val: v.txt\ndeepspeed: {train_batch_size: 4}\n"),
-           "train.yaml:3", "data", {"missing data.train"});
+    expect(
+        train_failure("model: gpt-tiny\ndata:\n  val: v.txt\ndeepspeed: {train_batch_size: 4}\n"),
+        "train.yaml:3", "data", {"missing data.train"});
   }
   SECTION("steps of zero") {
     expect(train_failure("model: gpt-tiny\n" + ok_tail + "train:\n  steps: 0\n"), "train.yaml:5",
            "train.steps", {">= 1"});
   }
   SECTION("an unknown device") {
-    expect(train_failure("model: gpt-tiny\n" + ok_tail + "train:\n  device: tpu\n"),
-           "train.yaml:5", "train.device", {"\"cuda\""});
+    expect(train_failure("model: gpt-tiny\n" + ok_tail + "train:\n  device: tpu\n"), "train.yaml:5",
+           "train.device", {"\"cuda\""});
   }
   SECTION("inline deepspeed errors carry the deepspeed. prefix") {
     expect(train_failure("model: gpt-tiny\ndata: {train: x.txt}\ndeepspeed:\n"

@@ -42,8 +42,8 @@ TEST_CASE("an empty-but-for-batch ds_config gets DeepSpeed's defaults", "[config
 
 TEST_CASE("the batch triad is inferred from the data-parallel size", "[config][triad]") {
   SECTION("micro and accumulation give the global batch") {
-    const DsConfig c = ds_from(
-        R"({"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 2})", 8);
+    const DsConfig c =
+        ds_from(R"({"train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 2})", 8);
     CHECK(c.batch.train_batch_size == 64);
   }
   SECTION("global and micro give the accumulation") {
@@ -120,8 +120,7 @@ TEST_CASE("schedulers read every parameter with DeepSpeed's defaults", "[config]
     CHECK(o.cycle_max_mom == 0.9);
   }
   SECTION("LRRangeTest") {
-    const DsConfig c =
-        ds_from(R"({"train_batch_size": 1, "scheduler": {"type": "LRRangeTest"}})");
+    const DsConfig c = ds_from(R"({"train_batch_size": 1, "scheduler": {"type": "LRRangeTest"}})");
     const auto& r = std::get<LRRangeTestParams>(c.scheduler);
     CHECK(r.lr_range_test_min_lr == 1e-3);
     CHECK(r.lr_range_test_step_size == 2000);
@@ -132,8 +131,7 @@ TEST_CASE("schedulers read every parameter with DeepSpeed's defaults", "[config]
 
 TEST_CASE("ZeRO keys, stage3_ aliases and deprecated spellings", "[config][zero]") {
   SECTION("stage 3 overlaps communication by default") {
-    CHECK(ds_from(R"({"train_batch_size": 1, "zero_optimization": {"stage": 3}})")
-              .zero.overlap());
+    CHECK(ds_from(R"({"train_batch_size": 1, "zero_optimization": {"stage": 3}})").zero.overlap());
   }
   SECTION("sizes written as 5e8 are integers") {
     const DsConfig c = ds_from(R"({"train_batch_size": 1, "zero_optimization": {"stage": 2,
@@ -238,16 +236,17 @@ train:
 }
 
 TEST_CASE("seq_len defaults to the block size and presets are named", "[config][train]") {
-  const TrainConfig t = train_from("model: gpt-tiny\ndata: {train: x.txt}\n"
-                                   "deepspeed: {train_batch_size: 4}\n");
+  const TrainConfig t = train_from(
+      "model: gpt-tiny\ndata: {train: x.txt}\n"
+      "deepspeed: {train_batch_size: 4}\n");
   CHECK(t.data.seq_len == 128);
   CHECK(t.model.parameter_count() > 800'000);
   CHECK(t.model.parameter_count() < 1'200'000);
 }
 
 TEST_CASE("the resolved JSON names every key with DeepSpeed's spelling", "[config][json]") {
-  const TrainConfig t = train_from(
-      "model: gpt-tiny\ndata: {train: x.txt}\ndeepspeed: {train_batch_size: 4}\n", 1);
+  const TrainConfig t =
+      train_from("model: gpt-tiny\ndata: {train: x.txt}\ndeepspeed: {train_batch_size: 4}\n", 1);
   const auto j = to_json(t);
   CHECK(j["deepspeed"]["train_batch_size"] == 4);
   CHECK(j["deepspeed"]["gradient_accumulation_steps"] == 1);
@@ -263,11 +262,30 @@ TEST_CASE("GPT-2 124M has GPT-2's parameter count", "[config][model]") {
 }
 
 TEST_CASE("every example in configs/ validates", "[config][examples]") {
-  for (const char* name : {"tiny.yaml", "gpt2-124m-zero2-bf16.yaml", "zero3-offload.yaml",
-                           "pipeline-2stage.yaml"}) {
+  for (const char* name :
+       {"tiny.yaml", "gpt2-124m-zero2-bf16.yaml", "zero3-offload.yaml", "pipeline-2stage.yaml"}) {
     INFO(name);
     for (int64_t world : {2, 4, 8}) {
       CHECK_NOTHROW(load_train_config(std::string(DS_SOURCE_DIR) + "/configs/" + name, world));
     }
   }
+}
+
+TEST_CASE("DeepSpeed keys with no meaning here still load", "[config]") {
+  const DsConfig c = ds_from(R"({"train_batch_size": 2, "zero_optimization": true,
+      "allgather_size": 1e8, "dump_state": false,
+      "optimizer": {"type": "AdamW", "legacy_fusion": false,
+                    "params": {"torch_adam": true}},
+      "pipeline": {"stages": 2, "use_reentrant": true}})",
+                             2);
+  CHECK(c.zero.stage == 1);
+  CHECK(c.zero.allgather_bucket_size == 100'000'000);
+  CHECK(c.optimizer.weight_decay == 0.01);  // torch.optim.AdamW's default
+  CHECK(c.pipeline.stages == 2);
+}
+
+TEST_CASE("SGD under ZeRO with zero_allow_untested_optimizer", "[config]") {
+  CHECK(ds_from(R"({"train_batch_size": 1, "zero_allow_untested_optimizer": true,
+      "zero_optimization": {"stage": 2}, "optimizer": {"type": "SGD"}})")
+            .zero.stage == 2);
 }

@@ -5,6 +5,7 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "util/version.h"
+#include "worker/train_command.h"
 #include "worker/validate_command.h"
 
 int main(int argc, char** argv) {
@@ -12,8 +13,14 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("dsworker ") + ds::kVersion);
   app.require_subcommand(0, 1);
 
-  std::string config;
-  app.add_option("config", config, "train.cfg to train with");
+  ds::worker::TrainOptions train;
+  app.add_option("config", train.config, "train.cfg to train with");
+  app.add_option("--metrics", train.metrics, "JSON-lines metrics file (overrides log.metrics)");
+  app.add_option("--init-weights", train.init_weights,
+                 "Start from these weights (safetensors, Hugging Face GPT-2 names)");
+  app.add_option("--save-weights", train.save_weights,
+                 "Write the final weights here (safetensors, Hugging Face GPT-2 names)");
+  app.add_option("--steps", train.steps, "Override train.steps")->check(CLI::PositiveNumber);
 
   std::string validate_config;
   int64_t world_size = 1;
@@ -35,11 +42,11 @@ int main(int argc, char** argv) {
       ds::worker::validate_command(validate_config, world_size, std::cout);
       return 0;
     }
-    if (config.empty()) {
+    if (train.config.empty()) {
       throw ds::UsageError("no train.cfg given", "usage: dsworker train.cfg (see --help)");
     }
-    throw ds::Error("training is not implemented yet in this build",
-                    "check a config with: dsworker validate " + config);
+    ds::worker::train_command(train);
+    return 0;
   } catch (const ds::Error& e) {
     return ds::report_error("dsworker", e);
   }

@@ -23,13 +23,14 @@ TriadResult failure(std::string error, const char* key) {
   return r;
 }
 
-// `numerator` must be a multiple of `denominator` for the inferred value to exist.
-std::string not_divisible(int64_t t, int64_t denominator, const std::string& denominator_text,
-                          const char* inferred, int64_t m_floor, int64_t g_floor, int64_t w) {
+// train_batch_size must be a multiple of `divisor` (spelled out in `divisor_text`) for
+// `inferred` to exist.
+std::string not_divisible(int64_t t, const std::string& divisor_text, const char* inferred,
+                          int64_t m_floor, int64_t g_floor, int64_t w) {
   return fmt::format(
-      "train_batch_size {} is not divisible by {} = {}, so {} cannot be inferred (DeepSpeed would "
+      "train_batch_size {} is not divisible by {}, so {} cannot be inferred (DeepSpeed would "
       "floor it and fail with: {})",
-      t, denominator_text, denominator, inferred, mismatch(t, m_floor, g_floor, w));
+      t, divisor_text, inferred, mismatch(t, m_floor, g_floor, w));
 }
 
 }  // namespace
@@ -46,10 +47,10 @@ TriadResult resolve_batch_triad(const TriadInput& in) {
   } else if (t_in && m_in) {
     t = *t_in, m = *m_in;
     if (t % (m * w) != 0) {
-      return failure(not_divisible(t, m * w,
+      return failure(not_divisible(t,
                                    fmt::format("train_micro_batch_size_per_gpu * world_size = "
-                                               "{} * {}",
-                                               m, w),
+                                               "{} * {} = {}",
+                                               m, w, m * w),
                                    kAccum, m, (t / m) / w, w),
                      kTrain);
     }
@@ -57,9 +58,10 @@ TriadResult resolve_batch_triad(const TriadInput& in) {
   } else if (t_in && g_in) {
     t = *t_in, g = *g_in;
     if (t % (g * w) != 0) {
-      return failure(not_divisible(t, g * w,
-                                   fmt::format("gradient_accumulation_steps * world_size = {} * {}",
-                                               g, w),
+      return failure(not_divisible(t,
+                                   fmt::format("gradient_accumulation_steps * world_size = "
+                                               "{} * {} = {}",
+                                               g, w, g * w),
                                    kMicro, (t / w) / g, g, w),
                      kTrain);
     }
@@ -70,7 +72,7 @@ TriadResult resolve_batch_triad(const TriadInput& in) {
   } else if (t_in) {
     t = *t_in, g = 1;
     if (t % w != 0) {
-      return failure(not_divisible(t, w, fmt::format("world_size = {}", w), kMicro, t / w, 1, w),
+      return failure(not_divisible(t, fmt::format("world_size = {}", w), kMicro, t / w, 1, w),
                      kTrain);
     }
     m = t / w;
@@ -82,7 +84,8 @@ TriadResult resolve_batch_triad(const TriadInput& in) {
                    kTrain);
   }
 
-  if (t <= 0) return failure(fmt::format("Train batch size: {} has to be greater than 0", t), kTrain);
+  if (t <= 0)
+    return failure(fmt::format("Train batch size: {} has to be greater than 0", t), kTrain);
   if (m <= 0) {
     return failure(fmt::format("Micro batch size per gpu: {} has to be greater than 0", m), kMicro);
   }

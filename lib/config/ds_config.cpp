@@ -3,6 +3,7 @@
 #include "config/ds_config.h"
 
 #include "config/batch_triad.h"
+#include "util/log.h"
 #include "util/strings.h"
 
 namespace ds::config {
@@ -65,6 +66,7 @@ PipelineConfig read_pipeline(MapReader& m) {
   p.seed_layers = m.get_bool("seed_layers", false);
   p.pipe_partitioned = m.get_bool("pipe_partitioned", true);
   p.grad_partitioned = m.get_bool("grad_partitioned", true);
+  (void)m.get_bool("use_reentrant", true);  // PyTorch's checkpoint flavour: no meaning here
   m.finish();
   return p;
 }
@@ -146,12 +148,11 @@ void refuse_unsupported_features(MapReader& root) {
       {"expert_parallel", "mixture-of-experts parallelism"},
       {"data_types", "per-tensor dtypes (precision follows bf16/fp16)"},
       {"timers", "DeepSpeed's throughput timers (dsworker reports throughput itself)"},
-      {"dump_state", "dumping engine state"},
       {"vocabulary_size", "the vocabulary size belongs in model.vocab_size"},
       {"log_level", "use log.level in train.cfg"},
   };
   for (const auto& [key, what] : kKeys) root.refuse_unsupported(key, what);
-  for (const char* key : {"sparse_gradients", "disable_allgather", "graph_harvesting",
+  for (const char* key : {"sparse_gradients", "disable_allgather", "graph_harvesting", "dump_state",
                           "dataloader_drop_last", "use_data_before_expert_parallelism"}) {
     if (root.get_bool(key, false)) root.refuse_unsupported(key, "not implemented in dstrain");
   }
@@ -176,18 +177,23 @@ BatchConfig parse_batch(MapReader& root, int64_t pipeline_stages, const RunConte
   in.dp_size = context.world_size / pipeline_stages;
   const TriadResult r = resolve_batch_triad(in);
   if (!r.error.empty()) {
-    // Point at the key the message is about, or at whichever batch key was written.
+    // Point at the key the message is about, or at whichever batch key was written,
+    // or at the ds_config itself when none was.
     std::string key = r.offending_key;
-    for (const char* k : {"train_batch_size", "train_micro_batch_size_per_gpu",
-                          "gradient_accumulation_steps"}) {
-      if (!root.has(key)) key = k;
+    for (const char* k :
+         {"train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"}) {
+      if (!root.has(key) && root.has(k)) key = k;
     }
-    root.fail(key, fmt::format("{} (data-parallel size {} = world size {} / {} pipeline stage{})",
-                               r.error, in.dp_size, context.world_size, pipeline_stages,
-                               pipeline_stages == 1 ? "" : "s"),
-              "set the three so that train_batch_size = train_micro_batch_size_per_gpu * "
-              "gradient_accumulation_steps * data-parallel size, or give two and let the third "
-              "be inferred");
+    const auto fail = [&](const std::string& what, const std::string& hint) {
+      if (root.has(key)) root.fail(key, what, hint);
+      root.fail_here(what, hint);
+    };
+    fail(fmt::format("{} (data-parallel size {} = world size {} / {} pipeline stage{})", r.error,
+                     in.dp_size, context.world_size, pipeline_stages,
+                     pipeline_stages == 1 ? "" : "s"),
+         "set the three so that train_batch_size = train_micro_batch_size_per_gpu * "
+         "gradient_accumulation_steps * data-parallel size, or give two and let the third "
+         "be inferred");
   }
   BatchConfig b;
   b.train_batch_size = r.train_batch_size;
@@ -223,8 +229,10 @@ DsConfig parse_ds_config(MapReader& root, const RunContext& context) {
 
   const YAML::Node zero_node = root.raw("zero_optimization");
   if (zero_node.IsScalar() && !zero_node.IsNull()) {
-    // The legacy boolean form: true is stage 1.
+    // The legacy boolean form: true is stage 1, with the top-level allgather_size.
     c.zero.stage = root.get_bool("zero_optimization", false) ? 1 : 0;
+    c.zero.allgather_bucket_size =
+        root.get_int("allgather_size", c.zero.allgather_bucket_size, Range::at_least(1));
   } else {
     MapReader zero = root.get_map_or_empty("zero_optimization");
     c.zero = parse_zero(zero);
@@ -239,8 +247,9 @@ DsConfig parse_ds_config(MapReader& root, const RunContext& context) {
               "use zero_optimization.stage 0, 1 or 2 with a pipeline");
     }
     if (context.world_size % c.pipeline.stages != 0) {
-      m->fail("stages", fmt::format("the world size {} is not divisible by {} pipeline stages",
-                                    context.world_size, c.pipeline.stages),
+      m->fail("stages",
+              fmt::format("the world size {} is not divisible by {} pipeline stages",
+                          context.world_size, c.pipeline.stages),
               "launch a multiple of pipeline.stages ranks");
     }
     if (context.model_layers && c.pipeline.stages > *context.model_layers) {
@@ -262,8 +271,8 @@ DsConfig parse_ds_config(MapReader& root, const RunContext& context) {
   c.steps_per_print = root.get_int("steps_per_print", 10, Range::at_least(1));
   c.wall_clock_breakdown = root.get_bool("wall_clock_breakdown", false);
   c.memory_breakdown = root.get_bool("memory_breakdown", false);
-  const std::string comm = root.get_choice("communication_data_type", "default",
-                                           {"default", "fp32", "fp16", "bf16"});
+  const std::string comm =
+      root.get_choice("communication_data_type", "default", {"default", "fp32", "fp16", "bf16"});
   c.communication_data_type = comm == "fp32"   ? CommDataType::kFp32
                               : comm == "fp16" ? CommDataType::kFp16
                               : comm == "bf16" ? CommDataType::kBf16
@@ -275,10 +284,25 @@ DsConfig parse_ds_config(MapReader& root, const RunContext& context) {
   c.gradient_allreduce_sum =
       root.get_choice("gradient_allreduce_op", "mean", {"mean", "sum"}) == "sum";
   if (c.gradient_allreduce_sum && c.zero.stage == 3) {
-    root.fail("gradient_allreduce_op", "gradient_allreduce_op='sum' is not supported with ZeRO "
-                                       "stage 3");
+    root.fail("gradient_allreduce_op",
+              "gradient_allreduce_op='sum' is not supported with ZeRO "
+              "stage 3");
   }
   c.zero_allow_untested_optimizer = root.get_bool("zero_allow_untested_optimizer", false);
+  // DeepSpeed's ZeRO optimizers are tested with Adam-family optimizers only.
+  if (c.zero.stage > 0 && c.optimizer.type == OptimizerType::kSgd &&
+      !c.zero_allow_untested_optimizer) {
+    root.fail("optimizer",
+              "You are using an untested ZeRO Optimizer. Please add "
+              "<\"zero_allow_untested_optimizer\": true> in the configuration file to use it.",
+              "SGD under ZeRO is not tested by DeepSpeed; dstrain follows its rule");
+  }
+  if (c.pipeline.stages > 1 && c.zero.overlap()) {
+    // As DeepSpeed's pipeline engine does: its communication is scheduled, not overlapped.
+    log::warn("{}: pipeline parallelism turns zero_optimization.overlap_comm off",
+              root.document().name);
+    c.zero.overlap_comm = false;
+  }
   (void)root.get_bool("zero_force_ds_cpu_optimizer", true);  // dstrain has one CPU optimizer
   refuse_unsupported_features(root);
   root.finish();

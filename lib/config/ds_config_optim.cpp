@@ -9,7 +9,7 @@ namespace {
 
 WarmupType read_warmup_type(MapReader& p) {
   return p.get_choice("warmup_type", "log", {"log", "linear"}) == "log" ? WarmupType::kLog
-                                                                         : WarmupType::kLinear;
+                                                                        : WarmupType::kLinear;
 }
 
 // DeepSpeed's schedulers take last_batch_iteration to resume mid-schedule; here
@@ -54,8 +54,8 @@ OneCycleParams read_one_cycle(MapReader& p) {
   c.decay_mom_rate = p.get_double("decay_mom_rate", 0, Range::at_least(0));
   read_last_batch_iteration(p);
   if (c.cycle_min_lr > c.cycle_max_lr) {
-    p.fail("cycle_min_lr", fmt::format("cycle_min_lr {} is above cycle_max_lr {}", c.cycle_min_lr,
-                                       c.cycle_max_lr));
+    p.fail("cycle_min_lr",
+           fmt::format("cycle_min_lr {} is above cycle_max_lr {}", c.cycle_min_lr, c.cycle_max_lr));
   }
   return c;
 }
@@ -75,9 +75,8 @@ int64_t read_total_steps(MapReader& p, const RunContext& context) {
   if (auto steps = p.get_optional_int("total_num_steps", Range::at_least(1))) return *steps;
   if (p.is_auto("total_num_steps") && context.total_steps) return *context.total_steps;
   p.fail("total_num_steps",
-         p.is_auto("total_num_steps")
-             ? "is \"auto\" but there is no train.steps to take it from"
-             : "this schedule needs total_num_steps",
+         p.is_auto("total_num_steps") ? "is \"auto\" but there is no train.steps to take it from"
+                                      : "this schedule needs total_num_steps",
          "set it to the number of optimizer steps the schedule spans (\"auto\": train.steps)");
 }
 
@@ -86,7 +85,8 @@ int64_t read_total_steps(MapReader& p, const RunContext& context) {
 OptimizerConfig parse_optimizer(MapReader& section) {
   OptimizerConfig o;
   o.given = true;
-  if (!section.has("type")) section.fail_here("the optimizer needs a \"type\" (Adam, AdamW or SGD)");
+  if (!section.has("type"))
+    section.fail_here("the optimizer needs a \"type\" (Adam, AdamW or SGD)");
   const std::string type = section.get_string("type", "");
   const std::string lower = to_lower(type);
   if (lower == "adam") {
@@ -100,7 +100,7 @@ OptimizerConfig parse_optimizer(MapReader& section) {
     o.type_name = "SGD";
   } else {
     static const std::vector<std::string> kDeepSpeedOnly = {
-        "OneBitAdam", "ZeroOneAdam", "OneBitLamb", "Lamb",   "Lion",
+        "OneBitAdam", "ZeroOneAdam", "OneBitLamb", "Lamb",    "Lion",
         "MuAdam",     "MuAdamW",     "MuSGD",      "Adagrad", "Adafactor"};
     for (const std::string& name : kDeepSpeedOnly) {
       if (to_lower(name) == lower) {
@@ -112,11 +112,11 @@ OptimizerConfig parse_optimizer(MapReader& section) {
     }
     const std::vector<std::string> names = {"Adam", "AdamW", "SGD"};
     const auto near = closest_match(type, names);
-    section.fail("type",
-                 fmt::format("unknown optimizer \"{}\"; expected Adam, AdamW or SGD", type),
+    section.fail("type", fmt::format("unknown optimizer \"{}\"; expected Adam, AdamW or SGD", type),
                  near ? fmt::format("did you mean \"{}\"?", *near) : "");
   }
 
+  (void)section.get_bool("legacy_fusion", false);  // an apex detail with no meaning here
   auto params_opt = section.get_map("params");
   section.finish();
   if (!params_opt) return o;
@@ -138,12 +138,16 @@ OptimizerConfig parse_optimizer(MapReader& section) {
     const auto betas = p.get_doubles("betas", {0.9, 0.999}, 2, Range::between(0, 1));
     o.betas = {betas[0], betas[1]};
     if (o.betas[0] >= 1 || o.betas[1] >= 1) {
-      p.fail("betas", fmt::format("each beta must be below 1, found [{}, {}]", o.betas[0],
-                                  o.betas[1]));
+      p.fail("betas",
+             fmt::format("each beta must be below 1, found [{}, {}]", o.betas[0], o.betas[1]));
     }
     o.eps = p.get_double("eps", 1e-8, Range::positive());
     o.adam_w_mode = p.get_bool("adam_w_mode", true);
     o.torch_adam = p.get_bool("torch_adam", false);
+    // torch.optim.AdamW, which torch_adam selects, defaults to a weight decay of 0.01.
+    if (o.torch_adam && o.type == OptimizerType::kAdamW && !p.has("weight_decay")) {
+      o.weight_decay = 0.01;
+    }
     if (!p.get_bool("bias_correction", true)) {
       p.fail("bias_correction", "only bias_correction: true is supported");
     }
@@ -151,8 +155,9 @@ OptimizerConfig parse_optimizer(MapReader& section) {
       p.fail("amsgrad", "'amsgrad' is a DeepSpeed option that dstrain does not support");
     }
     if (o.type == OptimizerType::kAdamW && p.has("adam_w_mode") && !o.adam_w_mode) {
-      p.fail("adam_w_mode", "AdamW always decouples weight decay; use type \"Adam\" with "
-                            "adam_w_mode: false for L2-style weight decay");
+      p.fail("adam_w_mode",
+             "AdamW always decouples weight decay; use type \"Adam\" with "
+             "adam_w_mode: false for L2-style weight decay");
     }
   }
   p.finish();
@@ -165,6 +170,10 @@ SchedulerConfig parse_scheduler(MapReader& section, const OptimizerConfig& optim
     section.fail_here(
         "the scheduler needs a \"type\" (WarmupLR, WarmupDecayLR, WarmupCosineLR, OneCycle or "
         "LRRangeTest)");
+  }
+  if (section.is_auto("type")) {
+    section.fail("type", "the schedule's type cannot be \"auto\"",
+                 "name one: WarmupLR, WarmupDecayLR, WarmupCosineLR, OneCycle or LRRangeTest");
   }
   const std::string type = section.get_choice(
       "type", "", {"WarmupLR", "WarmupDecayLR", "WarmupCosineLR", "OneCycle", "LRRangeTest"});
@@ -197,8 +206,8 @@ SchedulerConfig parse_scheduler(MapReader& section, const OptimizerConfig& optim
 }
 
 std::string scheduler_name(const SchedulerConfig& scheduler) {
-  static const char* kNames[] = {"", "WarmupLR", "WarmupDecayLR", "WarmupCosineLR", "OneCycle",
-                                 "LRRangeTest"};
+  static const char* kNames[] = {"",         "WarmupLR",   "WarmupDecayLR", "WarmupCosineLR",
+                                 "OneCycle", "LRRangeTest"};
   return kNames[scheduler.index()];
 }
 

@@ -76,26 +76,25 @@ void refuse_enabled_features(MapReader& z) {
   }
   if (z.get_int("mics_shard_size", -1) > 0) z.refuse_unsupported("mics_shard_size", "MiCS");
   z.refuse_unsupported("zeropp_loco_param", "ZeRO++ LoCo");
-  if (z.get_int(z.pick({"module_granularity_threshold", "stage3_module_granularity_threshold"}),
-                0) != 0) {
-    z.fail("module_granularity_threshold",
-           "stage-3 module fusing is a DeepSpeed option that dstrain does not support");
+  const std::string granularity =
+      z.pick({"module_granularity_threshold", "stage3_module_granularity_threshold"});
+  if (z.get_int(granularity, 0) != 0) {
+    z.refuse_unsupported(granularity, "stage-3 module fusing (dstrain gathers by layer)");
   }
   z.refuse_unsupported("leaf_module", "stage-3 leaf modules (dstrain gathers by layer)");
   z.refuse_unsupported("zenflow", "ZenFlow");
   // Tuning knobs of DeepSpeed's own implementation with no meaning here: accepted
   // (docs/config.md says so) so that stock configs load.
-  for (const char* knob : {"use_multi_rank_bucket_allreduce", "memory_efficient_linear",
-                           "override_module_apply"}) {
+  for (const char* knob :
+       {"use_multi_rank_bucket_allreduce", "memory_efficient_linear", "override_module_apply"}) {
     (void)z.get_bool(knob, true);
   }
   for (const char* knob : {"pipeline_loading_checkpoint", "log_trace_cache_warnings",
                            "enable_sanity_checks", "save_muon_momentum_buffer_in_memory"}) {
     (void)z.get_bool(knob, false);
   }
-  (void)z.get_bool(z.pick({"use_all_reduce_for_fetch_params",
-                           "stage3_use_all_reduce_for_fetch_params"}),
-                   false);
+  (void)z.get_bool(
+      z.pick({"use_all_reduce_for_fetch_params", "stage3_use_all_reduce_for_fetch_params"}), false);
   (void)z.get_bool(z.pick({"allgather_sequential", "stage3_allgather_sequential"}), false);
 }
 
@@ -115,18 +114,17 @@ ZeroConfig parse_zero(MapReader& z) {
   c.load_from_fp32_weights = z.get_bool("load_from_fp32_weights", true);
   c.round_robin_gradients = z.get_bool("round_robin_gradients", false);
   c.sub_group_size = z.get_int("sub_group_size", 1'000'000'000, Range::at_least(1));
-  c.prefetch_bucket_size = z.get_int(
-      z.pick({"prefetch_bucket_size", "stage3_prefetch_bucket_size"}), 50'000'000,
-      Range::at_least(0));
+  c.prefetch_bucket_size =
+      z.get_int(z.pick({"prefetch_bucket_size", "stage3_prefetch_bucket_size"}), 50'000'000,
+                Range::at_least(0));
   c.param_persistence_threshold =
       z.get_int(z.pick({"param_persistence_threshold", "stage3_param_persistence_threshold"}),
                 100'000, Range::at_least(0));
   c.model_persistence_threshold =
       z.get_int(z.pick({"model_persistence_threshold", "stage3_model_persistence_threshold"}),
                 INT64_MAX, Range::at_least(0));
-  c.max_live_parameters = z.get_int(
-      z.pick({"max_live_parameters", "stage3_max_live_parameters"}), 1'000'000'000,
-      Range::at_least(0));
+  c.max_live_parameters = z.get_int(z.pick({"max_live_parameters", "stage3_max_live_parameters"}),
+                                    1'000'000'000, Range::at_least(0));
   c.max_reuse_distance = z.get_int(z.pick({"max_reuse_distance", "stage3_max_reuse_distance"}),
                                    1'000'000'000, Range::at_least(0));
   c.gather_16bit_weights_on_model_save = z.get_bool(
@@ -140,12 +138,13 @@ ZeroConfig parse_zero(MapReader& z) {
   // cpu_offload_use_pin_memory is read but not carried over: pin_memory keeps its default.
   if (z.has("cpu_offload_use_pin_memory")) {
     (void)z.get_bool("cpu_offload_use_pin_memory", false);
-    log::warn("{}: zero_optimization.cpu_offload_use_pin_memory is deprecated and has no effect; "
-              "use offload_optimizer.pin_memory / offload_param.pin_memory",
-              z.document().name);
+    log::warn(
+        "{}: zero_optimization.cpu_offload_use_pin_memory is deprecated and has no effect; "
+        "use offload_optimizer.pin_memory / offload_param.pin_memory",
+        z.document().name);
   }
   if (auto m = z.get_map("offload_optimizer")) {
-    if (z.get_bool("cpu_offload", false)) {
+    if (z.has("cpu_offload")) {
       z.fail("cpu_offload", "given together with offload_optimizer, its newer spelling",
              "keep only offload_optimizer");
     }
@@ -154,7 +153,7 @@ ZeroConfig parse_zero(MapReader& z) {
     c.offload_optimizer.device = OffloadDevice::kCpu;
   }
   if (auto m = z.get_map("offload_param")) {
-    if (z.get_bool("cpu_offload_param", false)) {
+    if (z.has("cpu_offload_param")) {
       z.fail("cpu_offload_param", "given together with offload_param, its newer spelling",
              "keep only offload_param");
     }

@@ -15,8 +15,8 @@ struct Preset {
 
 // GPT-2's published sizes, plus a ~1M-parameter byte-level model for CPU work.
 constexpr Preset kPresets[] = {
-    {"gpt-tiny", 4, 4, 128, 256, 128},       {"gpt-small", 6, 6, 384, 256, 256},
-    {"gpt2-124m", 12, 12, 768, 50257, 1024}, {"gpt2-350m", 24, 16, 1024, 50257, 1024},
+    {"gpt-tiny", 4, 4, 128, 256, 128},        {"gpt-small", 6, 6, 384, 256, 256},
+    {"gpt2-124m", 12, 12, 768, 50257, 1024},  {"gpt2-350m", 24, 16, 1024, 50257, 1024},
     {"gpt2-774m", 36, 20, 1280, 50257, 1024}, {"gpt2-1558m", 48, 25, 1600, 50257, 1024},
 };
 
@@ -44,7 +44,8 @@ void read_fields(MapReader& m, ModelConfig& c) {
   c.vocab_size = m.get_int("vocab_size", c.vocab_size, Range::between(2, 1 << 30));
   c.block_size = m.get_int("block_size", c.block_size, Range::at_least(1));
   c.tie_embeddings = m.get_bool("tie_embeddings", c.tie_embeddings);
-  c.layer_norm_epsilon = m.get_double("layer_norm_epsilon", c.layer_norm_epsilon, Range::positive());
+  c.layer_norm_epsilon =
+      m.get_double("layer_norm_epsilon", c.layer_norm_epsilon, Range::positive());
   if (c.n_embd % c.n_head != 0) {
     m.fail(m.has("n_head") ? "n_head" : "n_embd",
            fmt::format("n_embd {} is not divisible by n_head {}", c.n_embd, c.n_head),
@@ -66,7 +67,7 @@ ModelConfig preset_or_fail(MapReader& parent, const std::string& key, const std:
 
 int64_t ModelConfig::parameter_count() const {
   const int64_t c = n_embd;
-  const int64_t per_block = 2 * 2 * c          // two layernorms
+  const int64_t per_block = 2 * 2 * c            // two layernorms
                             + c * 3 * c + 3 * c  // qkv
                             + c * c + c          // attention projection
                             + c * 4 * c + 4 * c  // MLP up
@@ -88,15 +89,16 @@ const std::vector<std::string>& model_preset_names() {
 ModelConfig parse_model(MapReader& parent, const std::string& key) {
   const YAML::Node node = parent.raw(key);
   if (!node.IsDefined() || node.IsNull()) {
-    parent.fail(key, "missing: a preset name, a path to a model description, or a map",
-                fmt::format("e.g. model: gpt-tiny (presets: {})", join_choices(model_preset_names())));
+    parent.fail(
+        key, "missing: a preset name, a path to a model description, or a map",
+        fmt::format("e.g. model: gpt-tiny (presets: {})", join_choices(model_preset_names())));
   }
   if (node.IsScalar()) {
     const std::string value = node.Scalar();
     const std::filesystem::path path = resolve_relative(parent.document().dir, value);
     const std::string ext = to_lower(path.extension().string());
     const bool looks_like_file = ext == ".yaml" || ext == ".yml" || ext == ".json" ||
-                                 value.find('/') != std::string::npos;
+                                 ext == ".cfg" || value.find('/') != std::string::npos;
     if (!looks_like_file) return preset_or_fail(parent, key, value);
     DocumentPtr doc;
     try {

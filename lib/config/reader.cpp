@@ -29,7 +29,8 @@ bool Range::contains(double v) const {
 
 std::string Range::describe() const {
   const bool has_min = !std::isinf(min), has_max = !std::isinf(max);
-  if (has_min && has_max) return fmt::format("between {} and {}", format_number(min), format_number(max));
+  if (has_min && has_max)
+    return fmt::format("between {} and {}", format_number(min), format_number(max));
   if (has_min) return fmt::format("{} {}", min_exclusive ? ">" : ">=", format_number(min));
   if (has_max) return fmt::format("<= {}", format_number(max));
   return "";
@@ -56,10 +57,10 @@ MapReader::MapReader(DocumentPtr doc, YAML::Node map, std::string path, YAML::Ma
     }
     Entry entry{key_node.Scalar(), key_node, it->second};
     if (const Entry* first = find(entry.key)) {
-      throw ConfigError(*doc_, key_node.Mark(), key_path(entry.key),
-                        fmt::format("duplicate key (first given at line {})",
-                                    first->key_node.Mark().line + 1),
-                        "keep only one; DeepSpeed's JSON reader would silently use the last");
+      throw ConfigError(
+          *doc_, key_node.Mark(), key_path(entry.key),
+          fmt::format("duplicate key (first given at line {})", first->key_node.Mark().line + 1),
+          "keep only one (DeepSpeed refuses duplicate keys too)");
     }
     entries_.push_back(std::move(entry));
   }
@@ -201,13 +202,11 @@ std::vector<double> MapReader::get_doubles(std::string_view key, std::vector<dou
   const Entry* e = lookup(key);
   if (e == nullptr || is_auto_node(e->value)) return fallback;
   const std::string expected = fmt::format("a list of {} numbers{}{}", count,
-                                           range.describe().empty() ? "" : " ",
-                                           range.describe());
+                                           range.describe().empty() ? "" : " ", range.describe());
   if (!e->value.IsSequence() || e->value.size() != count) {
     fail(key, fmt::format("expected {}, found {}", expected,
-                          e->value.IsSequence()
-                              ? fmt::format("a list of {}", e->value.size())
-                              : describe_found(e->value)));
+                          e->value.IsSequence() ? fmt::format("a list of {}", e->value.size())
+                                                : describe_found(e->value)));
   }
   std::vector<double> out;
   for (const YAML::Node& item : e->value) {
@@ -246,8 +245,9 @@ std::string MapReader::pick(std::initializer_list<std::string_view> names) {
   for (std::string_view name : names) {
     if (!has(name)) continue;
     if (!present.empty()) {
-      fail(name, fmt::format("given together with '{}', another spelling of the same key",
-                             key_path(present)),
+      fail(name,
+           fmt::format("given together with '{}', another spelling of the same key",
+                       key_path(present)),
            "keep one of them");
     }
     present = name;

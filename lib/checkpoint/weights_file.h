@@ -1,0 +1,23 @@
+// Model weights as one safetensors file with Hugging Face GPT-2 names and layouts
+// (Conv1D weights [in, out]), as `transformers` and plain PyTorch read them.
+#pragma once
+
+#include <filesystem>
+
+#include "model/model_layout.h"
+
+namespace ds::checkpoint {
+
+// Fills `flat` (layout.total floats) from a safetensors file. Names may carry the
+// "transformer." prefix (GPT2LMHeadModel) or not (GPT2Model); F32, BF16 and F16 are
+// read; the attention-mask buffers old GPT-2 files carry (attn.bias, attn.masked_bias)
+// are skipped. A missing, extra or wrongly shaped tensor is a UsageError naming it.
+void load_weights(const std::filesystem::path& path, const model::ModelLayout& layout,
+                  bool tie_embeddings, float* flat);
+
+// Writes every parameter as F32 (lm_head.weight omitted when tied, as Hugging Face
+// does), atomically.
+void save_weights(const std::filesystem::path& path, const model::ModelLayout& layout,
+                  const float* flat);
+
+}  // namespace ds::checkpoint

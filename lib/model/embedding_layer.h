@@ -1,0 +1,25 @@
+// Token + position embedding: y[b,t] = wte[token] + wpe[t].
+#pragma once
+
+#include "model/layer.h"
+
+namespace ds::model {
+
+class EmbeddingLayer : public Layer {
+ public:
+  EmbeddingLayer(const LayerSpec& spec, const ModelLayout& layout, const config::ModelConfig& m);
+
+  void reserve(int, int) override {}
+  int64_t output_size(int B, int T) const override { return int64_t{B} * T * C_; }
+  void forward(const float* weights, const MicroBatch& mb, const float* x, float* y) override;
+  void backward(const float* weights, float* dweights, const MicroBatch& mb, const float* x,
+                const float* dy, float* dx) override;
+
+  int64_t wte_offset() const { return wte_; }  // for the tied LM head
+
+ private:
+  int C_;
+  int64_t wte_, wpe_;
+};
+
+}  // namespace ds::model

@@ -1,0 +1,111 @@
+// The optimizers dstrain supports, on flat fp32 arrays: Adam/AdamW with DeepSpeed
+// FusedAdam's update (bias correction always on) and SGD with torch.optim.SGD's momentum.
+//
+// An Optimizer owns the state of `size` elements (the flat range a rank updates); each
+// step() call updates a contiguous part of that range, so an engine can step layer by
+// layer. The update is elementwise, hence bit-identical for any OpenMP thread count.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "config/ds_config.h"
+
+namespace ds::optim {
+
+// One state array, named as torch.optim names it in its state_dict.
+struct StateArray {
+  std::string name;  // "exp_avg", "exp_avg_sq" or "momentum_buffer"
+  std::span<float> data;
+};
+
+struct AdamOptions {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0;
+  // true: decoupled decay p -= lr*wd*p (AdamW, and DeepSpeed's "Adam" by default);
+  // false: L2, g += wd*p before the moments (type "Adam" with adam_w_mode: false).
+  bool decoupled_weight_decay = true;
+};
+
+struct SgdOptions {
+  double momentum = 0;
+  double dampening = 0;
+  bool nesterov = false;
+  double weight_decay = 0;
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+
+  // Updates params[0, n) with grads[0, n) for the state elements [offset, offset + n).
+  // lr: this step's learning rate (from LrSchedule); step: the number of this applied
+  // step, 1 for the first (Adam's bias correction; SGD's momentum buffer starts at step 1).
+  virtual void step(float* params, const float* grads, int64_t n, double lr, int64_t step,
+                    int64_t offset = 0) = 0;
+
+  // The state arrays, for checkpoints: write into them to restore a saved state.
+  virtual std::vector<StateArray> state() = 0;
+  // Bytes of optimizer state per element (memory accounting).
+  virtual int64_t state_bytes_per_element() const = 0;
+
+  int64_t size() const { return size_; }
+
+ protected:
+  explicit Optimizer(int64_t size) : size_(size) {}
+  void check_range(int64_t n, int64_t offset) const;
+
+ private:
+  int64_t size_;
+};
+
+class Adam final : public Optimizer {
+ public:
+  Adam(int64_t size, AdamOptions options);
+
+  void step(float* params, const float* grads, int64_t n, double lr, int64_t step,
+            int64_t offset = 0) override;
+  std::vector<StateArray> state() override;
+  int64_t state_bytes_per_element() const override { return 8; }
+
+  // OneCycle rewrites the betas while it cycles momentum.
+  void set_betas(double beta1, double beta2);
+  const AdamOptions& options() const { return options_; }
+  std::span<float> exp_avg() { return m_; }
+  std::span<float> exp_avg_sq() { return v_; }
+
+ private:
+  AdamOptions options_;
+  std::vector<float> m_;
+  std::vector<float> v_;
+};
+
+class Sgd final : public Optimizer {
+ public:
+  Sgd(int64_t size, SgdOptions options);
+
+  void step(float* params, const float* grads, int64_t n, double lr, int64_t step,
+            int64_t offset = 0) override;
+  // No state without momentum, as in torch.
+  std::vector<StateArray> state() override;
+  int64_t state_bytes_per_element() const override { return options_.momentum != 0 ? 4 : 0; }
+
+  const SgdOptions& options() const { return options_; }
+  std::span<float> momentum_buffer() { return buffer_; }
+
+ private:
+  SgdOptions options_;
+  std::vector<float> buffer_;
+};
+
+AdamOptions adam_options(const config::OptimizerConfig& config);
+SgdOptions sgd_options(const config::OptimizerConfig& config);
+// The optimizer a ds_config asks for, owning the state of `size` elements.
+std::unique_ptr<Optimizer> make_optimizer(const config::OptimizerConfig& config, int64_t size);
+
+}  // namespace ds::optim

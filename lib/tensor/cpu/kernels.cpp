@@ -1,0 +1,416 @@
+#include "tensor/cpu/kernels.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "util/error.h"
+
+namespace ds::tensor::cpu {
+namespace {
+
+// Element-wise loops below this size run on the calling thread: waking the pool costs more
+// than the work.
+constexpr int64_t kParallelMin = 1 << 14;
+
+// A thread's share of [0, n) when threads split columns; boundaries fall on 16 floats (one cache
+// line) so neighbouring threads never write the same line.
+struct Range {
+  int begin;
+  int end;
+};
+Range column_share(int n, int thread, int threads) {
+  const int lines = (n + 15) / 16;
+  const int per = lines / threads;
+  const int extra = lines % threads;
+  const int first = thread * per + std::min(thread, extra);
+  const int count = per + (thread < extra ? 1 : 0);
+  return {std::min(n, first * 16), std::min(n, (first + count) * 16)};
+}
+
+// exp(x) for float, written so that GCC vectorises it (glibc's expf is a scalar call): range
+// reduction x = n ln2 + r, |r| <= ln2/2, then Cephes' degree-6 polynomial for e^r; about 1 ulp.
+// Inputs are clamped to the normal range; NaN propagates.
+inline float fast_exp(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  // Round x*log2(e) to nearest with the 1.5*2^23 trick: vectorises without SSE4.1's roundps.
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  // ln2 split in two so that n*ln2_hi is exact.
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+// tanh through exp: 1 - 2/(1 + e^{2u}). Accurate in absolute terms (~1e-7), which is what GELU
+// needs since it uses 1 + tanh.
+inline float fast_tanh(float u) { return 1.0f - 2.0f / (1.0f + fast_exp(2.0f * u)); }
+
+constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
+constexpr float kGeluCubic = 0.044715f;
+
+void sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha,
+           const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// Attention works on row blocks of this many queries: a block needs scores only up to its last
+// row, so causal masking skips most of the upper triangle while the sgemms stay large.
+constexpr int kAttentionBlock = 64;
+
+}  // namespace
+
+void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
+                     int T, int C) {
+  for (int64_t i = 0; i < int64_t{B} * T; ++i) {
+    DS_CHECK(tokens[i] >= 0, "negative token {} at position {}", tokens[i], i);
+  }
+#pragma omp parallel for schedule(static)
+  for (int bt = 0; bt < B * T; ++bt) {
+    const int t = bt % T;
+    float* o = out + size_t(bt) * C;
+    const float* e = wte + size_t(tokens[bt]) * C;
+    const float* p = wpe + size_t(t) * C;
+#pragma omp simd
+    for (int c = 0; c < C; ++c) o[c] = e[c] + p[c];
+  }
+}
+
+void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
+                      int T, int C) {
+#pragma omp parallel
+  {
+    const Range share = column_share(C, omp_get_thread_num(), omp_get_num_threads());
+    for (int b = 0; b < B; ++b) {
+      for (int t = 0; t < T; ++t) {
+        const float* d = dout + (size_t(b) * T + t) * C;
+        float* we = dwte + size_t(tokens[size_t(b) * T + t]) * C;
+        float* wp = dwpe + size_t(t) * C;
+#pragma omp simd
+        for (int c = share.begin; c < share.end; ++c) {
+          we[c] += d[c];
+          wp[c] += d[c];
+        }
+      }
+    }
+  }
+}
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int N, int C, float eps) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; ++n) {
+    const float* x = inp + size_t(n) * C;
+    float* o = out + size_t(n) * C;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int c = 0; c < C; ++c) sum += x[c];
+    const float m = sum / C;
+    // Two passes: the variance from squares of deviations, not E[x^2] - m^2, which cancels.
+    float var = 0.0f;
+#pragma omp simd reduction(+ : var)
+    for (int c = 0; c < C; ++c) var += (x[c] - m) * (x[c] - m);
+    const float s = 1.0f / std::sqrt(var / C + eps);
+#pragma omp simd
+    for (int c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+    if (mean != nullptr) mean[n] = m;
+    if (rstd != nullptr) rstd[n] = s;
+  }
+}
+
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                        const float* inp, const float* weight, const float* mean, const float* rstd,
+                        int N, int C) {
+#pragma omp parallel
+  {
+    // Input gradient, row by row.
+#pragma omp for schedule(static) nowait
+    for (int n = 0; n < N; ++n) {
+      const float* x = inp + size_t(n) * C;
+      const float* d = dout + size_t(n) * C;
+      float* di = dinp + size_t(n) * C;
+      const float m = mean[n];
+      const float s = rstd[n];
+      float dnorm_mean = 0.0f;
+      float dnorm_norm_mean = 0.0f;
+#pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
+      for (int c = 0; c < C; ++c) {
+        const float dnorm = weight[c] * d[c];
+        dnorm_mean += dnorm;
+        dnorm_norm_mean += dnorm * (x[c] - m) * s;
+      }
+      dnorm_mean /= C;
+      dnorm_norm_mean /= C;
+#pragma omp simd
+      for (int c = 0; c < C; ++c) {
+        const float norm = (x[c] - m) * s;
+        di[c] += (weight[c] * d[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
+      }
+    }
+    // Parameter gradients sum over rows; each thread owns a slice of the channels and adds the
+    // rows in order, so the sums are race-free and independent of the thread count.
+    const Range share = column_share(C, omp_get_thread_num(), omp_get_num_threads());
+    for (int n = 0; n < N; ++n) {
+      const float* x = inp + size_t(n) * C;
+      const float* d = dout + size_t(n) * C;
+      const float m = mean[n];
+      const float s = rstd[n];
+#pragma omp simd
+      for (int c = share.begin; c < share.end; ++c) {
+        dweight[c] += d[c] * (x[c] - m) * s;
+        dbias[c] += d[c];
+      }
+    }
+  }
+}
+
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
+                    int IC, int OC, WeightLayout layout) {
+  float beta = 0.0f;
+  if (bias != nullptr) {
+    // Start from the bias and let sgemm add to it: one pass over out instead of two.
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; ++n) std::memcpy(out + size_t(n) * OC, bias, sizeof(float) * OC);
+    beta = 1.0f;
+  }
+  if (layout == WeightLayout::kInOut) {
+    sgemm(CblasNoTrans, CblasNoTrans, N, OC, IC, 1.0f, inp, IC, weight, OC, beta, out, OC);
+  } else {
+    sgemm(CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC);
+  }
+}
+
+void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int N, int IC, int OC, WeightLayout layout) {
+  if (layout == WeightLayout::kInOut) {
+    if (dinp != nullptr) {
+      sgemm(CblasNoTrans, CblasTrans, N, IC, OC, 1.0f, dout, OC, weight, OC, 1.0f, dinp, IC);
+    }
+    sgemm(CblasTrans, CblasNoTrans, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f, dweight, OC);
+  } else {
+    if (dinp != nullptr) {
+      sgemm(CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, weight, IC, 1.0f, dinp, IC);
+    }
+    sgemm(CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC);
+  }
+  if (dbias != nullptr) {
+#pragma omp parallel
+    {
+      const Range share = column_share(OC, omp_get_thread_num(), omp_get_num_threads());
+      for (int n = 0; n < N; ++n) {
+        const float* d = dout + size_t(n) * OC;
+#pragma omp simd
+        for (int c = share.begin; c < share.end; ++c) dbias[c] += d[c];
+      }
+    }
+  }
+}
+
+void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH) {
+  DS_CHECK(NH > 0 && C % NH == 0, "{} channels do not split into {} heads", C, NH);
+  const int hs = C / NH;
+  const int C3 = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const int blocks = (T + kAttentionBlock - 1) / kAttentionBlock;
+  // Tasks are (batch, head, row block): each writes its own rows of att and out. Inside the
+  // parallel region OpenBLAS runs single-threaded, so the pool is not oversubscribed.
+#pragma omp parallel for schedule(static)
+  for (int task = 0; task < B * NH * blocks; ++task) {
+    const int b = task / (NH * blocks);
+    const int h = (task / blocks) % NH;
+    const int r0 = (task % blocks) * kAttentionBlock;
+    const int r1 = std::min(T, r0 + kAttentionBlock);
+    const float* q = qkv + size_t(b) * T * C3 + size_t(h) * hs;
+    const float* k = q + C;
+    const float* v = q + 2 * C;
+    float* a = att + (size_t(b) * NH + h) * T * T;
+    // Scores of rows [r0, r1) against keys [0, r1), already scaled.
+    sgemm(CblasNoTrans, CblasTrans, r1 - r0, r1, hs, scale, q + size_t(r0) * C3, C3, k, C3, 0.0f,
+          a + size_t(r0) * T, T);
+    for (int t = r0; t < r1; ++t) {
+      float* row = a + size_t(t) * T;
+      float maxv = row[0];
+#pragma omp simd reduction(max : maxv)
+      for (int j = 0; j <= t; ++j) maxv = std::max(maxv, row[j]);
+      float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+      for (int j = 0; j <= t; ++j) {
+        row[j] = fast_exp(row[j] - maxv);
+        sum += row[j];
+      }
+      const float inv = 1.0f / sum;
+#pragma omp simd
+      for (int j = 0; j <= t; ++j) row[j] *= inv;
+      std::fill(row + t + 1, row + T, 0.0f);
+    }
+    sgemm(CblasNoTrans, CblasNoTrans, r1 - r0, hs, r1, 1.0f, a + size_t(r0) * T, T, v, C3, 0.0f,
+          out + (size_t(b) * T + r0) * C + size_t(h) * hs, C);
+  }
+}
+
+void attention_backward(float* dqkv, float* datt_scratch, const float* dout, const float* qkv,
+                        const float* att, int B, int T, int C, int NH) {
+  DS_CHECK(NH > 0 && C % NH == 0, "{} channels do not split into {} heads", C, NH);
+  const int hs = C / NH;
+  const int C3 = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  // One task per (batch, head): dK and dV collect contributions from every row block, so the
+  // blocks of a head run in order on one thread.
+#pragma omp parallel for schedule(static)
+  for (int bh = 0; bh < B * NH; ++bh) {
+    const int b = bh / NH;
+    const int h = bh % NH;
+    const size_t head = size_t(b) * T * C3 + size_t(h) * hs;
+    const float* q = qkv + head;
+    const float* k = q + C;
+    const float* v = q + 2 * C;
+    float* dq = dqkv + head;
+    float* dk = dq + C;
+    float* dv = dq + 2 * C;
+    const float* a = att + size_t(bh) * T * T;
+    float* da = datt_scratch + size_t(bh) * T * T;
+    const float* d = dout + size_t(b) * T * C + size_t(h) * hs;
+    for (int r0 = 0; r0 < T; r0 += kAttentionBlock) {
+      const int r1 = std::min(T, r0 + kAttentionBlock);
+      const int rows = r1 - r0;
+      // dP = dO V^T over keys [0, r1).
+      sgemm(CblasNoTrans, CblasTrans, rows, r1, hs, 1.0f, d + size_t(r0) * C, C, v, C3, 0.0f,
+            da + size_t(r0) * T, T);
+      // Softmax backward: dS = P * (dP - sum_j P dP); zero above the diagonal.
+      for (int t = r0; t < r1; ++t) {
+        const float* p = a + size_t(t) * T;
+        float* g = da + size_t(t) * T;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int j = 0; j <= t; ++j) dot += p[j] * g[j];
+#pragma omp simd
+        for (int j = 0; j <= t; ++j) g[j] = p[j] * (g[j] - dot);
+        std::fill(g + t + 1, g + r1, 0.0f);
+      }
+      const float* ds = da + size_t(r0) * T;
+      // dQ[r0:r1] += scale dS K;  dK[0:r1] += scale dS^T Q[r0:r1];  dV[0:r1] += P^T dO[r0:r1].
+      sgemm(CblasNoTrans, CblasNoTrans, rows, hs, r1, scale, ds, T, k, C3, 1.0f,
+            dq + size_t(r0) * C3, C3);
+      sgemm(CblasTrans, CblasNoTrans, r1, hs, rows, scale, ds, T, q + size_t(r0) * C3, C3, 1.0f,
+            dk, C3);
+      sgemm(CblasTrans, CblasNoTrans, r1, hs, rows, 1.0f, a + size_t(r0) * T, T,
+            d + size_t(r0) * C, C, 1.0f, dv, C3);
+    }
+  }
+}
+
+void gelu_forward(float* out, const float* inp, int64_t N) {
+#pragma omp parallel for simd schedule(static) if (N >= kParallelMin)
+  for (int64_t i = 0; i < N; ++i) {
+    const float x = inp[i];
+    const float u = kGeluScale * (x + kGeluCubic * x * x * x);
+    out[i] = 0.5f * x * (1.0f + fast_tanh(u));
+  }
+}
+
+void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) {
+#pragma omp parallel for simd schedule(static) if (N >= kParallelMin)
+  for (int64_t i = 0; i < N; ++i) {
+    const float x = inp[i];
+    const float u = kGeluScale * (x + kGeluCubic * x * x * x);
+    const float th = fast_tanh(u);
+    const float du = kGeluScale * (1.0f + 3.0f * kGeluCubic * x * x);
+    const float grad = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+    dinp[i] += grad * dout[i];
+  }
+}
+
+void residual_forward(float* out, const float* a, const float* b, int64_t N) {
+#pragma omp parallel for simd schedule(static) if (N >= kParallelMin)
+  for (int64_t i = 0; i < N; ++i) out[i] = a[i] + b[i];
+}
+
+void add_inplace(float* dst, const float* src, int64_t N) {
+#pragma omp parallel for simd schedule(static) if (N >= kParallelMin)
+  for (int64_t i = 0; i < N; ++i) dst[i] += src[i];
+}
+
+void softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
+                                   const int32_t* targets, int N, int V) {
+  for (int n = 0; n < N; ++n) {
+    DS_CHECK(targets[n] >= 0 && targets[n] < V, "target {} at position {} is outside [0, {})",
+             targets[n], n, V);
+  }
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; ++n) {
+    const float* x = logits + size_t(n) * V;
+    float* p = probs + size_t(n) * V;
+    // Read before p (which may be x) is overwritten.
+    const float target_logit = x[targets[n]];
+    float maxv = x[0];
+#pragma omp simd reduction(max : maxv)
+    for (int i = 0; i < V; ++i) maxv = std::max(maxv, x[i]);
+    // The sum is kept in double: GPT-2 rows have 50257 terms.
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < V; ++i) {
+      const float e = fast_exp(x[i] - maxv);
+      p[i] = e;
+      sum += e;
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+#pragma omp simd
+    for (int i = 0; i < V; ++i) p[i] *= inv;
+    losses[n] = static_cast<float>(std::log(sum) + double(maxv) - double(target_logit));
+  }
+}
+
+void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets,
+                                    float dloss, int N, int V) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; ++n) {
+    const float* p = probs + size_t(n) * V;
+    float* d = dlogits + size_t(n) * V;
+#pragma omp simd
+    for (int i = 0; i < V; ++i) d[i] = p[i] * dloss;
+    d[targets[n]] -= dloss;
+  }
+}
+
+double sum_of_squares(const float* x, int64_t N) {
+  // Per-thread partials added in thread order: a float-atomic or omp reduction would make the
+  // gradient norm (and so clipping) differ from run to run.
+  constexpr int kMaxThreads = 256;
+  double partial[kMaxThreads] = {};
+  int used = 1;
+#pragma omp parallel num_threads(std::min(omp_get_max_threads(), kMaxThreads)) if (N >= kParallelMin)
+  {
+    const int threads = omp_get_num_threads();
+    const int id = omp_get_thread_num();
+    const int64_t begin = N * id / threads;
+    const int64_t end = N * (id + 1) / threads;
+    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = begin; i < end; ++i) acc += double(x[i]) * double(x[i]);
+    partial[id] = acc;
+    if (id == 0) used = threads;
+  }
+  double total = 0.0;
+  for (int i = 0; i < used; ++i) total += partial[i];
+  return total;
+}
+
+void scale_inplace(float* x, float scale, int64_t N) {
+#pragma omp parallel for simd schedule(static) if (N >= kParallelMin)
+  for (int64_t i = 0; i < N; ++i) x[i] *= scale;
+}
+
+}  // namespace ds::tensor::cpu

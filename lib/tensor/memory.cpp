@@ -1,0 +1,128 @@
+#include "tensor/memory.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <utility>
+
+#include "util/error.h"
+
+namespace ds::tensor {
+namespace {
+
+void raise_peak(std::atomic<size_t>& peak, size_t value) {
+  size_t seen = peak.load(std::memory_order_relaxed);
+  while (value > seen && !peak.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
+  }
+}
+
+size_t index_of(MemoryCategory category) {
+  const auto i = static_cast<size_t>(category);
+  DS_CHECK(i < kNumMemoryCategories, "unknown memory category {}", i);
+  return i;
+}
+
+}  // namespace
+
+std::string_view memory_category_name(MemoryCategory category) {
+  switch (category) {
+    case MemoryCategory::kParameters: return "parameters";
+    case MemoryCategory::kGradients: return "gradients";
+    case MemoryCategory::kOptimizerState: return "optimizer_state";
+    case MemoryCategory::kActivations: return "activations";
+    case MemoryCategory::kCommunication: return "communication";
+    case MemoryCategory::kOther: return "other";
+  }
+  return "?";
+}
+
+MemoryTracker& MemoryTracker::instance() {
+  static MemoryTracker tracker;
+  return tracker;
+}
+
+void MemoryTracker::add(MemoryCategory category, size_t bytes) {
+  const size_t i = index_of(category);
+  const size_t now = current_[i].fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  raise_peak(peak_[i], now);
+  const size_t all = total_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  raise_peak(peak_total_, all);
+}
+
+void MemoryTracker::sub(MemoryCategory category, size_t bytes) {
+  const size_t i = index_of(category);
+  current_[i].fetch_sub(bytes, std::memory_order_relaxed);
+  total_.fetch_sub(bytes, std::memory_order_relaxed);
+}
+
+size_t MemoryTracker::bytes(MemoryCategory category) const {
+  return current_[index_of(category)].load(std::memory_order_relaxed);
+}
+
+size_t MemoryTracker::peak(MemoryCategory category) const {
+  return peak_[index_of(category)].load(std::memory_order_relaxed);
+}
+
+size_t MemoryTracker::total() const { return total_.load(std::memory_order_relaxed); }
+
+size_t MemoryTracker::peak_total() const { return peak_total_.load(std::memory_order_relaxed); }
+
+void MemoryTracker::reset_peaks() {
+  for (size_t i = 0; i < kNumMemoryCategories; ++i) {
+    peak_[i].store(current_[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+  }
+  peak_total_.store(total_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+}
+
+size_t memory_bytes(MemoryCategory category) {
+  return MemoryTracker::instance().bytes(category);
+}
+size_t memory_peak(MemoryCategory category) { return MemoryTracker::instance().peak(category); }
+size_t memory_total() { return MemoryTracker::instance().total(); }
+
+Buffer::Buffer(size_t bytes, MemoryCategory category) : bytes_(bytes), category_(category) {
+  index_of(category);
+  if (bytes == 0) return;
+  // aligned_alloc wants a multiple of the alignment; the padding is not counted as used.
+  const size_t padded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  data_ = std::aligned_alloc(kAlignment, padded);
+  if (data_ == nullptr) {
+    throw Error(fmt::format("out of memory allocating {} bytes for {}", bytes,
+                            memory_category_name(category)),
+                "reduce the micro-batch size or model size, or use a higher ZeRO stage");
+  }
+  std::memset(data_, 0, padded);
+  MemoryTracker::instance().add(category_, bytes_);
+}
+
+Buffer::~Buffer() { reset(); }
+
+Buffer::Buffer(Buffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      bytes_(std::exchange(other.bytes_, 0)),
+      category_(other.category_) {}
+
+Buffer& Buffer::operator=(Buffer&& other) noexcept {
+  if (this != &other) {
+    reset();
+    data_ = std::exchange(other.data_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+    category_ = other.category_;
+  }
+  return *this;
+}
+
+void Buffer::zero() {
+  if (data_ != nullptr) std::memset(data_, 0, bytes_);
+}
+
+void Buffer::reset() {
+  if (data_ != nullptr) {
+    std::free(data_);
+    MemoryTracker::instance().sub(category_, bytes_);
+  }
+  data_ = nullptr;
+  bytes_ = 0;
+}
+
+}  // namespace ds::tensor

@@ -1,0 +1,95 @@
+// Memory accounting by category. Every byte a training run holds lives in a Buffer that
+// names what it is for, so a rank can report parameters vs. gradients vs. optimizer state
+// vs. activations, and tests can check that ZeRO stages really shrink the right ones.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace ds::tensor {
+
+enum class MemoryCategory : uint8_t {
+  kParameters,
+  kGradients,
+  kOptimizerState,
+  kActivations,
+  kCommunication,
+  kOther,
+};
+inline constexpr int kNumMemoryCategories = 6;
+
+std::string_view memory_category_name(MemoryCategory category);  // "parameters", ...
+
+// Process-wide counters of current and peak bytes per category. Lock-free: buffers are
+// created from many threads (ranks run as threads in tests), and only counters change.
+class MemoryTracker {
+ public:
+  static MemoryTracker& instance();
+
+  void add(MemoryCategory category, size_t bytes);
+  void sub(MemoryCategory category, size_t bytes);
+
+  size_t bytes(MemoryCategory category) const;
+  size_t peak(MemoryCategory category) const;
+  size_t total() const;       // current bytes over all categories
+  size_t peak_total() const;  // the highest total seen, not the sum of per-category peaks
+  // Lowers every peak to the current value, e.g. to measure one training step.
+  void reset_peaks();
+
+ private:
+  MemoryTracker() = default;
+
+  std::array<std::atomic<size_t>, kNumMemoryCategories> current_{};
+  std::array<std::atomic<size_t>, kNumMemoryCategories> peak_{};
+  std::atomic<size_t> total_{0};
+  std::atomic<size_t> peak_total_{0};
+};
+
+// Shorthands for MemoryTracker::instance().
+size_t memory_bytes(MemoryCategory category);
+size_t memory_peak(MemoryCategory category);
+size_t memory_total();
+
+// Owning, 64-byte aligned host memory registered with the tracker for its lifetime. Zeroed on
+// allocation: gradient buffers rely on it because every backward kernel accumulates. Move-only.
+class Buffer {
+ public:
+  static constexpr size_t kAlignment = 64;
+
+  Buffer() = default;
+  Buffer(size_t bytes, MemoryCategory category);
+  ~Buffer();
+
+  Buffer(Buffer&& other) noexcept;
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* data() { return data_; }
+  const void* data() const { return data_; }
+  template <typename T>
+  T* as() {
+    return static_cast<T*>(data_);
+  }
+  template <typename T>
+  const T* as() const {
+    return static_cast<const T*>(data_);
+  }
+  size_t size() const { return bytes_; }
+  bool empty() const { return bytes_ == 0; }
+  MemoryCategory category() const { return category_; }
+
+  void zero();
+  // Frees the memory now (and unregisters it); the buffer becomes empty.
+  void reset();
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+  MemoryCategory category_ = MemoryCategory::kOther;
+};
+
+}  // namespace ds::tensor

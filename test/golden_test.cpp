@@ -1,0 +1,130 @@
+// The CPU GPT against PyTorch: test/golden/gpt_small.safetensors holds weights, a
+// batch, and PyTorch's logits, loss, gradients and 10 AdamW losses for them
+// (scripts/make_golden.py). Tolerances are the issue's: loss within 1e-5 relative,
+// each gradient within 1e-4 of its tensor's largest magnitude, AdamW losses within 1e-4.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "checkpoint/safetensors.h"
+#include "model/gpt.h"
+#include "optim/optimizer.h"
+#include "tensor/memory.h"
+
+using ds::checkpoint::SafetensorsFile;
+
+namespace {
+
+struct Golden {
+  SafetensorsFile file;
+  ds::config::ModelConfig model;
+  int B = 0, T = 0;
+  std::vector<int32_t> inputs, targets;
+};
+
+int meta_int(const SafetensorsFile& f, const char* key) { return std::stoi(f.metadata().at(key)); }
+
+Golden load_golden() {
+  Golden g{SafetensorsFile::load(std::string(DS_SOURCE_DIR) + "/test/golden/gpt_small.safetensors"),
+           {},
+           0,
+           0,
+           {},
+           {}};
+  const SafetensorsFile& f = g.file;
+  g.model.n_layer = meta_int(f, "n_layer");
+  g.model.n_head = meta_int(f, "n_head");
+  g.model.n_embd = meta_int(f, "n_embd");
+  g.model.vocab_size = meta_int(f, "vocab_size");
+  g.model.block_size = meta_int(f, "block_size");
+  g.model.tie_embeddings = f.metadata().at("tie_embeddings") == "true";
+  g.B = meta_int(f, "batch_size");
+  g.T = meta_int(f, "seq_len");
+  g.inputs = f.i32("inputs");
+  g.targets = f.i32("targets");
+  return g;
+}
+
+std::vector<float> load_params(const Golden& g, const ds::model::ModelLayout& layout) {
+  std::vector<float> flat(layout.total, 0.0f);
+  for (const auto& p : layout.params) {
+    const std::vector<float> values = g.file.f32("param." + p.name);
+    REQUIRE(static_cast<int64_t>(values.size()) == p.numel);
+    std::copy(values.begin(), values.end(), flat.begin() + p.offset);
+  }
+  return flat;
+}
+
+}  // namespace
+
+TEST_CASE("forward and backward match PyTorch", "[golden]") {
+  const Golden g = load_golden();
+  ds::model::Gpt gpt(g.model);
+  std::vector<float> params = load_params(g, gpt.layout());
+  std::vector<float> grads(params.size(), 0.0f);
+  const int N = g.B * g.T;
+  ds::model::MicroBatch mb{g.inputs.data(), g.targets.data(), g.B, g.T, 1.0f / N};
+
+  const double loss = gpt.forward(params.data(), mb);
+  const double expected = g.file.f32("loss")[0];
+  INFO("loss " << loss << " vs PyTorch " << expected);
+  CHECK(std::fabs(loss - expected) <= 1e-5 * std::fabs(expected));
+
+  gpt.backward(params.data(), grads.data(), mb);
+  for (const auto& p : gpt.layout().params) {
+    const std::vector<float> want = g.file.f32("grad." + p.name);
+    float max_magnitude = 0, max_error = 0;
+    for (int64_t i = 0; i < p.numel; ++i) {
+      max_magnitude = std::max(max_magnitude, std::fabs(want[i]));
+      max_error = std::max(max_error, std::fabs(grads[p.offset + i] - want[i]));
+    }
+    INFO(p.name << ": max error " << max_error << ", max magnitude " << max_magnitude);
+    CHECK(max_error <= 1e-4f * max_magnitude);
+  }
+}
+
+TEST_CASE("ten AdamW steps follow PyTorch's losses", "[golden]") {
+  const Golden g = load_golden();
+  ds::model::Gpt gpt(g.model);
+  std::vector<float> params = load_params(g, gpt.layout());
+  std::vector<float> grads(params.size(), 0.0f);
+  const auto& meta = g.file.metadata();
+  ds::optim::AdamOptions options;
+  options.beta1 = std::stod(meta.at("beta1"));
+  options.beta2 = std::stod(meta.at("beta2"));
+  options.eps = std::stod(meta.at("eps"));
+  options.weight_decay = std::stod(meta.at("weight_decay"));
+  options.decoupled_weight_decay = true;
+  ds::optim::Adam adam(static_cast<int64_t>(params.size()), options);
+  const double lr = std::stod(meta.at("lr"));
+  const std::vector<float> expected = g.file.f32("adamw_losses");
+  const int N = g.B * g.T;
+  ds::model::MicroBatch mb{g.inputs.data(), g.targets.data(), g.B, g.T, 1.0f / N};
+  for (size_t step = 0; step < expected.size(); ++step) {
+    std::fill(grads.begin(), grads.end(), 0.0f);
+    const double loss = gpt.forward(params.data(), mb);
+    INFO("step " << step + 1 << ": loss " << loss << " vs PyTorch " << expected[step]);
+    CHECK(std::fabs(loss - expected[step]) <= 1e-4 * std::fabs(expected[step]));
+    gpt.backward(params.data(), grads.data(), mb);
+    adam.step(params.data(), grads.data(), static_cast<int64_t>(params.size()), lr,
+              static_cast<int64_t>(step) + 1);
+  }
+}
+
+TEST_CASE("a training step allocates nothing after the first", "[golden]") {
+  const Golden g = load_golden();
+  ds::model::Gpt gpt(g.model);
+  std::vector<float> params = load_params(g, gpt.layout());
+  std::vector<float> grads(params.size(), 0.0f);
+  const int N = g.B * g.T;
+  ds::model::MicroBatch mb{g.inputs.data(), g.targets.data(), g.B, g.T, 1.0f / N};
+  gpt.forward(params.data(), mb);
+  gpt.backward(params.data(), grads.data(), mb);
+  const size_t after_first = ds::tensor::memory_total();
+  ds::tensor::MemoryTracker::instance().reset_peaks();
+  gpt.forward(params.data(), mb);
+  gpt.backward(params.data(), grads.data(), mb);
+  CHECK(ds::tensor::memory_total() == after_first);
+  CHECK(ds::tensor::MemoryTracker::instance().peak_total() == after_first);
+}

@@ -1,0 +1,70 @@
+// The training loop of one process: data, model, optimizer and schedule from a
+// resolved TrainConfig; logs, metrics and evaluation as DESIGN.md describes.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/train_config.h"
+#include "data/sampler.h"
+#include "data/token_dataset.h"
+#include "model/gpt.h"
+#include "optim/lr_schedule.h"
+#include "optim/optimizer.h"
+#include "tensor/memory.h"
+#include "worker/metrics_writer.h"
+
+namespace ds::worker {
+
+struct TrainOptions {
+  std::string config;
+  std::string metrics;           // overrides log.metrics
+  std::string init_weights;      // safetensors to start from
+  std::string save_weights;      // safetensors to write at the end (also checkpoint.export)
+  std::optional<int64_t> steps;  // overrides train.steps
+};
+
+struct StepResult {
+  double loss = 0;       // mean over the step's global batch, before the update
+  double grad_norm = 0;  // before clipping
+  double lr = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(config::TrainConfig config, const TrainOptions& options);
+
+  // Trains train.steps steps; throws ds::Error with exit code 128+N on a signal.
+  void run();
+
+  // One optimizer step (from 0); public for tests and benchmarks.
+  StepResult train_step(int64_t step);
+  // Mean loss over train.eval_batches validation batches; nullopt without a val stream.
+  std::optional<double> evaluate();
+
+  const model::Gpt& model() const { return *model_; }
+  const float* parameters() const { return params_.as<float>(); }
+  int64_t tokens_per_step() const;
+
+ private:
+  void log_start() const;
+  void stop_if_interrupted(int64_t completed_steps) const;
+
+  config::TrainConfig cfg_;
+  TrainOptions options_;
+  data::Datasets data_;
+  std::unique_ptr<model::Gpt> model_;
+  tensor::Buffer params_, grads_;
+  std::unique_ptr<optim::Optimizer> optimizer_;
+  std::unique_ptr<optim::LrSchedule> schedule_;
+  std::unique_ptr<data::TrainSampler> sampler_;
+  std::unique_ptr<data::EvalSampler> eval_sampler_;
+  tensor::Buffer inputs_, targets_;
+  MetricsWriter metrics_;
+  int64_t micro_ = 0, seq_len_ = 0, accum_ = 0;
+};
+
+}  // namespace ds::worker
