@@ -7,9 +7,9 @@
 // float kernels must agree within 2e-5 + 1e-4·|expected|.
 // Every backward starts from random gradient buffers and the test subtracts them, which checks
 // that kernels accumulate (+=) instead of overwriting.
-#include <catch2/catch.hpp>
 #include <omp.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -46,8 +46,8 @@ std::vector<int32_t> random_tokens(size_t n, int vocab, uint32_t seed) {
 
 DVec to_double(const Vec& v) { return DVec(v.begin(), v.end()); }
 
-void check_close(const std::string& what, const float* actual, const DVec& expected,
-                 double atol, double rtol) {
+void check_close(const std::string& what, const float* actual, const DVec& expected, double atol,
+                 double rtol) {
   size_t bad = 0;
   size_t first = 0;
   for (size_t i = 0; i < expected.size(); ++i) {
@@ -56,9 +56,8 @@ void check_close(const std::string& what, const float* actual, const DVec& expec
       if (bad++ == 0) first = i;
     }
   }
-  INFO(what << ": " << bad << " of " << expected.size() << " differ; first at " << first
-            << ": got " << (bad ? actual[first] : 0.0f) << ", want "
-            << (bad ? expected[first] : 0.0));
+  INFO(what << ": " << bad << " of " << expected.size() << " differ; first at " << first << ": got "
+            << (bad ? actual[first] : 0.0f) << ", want " << (bad ? expected[first] : 0.0));
   CHECK(bad == 0);
 }
 
@@ -85,9 +84,8 @@ void check_grad(const std::string& what, const Vec& after, const Vec& before,
       if (bad++ == 0) first = i;
     }
   }
-  INFO(what << ": " << bad << " of " << expected.size() << " differ; first at " << first
-            << ": got " << (bad ? got[first] : 0.0) << ", want "
-            << (bad ? expected[first] : 0.0));
+  INFO(what << ": " << bad << " of " << expected.size() << " differ; first at " << first << ": got "
+            << (bad ? got[first] : 0.0) << ", want " << (bad ? expected[first] : 0.0));
   CHECK(bad == 0);
 }
 
@@ -227,11 +225,11 @@ TEST_CASE("layernorm forward and backward", "[cpu_kernels]") {
     const Vec w = random_vec(C, 11, 0.5f, 1.5f);
     const Vec b = random_vec(C, 12);
     Vec out(x.size()), mean(N), rstd(N);
-    cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N,
-                           C, eps);
+    cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C,
+                           eps);
     DVec want_mean(N), want_rstd(N);
-    const DVec want = ref_layernorm(to_double(x), to_double(w), to_double(b), N, C, eps,
-                                    &want_mean, &want_rstd);
+    const DVec want =
+        ref_layernorm(to_double(x), to_double(w), to_double(b), N, C, eps, &want_mean, &want_rstd);
     check_forward("out", out, want);
     check_forward("mean", mean, want_mean);
     check_forward("rstd", rstd, want_rstd);
@@ -243,15 +241,15 @@ TEST_CASE("layernorm forward and backward", "[cpu_kernels]") {
     cpu::layernorm_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(),
                             mean.data(), rstd.data(), N, C);
     const DVec xd = to_double(x), wd = to_double(w), bd = to_double(b);
-    check_grad("dinp", dx, dx0, numeric_grad([&](const DVec& v) {
-      return ref_layernorm(v, wd, bd, N, C, eps);
-    }, xd, g));
-    check_grad("dweight", dw, dw0, numeric_grad([&](const DVec& v) {
-      return ref_layernorm(xd, v, bd, N, C, eps);
-    }, wd, g));
-    check_grad("dbias", db, db0, numeric_grad([&](const DVec& v) {
-      return ref_layernorm(xd, wd, v, N, C, eps);
-    }, bd, g));
+    check_grad(
+        "dinp", dx, dx0,
+        numeric_grad([&](const DVec& v) { return ref_layernorm(v, wd, bd, N, C, eps); }, xd, g));
+    check_grad(
+        "dweight", dw, dw0,
+        numeric_grad([&](const DVec& v) { return ref_layernorm(xd, v, bd, N, C, eps); }, wd, g));
+    check_grad(
+        "dbias", db, db0,
+        numeric_grad([&](const DVec& v) { return ref_layernorm(xd, wd, v, N, C, eps); }, bd, g));
   }
 }
 
@@ -265,8 +263,8 @@ TEST_CASE("matmul forward and backward in both weight layouts", "[cpu_kernels]")
       const Vec bias = random_vec(OC, 22);
       const DVec xd = to_double(x), wd = to_double(w), bd = to_double(bias);
       Vec out = random_vec(size_t(N) * OC, 23);  // garbage: forward must overwrite
-      cpu::matmul_forward(out.data(), x.data(), w.data(), with_bias ? bias.data() : nullptr, N,
-                          IC, OC, layout);
+      cpu::matmul_forward(out.data(), x.data(), w.data(), with_bias ? bias.data() : nullptr, N, IC,
+                          OC, layout);
       check_forward("out", out, ref_matmul(xd, wd, with_bias ? &bd : nullptr, N, IC, OC, layout));
 
       const Vec dout = random_vec(out.size(), 24);
@@ -277,24 +275,27 @@ TEST_CASE("matmul forward and backward in both weight layouts", "[cpu_kernels]")
       cpu::matmul_backward(dx.data(), dw.data(), with_bias ? db.data() : nullptr, dout.data(),
                            x.data(), w.data(), N, IC, OC, layout);
       const DVec* bp = with_bias ? &bd : nullptr;
-      check_grad("dinp", dx, dx0, numeric_grad([&](const DVec& v) {
-        return ref_matmul(v, wd, bp, N, IC, OC, layout);
-      }, xd, g));
-      check_grad("dweight", dw, dw0, numeric_grad([&](const DVec& v) {
-        return ref_matmul(xd, v, bp, N, IC, OC, layout);
-      }, wd, g));
+      check_grad(
+          "dinp", dx, dx0,
+          numeric_grad([&](const DVec& v) { return ref_matmul(v, wd, bp, N, IC, OC, layout); }, xd,
+                       g));
+      check_grad(
+          "dweight", dw, dw0,
+          numeric_grad([&](const DVec& v) { return ref_matmul(xd, v, bp, N, IC, OC, layout); }, wd,
+                       g));
       if (with_bias) {
-        check_grad("dbias", db, db0, numeric_grad([&](const DVec& v) {
-          return ref_matmul(xd, wd, &v, N, IC, OC, layout);
-        }, bd, g));
+        check_grad(
+            "dbias", db, db0,
+            numeric_grad([&](const DVec& v) { return ref_matmul(xd, wd, &v, N, IC, OC, layout); },
+                         bd, g));
       } else {
         CHECK(db == db0);
       }
 
       // The first layer passes no input gradient.
       Vec dw2 = dw0;
-      cpu::matmul_backward(nullptr, dw2.data(), nullptr, dout.data(), x.data(), w.data(), N, IC,
-                           OC, layout);
+      cpu::matmul_backward(nullptr, dw2.data(), nullptr, dout.data(), x.data(), w.data(), N, IC, OC,
+                           layout);
       check_grad("dweight without dinp", dw2, dw0, added(dw, dw0));
     }
   }
@@ -320,8 +321,8 @@ TEST_CASE("attention forward and backward", "[cpu_kernels]") {
     const Vec dqkv0 = random_vec(qkv.size(), 33);
     Vec dqkv = dqkv0;
     Vec scratch(att.size());
-    cpu::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), B,
-                            T, C, NH);
+    cpu::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), B, T,
+                            C, NH);
     // Finite differences for every input on the small shapes, a sample of 150 on the large.
     const auto f = [&](const DVec& v) { return ref_attention(v, B, T, C, NH); };
     if (qkv.size() <= 400) {
@@ -406,8 +407,8 @@ TEST_CASE("element-wise helpers", "[cpu_kernels]") {
 }
 
 TEST_CASE("softmax cross-entropy forward and backward", "[cpu_kernels]") {
-  for (auto [N, V, offset] : {std::tuple{1, 1, 0.0f}, {6, 11, 0.0f}, {9, 257, 50.0f},
-                              {2, 50257, 1000.0f}}) {
+  for (auto [N, V, offset] :
+       {std::tuple{1, 1, 0.0f}, {6, 11, 0.0f}, {9, 257, 50.0f}, {2, 50257, 1000.0f}}) {
     CAPTURE(N, V, offset);
     // A large common offset checks that the maximum is subtracted before exp.
     const Vec logits = random_vec(size_t(N) * V, 60, offset - 8.0f, offset + 8.0f);
@@ -461,8 +462,8 @@ TEST_CASE("softmax cross-entropy forward and backward", "[cpu_kernels]") {
     check_close("dlogits", dlogits.data(), want_d, 1e-7, 1e-4);
 
     Vec in_place = probs;
-    cpu::softmax_cross_entropy_backward(in_place.data(), in_place.data(), targets.data(), dloss,
-                                        N, V);
+    cpu::softmax_cross_entropy_backward(in_place.data(), in_place.data(), targets.data(), dloss, N,
+                                        V);
     CHECK(in_place == dlogits);
   }
 }
@@ -481,13 +482,13 @@ TEST_CASE("reductions are deterministic and race-free across thread counts", "[c
     Vec out(size_t(B) * T * C), att(size_t(B) * NH * T * T), scratch(att.size());
     Vec dqkv(qkv.size(), 0.0f);
     cpu::attention_forward(out.data(), att.data(), qkv.data(), B, T, C, NH);
-    cpu::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), B,
-                            T, C, NH);
+    cpu::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), B, T,
+                            C, NH);
     Vec dwte(size_t(V) * C, 0.0f), dwpe(size_t(T) * C, 0.0f);
     cpu::encoder_backward(dwte.data(), dwpe.data(), dout.data(), tokens.data(), B, T, C);
     Vec y(x.size()), mean(B * T), rstd(B * T), dx(x.size(), 0.0f), dw(C, 0.0f), db(C, 0.0f);
-    cpu::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), w.data(),
-                           B * T, C, 1e-5f);
+    cpu::layernorm_forward(y.data(), mean.data(), rstd.data(), x.data(), w.data(), w.data(), B * T,
+                           C, 1e-5f);
     cpu::layernorm_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(),
                             mean.data(), rstd.data(), B * T, C);
     std::vector<Vec> results{out, dqkv, dwte, dwpe, dx, dw, db};

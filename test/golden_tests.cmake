@@ -1,1 +1,8 @@
 ds_add_test(golden_test LABELS golden SOURCES golden_test.cpp LIBS ds_model ds_checkpoint ds_optim)
+
+# The trainer against an independent PyTorch replay (skipped without python3-torch).
+add_test(NAME replay_against_pytorch
+  COMMAND bash "${CMAKE_CURRENT_SOURCE_DIR}/replay_test.sh" "${PROJECT_BINARY_DIR}/bin"
+          "${PROJECT_SOURCE_DIR}")
+set_tests_properties(replay_against_pytorch PROPERTIES LABELS golden SKIP_RETURN_CODE 77
+  TIMEOUT 600)

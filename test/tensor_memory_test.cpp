@@ -1,6 +1,5 @@
 // Memory accounting (Buffer, MemoryTracker) and the Tensor type's views and checks.
 #include <catch2/catch.hpp>
-
 #include <cstdint>
 #include <thread>
 #include <vector>

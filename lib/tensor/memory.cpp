@@ -26,12 +26,18 @@ size_t index_of(MemoryCategory category) {
 
 std::string_view memory_category_name(MemoryCategory category) {
   switch (category) {
-    case MemoryCategory::kParameters: return "parameters";
-    case MemoryCategory::kGradients: return "gradients";
-    case MemoryCategory::kOptimizerState: return "optimizer_state";
-    case MemoryCategory::kActivations: return "activations";
-    case MemoryCategory::kCommunication: return "communication";
-    case MemoryCategory::kOther: return "other";
+    case MemoryCategory::kParameters:
+      return "parameters";
+    case MemoryCategory::kGradients:
+      return "gradients";
+    case MemoryCategory::kOptimizerState:
+      return "optimizer_state";
+    case MemoryCategory::kActivations:
+      return "activations";
+    case MemoryCategory::kCommunication:
+      return "communication";
+    case MemoryCategory::kOther:
+      return "other";
   }
   return "?";
 }
@@ -74,9 +80,7 @@ void MemoryTracker::reset_peaks() {
   peak_total_.store(total_.load(std::memory_order_relaxed), std::memory_order_relaxed);
 }
 
-size_t memory_bytes(MemoryCategory category) {
-  return MemoryTracker::instance().bytes(category);
-}
+size_t memory_bytes(MemoryCategory category) { return MemoryTracker::instance().bytes(category); }
 size_t memory_peak(MemoryCategory category) { return MemoryTracker::instance().peak(category); }
 size_t memory_total() { return MemoryTracker::instance().total(); }
 

@@ -37,8 +37,8 @@ Tensor Tensor::zeros(Shape shape, DType dtype, MemoryCategory category) {
 
 Tensor Tensor::view(Buffer& buffer, size_t byte_offset, Shape shape, DType dtype) {
   Tensor t(nullptr, std::move(shape), dtype, Device::cpu());
-  DS_CHECK(byte_offset % dtype_size(dtype) == 0, "view offset {} is not aligned to {}",
-           byte_offset, dtype_name(dtype));
+  DS_CHECK(byte_offset % dtype_size(dtype) == 0, "view offset {} is not aligned to {}", byte_offset,
+           dtype_name(dtype));
   DS_CHECK(byte_offset <= buffer.size() && t.nbytes() <= buffer.size() - byte_offset,
            "view {} at byte {} runs past a buffer of {} bytes", t.str(), byte_offset,
            buffer.size());

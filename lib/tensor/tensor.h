@@ -79,7 +79,7 @@ class Tensor {
     return static_cast<const T*>(data_);
   }
 
-  void zero();  // CPU only
+  void zero();              // CPU only
   std::string str() const;  // "f32[4, 256] cpu"
 
  private:
@@ -90,8 +90,7 @@ class Tensor {
     if constexpr (std::is_same_v<std::remove_cv_t<T>, float>) {
       DS_CHECK(dtype_ == DType::kF32, "tensor {} read as f32", str());
     } else if constexpr (std::is_same_v<std::remove_cv_t<T>, uint16_t>) {
-      DS_CHECK(dtype_ == DType::kBF16 || dtype_ == DType::kF16, "tensor {} read as 16-bit",
-               str());
+      DS_CHECK(dtype_ == DType::kBF16 || dtype_ == DType::kF16, "tensor {} read as 16-bit", str());
     } else {
       static_assert(sizeof(T) == 0, "element type must be float or uint16_t");
     }

@@ -62,8 +62,40 @@ inline float fast_tanh(float u) { return 1.0f - 2.0f / (1.0f + fast_exp(2.0f * u
 constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
 constexpr float kGeluCubic = 0.044715f;
 
-void sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha,
-           const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+// Reductions keep kLanes independent partial sums. GCC vectorises that shape without
+// -ffast-math (it may not reorder a single running sum, and `omp simd reduction` left these
+// loops scalar in practice), and the order of additions is fixed by this code rather than by
+// the vector width, so every build of the same source gives the same bits.
+constexpr int kLanes = 16;
+
+template <typename Acc, typename Term>
+inline Acc lane_sum(int64_t n, Term term) {
+  Acc acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) acc[l] += term(i + l);
+  }
+  Acc total = 0;
+  for (; i < n; ++i) total += term(i);
+  for (int l = 0; l < kLanes; ++l) total += acc[l];
+  return total;
+}
+
+inline float lane_max(const float* x, int64_t n) {
+  float acc[kLanes];
+  for (int l = 0; l < kLanes; ++l) acc[l] = x[0];
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) acc[l] = std::max(acc[l], x[i + l]);
+  }
+  float m = x[0];
+  for (; i < n; ++i) m = std::max(m, x[i]);
+  for (int l = 0; l < kLanes; ++l) m = std::max(m, acc[l]);
+  return m;
+}
+
+void sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, float alpha, const float* a,
+           int lda, const float* b, int ldb, float beta, float* c, int ldc) {
   cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
@@ -115,14 +147,9 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
   for (int n = 0; n < N; ++n) {
     const float* x = inp + size_t(n) * C;
     float* o = out + size_t(n) * C;
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int c = 0; c < C; ++c) sum += x[c];
-    const float m = sum / C;
+    const float m = lane_sum<float>(C, [&](int64_t c) { return x[c]; }) / C;
     // Two passes: the variance from squares of deviations, not E[x^2] - m^2, which cancels.
-    float var = 0.0f;
-#pragma omp simd reduction(+ : var)
-    for (int c = 0; c < C; ++c) var += (x[c] - m) * (x[c] - m);
+    const float var = lane_sum<float>(C, [&](int64_t c) { return (x[c] - m) * (x[c] - m); });
     const float s = 1.0f / std::sqrt(var / C + eps);
 #pragma omp simd
     for (int c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c] + bias[c];
@@ -144,16 +171,9 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
       float* di = dinp + size_t(n) * C;
       const float m = mean[n];
       const float s = rstd[n];
-      float dnorm_mean = 0.0f;
-      float dnorm_norm_mean = 0.0f;
-#pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
-      for (int c = 0; c < C; ++c) {
-        const float dnorm = weight[c] * d[c];
-        dnorm_mean += dnorm;
-        dnorm_norm_mean += dnorm * (x[c] - m) * s;
-      }
-      dnorm_mean /= C;
-      dnorm_norm_mean /= C;
+      const float dnorm_mean = lane_sum<float>(C, [&](int64_t c) { return weight[c] * d[c]; }) / C;
+      const float dnorm_norm_mean =
+          lane_sum<float>(C, [&](int64_t c) { return weight[c] * d[c] * (x[c] - m) * s; }) / C;
 #pragma omp simd
       for (int c = 0; c < C; ++c) {
         const float norm = (x[c] - m) * s;
@@ -242,15 +262,12 @@ void attention_forward(float* out, float* att, const float* qkv, int B, int T, i
           a + size_t(r0) * T, T);
     for (int t = r0; t < r1; ++t) {
       float* row = a + size_t(t) * T;
-      float maxv = row[0];
-#pragma omp simd reduction(max : maxv)
-      for (int j = 0; j <= t; ++j) maxv = std::max(maxv, row[j]);
-      float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-      for (int j = 0; j <= t; ++j) {
-        row[j] = fast_exp(row[j] - maxv);
-        sum += row[j];
-      }
+      const float maxv = lane_max(row, t + 1);
+      const float sum = lane_sum<float>(t + 1, [&](int64_t j) {
+        const float e = fast_exp(row[j] - maxv);
+        row[j] = e;
+        return e;
+      });
       const float inv = 1.0f / sum;
 #pragma omp simd
       for (int j = 0; j <= t; ++j) row[j] *= inv;
@@ -293,9 +310,7 @@ void attention_backward(float* dqkv, float* datt_scratch, const float* dout, con
       for (int t = r0; t < r1; ++t) {
         const float* p = a + size_t(t) * T;
         float* g = da + size_t(t) * T;
-        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-        for (int j = 0; j <= t; ++j) dot += p[j] * g[j];
+        const float dot = lane_sum<float>(t + 1, [&](int64_t j) { return p[j] * g[j]; });
 #pragma omp simd
         for (int j = 0; j <= t; ++j) g[j] = p[j] * (g[j] - dot);
         std::fill(g + t + 1, g + r1, 0.0f);
@@ -304,10 +319,10 @@ void attention_backward(float* dqkv, float* datt_scratch, const float* dout, con
       // dQ[r0:r1] += scale dS K;  dK[0:r1] += scale dS^T Q[r0:r1];  dV[0:r1] += P^T dO[r0:r1].
       sgemm(CblasNoTrans, CblasNoTrans, rows, hs, r1, scale, ds, T, k, C3, 1.0f,
             dq + size_t(r0) * C3, C3);
-      sgemm(CblasTrans, CblasNoTrans, r1, hs, rows, scale, ds, T, q + size_t(r0) * C3, C3, 1.0f,
-            dk, C3);
-      sgemm(CblasTrans, CblasNoTrans, r1, hs, rows, 1.0f, a + size_t(r0) * T, T,
-            d + size_t(r0) * C, C, 1.0f, dv, C3);
+      sgemm(CblasTrans, CblasNoTrans, r1, hs, rows, scale, ds, T, q + size_t(r0) * C3, C3, 1.0f, dk,
+            C3);
+      sgemm(CblasTrans, CblasNoTrans, r1, hs, rows, 1.0f, a + size_t(r0) * T, T, d + size_t(r0) * C,
+            C, 1.0f, dv, C3);
     }
   }
 }
@@ -355,17 +370,13 @@ void softmax_cross_entropy_forward(float* losses, float* probs, const float* log
     float* p = probs + size_t(n) * V;
     // Read before p (which may be x) is overwritten.
     const float target_logit = x[targets[n]];
-    float maxv = x[0];
-#pragma omp simd reduction(max : maxv)
-    for (int i = 0; i < V; ++i) maxv = std::max(maxv, x[i]);
+    const float maxv = lane_max(x, V);
     // The sum is kept in double: GPT-2 rows have 50257 terms.
-    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < V; ++i) {
+    const double sum = lane_sum<double>(V, [&](int64_t i) {
       const float e = fast_exp(x[i] - maxv);
       p[i] = e;
-      sum += e;
-    }
+      return double(e);
+    });
     const float inv = static_cast<float>(1.0 / sum);
 #pragma omp simd
     for (int i = 0; i < V; ++i) p[i] *= inv;
@@ -391,16 +402,16 @@ double sum_of_squares(const float* x, int64_t N) {
   constexpr int kMaxThreads = 256;
   double partial[kMaxThreads] = {};
   int used = 1;
-#pragma omp parallel num_threads(std::min(omp_get_max_threads(), kMaxThreads)) if (N >= kParallelMin)
+#pragma omp parallel num_threads(std::min(omp_get_max_threads(), kMaxThreads)) if (N >= \
+                                                                                   kParallelMin)
   {
     const int threads = omp_get_num_threads();
     const int id = omp_get_thread_num();
     const int64_t begin = N * id / threads;
     const int64_t end = N * (id + 1) / threads;
-    double acc = 0.0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t i = begin; i < end; ++i) acc += double(x[i]) * double(x[i]);
-    partial[id] = acc;
+    const float* part = x + begin;
+    partial[id] =
+        lane_sum<double>(end - begin, [&](int64_t i) { return double(part[i]) * part[i]; });
     if (id == 0) used = threads;
   }
   double total = 0.0;
