@@ -1,7 +1,7 @@
 // The batch triad on its own: DeepSpeed's inference table and checks.
-#include <catch2/catch.hpp>
-
 #include "config/batch_triad.h"
+
+#include <catch2/catch.hpp>
 
 using ds::config::resolve_batch_triad;
 using ds::config::TriadInput;

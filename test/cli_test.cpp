@@ -1,42 +1,22 @@
 // The programs as a user runs them: exit codes, stdout and stderr.
-#include <sys/wait.h>
-
 #include <catch2/catch.hpp>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <string>
+
+#include "process_helpers.h"
 
 using Catch::Matchers::Contains;
 
+using ds::testing::kBin;
+using ds::testing::run;
+using ds::testing::Run;
+
 namespace {
 
-struct Run {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-Run run(const std::string& command) {
-  Run r;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.out.append(buffer, n);
-  const int status = pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
-
-const std::string kBin = std::string(DS_BINARY_DIR) + "/bin/";
-const std::string kConfigs = std::string(DS_SOURCE_DIR) + "/configs/";
+const std::string kConfigs = ds::testing::kSource + "/configs/";
 
 std::string temp_file(const std::string& name, const std::string& text) {
-  const auto dir = std::filesystem::temp_directory_path() / "dstrain_cli_test";
-  std::filesystem::create_directories(dir);
-  const auto path = dir / name;
-  std::ofstream(path) << text;
-  return path.string();
+  static const ds::testing::TempDir dir("dstrain_cli_test");
+  return dir.write(name, text);
 }
 
 }  // namespace
@@ -63,8 +43,9 @@ TEST_CASE("validate prints the resolved config as JSON", "[cli]") {
 }
 
 TEST_CASE("bad configs exit 2 with the position on stderr", "[cli]") {
-  const std::string ds = temp_file("bad_ds.json", "{\n  \"train_batch_size\": 4,\n"
-                                                  "  \"zero_optimization\": {\"stage\": 4}\n}\n");
+  const std::string ds = temp_file("bad_ds.json",
+                                   "{\n  \"train_batch_size\": 4,\n"
+                                   "  \"zero_optimization\": {\"stage\": 4}\n}\n");
   const std::string cfg =
       temp_file("bad.yaml", "model: gpt-tiny\ndata: {train: x.txt}\ndeepspeed: bad_ds.json\n");
   const Run r = run(kBin + "dsworker validate " + cfg);

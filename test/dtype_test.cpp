@@ -1,8 +1,8 @@
+#include "tensor/dtype.h"
+
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
-
-#include "tensor/dtype.h"
 
 using namespace ds::tensor;
 

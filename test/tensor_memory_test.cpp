@@ -115,6 +115,8 @@ TEST_CASE("Tensor owns or views memory", "[tensor]") {
 
     Tensor moved = std::move(t);
     CHECK(moved.data<float>()[5] == 5.0f);
+    CHECK(t.numel() == 0);
+    CHECK(t.raw() == nullptr);
     CHECK(tracker.bytes(MemoryCategory::kParameters) == params0 + 96);
   }
   CHECK(tracker.bytes(MemoryCategory::kParameters) == params0);

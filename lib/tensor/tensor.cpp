@@ -3,6 +3,7 @@
 #include <fmt/ranges.h>
 
 #include <cstring>
+#include <utility>
 
 namespace ds::tensor {
 
@@ -27,6 +28,26 @@ Tensor::Tensor(void* data, Shape shape, DType dtype, Device device)
       numel_(shape_numel(shape_)),
       dtype_(dtype),
       device_(device) {}
+
+Tensor::Tensor(Tensor&& other) noexcept
+    : owned_(std::move(other.owned_)),
+      data_(std::exchange(other.data_, nullptr)),
+      shape_(std::exchange(other.shape_, {})),
+      numel_(std::exchange(other.numel_, 0)),
+      dtype_(other.dtype_),
+      device_(other.device_) {}
+
+Tensor& Tensor::operator=(Tensor&& other) noexcept {
+  if (this != &other) {
+    owned_ = std::move(other.owned_);
+    data_ = std::exchange(other.data_, nullptr);
+    shape_ = std::exchange(other.shape_, {});
+    numel_ = std::exchange(other.numel_, 0);
+    dtype_ = other.dtype_;
+    device_ = other.device_;
+  }
+  return *this;
+}
 
 Tensor Tensor::zeros(Shape shape, DType dtype, MemoryCategory category) {
   Tensor t(nullptr, std::move(shape), dtype, Device::cpu());

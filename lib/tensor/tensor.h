@@ -43,8 +43,9 @@ class Tensor {
   // A view of raw memory (e.g. device memory, or a caller's array); nothing is checked.
   static Tensor wrap(void* data, Shape shape, DType dtype, Device device = Device::cpu());
 
-  Tensor(Tensor&&) noexcept = default;
-  Tensor& operator=(Tensor&&) noexcept = default;
+  // A moved-from tensor is empty, never a dangling alias of the memory it handed over.
+  Tensor(Tensor&& other) noexcept;
+  Tensor& operator=(Tensor&& other) noexcept;
   // Copies would silently share or duplicate memory; say which with view() or an explicit copy.
   Tensor(const Tensor&) = delete;
   Tensor& operator=(const Tensor&) = delete;

@@ -65,7 +65,7 @@ constexpr float kGeluCubic = 0.044715f;
 // Reductions keep kLanes independent partial sums. GCC vectorises that shape without
 // -ffast-math (it may not reorder a single running sum, and `omp simd reduction` left these
 // loops scalar in practice), and the order of additions is fixed by this code rather than by
-// the vector width, so every build of the same source gives the same bits.
+// the compiler's choice of vector width.
 constexpr int kLanes = 16;
 
 template <typename Acc, typename Term>
@@ -401,9 +401,9 @@ double sum_of_squares(const float* x, int64_t N) {
   // gradient norm (and so clipping) differ from run to run.
   constexpr int kMaxThreads = 256;
   double partial[kMaxThreads] = {};
+  const int wanted = N >= kParallelMin ? std::min(omp_get_max_threads(), kMaxThreads) : 1;
   int used = 1;
-#pragma omp parallel num_threads(std::min(omp_get_max_threads(), kMaxThreads)) if (N >= \
-                                                                                   kParallelMin)
+#pragma omp parallel num_threads(wanted)
   {
     const int threads = omp_get_num_threads();
     const int id = omp_get_thread_num();
