@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# From a fresh Debian machine: install what is needed, build, and run the default
-# example (configs/tiny.yaml, a ~1M-parameter byte-level GPT on the fortunes corpus).
+# From a fresh Debian machine: install what is needed, build, and train the default
+# example (configs/tiny.yaml: a ~1M-parameter byte-level GPT on the fortunes corpus,
+# about two minutes on 2 cores; the loss falls from ln 256 = 5.5 to below 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}
@@ -8,5 +9,5 @@ build_dir=${BUILD_DIR:-build}
 scripts/setup-deps.sh
 scripts/build.sh
 
-echo "quickstart: the default config, fully resolved:"
-"$build_dir/bin/dsworker" validate configs/tiny.yaml
+"$build_dir/bin/dsworker" configs/tiny.yaml "$@"
+echo "quickstart: metrics in runs/tiny/metrics.jsonl, weights in runs/tiny/model.safetensors"
