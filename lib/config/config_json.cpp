@@ -7,9 +7,12 @@ using Json = nlohmann::ordered_json;
 
 const char* device_name(OffloadDevice d) {
   switch (d) {
-    case OffloadDevice::kCpu: return "cpu";
-    case OffloadDevice::kNvme: return "nvme";
-    case OffloadDevice::kNone: return "none";
+    case OffloadDevice::kCpu:
+      return "cpu";
+    case OffloadDevice::kNvme:
+      return "nvme";
+    case OffloadDevice::kNone:
+      return "none";
   }
   return "none";
 }
@@ -120,10 +123,14 @@ Json zero_json(const ZeroConfig& z) {
 
 const char* comm_name(CommDataType t) {
   switch (t) {
-    case CommDataType::kFp32: return "fp32";
-    case CommDataType::kFp16: return "fp16";
-    case CommDataType::kBf16: return "bf16";
-    case CommDataType::kDefault: break;
+    case CommDataType::kFp32:
+      return "fp32";
+    case CommDataType::kFp16:
+      return "fp16";
+    case CommDataType::kBf16:
+      return "bf16";
+    case CommDataType::kDefault:
+      break;
   }
   return nullptr;
 }
@@ -134,9 +141,12 @@ Json monitor_json(const MonitorConfig& m) {
 
 const char* partition_name(const PipelineConfig& p) {
   switch (p.partition) {
-    case PartitionMethod::kUniform: return "uniform";
-    case PartitionMethod::kType: return "type";
-    case PartitionMethod::kParameters: break;
+    case PartitionMethod::kUniform:
+      return "uniform";
+    case PartitionMethod::kType:
+      return "type";
+    case PartitionMethod::kParameters:
+      break;
   }
   return "parameters";
 }
@@ -176,7 +186,8 @@ Json to_json(const DsConfig& ds) {
                    {"seed_layers", p.seed_layers},
                    {"pipe_partitioned", p.pipe_partitioned},
                    {"grad_partitioned", p.grad_partitioned}};
-  if (p.partition == PartitionMethod::kType) j["pipeline"]["partition_type"] = p.partition_type_regex;
+  if (p.partition == PartitionMethod::kType)
+    j["pipeline"]["partition_type"] = p.partition_type_regex;
   const auto& a = ds.activation_checkpointing;
   j["activation_checkpointing"] = {
       {"partition_activations", a.partition_activations},
@@ -237,20 +248,20 @@ Json to_json(const TrainConfig& cfg) {
   j["deepspeed"] = std::move(ds);
   const char* device = cfg.train.device == Device::kCpu    ? "cpu"
                        : cfg.train.device == Device::kCuda ? "cuda"
-                                                            : "auto";
+                                                           : "auto";
   j["train"] = {{"steps", cfg.train.steps},
                 {"eval_every", cfg.train.eval_every},
                 {"eval_batches", cfg.train.eval_batches},
                 {"seed", cfg.train.seed},
                 {"device", device},
                 {"tokens_per_step", cfg.ds.batch.train_batch_size * cfg.data.seq_len}};
-  j["checkpoint"] = {{"dir", cfg.checkpoint.dir.empty() ? Json(nullptr) : Json(cfg.checkpoint.dir)},
-                     {"save_every", cfg.checkpoint.save_every},
-                     {"resume", cfg.checkpoint.resume},
-                     {"keep", cfg.checkpoint.keep},
-                     {"export", cfg.checkpoint.export_path.empty()
-                                    ? Json(nullptr)
-                                    : Json(cfg.checkpoint.export_path)}};
+  j["checkpoint"] = {
+      {"dir", cfg.checkpoint.dir.empty() ? Json(nullptr) : Json(cfg.checkpoint.dir)},
+      {"save_every", cfg.checkpoint.save_every},
+      {"resume", cfg.checkpoint.resume},
+      {"keep", cfg.checkpoint.keep},
+      {"export",
+       cfg.checkpoint.export_path.empty() ? Json(nullptr) : Json(cfg.checkpoint.export_path)}};
   j["log"] = {{"metrics", cfg.log.metrics.empty() ? Json(nullptr) : Json(cfg.log.metrics)},
               {"level", cfg.log.level}};
   return j;

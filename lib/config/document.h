@@ -13,8 +13,8 @@
 namespace ds::config {
 
 struct Document {
-  std::string name;            // the path as the user gave it, for messages
-  std::filesystem::path dir;   // relative paths inside resolve from here
+  std::string name;           // the path as the user gave it, for messages
+  std::filesystem::path dir;  // relative paths inside resolve from here
   YAML::Node root;
 };
 using DocumentPtr = std::shared_ptr<const Document>;

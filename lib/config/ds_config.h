@@ -6,11 +6,10 @@
 
 #include <array>
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <variant>
-
-#include <filesystem>
 
 #include "config/reader.h"
 
@@ -19,7 +18,7 @@ namespace ds::config {
 // What a ds_config is resolved against.
 struct RunContext {
   int64_t world_size = 1;
-  std::optional<int64_t> total_steps;  // train.steps, for total_num_steps: "auto"
+  std::optional<int64_t> total_steps;   // train.steps, for total_num_steps: "auto"
   std::optional<int64_t> model_layers;  // transformer blocks, to bound pipeline.stages
 };
 
@@ -53,17 +52,17 @@ enum class OptimizerType { kAdam, kAdamW, kSgd };
 
 struct OptimizerConfig {
   OptimizerType type = OptimizerType::kAdamW;
-  std::string type_name = "AdamW";     // as DeepSpeed spells it
+  std::string type_name = "AdamW";  // as DeepSpeed spells it
   double lr = 1e-3;
   std::array<double, 2> betas{0.9, 0.999};
   double eps = 1e-8;
   double weight_decay = 0;
-  bool adam_w_mode = true;             // Adam: decoupled weight decay (DeepSpeed's default)
+  bool adam_w_mode = true;  // Adam: decoupled weight decay (DeepSpeed's default)
   bool torch_adam = false;
-  double momentum = 0;                 // SGD
+  double momentum = 0;  // SGD
   double dampening = 0;
   bool nesterov = false;
-  bool given = false;                  // false: the default optimizer was used
+  bool given = false;  // false: the default optimizer was used
 
   // AdamW, or Adam with adam_w_mode: weight decay decoupled from the gradient.
   bool decoupled_weight_decay() const {
@@ -101,7 +100,7 @@ struct OneCycleParams {
   int64_t cycle_first_step_size = 2000;
   int64_t cycle_second_step_size = 2000;  // default: cycle_first_step_size
   int64_t cycle_first_stair_count = 0;
-  int64_t cycle_second_stair_count = 0;   // default: cycle_first_stair_count
+  int64_t cycle_second_stair_count = 0;  // default: cycle_first_stair_count
   int64_t decay_step_size = 0;
   bool cycle_momentum = true;
   double cycle_min_mom = 0.8;
@@ -188,7 +187,7 @@ struct ActivationCheckpointingConfig {
   bool profile = false;
 };
 
-struct CheckpointOptions {  // ds_config "checkpoint"
+struct CheckpointOptions {              // ds_config "checkpoint"
   std::string tag_validation = "WARN";  // IGNORE | WARN | FAIL
   bool load_universal = false;
   bool use_node_local_storage = false;

@@ -100,15 +100,7 @@ ModelConfig parse_model(MapReader& parent, const std::string& key) {
     const bool looks_like_file = ext == ".yaml" || ext == ".yml" || ext == ".json" ||
                                  ext == ".cfg" || value.find('/') != std::string::npos;
     if (!looks_like_file) return preset_or_fail(parent, key, value);
-    DocumentPtr doc;
-    try {
-      doc = load_document(path, "model description");
-    } catch (const ConfigError&) {
-      throw;
-    } catch (const Error& e) {
-      parent.fail(key, e.what(), e.hint());
-    }
-    MapReader m(doc, doc->root, "");
+    MapReader m = parent.load_referenced(key, path, "model description");
     return parse_model_map(m);
   }
   auto m = parent.get_map(key);

@@ -235,6 +235,19 @@ MapReader MapReader::get_map_or_empty(std::string_view key) {
   return MapReader(doc_, YAML::Node(YAML::NodeType::Map), key_path(key), where_);
 }
 
+MapReader MapReader::load_referenced(std::string_view key, const std::filesystem::path& path,
+                                     const char* what) const {
+  DocumentPtr doc;
+  try {
+    doc = load_document(path, what);
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const Error& e) {
+    fail(key, e.what(), e.hint());
+  }
+  return MapReader(doc, doc->root, "");
+}
+
 YAML::Node MapReader::raw(std::string_view key) {
   const Entry* e = lookup(key);
   return e == nullptr ? YAML::Node() : e->value;

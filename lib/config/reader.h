@@ -61,13 +61,17 @@ class MapReader {
   std::optional<double> get_optional_double(std::string_view key, Range range = Range::any());
   std::optional<std::string> get_optional_string(std::string_view key);
   // A list of exactly `count` numbers.
-  std::vector<double> get_doubles(std::string_view key, std::vector<double> fallback,
-                                  size_t count, Range range = Range::any());
+  std::vector<double> get_doubles(std::string_view key, std::vector<double> fallback, size_t count,
+                                  Range range = Range::any());
   // A nested map; nullopt when absent or null.
   std::optional<MapReader> get_map(std::string_view key);
   // Like get_map, but an absent map reads as an empty one (every key defaulted);
   // its errors point at this map.
   MapReader get_map_or_empty(std::string_view key);
+  // The config file this key names (a path relative to this document), parsed; a
+  // file that cannot be read is reported at the key, a parse error in the file itself.
+  MapReader load_referenced(std::string_view key, const std::filesystem::path& path,
+                            const char* what) const;
   // The raw node, for values of several shapes (a name or a map); registers the key.
   YAML::Node raw(std::string_view key);
 

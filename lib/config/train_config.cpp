@@ -20,8 +20,9 @@ DataConfig read_data(MapReader& m, const ModelConfig& model) {
   d.val_fraction = m.get_double("val_fraction", 0.05, Range::between(0, 0.5));
   d.seq_len = m.get_int("seq_len", model.block_size, Range::at_least(1));
   if (d.seq_len > model.block_size) {
-    m.fail("seq_len", fmt::format("seq_len {} is longer than the model's block_size {}", d.seq_len,
-                                  model.block_size),
+    m.fail("seq_len",
+           fmt::format("seq_len {} is longer than the model's block_size {}", d.seq_len,
+                       model.block_size),
            "lower data.seq_len or raise model.block_size");
   }
   d.shuffle = m.get_bool("shuffle", true);
@@ -69,15 +70,7 @@ DsConfig read_deepspeed(MapReader& root, TrainConfig& cfg, const RunContext& con
   if (node.IsScalar() && !node.IsNull()) {
     const std::filesystem::path path = resolve_relative(root.document().dir, node.Scalar());
     cfg.deepspeed_source = path.string();
-    DocumentPtr doc;
-    try {
-      doc = load_document(path, "ds_config");
-    } catch (const ConfigError&) {
-      throw;
-    } catch (const Error& e) {
-      root.fail("deepspeed", e.what(), e.hint());
-    }
-    MapReader ds_root(doc, doc->root, "");
+    MapReader ds_root = root.load_referenced("deepspeed", path, "ds_config");
     return parse_ds_config(ds_root, context);
   }
   cfg.deepspeed_source = "inline";

@@ -45,7 +45,7 @@ struct LogSection {
 };
 
 struct TrainConfig {
-  std::filesystem::path path;   // the train.cfg itself
+  std::filesystem::path path;    // the train.cfg itself
   std::string deepspeed_source;  // the ds_config file, or "inline"
   ModelConfig model;
   DataConfig data;
