@@ -229,6 +229,17 @@ TEST_CASE("rules DeepSpeed enforces elsewhere", "[config][errors]") {
                       "\"optimizer\": {\"type\": \"SGD\"}}"),
            "ds.json:2", "optimizer", {"zero_allow_untested_optimizer"});
   }
+  SECTION("gradients accumulated in another dtype") {
+    expect(
+        ds_failure("{\"train_batch_size\": 1,\n\"data_types\": {\"grad_accum_dtype\": \"bf16\"}}"),
+        "ds.json:2", "data_types.grad_accum_dtype", {"fp32"});
+  }
+  SECTION("all-auto batch sizes explain where \"auto\" comes from") {
+    const Failure f = ds_failure(
+        "{\"train_batch_size\": \"auto\",\n"
+        "\"train_micro_batch_size_per_gpu\": \"auto\"}");
+    CHECK_THAT(f.hint, Contains("Hugging Face"));
+  }
   SECTION("the deprecated spelling next to the new one, even when false") {
     expect(ds_failure("{\"train_batch_size\": 1, \"zero_optimization\": {\"stage\": 3,\n"
                       "\"cpu_offload_param\": false, \"offload_param\": {\"device\": \"cpu\"}}}"),

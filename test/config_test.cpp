@@ -273,7 +273,7 @@ TEST_CASE("every example in configs/ validates", "[config][examples]") {
 
 TEST_CASE("DeepSpeed keys with no meaning here still load", "[config]") {
   const DsConfig c = ds_from(R"({"train_batch_size": 2, "zero_optimization": true,
-      "allgather_size": 1e8, "dump_state": false,
+      "allgather_size": 1e8, "dump_state": false, "data_types": {"grad_accum_dtype": "fp32"},
       "optimizer": {"type": "AdamW", "legacy_fusion": false,
                     "params": {"torch_adam": true}},
       "pipeline": {"stages": 2, "use_reentrant": true}})",

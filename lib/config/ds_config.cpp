@@ -146,7 +146,6 @@ void refuse_unsupported_features(MapReader& root) {
       {"aio", "async I/O tuning (dstrain's nvme offload uses plain file I/O)"},
       {"weight_quantization", "weight quantization"},
       {"expert_parallel", "mixture-of-experts parallelism"},
-      {"data_types", "per-tensor dtypes (precision follows bf16/fp16)"},
       {"timers", "DeepSpeed's throughput timers (dsworker reports throughput itself)"},
       {"vocabulary_size", "the vocabulary size belongs in model.vocab_size"},
       {"log_level", "use log.level in train.cfg"},
@@ -155,6 +154,18 @@ void refuse_unsupported_features(MapReader& root) {
   for (const char* key : {"sparse_gradients", "disable_allgather", "graph_harvesting", "dump_state",
                           "dataloader_drop_last", "use_data_before_expert_parallelism"}) {
     if (root.get_bool(key, false)) root.refuse_unsupported(key, "not implemented in dstrain");
+  }
+  // data_types.grad_accum_dtype: dstrain accumulates gradients in fp32, which is the
+  // only value it can honour.
+  if (auto types = root.get_map("data_types")) {
+    const std::string accum =
+        types->get_choice("grad_accum_dtype", "fp32", {"fp32", "fp16", "bf16"});
+    if (accum != "fp32") {
+      types->fail("grad_accum_dtype",
+                  fmt::format("dstrain accumulates gradients in fp32, not {}", accum),
+                  "remove data_types or set grad_accum_dtype to \"fp32\"");
+    }
+    types->finish();
   }
   if (root.get_int("sequence_parallel_size", 1) != 1) {
     root.refuse_unsupported("sequence_parallel_size", "sequence parallelism");
@@ -184,7 +195,16 @@ BatchConfig parse_batch(MapReader& root, int64_t pipeline_stages, const RunConte
          {"train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"}) {
       if (!root.has(key) && root.has(k)) key = k;
     }
-    const auto fail = [&](const std::string& what, const std::string& hint) {
+    const bool any_auto = root.is_auto("train_batch_size") ||
+                          root.is_auto("train_micro_batch_size_per_gpu") ||
+                          root.is_auto("gradient_accumulation_steps");
+    const auto fail = [&](const std::string& what, std::string hint) {
+      if (any_auto) {
+        hint =
+            "\"auto\" batch sizes are what the run can infer from the others: give "
+            "train_micro_batch_size_per_gpu (Hugging Face's Trainer fills them in from its "
+            "own arguments; dsworker has no other source)";
+      }
       if (root.has(key)) root.fail(key, what, hint);
       root.fail_here(what, hint);
     };
