@@ -5,8 +5,6 @@
 
 #include "checkpoint/weights_file.h"
 #include "model/init.h"
-#include "optim/grad_clip.h"
-#include "tensor/cpu/kernels.h"
 #include "util/log.h"
 #include "worker/interrupt.h"
 
@@ -33,10 +31,6 @@ void check_supported(const config::TrainConfig& cfg) {
     refuse(fmt::format("a world of {} ranks", ds.batch.world_size),
            "train on one process (no launcher) for now");
   }
-  if (ds.fp16.enabled || ds.bf16.enabled) {
-    refuse(ds.fp16.enabled ? "fp16 mixed precision" : "bf16 mixed precision",
-           "set fp16.enabled and bf16.enabled to false to train in fp32");
-  }
   if (cfg.train.device == config::Device::kCuda) refuse("device: cuda", "use device: cpu");
   if (ds.pipeline.activation_checkpoint_interval > 0) {
     refuse("activation checkpointing", "set pipeline.activation_checkpoint_interval to 0");
@@ -54,6 +48,8 @@ std::string format_count(double v) {
   return fmt::format("{:.0f}", v);
 }
 
+double mib(int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
+
 }  // namespace
 
 Trainer::Trainer(config::TrainConfig config, const TrainOptions& options)
@@ -69,19 +65,18 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options)
 
   model_ = std::make_unique<model::Gpt>(cfg_.model);
   const model::ModelLayout& layout = model_->layout();
-  params_ = Buffer(sizeof(float) * layout.total, MemoryCategory::kParameters);
-  grads_ = Buffer(sizeof(float) * layout.total, MemoryCategory::kGradients);
-  if (!options_.init_weights.empty()) {
-    checkpoint::load_weights(options_.init_weights, layout, cfg_.model.tie_embeddings,
-                             params_.as<float>());
-  } else {
-    model::init_weights(layout, cfg_.model, cfg_.train.seed, params_.as<float>());
+  {
+    // The full fp32 weights every rank starts from; the engine keeps its share.
+    std::vector<float> initial(static_cast<size_t>(layout.total));
+    if (!options_.init_weights.empty()) {
+      checkpoint::load_weights(options_.init_weights, layout, cfg_.model.tie_embeddings,
+                               initial.data());
+    } else {
+      model::init_weights(layout, cfg_.model, cfg_.train.seed, initial.data());
+    }
+    engine_ = std::make_unique<zero::Engine>(cfg_, *model_, initial.data(),
+                                             std::make_unique<zero::SingleRankComm>());
   }
-
-  optimizer_ = optim::make_optimizer(cfg_.ds.optimizer, layout.total);
-  schedule_ =
-      std::make_unique<optim::LrSchedule>(cfg_.ds.scheduler, cfg_.ds.optimizer.lr,
-                                          cfg_.ds.optimizer.type != config::OptimizerType::kSgd);
 
   data::SamplerOptions so;
   so.seq_len = seq_len_;
@@ -96,16 +91,16 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options)
   }
   inputs_ = Buffer(sizeof(int32_t) * micro_ * seq_len_, MemoryCategory::kActivations);
   targets_ = Buffer(sizeof(int32_t) * micro_ * seq_len_, MemoryCategory::kActivations);
-  model_->reserve(static_cast<int>(micro_), static_cast<int>(seq_len_));
 
   const std::string metrics = options_.metrics.empty() ? cfg_.log.metrics : options_.metrics;
-  if (!metrics.empty()) metrics_ = MetricsWriter(metrics, 0);
+  if (!metrics.empty()) metrics_ = MetricsWriter(metrics, engine_->comm().rank());
 }
 
 int64_t Trainer::tokens_per_step() const { return cfg_.ds.batch.train_batch_size * seq_len_; }
 
 void Trainer::log_start() const {
   const auto& m = cfg_.model;
+  const auto& ds = cfg_.ds;
   log::info("model {}: {} layers, {} heads, {} wide, vocab {}, {} parameters",
             m.preset.empty() ? m.arch : m.preset, m.n_layer, m.n_head, m.n_embd, m.vocab_size,
             format_count(static_cast<double>(model_->layout().parameter_count())));
@@ -114,11 +109,15 @@ void Trainer::log_start() const {
                 ? std::string(", no validation")
                 : fmt::format(", {} validation tokens{}", format_count(data_.val.size()),
                               data_.val_split_from_train ? " (held out from train)" : ""));
+  const std::string schedule = config::scheduler_name(ds.scheduler);
   log::info(
-      "batch: {} sequences of {} tokens per step ({} micro x {} accumulation), {} steps, "
-      "{} {}",
-      cfg_.ds.batch.train_batch_size, seq_len_, micro_, accum_, cfg_.train.steps,
-      cfg_.ds.optimizer.type_name, schedule_->name().empty() ? "constant lr" : schedule_->name());
+      "batch: {} sequences of {} tokens per step ({} micro x {} accumulation x {} ranks), "
+      "{} steps, {} {}, ZeRO stage {}, {}",
+      ds.batch.train_batch_size, seq_len_, micro_, accum_, ds.batch.dp_size, cfg_.train.steps,
+      ds.optimizer.type_name, schedule.empty() ? "constant lr" : schedule, ds.zero.stage,
+      ds.bf16.enabled   ? "bf16"
+      : ds.fp16.enabled ? "fp16"
+                        : "fp32");
 }
 
 void Trainer::stop_if_interrupted(int64_t completed_steps) const {
@@ -129,68 +128,62 @@ void Trainer::stop_if_interrupted(int64_t completed_steps) const {
   }
 }
 
-StepResult Trainer::train_step(int64_t step) {
-  const int64_t total = model_->layout().total;
-  float* params = params_.as<float>();
-  float* grads = grads_.as<float>();
-  std::memset(grads, 0, sizeof(float) * total);
-  const int B = static_cast<int>(micro_), T = static_cast<int>(seq_len_);
-  model::MicroBatch mb{inputs_.as<int32_t>(), targets_.as<int32_t>(), B, T,
-                       1.0f / static_cast<float>(int64_t{B} * T * accum_)};
-  double loss_sum = 0;
-  for (int64_t m = 0; m < accum_; ++m) {
-    sampler_->fill_micro_batch(step, static_cast<int>(m), 0, inputs_.as<int32_t>(),
-                               targets_.as<int32_t>());
-    loss_sum += model_->forward(params, mb);
-    model_->backward(params, grads, mb);
+zero::StepStats Trainer::train_step(int64_t step) {
+  const int rank = engine_->comm().rank();
+  return engine_->train_step([&](int micro, int32_t* inputs, int32_t* targets) {
     stop_if_interrupted(step);
-  }
+    sampler_->fill_micro_batch(step, micro, rank, inputs, targets);
+  });
+}
 
-  StepResult r;
-  r.loss = loss_sum / static_cast<double>(accum_);
-  r.grad_norm = std::sqrt(tensor::cpu::sum_of_squares(grads, total));
-  if (!std::isfinite(r.grad_norm)) {
-    throw Error(
-        fmt::format("step {}: the gradient norm is {} (loss {})", step + 1, r.grad_norm, r.loss),
-        "lower the learning rate or enable gradient_clipping");
-  }
-  const double coefficient = optim::clip_coefficient(r.grad_norm, cfg_.ds.gradient_clipping);
-  if (coefficient < 1.0) tensor::cpu::scale_inplace(grads, static_cast<float>(coefficient), total);
-
-  const int64_t applied = step + 1;
-  r.lr = schedule_->lr_at(applied);
-  if (auto* adam = dynamic_cast<optim::Adam*>(optimizer_.get());
-      adam && schedule_->cycles_momentum()) {
-    adam->set_betas(schedule_->beta1_at(applied).value_or(adam->options().beta1),
-                    schedule_->beta2_override().value_or(adam->options().beta2));
-  }
-  optimizer_->step(params, grads, total, r.lr, applied);
-  return r;
+void Trainer::report_memory(const char* when) {
+  const zero::MemoryReport r = engine_->memory_report();
+  log::info(
+      "memory {}: rank {}, stage {}: params {:.1f} MiB, grads {:.1f} MiB, optimizer "
+      "{:.1f} MiB = model states {:.1f} MiB (ZeRO formula {:.1f} MiB); process {:.1f} MiB",
+      when, r.rank, r.stage, mib(r.params_bytes), mib(r.grads_bytes), mib(r.optimizer_bytes),
+      mib(r.model_states_bytes()), mib(r.predicted_model_states_bytes),
+      mib(static_cast<int64_t>(tensor::memory_total())));
+  metrics_.write({{"event", "memory"},
+                  {"when", when},
+                  {"rank", r.rank},
+                  {"stage", r.stage},
+                  {"params_bytes", r.params_bytes},
+                  {"grads_bytes", r.grads_bytes},
+                  {"optimizer_bytes", r.optimizer_bytes},
+                  {"model_states_bytes", r.model_states_bytes()},
+                  {"predicted_model_states_bytes", r.predicted_model_states_bytes},
+                  {"activations_bytes", tensor::memory_bytes(MemoryCategory::kActivations)},
+                  {"total_bytes", tensor::memory_total()}});
 }
 
 std::optional<double> Trainer::evaluate() {
   if (!eval_sampler_) return std::nullopt;
-  const int B = static_cast<int>(micro_), T = static_cast<int>(seq_len_);
-  model::MicroBatch mb{inputs_.as<int32_t>(), targets_.as<int32_t>(), B, T, 0.0f};
   double sum = 0;
   for (int64_t b = 0; b < cfg_.train.eval_batches; ++b) {
     eval_sampler_->fill_batch(b, inputs_.as<int32_t>(), targets_.as<int32_t>());
-    sum += model_->forward(params_.as<float>(), mb);
+    sum += engine_->eval_loss(inputs_.as<int32_t>(), targets_.as<int32_t>());
   }
   return sum / static_cast<double>(cfg_.train.eval_batches);
 }
 
 void Trainer::run() {
   log_start();
+  report_memory("at start");
   const int64_t steps = cfg_.train.steps;
   const int64_t every = cfg_.ds.steps_per_print;
   const auto start = Clock::now();
   auto window_start = start;
   int64_t window_steps = 0;
   for (int64_t step = 0; step < steps; ++step) {
-    const StepResult r = train_step(step);
+    const zero::StepStats r = train_step(step);
     ++window_steps;
     const int64_t done = step + 1;
+    if (done == 1) report_memory("after the first step");
+    if (r.skipped) {
+      log::warn("step {}: gradient overflow at loss scale {}; the step is skipped", done,
+                r.loss_scale);
+    }
     if (done % every == 0 || done == 1 || done == steps) {
       const double window = seconds_since(window_start);
       const double tokens_per_s =
@@ -200,12 +193,17 @@ void Trainer::run() {
           "step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.4f} | {:.0f} tok/s | "
           "{:.1f} s",
           done, steps, r.loss, r.lr, r.grad_norm, tokens_per_s, elapsed);
-      metrics_.write({{"step", done},
-                      {"loss", r.loss},
-                      {"lr", r.lr},
-                      {"grad_norm", r.grad_norm},
-                      {"tokens_per_s", tokens_per_s},
-                      {"elapsed_s", elapsed}});
+      nlohmann::ordered_json record = {{"step", done},
+                                       {"loss", r.loss},
+                                       {"lr", r.lr},
+                                       {"grad_norm", r.grad_norm},
+                                       {"tokens_per_s", tokens_per_s},
+                                       {"elapsed_s", elapsed}};
+      if (cfg_.ds.fp16.enabled) {
+        record["loss_scale"] = r.loss_scale;
+        record["skipped"] = r.skipped;
+      }
+      metrics_.write(record);
       window_start = Clock::now();
       window_steps = 0;
     }
@@ -225,8 +223,10 @@ void Trainer::run() {
   std::vector<std::string> outputs;
   if (!options_.save_weights.empty()) outputs.push_back(options_.save_weights);
   if (!cfg_.checkpoint.export_path.empty()) outputs.push_back(cfg_.checkpoint.export_path);
+  if (outputs.empty()) return;
+  const std::vector<float> weights = engine_->full_parameters();
   for (const std::string& path : outputs) {
-    checkpoint::save_weights(path, model_->layout(), params_.as<float>());
+    checkpoint::save_weights(path, model_->layout(), weights.data());
     log::info("wrote the weights to {}", path);
   }
 }

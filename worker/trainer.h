@@ -12,10 +12,9 @@
 #include "data/sampler.h"
 #include "data/token_dataset.h"
 #include "model/gpt.h"
-#include "optim/lr_schedule.h"
-#include "optim/optimizer.h"
 #include "tensor/memory.h"
 #include "worker/metrics_writer.h"
+#include "zero/engine.h"
 
 namespace ds::worker {
 
@@ -27,12 +26,6 @@ struct TrainOptions {
   std::optional<int64_t> steps;  // overrides train.steps
 };
 
-struct StepResult {
-  double loss = 0;       // mean over the step's global batch, before the update
-  double grad_norm = 0;  // before clipping
-  double lr = 0;
-};
-
 class Trainer {
  public:
   Trainer(config::TrainConfig config, const TrainOptions& options);
@@ -41,25 +34,24 @@ class Trainer {
   void run();
 
   // One optimizer step (from 0); public for tests and benchmarks.
-  StepResult train_step(int64_t step);
+  zero::StepStats train_step(int64_t step);
   // Mean loss over train.eval_batches validation batches; nullopt without a val stream.
   std::optional<double> evaluate();
 
   const model::Gpt& model() const { return *model_; }
-  const float* parameters() const { return params_.as<float>(); }
+  zero::Engine& engine() { return *engine_; }
   int64_t tokens_per_step() const;
 
  private:
   void log_start() const;
+  void report_memory(const char* when);
   void stop_if_interrupted(int64_t completed_steps) const;
 
   config::TrainConfig cfg_;
   TrainOptions options_;
   data::Datasets data_;
   std::unique_ptr<model::Gpt> model_;
-  tensor::Buffer params_, grads_;
-  std::unique_ptr<optim::Optimizer> optimizer_;
-  std::unique_ptr<optim::LrSchedule> schedule_;
+  std::unique_ptr<zero::Engine> engine_;
   std::unique_ptr<data::TrainSampler> sampler_;
   std::unique_ptr<data::EvalSampler> eval_sampler_;
   tensor::Buffer inputs_, targets_;

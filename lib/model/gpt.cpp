@@ -25,7 +25,7 @@ Gpt::Gpt(const config::ModelConfig& config) : config_(config), layout_(build_lay
         break;
     }
   }
-  wte_offset_ = layout_.param("transformer.wte.weight").offset;
+  wte_local_ = layout_.param("transformer.wte.weight").offset - layout_.layers[0].offset;
   activations_.resize(layers_.size());
 }
 
@@ -47,7 +47,7 @@ void Gpt::reserve(int B, int T) {
   reserved_T_ = T;
 }
 
-double Gpt::forward(const float* params, const MicroBatch& mb) {
+double Gpt::forward(const MicroBatch& mb, LayerBuffers& buffers) {
   reserve(mb.B, mb.T);
   const int64_t n = int64_t{mb.B} * mb.T;
   for (int64_t i = 0; i < n; ++i) {
@@ -63,11 +63,13 @@ double Gpt::forward(const float* params, const MicroBatch& mb) {
   const float* x = nullptr;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer& layer = *layers_[i];
+    const int index = static_cast<int>(i);
     if (auto* head = dynamic_cast<HeadLayer*>(&layer); head && head->tied()) {
-      head->bind_tied_embedding(params + wte_offset_, nullptr);
+      head->bind_tied_embedding(buffers.weights(0) + wte_local_, nullptr);
     }
     float* y = activations_[i].as<float>();
-    layer.forward(params + layer.spec().offset, mb, x, y);
+    layer.forward(buffers.weights(index), mb, x, y);
+    buffers.forward_done(index);
     x = y;
   }
   const float* losses = activations_.back().as<float>();
@@ -76,23 +78,35 @@ double Gpt::forward(const float* params, const MicroBatch& mb) {
   return sum / static_cast<double>(n);
 }
 
-void Gpt::backward(const float* params, float* grads, const MicroBatch& mb) {
+void Gpt::backward(const MicroBatch& mb, LayerBuffers& buffers) {
   const size_t hidden = sizeof(float) * int64_t{mb.B} * mb.T * config_.n_embd;
   float* dy = nullptr;  // gradient of the current layer's output
   float* dx = grad_a_.as<float>();
   float* spare = grad_b_.as<float>();
   for (size_t i = layers_.size(); i-- > 0;) {
     Layer& layer = *layers_[i];
+    const int index = static_cast<int>(i);
     if (auto* head = dynamic_cast<HeadLayer*>(&layer); head && head->tied()) {
-      head->bind_tied_embedding(params + wte_offset_, grads + wte_offset_);
+      head->bind_tied_embedding(buffers.weights(0) + wte_local_, buffers.grads(0) + wte_local_);
     }
     const float* x = i > 0 ? activations_[i - 1].as<float>() : nullptr;
     float* dx_now = i > 0 ? dx : nullptr;
     if (dx_now) std::memset(dx_now, 0, hidden);
-    layer.backward(params + layer.spec().offset, grads + layer.spec().offset, mb, x, dy, dx_now);
+    layer.backward(buffers.weights(index), buffers.grads(index), mb, x, dy, dx_now);
+    buffers.backward_done(index);
     dy = dx_now;
     std::swap(dx, spare);
   }
+}
+
+double Gpt::forward(const float* params, const MicroBatch& mb) {
+  FlatLayerBuffers buffers(layout_, params, nullptr);
+  return forward(mb, buffers);
+}
+
+void Gpt::backward(const float* params, float* grads, const MicroBatch& mb) {
+  FlatLayerBuffers buffers(layout_, params, grads);
+  backward(mb, buffers);
 }
 
 const float* Gpt::losses() const { return activations_.back().as<float>(); }

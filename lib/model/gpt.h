@@ -9,6 +9,7 @@
 #include "config/model_config.h"
 #include "model/block_layer.h"
 #include "model/layer.h"
+#include "model/layer_buffers.h"
 #include "model/model_layout.h"
 
 namespace ds::model {
@@ -25,9 +26,15 @@ class Gpt {
   // allocate nothing.
   void reserve(int B, int T);
 
-  // Runs every layer; returns the mean loss over the B*T positions. Checks token ids.
+  // Runs every layer with the weights `buffers` provides; returns the mean loss over
+  // the B*T positions. Checks token ids.
+  double forward(const MicroBatch& mb, LayerBuffers& buffers);
+  // After forward on the same micro-batch: accumulates (+=) each layer's gradient into
+  // buffers.grads(layer), last layer first.
+  void backward(const MicroBatch& mb, LayerBuffers& buffers);
+
+  // The same on full fp32 parameters and gradients in flat buffers.
   double forward(const float* params, const MicroBatch& mb);
-  // After forward on the same micro-batch: accumulates (+=) gradients into `grads`.
   void backward(const float* params, float* grads, const MicroBatch& mb);
 
   // Per-position losses of the last forward ([B, T]).
@@ -43,7 +50,7 @@ class Gpt {
   std::vector<tensor::Buffer> activations_;
   tensor::Buffer grad_a_, grad_b_;
   int reserved_B_ = 0, reserved_T_ = 0;
-  int64_t wte_offset_ = 0;  // absolute offset of wte, for the tied head
+  int64_t wte_local_ = 0;  // offset of wte inside the embedding layer, for the tied head
 };
 
 }  // namespace ds::model

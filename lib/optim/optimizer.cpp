@@ -18,8 +18,8 @@ void Optimizer::check_range(int64_t n, int64_t offset) const {
 Adam::Adam(int64_t size, AdamOptions options)
     : Optimizer(size),
       options_(options),
-      m_(static_cast<size_t>(size), 0.0f),
-      v_(static_cast<size_t>(size), 0.0f) {}
+      m_(sizeof(float) * static_cast<size_t>(size), tensor::MemoryCategory::kOptimizerState),
+      v_(sizeof(float) * static_cast<size_t>(size), tensor::MemoryCategory::kOptimizerState) {}
 
 void Adam::set_betas(double beta1, double beta2) {
   options_.beta1 = beta1;
@@ -41,8 +41,8 @@ void Adam::step(float* params, const float* grads, int64_t n, double lr, int64_t
   const float decay = static_cast<float>(options_.weight_decay);
   const float step_lr = static_cast<float>(lr);
   const bool decoupled = options_.decoupled_weight_decay;
-  float* m = m_.data() + offset;
-  float* v = v_.data() + offset;
+  float* m = m_.as<float>() + offset;
+  float* v = v_.as<float>() + offset;
 
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
@@ -61,13 +61,14 @@ void Adam::step(float* params, const float* grads, int64_t n, double lr, int64_t
 }
 
 std::vector<StateArray> Adam::state() {
-  return {{"exp_avg", std::span<float>(m_)}, {"exp_avg_sq", std::span<float>(v_)}};
+  return {{"exp_avg", exp_avg()}, {"exp_avg_sq", exp_avg_sq()}};
 }
 
 Sgd::Sgd(int64_t size, SgdOptions options)
     : Optimizer(size),
       options_(options),
-      buffer_(options.momentum != 0 ? static_cast<size_t>(size) : 0, 0.0f) {}
+      buffer_(options.momentum != 0 ? sizeof(float) * static_cast<size_t>(size) : 0,
+              tensor::MemoryCategory::kOptimizerState) {}
 
 void Sgd::step(float* params, const float* grads, int64_t n, double lr, int64_t step,
                int64_t offset) {
@@ -81,7 +82,7 @@ void Sgd::step(float* params, const float* grads, int64_t n, double lr, int64_t 
   const bool nesterov = options_.nesterov;
   // torch creates the buffer as a copy of the first gradient (no dampening applied).
   const bool first = step == 1;
-  float* buf = use_momentum ? buffer_.data() + offset : nullptr;
+  float* buf = use_momentum ? buffer_.as<float>() + offset : nullptr;
 
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
@@ -98,7 +99,7 @@ void Sgd::step(float* params, const float* grads, int64_t n, double lr, int64_t 
 
 std::vector<StateArray> Sgd::state() {
   if (buffer_.empty()) return {};
-  return {{"momentum_buffer", std::span<float>(buffer_)}};
+  return {{"momentum_buffer", momentum_buffer()}};
 }
 
 AdamOptions adam_options(const config::OptimizerConfig& config) {

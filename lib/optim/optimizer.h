@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "config/ds_config.h"
+#include "tensor/memory.h"
 
 namespace ds::optim {
 
@@ -76,13 +77,14 @@ class Adam final : public Optimizer {
   // OneCycle rewrites the betas while it cycles momentum.
   void set_betas(double beta1, double beta2);
   const AdamOptions& options() const { return options_; }
-  std::span<float> exp_avg() { return m_; }
-  std::span<float> exp_avg_sq() { return v_; }
+  std::span<float> exp_avg() { return {m_.as<float>(), static_cast<size_t>(size())}; }
+  std::span<float> exp_avg_sq() { return {v_.as<float>(), static_cast<size_t>(size())}; }
 
  private:
   AdamOptions options_;
-  std::vector<float> m_;
-  std::vector<float> v_;
+  // Accounted as optimizer state (tensor/memory.h), so memory reports see them.
+  tensor::Buffer m_;
+  tensor::Buffer v_;
 };
 
 class Sgd final : public Optimizer {
@@ -96,11 +98,13 @@ class Sgd final : public Optimizer {
   int64_t state_bytes_per_element() const override { return options_.momentum != 0 ? 4 : 0; }
 
   const SgdOptions& options() const { return options_; }
-  std::span<float> momentum_buffer() { return buffer_; }
+  std::span<float> momentum_buffer() {
+    return {buffer_.as<float>(), buffer_.empty() ? 0 : static_cast<size_t>(size())};
+  }
 
  private:
   SgdOptions options_;
-  std::vector<float> buffer_;
+  tensor::Buffer buffer_;
 };
 
 AdamOptions adam_options(const config::OptimizerConfig& config);

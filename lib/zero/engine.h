@@ -1,0 +1,108 @@
+// The ZeRO training engine: owns the model states of one data-parallel rank and
+// runs optimizer steps over the model's layers.
+//
+// Storage per rank (Ψ parameters, N data-parallel ranks, 16-bit p/g = 2 bytes):
+//   stage 0: full params and grads; fp32 master + Adam moments for everything
+//   stage 1: full params and grads; master + moments for the own pieces only
+//   stage 2: full params; grads, master and moments for the own pieces only
+//   stage 3: params too only for the own pieces, gathered layer by layer
+// In fp32 runs the parameters are the master weights (no second copy), as in
+// DeepSpeed. Compute is always fp32: a 16-bit layer is up-cast into a work buffer
+// just before it runs, and its gradient reduced/stored as soon as its backward ends.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/train_config.h"
+#include "model/gpt.h"
+#include "optim/loss_scaler.h"
+#include "optim/lr_schedule.h"
+#include "optim/optimizer.h"
+#include "tensor/memory.h"
+#include "zero/dp_comm.h"
+#include "zero/shard.h"
+
+namespace ds::zero {
+
+struct StepStats {
+  double loss = 0;        // mean over the global batch, before the update
+  double grad_norm = 0;   // global, unscaled, before clipping
+  double lr = 0;          // the lr the update used (0 when skipped)
+  bool skipped = false;   // fp16 overflow (or bf16 non-finite gradients)
+  double loss_scale = 1;  // the scale this step ran with
+};
+
+// Model-state bytes on this rank, and what the ZeRO paper predicts for them.
+struct MemoryReport {
+  int rank = 0;
+  int stage = 0;
+  int64_t params_bytes = 0;
+  int64_t grads_bytes = 0;
+  int64_t optimizer_bytes = 0;  // fp32 master weights + optimizer moments
+  int64_t model_states_bytes() const { return params_bytes + grads_bytes + optimizer_bytes; }
+  int64_t predicted_model_states_bytes = 0;
+};
+
+// Fills the inputs and targets ([MB, T] each) of micro-step `micro` of this rank.
+using BatchFiller = std::function<void(int micro, int32_t* inputs, int32_t* targets)>;
+
+class Engine {
+ public:
+  // `initial` holds the full fp32 parameters (layout.total floats) every rank starts
+  // from; the engine keeps what its stage keeps and the caller may free it.
+  Engine(const config::TrainConfig& cfg, model::Gpt& model, const float* initial,
+         std::unique_ptr<DpComm> comm);
+  ~Engine();
+
+  // One optimizer step over gradient_accumulation_steps micro-batches.
+  StepStats train_step(const BatchFiller& fill);
+  // Mean loss of one micro-batch, without gradients.
+  double eval_loss(const int32_t* inputs, const int32_t* targets);
+
+  // The full fp32 parameters (gathered on every rank), e.g. to export weights.
+  std::vector<float> full_parameters();
+  MemoryReport memory_report() const;
+  int64_t applied_steps() const { return applied_steps_; }
+  DpComm& comm() { return *comm_; }
+
+ private:
+  class Buffers;
+  friend class Buffers;
+
+  bool mixed() const { return dtype_ != tensor::DType::kF32; }
+  size_t esize() const { return tensor::dtype_size(dtype_); }
+  // Where the fp32 master weights of layer l's own piece live.
+  float* master(int l);
+  // Reduces (stage 0/1) or finishes the accumulated gradients after the last micro-step.
+  void reduce_gradients();
+  // Global grad norm, and whether any gradient is inf/NaN, over the own pieces.
+  std::pair<double, bool> gradient_norm();
+  void update_parameters(double lr, double grad_scale);
+  void publish_parameters();
+
+  const config::TrainConfig& cfg_;
+  model::Gpt& model_;
+  std::unique_ptr<DpComm> comm_;
+  int stage_;
+  tensor::DType dtype_;
+  Partition part_;     // this rank's pieces (world 1 at stage 0: it updates everything)
+  Partition dp_part_;  // the pieces as the data-parallel group splits them
+  int64_t micro_, seq_len_, accum_;
+
+  tensor::Buffer params_;    // full (stages 0-2) or own pieces (stage 3), storage dtype
+  tensor::Buffer grads_;     // full (stages 0-1) or own pieces (stages 2-3), storage dtype
+  tensor::Buffer master_;    // fp32 own pieces; empty in fp32 runs
+  tensor::Buffer own_grad_;  // fp32 gradient of one own piece, for the norm and the update
+  std::unique_ptr<optim::Optimizer> optimizer_;
+  std::unique_ptr<optim::LrSchedule> schedule_;
+  optim::LossScaler scaler_;
+  std::unique_ptr<Buffers> buffers_;
+  tensor::Buffer inputs_, targets_;
+  int64_t applied_steps_ = 0;
+};
+
+}  // namespace ds::zero
