@@ -9,5 +9,7 @@ build_dir=${BUILD_DIR:-build}
 scripts/setup-deps.sh
 scripts/build.sh
 
+# A fresh run each time: without this the run would resume from its last checkpoint.
+rm -rf runs/tiny
 "$build_dir/bin/dsworker" configs/tiny.yaml "$@"
 echo "quickstart: metrics in runs/tiny/metrics.jsonl, weights in runs/tiny/model.safetensors"

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake ninja-build pkg-config git clang-format  # toolchain
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libfmt-dev     # CLI and configs
+  zlib1g-dev                                                     # checkpoint checksums
   catch2                                                         # tests
   libssh-dev openssh-server                                      # launcher over SSH
   libgloo-dev                                                    # CPU collectives

@@ -1,1 +1,6 @@
 ds_add_test(safetensors_test LABELS unit SOURCES safetensors_test.cpp LIBS ds_checkpoint)
+
+# Checkpoints end to end (real processes, signals).
+ds_add_test(checkpoint_cli_test LABELS integration SOURCES checkpoint_cli_test.cpp
+  LIBS ds_checkpoint)
+add_dependencies(checkpoint_cli_test dsworker dsckpt)

@@ -7,7 +7,7 @@
 
 namespace ds::worker {
 
-MetricsWriter::MetricsWriter(const std::string& path_template, int rank) {
+MetricsWriter::MetricsWriter(const std::string& path_template, int rank, bool append) {
   std::string path = path_template;
   for (size_t at; (at = path.find("{rank}")) != std::string::npos;) {
     path.replace(at, 6, std::to_string(rank));
@@ -15,7 +15,7 @@ MetricsWriter::MetricsWriter(const std::string& path_template, int rank) {
   path_ = path;
   std::error_code ec;
   if (path_.has_parent_path()) std::filesystem::create_directories(path_.parent_path(), ec);
-  file_ = std::fopen(path.c_str(), "w");
+  file_ = std::fopen(path.c_str(), append ? "a" : "w");
   if (file_ == nullptr) {
     throw UsageError(
         fmt::format("cannot write the metrics file {}: {}", path, std::strerror(errno)),

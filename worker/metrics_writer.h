@@ -11,8 +11,9 @@ namespace ds::worker {
 class MetricsWriter {
  public:
   MetricsWriter() = default;  // writes nothing
-  // Creates the parent folder and truncates the file; "{rank}" in the path is replaced.
-  MetricsWriter(const std::string& path_template, int rank);
+  // Creates the parent folder and truncates the file (appends when `append`, for a
+  // resumed run); "{rank}" in the path is replaced.
+  MetricsWriter(const std::string& path_template, int rank, bool append = false);
   ~MetricsWriter();
   MetricsWriter(MetricsWriter&& other) noexcept;
   MetricsWriter& operator=(MetricsWriter&& other) noexcept;

@@ -1,8 +1,10 @@
 #include "worker/trainer.h"
 
 #include <cmath>
+#include <csignal>
 #include <cstring>
 
+#include "checkpoint/checkpoint.h"
 #include "checkpoint/weights_file.h"
 #include "model/init.h"
 #include "util/log.h"
@@ -92,8 +94,58 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options)
   inputs_ = Buffer(sizeof(int32_t) * micro_ * seq_len_, MemoryCategory::kActivations);
   targets_ = Buffer(sizeof(int32_t) * micro_ * seq_len_, MemoryCategory::kActivations);
 
+  start_step_ = resume();
   const std::string metrics = options_.metrics.empty() ? cfg_.log.metrics : options_.metrics;
-  if (!metrics.empty()) metrics_ = MetricsWriter(metrics, engine_->comm().rank());
+  if (!metrics.empty()) {
+    metrics_ = MetricsWriter(metrics, engine_->comm().rank(), /*append=*/start_step_ > 0);
+  }
+}
+
+int64_t Trainer::resume() {
+  const auto& ck = cfg_.checkpoint;
+  const auto tag = checkpoint::resume_tag(ck.dir, ck.resume);
+  if (!tag) return 0;
+  const checkpoint::LoadedCheckpoint loaded =
+      checkpoint::load_checkpoint(ck.dir, *tag, model_->layout(), engine_->optimizer_state_names());
+  engine_->load_state(loaded.state, loaded.progress.applied_steps, loaded.progress.scaler);
+  const auto& layout = loaded.meta.at("layout");
+  log::info("resumed from {}/{} at step {} (saved on {} ranks, ZeRO stage {}, {})", ck.dir, *tag,
+            loaded.progress.step, layout.value("world_size", 0), layout.value("zero_stage", 0),
+            layout.value("dtype", "?"));
+  if (!options_.init_weights.empty()) {
+    log::warn("--init-weights {} is ignored: the run resumes from its checkpoint",
+              options_.init_weights);
+  }
+  const int64_t saved_batch = layout.value("train_batch_size", int64_t{0});
+  if (saved_batch != cfg_.ds.batch.train_batch_size) {
+    log::warn(
+        "train_batch_size was {} when the checkpoint was saved and is {} now: the data "
+        "position moves with it (step {} starts at sample {})",
+        saved_batch, cfg_.ds.batch.train_batch_size, loaded.progress.step,
+        loaded.progress.step * cfg_.ds.batch.train_batch_size);
+  }
+  return loaded.progress.step;
+}
+
+void Trainer::save(int64_t completed_steps) {
+  checkpoint::TrainProgress progress;
+  progress.step = completed_steps;
+  progress.applied_steps = engine_->applied_steps();
+  progress.samples = completed_steps * cfg_.ds.batch.train_batch_size;
+  progress.scaler = engine_->loss_scaler().state();
+  const std::string tag = checkpoint::tag_for_step(completed_steps);
+  const auto start = Clock::now();
+  checkpoint::save_checkpoint(cfg_.checkpoint.dir, tag, cfg_, *engine_, progress,
+                              cfg_.checkpoint.keep);
+  log::info("saved checkpoint {}/{} in {:.1f} s", cfg_.checkpoint.dir, tag, seconds_since(start));
+}
+
+int Trainer::agreed_interrupt() {
+  // Every rank must stop at the same step, or the others would wait in a collective.
+  const bool mine = interrupt_signal() != 0;
+  const bool any = engine_->comm().allreduce_any(mine);
+  if (!any) return 0;
+  return mine ? interrupt_signal() : SIGTERM;
 }
 
 int64_t Trainer::tokens_per_step() const { return cfg_.ds.batch.train_batch_size * seq_len_; }
@@ -120,18 +172,9 @@ void Trainer::log_start() const {
                         : "fp32");
 }
 
-void Trainer::stop_if_interrupted(int64_t completed_steps) const {
-  if (const int signal = interrupt_signal()) {
-    throw Error(fmt::format("interrupted by signal {} after {} of {} steps", signal,
-                            completed_steps, cfg_.train.steps),
-                "", static_cast<ExitCode>(128 + signal));
-  }
-}
-
 zero::StepStats Trainer::train_step(int64_t step) {
   const int rank = engine_->comm().rank();
   return engine_->train_step([&](int micro, int32_t* inputs, int32_t* targets) {
-    stop_if_interrupted(step);
     sampler_->fill_micro_batch(step, micro, rank, inputs, targets);
   });
 }
@@ -175,7 +218,8 @@ void Trainer::run() {
   const auto start = Clock::now();
   auto window_start = start;
   int64_t window_steps = 0;
-  for (int64_t step = 0; step < steps; ++step) {
+  int64_t last_saved = start_step_;
+  for (int64_t step = start_step_; step < steps; ++step) {
     const zero::StepStats r = train_step(step);
     ++window_steps;
     const int64_t done = step + 1;
@@ -214,8 +258,19 @@ void Trainer::run() {
         metrics_.write({{"step", done}, {"val_loss", *val}});
       }
     }
-    stop_if_interrupted(done);
+    const auto& ck = cfg_.checkpoint;
+    if (ck.save_every > 0 && done % ck.save_every == 0 && done < steps) {
+      save(done);
+      last_saved = done;
+    }
+    if (const int signal = agreed_interrupt()) {
+      if (ck.save_on_signal && last_saved != done) save(done);
+      throw Error(fmt::format("interrupted by signal {} after {} of {} steps", signal, done, steps),
+                  ck.save_on_signal ? "the run resumes from its checkpoint when started again" : "",
+                  static_cast<ExitCode>(128 + signal));
+    }
   }
+  if (!cfg_.checkpoint.dir.empty() && last_saved != steps) save(steps);
   const double elapsed = seconds_since(start);
   log::info("done: {} steps in {:.1f} s ({:.0f} tok/s)", steps, elapsed,
             static_cast<double>(steps * tokens_per_step()) / std::max(elapsed, 1e-9));

@@ -45,7 +45,11 @@ class Trainer {
  private:
   void log_start() const;
   void report_memory(const char* when);
-  void stop_if_interrupted(int64_t completed_steps) const;
+  // Loads checkpoint.resume's tag, if any; returns the step to continue from.
+  int64_t resume();
+  void save(int64_t completed_steps);
+  // The signal every rank agrees to stop on (0: go on); a collective at step boundaries.
+  int agreed_interrupt();
 
   config::TrainConfig cfg_;
   TrainOptions options_;
@@ -57,6 +61,7 @@ class Trainer {
   tensor::Buffer inputs_, targets_;
   MetricsWriter metrics_;
   int64_t micro_ = 0, seq_len_ = 0, accum_ = 0;
+  int64_t start_step_ = 0;
 };
 
 }  // namespace ds::worker

@@ -15,6 +15,7 @@
 #include <set>
 
 #include "util/error.h"
+#include "util/files.h"
 
 namespace ds::checkpoint {
 namespace {
@@ -387,46 +388,7 @@ std::string serialize_safetensors(std::span<const StTensorRef> tensors, const Me
 
 void write_safetensors(const std::filesystem::path& path, std::span<const StTensorRef> tensors,
                        const Metadata& metadata) {
-  const std::string bytes = serialize_safetensors(tensors, metadata);
-  const std::filesystem::path dir =
-      path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  // A unique name in the target folder: rename() is atomic only within one file
-  // system, and two writers must not share a temporary.
-  std::random_device rd;
-  const std::filesystem::path tmp =
-      dir / fmt::format(".{}.tmp.{}.{:08x}", path.filename().string(), ::getpid(), rd());
-  const std::string tmp_name = tmp.string();
-
-  auto fail = [&](const std::string& what) {
-    const std::string why = errno_text();
-    ::unlink(tmp_name.c_str());
-    throw Error(fmt::format("cannot write safetensors file {}: {}: {}", path.string(), what, why),
-                "check that the folder exists, is writable and the disk is not full");
-  };
-  const int fd = ::open(tmp_name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) fail("create " + tmp_name);
-  size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ::close(fd);
-      fail("write");
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    ::close(fd);
-    fail("fsync");
-  }
-  if (::close(fd) != 0) fail("close");
-  if (::rename(tmp_name.c_str(), path.c_str()) != 0) fail("rename");
-  // The rename itself is durable only once the folder's entry is on disk.
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
+  write_file_atomic(path, serialize_safetensors(tensors, metadata));
 }
 
 }  // namespace ds::checkpoint

@@ -107,11 +107,18 @@ void load_weights(const std::filesystem::path& path, const model::ModelLayout& l
 }
 
 void save_weights(const std::filesystem::path& path, const model::ModelLayout& layout,
-                  const float* flat) {
+                  const float* flat, bool bf16) {
   std::vector<StTensorRef> refs;
   refs.reserve(layout.params.size());
+  std::vector<uint16_t> halves(bf16 ? static_cast<size_t>(layout.total) : 0);
   for (const auto& p : layout.params) {
-    refs.push_back({p.name, StDType::kF32, p.shape, flat + p.offset});
+    if (!bf16) {
+      refs.push_back({p.name, StDType::kF32, p.shape, flat + p.offset});
+      continue;
+    }
+    for (int64_t i = 0; i < p.numel; ++i)
+      halves[p.offset + i] = tensor::f32_to_bf16(flat[p.offset + i]);
+    refs.push_back({p.name, StDType::kBF16, p.shape, halves.data() + p.offset});
   }
   if (!path.parent_path().empty()) std::filesystem::create_directories(path.parent_path());
   write_safetensors(path, refs, {{"format", "pt"}, {"producer", "dstrain"}});

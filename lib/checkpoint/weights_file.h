@@ -15,9 +15,9 @@ namespace ds::checkpoint {
 void load_weights(const std::filesystem::path& path, const model::ModelLayout& layout,
                   bool tie_embeddings, float* flat);
 
-// Writes every parameter as F32 (lm_head.weight omitted when tied, as Hugging Face
-// does), atomically.
+// Writes every parameter as F32, or BF16 when `bf16` (lm_head.weight omitted when
+// tied, as Hugging Face does), atomically.
 void save_weights(const std::filesystem::path& path, const model::ModelLayout& layout,
-                  const float* flat);
+                  const float* flat, bool bf16 = false);
 
 }  // namespace ds::checkpoint

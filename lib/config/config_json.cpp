@@ -260,6 +260,7 @@ Json to_json(const TrainConfig& cfg) {
       {"save_every", cfg.checkpoint.save_every},
       {"resume", cfg.checkpoint.resume},
       {"keep", cfg.checkpoint.keep},
+      {"save_on_signal", cfg.checkpoint.save_on_signal},
       {"export",
        cfg.checkpoint.export_path.empty() ? Json(nullptr) : Json(cfg.checkpoint.export_path)}};
   j["log"] = {{"metrics", cfg.log.metrics.empty() ? Json(nullptr) : Json(cfg.log.metrics)},

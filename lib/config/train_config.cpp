@@ -50,6 +50,10 @@ CheckpointSection read_checkpoint(MapReader& m) {
   c.resume = m.get_string("resume", "auto");
   c.keep = m.get_int("keep", 3, Range::at_least(0));
   c.export_path = resolve_path(m, m.get_string("export", ""));
+  c.save_on_signal = m.get_bool("save_on_signal", false);
+  if (c.save_on_signal && c.dir.empty()) {
+    m.fail("save_on_signal", "a checkpoint on SIGTERM is asked for but checkpoint.dir is not set");
+  }
   if (c.save_every > 0 && c.dir.empty()) {
     m.fail("save_every", "checkpoints are asked for but checkpoint.dir is not set");
   }

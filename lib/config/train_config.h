@@ -37,6 +37,7 @@ struct CheckpointSection {
   std::string resume = "auto";  // auto | never | a tag
   int64_t keep = 3;             // 0: keep all
   std::string export_path;      // consolidated safetensors written at the end
+  bool save_on_signal = false;  // save a checkpoint when SIGTERM/SIGINT stops the run
 };
 
 struct LogSection {

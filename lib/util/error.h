@@ -46,9 +46,9 @@ int report_error(const char* program, const Error& error);
 
 }  // namespace ds
 
-#define DS_CHECK(condition, ...)                                                  \
-  do {                                                                            \
-    if (!(condition)) {                                                           \
+#define DS_CHECK(condition, ...)                                                    \
+  do {                                                                              \
+    if (!(condition)) {                                                             \
       ::ds::fail_check(__FILE__, __LINE__, #condition, ::fmt::format(__VA_ARGS__)); \
-    }                                                                             \
+    }                                                                               \
   } while (false)

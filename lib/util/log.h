@@ -17,11 +17,13 @@ void write(Level level, const std::string& message);
 
 template <typename... Args>
 void info(fmt::format_string<Args...> format, Args&&... args) {
-  if (level() <= Level::kInfo) write(Level::kInfo, fmt::format(format, std::forward<Args>(args)...));
+  if (level() <= Level::kInfo)
+    write(Level::kInfo, fmt::format(format, std::forward<Args>(args)...));
 }
 template <typename... Args>
 void warn(fmt::format_string<Args...> format, Args&&... args) {
-  if (level() <= Level::kWarn) write(Level::kWarn, fmt::format(format, std::forward<Args>(args)...));
+  if (level() <= Level::kWarn)
+    write(Level::kWarn, fmt::format(format, std::forward<Args>(args)...));
 }
 template <typename... Args>
 void debug(fmt::format_string<Args...> format, Args&&... args) {

@@ -335,6 +335,81 @@ std::vector<float> Engine::full_parameters() {
   return out;
 }
 
+std::vector<std::string> Engine::optimizer_state_names() {
+  std::vector<std::string> names;
+  for (const optim::StateArray& a : optimizer_->state()) names.push_back(a.name);
+  return names;
+}
+
+void Engine::for_each_own_run(const OwnRunVisitor& visit) const {
+  const model::ModelLayout& layout = model_.layout();
+  for (size_t l = 0; l < layout.layers.size(); ++l) {
+    const model::LayerSpec& spec = layout.layers[l];
+    const LayerShard& o = part_.layers[l];
+    const int64_t own_begin = o.own.offset, own_end = o.own.offset + o.real_size();
+    for (int i = 0; i < spec.num_params; ++i) {
+      const model::ParamSpec& p = layout.params[spec.first_param + i];
+      const int64_t p_begin = p.offset - spec.offset;
+      const int64_t begin = std::max(own_begin, p_begin);
+      const int64_t end = std::min(own_end, p_begin + p.numel);
+      if (begin < end)
+        visit(static_cast<int>(l), p, begin - p_begin, end - begin, begin - own_begin);
+    }
+  }
+}
+
+std::vector<StateSegment> Engine::state_segments() {
+  std::vector<StateSegment> out;
+  if (stage_ == 0 && comm_->rank() != 0) return out;
+  const std::vector<optim::StateArray> arrays = optimizer_->state();
+  for_each_own_run(
+      [&](int l, const model::ParamSpec& p, int64_t begin, int64_t length, int64_t in_piece) {
+        StateSegment s;
+        s.param = p.name;
+        s.begin = begin;
+        s.length = length;
+        s.master = master(l) + in_piece;
+        for (const optim::StateArray& a : arrays) {
+          s.optimizer.emplace_back(a.name, a.data.data() + part_.layers[l].local_offset + in_piece);
+        }
+        out.push_back(std::move(s));
+      });
+  return out;
+}
+
+void Engine::load_state(const FullState& state, int64_t applied_steps,
+                        const optim::LossScalerState& scaler) {
+  // Every rank copies the elements of its own pieces (at stage 0: all of them) from
+  // the complete state, whatever layout saved it.
+  const std::vector<optim::StateArray> arrays = optimizer_->state();
+  for_each_own_run(
+      [&](int l, const model::ParamSpec& p, int64_t begin, int64_t length, int64_t in_piece) {
+        const auto found = state.find(p.name);
+        DS_CHECK(found != state.end(), "the checkpoint state has no parameter {}", p.name);
+        const auto copy = [&](const std::string& name, float* dst) {
+          const auto values = found->second.find(name);
+          DS_CHECK(values != found->second.end(), "the checkpoint has no {} for {}", name, p.name);
+          std::memcpy(dst, values->second.data() + begin, sizeof(float) * length);
+        };
+        copy("master", master(l) + in_piece);
+        for (const optim::StateArray& a : arrays) {
+          copy(a.name, a.data.data() + part_.layers[l].local_offset + in_piece);
+        }
+      });
+  if (mixed()) {
+    char* params = static_cast<char*>(params_.data());
+    for (size_t l = 0; l < part_.layers.size(); ++l) {
+      const LayerShard& o = part_.layers[l];
+      const LayerShard& s = dp_part_.layers[l];
+      const int64_t offset = stage_ == 3 ? s.local_offset : s.full_offset + o.own.offset;
+      cpu::from_f32(params + esize() * offset, dtype_, master(static_cast<int>(l)), o.real_size());
+    }
+  }
+  applied_steps_ = applied_steps;
+  scaler_.load_state(scaler);
+  publish_parameters();
+}
+
 MemoryReport Engine::memory_report() const {
   MemoryReport r;
   r.rank = comm_->rank();

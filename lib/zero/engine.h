@@ -12,6 +12,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -47,6 +48,19 @@ struct MemoryReport {
   int64_t predicted_model_states_bytes = 0;
 };
 
+// A run of one parameter's elements held by this rank, as checkpoints store it: the
+// fp32 master weights and each optimizer state array over the same elements.
+struct StateSegment {
+  std::string param;  // Hugging Face name
+  int64_t begin = 0;  // first element within the parameter
+  int64_t length = 0;
+  float* master = nullptr;
+  std::vector<std::pair<std::string, float*>> optimizer;  // "exp_avg", "exp_avg_sq", ...
+};
+
+// Every parameter complete: state name ("master", "exp_avg", ...) → values, by parameter.
+using FullState = std::map<std::string, std::map<std::string, std::vector<float>>>;
+
 // Fills the inputs and targets ([MB, T] each) of micro-step `micro` of this rank.
 using BatchFiller = std::function<void(int micro, int32_t* inputs, int32_t* targets)>;
 
@@ -67,7 +81,16 @@ class Engine {
   std::vector<float> full_parameters();
   MemoryReport memory_report() const;
   int64_t applied_steps() const { return applied_steps_; }
+
+  // Checkpoints: this rank's segments (empty on ranks > 0 at stage 0, where every rank
+  // holds the same state), and loading a complete state saved on any layout.
+  std::vector<StateSegment> state_segments();
+  std::vector<std::string> optimizer_state_names();
+  void load_state(const FullState& state, int64_t applied_steps,
+                  const optim::LossScalerState& scaler);
+  const optim::LossScaler& loss_scaler() const { return scaler_; }
   DpComm& comm() { return *comm_; }
+  const model::ModelLayout& layout() const { return model_.layout(); }
 
  private:
   class Buffers;
@@ -83,6 +106,11 @@ class Engine {
   std::pair<double, bool> gradient_norm();
   void update_parameters(double lr, double grad_scale);
   void publish_parameters();
+  // Calls visit(layer, param, begin in param, length, offset in the own piece) for every
+  // run of a parameter's elements inside this rank's own pieces.
+  using OwnRunVisitor =
+      std::function<void(int, const model::ParamSpec&, int64_t, int64_t, int64_t)>;
+  void for_each_own_run(const OwnRunVisitor& visit) const;
 
   const config::TrainConfig& cfg_;
   model::Gpt& model_;
