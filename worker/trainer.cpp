@@ -29,9 +29,9 @@ void check_supported(const config::TrainConfig& cfg) {
         hint);
   };
   const auto& ds = cfg.ds;
-  if (ds.batch.world_size > 1) {
-    refuse(fmt::format("a world of {} ranks", ds.batch.world_size),
-           "train on one process (no launcher) for now");
+  if (ds.pipeline.stages > 1) {
+    refuse(fmt::format("a pipeline of {} stages", ds.pipeline.stages),
+           "set pipeline.stages to 1: every rank is then a data-parallel rank");
   }
   if (cfg.train.device == config::Device::kCuda) refuse("device: cuda", "use device: cpu");
   if (ds.pipeline.activation_checkpoint_interval > 0) {
@@ -54,7 +54,8 @@ double mib(int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
 
 }  // namespace
 
-Trainer::Trainer(config::TrainConfig config, const TrainOptions& options)
+Trainer::Trainer(config::TrainConfig config, const TrainOptions& options,
+                 std::unique_ptr<zero::DpComm> comm)
     : cfg_(std::move(config)), options_(options) {
   check_supported(cfg_);
   if (options_.steps) cfg_.train.steps = *options_.steps;
@@ -76,8 +77,7 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options)
     } else {
       model::init_weights(layout, cfg_.model, cfg_.train.seed, initial.data());
     }
-    engine_ = std::make_unique<zero::Engine>(cfg_, *model_, initial.data(),
-                                             std::make_unique<zero::SingleRankComm>());
+    engine_ = std::make_unique<zero::Engine>(cfg_, *model_, initial.data(), std::move(comm));
   }
 
   data::SamplerOptions so;
@@ -96,8 +96,10 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options)
 
   start_step_ = resume();
   const std::string metrics = options_.metrics.empty() ? cfg_.log.metrics : options_.metrics;
-  if (!metrics.empty()) {
-    metrics_ = MetricsWriter(metrics, engine_->comm().rank(), /*append=*/start_step_ > 0);
+  // Rank 0 writes the run's metrics; with "{rank}" in the path every rank writes its own.
+  const int rank = engine_->comm().rank();
+  if (!metrics.empty() && (rank == 0 || metrics.find("{rank}") != std::string::npos)) {
+    metrics_ = MetricsWriter(metrics, rank, /*append=*/start_step_ > 0);
   }
 }
 
@@ -181,12 +183,15 @@ zero::StepStats Trainer::train_step(int64_t step) {
 
 void Trainer::report_memory(const char* when) {
   const zero::MemoryReport r = engine_->memory_report();
-  log::info(
-      "memory {}: rank {}, stage {}: params {:.1f} MiB, grads {:.1f} MiB, optimizer "
-      "{:.1f} MiB = model states {:.1f} MiB (ZeRO formula {:.1f} MiB); process {:.1f} MiB",
-      when, r.rank, r.stage, mib(r.params_bytes), mib(r.grads_bytes), mib(r.optimizer_bytes),
-      mib(r.model_states_bytes()), mib(r.predicted_model_states_bytes),
-      mib(static_cast<int64_t>(tensor::memory_total())));
+  // Every rank reports its own memory (the other lines come from rank 0 only).
+  log::write(log::Level::kInfo,
+             fmt::format("memory {}: rank {}, stage {}: params {:.1f} MiB, grads {:.1f} MiB, "
+                         "optimizer {:.1f} MiB = model states {:.1f} MiB (ZeRO formula {:.1f} "
+                         "MiB); process {:.1f} MiB",
+                         when, r.rank, r.stage, mib(r.params_bytes), mib(r.grads_bytes),
+                         mib(r.optimizer_bytes), mib(r.model_states_bytes()),
+                         mib(r.predicted_model_states_bytes),
+                         mib(static_cast<int64_t>(tensor::memory_total()))));
   metrics_.write({{"event", "memory"},
                   {"when", when},
                   {"rank", r.rank},
@@ -202,12 +207,14 @@ void Trainer::report_memory(const char* when) {
 
 std::optional<double> Trainer::evaluate() {
   if (!eval_sampler_) return std::nullopt;
+  // Rank r evaluates batches r, r + DP, ...; the mean is over all eval_batches.
+  zero::DpComm& comm = engine_->comm();
   double sum = 0;
-  for (int64_t b = 0; b < cfg_.train.eval_batches; ++b) {
+  for (int64_t b = comm.rank(); b < cfg_.train.eval_batches; b += comm.size()) {
     eval_sampler_->fill_batch(b, inputs_.as<int32_t>(), targets_.as<int32_t>());
     sum += engine_->eval_loss(inputs_.as<int32_t>(), targets_.as<int32_t>());
   }
-  return sum / static_cast<double>(cfg_.train.eval_batches);
+  return comm.allreduce_sum(sum) / static_cast<double>(cfg_.train.eval_batches);
 }
 
 void Trainer::run() {
@@ -279,7 +286,8 @@ void Trainer::run() {
   if (!options_.save_weights.empty()) outputs.push_back(options_.save_weights);
   if (!cfg_.checkpoint.export_path.empty()) outputs.push_back(cfg_.checkpoint.export_path);
   if (outputs.empty()) return;
-  const std::vector<float> weights = engine_->full_parameters();
+  const std::vector<float> weights = engine_->full_parameters();  // collective
+  if (engine_->comm().rank() != 0) return;
   for (const std::string& path : outputs) {
     checkpoint::save_weights(path, model_->layout(), weights.data());
     log::info("wrote the weights to {}", path);

@@ -28,7 +28,9 @@ struct TrainOptions {
 
 class Trainer {
  public:
-  Trainer(config::TrainConfig config, const TrainOptions& options);
+  // `comm` is this rank's data-parallel group (SingleRankComm for one process).
+  Trainer(config::TrainConfig config, const TrainOptions& options,
+          std::unique_ptr<zero::DpComm> comm);
 
   // Trains train.steps steps; throws ds::Error with exit code 128+N on a signal.
   void run();
