@@ -11,5 +11,9 @@ scripts/build.sh
 
 # A fresh run each time: without this the run would resume from its last checkpoint.
 rm -rf runs/tiny
-"$build_dir/bin/dsworker" configs/tiny.yaml "$@"
-echo "quickstart: metrics in runs/tiny/metrics.jsonl, weights in runs/tiny/model.safetensors"
+"$build_dir/bin/dsworker" configs/tiny.yaml --sample 300 "$@"
+/usr/bin/python3 scripts/plot_metrics.py runs/tiny/metrics.jsonl -o runs/tiny/metrics.png
+echo "quickstart: metrics in runs/tiny/metrics.jsonl, plotted in runs/tiny/metrics.png," \
+  "weights in runs/tiny/model.safetensors"
+echo "quickstart: more text: $build_dir/bin/dsworker sample --config configs/tiny.yaml" \
+  "--weights runs/tiny/model.safetensors --prompt 'Q: ' -n 300"

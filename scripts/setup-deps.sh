@@ -14,6 +14,7 @@ packages=(
   libgloo-dev                                                    # CPU collectives
   libopenblas-dev libopenblas0-openmp                            # CPU matmuls (OpenMP build)
   python3 python3-torch python3-numpy                            # reference numbers
+  python3-matplotlib                                             # scripts/plot_metrics.py
   fortunes fortunes-min                                          # the default example's text
 )
 

@@ -21,7 +21,7 @@ std::string temp_file(const std::string& name, const std::string& text) {
 
 }  // namespace
 
-TEST_CASE("--help and --version", "[cli]") {
+TEST_CASE("help and version flags", "[cli]") {
   for (const char* program : {"dsworker", "dslaunch"}) {
     INFO(program);
     Run r = run(kBin + program + " --help");

@@ -121,7 +121,7 @@ Reporter::Reporter(const config::TrainConfig& cfg, const ReportOptions& options,
                                              cfg.model.n_embd, cfg.data.seq_len);
   if (!options_.metrics_path.empty() &&
       (rank_ == 0 || options_.metrics_path.find("{rank}") != std::string::npos)) {
-    metrics_ = MetricsWriter(options_.metrics_path, rank_);
+    metrics_ = MetricsWriter(options_.metrics_path, rank_, options_.append_metrics);
   }
   if (rank_ == 0) {  // DeepSpeed's monitors write on global rank 0 only
     if (cfg.ds.csv_monitor.enabled) {
@@ -135,13 +135,15 @@ Reporter::Reporter(const config::TrainConfig& cfg, const ReportOptions& options,
 
 Reporter::~Reporter() { clear_live(); }
 
-void Reporter::emit(const std::string& line, bool warn) {
+void Reporter::emit(const std::string& line, bool warn, bool force) {
   clear_live();
   if (options_.stream != nullptr) {
     fmt::print(options_.stream, "{}{}\n", warn ? "warning: " : "", line);
     std::fflush(options_.stream);
   } else if (warn) {
     log::warn("{}", line);
+  } else if (force) {
+    log::write(log::Level::kInfo, line);
   } else {
     log::info("{}", line);
   }
@@ -394,16 +396,17 @@ void Reporter::on_eval(int64_t step, double val_loss) {
 }
 
 void Reporter::on_memory(const char* when, const zero::MemoryReport& r) {
-  if ((rank_ == 0 && !options_.quiet) || options_.verbose) {
+  if (!options_.quiet) {  // every rank: under ZeRO each holds a different share
     emit(fmt::format(
-        "memory {}: rank {}, stage {}: params {:.1f} MiB, grads {:.1f} MiB, optimizer "
-        "{:.1f} MiB = model states {:.1f} MiB (ZeRO formula {:.1f} MiB); process {:.1f} MiB",
-        when, r.rank, r.stage, mib(static_cast<double>(r.params_bytes)),
-        mib(static_cast<double>(r.grads_bytes)), mib(static_cast<double>(r.optimizer_bytes)),
-        mib(static_cast<double>(r.model_states_bytes())),
-        mib(static_cast<double>(r.predicted_model_states_bytes)),
-        mib(static_cast<double>(tensor::memory_total()))));
-    if (options_.verbose) emit(fmt::format("memory {}: {}", when, memory_text()));
+             "memory {}: rank {}, stage {}: params {:.1f} MiB, grads {:.1f} MiB, optimizer "
+             "{:.1f} MiB = model states {:.1f} MiB (ZeRO formula {:.1f} MiB); process {:.1f} MiB",
+             when, r.rank, r.stage, mib(static_cast<double>(r.params_bytes)),
+             mib(static_cast<double>(r.grads_bytes)), mib(static_cast<double>(r.optimizer_bytes)),
+             mib(static_cast<double>(r.model_states_bytes())),
+             mib(static_cast<double>(r.predicted_model_states_bytes)),
+             mib(static_cast<double>(tensor::memory_total()))),
+         /*warn=*/false, /*force=*/true);
+    if (options_.verbose) emit(fmt::format("memory {}: {}", when, memory_text()), false, true);
   }
   metrics_.write({{"event", "memory"},
                   {"when", when},
@@ -422,7 +425,7 @@ void Reporter::on_memory(const char* when, const zero::MemoryReport& r) {
 void Reporter::on_finish(int64_t steps_done) {
   clear_live();
   const double elapsed = seconds_between(start_, Clock::now());
-  const int64_t run_steps = steps_done - first_step_;
+  const int64_t run_steps = std::max<int64_t>(0, steps_done - first_step_);
   const double tokens_per_s =
       static_cast<double>(run_steps * tokens_per_step_) / std::max(train_seconds_, 1e-9);
   const double mfu = peak_flops_ > 0 ? flops_per_token_ * tokens_per_s / world_ / peak_flops_ : 0;
@@ -438,13 +441,6 @@ void Reporter::on_finish(int64_t steps_done) {
       log::write(log::Level::kInfo, line + ")");
     }
   }
-  nlohmann::ordered_json record = {{"event", "finish"},
-                                   {"step", steps_done},
-                                   {"elapsed_s", elapsed},
-                                   {"train_seconds", train_seconds_},
-                                   {"mean_tokens_per_s", tokens_per_s}};
-  if (peak_flops_ > 0) record["mean_mfu"] = mfu;
-  metrics_.write(record);
 }
 
 void Reporter::print_sample(std::string_view text) {

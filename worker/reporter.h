@@ -3,13 +3,12 @@
 // metrics file (JSON lines) and in the ds_config's monitors (csv_monitor,
 // tensorboard). The trainer calls it; it decides what to show where.
 //
-// Terminal. Rank 0 reports; the other ranks stay quiet unless --verbose. On a
+// Terminal. Rank 0 reports; the other ranks print only their memory reports. On a
 // terminal (stderr is a TTY and no launcher set RANK) a live line shows step/total,
 // loss, tokens/s, MFU and ETA, redrawn in place; every steps_per_print steps, and
 // for evaluations and memory, a plain line is printed above it. Elsewhere (logs,
 // CI, dslaunch) only the plain lines appear. --quiet keeps warnings, samples and
-// the final line; --verbose prints every step, memory by category at every print,
-// and every rank's memory reports.
+// the final line; --verbose prints every step and memory by category at every print.
 //
 // Metrics file. One JSON object per printed step (loss, lr, grad_norm, loss_scale,
 // tokens/s, samples/s, TFLOP/s, MFU, memory by category, the wall-clock breakdown),
@@ -41,7 +40,8 @@
 namespace ds::worker {
 
 struct ReportOptions {
-  std::string metrics_path;  // JSON lines; "{rank}" gives one file per rank; "" none
+  std::string metrics_path;     // JSON lines; "{rank}" gives one file per rank; "" none
+  bool append_metrics = false;  // a resumed run continues the file instead of truncating it
   bool quiet = false;
   bool verbose = false;
   // Where lines go. nullptr: plain lines through ds::log (stderr, with the program's
@@ -73,6 +73,8 @@ struct StepTimes {
 
 class Reporter {
  public:
+  // `cfg` must outlive the reporter (the trainer's own copy). `world`: all ranks, for
+  // FLOP/s per rank and MFU. Creates the metrics file and the monitors' folders.
   Reporter(const config::TrainConfig& cfg, const ReportOptions& options, int rank, int world);
   ~Reporter();  // clears the live line, so that an error message starts on a clean line
   Reporter(const Reporter&) = delete;
@@ -100,7 +102,8 @@ class Reporter {
  private:
   using Clock = std::chrono::steady_clock;
   bool prints() const { return rank_ == 0 && !options_.quiet; }
-  void emit(const std::string& line, bool warn = false);
+  // force: past the log level, which other ranks may have raised to warnings.
+  void emit(const std::string& line, bool warn = false, bool force = false);
   void draw_live(int64_t step, double loss);
   void clear_live();
   void print_step(int64_t step, const zero::StepStats& stats, double window_s, int64_t window_steps,

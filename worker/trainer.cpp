@@ -9,6 +9,7 @@
 #include "model/init.h"
 #include "util/log.h"
 #include "worker/interrupt.h"
+#include "worker/sample_command.h"
 
 namespace ds::worker {
 namespace {
@@ -37,20 +38,11 @@ void check_supported(const config::TrainConfig& cfg) {
   if (ds.pipeline.activation_checkpoint_interval > 0) {
     refuse("activation checkpointing", "set pipeline.activation_checkpoint_interval to 0");
   }
-  if (ds.tensorboard.enabled || ds.csv_monitor.enabled || ds.wandb.enabled) {
-    refuse("the tensorboard/csv_monitor/wandb monitors",
-           "use log.metrics (JSON lines) and disable the monitor");
+  if (ds.wandb.enabled) {
+    refuse("the wandb monitor (it needs the network)",
+           "set wandb.enabled to false; tensorboard and csv_monitor work offline");
   }
 }
-
-std::string format_count(double v) {
-  if (v >= 1e9) return fmt::format("{:.2f}B", v / 1e9);
-  if (v >= 1e6) return fmt::format("{:.2f}M", v / 1e6);
-  if (v >= 1e3) return fmt::format("{:.1f}K", v / 1e3);
-  return fmt::format("{:.0f}", v);
-}
-
-double mib(int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
 
 }  // namespace
 
@@ -95,12 +87,13 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options,
   targets_ = Buffer(sizeof(int32_t) * micro_ * seq_len_, MemoryCategory::kActivations);
 
   start_step_ = resume();
-  const std::string metrics = options_.metrics.empty() ? cfg_.log.metrics : options_.metrics;
-  // Rank 0 writes the run's metrics; with "{rank}" in the path every rank writes its own.
-  const int rank = engine_->comm().rank();
-  if (!metrics.empty() && (rank == 0 || metrics.find("{rank}") != std::string::npos)) {
-    metrics_ = MetricsWriter(metrics, rank, /*append=*/start_step_ > 0);
-  }
+  ReportOptions report;
+  report.metrics_path = options_.metrics.empty() ? cfg_.log.metrics : options_.metrics;
+  report.append_metrics = start_step_ > 0;
+  report.quiet = options_.quiet;
+  report.verbose = options_.verbose;
+  reporter_ = std::make_unique<Reporter>(cfg_, report, engine_->comm().rank(),
+                                         static_cast<int>(cfg_.ds.batch.world_size));
 }
 
 int64_t Trainer::resume() {
@@ -139,7 +132,8 @@ void Trainer::save(int64_t completed_steps) {
   const auto start = Clock::now();
   checkpoint::save_checkpoint(cfg_.checkpoint.dir, tag, cfg_, *engine_, progress,
                               cfg_.checkpoint.keep);
-  log::info("saved checkpoint {}/{} in {:.1f} s", cfg_.checkpoint.dir, tag, seconds_since(start));
+  reporter_->note(fmt::format("saved checkpoint {}/{} in {:.1f} s", cfg_.checkpoint.dir, tag,
+                              seconds_since(start)));
 }
 
 int Trainer::agreed_interrupt() {
@@ -152,28 +146,6 @@ int Trainer::agreed_interrupt() {
 
 int64_t Trainer::tokens_per_step() const { return cfg_.ds.batch.train_batch_size * seq_len_; }
 
-void Trainer::log_start() const {
-  const auto& m = cfg_.model;
-  const auto& ds = cfg_.ds;
-  log::info("model {}: {} layers, {} heads, {} wide, vocab {}, {} parameters",
-            m.preset.empty() ? m.arch : m.preset, m.n_layer, m.n_head, m.n_embd, m.vocab_size,
-            format_count(static_cast<double>(model_->layout().parameter_count())));
-  log::info("data: {} train tokens from {}{}", format_count(data_.train.size()), data_.train.source,
-            data_.val.tokens.empty()
-                ? std::string(", no validation")
-                : fmt::format(", {} validation tokens{}", format_count(data_.val.size()),
-                              data_.val_split_from_train ? " (held out from train)" : ""));
-  const std::string schedule = config::scheduler_name(ds.scheduler);
-  log::info(
-      "batch: {} sequences of {} tokens per step ({} micro x {} accumulation x {} ranks), "
-      "{} steps, {} {}, ZeRO stage {}, {}",
-      ds.batch.train_batch_size, seq_len_, micro_, accum_, ds.batch.dp_size, cfg_.train.steps,
-      ds.optimizer.type_name, schedule.empty() ? "constant lr" : schedule, ds.zero.stage,
-      ds.bf16.enabled   ? "bf16"
-      : ds.fp16.enabled ? "fp16"
-                        : "fp32");
-}
-
 zero::StepStats Trainer::train_step(int64_t step) {
   const int rank = engine_->comm().rank();
   return engine_->train_step([&](int micro, int32_t* inputs, int32_t* targets) {
@@ -182,27 +154,19 @@ zero::StepStats Trainer::train_step(int64_t step) {
 }
 
 void Trainer::report_memory(const char* when) {
-  const zero::MemoryReport r = engine_->memory_report();
-  // Every rank reports its own memory (the other lines come from rank 0 only).
-  log::write(log::Level::kInfo,
-             fmt::format("memory {}: rank {}, stage {}: params {:.1f} MiB, grads {:.1f} MiB, "
-                         "optimizer {:.1f} MiB = model states {:.1f} MiB (ZeRO formula {:.1f} "
-                         "MiB); process {:.1f} MiB",
-                         when, r.rank, r.stage, mib(r.params_bytes), mib(r.grads_bytes),
-                         mib(r.optimizer_bytes), mib(r.model_states_bytes()),
-                         mib(r.predicted_model_states_bytes),
-                         mib(static_cast<int64_t>(tensor::memory_total()))));
-  metrics_.write({{"event", "memory"},
-                  {"when", when},
-                  {"rank", r.rank},
-                  {"stage", r.stage},
-                  {"params_bytes", r.params_bytes},
-                  {"grads_bytes", r.grads_bytes},
-                  {"optimizer_bytes", r.optimizer_bytes},
-                  {"model_states_bytes", r.model_states_bytes()},
-                  {"predicted_model_states_bytes", r.predicted_model_states_bytes},
-                  {"activations_bytes", tensor::memory_bytes(MemoryCategory::kActivations)},
-                  {"total_bytes", tensor::memory_total()}});
+  reporter_->on_memory(when, engine_->memory_report());
+}
+
+void Trainer::print_sample(const std::vector<float>& weights) {
+  if (cfg_.model.vocab_size > 256) {
+    reporter_->note(
+        "no sample: the model's tokens are not bytes (use dsworker sample --tokenizer)");
+    return;
+  }
+  GenerateOptions generate;
+  generate.tokens = options_.sample_tokens;
+  generate.seed = cfg_.train.seed;
+  reporter_->print_sample(generate_text(*model_, weights.data(), Tokenizer::bytes(), "", generate));
 }
 
 std::optional<double> Trainer::evaluate() {
@@ -218,52 +182,27 @@ std::optional<double> Trainer::evaluate() {
 }
 
 void Trainer::run() {
-  log_start();
-  report_memory("at start");
+  RunInfo info;
+  info.parameters = model_->layout().parameter_count();
+  info.data_source = data_.train.source;
+  info.train_tokens = data_.train.size();
+  info.val_tokens = data_.val.size();
+  info.val_from_train = data_.val_split_from_train;
+  info.first_step = start_step_;
+  reporter_->on_start(info, engine_->memory_report());
   const int64_t steps = cfg_.train.steps;
-  const int64_t every = cfg_.ds.steps_per_print;
-  const auto start = Clock::now();
-  auto window_start = start;
-  int64_t window_steps = 0;
   int64_t last_saved = start_step_;
   for (int64_t step = start_step_; step < steps; ++step) {
+    const auto step_start = Clock::now();
     const zero::StepStats r = train_step(step);
-    ++window_steps;
     const int64_t done = step + 1;
+    // The engine does not time forward/backward/optimizer/communication yet; when it
+    // does (wall_clock_breakdown), pass a StepTimes as the last argument.
+    reporter_->on_step(done, r, seconds_since(step_start));
     if (done == 1) report_memory("after the first step");
-    if (r.skipped) {
-      log::warn("step {}: gradient overflow at loss scale {}; the step is skipped", done,
-                r.loss_scale);
-    }
-    if (done % every == 0 || done == 1 || done == steps) {
-      const double window = seconds_since(window_start);
-      const double tokens_per_s =
-          static_cast<double>(window_steps * tokens_per_step()) / std::max(window, 1e-9);
-      const double elapsed = seconds_since(start);
-      log::info(
-          "step {:>6}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.4f} | {:.0f} tok/s | "
-          "{:.1f} s",
-          done, steps, r.loss, r.lr, r.grad_norm, tokens_per_s, elapsed);
-      nlohmann::ordered_json record = {{"step", done},
-                                       {"loss", r.loss},
-                                       {"lr", r.lr},
-                                       {"grad_norm", r.grad_norm},
-                                       {"tokens_per_s", tokens_per_s},
-                                       {"elapsed_s", elapsed}};
-      if (cfg_.ds.fp16.enabled) {
-        record["loss_scale"] = r.loss_scale;
-        record["skipped"] = r.skipped;
-      }
-      metrics_.write(record);
-      window_start = Clock::now();
-      window_steps = 0;
-    }
     const int64_t eval_every = cfg_.train.eval_every;
     if (eval_every > 0 && (done % eval_every == 0 || done == steps)) {
-      if (auto val = evaluate()) {
-        log::info("step {:>6}/{} | val loss {:.4f}", done, steps, *val);
-        metrics_.write({{"step", done}, {"val_loss", *val}});
-      }
+      if (auto val = evaluate()) reporter_->on_eval(done, *val);
     }
     const auto& ck = cfg_.checkpoint;
     if (ck.save_every > 0 && done % ck.save_every == 0 && done < steps) {
@@ -278,20 +217,19 @@ void Trainer::run() {
     }
   }
   if (!cfg_.checkpoint.dir.empty() && last_saved != steps) save(steps);
-  const double elapsed = seconds_since(start);
-  log::info("done: {} steps in {:.1f} s ({:.0f} tok/s)", steps, elapsed,
-            static_cast<double>(steps * tokens_per_step()) / std::max(elapsed, 1e-9));
+  reporter_->on_finish(steps);
 
   std::vector<std::string> outputs;
   if (!options_.save_weights.empty()) outputs.push_back(options_.save_weights);
   if (!cfg_.checkpoint.export_path.empty()) outputs.push_back(cfg_.checkpoint.export_path);
-  if (outputs.empty()) return;
+  if (outputs.empty() && options_.sample_tokens == 0) return;
   const std::vector<float> weights = engine_->full_parameters();  // collective
   if (engine_->comm().rank() != 0) return;
   for (const std::string& path : outputs) {
     checkpoint::save_weights(path, model_->layout(), weights.data());
-    log::info("wrote the weights to {}", path);
+    reporter_->note(fmt::format("wrote the weights to {}", path));
   }
+  if (options_.sample_tokens > 0) print_sample(weights);
 }
 
 }  // namespace ds::worker

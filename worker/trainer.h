@@ -13,7 +13,7 @@
 #include "data/token_dataset.h"
 #include "model/gpt.h"
 #include "tensor/memory.h"
-#include "worker/metrics_writer.h"
+#include "worker/reporter.h"
 #include "zero/engine.h"
 
 namespace ds::worker {
@@ -24,6 +24,9 @@ struct TrainOptions {
   std::string init_weights;      // safetensors to start from
   std::string save_weights;      // safetensors to write at the end (also checkpoint.export)
   std::optional<int64_t> steps;  // overrides train.steps
+  bool quiet = false;            // --quiet: warnings, samples and the final line only
+  bool verbose = false;          // --verbose: every step, memory by category
+  int64_t sample_tokens = 0;     // --sample N: print N generated tokens at the end (rank 0)
 };
 
 class Trainer {
@@ -45,8 +48,8 @@ class Trainer {
   int64_t tokens_per_step() const;
 
  private:
-  void log_start() const;
   void report_memory(const char* when);
+  void print_sample(const std::vector<float>& weights);
   // Loads checkpoint.resume's tag, if any; returns the step to continue from.
   int64_t resume();
   void save(int64_t completed_steps);
@@ -61,7 +64,7 @@ class Trainer {
   std::unique_ptr<data::TrainSampler> sampler_;
   std::unique_ptr<data::EvalSampler> eval_sampler_;
   tensor::Buffer inputs_, targets_;
-  MetricsWriter metrics_;
+  std::unique_ptr<Reporter> reporter_;
   int64_t micro_ = 0, seq_len_ = 0, accum_ = 0;
   int64_t start_step_ = 0;
 };

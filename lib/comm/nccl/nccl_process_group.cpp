@@ -1,0 +1,219 @@
+#include "comm/nccl/nccl_process_group.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <thread>
+
+#include "comm/nccl/nccl_check.h"
+
+namespace ds::comm {
+namespace {
+
+ncclDataType_t nccl_type(tensor::DType dtype) {
+  switch (dtype) {
+    case tensor::DType::kF32:
+      return ncclFloat32;
+    case tensor::DType::kBF16:
+      return ncclBfloat16;
+    case tensor::DType::kF16:
+      return ncclFloat16;
+  }
+  return ncclFloat32;
+}
+
+ncclRedOp_t nccl_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum:
+      return ncclSum;
+    case ReduceOp::kAvg:
+      return ncclAvg;
+    case ReduceOp::kMax:
+      return ncclMax;
+  }
+  return ncclSum;
+}
+
+class NcclWork : public Work {
+ public:
+  NcclWork(NcclProcessGroup* group, std::string op, cudaEvent_t event)
+      : group_(group), op_(std::move(op)), event_(event) {}
+  ~NcclWork() override { cudaEventDestroy(event_); }
+
+  void wait(Milliseconds timeout) override {
+    std::lock_guard lock(mutex_);
+    if (done_) return;
+    group_->wait_event(event_, op_, timeout);
+    done_ = true;
+  }
+  bool is_completed() override {
+    std::lock_guard lock(mutex_);
+    return done_ || cudaEventQuery(event_) == cudaSuccess;
+  }
+
+ private:
+  std::mutex mutex_;
+  NcclProcessGroup* group_;  // the caller keeps the group alive while its work is pending
+  std::string op_;
+  cudaEvent_t event_;
+  bool done_ = false;
+};
+
+}  // namespace
+
+NcclProcessGroup::NcclProcessGroup(GroupContext context) : ProcessGroup(std::move(context)) {
+  const GroupContext& ctx = this->context();
+  if (ctx.cuda_device < 0) {
+    throw UsageError(
+        fmt::format("group '{}' asks for NCCL but this rank has no GPU assigned", ctx.name),
+        "run on a GPU node, or use DS_COMM_BACKEND=gloo");
+  }
+  DS_CUDA_CHECK(cudaSetDevice(ctx.cuda_device));
+  DS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  DS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&barrier_value_), sizeof(float)));
+
+  ncclUniqueId id;
+  if (ctx.rank == 0) {
+    DS_NCCL_CHECK(ncclGetUniqueId(&id));
+    ctx.store->set("nccl/unique_id", std::string(reinterpret_cast<const char*>(&id), sizeof id));
+  } else {
+    const std::string bytes = ctx.store->get("nccl/unique_id");
+    DS_CHECK(bytes.size() == sizeof id, "NCCL unique id of {} bytes", bytes.size());
+    std::memcpy(&id, bytes.data(), sizeof id);
+  }
+  // Non-blocking init, so that a peer dying during setup times out instead of hanging.
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  DS_NCCL_CHECK(ncclCommInitRankConfig(&comm_, ctx.size, id, ctx.rank, &config));
+  const auto deadline = Clock::now() + ctx.timeout;
+  while (true) {
+    ncclResult_t state = ncclSuccess;
+    DS_NCCL_CHECK(ncclCommGetAsyncError(comm_, &state));
+    if (state == ncclSuccess) break;
+    if (state != ncclInProgress || Clock::now() >= deadline) {
+      ncclCommAbort(comm_);
+      comm_ = nullptr;
+      throw failure("NCCL communicator setup",
+                    state == ncclInProgress ? "timed out" : ncclGetErrorString(state));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+NcclProcessGroup::~NcclProcessGroup() {
+  if (comm_ != nullptr) {
+    if (aborted_) {
+      ncclCommAbort(comm_);
+    } else {
+      ncclCommDestroy(comm_);
+    }
+  }
+  if (barrier_value_ != nullptr) cudaFree(barrier_value_);
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+bool NcclProcessGroup::accepts(const tensor::Device& device) const {
+  return device.type == tensor::DeviceType::kCuda && device.index == context().cuda_device;
+}
+
+void NcclProcessGroup::check_usable(std::string_view op) {
+  if (aborted_) {
+    throw Error(fmt::format("{} on group '{}': the NCCL communicator was aborted after an "
+                            "earlier failure",
+                            op, name()),
+                "restart the run");
+  }
+}
+
+void NcclProcessGroup::wait_event(cudaEvent_t event, std::string_view op, Milliseconds timeout) {
+  const auto start = Clock::now();
+  const Milliseconds limit = std::min(timeout, context().timeout);
+  while (true) {
+    const cudaError_t state = cudaEventQuery(event);
+    if (state == cudaSuccess) return;
+    check_usable(op);
+    if (state != cudaErrorNotReady) DS_CUDA_CHECK(state);
+    ncclResult_t async_error = ncclSuccess;
+    DS_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async_error));
+    const bool timed_out = Clock::now() - start >= limit;
+    if ((async_error != ncclSuccess && async_error != ncclInProgress) || timed_out) {
+      aborted_ = true;
+      ncclCommAbort(comm_);  // frees the kernels stuck waiting for the peer
+      comm_ = nullptr;
+      throw failure(op, timed_out ? fmt::format("no progress within {}", format_duration(limit))
+                                  : std::string(ncclGetErrorString(async_error)));
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+template <typename Launch>
+WorkPtr NcclProcessGroup::enqueue(std::string_view op, bool async_op, Launch&& launch) {
+  std::lock_guard lock(mutex_);
+  check_usable(op);
+  DS_CUDA_CHECK(cudaSetDevice(context().cuda_device));
+  // Order after the work the caller queued on the device's default stream (which produced
+  // the tensors), without making that stream wait for us.
+  cudaEvent_t ready = nullptr;
+  DS_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+  DS_CUDA_CHECK(cudaEventRecord(ready, cudaStreamLegacy));
+  DS_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready, 0));
+  DS_CUDA_CHECK(cudaEventDestroy(ready));
+  launch();
+  cudaEvent_t done = nullptr;
+  DS_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+  DS_CUDA_CHECK(cudaEventRecord(done, stream_));
+  auto work = std::make_shared<NcclWork>(this, fmt::format("{} on group '{}'", op, name()), done);
+  if (async_op) return work;
+  work->wait(Work::kNoTimeout);
+  return completed_work();
+}
+
+WorkPtr NcclProcessGroup::allreduce_impl(TensorRef t, ReduceOp op, bool async_op) {
+  return enqueue("allreduce", async_op, [&] {
+    DS_NCCL_CHECK(
+        ncclAllReduce(t.data, t.data, t.count, nccl_type(t.dtype), nccl_op(op), comm_, stream_));
+  });
+}
+
+WorkPtr NcclProcessGroup::reduce_scatter_impl(TensorRef out, TensorRef in, ReduceOp op,
+                                              bool async_op) {
+  return enqueue("reduce_scatter", async_op, [&] {
+    DS_NCCL_CHECK(ncclReduceScatter(in.data, out.data, out.count, nccl_type(out.dtype), nccl_op(op),
+                                    comm_, stream_));
+  });
+}
+
+WorkPtr NcclProcessGroup::allgather_impl(TensorRef out, TensorRef in, bool async_op) {
+  return enqueue("allgather", async_op, [&] {
+    DS_NCCL_CHECK(ncclAllGather(in.data, out.data, in.count, nccl_type(in.dtype), comm_, stream_));
+  });
+}
+
+WorkPtr NcclProcessGroup::broadcast_impl(TensorRef t, int root, bool async_op) {
+  return enqueue("broadcast", async_op, [&] {
+    DS_NCCL_CHECK(ncclBroadcast(t.data, t.data, t.count, nccl_type(t.dtype), root, comm_, stream_));
+  });
+}
+
+// NCCL matches point-to-point messages by order alone; tags are accepted and not checked.
+WorkPtr NcclProcessGroup::send_impl(TensorRef t, int dst, int, bool async_op) {
+  return enqueue("send", async_op, [&] {
+    DS_NCCL_CHECK(ncclSend(t.data, t.count, nccl_type(t.dtype), dst, comm_, stream_));
+  });
+}
+
+WorkPtr NcclProcessGroup::recv_impl(TensorRef t, int src, int, bool async_op) {
+  return enqueue("recv", async_op, [&] {
+    DS_NCCL_CHECK(ncclRecv(t.data, t.count, nccl_type(t.dtype), src, comm_, stream_));
+  });
+}
+
+WorkPtr NcclProcessGroup::barrier_impl(bool async_op) {
+  return enqueue("barrier", async_op, [&] {
+    DS_NCCL_CHECK(
+        ncclAllReduce(barrier_value_, barrier_value_, 1, ncclFloat32, ncclSum, comm_, stream_));
+  });
+}
+
+}  // namespace ds::comm

@@ -1,0 +1,51 @@
+// The NCCL backend: GPU tensors, one communicator per group, its ncclUniqueId passed through
+// the Store. Operations run on the group's own CUDA stream after the work already queued on
+// the device's default stream. Waits poll the stream and NCCL's async error state, and a
+// communicator that makes no progress within the collective timeout is aborted, so a dead
+// peer fails the call instead of hanging it. NCCL reduces 16-bit types in their own precision.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include <atomic>
+#include <mutex>
+
+#include "comm/process_group.h"
+
+namespace ds::comm {
+
+class NcclProcessGroup : public ProcessGroup {
+ public:
+  explicit NcclProcessGroup(GroupContext context);
+  ~NcclProcessGroup() override;
+
+  std::string_view backend() const override { return "nccl"; }
+
+  // Waits for `event` (recorded after an operation), or aborts the communicator and throws.
+  void wait_event(cudaEvent_t event, std::string_view op, Milliseconds timeout);
+
+ protected:
+  WorkPtr allreduce_impl(TensorRef tensor, ReduceOp op, bool async_op) override;
+  WorkPtr reduce_scatter_impl(TensorRef output, TensorRef input, ReduceOp op,
+                              bool async_op) override;
+  WorkPtr allgather_impl(TensorRef output, TensorRef input, bool async_op) override;
+  WorkPtr broadcast_impl(TensorRef tensor, int root, bool async_op) override;
+  WorkPtr send_impl(TensorRef tensor, int dst, int tag, bool async_op) override;
+  WorkPtr recv_impl(TensorRef tensor, int src, int tag, bool async_op) override;
+  WorkPtr barrier_impl(bool async_op) override;
+  bool accepts(const tensor::Device& device) const override;
+
+ private:
+  template <typename Launch>
+  WorkPtr enqueue(std::string_view op, bool async_op, Launch&& launch);
+  void check_usable(std::string_view op);
+
+  ncclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  float* barrier_value_ = nullptr;
+  std::mutex mutex_;  // NCCL calls on one communicator must not interleave across threads
+  std::atomic<bool> aborted_{false};
+};
+
+}  // namespace ds::comm

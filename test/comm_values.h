@@ -1,0 +1,60 @@
+// Deterministic test values for collectives: small integers times rank, exact in f32, bf16
+// and f16 for sums, averages and maxima over up to 4 ranks, so every result is checked for
+// exact equality.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "comm_helpers.h"
+#include "tensor/tensor.h"
+
+namespace ds::testing {
+
+inline float value(int rank, size_t i) {
+  return static_cast<float>((rank + 1) * static_cast<int>(i % 13 + 1));
+}
+
+inline void put(tensor::Tensor& t, size_t i, float v) {
+  switch (t.dtype()) {
+    case tensor::DType::kF32:
+      t.data<float>()[i] = v;
+      return;
+    case tensor::DType::kBF16:
+      t.data<uint16_t>()[i] = tensor::f32_to_bf16(v);
+      return;
+    case tensor::DType::kF16:
+      t.data<uint16_t>()[i] = tensor::f32_to_f16(v);
+      return;
+  }
+}
+
+inline float at(const tensor::Tensor& t, size_t i) {
+  switch (t.dtype()) {
+    case tensor::DType::kF32:
+      return t.data<float>()[i];
+    case tensor::DType::kBF16:
+      return tensor::bf16_to_f32(t.data<uint16_t>()[i]);
+    case tensor::DType::kF16:
+      return tensor::f16_to_f32(t.data<uint16_t>()[i]);
+  }
+  return 0;
+}
+
+inline tensor::Tensor make(size_t count, tensor::DType dtype) {
+  return tensor::Tensor::zeros({static_cast<int64_t>(count)}, dtype,
+                               tensor::MemoryCategory::kCommunication);
+}
+
+// Compares every element; throws naming the first mismatch.
+template <typename Expected>
+void expect_values(const tensor::Tensor& t, Expected&& expected, const std::string& what) {
+  for (size_t i = 0; i < static_cast<size_t>(t.numel()); ++i) {
+    const float want = expected(i);
+    const float got = at(t, i);
+    expect(got == want, "{} ({}, {} elements): element {} is {}, expected {}", what,
+           tensor::dtype_name(t.dtype()), t.numel(), i, got, want);
+  }
+}
+
+}  // namespace ds::testing
