@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -121,4 +122,43 @@ TEST_CASE("each rank reports its model-state memory, shrinking with the stage", 
   CHECK(per_stage[0] > per_stage[1]);
   CHECK(per_stage[1] > per_stage[2]);
   CHECK(per_stage[2] > per_stage[3]);
+}
+
+TEST_CASE("a checkpoint saved on 4 ranks at ZeRO-3 resumes on 2 ranks at ZeRO-1 and on 1",
+          "[zero][dp][checkpoint]") {
+  TempDir dir("dstrain_zero_ckpt");
+  dir.write("train.txt", corpus());
+  const auto with_dir = [&](const std::string& cfg, const std::string& ckpt) {
+    return cfg + "checkpoint: {dir: " + ckpt + "}\n";
+  };
+  // The unchanged run: 20 steps on 4 ranks at stage 3.
+  const std::string straight = dir.write("s.yaml", with_dir(config(3, 4, 1, 1.0), "straight"));
+  REQUIRE(
+      run(kBin + "dslaunch --num_gpus 4 " + straight + " --metrics " + dir.file("s.jsonl")).code ==
+      0);
+  const auto expected = field(dir.file("s.jsonl"), "loss");
+  REQUIRE(expected.size() == 20);
+  // 10 steps on 4 ranks at stage 3, then the rest elsewhere.
+  const std::string first = dir.write("f.yaml", with_dir(config(3, 4, 1, 1.0), "ck"));
+  REQUIRE(run(kBin + "dslaunch --num_gpus 4 " + first + " --steps 10").code == 0);
+  struct Layout {
+    int world, stage, micro;
+  };
+  for (const Layout l : {Layout{2, 1, 8}, Layout{1, 0, 16}}) {
+    INFO(l.world << " ranks, stage " << l.stage);
+    const std::string ckpt = fmt::format("ck_{}_{}", l.world, l.stage);
+    std::filesystem::copy(dir.file("ck"), dir.file(ckpt), std::filesystem::copy_options::recursive);
+    const std::string cfg = dir.write("r.yaml", with_dir(config(l.stage, l.micro, 1, 1.0), ckpt));
+    const std::string metrics = dir.file(ckpt + ".jsonl");
+    const Run r = run(kBin + "dslaunch --num_gpus " + std::to_string(l.world) + " " + cfg +
+                      " --metrics " + metrics);
+    INFO(r.out);
+    REQUIRE(r.code == 0);
+    CHECK_THAT(r.out, Contains("resumed from"));
+    const auto losses = field(metrics, "loss");
+    REQUIRE(losses.size() == 10);
+    for (size_t i = 0; i < losses.size(); ++i) {
+      CHECK(losses[i] == Approx(expected[i + 10]).epsilon(1e-5));
+    }
+  }
 }
