@@ -210,9 +210,9 @@ void Trainer::run() {
     const auto step_start = Clock::now();
     const zero::StepStats r = train_step(step);
     const int64_t done = step + 1;
-    // The engine does not time forward/backward/optimizer/communication yet; when it
-    // does (wall_clock_breakdown), pass a StepTimes as the last argument.
-    reporter_->on_step(done, r, seconds_since(step_start));
+    const StepTimes times{r.forward_s, r.backward_s, r.optimizer_s, r.comm_s};
+    reporter_->on_step(done, r, seconds_since(step_start),
+                       cfg_.ds.wall_clock_breakdown ? &times : nullptr);
     if (done == 1) report_memory("after the first step");
     const int64_t eval_every = cfg_.train.eval_every;
     if (eval_every > 0 && (done % eval_every == 0 || done == steps)) {

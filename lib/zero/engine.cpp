@@ -1,6 +1,7 @@
 #include "zero/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -23,6 +24,25 @@ DType storage_dtype(const config::DsConfig& ds) {
   if (ds.fp16.enabled) return DType::kF16;
   return DType::kF32;
 }
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Adds the lifetime of the scope to `total`: the communication part of a step.
+class ScopedTimer {
+ public:
+  explicit ScopedTimer(double& total) : total_(total), start_(Clock::now()) {}
+  ~ScopedTimer() { total_ += seconds_since(start_); }
+  ScopedTimer(const ScopedTimer&) = delete;
+  ScopedTimer& operator=(const ScopedTimer&) = delete;
+
+ private:
+  double& total_;
+  Clock::time_point start_;
+};
 
 Buffer floats(int64_t n, MemoryCategory category) {
   return Buffer(sizeof(float) * static_cast<size_t>(n), category);
@@ -75,7 +95,10 @@ class Engine::Buffers final : public model::LayerBuffers {
       // All-gather the layer's pieces, then up-cast the whole layer.
       const void* own = static_cast<const char*>(e_.params_.data()) + e_.esize() * s.local_offset;
       void* full = e_.mixed() ? gathered_.data() : static_cast<void*>(dst);
-      e_.comm_->allgather(own, full, e_.dtype_, s.own.size);
+      {
+        ScopedTimer timer(e_.comm_seconds_);
+        e_.comm_->allgather(own, full, e_.dtype_, s.own.size);
+      }
       if (e_.mixed()) cpu::to_f32(dst, full, e_.dtype_, s.numel);
     } else {
       cpu::to_f32(dst, static_cast<const char*>(e_.params_.data()) + e_.esize() * s.full_offset,
@@ -114,7 +137,10 @@ class Engine::Buffers final : public model::LayerBuffers {
     char* storage = static_cast<char*>(e_.grads_.data());
     if (e_.stage_ >= 2) {
       // Reduce now; keep only the own piece (summed over micro-steps).
-      e_.comm_->reduce_scatter_mean(dw, piece_.as<float>(), s.own.size);
+      {
+        ScopedTimer timer(e_.comm_seconds_);
+        e_.comm_->reduce_scatter_mean(dw, piece_.as<float>(), s.own.size);
+      }
       cpu::add_f32_into(storage + e_.esize() * s.local_offset, e_.dtype_, piece_.as<float>(),
                         s.own.size);
     } else {
@@ -197,6 +223,7 @@ float* Engine::master(int l) {
 
 void Engine::reduce_gradients() {
   if (stage_ >= 2) return;  // reduced layer by layer during the backward
+  ScopedTimer timer(comm_seconds_);
   float* work = buffers_->grad_work();
   char* storage = static_cast<char*>(grads_.data());
   for (const LayerShard& s : dp_part_.layers) {
@@ -229,7 +256,10 @@ std::pair<double, bool> Engine::gradient_norm() {
     sum += cpu::sum_of_squares(work, o.real_size());
   }
   // Stage 0 ranks hold the same reduced gradient; above it each holds a disjoint piece.
-  if (stage_ > 0) sum = comm_->allreduce_sum(sum);
+  if (stage_ > 0) {
+    ScopedTimer timer(comm_seconds_);
+    sum = comm_->allreduce_sum(sum);
+  }
   const bool overflow = !std::isfinite(sum);
   return {std::sqrt(sum), overflow};
 }
@@ -256,6 +286,7 @@ void Engine::update_parameters(double lr, double grad_scale) {
 void Engine::publish_parameters() {
   buffers_->invalidate();
   if (stage_ == 0 || stage_ == 3) return;  // stage 0 updated all; stage 3 gathers on use
+  ScopedTimer timer(comm_seconds_);
   char* params = static_cast<char*>(params_.data());
   for (const LayerShard& s : dp_part_.layers) {
     char* layer = params + esize() * s.full_offset;
@@ -270,15 +301,26 @@ StepStats Engine::train_step(const BatchFiller& fill) {
   const int B = static_cast<int>(micro_), T = static_cast<int>(seq_len_);
   model::MicroBatch mb{inputs_.as<int32_t>(), targets_.as<int32_t>(), B, T,
                        static_cast<float>(stats.loss_scale / (double(B) * T * accum_))};
+  comm_seconds_ = 0;
   double loss_sum = 0;
   for (int m = 0; m < accum_; ++m) {
     fill(m, inputs_.as<int32_t>(), targets_.as<int32_t>());
+    auto start = Clock::now();
     loss_sum += model_.forward(mb, *buffers_);
+    stats.forward_s += seconds_since(start);
+    start = Clock::now();
     buffers_->begin_backward();
     model_.backward(mb, *buffers_);
+    stats.backward_s += seconds_since(start);
   }
-  stats.loss = comm_->allreduce_sum(loss_sum / static_cast<double>(accum_)) / comm_->size();
-  reduce_gradients();
+  {
+    const auto start = Clock::now();
+    reduce_gradients();
+    ScopedTimer timer(comm_seconds_);
+    stats.loss = comm_->allreduce_sum(loss_sum / static_cast<double>(accum_)) / comm_->size();
+    stats.backward_s += seconds_since(start);
+  }
+  const auto optimizer_start = Clock::now();
 
   auto [scaled_norm, overflow] = gradient_norm();
   stats.grad_norm = scaled_norm / stats.loss_scale;
@@ -292,6 +334,8 @@ StepStats Engine::train_step(const BatchFiller& fill) {
     }
     scaler_.update(true);  // throws when already at the minimum scale
     stats.skipped = true;
+    stats.optimizer_s = seconds_since(optimizer_start);
+    stats.comm_s = comm_seconds_;
     return stats;
   }
   const double clip = optim::clip_coefficient(stats.grad_norm, cfg_.ds.gradient_clipping);
@@ -305,6 +349,8 @@ StepStats Engine::train_step(const BatchFiller& fill) {
   update_parameters(stats.lr, clip / stats.loss_scale);
   publish_parameters();
   scaler_.update(false);
+  stats.optimizer_s = seconds_since(optimizer_start);
+  stats.comm_s = comm_seconds_;
   return stats;
 }
 

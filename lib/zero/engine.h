@@ -35,6 +35,12 @@ struct StepStats {
   double lr = 0;          // the lr the update used (0 when skipped)
   bool skipped = false;   // fp16 overflow (or bf16 non-finite gradients)
   double loss_scale = 1;  // the scale this step ran with
+  // Wall-clock seconds (DeepSpeed's wall_clock_breakdown): forward and backward include
+  // the gathers/reductions they wait for; comm_s is all collective time of the step.
+  double forward_s = 0;
+  double backward_s = 0;
+  double optimizer_s = 0;  // norm, clipping, update, publishing the new weights
+  double comm_s = 0;
 };
 
 // Model-state bytes on this rank, and what the ZeRO paper predicts for them.
@@ -131,6 +137,7 @@ class Engine {
   std::unique_ptr<Buffers> buffers_;
   tensor::Buffer inputs_, targets_;
   int64_t applied_steps_ = 0;
+  double comm_seconds_ = 0;  // collective time of the current step
 };
 
 }  // namespace ds::zero
