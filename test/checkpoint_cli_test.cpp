@@ -1,5 +1,6 @@
 // Checkpoints end to end: exact resume, resume on another ZeRO stage, damaged files,
 // a changed model, SIGKILL while saving, save on SIGTERM, dsckpt export/verify.
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -100,9 +101,10 @@ TEST_CASE("a checkpoint of one ZeRO stage resumes on another", "[checkpoint]") {
               .code == 0);
   for (int stage : {0, 1}) {
     INFO("resumed at stage " << stage);
-    fs::copy(dir.file("ck"), dir.file("ck" + std::to_string(stage)), fs::copy_options::recursive);
-    const std::string cfg = dir.write("s.yaml", config(stage, "ck" + std::to_string(stage)));
-    const std::string metrics = dir.file("s" + std::to_string(stage) + ".jsonl");
+    const std::string ckpt = fmt::format("ck{}", stage);
+    fs::copy(dir.file("ck"), dir.file(ckpt), fs::copy_options::recursive);
+    const std::string cfg = dir.write("s.yaml", config(stage, ckpt));
+    const std::string metrics = dir.file(fmt::format("s{}.jsonl", stage));
     const Run r = run(kBin + "dsworker " + cfg + " --metrics " + metrics);
     INFO(r.out);
     REQUIRE(r.code == 0);
