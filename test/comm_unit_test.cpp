@@ -1,7 +1,10 @@
 // Pure parts of lib/comm (reduction kernels, topology, names) and process groups with ranks as
 // threads over a HashStore: subgroups, the pipe x data groups, async order, the defaults of
 // an incomplete backend.
+#include <bit>
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <random>
 
 #include "comm/cpu_process_group.h"
 #include "comm/ordered_executor.h"
@@ -47,6 +50,50 @@ TEST_CASE("reduce kernels: fp32 accumulation, one rounding, NaN-propagating max"
   for (size_t i = 0; i < f.size(); ++i) {
     CHECK(h[i] == tensor::f32_to_f16(f[i]));  // same rounding as the tensor library
     CHECK(back[i] == tensor::f16_to_f32(h[i]));
+  }
+}
+
+TEST_CASE("reduce kernels: 16-bit conversions match the tensor library bit for bit", "[comm]") {
+  // Every bf16 and f16 pattern widens the same; random and special f32 patterns narrow the same.
+  std::vector<uint16_t> all(65536);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i);
+  std::vector<float> wide(all.size());
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    widen_to_f32(wide.data(), all.data(), all.size(), dtype);
+    for (size_t i = 0; i < all.size(); ++i) {
+      const float want =
+          dtype == DType::kBF16 ? tensor::bf16_to_f32(all[i]) : tensor::f16_to_f32(all[i]);
+      if (std::isnan(want)) {
+        CHECK(std::isnan(wide[i]));
+      } else if (std::bit_cast<uint32_t>(wide[i]) != std::bit_cast<uint32_t>(want)) {
+        FAIL_CHECK(tensor::dtype_name(dtype) << " pattern " << i);
+      }
+    }
+  }
+  std::mt19937 rng(1);
+  std::vector<float> values(200000);
+  for (auto& v : values) v = std::bit_cast<float>(static_cast<uint32_t>(rng()));
+  const float specials[] = {0.0f,        -0.0f,    INFINITY, -INFINITY, NAN,
+                            1.00390625f, 65504.0f, 65520.0f, 1e-8f,     3.0e38f};
+  std::copy(std::begin(specials), std::end(specials), values.begin());
+  std::vector<uint16_t> narrow(values.size());
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    narrow_from_f32(narrow.data(), values.data(), values.size(), dtype);
+    size_t mismatches = 0;
+    for (size_t i = 0; i < values.size(); ++i) {
+      const uint16_t want =
+          dtype == DType::kBF16 ? tensor::f32_to_bf16(values[i]) : tensor::f32_to_f16(values[i]);
+      if (std::isnan(values[i])) {
+        // NaN stays NaN; F16C keeps more of the payload than the software converter.
+        const float back =
+            dtype == DType::kBF16 ? tensor::bf16_to_f32(narrow[i]) : tensor::f16_to_f32(narrow[i]);
+        mismatches += !std::isnan(back);
+      } else {
+        mismatches += narrow[i] != want;
+      }
+    }
+    INFO(tensor::dtype_name(dtype));
+    CHECK(mismatches == 0);
   }
 }
 

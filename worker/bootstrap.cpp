@@ -50,6 +50,7 @@ Bootstrap bootstrap(const BootstrapOptions& options, const EnvMap& env) {
   context.master_addr = info.master_addr;
   context.socket_ifname = info.socket_ifname;
   context.cuda_device = options.use_gpu ? info.local_rank : -1;
+  context.shm_chunk_bytes = info.shm_chunk_bytes;
   boot.world = comm::create_process_group(std::move(context));
   boot.groups = comm::make_topology_groups(*boot.world, boot.topology);
   return boot;

@@ -277,6 +277,14 @@ RankInfo parse_env_contract(const EnvMap& env) {
     info.backend = comm::parse_backend(*backend, "DS_COMM_BACKEND");
   }
   info.socket_ifname = lookup(env, "DS_SOCKET_IFNAME").value_or("");
+  if (auto kb = lookup(env, "DS_SHM_CHUNK_KB")) {
+    const int value = parse_int("DS_SHM_CHUNK_KB", *kb);
+    if (value < 4 || value > 65536) {
+      throw UsageError(fmt::format("DS_SHM_CHUNK_KB={} is outside 4..65536", value),
+                       "the shared-memory step size in KiB; leave it unset for the default");
+    }
+    info.shm_chunk_bytes = static_cast<size_t>(value) * 1024;
+  }
   return info;
 }
 

@@ -37,7 +37,8 @@ struct RankInfo {
   std::chrono::milliseconds rendezvous_timeout = std::chrono::seconds(300);
   std::chrono::milliseconds collective_timeout = std::chrono::seconds(300);
   comm::Backend backend = comm::Backend::kAuto;
-  std::string socket_ifname;  // DS_SOCKET_IFNAME
+  std::string socket_ifname;   // DS_SOCKET_IFNAME
+  size_t shm_chunk_bytes = 0;  // DS_SHM_CHUNK_KB * 1024; 0: the backend's default
 };
 
 // Reads and validates the contract; throws UsageError (exit code 2) naming the variable that

@@ -40,6 +40,7 @@ struct GroupContext {
   std::string master_addr = "127.0.0.1";  // Gloo binds to the interface that reaches it ...
   std::string socket_ifname;              // ... unless DS_SOCKET_IFNAME names one
   int cuda_device = -1;                   // NCCL: this rank's GPU
+  size_t shm_chunk_bytes = 0;             // shm: bytes per rank per pipelined step; 0: default
 
   int global_rank(int group_rank) const;
 };

@@ -11,9 +11,10 @@
 namespace ds::comm {
 
 // dst[i] = op(inputs[0][i], ..., inputs[n-1][i]); kAvg divides the sum by `divisor`.
-// dst may alias any input.
+// dst may alias any input. With `dst2`, the result is written there too in the same pass
+// (the shared-memory backend keeps one copy for the other ranks and one for the caller).
 void reduce_inputs(void* dst, const void* const* inputs, int n, size_t count, tensor::DType dtype,
-                   ReduceOp op, int divisor);
+                   ReduceOp op, int divisor, void* dst2 = nullptr);
 
 // Widens `count` elements to fp32, and narrows them back with round-to-nearest-even.
 void widen_to_f32(float* dst, const void* src, size_t count, tensor::DType dtype);

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -191,7 +192,11 @@ class TcpStoreServer::Loop {
       const int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         if (errno == EINTR) continue;
-        if (errno == EMFILE || errno == ENFILE) limiter_.warn("out of file descriptors");
+        if (errno == EMFILE || errno == ENFILE) {
+          // The listener stays readable; pause so that the loop does not spin on it.
+          limiter_.warn("out of file descriptors; not accepting for a moment");
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
         return;  // EAGAIN, or a connection that died in the backlog
       }
       Connection c;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <random>
 
@@ -43,7 +44,11 @@ Shares split(size_t len, int n) {
 std::shared_ptr<ShmProcessGroup> ShmProcessGroup::create(GroupContext context, std::string* why) {
   Store& store = *context.store;
   const int n = context.size;
-  shm::Layout layout(n, shm::default_chunk_bytes(n), shm::default_p2p_chunk_bytes(n));
+  // Rank 0 picks the chunk sizes and publishes them with the segment's name, so the ranks
+  // cannot disagree on the layout.
+  const size_t chunk =
+      context.shm_chunk_bytes > 0 ? context.shm_chunk_bytes : shm::default_chunk_bytes(n);
+  shm::Layout layout(n, chunk, shm::default_p2p_chunk_bytes(n));
   ShmSegment segment;
   std::string mine = "ok";
   try {
@@ -55,12 +60,18 @@ std::shared_ptr<ShmProcessGroup> ShmProcessGroup::create(GroupContext context, s
       header->size = static_cast<uint32_t>(n);
       header->chunk_bytes = static_cast<uint32_t>(layout.chunk);
       header->p2p_chunk_bytes = static_cast<uint32_t>(layout.p2p_chunk);
-      store.set("shm/segment", name);
+      store.set("shm/segment", fmt::format("{} {} {}", name, layout.chunk, layout.p2p_chunk));
     } else {
-      const std::string name = store.get("shm/segment");
-      if (name.starts_with("!")) {
-        mine = name;
+      const std::string published = store.get("shm/segment");
+      if (published.starts_with("!")) {
+        mine = published;
       } else {
+        char name[256] = {};
+        size_t chunk0 = 0, p2p0 = 0;
+        if (std::sscanf(published.c_str(), "%255s %zu %zu", name, &chunk0, &p2p0) != 3) {
+          throw Error(fmt::format("unexpected shared memory description '{}'", published));
+        }
+        layout = shm::Layout(n, chunk0, p2p0);
         segment = ShmSegment::open(name, layout.total);
         const auto* header = reinterpret_cast<const shm::Header*>(segment.data());
         if (header->magic != shm::kMagic || header->size != static_cast<uint32_t>(n) ||
@@ -203,12 +214,15 @@ void ShmProcessGroup::run_allreduce(TensorRef t, ReduceOp op) {
     for (int j = 0; j < n; ++j) {
       inputs[static_cast<size_t>(j)] = (j == me ? chunk : in_slot(j, step)) + lo * esize;
     }
+    // This rank's share of the result goes to its own tensor and, for the others, to the
+    // shared output slot, in one pass.
     char* result = out_slot(step);
-    reduce_inputs(result + lo * esize, inputs.data(), n, shares.hi(me) - lo, t.dtype, op, n);
+    reduce_inputs(chunk + lo * esize, inputs.data(), n, shares.hi(me) - lo, t.dtype, op, n,
+                  result + lo * esize);
     mark(&RankControl::reduced, step);
-    for (int k = 0; k < n; ++k) {
+    for (int k = 1; k < n; ++k) {
       const int j = (me + k) % n;
-      if (j != me) wait_for(&RankControl::reduced, step, j, "allreduce");
+      wait_for(&RankControl::reduced, step, j, "allreduce");
       std::memcpy(chunk + shares.lo(j) * esize, result + shares.lo(j) * esize,
                   (shares.hi(j) - shares.lo(j)) * esize);
     }
