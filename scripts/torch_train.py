@@ -37,6 +37,8 @@ def parse_args():
     p.add_argument("--micro-batch", type=int, default=8)
     p.add_argument("--accumulation", type=int, default=1)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--first-step", type=int, default=0,
+                   help="the step whose batch comes first (to continue from a checkpoint)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--beta1", type=float, default=0.9)
     p.add_argument("--beta2", type=float, default=0.999)
@@ -90,7 +92,7 @@ def main():
                                   eps=args.eps, weight_decay=args.weight_decay)
     tokens_per_step = tb * t
     start = time.perf_counter()
-    for step in range(args.steps):
+    for step in range(args.first_step, args.first_step + args.steps):
         step_start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         loss_sum = 0.0

@@ -6,3 +6,10 @@ add_test(NAME replay_against_pytorch
           "${PROJECT_SOURCE_DIR}")
 set_tests_properties(replay_against_pytorch PROPERTIES LABELS golden SKIP_RETURN_CODE 77
   TIMEOUT 600)
+
+# An exported checkpoint in PyTorch gives the loss dsworker reports (skipped without torch).
+add_test(NAME export_loads_in_pytorch
+  COMMAND bash "${CMAKE_CURRENT_SOURCE_DIR}/export_torch_test.sh" "${PROJECT_BINARY_DIR}/bin"
+          "${PROJECT_SOURCE_DIR}")
+set_tests_properties(export_loads_in_pytorch PROPERTIES LABELS golden SKIP_RETURN_CODE 77
+  TIMEOUT 600)
