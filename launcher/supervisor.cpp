@@ -316,9 +316,9 @@ class Supervisor {
       }
     }
     fmt::print(err,
-               "dslaunch: run {} failed; stopped the other ranks ({} were still running); "
+               "dslaunch: run {} failed; stopped the other ranks ({} {} still running); "
                "exit code {}\n",
-               plan_.run_id, stopped, failure_->code);
+               plan_.run_id, stopped, stopped == 1 ? "was" : "were", failure_->code);
     std::fflush(err);
     return failure_->code;
   }
