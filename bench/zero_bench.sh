@@ -5,7 +5,8 @@
 #   bench/zero_bench.sh            (BUILD_DIR, STEPS)
 #
 # Prints the median step time (steps after the first) and tokens/s for each run. Each
-# rank gets cores / ranks threads, so 2 ranks on a 2-core machine have one core each.
+# rank gets cores / ranks threads, so 2 ranks on a 2-core machine have one core each;
+# the one-rank run gets one core too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}
@@ -36,7 +37,9 @@ deepspeed:
 train: {steps: $steps, device: cpu}
 CFG
   if [ "$ranks" = 1 ]; then
-    "$build_dir/bin/dsworker" "$work/$name.yaml" --metrics "$work/$name.jsonl" --quiet
+    # One core, as each of the 2 ranks gets: the scaling question is ranks per core.
+    OMP_NUM_THREADS=1 "$build_dir/bin/dsworker" "$work/$name.yaml" --metrics "$work/$name.jsonl" \
+      --quiet
   else
     "$build_dir/bin/dslaunch" --num_gpus "$ranks" "$work/$name.yaml" \
       --metrics "$work/$name.jsonl" --quiet > /dev/null
