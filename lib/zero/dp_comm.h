@@ -4,10 +4,18 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "tensor/dtype.h"
 
 namespace ds::zero {
+
+// A collective in flight: wait() finishes it and rethrows its error.
+class PendingOp {
+ public:
+  virtual ~PendingOp() = default;
+  virtual void wait() = 0;
+};
 
 class DpComm {
  public:
@@ -19,6 +27,9 @@ class DpComm {
   virtual void allreduce_mean(float* data, int64_t n) = 0;
   // `full` holds size() * piece floats; out = the mean over ranks of this rank's piece.
   virtual void reduce_scatter_mean(const float* full, float* out, int64_t piece) = 0;
+  // The same, started in the background; `full` and `out` must stay untouched until wait().
+  virtual std::unique_ptr<PendingOp> reduce_scatter_mean_async(const float* full, float* out,
+                                                               int64_t piece) = 0;
   // out (size() * n elements of dtype) = every rank's n-element piece, in rank order.
   // `piece` may lie inside `out` at this rank's place (an in-place gather).
   virtual void allgather(const void* piece, void* out, tensor::DType dtype, int64_t n) = 0;
@@ -32,6 +43,8 @@ class SingleRankComm final : public DpComm {
   int size() const override { return 1; }
   void allreduce_mean(float*, int64_t) override {}
   void reduce_scatter_mean(const float* full, float* out, int64_t piece) override;
+  std::unique_ptr<PendingOp> reduce_scatter_mean_async(const float* full, float* out,
+                                                       int64_t piece) override;
   void allgather(const void* piece, void* out, tensor::DType dtype, int64_t n) override;
   double allreduce_sum(double value) override { return value; }
   bool allreduce_any(bool value) override { return value; }

@@ -74,6 +74,10 @@ class Engine::Buffers final : public model::LayerBuffers {
       dw_work_ = floats(largest, MemoryCategory::kCommunication);
       dw_embedding_ = floats(embedding, MemoryCategory::kCommunication);
     }
+    // overlap_comm: a layer's reduce-scatter runs while the next layer's backward computes
+    // into a second gradient buffer.
+    overlap_ = e.stage_ >= 2 && e.cfg_.ds.zero.overlap() && e.comm_->size() > 1;
+    if (overlap_) dw_spare_ = floats(largest, MemoryCategory::kCommunication);
     piece_ = floats(largest / e.comm_->size() + 1, MemoryCategory::kCommunication);
   }
 
@@ -83,6 +87,16 @@ class Engine::Buffers final : public model::LayerBuffers {
     embedding_cached_ = false;
   }
   void begin_backward() { embedding_grads_fresh_ = true; }
+  // Waits for the reduce-scatter in flight and keeps its piece.
+  void drain() {
+    if (!in_flight_) return;
+    {
+      ScopedTimer timer(e_.comm_seconds_);
+      in_flight_->wait();
+    }
+    in_flight_.reset();
+    add_piece(in_flight_layer_);
+  }
   float* grad_work() { return dw_work_.as<float>(); }
   float* piece() { return piece_.as<float>(); }
 
@@ -136,21 +150,39 @@ class Engine::Buffers final : public model::LayerBuffers {
     const float* dw = l == 0 ? dw_embedding_.as<float>() : dw_work_.as<float>();
     char* storage = static_cast<char*>(e_.grads_.data());
     if (e_.stage_ >= 2) {
-      // Reduce now; keep only the own piece (summed over micro-steps).
+      // Keep only the own piece of the mean over ranks (summed over micro-steps).
+      drain();
+      if (overlap_ && l != 0) {
+        {
+          ScopedTimer timer(e_.comm_seconds_);
+          in_flight_ = e_.comm_->reduce_scatter_mean_async(dw, piece_.as<float>(), s.own.size);
+        }
+        in_flight_layer_ = l;
+        std::swap(dw_work_, dw_spare_);  // the next layer writes while this one travels
+        return;
+      }
       {
         ScopedTimer timer(e_.comm_seconds_);
         e_.comm_->reduce_scatter_mean(dw, piece_.as<float>(), s.own.size);
       }
-      cpu::add_f32_into(storage + e_.esize() * s.local_offset, e_.dtype_, piece_.as<float>(),
-                        s.own.size);
+      add_piece(l);
     } else {
       cpu::add_f32_into(storage + e_.esize() * s.full_offset, e_.dtype_, dw, s.numel);
     }
   }
 
  private:
+  void add_piece(int l) {
+    const LayerShard& s = e_.dp_part_.layers[l];
+    cpu::add_f32_into(static_cast<char*>(e_.grads_.data()) + e_.esize() * s.local_offset, e_.dtype_,
+                      piece_.as<float>(), s.own.size);
+  }
+
   Engine& e_;
-  Buffer w_work_, w_embedding_, gathered_, dw_work_, dw_embedding_, piece_;
+  Buffer w_work_, w_embedding_, gathered_, dw_work_, dw_embedding_, piece_, dw_spare_;
+  bool overlap_ = false;
+  std::unique_ptr<PendingOp> in_flight_;
+  int in_flight_layer_ = -1;
   int cached_layer_ = -1;
   bool embedding_cached_ = false;
   int grads_layer_ = -1;
@@ -311,6 +343,7 @@ StepStats Engine::train_step(const BatchFiller& fill) {
     start = Clock::now();
     buffers_->begin_backward();
     model_.backward(mb, *buffers_);
+    buffers_->drain();
     stats.backward_s += seconds_since(start);
   }
   {

@@ -28,6 +28,21 @@ void ProcessGroupComm::reduce_scatter_mean(const float* full, float* out, int64_
   group_->reduce_scatter(output, input, ReduceOp::kAvg);
 }
 
+namespace {
+struct WorkOp final : PendingOp {
+  explicit WorkOp(comm::WorkPtr w) : work(std::move(w)) {}
+  void wait() override { work->wait(); }
+  comm::WorkPtr work;
+};
+}  // namespace
+
+std::unique_ptr<PendingOp> ProcessGroupComm::reduce_scatter_mean_async(const float* full,
+                                                                       float* out, int64_t piece) {
+  const Tensor input = Tensor::wrap(const_cast<float*>(full), {piece * size()}, DType::kF32);
+  Tensor output = Tensor::wrap(out, {piece}, DType::kF32);
+  return std::make_unique<WorkOp>(group_->reduce_scatter(output, input, ReduceOp::kAvg, true));
+}
+
 void ProcessGroupComm::allgather(const void* piece, void* out, DType dtype, int64_t n) {
   const size_t bytes = tensor::dtype_size(dtype) * static_cast<size_t>(n);
   // The engine gathers in place (the piece sits at this rank's block of `out`); give the
