@@ -6,14 +6,7 @@
 set -euo pipefail
 bin_dir=$1
 src_dir=$2
-/usr/bin/python3 -c "import torch" 2>/dev/null || { echo "python3-torch is not installed: skipped"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-if [ -s "$src_dir/data/fortunes.txt" ]; then
-  head -c 200000 "$src_dir/data/fortunes.txt" > "$work/train.txt"
-else
-  cat "$src_dir"/docs/*.md "$src_dir"/README.md | head -c 200000 > "$work/train.txt"
-fi
+source "$src_dir/test/torch_test_setup.sh" 200000
 cat > "$work/train.yaml" <<CFG
 model: {n_layer: 2, n_head: 4, n_embd: 64, vocab_size: 256, block_size: 64}
 data: {train: train.txt, seq_len: 64, shuffle: false, val_fraction: 0}

@@ -13,9 +13,11 @@ using ds::testing::alive;
 using ds::testing::Background;
 using ds::testing::kBin;
 using ds::testing::none_alive;
+using ds::testing::parse_env;
 using ds::testing::read_pids;
 using ds::testing::run;
 using ds::testing::Run;
+using ds::testing::sleeper;
 using ds::testing::slurp;
 using ds::testing::TempDir;
 using ds::testing::wait_until;
@@ -23,24 +25,6 @@ using ds::testing::wait_until;
 namespace {
 
 const std::string kLaunch = kBin + "dslaunch --kill_grace 1 ";
-
-// A rank that records its pid, then sleeps; with `stubborn` it ignores SIGTERM so
-// that only SIGKILL ends it.
-std::string sleeper(const TempDir& dir, bool stubborn = false) {
-  return "-- sh -c '" + std::string(stubborn ? "trap \"\" TERM; " : "") + "echo $$ > " +
-         dir.file("pid.") + "$RANK; exec sleep 60'";
-}
-
-std::map<std::string, std::string> parse_env(const std::string& text) {
-  std::map<std::string, std::string> env;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    const size_t eq = line.find('=');
-    if (eq != std::string::npos) env[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return env;
-}
 
 }  // namespace
 

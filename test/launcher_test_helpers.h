@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -104,5 +106,24 @@ class Background {
   int code_ = -1;
   std::filesystem::path output_;
 };
+
+// A rank command that writes its pid to <dir>/pid.<RANK> and sleeps; a stubborn one ignores
+// SIGTERM, so that only SIGKILL ends it.
+inline std::string sleeper(const TempDir& dir, bool stubborn = false) {
+  return "-- sh -c '" + std::string(stubborn ? "trap \"\" TERM; " : "") + "echo $$ > " +
+         dir.file("pid.") + "$RANK; exec sleep 60'";
+}
+
+// KEY=VALUE lines (the output of `env`) as a map.
+inline std::map<std::string, std::string> parse_env(const std::string& text) {
+  std::map<std::string, std::string> env;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t eq = line.find('=');
+    if (eq != std::string::npos) env[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return env;
+}
 
 }  // namespace ds::testing

@@ -5,16 +5,7 @@
 set -euo pipefail
 bin_dir=$1
 src_dir=$2
-/usr/bin/python3 -c "import torch" 2>/dev/null || { echo "python3-torch is not installed: skipped"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-
-# 300 KB of text: the default corpus when set-up made it, else the repository's own text.
-if [ -s "$src_dir/data/fortunes.txt" ]; then
-  head -c 300000 "$src_dir/data/fortunes.txt" > "$work/train.txt"
-else
-  cat "$src_dir"/docs/*.md "$src_dir"/README.md | head -c 300000 > "$work/train.txt"
-fi
+source "$src_dir/test/torch_test_setup.sh" 300000
 
 /usr/bin/python3 "$src_dir/scripts/torch_train.py" --data "$work/train.txt" --n-layer 2 --n-head 4 \
   --n-embd 64 --block-size 64 --micro-batch 4 --accumulation 2 --steps 20 --lr 1e-3 \

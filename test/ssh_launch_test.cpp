@@ -15,9 +15,11 @@ using ds::testing::Background;
 using ds::testing::kBin;
 using ds::testing::kSource;
 using ds::testing::none_alive;
+using ds::testing::parse_env;
 using ds::testing::read_pids;
 using ds::testing::run;
 using ds::testing::Run;
+using ds::testing::sleeper;
 using ds::testing::slurp;
 using ds::testing::TempDir;
 using ds::testing::wait_until;
@@ -61,22 +63,6 @@ std::string four_hosts(const TempDir& dir) {
   return dir.write("hosts",
                    "# test cluster\n127.0.0.2 slots=2\n127.0.0.3 slots=2\n"
                    "127.0.0.4 slots=1\n127.0.0.5 slots=1\n");
-}
-
-std::string sleeper(const TempDir& dir, bool stubborn) {
-  return "-- sh -c '" + std::string(stubborn ? "trap \"\" TERM; " : "") + "echo $$ > " +
-         dir.file("pid.") + "$RANK; exec sleep 60'";
-}
-
-std::map<std::string, std::string> parse_env(const std::string& text) {
-  std::map<std::string, std::string> env;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    const size_t eq = line.find('=');
-    if (eq != std::string::npos) env[line.substr(0, eq)] = line.substr(eq + 1);
-  }
-  return env;
 }
 
 }  // namespace
