@@ -18,28 +18,14 @@
 
 using Catch::Matchers::Contains;
 using ds::testing::kBin;
+using ds::testing::read_file;
 using ds::testing::run;
 using ds::testing::Run;
 using ds::testing::TempDir;
+using ds::testing::training_text;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string corpus() {
-  std::string text;
-  for (int i = 0; text.size() < 60000; ++i) {
-    text += "record " + std::to_string(i * 7919 % 997) + " of the log: all is " +
-            (i % 3 ? "well" : "quiet") + "\n";
-  }
-  return text;
-}
 
 std::string config(int stage, const std::string& ckpt, int steps = 8, int layers = 2,
                    const std::string& extra_checkpoint = "") {
@@ -74,7 +60,7 @@ std::vector<double> losses(const std::string& metrics) {
 
 TEST_CASE("N steps, resume, N steps equal 2N steps bit for bit", "[checkpoint]") {
   TempDir dir("dstrain_ckpt_exact");
-  dir.write("train.txt", corpus());
+  dir.write("train.txt", training_text(60000));
   const std::string straight = dir.write("straight.yaml", config(2, "straight_ckpt"));
   const std::string split = dir.write("split.yaml", config(2, "split_ckpt"));
   REQUIRE(run(kBin + "dsworker " + straight + " --metrics " + dir.file("a.jsonl")).code == 0);
@@ -94,7 +80,7 @@ TEST_CASE("N steps, resume, N steps equal 2N steps bit for bit", "[checkpoint]")
 
 TEST_CASE("a checkpoint of one ZeRO stage resumes on another", "[checkpoint]") {
   TempDir dir("dstrain_ckpt_layout");
-  dir.write("train.txt", corpus());
+  dir.write("train.txt", training_text(60000));
   REQUIRE(run(kBin + "dsworker " + dir.write("s3.yaml", config(3, "ck")) + " --steps 4").code == 0);
   REQUIRE(run(kBin + "dsworker " + dir.write("ref.yaml", config(3, "ref")) + " --metrics " +
               dir.file("ref.jsonl"))
@@ -116,7 +102,7 @@ TEST_CASE("a checkpoint of one ZeRO stage resumes on another", "[checkpoint]") {
 
 TEST_CASE("damaged checkpoints and changed models are refused, exit 2", "[checkpoint][errors]") {
   TempDir dir("dstrain_ckpt_damage");
-  dir.write("train.txt", corpus());
+  dir.write("train.txt", training_text(60000));
   const std::string cfg = dir.write("c.yaml", config(1, "ck", 2));
   REQUIRE(run(kBin + "dsworker " + cfg).code == 0);
   const std::string file = dir.file("ck/global_step2/rank0.safetensors");
@@ -160,7 +146,7 @@ TEST_CASE("damaged checkpoints and changed models are refused, exit 2", "[checkp
 
 TEST_CASE("SIGKILL while saving never breaks latest", "[checkpoint][signal]") {
   TempDir dir("dstrain_ckpt_kill");
-  dir.write("train.txt", corpus());
+  dir.write("train.txt", training_text(60000));
   // Saves every step, so kills land inside saves often.
   const std::string cfg =
       dir.write("k.yaml", config(3, "ck", 100000, 4, ", save_every: 1, keep: 2"));
@@ -189,7 +175,7 @@ TEST_CASE("SIGKILL while saving never breaks latest", "[checkpoint][signal]") {
 
 TEST_CASE("SIGTERM with save_on_signal saves, and the run resumes there", "[checkpoint][signal]") {
   TempDir dir("dstrain_ckpt_term");
-  dir.write("train.txt", corpus());
+  dir.write("train.txt", training_text(60000));
   const std::string cfg = dir.write("t.yaml", config(1, "ck", 100000, 2, ", save_on_signal: true"));
   const pid_t pid = fork();
   REQUIRE(pid >= 0);
@@ -214,7 +200,7 @@ TEST_CASE("SIGTERM with save_on_signal saves, and the run resumes there", "[chec
 
 TEST_CASE("dsckpt exports the weights a run ends with", "[checkpoint][dsckpt]") {
   TempDir dir("dstrain_ckpt_export");
-  dir.write("train.txt", corpus());
+  dir.write("train.txt", training_text(60000));
   const std::string cfg = dir.write("e.yaml", config(3, "ck", 3));
   REQUIRE(run(kBin + "dsworker " + cfg + " --save-weights " + dir.file("final.safetensors")).code ==
           0);

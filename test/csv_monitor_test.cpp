@@ -15,13 +15,6 @@ namespace {
 
 using ds::testing::TempDir;
 
-std::string slurp(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 config::MonitorConfig csv_config(const std::filesystem::path& dir, std::string job = "myjob") {
   config::MonitorConfig c;
   c.enabled = true;
@@ -63,18 +56,20 @@ TEST_CASE("csv_monitor writes one file per metric under output_path/job_name", "
                                    {"Train/Samples/lr", 1e-05, 32}};
     monitor.write_events(second);
     // Flushed as written: readable before the monitor closes.
-    CHECK(slurp(dir.path() / "myjob" / "Train_Samples_lr.csv") ==
+    CHECK(ds::testing::read_file(dir.path() / "myjob" / "Train_Samples_lr.csv") ==
           "step,lr\r\n16,0.0003\r\n32,1e-05\r\n");
   }
   const auto job = dir.path() / "myjob";
-  CHECK(slurp(job / "Train_Samples_train_loss.csv") == "step,train_loss\r\n16,5.5\r\n32,4.25\r\n");
-  CHECK(slurp(job / "Train_Samples_loss_scale.csv") == "step,loss_scale\r\n16,65536.0\r\n");
+  CHECK(ds::testing::read_file(job / "Train_Samples_train_loss.csv") ==
+        "step,train_loss\r\n16,5.5\r\n32,4.25\r\n");
+  CHECK(ds::testing::read_file(job / "Train_Samples_loss_scale.csv") ==
+        "step,loss_scale\r\n16,65536.0\r\n");
 
   SECTION("a second run appends without a second header") {
     CsvMonitor again(csv_config(dir.path()));
     const MonitorEvent more[] = {{"Train/Samples/train_loss", 3.0, 48}};
     again.write_events(more);
-    CHECK(slurp(job / "Train_Samples_train_loss.csv") ==
+    CHECK(ds::testing::read_file(job / "Train_Samples_train_loss.csv") ==
           "step,train_loss\r\n16,5.5\r\n32,4.25\r\n48,3.0\r\n");
   }
 }
@@ -119,7 +114,8 @@ TEST_CASE("csv_monitor output matches DeepSpeed's writer byte for byte", "[csv]"
   for (const auto& entry : std::filesystem::directory_iterator(theirs / "job")) {
     const auto name = entry.path().filename();
     INFO(name);
-    CHECK(slurp(dir.path() / "ours" / "job" / name) == slurp(entry.path()));
+    CHECK(ds::testing::read_file(dir.path() / "ours" / "job" / name) ==
+          ds::testing::read_file(entry.path()));
     ++files;
   }
   CHECK(files == 3);

@@ -14,11 +14,11 @@ using ds::testing::Background;
 using ds::testing::kBin;
 using ds::testing::none_alive;
 using ds::testing::parse_env;
+using ds::testing::read_file;
 using ds::testing::read_pids;
 using ds::testing::run;
 using ds::testing::Run;
 using ds::testing::sleeper;
-using ds::testing::slurp;
 using ds::testing::TempDir;
 using ds::testing::wait_until;
 
@@ -36,7 +36,7 @@ TEST_CASE("local: every rank gets the process contract", "[launcher]") {
   CHECK_THAT(r.out, Contains("3 ranks on 1 node, master 127.0.0.1:"));
   std::string token, port;
   for (int rank = 0; rank < 3; ++rank) {
-    auto env = parse_env(slurp(dir.file("env." + std::to_string(rank))));
+    auto env = parse_env(read_file(dir.file("env." + std::to_string(rank))));
     INFO("rank " << rank);
     CHECK(env["RANK"] == std::to_string(rank));
     CHECK(env["LOCAL_RANK"] == std::to_string(rank));
@@ -77,8 +77,8 @@ TEST_CASE("local: --env values arrive byte for byte, .dsenv is read", "[launcher
                     " -- sh -c 'printf %s \"$NASTY\" > nasty.out; printf %s \"$FROM_DSENV\" > "
                     "dsenv.out'");
   REQUIRE(r.code == 0);
-  CHECK(slurp(dir.file("nasty.out")) == nasty);
-  CHECK(slurp(dir.file("dsenv.out")) == "yes it is");
+  CHECK(read_file(dir.file("nasty.out")) == nasty);
+  CHECK(read_file(dir.file("dsenv.out")) == "yes it is");
 }
 
 TEST_CASE("local: a rank exiting 3 -> dslaunch exits 3 with a summary, others stopped",
@@ -101,7 +101,7 @@ TEST_CASE("local: a SIGKILLed rank -> 137, the others gone within 5 s", "[launch
   REQUIRE(wait_until([&] { return read_pids(dir.path()).size() == 3; }, 10));
   const auto pids = read_pids(dir.path());
   // Rank 2's pid: the file pid.2.
-  pid_t victim = std::stoi(slurp(dir.file("pid.2")));
+  pid_t victim = std::stoi(read_file(dir.file("pid.2")));
   ::kill(victim, SIGKILL);
   CHECK(launch.wait(10) == 137);
   CHECK(wait_until([&] { return none_alive(pids); }, 5));
@@ -233,8 +233,8 @@ TEST_CASE("local: output prefixes, per-rank log files, dsworker validate under t
               " --prefix host -- sh -c 'echo out $RANK; echo err $RANK >&2'");
   REQUIRE(r.code == 0);
   CHECK_THAT(r.out, Contains("[localhost rank 1] out 1"));
-  CHECK(slurp(dir.file("logs/rank0.log")).find("out 0\n") != std::string::npos);
-  CHECK(slurp(dir.file("logs/rank1.log")).find("err 1\n") != std::string::npos);
+  CHECK(read_file(dir.file("logs/rank0.log")).find("out 0\n") != std::string::npos);
+  CHECK(read_file(dir.file("logs/rank1.log")).find("err 1\n") != std::string::npos);
   r = run(kLaunch + "--prefix none -- echo plain");
   CHECK_THAT(r.out, Contains("\nplain\n"));
 

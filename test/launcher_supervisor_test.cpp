@@ -1,6 +1,7 @@
 // The supervisor against fake node agents (threads speaking the protocol over a
 // socketpair): first failure stops everyone, exit codes, summaries, lost nodes.
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,6 +18,13 @@ using Catch::Matchers::Contains;
 namespace dl = ds::launcher;
 
 namespace {
+
+// supervise() writes to agent links that may already be closed; like launch() (and every
+// dslaunch process) the test process must ignore SIGPIPE so that shows up as a failed write.
+const bool kSigpipeIgnored = [] {
+  ::signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
 
 // The agent's end of a link.
 class FakeAgentSide {

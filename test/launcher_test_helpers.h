@@ -60,11 +60,6 @@ inline bool none_alive(const std::vector<pid_t>& pids) {
   return true;
 }
 
-inline std::string slurp(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
 // dslaunch (or any command) running in the background, output to a file.
 class Background {
  public:
@@ -92,7 +87,7 @@ class Background {
     wait_until([&] { return poll(); }, seconds);
     return code_;
   }
-  std::string output() const { return slurp(output_); }
+  std::string output() const { return read_file(output_); }
 
  private:
   bool poll() {

@@ -1,6 +1,7 @@
 // Running the project's programs from tests: exit code and output, temp folders.
 #pragma once
 
+#include <fmt/format.h>
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
@@ -30,6 +31,24 @@ inline Run run(const std::string& command) {
 
 inline const std::string kBin = std::string(DS_BINARY_DIR) + "/bin/";
 inline const std::string kSource = std::string(DS_SOURCE_DIR);
+
+// A whole file as bytes ("" when it cannot be read: tests check contents, not errors).
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// A deterministic training text of about `bytes` bytes: numbered lines of varied words.
+inline std::string training_text(size_t bytes) {
+  std::string text;
+  for (int i = 0; text.size() < bytes; ++i) {
+    text +=
+        fmt::format("entry {}: {} the log is {}\n", i * 7919 % 1009,
+                    std::string(static_cast<size_t>(i % 9 + 1), static_cast<char>('a' + i % 26)),
+                    i % 3 ? "well" : "quiet");
+  }
+  return text;
+}
 
 // A fresh folder under the system temp dir, removed when the test case ends.
 class TempDir {

@@ -16,11 +16,11 @@ using ds::testing::kBin;
 using ds::testing::kSource;
 using ds::testing::none_alive;
 using ds::testing::parse_env;
+using ds::testing::read_file;
 using ds::testing::read_pids;
 using ds::testing::run;
 using ds::testing::Run;
 using ds::testing::sleeper;
-using ds::testing::slurp;
 using ds::testing::TempDir;
 using ds::testing::wait_until;
 
@@ -86,7 +86,7 @@ TEST_CASE("ssh: every rank on every host gets its environment", "[ssh]") {
   std::string port, token;
   for (int rank = 0; rank < 6; ++rank) {
     INFO("rank " << rank);
-    auto env = parse_env(slurp(dir.file("env." + std::to_string(rank))));
+    auto env = parse_env(read_file(dir.file("env." + std::to_string(rank))));
     // Which sshd started it: the server address of its SSH connection.
     CHECK_THAT(env["SSH_CONNECTION"], Contains(" " + host_of[rank] + " 2222"));
     CHECK(env["RANK"] == std::to_string(rank));
@@ -105,7 +105,7 @@ TEST_CASE("ssh: every rank on every host gets its environment", "[ssh]") {
     CHECK(env["FROM_DSENV"] == "from the file");
     CHECK(env["NCCL_TEST_KNOB"] == "7");
     CHECK(env["MYAPP_X"] == "y");
-    CHECK(slurp(dir.file("nasty." + std::to_string(rank))) == nasty);
+    CHECK(read_file(dir.file("nasty." + std::to_string(rank))) == nasty);
     if (rank == 0) {
       port = env["MASTER_PORT"];
       token = env["DS_RUN_TOKEN"];
@@ -133,7 +133,7 @@ TEST_CASE("ssh: a remote rank SIGKILLed -> 137, summary, nothing left anywhere",
   Background launch(cluster.launch(four_hosts(dir)) + sleeper(dir, true), dir.file("out"));
   REQUIRE(wait_until([&] { return read_pids(dir.path()).size() == 6; }, 20));
   const auto pids = read_pids(dir.path());
-  ::kill(std::stoi(slurp(dir.file("pid.3"))), SIGKILL);  // rank 3 runs on 127.0.0.3
+  ::kill(std::stoi(read_file(dir.file("pid.3"))), SIGKILL);  // rank 3 runs on 127.0.0.3
   CHECK(launch.wait(10) == 137);
   CHECK(wait_until([&] { return none_alive(pids); }, 5));
   const std::string out = launch.output();
@@ -205,7 +205,7 @@ TEST_CASE("ssh: host keys are checked strictly unless --ssh_accept_new", "[ssh]"
   CHECK_THAT(r.out, Contains("--ssh_accept_new"));
   r = run(cluster.launch(hosts) + "--ssh_known_hosts " + empty_known + " --ssh_accept_new -- true");
   CHECK(r.code == 0);
-  CHECK_THAT(slurp(empty_known), Contains("127.0.0.3"));
+  CHECK_THAT(read_file(empty_known), Contains("127.0.0.3"));
   r = run(cluster.launch(hosts) + "--ssh_known_hosts " + empty_known + " -- true");
   CHECK(r.code == 0);  // recorded: now known
 }

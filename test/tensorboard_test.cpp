@@ -114,13 +114,6 @@ Event parse_event(const std::string& payload) {
   return e;
 }
 
-std::string slurp(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // ---- tests ----
 
 TEST_CASE("crc32c matches the standard check values", "[tensorboard]") {
@@ -168,7 +161,7 @@ TEST_CASE("the event file reads back: version first, then every scalar", "[tenso
                                  {"Train/Samples/big_step", -1.5, int64_t{1} << 40}};
     writer.write_events(more);
   }
-  const std::vector<std::string> records = read_records(slurp(path));
+  const std::vector<std::string> records = read_records(ds::testing::read_file(path));
   REQUIRE(records.size() == 5);
   const Event version = parse_event(records[0]);
   CHECK(version.file_version == "brain.Event:2");
@@ -204,7 +197,7 @@ TEST_CASE("the event file reads back: version first, then every scalar", "[tenso
   }
 
   SECTION("a corrupted byte is caught by the CRC") {
-    std::string bytes = slurp(path);
+    std::string bytes = ds::testing::read_file(path);
     bytes[bytes.size() - 6] ^= 0x20;
     const auto bad = dir.write("events.out.tfevents.bad", bytes);
     if (std::system("/usr/bin/python3 -c pass > /dev/null 2>&1") == 0) {

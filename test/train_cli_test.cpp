@@ -17,28 +17,13 @@
 
 using Catch::Matchers::Contains;
 using ds::testing::kBin;
+using ds::testing::read_file;
 using ds::testing::run;
 using ds::testing::Run;
 using ds::testing::TempDir;
+using ds::testing::training_text;
 
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// A small deterministic text: 40 KB of varied lines.
-std::string corpus() {
-  std::string text;
-  for (int i = 0; text.size() < 40000; ++i) {
-    text += "line " + std::to_string(i * 7919 % 1000) + ": the quick brown fox " +
-            std::string(static_cast<size_t>(i % 13), 'a' + static_cast<char>(i % 26)) + "\n";
-  }
-  return text;
-}
 
 std::string config(const std::string& extra_data = "", int steps = 6) {
   return "model: {n_layer: 2, n_head: 2, n_embd: 32, vocab_size: 256, block_size: 32}\n"
@@ -67,7 +52,7 @@ std::string shard(int32_t magic, int32_t version, const std::vector<uint16_t>& t
 
 TEST_CASE("the same config twice gives bit-identical losses", "[train]") {
   TempDir dir("dstrain_train_determinism");
-  dir.write("train.txt", corpus());
+  dir.write("train.txt", training_text(40000));
   const std::string cfg = dir.write("train.yaml", config());
   const Run a = run(kBin + "dsworker " + cfg + " --metrics " + dir.file("a.jsonl"));
   const Run b = run(kBin + "dsworker " + cfg + " --metrics " + dir.file("b.jsonl"));
@@ -93,7 +78,7 @@ TEST_CASE("the same config twice gives bit-identical losses", "[train]") {
 
 TEST_CASE("weights go out with Hugging Face names and come back in", "[train]") {
   TempDir dir("dstrain_train_weights");
-  dir.write("train.txt", corpus());
+  dir.write("train.txt", training_text(40000));
   const std::string cfg = dir.write("train.yaml", config("", 3));
   const Run saved = run(kBin + "dsworker " + cfg + " --save-weights " + dir.file("w.safetensors"));
   INFO(saved.out);
@@ -157,7 +142,7 @@ TEST_CASE("bad data stops the run before training, exit 2", "[train][errors]") {
 
 TEST_CASE("bad initial weights are named, exit 2", "[train][errors]") {
   TempDir dir("dstrain_train_bad_weights");
-  dir.write("train.txt", corpus());
+  dir.write("train.txt", training_text(40000));
   const std::string cfg = dir.write("train.yaml", config("", 1));
   REQUIRE(run(kBin + "dsworker " + cfg + " --save-weights " + dir.file("good.safetensors")).code ==
           0);
@@ -194,7 +179,7 @@ TEST_CASE("bad initial weights are named, exit 2", "[train][errors]") {
 
 TEST_CASE("Ctrl-C stops training cleanly with exit code 130", "[train][signal]") {
   TempDir dir("dstrain_train_interrupt");
-  dir.write("train.txt", corpus());
+  dir.write("train.txt", training_text(40000));
   const std::string cfg = dir.write("train.yaml", config("", 1000000));
   const std::string metrics = dir.file("m.jsonl");
   const std::string log = dir.file("log.txt");

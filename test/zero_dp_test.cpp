@@ -14,18 +14,13 @@
 
 using Catch::Matchers::Contains;
 using ds::testing::kBin;
+using ds::testing::read_file;
 using ds::testing::run;
 using ds::testing::Run;
 using ds::testing::TempDir;
+using ds::testing::training_text;
 
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 std::vector<double> field(const std::string& metrics, const std::string& key) {
   std::vector<double> out;
@@ -49,21 +44,11 @@ std::string config(int stage, int micro, int accumulation, double clipping) {
       micro, accumulation, clipping, stage);
 }
 
-std::string corpus() {
-  std::string text;
-  for (int i = 0; text.size() < 50000; ++i) {
-    text +=
-        fmt::format("entry {}: {}\n", i * 7919 % 1009,
-                    std::string(static_cast<size_t>(i % 9 + 1), static_cast<char>('a' + i % 26)));
-  }
-  return text;
-}
-
 }  // namespace
 
 TEST_CASE("every ZeRO stage on 2 and 4 ranks matches one rank", "[zero][dp]") {
   TempDir dir("dstrain_zero_dp");
-  dir.write("train.txt", corpus());
+  dir.write("train.txt", training_text(50000));
   struct Variant {
     int accumulation;
     double clipping;
@@ -101,7 +86,7 @@ TEST_CASE("every ZeRO stage on 2 and 4 ranks matches one rank", "[zero][dp]") {
 
 TEST_CASE("each rank reports its model-state memory, shrinking with the stage", "[zero][dp]") {
   TempDir dir("dstrain_zero_memory");
-  dir.write("train.txt", corpus());
+  dir.write("train.txt", training_text(50000));
   std::vector<double> per_stage;
   for (int stage : {0, 1, 2, 3}) {
     const std::string cfg = dir.write("m.yaml", config(stage, 4, 1, 1.0));
@@ -127,7 +112,7 @@ TEST_CASE("each rank reports its model-state memory, shrinking with the stage", 
 TEST_CASE("a checkpoint saved on 4 ranks at ZeRO-3 resumes on 2 ranks at ZeRO-1 and on 1",
           "[zero][dp][checkpoint]") {
   TempDir dir("dstrain_zero_ckpt");
-  dir.write("train.txt", corpus());
+  dir.write("train.txt", training_text(50000));
   const auto with_dir = [&](const std::string& cfg, const std::string& ckpt) {
     return cfg + "checkpoint: {dir: " + ckpt + "}\n";
   };
