@@ -32,16 +32,29 @@ std::vector<double> field(const std::string& metrics, const std::string& key) {
   return out;
 }
 
-std::string config(int stage, int micro, int accumulation, double clipping) {
+// `zero` and `root` add keys to zero_optimization and to the ds_config.
+std::string config(int stage, int micro, int accumulation, double clipping,
+                   const std::string& zero = "", const std::string& root = "") {
   return fmt::format(
       "model: {{n_layer: 2, n_head: 2, n_embd: 32, vocab_size: 256, block_size: 32}}\n"
       "data: {{train: train.txt, seq_len: 32, shuffle: true, val_fraction: 0}}\n"
       "deepspeed: {{train_batch_size: 16, train_micro_batch_size_per_gpu: {}, "
-      "gradient_accumulation_steps: {},\n  steps_per_print: 1, gradient_clipping: {}, "
-      "zero_optimization: {{stage: {}}},\n"
+      "gradient_accumulation_steps: {},\n  steps_per_print: 1, gradient_clipping: {}, {}"
+      "zero_optimization: {{stage: {}{}}},\n"
       "  optimizer: {{type: AdamW, params: {{lr: 0.003, weight_decay: 0.1}}}}}}\n"
       "train: {{steps: 20, seed: 9}}\n",
-      micro, accumulation, clipping, stage);
+      micro, accumulation, clipping, root, stage, zero);
+}
+
+// The losses of `cfg` on `world` ranks under dslaunch.
+std::vector<double> losses_on(TempDir& dir, int world, const std::string& cfg) {
+  const std::string path = dir.write("run.yaml", cfg);
+  const std::string metrics = dir.file("run.jsonl");
+  const Run r = run(kBin + "dslaunch --num_gpus " + std::to_string(world) + " " + path +
+                    " --metrics " + metrics);
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  return field(metrics, "loss");
 }
 
 }  // namespace
@@ -84,12 +97,55 @@ TEST_CASE("every ZeRO stage on 2 and 4 ranks matches one rank", "[zero][dp]") {
   }
 }
 
+TEST_CASE("buckets, overlap, prefetch and gradient scaling keep the losses of one rank",
+          "[zero][dp]") {
+  TempDir dir("dstrain_zero_knobs");
+  dir.write("train.txt", training_text(50000));
+  const auto expected = losses_on(dir, 1, config(0, 8, 2, 0.05));
+  REQUIRE(expected.size() == 20);
+  // A block of this model has 12,704 parameters: 5000-element buckets hold one layer
+  // each, 30000-element ones two blocks. Persistence 0 makes stage 3 gather every layer.
+  struct Variant {
+    int world, stage;
+    std::string zero, root;
+    double tolerance;
+  };
+  const std::string gather_all = ", stage3_param_persistence_threshold: 0";
+  const std::vector<Variant> variants = {
+      {2, 2, ", reduce_bucket_size: 5000, overlap_comm: true", "", 1e-5},
+      {4, 2, ", reduce_bucket_size: 30000, overlap_comm: false", "", 1e-5},
+      {2, 3, ", reduce_bucket_size: 5000" + gather_all, "", 1e-5},
+      {4, 3, ", reduce_bucket_size: 30000, overlap_comm: false" + gather_all, "", 1e-5},
+      {2, 3, ", stage3_prefetch_bucket_size: 0" + gather_all, "", 1e-5},
+      {2, 3, ", stage3_max_live_parameters: 13000" + gather_all, "", 1e-5},
+      {4, 1, ", reduce_bucket_size: 5000", "prescale_gradients: true, ", 1e-5},
+      {4, 0, "", "gradient_predivide_factor: 2.0, ", 1e-5},
+      {2, 2, ", reduce_bucket_size: 30000", "gradient_predivide_factor: 4.0, ", 1e-5},
+      // bf16 on the wire rounds every reduced gradient to 8 bits of mantissa.
+      {2, 2, "", "communication_data_type: bf16, ", 2e-2},
+      {2, 0, "", "communication_data_type: fp16, ", 2e-2},
+  };
+  for (const Variant& v : variants) {
+    INFO(v.world << " ranks, stage " << v.stage << ", zero {" << v.zero << "}, " << v.root);
+    const int micro = 16 / (2 * v.world);
+    const auto losses = losses_on(dir, v.world, config(v.stage, micro, 2, 0.05, v.zero, v.root));
+    REQUIRE(losses.size() == expected.size());
+    for (size_t i = 0; i < losses.size(); ++i) {
+      CHECK(losses[i] == Approx(expected[i]).epsilon(v.tolerance));
+    }
+  }
+}
+
 TEST_CASE("each rank reports its model-state memory, shrinking with the stage", "[zero][dp]") {
   TempDir dir("dstrain_zero_memory");
   dir.write("train.txt", training_text(50000));
   std::vector<double> per_stage;
   for (int stage : {0, 1, 2, 3}) {
-    const std::string cfg = dir.write("m.yaml", config(stage, 4, 1, 1.0));
+    // This model's layers are all below the default stage3_param_persistence_threshold,
+    // which would keep them whole on every rank.
+    const std::string cfg = dir.write(
+        "m.yaml",
+        config(stage, 4, 1, 1.0, stage == 3 ? ", stage3_param_persistence_threshold: 0" : ""));
     const Run r = run(kBin + "dslaunch --num_gpus 4 " + cfg + " --steps 1 --metrics " +
                       dir.file("m{rank}.jsonl"));
     INFO(r.out);

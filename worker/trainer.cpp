@@ -42,15 +42,6 @@ void check_supported(const config::TrainConfig& cfg) {
     refuse("the wandb monitor (it needs the network)",
            "set wandb.enabled to false; tensorboard and csv_monitor work offline");
   }
-  // The engine reduces gradients in fp32 as a mean; other wire formats are not built yet.
-  if (ds.communication_data_type == config::CommDataType::kFp16 ||
-      ds.communication_data_type == config::CommDataType::kBf16) {
-    refuse("a 16-bit communication_data_type", "remove it (gradients travel in fp32)");
-  }
-  if (ds.prescale_gradients || ds.gradient_predivide_factor != 1.0 || ds.gradient_allreduce_sum) {
-    refuse("prescale_gradients, gradient_predivide_factor or gradient_allreduce_op \"sum\"",
-           "remove them: gradients are averaged over ranks in fp32");
-  }
   const auto& z = ds.zero;
   if (z.offload_optimizer.device == config::OffloadDevice::kNvme ||
       z.offload_param.device == config::OffloadDevice::kNvme) {

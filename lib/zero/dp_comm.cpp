@@ -4,24 +4,25 @@
 
 namespace ds::zero {
 
-void SingleRankComm::reduce_scatter_mean(const float* full, float* out, int64_t piece) {
-  if (out != full) std::memmove(out, full, sizeof(float) * piece);
-}
-
 namespace {
-struct DoneOp final : PendingOp {
+struct FinishedOp final : PendingOp {
   void wait() override {}
 };
 }  // namespace
 
-std::unique_ptr<PendingOp> SingleRankComm::reduce_scatter_mean_async(const float* full, float* out,
-                                                                     int64_t piece) {
-  reduce_scatter_mean(full, out, piece);
-  return std::make_unique<DoneOp>();
+std::unique_ptr<PendingOp> finished_op() { return std::make_unique<FinishedOp>(); }
+
+std::unique_ptr<PendingOp> SingleRankComm::reduce_scatter(const void* full, void* out,
+                                                          tensor::DType dtype, int64_t piece,
+                                                          Reduction, Mode) {
+  if (out != full) std::memmove(out, full, tensor::dtype_size(dtype) * piece);
+  return finished_op();
 }
 
-void SingleRankComm::allgather(const void* piece, void* out, tensor::DType dtype, int64_t n) {
+std::unique_ptr<PendingOp> SingleRankComm::allgather(const void* piece, void* out,
+                                                     tensor::DType dtype, int64_t n, Mode) {
   if (out != piece) std::memmove(out, piece, tensor::dtype_size(dtype) * n);
+  return finished_op();
 }
 
 }  // namespace ds::zero

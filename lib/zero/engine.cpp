@@ -1,7 +1,6 @@
 #include "zero/engine.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -9,6 +8,8 @@
 #include "tensor/cpu/cast.h"
 #include "tensor/cpu/kernels.h"
 #include "util/log.h"
+#include "zero/engine_buffers.h"
+#include "zero/step_timer.h"
 
 namespace ds::zero {
 
@@ -25,169 +26,11 @@ DType storage_dtype(const config::DsConfig& ds) {
   return DType::kF32;
 }
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// Adds the lifetime of the scope to `total`: the communication part of a step.
-class ScopedTimer {
- public:
-  explicit ScopedTimer(double& total) : total_(total), start_(Clock::now()) {}
-  ~ScopedTimer() { total_ += seconds_since(start_); }
-  ScopedTimer(const ScopedTimer&) = delete;
-  ScopedTimer& operator=(const ScopedTimer&) = delete;
-
- private:
-  double& total_;
-  Clock::time_point start_;
-};
-
 Buffer floats(int64_t n, MemoryCategory category) {
   return Buffer(sizeof(float) * static_cast<size_t>(n), category);
 }
 
 }  // namespace
-
-// The model's view of the engine: fp32 weights and gradient buffers layer by layer.
-// Weights are up-cast (16-bit storage) or gathered (stage 3) into work buffers; the
-// embedding gets buffers of its own because the tied head uses them between the
-// embedding's forward and its backward. Gradients of a layer are handed to the
-// engine's storage (reduced first at stages 2 and 3) when its backward ends.
-class Engine::Buffers final : public model::LayerBuffers {
- public:
-  explicit Buffers(Engine& e) : e_(e) {
-    int64_t largest = 0;
-    for (const LayerShard& s : e.dp_part_.layers) largest = std::max(largest, s.padded);
-    const int64_t embedding = e.dp_part_.layers[0].padded;
-    const bool work_weights = e.mixed() || e.stage_ == 3;
-    const bool work_grads = e.mixed() || e.stage_ >= 2;
-    if (work_weights) {
-      w_work_ = floats(largest, MemoryCategory::kCommunication);
-      w_embedding_ = floats(embedding, MemoryCategory::kCommunication);
-      if (e.stage_ == 3 && e.mixed()) {
-        gathered_ = Buffer(e.esize() * largest, MemoryCategory::kCommunication);
-      }
-    }
-    if (work_grads) {
-      dw_work_ = floats(largest, MemoryCategory::kCommunication);
-      dw_embedding_ = floats(embedding, MemoryCategory::kCommunication);
-    }
-    // overlap_comm: a layer's reduce-scatter runs while the next layer's backward computes
-    // into a second gradient buffer.
-    overlap_ = e.stage_ >= 2 && e.cfg_.ds.zero.overlap() && e.comm_->size() > 1;
-    if (overlap_) dw_spare_ = floats(largest, MemoryCategory::kCommunication);
-    piece_ = floats(largest / e.comm_->size() + 1, MemoryCategory::kCommunication);
-  }
-
-  // The parameters changed: cached up-casts and gathers are stale.
-  void invalidate() {
-    cached_layer_ = -1;
-    embedding_cached_ = false;
-  }
-  void begin_backward() { embedding_grads_fresh_ = true; }
-  // Waits for the reduce-scatter in flight and keeps its piece.
-  void drain() {
-    if (!in_flight_) return;
-    {
-      ScopedTimer timer(e_.comm_seconds_);
-      in_flight_->wait();
-    }
-    in_flight_.reset();
-    add_piece(in_flight_layer_);
-  }
-  float* grad_work() { return dw_work_.as<float>(); }
-  float* piece() { return piece_.as<float>(); }
-
-  const float* weights(int l) override {
-    const LayerShard& s = e_.dp_part_.layers[l];
-    if (w_work_.empty()) return e_.params_.as<float>() + s.full_offset;
-    float* dst = l == 0 ? w_embedding_.as<float>() : w_work_.as<float>();
-    if (l == 0 ? embedding_cached_ : cached_layer_ == l) return dst;
-    if (e_.stage_ == 3) {
-      // All-gather the layer's pieces, then up-cast the whole layer.
-      const void* own = static_cast<const char*>(e_.params_.data()) + e_.esize() * s.local_offset;
-      void* full = e_.mixed() ? gathered_.data() : static_cast<void*>(dst);
-      {
-        ScopedTimer timer(e_.comm_seconds_);
-        e_.comm_->allgather(own, full, e_.dtype_, s.own.size);
-      }
-      if (e_.mixed()) cpu::to_f32(dst, full, e_.dtype_, s.numel);
-    } else {
-      cpu::to_f32(dst, static_cast<const char*>(e_.params_.data()) + e_.esize() * s.full_offset,
-                  e_.dtype_, s.numel);
-    }
-    if (l == 0) {
-      embedding_cached_ = true;
-    } else {
-      cached_layer_ = l;
-    }
-    return dst;
-  }
-
-  float* grads(int l) override {
-    const LayerShard& s = e_.dp_part_.layers[l];
-    if (dw_work_.empty()) return static_cast<float*>(e_.grads_.data()) + s.full_offset;
-    if (l == 0) {
-      if (embedding_grads_fresh_) {
-        std::memset(dw_embedding_.data(), 0, sizeof(float) * s.padded);
-        embedding_grads_fresh_ = false;
-      }
-      return dw_embedding_.as<float>();
-    }
-    if (grads_layer_ != l) {
-      std::memset(dw_work_.data(), 0, sizeof(float) * s.padded);
-      grads_layer_ = l;
-    }
-    return dw_work_.as<float>();
-  }
-
-  void backward_done(int l) override {
-    grads_layer_ = -1;
-    if (dw_work_.empty()) return;  // fp32 at stage 0/1: accumulated in place
-    const LayerShard& s = e_.dp_part_.layers[l];
-    const float* dw = l == 0 ? dw_embedding_.as<float>() : dw_work_.as<float>();
-    char* storage = static_cast<char*>(e_.grads_.data());
-    if (e_.stage_ >= 2) {
-      // Keep only the own piece of the mean over ranks (summed over micro-steps).
-      drain();
-      if (overlap_ && l != 0) {
-        {
-          ScopedTimer timer(e_.comm_seconds_);
-          in_flight_ = e_.comm_->reduce_scatter_mean_async(dw, piece_.as<float>(), s.own.size);
-        }
-        in_flight_layer_ = l;
-        std::swap(dw_work_, dw_spare_);  // the next layer writes while this one travels
-        return;
-      }
-      {
-        ScopedTimer timer(e_.comm_seconds_);
-        e_.comm_->reduce_scatter_mean(dw, piece_.as<float>(), s.own.size);
-      }
-      add_piece(l);
-    } else {
-      cpu::add_f32_into(storage + e_.esize() * s.full_offset, e_.dtype_, dw, s.numel);
-    }
-  }
-
- private:
-  void add_piece(int l) {
-    const LayerShard& s = e_.dp_part_.layers[l];
-    cpu::add_f32_into(static_cast<char*>(e_.grads_.data()) + e_.esize() * s.local_offset, e_.dtype_,
-                      piece_.as<float>(), s.own.size);
-  }
-
-  Engine& e_;
-  Buffer w_work_, w_embedding_, gathered_, dw_work_, dw_embedding_, piece_, dw_spare_;
-  bool overlap_ = false;
-  std::unique_ptr<PendingOp> in_flight_;
-  int in_flight_layer_ = -1;
-  int cached_layer_ = -1;
-  bool embedding_cached_ = false;
-  int grads_layer_ = -1;
-  bool embedding_grads_fresh_ = true;
-};
 
 Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const float* initial,
                std::unique_ptr<DpComm> comm)
@@ -230,6 +73,7 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const float* i
     }
   }
 
+  plan_buckets();
   optimizer_ = optim::make_optimizer(cfg.ds.optimizer, part_.local_total);
   schedule_ = std::make_unique<optim::LrSchedule>(
       cfg.ds.scheduler, cfg.ds.optimizer.lr, cfg.ds.optimizer.type != config::OptimizerType::kSgd);
@@ -253,27 +97,66 @@ float* Engine::master(int l) {
   return params_.as<float>() + s.full_offset + part_.layers[l].own.offset;
 }
 
+void Engine::plan_buckets() {
+  const int num_layers = static_cast<int>(dp_part_.layers.size());
+  const int world = comm_->size();
+  plan_ = ReducePlan::from_config(cfg_.ds, dtype_, world);
+  const int64_t bucket = cfg_.ds.zero.reduce_bucket_size;
+  std::vector<int> order;
+  if (stage_ >= 2) {
+    // Filled by the backward walk, top layer first; the embedding goes last on its own
+    // because the tied head adds to its gradient at the start of the walk.
+    for (int l = num_layers - 1; l >= 1; --l) order.push_back(l);
+    buckets_ = group_layers(dp_part_, order, bucket);
+    buckets_.push_back({0});
+  } else {
+    for (int l = 0; l < num_layers; ++l) order.push_back(l);
+    buckets_ = group_layers(dp_part_, order, bucket);
+  }
+  int64_t largest = 0;
+  for (const std::vector<int>& b : buckets_) {
+    const LayerShard& last = dp_part_.layers[b.back()];
+    largest =
+        std::max(largest, last.full_offset + last.padded - dp_part_.layers[b.front()].full_offset);
+  }
+  overlap_ = stage_ >= 2 && cfg_.ds.zero.overlap() && world > 1;
+  if (stage_ >= 1) {
+    reducer_ =
+        std::make_unique<BucketReducer>(*comm_, dp_part_, plan_, largest, overlap_, comm_seconds_);
+  } else if (plan_.wire != dtype_ || plan_.scales()) {
+    wire_ = Buffer(tensor::dtype_size(plan_.wire) * largest, MemoryCategory::kCommunication);
+  }
+}
+
 void Engine::reduce_gradients() {
-  if (stage_ >= 2) return;  // reduced layer by layer during the backward
-  ScopedTimer timer(comm_seconds_);
-  float* work = buffers_->grad_work();
+  if (stage_ >= 2) return;  // reduced bucket by bucket during the backward
   char* storage = static_cast<char*>(grads_.data());
-  for (const LayerShard& s : dp_part_.layers) {
-    char* layer = storage + esize() * s.full_offset;
-    float* g = mixed() ? work : reinterpret_cast<float*>(layer);
-    if (mixed()) {
-      cpu::to_f32(work, layer, dtype_, s.numel);
-      std::memset(work + s.numel, 0, sizeof(float) * (s.padded - s.numel));
+  for (const std::vector<int>& bucket : buckets_) {
+    const LayerShard& first = dp_part_.layers[bucket.front()];
+    const LayerShard& last = dp_part_.layers[bucket.back()];
+    char* grads = storage + esize() * first.full_offset;
+    if (stage_ == 1) {
+      // Every rank keeps the full gradient buffer but only its pieces are reduced.
+      reducer_->start(bucket, grads, dtype_,
+                      [&](int l, const void* piece, DType wire, float scale) {
+                        const LayerShard& s = dp_part_.layers[l];
+                        cpu::convert_scaled(storage + esize() * (s.full_offset + s.own.offset),
+                                            dtype_, piece, wire, s.own.size, scale);
+                      });
+      continue;
     }
-    if (stage_ == 0) {
-      comm_->allreduce_mean(g, s.padded);
-      if (mixed()) cpu::from_f32(layer, dtype_, work, s.numel);
+    // Stage 0: the layers of a bucket lie back to back, so one all-reduce covers them.
+    const int64_t n = last.full_offset + last.padded - first.full_offset;
+    ScopedTimer timer(comm_seconds_);
+    if (wire_.empty()) {
+      comm_->allreduce(grads, dtype_, n, plan_.op);
     } else {
-      // Stage 1: every rank keeps the full gradient buffer but only its piece is reduced.
-      comm_->reduce_scatter_mean(g, buffers_->piece(), s.own.size);
-      cpu::from_f32(layer + esize() * s.own.offset, dtype_, buffers_->piece(), s.own.size);
+      cpu::convert_scaled(wire_.data(), plan_.wire, grads, dtype_, n, plan_.pre);
+      comm_->allreduce(wire_.data(), plan_.wire, n, plan_.op);
+      cpu::convert_scaled(grads, dtype_, wire_.data(), plan_.wire, n, plan_.post);
     }
   }
+  if (reducer_) reducer_->finish();
 }
 
 std::pair<double, bool> Engine::gradient_norm() {
@@ -322,7 +205,7 @@ void Engine::publish_parameters() {
   char* params = static_cast<char*>(params_.data());
   for (const LayerShard& s : dp_part_.layers) {
     char* layer = params + esize() * s.full_offset;
-    comm_->allgather(layer + esize() * s.own.offset, layer, dtype_, s.own.size);
+    comm_->allgather(layer + esize() * s.own.offset, layer, dtype_, s.own.size, Mode::kBlocking);
   }
 }
 
@@ -338,12 +221,13 @@ StepStats Engine::train_step(const BatchFiller& fill) {
   for (int m = 0; m < accum_; ++m) {
     fill(m, inputs_.as<int32_t>(), targets_.as<int32_t>());
     auto start = Clock::now();
+    buffers_->begin_forward();
     loss_sum += model_.forward(mb, *buffers_);
     stats.forward_s += seconds_since(start);
     start = Clock::now();
     buffers_->begin_backward();
     model_.backward(mb, *buffers_);
-    buffers_->drain();
+    buffers_->finish_backward();
     stats.backward_s += seconds_since(start);
   }
   {
@@ -390,6 +274,7 @@ StepStats Engine::train_step(const BatchFiller& fill) {
 double Engine::eval_loss(const int32_t* inputs, const int32_t* targets) {
   const int B = static_cast<int>(micro_), T = static_cast<int>(seq_len_);
   model::MicroBatch mb{inputs, targets, B, T, 0.0f};
+  buffers_->begin_forward();
   return model_.forward(mb, *buffers_);
 }
 
@@ -402,7 +287,8 @@ std::vector<float> Engine::full_parameters() {
     if (mixed() && stage_ > 0) {
       // The fp32 master pieces, gathered: more precise than the 16-bit parameters.
       std::vector<float> full(static_cast<size_t>(s.padded));
-      comm_->allgather(master(static_cast<int>(l)), full.data(), DType::kF32, s.own.size);
+      comm_->allgather(master(static_cast<int>(l)), full.data(), DType::kF32, s.own.size,
+                       Mode::kBlocking);
       std::memcpy(dst, full.data(), sizeof(float) * s.numel);
     } else if (mixed()) {
       std::memcpy(dst, master(static_cast<int>(l)), sizeof(float) * s.numel);
@@ -493,7 +379,7 @@ MemoryReport Engine::memory_report() const {
   MemoryReport r;
   r.rank = comm_->rank();
   r.stage = stage_;
-  r.params_bytes = static_cast<int64_t>(params_.size());
+  r.params_bytes = static_cast<int64_t>(params_.size()) + buffers_->persistent_bytes();
   r.grads_bytes = static_cast<int64_t>(grads_.size());
   r.optimizer_bytes = static_cast<int64_t>(master_.size()) +
                       optimizer_->state_bytes_per_element() * part_.local_total;

@@ -25,6 +25,7 @@
 #include "optim/optimizer.h"
 #include "tensor/memory.h"
 #include "zero/dp_comm.h"
+#include "zero/grad_reduce.h"
 #include "zero/shard.h"
 
 namespace ds::zero {
@@ -106,7 +107,9 @@ class Engine {
   size_t esize() const { return tensor::dtype_size(dtype_); }
   // Where the fp32 master weights of layer l's own piece live.
   float* master(int l);
-  // Reduces (stage 0/1) or finishes the accumulated gradients after the last micro-step.
+  // Groups the layers into reduce_bucket_size buckets and sets up their reduction.
+  void plan_buckets();
+  // Stages 0-1: reduces the accumulated gradients after the last micro-step.
   void reduce_gradients();
   // Global grad norm, and whether any gradient is inf/NaN, over the own pieces.
   std::pair<double, bool> gradient_norm();
@@ -134,6 +137,11 @@ class Engine {
   std::unique_ptr<optim::Optimizer> optimizer_;
   std::unique_ptr<optim::LrSchedule> schedule_;
   optim::LossScaler scaler_;
+  ReducePlan plan_;
+  std::vector<std::vector<int>> buckets_;   // layer groups reduced with one collective each
+  bool overlap_ = false;                    // overlap_comm at stages 2-3 with several ranks
+  std::unique_ptr<BucketReducer> reducer_;  // stages 1-3
+  tensor::Buffer wire_;                     // stage 0: gradients converted or scaled for the wire
   std::unique_ptr<Buffers> buffers_;
   tensor::Buffer inputs_, targets_;
   int64_t applied_steps_ = 0;

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "util/error.h"
+
 namespace ds::zero {
 
 using comm::ReduceOp;
@@ -17,41 +19,53 @@ void* ProcessGroupComm::scratch(size_t bytes) {
   return scratch_.data();
 }
 
-void ProcessGroupComm::allreduce_mean(float* data, int64_t n) {
-  Tensor t = Tensor::wrap(data, {n}, DType::kF32);
-  group_->allreduce(t, ReduceOp::kAvg);
-}
-
-void ProcessGroupComm::reduce_scatter_mean(const float* full, float* out, int64_t piece) {
-  const Tensor input = Tensor::wrap(const_cast<float*>(full), {piece * size()}, DType::kF32);
-  Tensor output = Tensor::wrap(out, {piece}, DType::kF32);
-  group_->reduce_scatter(output, input, ReduceOp::kAvg);
-}
-
 namespace {
+
+ReduceOp reduce_op(Reduction op) {
+  return op == Reduction::kMean ? ReduceOp::kAvg : ReduceOp::kSum;
+}
+
 struct WorkOp final : PendingOp {
   explicit WorkOp(comm::WorkPtr w) : work(std::move(w)) {}
-  void wait() override { work->wait(); }
+  void wait() override {
+    if (work) work->wait();
+  }
   comm::WorkPtr work;
 };
+
 }  // namespace
 
-std::unique_ptr<PendingOp> ProcessGroupComm::reduce_scatter_mean_async(const float* full,
-                                                                       float* out, int64_t piece) {
-  const Tensor input = Tensor::wrap(const_cast<float*>(full), {piece * size()}, DType::kF32);
-  Tensor output = Tensor::wrap(out, {piece}, DType::kF32);
-  return std::make_unique<WorkOp>(group_->reduce_scatter(output, input, ReduceOp::kAvg, true));
+void ProcessGroupComm::allreduce(void* data, DType dtype, int64_t n, Reduction op) {
+  Tensor t = Tensor::wrap(data, {n}, dtype);
+  group_->allreduce(t, reduce_op(op));
 }
 
-void ProcessGroupComm::allgather(const void* piece, void* out, DType dtype, int64_t n) {
+std::unique_ptr<PendingOp> ProcessGroupComm::reduce_scatter(const void* full, void* out,
+                                                            DType dtype, int64_t piece,
+                                                            Reduction op, Mode mode) {
+  const Tensor input = Tensor::wrap(const_cast<void*>(full), {piece * size()}, dtype);
+  Tensor output = Tensor::wrap(out, {piece}, dtype);
+  return std::make_unique<WorkOp>(
+      group_->reduce_scatter(output, input, reduce_op(op), mode == Mode::kAsync));
+}
+
+std::unique_ptr<PendingOp> ProcessGroupComm::allgather(const void* piece, void* out, DType dtype,
+                                                       int64_t n, Mode mode) {
   const size_t bytes = tensor::dtype_size(dtype) * static_cast<size_t>(n);
-  // The engine gathers in place (the piece sits at this rank's block of `out`); give the
-  // backend a separate input so that it never reads what it is writing.
-  void* input = scratch(bytes);
-  std::memcpy(input, piece, bytes);
-  const Tensor in = Tensor::wrap(input, {n}, dtype);
+  const void* input = piece;
+  const char* out_begin = static_cast<const char*>(out);
+  const char* piece_at = static_cast<const char*>(piece);
+  if (piece_at >= out_begin && piece_at < out_begin + bytes * size()) {
+    // An in-place gather (the piece sits at this rank's block of `out`): give the backend
+    // a separate input so that it never reads what it is writing.
+    DS_CHECK(mode == Mode::kBlocking, "an async allgather cannot gather in place");
+    void* copy = scratch(bytes);
+    std::memcpy(copy, piece, bytes);
+    input = copy;
+  }
+  const Tensor in = Tensor::wrap(const_cast<void*>(input), {n}, dtype);
   Tensor output = Tensor::wrap(out, {n * size()}, dtype);
-  group_->allgather(output, in);
+  return std::make_unique<WorkOp>(group_->allgather(output, in, mode == Mode::kAsync));
 }
 
 double ProcessGroupComm::allreduce_sum(double value) {

@@ -16,11 +16,11 @@ class ProcessGroupComm final : public DpComm {
 
   int rank() const override { return group_->rank(); }
   int size() const override { return group_->size(); }
-  void allreduce_mean(float* data, int64_t n) override;
-  void reduce_scatter_mean(const float* full, float* out, int64_t piece) override;
-  std::unique_ptr<PendingOp> reduce_scatter_mean_async(const float* full, float* out,
-                                                       int64_t piece) override;
-  void allgather(const void* piece, void* out, tensor::DType dtype, int64_t n) override;
+  void allreduce(void* data, tensor::DType dtype, int64_t n, Reduction op) override;
+  std::unique_ptr<PendingOp> reduce_scatter(const void* full, void* out, tensor::DType dtype,
+                                            int64_t piece, Reduction op, Mode mode) override;
+  std::unique_ptr<PendingOp> allgather(const void* piece, void* out, tensor::DType dtype, int64_t n,
+                                       Mode mode) override;
   double allreduce_sum(double value) override;
   bool allreduce_any(bool value) override;
 

@@ -61,4 +61,20 @@ void add_f32_into(void* out, DType dtype, const float* in, int64_t n) {
   for_each(n, [&](int64_t i) { store(out, dtype, i, load(out, dtype, i) + in[i]); });
 }
 
+void convert_scaled(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
+                    float scale) {
+  if (scale == 1.0f && out_dtype == in_dtype) {
+    if (out != in) std::memcpy(out, in, dtype_size(in_dtype) * static_cast<size_t>(n));
+    return;
+  }
+  for_each(n, [&](int64_t i) { store(out, out_dtype, i, scale * load(in, in_dtype, i)); });
+}
+
+void add_scaled_into(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
+                     float scale) {
+  for_each(n, [&](int64_t i) {
+    store(out, out_dtype, i, load(out, out_dtype, i) + scale * load(in, in_dtype, i));
+  });
+}
+
 }  // namespace ds::tensor::cpu

@@ -16,4 +16,13 @@ void from_f32(void* out, DType dtype, const float* in, int64_t n);
 // out[i] = round(float(out[i]) + in[i]): accumulating gradients in their storage dtype.
 void add_f32_into(void* out, DType dtype, const float* in, int64_t n);
 
+// Between any two dtypes, scaled on the way: out[i] = round(scale * float(in[i])), and
+// out[i] = round(float(out[i]) + scale * float(in[i])). Gradients going onto and coming
+// off the wire (communication_data_type, predivide factors) use these. `out` may equal
+// `in` for convert_scaled when the dtypes match.
+void convert_scaled(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
+                    float scale);
+void add_scaled_into(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
+                     float scale);
+
 }  // namespace ds::tensor::cpu
