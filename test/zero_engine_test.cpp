@@ -1,13 +1,17 @@
 // The ZeRO engine on one rank: every stage trains the same numbers, mixed precision
 // stays close to fp32, memory follows the ZeRO formulas, and the fp16 loss scale
 // follows DeepSpeed's rules when gradients overflow.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "config/train_config.h"
 #include "model/init.h"
+#include "util/error.h"
 #include "zero/engine.h"
 
 using namespace ds;
@@ -140,4 +144,48 @@ TEST_CASE("ZeRO's scaler keeps the scale through hysteresis", "[zero][fp16]") {
   REQUIRE(run[0].skipped);
   CHECK(run[1].loss_scale == run[0].loss_scale);
   CHECK(run[2].loss_scale == run[1].loss_scale / 2);
+}
+
+TEST_CASE("nvme offload keeps the states in files under nvme_path and trains the same numbers",
+          "[zero][engine][nvme]") {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("dstrain_nvme_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = dir.string();
+  const std::string offload =
+      ", stage3_param_persistence_threshold: 0, offload_optimizer: "
+      "{device: nvme, nvme_path: " +
+      path + "}, offload_param: {device: nvme, nvme_path: " + path + "}";
+  zero::MemoryReport in_ram, on_nvme;
+  const auto reference =
+      train(make_config(3, "bf16: {enabled: true},", "", ", stage3_param_persistence_threshold: 0"),
+            4, &in_ram);
+  const auto offloaded = train(make_config(3, "bf16: {enabled: true},", "", offload), 4, &on_nvme);
+  for (size_t i = 0; i < reference.size(); ++i) CHECK(offloaded[i].loss == reference[i].loss);
+  // The 16-bit parameters, fp32 master weights and both Adam moments live in the files.
+  CHECK(on_nvme.model_states_bytes() == in_ram.model_states_bytes());
+  CHECK(on_nvme.nvme_bytes == on_nvme.params_bytes + on_nvme.optimizer_bytes);
+  CHECK(in_ram.nvme_bytes == 0);
+  // The files are unlinked as soon as they are mapped: nothing is left behind.
+  CHECK(std::filesystem::is_empty(dir));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("an nvme_path that is missing, not a folder or not writable stops the engine",
+          "[zero][engine][nvme]") {
+  const auto attempt = [](const std::string& path) {
+    const auto cfg =
+        make_config(3, "", "", ", offload_optimizer: {device: nvme, nvme_path: " + path + "}");
+    model::Gpt gpt(cfg.model);
+    std::vector<float> initial(static_cast<size_t>(gpt.layout().total));
+    zero::Engine engine(cfg, gpt, initial.data(), std::make_unique<zero::SingleRankComm>());
+  };
+  using Catch::Matchers::Contains;
+  CHECK_THROWS_WITH(
+      attempt("/nonexistent/dstrain"),
+      Contains("zero_optimization.offload_optimizer.nvme_path") && Contains("does not exist"));
+  CHECK_THROWS_WITH(attempt("/etc/hostname"), Contains("is not a folder"));
+  // Not writable even for root.
+  CHECK_THROWS_WITH(attempt("/proc/self"), Contains("cannot write in /proc/self"));
+  CHECK_THROWS_AS(attempt("/nonexistent/dstrain"), UsageError);
 }

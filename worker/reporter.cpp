@@ -399,12 +399,15 @@ void Reporter::on_memory(const char* when, const zero::MemoryReport& r) {
   if (!options_.quiet) {  // every rank: under ZeRO each holds a different share
     emit(fmt::format(
              "memory {}: rank {}, stage {}: params {:.1f} MiB, grads {:.1f} MiB, optimizer "
-             "{:.1f} MiB = model states {:.1f} MiB (ZeRO formula {:.1f} MiB); process {:.1f} MiB",
+             "{:.1f} MiB = model states {:.1f} MiB (ZeRO formula {:.1f} MiB); process {:.1f} MiB{}",
              when, r.rank, r.stage, mib(static_cast<double>(r.params_bytes)),
              mib(static_cast<double>(r.grads_bytes)), mib(static_cast<double>(r.optimizer_bytes)),
              mib(static_cast<double>(r.model_states_bytes())),
              mib(static_cast<double>(r.predicted_model_states_bytes)),
-             mib(static_cast<double>(tensor::memory_total()))),
+             mib(static_cast<double>(tensor::memory_total() - r.nvme_bytes)),
+             r.nvme_bytes > 0
+                 ? fmt::format(" + {:.1f} MiB on nvme", mib(static_cast<double>(r.nvme_bytes)))
+                 : std::string()),
          /*warn=*/false, /*force=*/true);
     if (options_.verbose) emit(fmt::format("memory {}: {}", when, memory_text()), false, true);
   }
@@ -417,6 +420,7 @@ void Reporter::on_memory(const char* when, const zero::MemoryReport& r) {
                   {"optimizer_bytes", r.optimizer_bytes},
                   {"model_states_bytes", r.model_states_bytes()},
                   {"predicted_model_states_bytes", r.predicted_model_states_bytes},
+                  {"nvme_bytes", r.nvme_bytes},
                   {"activations_bytes", tensor::memory_bytes(MemoryCategory::kActivations)},
                   {"total_bytes", tensor::memory_total()},
                   {"memory_bytes", memory_json()}});

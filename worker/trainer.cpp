@@ -42,11 +42,6 @@ void check_supported(const config::TrainConfig& cfg) {
     refuse("the wandb monitor (it needs the network)",
            "set wandb.enabled to false; tensorboard and csv_monitor work offline");
   }
-  const auto& z = ds.zero;
-  if (z.offload_optimizer.device == config::OffloadDevice::kNvme ||
-      z.offload_param.device == config::OffloadDevice::kNvme) {
-    refuse("offloading to nvme", "use device \"cpu\" (on CPU runs the state is in host memory)");
-  }
 }
 
 }  // namespace

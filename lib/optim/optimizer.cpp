@@ -15,11 +15,17 @@ void Optimizer::check_range(int64_t n, int64_t offset) const {
            size_);
 }
 
-Adam::Adam(int64_t size, AdamOptions options)
+StateAllocator host_state_allocator() {
+  return [](const std::string&, size_t bytes) {
+    return tensor::Buffer(bytes, tensor::MemoryCategory::kOptimizerState);
+  };
+}
+
+Adam::Adam(int64_t size, AdamOptions options, const StateAllocator& allocate)
     : Optimizer(size),
       options_(options),
-      m_(sizeof(float) * static_cast<size_t>(size), tensor::MemoryCategory::kOptimizerState),
-      v_(sizeof(float) * static_cast<size_t>(size), tensor::MemoryCategory::kOptimizerState) {}
+      m_(allocate("exp_avg", sizeof(float) * static_cast<size_t>(size))),
+      v_(allocate("exp_avg_sq", sizeof(float) * static_cast<size_t>(size))) {}
 
 void Adam::set_betas(double beta1, double beta2) {
   options_.beta1 = beta1;
@@ -64,11 +70,12 @@ std::vector<StateArray> Adam::state() {
   return {{"exp_avg", exp_avg()}, {"exp_avg_sq", exp_avg_sq()}};
 }
 
-Sgd::Sgd(int64_t size, SgdOptions options)
+Sgd::Sgd(int64_t size, SgdOptions options, const StateAllocator& allocate)
     : Optimizer(size),
       options_(options),
-      buffer_(options.momentum != 0 ? sizeof(float) * static_cast<size_t>(size) : 0,
-              tensor::MemoryCategory::kOptimizerState) {}
+      buffer_(options.momentum != 0
+                  ? allocate("momentum_buffer", sizeof(float) * static_cast<size_t>(size))
+                  : tensor::Buffer()) {}
 
 void Sgd::step(float* params, const float* grads, int64_t n, double lr, int64_t step,
                int64_t offset) {
@@ -121,11 +128,12 @@ SgdOptions sgd_options(const config::OptimizerConfig& config) {
   return o;
 }
 
-std::unique_ptr<Optimizer> make_optimizer(const config::OptimizerConfig& config, int64_t size) {
+std::unique_ptr<Optimizer> make_optimizer(const config::OptimizerConfig& config, int64_t size,
+                                          const StateAllocator& allocate) {
   if (config.type == config::OptimizerType::kSgd) {
-    return std::make_unique<Sgd>(size, sgd_options(config));
+    return std::make_unique<Sgd>(size, sgd_options(config), allocate);
   }
-  return std::make_unique<Adam>(size, adam_options(config));
+  return std::make_unique<Adam>(size, adam_options(config), allocate);
 }
 
 }  // namespace ds::optim

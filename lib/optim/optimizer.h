@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -22,6 +23,11 @@ struct StateArray {
   std::string name;  // "exp_avg", "exp_avg_sq" or "momentum_buffer"
   std::span<float> data;
 };
+
+// Where state arrays live: host memory by default; files under nvme_path when a
+// ZeRO-Infinity run offloads the optimizer (tensor::Buffer::map_file).
+using StateAllocator = std::function<tensor::Buffer(const std::string& name, size_t bytes)>;
+StateAllocator host_state_allocator();
 
 struct AdamOptions {
   double beta1 = 0.9;
@@ -67,7 +73,7 @@ class Optimizer {
 
 class Adam final : public Optimizer {
  public:
-  Adam(int64_t size, AdamOptions options);
+  Adam(int64_t size, AdamOptions options, const StateAllocator& allocate = host_state_allocator());
 
   void step(float* params, const float* grads, int64_t n, double lr, int64_t step,
             int64_t offset = 0) override;
@@ -89,7 +95,7 @@ class Adam final : public Optimizer {
 
 class Sgd final : public Optimizer {
  public:
-  Sgd(int64_t size, SgdOptions options);
+  Sgd(int64_t size, SgdOptions options, const StateAllocator& allocate = host_state_allocator());
 
   void step(float* params, const float* grads, int64_t n, double lr, int64_t step,
             int64_t offset = 0) override;
@@ -110,6 +116,7 @@ class Sgd final : public Optimizer {
 AdamOptions adam_options(const config::OptimizerConfig& config);
 SgdOptions sgd_options(const config::OptimizerConfig& config);
 // The optimizer a ds_config asks for, owning the state of `size` elements.
-std::unique_ptr<Optimizer> make_optimizer(const config::OptimizerConfig& config, int64_t size);
+std::unique_ptr<Optimizer> make_optimizer(const config::OptimizerConfig& config, int64_t size,
+                                          const StateAllocator& allocate = host_state_allocator());
 
 }  // namespace ds::optim

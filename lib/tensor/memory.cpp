@@ -1,5 +1,9 @@
 #include "tensor/memory.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -36,6 +40,8 @@ std::string_view memory_category_name(MemoryCategory category) {
       return "activations";
     case MemoryCategory::kCommunication:
       return "communication";
+    case MemoryCategory::kNvme:
+      return "nvme";
     case MemoryCategory::kOther:
       return "other";
   }
@@ -101,10 +107,41 @@ Buffer::Buffer(size_t bytes, MemoryCategory category) : bytes_(bytes), category_
 
 Buffer::~Buffer() { reset(); }
 
+Buffer Buffer::map_file(const std::filesystem::path& dir, const std::string& stem, size_t bytes) {
+  Buffer b;
+  b.category_ = MemoryCategory::kNvme;
+  if (bytes == 0) return b;
+  std::string path = (dir / (stem + "-XXXXXX")).string();
+  const int fd = ::mkstemp(path.data());
+  if (fd < 0) {
+    throw Error(fmt::format("cannot create {}: {}", path, std::strerror(errno)),
+                "check that the folder exists and is writable");
+  }
+  ::unlink(path.c_str());
+  if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw Error(fmt::format("cannot size {} to {} bytes: {}", path, bytes, std::strerror(err)),
+                "free space on that disk, or offload to cpu");
+  }
+  void* data = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const int err = errno;
+  ::close(fd);  // the mapping keeps the file
+  if (data == MAP_FAILED) {
+    throw Error(fmt::format("cannot map {} ({} bytes): {}", path, bytes, std::strerror(err)));
+  }
+  b.data_ = data;
+  b.bytes_ = bytes;
+  b.mapped_ = true;
+  MemoryTracker::instance().add(b.category_, bytes);
+  return b;
+}
+
 Buffer::Buffer(Buffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
       bytes_(std::exchange(other.bytes_, 0)),
-      category_(other.category_) {}
+      category_(other.category_),
+      mapped_(std::exchange(other.mapped_, false)) {}
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
@@ -112,6 +149,7 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
     data_ = std::exchange(other.data_, nullptr);
     bytes_ = std::exchange(other.bytes_, 0);
     category_ = other.category_;
+    mapped_ = std::exchange(other.mapped_, false);
   }
   return *this;
 }
@@ -122,11 +160,16 @@ void Buffer::zero() {
 
 void Buffer::reset() {
   if (data_ != nullptr) {
-    std::free(data_);
+    if (mapped_) {
+      ::munmap(data_, bytes_);
+    } else {
+      std::free(data_);
+    }
     MemoryTracker::instance().sub(category_, bytes_);
   }
   data_ = nullptr;
   bytes_ = 0;
+  mapped_ = false;
 }
 
 }  // namespace ds::tensor

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
+#include <string>
 #include <string_view>
 
 namespace ds::tensor {
@@ -17,9 +19,10 @@ enum class MemoryCategory : uint8_t {
   kOptimizerState,
   kActivations,
   kCommunication,
+  kNvme,  // model states in memory-mapped files (ZeRO-Infinity offload): disk, not RAM
   kOther,
 };
-inline constexpr int kNumMemoryCategories = 6;
+inline constexpr int kNumMemoryCategories = 7;
 
 std::string_view memory_category_name(MemoryCategory category);  // "parameters", ...
 
@@ -63,6 +66,12 @@ class Buffer {
   Buffer(size_t bytes, MemoryCategory category);
   ~Buffer();
 
+  // `bytes` of zeros in a new file under `dir` (named after `stem`), mapped into memory
+  // and tracked as kNvme: the kernel pages it to that disk. The file is unlinked at once,
+  // so its space comes back when the buffer (or the process, however it ends) goes away.
+  // Throws ds::Error naming the file when it cannot be created, sized or mapped.
+  static Buffer map_file(const std::filesystem::path& dir, const std::string& stem, size_t bytes);
+
   Buffer(Buffer&& other) noexcept;
   Buffer& operator=(Buffer&& other) noexcept;
   Buffer(const Buffer&) = delete;
@@ -90,6 +99,7 @@ class Buffer {
   void* data_ = nullptr;
   size_t bytes_ = 0;
   MemoryCategory category_ = MemoryCategory::kOther;
+  bool mapped_ = false;  // munmap instead of free
 };
 
 }  // namespace ds::tensor

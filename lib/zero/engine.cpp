@@ -9,6 +9,7 @@
 #include "tensor/cpu/kernels.h"
 #include "util/log.h"
 #include "zero/engine_buffers.h"
+#include "zero/nvme_store.h"
 #include "zero/step_timer.h"
 
 namespace ds::zero {
@@ -50,9 +51,26 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const float* i
 
   const int64_t param_elements = stage_ == 3 ? dp_part_.local_total : dp_part_.full_total;
   const int64_t grad_elements = stage_ >= 2 ? dp_part_.local_total : dp_part_.full_total;
-  params_ = Buffer(esize() * param_elements, MemoryCategory::kParameters);
+  // ZeRO-Infinity (stage 3 only, as the config checks): states in files under nvme_path.
+  const config::ZeroConfig& z = cfg.ds.zero;
+  std::unique_ptr<NvmeStore> nvme_params, nvme_optimizer;
+  if (z.offload_param.device == config::OffloadDevice::kNvme) {
+    nvme_params = std::make_unique<NvmeStore>(z.offload_param.nvme_path,
+                                              "zero_optimization.offload_param.nvme_path", rank);
+  }
+  if (z.offload_optimizer.device == config::OffloadDevice::kNvme) {
+    nvme_optimizer = std::make_unique<NvmeStore>(
+        z.offload_optimizer.nvme_path, "zero_optimization.offload_optimizer.nvme_path", rank);
+  }
+  const size_t param_bytes = esize() * param_elements;
+  params_ = nvme_params ? nvme_params->allocate("params", param_bytes)
+                        : Buffer(param_bytes, MemoryCategory::kParameters);
   grads_ = Buffer(esize() * grad_elements, MemoryCategory::kGradients);
-  if (mixed()) master_ = floats(part_.local_total, MemoryCategory::kOptimizerState);
+  if (mixed()) {
+    const size_t master_bytes = sizeof(float) * part_.local_total;
+    master_ = nvme_optimizer ? nvme_optimizer->allocate("master", master_bytes)
+                             : Buffer(master_bytes, MemoryCategory::kOptimizerState);
+  }
   int64_t largest_piece = 0;
   for (const LayerShard& o : part_.layers) largest_piece = std::max(largest_piece, o.own.size);
   own_grad_ = floats(largest_piece, MemoryCategory::kOther);
@@ -74,7 +92,12 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const float* i
   }
 
   plan_buckets();
-  optimizer_ = optim::make_optimizer(cfg.ds.optimizer, part_.local_total);
+  optimizer_ = optim::make_optimizer(
+      cfg.ds.optimizer, part_.local_total,
+      nvme_optimizer
+          ? [&store = *nvme_optimizer](const std::string& name,
+                                       size_t bytes) { return store.allocate(name, bytes); }
+          : optim::host_state_allocator());
   schedule_ = std::make_unique<optim::LrSchedule>(
       cfg.ds.scheduler, cfg.ds.optimizer.lr, cfg.ds.optimizer.type != config::OptimizerType::kSgd);
   // DeepSpeed: ZeRO's scaler honours hysteresis; stage 0's FP16_Optimizer does not.
@@ -380,6 +403,7 @@ MemoryReport Engine::memory_report() const {
   r.rank = comm_->rank();
   r.stage = stage_;
   r.params_bytes = static_cast<int64_t>(params_.size()) + buffers_->persistent_bytes();
+  r.nvme_bytes = static_cast<int64_t>(tensor::memory_bytes(MemoryCategory::kNvme));
   r.grads_bytes = static_cast<int64_t>(grads_.size());
   r.optimizer_bytes = static_cast<int64_t>(master_.size()) +
                       optimizer_->state_bytes_per_element() * part_.local_total;

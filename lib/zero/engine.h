@@ -53,6 +53,7 @@ struct MemoryReport {
   int64_t optimizer_bytes = 0;  // fp32 master weights + optimizer moments
   int64_t model_states_bytes() const { return params_bytes + grads_bytes + optimizer_bytes; }
   int64_t predicted_model_states_bytes = 0;
+  int64_t nvme_bytes = 0;  // of those, in files under nvme_path (offload to nvme)
 };
 
 // A run of one parameter's elements held by this rank, as checkpoints store it: the
