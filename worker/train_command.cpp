@@ -1,11 +1,44 @@
 #include "worker/train_command.h"
 
+#include "config/document.h"
+#include "pipeline/plan_report.h"
 #include "util/log.h"
 #include "worker/bootstrap.h"
 #include "worker/interrupt.h"
 #include "zero/process_group_comm.h"
 
 namespace ds::worker {
+namespace {
+
+// pipeline.stages read ahead of the full load, which needs the world size to resolve the
+// batch triad (and refuses a world that the stages do not divide).
+int64_t configured_pipeline_stages(const std::string& path) {
+  const config::DocumentPtr doc = config::load_document(path, "train config");
+  config::MapReader root(doc, doc->root, "");
+  const YAML::Node node = root.raw("deepspeed");
+  std::optional<config::MapReader> ds;
+  if (node.IsScalar() && !node.IsNull()) {
+    std::filesystem::path ds_path = node.Scalar();
+    if (ds_path.is_relative()) ds_path = doc->dir / ds_path;
+    ds = root.load_referenced("deepspeed", ds_path, "ds_config");
+  } else {
+    ds = root.get_map_or_empty("deepspeed");
+  }
+  std::optional<config::MapReader> pipe = ds->get_map("pipeline");
+  return pipe ? pipe->get_int("stages", 1, config::Range::at_least(1)) : 1;
+}
+
+}  // namespace
+
+void print_schedule_command(const std::string& config, std::optional<int64_t> world_size,
+                            std::ostream& out) {
+  if (!world_size) {
+    const RankInfo info = parse_env_contract(process_environment());
+    world_size = info.source != ContractSource::kSingle ? info.world_size
+                                                        : configured_pipeline_stages(config);
+  }
+  pipeline::print_pipeline_plan(config::load_train_config(config, *world_size), out);
+}
 
 void train_command(const TrainOptions& options) {
   // Who we are comes first: the config's batch triad depends on the world size.

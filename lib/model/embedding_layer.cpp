@@ -13,12 +13,12 @@ EmbeddingLayer::EmbeddingLayer(const LayerSpec& spec, const ModelLayout& layout,
       wte_(local_offset(layout, 0)),
       wpe_(local_offset(layout, 1)) {}
 
-void EmbeddingLayer::forward(const float* w, const MicroBatch& mb, const float*, float* y) {
+void EmbeddingLayer::forward(const float* w, const MicroBatch& mb, const float*, float* y, float*) {
   cpu::encoder_forward(y, mb.tokens, w + wte_, w + wpe_, mb.B, mb.T, C_);
 }
 
 void EmbeddingLayer::backward(const float*, float* dw, const MicroBatch& mb, const float*,
-                              const float* dy, float*) {
+                              const float* dy, float*, float*) {
   cpu::encoder_backward(dw + wte_, dw + wpe_, dy, mb.tokens, mb.B, mb.T, C_);
 }
 

@@ -9,11 +9,12 @@ class EmbeddingLayer : public Layer {
  public:
   EmbeddingLayer(const LayerSpec& spec, const ModelLayout& layout, const config::ModelConfig& m);
 
-  void reserve(int, int) override {}
   int64_t output_size(int B, int T) const override { return int64_t{B} * T * C_; }
-  void forward(const float* weights, const MicroBatch& mb, const float* x, float* y) override;
+  int64_t saved_size(int, int) const override { return 0; }  // the backward reads the tokens
+  void forward(const float* weights, const MicroBatch& mb, const float* x, float* y,
+               float* saved) override;
   void backward(const float* weights, float* dweights, const MicroBatch& mb, const float* x,
-                const float* dy, float* dx) override;
+                const float* dy, float* dx, float* saved) override;
 
   int64_t wte_offset() const { return wte_; }  // for the tied LM head
 

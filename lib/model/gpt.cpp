@@ -1,7 +1,9 @@
 #include "model/gpt.h"
 
+#include <algorithm>
 #include <cstring>
 
+#include "model/block_layer.h"
 #include "model/embedding_layer.h"
 #include "model/head_layer.h"
 #include "util/error.h"
@@ -21,38 +23,46 @@ Gpt::Gpt(const config::ModelConfig& config) : config_(config), layout_(build_lay
         layers_.push_back(std::make_unique<BlockLayer>(spec, layout_, config_, &scratch_));
         break;
       case LayerKind::kHead:
-        layers_.push_back(std::make_unique<HeadLayer>(spec, layout_, config_));
+        layers_.push_back(std::make_unique<HeadLayer>(spec, layout_, config_, &scratch_));
         break;
     }
   }
   wte_local_ = layout_.param("transformer.wte.weight").offset - layout_.layers[0].offset;
-  activations_.resize(layers_.size());
 }
 
-void Gpt::reserve(int B, int T) {
+void Gpt::set_activation_checkpoint_interval(int k) {
+  DS_CHECK(k >= 0, "activation checkpoint interval {} is negative", k);
+  DS_CHECK(store_.empty(), "set the activation checkpoint interval before reserve()");
+  checkpoint_interval_ = k;
+}
+
+void Gpt::reserve(int B, int T, int slots) { reserve_range(0, num_layers(), B, T, slots); }
+
+void Gpt::reserve_range(int first, int last, int B, int T, int slots) {
+  check_range(first, last, slots - 1);
   DS_CHECK(T <= config_.block_size, "sequence length {} exceeds block_size {}", T,
            config_.block_size);
-  if (B <= reserved_B_ && T <= reserved_T_) return;
-  B = std::max(B, reserved_B_);
-  T = std::max(T, reserved_T_);
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    layers_[i]->reserve(B, T);
-    activations_[i] =
-        Buffer(sizeof(float) * layers_[i]->output_size(B, T), MemoryCategory::kActivations);
-  }
+  store_.ensure(layers_, ChunkPlan(layout_, first, last, checkpoint_interval_), B, T, slots);
+  scratch_.reserve(B, T, config_.n_embd, config_.n_head);
   const size_t hidden = sizeof(float) * int64_t{B} * T * config_.n_embd;
-  grad_a_ = Buffer(hidden, MemoryCategory::kActivations);
-  grad_b_ = Buffer(hidden, MemoryCategory::kActivations);
-  reserved_B_ = B;
-  reserved_T_ = T;
+  if (grad_a_.size() < hidden) {
+    grad_a_ = Buffer(hidden, MemoryCategory::kActivations);
+    grad_b_ = Buffer(hidden, MemoryCategory::kActivations);
+  }
+  if (static_cast<int>(slot_positions_.size()) < slots) slot_positions_.resize(slots, 0);
 }
 
-double Gpt::forward(const MicroBatch& mb, LayerBuffers& buffers) {
-  reserve(mb.B, mb.T);
+void Gpt::check_range(int first, int last, int slot) const {
+  DS_CHECK(0 <= first && first < last && last <= num_layers(),
+           "layer range [{}, {}) is not inside the model's {} layers", first, last, num_layers());
+  DS_CHECK(slot >= 0, "activation slot {} is negative", slot);
+}
+
+void Gpt::check_tokens(const MicroBatch& mb, bool tokens, bool targets) const {
   const int64_t n = int64_t{mb.B} * mb.T;
   for (int64_t i = 0; i < n; ++i) {
-    const bool tok_ok = mb.tokens[i] >= 0 && mb.tokens[i] < config_.vocab_size;
-    const bool tgt_ok = mb.targets[i] >= 0 && mb.targets[i] < config_.vocab_size;
+    const bool tok_ok = !tokens || (mb.tokens[i] >= 0 && mb.tokens[i] < config_.vocab_size);
+    const bool tgt_ok = !targets || (mb.targets[i] >= 0 && mb.targets[i] < config_.vocab_size);
     if (!tok_ok || !tgt_ok) {
       throw UsageError(
           fmt::format("token id {} at position {} of the batch is outside the "
@@ -60,43 +70,137 @@ double Gpt::forward(const MicroBatch& mb, LayerBuffers& buffers) {
                       tok_ok ? mb.targets[i] : mb.tokens[i], i, config_.vocab_size));
     }
   }
-  const float* x = nullptr;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    Layer& layer = *layers_[i];
-    const int index = static_cast<int>(i);
-    if (auto* head = dynamic_cast<HeadLayer*>(&layer); head && head->tied()) {
-      head->bind_tied_embedding(buffers.weights(0) + wte_local_, nullptr);
+}
+
+void Gpt::bind_tied_head(Layer& layer, LayerBuffers& buffers, bool with_grads) {
+  if (layer.spec().kind != LayerKind::kHead) return;
+  auto& head = static_cast<HeadLayer&>(layer);
+  if (!head.tied()) return;
+  head.bind_tied_embedding(buffers.tied_wte(wte_local_),
+                           with_grads ? buffers.tied_dwte(wte_local_) : nullptr);
+}
+
+void Gpt::run_forward(int index, const MicroBatch& mb, const float* x, float* y, float* saved,
+                      LayerBuffers& buffers) {
+  Layer& layer = *layers_[index];
+  bind_tied_head(layer, buffers, false);
+  layer.forward(buffers.weights(index), mb, x, y, saved);
+  buffers.forward_done(index);
+}
+
+const float* Gpt::forward_range(int first, int last, const MicroBatch& mb, const float* x,
+                                LayerBuffers& buffers, int slot) {
+  check_range(first, last, slot);
+  DS_CHECK((first == 0) == (x == nullptr),
+           "forward_range({}, {}): the input is {} but must be given exactly when the range "
+           "does not start with the embedding",
+           first, last, x ? "given" : "missing");
+  reserve_range(first, last, mb.B, mb.T, slot + 1);
+  const bool with_head = last == num_layers();
+  check_tokens(mb, first == 0, with_head);
+
+  const ChunkPlan plan(layout_, first, last, checkpoint_interval_);
+  const float* in = x;
+  for (int c = 0; c < plan.count(); ++c) {
+    const Chunk chunk = plan[c];
+    for (int i = chunk.first; i < chunk.last; ++i) {
+      // A checkpointed chunk's inner outputs are recomputed in the backward: pool.
+      const bool kept = !chunk.checkpointed || i == chunk.last - 1;
+      float* y = kept ? store_.output(slot, i) : store_.pool_output(i - chunk.first);
+      run_forward(i, mb, in, y, store_.saved(slot, i, *layers_[i], chunk), buffers);
+      in = y;
     }
-    float* y = activations_[i].as<float>();
-    layer.forward(buffers.weights(index), mb, x, y);
-    buffers.forward_done(index);
-    x = y;
   }
-  const float* losses = activations_.back().as<float>();
+  if (with_head) {
+    head_slot_ = slot;
+    last_head_slot_ = slot;
+    slot_positions_[slot] = int64_t{mb.B} * mb.T;
+  }
+  return in;
+}
+
+void Gpt::recompute(const Chunk& chunk, const MicroBatch& mb, const float* x, LayerBuffers& buffers,
+                    int slot) {
+  const float* in = x;
+  for (int i = chunk.first; i < chunk.last; ++i) {
+    // The last output is kept per slot already (and may be in use by the caller):
+    // the recomputed copy goes to the pool.
+    float* y = store_.pool_output(i - chunk.first);
+    run_forward(i, mb, in, y, store_.saved(slot, i, *layers_[i], chunk), buffers);
+    in = y;
+  }
+}
+
+const float* Gpt::backward_range(int first, int last, const MicroBatch& mb, const float* x,
+                                 const float* dy, LayerBuffers& buffers, int slot) {
+  check_range(first, last, slot);
+  const bool with_head = last == num_layers();
+  DS_CHECK((first == 0) == (x == nullptr),
+           "backward_range({}, {}): the input of the forward must be given exactly when the "
+           "range does not start with the embedding",
+           first, last);
+  DS_CHECK(with_head || dy != nullptr,
+           "backward_range({}, {}): the gradient of the range's output is missing", first, last);
+  const ChunkPlan plan(layout_, first, last, checkpoint_interval_);
+  DS_CHECK(static_cast<int>(slot_positions_.size()) > slot,
+           "backward_range on activation slot {} before any forward on it", slot);
+  if (with_head && !plan[plan.count() - 1].checkpointed && head_slot_ != slot) {
+    throw Error(fmt::format("backward of micro-batch slot {} through the head, but the head's "
+                            "activations hold {}",
+                            slot,
+                            head_slot_ < 0 ? std::string("nothing (already used by a backward)")
+                                           : fmt::format("slot {}", head_slot_)),
+                "the head keeps one micro-batch's activations: run the last stage's backward "
+                "right after its forward (1F1B), or checkpoint the head's chunk");
+  }
+
+  // Two gradient buffers alternate between neighbouring layers; start with the one
+  // that is not `dy` (the caller may pass the previous backward_range's result).
+  float* dx = grad_a_.as<float>();
+  float* spare = grad_b_.as<float>();
+  if (dy == dx) std::swap(dx, spare);
+  const float* grad = dy;  // gradient of the current layer's output
+  for (int c = plan.count(); c-- > 0;) {
+    const Chunk chunk = plan[c];
+    const float* chunk_in = chunk.first == first ? x : store_.output(slot, chunk.first - 1);
+    if (chunk.checkpointed) recompute(chunk, mb, chunk_in, buffers, slot);
+    for (int i = chunk.last; i-- > chunk.first;) {
+      Layer& layer = *layers_[i];
+      const float* in = i == chunk.first     ? chunk_in
+                        : chunk.checkpointed ? store_.pool_output(i - 1 - chunk.first)
+                                             : store_.output(slot, i - 1);
+      float* dx_now = i > 0 ? dx : nullptr;
+      if (dx_now) std::memset(dx_now, 0, sizeof(float) * layers_[i - 1]->output_size(mb.B, mb.T));
+      bind_tied_head(layer, buffers, true);
+      layer.backward(buffers.weights(i), buffers.grads(i), mb, in, grad, dx_now,
+                     store_.saved(slot, i, layer, chunk));
+      buffers.backward_done(i);
+      if (ActivationStore::keeps_one_set(layer)) head_slot_ = -1;  // overwritten in place
+      grad = dx_now;
+      std::swap(dx, spare);
+    }
+  }
+  return grad;
+}
+
+double Gpt::loss(int slot) const {
+  DS_CHECK(
+      slot >= 0 && slot < static_cast<int>(slot_positions_.size()) && slot_positions_[slot] > 0,
+      "no forward through the head ran on activation slot {}", slot);
+  const float* losses = store_.output(slot, num_layers() - 1);
+  const int64_t n = slot_positions_[slot];
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += losses[i];
   return sum / static_cast<double>(n);
 }
 
+double Gpt::forward(const MicroBatch& mb, LayerBuffers& buffers) {
+  forward_range(0, num_layers(), mb, nullptr, buffers, 0);
+  return loss(0);
+}
+
 void Gpt::backward(const MicroBatch& mb, LayerBuffers& buffers) {
-  const size_t hidden = sizeof(float) * int64_t{mb.B} * mb.T * config_.n_embd;
-  float* dy = nullptr;  // gradient of the current layer's output
-  float* dx = grad_a_.as<float>();
-  float* spare = grad_b_.as<float>();
-  for (size_t i = layers_.size(); i-- > 0;) {
-    Layer& layer = *layers_[i];
-    const int index = static_cast<int>(i);
-    if (auto* head = dynamic_cast<HeadLayer*>(&layer); head && head->tied()) {
-      head->bind_tied_embedding(buffers.weights(0) + wte_local_, buffers.grads(0) + wte_local_);
-    }
-    const float* x = i > 0 ? activations_[i - 1].as<float>() : nullptr;
-    float* dx_now = i > 0 ? dx : nullptr;
-    if (dx_now) std::memset(dx_now, 0, hidden);
-    layer.backward(buffers.weights(index), buffers.grads(index), mb, x, dy, dx_now);
-    buffers.backward_done(index);
-    dy = dx_now;
-    std::swap(dx, spare);
-  }
+  backward_range(0, num_layers(), mb, nullptr, nullptr, buffers, 0);
 }
 
 double Gpt::forward(const float* params, const MicroBatch& mb) {
@@ -109,6 +213,13 @@ void Gpt::backward(const float* params, float* grads, const MicroBatch& mb) {
   backward(mb, buffers);
 }
 
-const float* Gpt::losses() const { return activations_.back().as<float>(); }
+const float* Gpt::losses() const {
+  DS_CHECK(last_head_slot_ >= 0, "losses() before any forward through the head");
+  return store_.output(last_head_slot_, num_layers() - 1);
+}
+
+int64_t Gpt::activation_bytes() const {
+  return store_.bytes() + scratch_.bytes() + static_cast<int64_t>(grad_a_.size() + grad_b_.size());
+}
 
 }  // namespace ds::model

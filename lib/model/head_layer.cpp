@@ -8,60 +8,66 @@
 namespace ds::model {
 
 namespace cpu = tensor::cpu;
-using tensor::Buffer;
-using tensor::MemoryCategory;
 
-HeadLayer::HeadLayer(const LayerSpec& spec, const ModelLayout& layout, const config::ModelConfig& m)
+HeadLayer::HeadLayer(const LayerSpec& spec, const ModelLayout& layout, const config::ModelConfig& m,
+                     BackwardScratch* scratch)
     : Layer(spec),
       C_(static_cast<int>(m.n_embd)),
       V_(static_cast<int>(m.vocab_size)),
       eps_(static_cast<float>(m.layer_norm_epsilon)),
       tied_(m.tie_embeddings),
+      scratch_(scratch),
       lnf_w_(local_offset(layout, 0)),
       lnf_b_(local_offset(layout, 1)) {
   if (!tied_) lm_head_ = local_offset(layout, 2);
 }
 
-void HeadLayer::reserve(int B, int T) {
+HeadLayer::Saved HeadLayer::carve(FloatCarver& region, int B, int T) const {
   const int64_t BT = int64_t{B} * T;
-  auto ensure = [](Buffer& b, int64_t floats) {
-    if (b.size() < sizeof(float) * floats)
-      b = Buffer(sizeof(float) * floats, MemoryCategory::kActivations);
-  };
-  ensure(lnf_, BT * C_);
-  ensure(lnf_mean_, BT);
-  ensure(lnf_rstd_, BT);
-  ensure(logits_, BT * V_);  // logits, then probabilities, then their gradient, in place
-  ensure(d_lnf_, BT * C_);
+  Saved s{};
+  s.lnf = region.take(BT * C_);
+  s.lnf_mean = region.take(BT);
+  s.lnf_rstd = region.take(BT);
+  s.logits = region.take(BT * V_);
+  return s;
 }
 
-void HeadLayer::forward(const float* w, const MicroBatch& mb, const float* x, float* y) {
+int64_t HeadLayer::saved_size(int B, int T) const {
+  FloatCarver counter(nullptr);
+  carve(counter, B, T);
+  return counter.used();
+}
+
+void HeadLayer::forward(const float* w, const MicroBatch& mb, const float* x, float* y,
+                        float* saved) {
   const int N = mb.B * mb.T;
   const float* head = tied_ ? tied_wte_ : w + lm_head_;
   DS_CHECK(head != nullptr, "the tied LM head ran before bind_tied_embedding()");
-  float* lnf = lnf_.as<float>();
-  float* logits = logits_.as<float>();
-  cpu::layernorm_forward(lnf, lnf_mean_.as<float>(), lnf_rstd_.as<float>(), x, w + lnf_w_,
-                         w + lnf_b_, N, C_, eps_);
-  cpu::matmul_forward(logits, lnf, head, nullptr, N, C_, V_, cpu::WeightLayout::kOutIn);
-  cpu::softmax_cross_entropy_forward(y, logits, logits, mb.targets, N, V_);
+  FloatCarver region(saved);
+  const Saved s = carve(region, mb.B, mb.T);
+  cpu::layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, x, w + lnf_w_, w + lnf_b_, N, C_, eps_);
+  cpu::matmul_forward(s.logits, s.lnf, head, nullptr, N, C_, V_, cpu::WeightLayout::kOutIn);
+  cpu::softmax_cross_entropy_forward(y, s.logits, s.logits, mb.targets, N, V_);
+  probabilities_ = s.logits;
 }
 
 void HeadLayer::backward(const float* w, float* dw, const MicroBatch& mb, const float* x,
-                         const float*, float* dx) {
+                         const float*, float* dx, float* saved) {
   const int N = mb.B * mb.T;
   const float* head = tied_ ? tied_wte_ : w + lm_head_;
   float* dhead = tied_ ? tied_dwte_ : dw + lm_head_;
   DS_CHECK(head != nullptr && dhead != nullptr,
            "the tied LM head ran before bind_tied_embedding()");
-  float* dlogits = logits_.as<float>();
+  FloatCarver region(saved);
+  const Saved s = carve(region, mb.B, mb.T);
+  float* dlogits = s.logits;
   cpu::softmax_cross_entropy_backward(dlogits, dlogits, mb.targets, mb.dloss, N, V_);
-  float* d_lnf = d_lnf_.as<float>();
+  float* d_lnf = scratch_->d_ln.as<float>();
   std::memset(d_lnf, 0, sizeof(float) * int64_t{N} * C_);
-  cpu::matmul_backward(d_lnf, dhead, nullptr, dlogits, lnf_.as<float>(), head, N, C_, V_,
+  cpu::matmul_backward(d_lnf, dhead, nullptr, dlogits, s.lnf, head, N, C_, V_,
                        cpu::WeightLayout::kOutIn);
-  cpu::layernorm_backward(dx, dw + lnf_w_, dw + lnf_b_, d_lnf, x, w + lnf_w_, lnf_mean_.as<float>(),
-                          lnf_rstd_.as<float>(), N, C_);
+  cpu::layernorm_backward(dx, dw + lnf_w_, dw + lnf_b_, d_lnf, x, w + lnf_w_, s.lnf_mean,
+                          s.lnf_rstd, N, C_);
 }
 
 }  // namespace ds::model

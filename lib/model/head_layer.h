@@ -2,14 +2,16 @@
 // as GPT-2 does) and softmax cross-entropy. Its output is the loss per position.
 #pragma once
 
+#include "model/backward_scratch.h"
+#include "model/float_carver.h"
 #include "model/layer.h"
-#include "tensor/memory.h"
 
 namespace ds::model {
 
 class HeadLayer : public Layer {
  public:
-  HeadLayer(const LayerSpec& spec, const ModelLayout& layout, const config::ModelConfig& m);
+  HeadLayer(const LayerSpec& spec, const ModelLayout& layout, const config::ModelConfig& m,
+            BackwardScratch* scratch);
 
   bool tied() const { return tied_; }
   // With tied embeddings the LM head weight is wte, which lives in the embedding
@@ -19,23 +21,32 @@ class HeadLayer : public Layer {
     tied_dwte_ = dwte;
   }
 
-  void reserve(int B, int T) override;
   int64_t output_size(int B, int T) const override { return int64_t{B} * T; }
-  void forward(const float* weights, const MicroBatch& mb, const float* x, float* y) override;
+  int64_t saved_size(int B, int T) const override;
+  void forward(const float* weights, const MicroBatch& mb, const float* x, float* y,
+               float* saved) override;
   void backward(const float* weights, float* dweights, const MicroBatch& mb, const float* x,
-                const float* dy, float* dx) override;
+                const float* dy, float* dx, float* saved) override;
 
-  // The logits of the last forward ([B, T, V]); overwritten by the backward.
-  const float* probabilities() const { return logits_.as<float>(); }
+  // The probabilities of the last forward ([B, T, V]), in its saved region; the
+  // backward turns them into the logits' gradient in place.
+  const float* probabilities() const { return probabilities_; }
 
  private:
+  struct Saved {
+    float *lnf, *lnf_mean, *lnf_rstd;
+    float* logits;  // logits, then probabilities, then their gradient, in place
+  };
+  Saved carve(FloatCarver& region, int B, int T) const;
+
   int C_, V_;
   float eps_;
   bool tied_;
+  BackwardScratch* scratch_;
   int64_t lnf_w_, lnf_b_, lm_head_ = -1;
   const float* tied_wte_ = nullptr;
   float* tied_dwte_ = nullptr;
-  tensor::Buffer lnf_, lnf_mean_, lnf_rstd_, logits_, d_lnf_;
+  const float* probabilities_ = nullptr;
 };
 
 }  // namespace ds::model

@@ -1,6 +1,12 @@
 // A layer of the model: a contiguous range of the flat parameter buffer with a
 // forward and a backward. The engine walks the layer list and does around each
 // layer what its ZeRO stage or pipeline stage needs (gather, reduce, recompute).
+//
+// A layer owns no activation memory: what its backward needs from its forward lives
+// in a region the model hands in (`saved`), one per micro-batch in flight, or one
+// shared by all checkpointed layers at the same position of their chunk. That is
+// what lets a pipeline stage keep several micro-batches and lets checkpointing
+// actually save memory.
 #pragma once
 
 #include <cstdint>
@@ -29,20 +35,24 @@ class Layer {
 
   const LayerSpec& spec() const { return spec_; }
 
-  // Allocates the activation memory for micro-batches of up to B x T (once).
-  virtual void reserve(int B, int T) = 0;
   // Floats in the layer's output for a micro-batch: [B, T, C], or [B, T] losses for the head.
   virtual int64_t output_size(int B, int T) const = 0;
+  // Floats of the region the forward saves its activations in for the backward
+  // (64-byte aligned, as tensor::Buffer gives); 0 when the backward needs none.
+  virtual int64_t saved_size(int B, int T) const = 0;
 
   // `weights` points at this layer's range of the flat buffer. `x` is the previous
-  // layer's output (unused by the embedding, which reads the tokens).
-  virtual void forward(const float* weights, const MicroBatch& mb, const float* x, float* y) = 0;
+  // layer's output (unused by the embedding, which reads the tokens). Writes what the
+  // backward needs into `saved` (saved_size(B, T) floats).
+  virtual void forward(const float* weights, const MicroBatch& mb, const float* x, float* y,
+                       float* saved) = 0;
   // Accumulates (+=) parameter gradients into `dweights` (this layer's range of the
   // gradient buffer) and the input gradient into `dx` (nullptr for the embedding).
   // `dy` is the output gradient (unused by the head, which starts from mb.dloss).
-  // Needs the activations of the forward that just ran on the same micro-batch.
+  // `x` and `saved` are those of the forward of the same micro-batch; the backward
+  // may overwrite `saved`.
   virtual void backward(const float* weights, float* dweights, const MicroBatch& mb, const float* x,
-                        const float* dy, float* dx) = 0;
+                        const float* dy, float* dx, float* saved) = 0;
 
  protected:
   // A parameter's position inside this layer's range.

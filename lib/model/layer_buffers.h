@@ -5,6 +5,8 @@
 // fp32 buffers (FlatLayerBuffers).
 #pragma once
 
+#include <cstdint>
+
 #include "model/model_layout.h"
 
 namespace ds::model {
@@ -13,7 +15,7 @@ class LayerBuffers {
  public:
   virtual ~LayerBuffers() = default;
   // fp32 weights of `layer` (its range of the model layout), valid until the
-  // matching *_done call. The tied head also asks for the embedding's.
+  // matching *_done call.
   virtual const float* weights(int layer) = 0;
   // The fp32 buffer that `layer`'s backward accumulates (+=) its gradient into.
   virtual float* grads(int layer) = 0;
@@ -21,6 +23,13 @@ class LayerBuffers {
   virtual void forward_done(int layer) { (void)layer; }
   // `layer`'s backward is done: its gradient is complete for this micro-batch.
   virtual void backward_done(int layer) { (void)layer; }
+
+  // The tied LM head's weight (wte) and its gradient accumulator, `offset_in_layer0`
+  // floats into the embedding layer's range. By default layer 0's own buffers; a
+  // pipeline's last stage, which does not hold layer 0, serves its own copy of wte
+  // and sums the gradients with the first stage's.
+  virtual const float* tied_wte(int64_t offset_in_layer0) { return weights(0) + offset_in_layer0; }
+  virtual float* tied_dwte(int64_t offset_in_layer0) { return grads(0) + offset_in_layer0; }
 };
 
 // Full fp32 parameters and gradients in flat buffers laid out by ModelLayout.

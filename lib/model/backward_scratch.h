@@ -1,0 +1,25 @@
+// Temporaries of a backward pass (gradients of a layer's internal activations). Only
+// one layer runs its backward at a time, so all layers share one set, sized for the
+// largest micro-batch.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor/memory.h"
+
+namespace ds::model {
+
+struct BackwardScratch {
+  void reserve(int B, int T, int64_t C, int64_t NH);
+  int64_t bytes() const;
+
+  tensor::Buffer d_res;   // [BT, C]  gradient of a block's residual h
+  tensor::Buffer d_ln;    // [BT, C]  gradient of a LayerNorm's output (blocks and the head)
+  tensor::Buffer d_atty;  // [BT, C]
+  tensor::Buffer d_qkv;   // [BT, 3C]
+  tensor::Buffer d_att;   // [B, NH, T, T]
+  tensor::Buffer d_fch;   // [BT, 4C] gradient of the MLP's pre-activation
+  tensor::Buffer d_gelu;  // [BT, 4C] gradient of the MLP's activation
+};
+
+}  // namespace ds::model
