@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ZeRO on CPU ranks: step time of stages 0-3 on 2 ranks, and 2 ranks against 1 rank
-# (issue 6's speed points). fp32, AdamW, a GPT of 6 layers x 384 at B=4 T=256 per rank.
+# (issue 6's speed points). fp32, AdamW, a GPT of 6 layers x 384 at B=4 T=256 per rank;
+# stages 2 and 3 also with per-block reduce buckets.
 #
 #   bench/zero_bench.sh            (BUILD_DIR, STEPS)
 #
@@ -24,15 +25,15 @@ xs = [r[key] for r in map(json.loads, sys.stdin) if key in r and r.get("step", 0
 print(f"{statistics.median(xs):.1f}")' "$1"
 }
 
-run() {  # name ranks stage
-  local name=$1 ranks=$2 stage=$3
+run() {  # name ranks stage [more zero_optimization keys]
+  local name=$1 ranks=$2 stage=$3 zero=${4:-}
   cat > "$work/$name.yaml" <<CFG
 model: {n_layer: 6, n_head: 6, n_embd: 384, vocab_size: 256, block_size: 256}
 data: {train: $PWD/$corpus, seq_len: 256, shuffle: false, val_fraction: 0}
 deepspeed:
   train_micro_batch_size_per_gpu: 4
   steps_per_print: 1
-  zero_optimization: {stage: $stage, overlap_comm: true}
+  zero_optimization: {stage: $stage, overlap_comm: true$zero}
   optimizer: {type: AdamW, params: {lr: 0.0003}}
 train: {steps: $steps, device: cpu}
 CFG
@@ -52,3 +53,6 @@ CFG
 
 run one-rank 1 0
 for stage in 0 1 2 3; do run "two-ranks-stage$stage" 2 "$stage"; done
+# A block has 1.77M parameters: 2M-element buckets reduce each block while the next one's
+# backward runs (the default 5e8 makes one bucket of the whole model, reduced at the end).
+for stage in 2 3; do run "two-ranks-stage$stage-2M" 2 "$stage" ", reduce_bucket_size: 2000000"; done
