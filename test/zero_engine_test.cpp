@@ -74,6 +74,23 @@ TEST_CASE("on one rank every ZeRO stage gives the same fp32 losses", "[zero][eng
   CHECK(reference.back().loss < reference.front().loss);
 }
 
+TEST_CASE("on one rank every ZeRO stage gives the same bf16 losses", "[zero][engine]") {
+  // The same roundings at every stage: each micro-step's fp32 gradient is added to the
+  // bf16 storage once, whether directly (stages 0-1) or as the one rank's piece (2-3).
+  // (On a bf16 wire, stages 2-3 would round each micro-step's gradient once more.)
+  const std::string bf16 = "bf16: {enabled: true}, communication_data_type: fp32,";
+  const std::string whole = ", stage3_param_persistence_threshold: 0";
+  const auto reference = train(make_config(0, bf16), 6);
+  for (int stage : {1, 2, 3}) {
+    INFO("stage " << stage);
+    const auto run = train(make_config(stage, bf16, "", stage == 3 ? whole : ""), 6);
+    for (size_t i = 0; i < run.size(); ++i) {
+      CHECK(run[i].loss == Approx(reference[i].loss).epsilon(1e-6));
+      CHECK(run[i].grad_norm == Approx(reference[i].grad_norm).epsilon(1e-6));
+    }
+  }
+}
+
 TEST_CASE("bf16 and fp16 storage train close to fp32", "[zero][engine]") {
   const auto fp32 = train(make_config(2, ""), 6);
   for (const char* precision : {"bf16: {enabled: true},", "fp16: {enabled: true},"}) {

@@ -71,6 +71,7 @@ Engine::Buffers::Buffers(Engine& e) : e_(e) {
     if (e.overlap_) bucket_f32_[1] = floats(largest_bucket, MemoryCategory::kCommunication);
   } else if (e.mixed()) {
     dw_layer_ = floats(largest, MemoryCategory::kCommunication);
+    dw_embedding_ = floats(embedding, MemoryCategory::kCommunication);
   }
   gather_persistent();
 }
@@ -181,20 +182,22 @@ void Engine::Buffers::prefetch(int current, int next) {
 
 float* Engine::Buffers::grads(int l) {
   const LayerShard& s = e_.dp_part_.layers[l];
-  if (e_.stage_ < 2) {
-    if (dw_layer_.empty()) return e_.grads_.as<float>() + s.full_offset;  // fp32: in place
-    if (dw_layer_owner_ != l) {
-      std::memset(dw_layer_.data(), 0, sizeof(float) * s.padded);
-      dw_layer_owner_ = l;
-    }
-    return dw_layer_.as<float>();
-  }
+  if (e_.stage_ < 2 && dw_layer_.empty()) return e_.grads_.as<float>() + s.full_offset;  // fp32
   if (l == 0) {
+    // The tied head adds to the embedding's gradient long before the embedding's own
+    // backward: it has a buffer of its own.
     if (embedding_grads_fresh_) {
       std::memset(dw_embedding_.data(), 0, sizeof(float) * s.padded);
       embedding_grads_fresh_ = false;
     }
     return dw_embedding_.as<float>();
+  }
+  if (e_.stage_ < 2) {
+    if (dw_layer_owner_ != l) {
+      std::memset(dw_layer_.data(), 0, sizeof(float) * s.padded);
+      dw_layer_owner_ = l;
+    }
+    return dw_layer_.as<float>();
   }
   const int b = bucket_of_[l];
   const std::vector<int>& bucket = e_.buckets_[b];
@@ -210,11 +213,11 @@ float* Engine::Buffers::grads(int l) {
 void Engine::Buffers::backward_done(int l) {
   const LayerShard& s = e_.dp_part_.layers[l];
   if (e_.stage_ < 2) {
+    if (dw_layer_.empty()) return;  // fp32: accumulated in place
     dw_layer_owner_ = -1;
-    if (!dw_layer_.empty()) {
-      cpu::add_f32_into(static_cast<char*>(e_.grads_.data()) + e_.esize() * s.full_offset,
-                        e_.dtype_, dw_layer_.as<float>(), s.numel);
-    }
+    const float* dw = l == 0 ? dw_embedding_.as<float>() : dw_layer_.as<float>();
+    cpu::add_f32_into(static_cast<char*>(e_.grads_.data()) + e_.esize() * s.full_offset, e_.dtype_,
+                      dw, s.numel);
     return;
   }
   // Stages 2-3: the bucket is complete when its lowest layer is (the walk goes down).

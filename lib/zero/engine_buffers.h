@@ -65,7 +65,7 @@ class Engine::Buffers final : public model::LayerBuffers {
 
   // Gradients.
   tensor::Buffer dw_layer_;      // stages 0-1, 16-bit: one layer's fp32 accumulator
-  tensor::Buffer dw_embedding_;  // stages 2-3: the embedding's (the tied head adds to it early)
+  tensor::Buffer dw_embedding_;  // the embedding's (the tied head adds to it early)
   tensor::Buffer bucket_f32_[2];
   int bucket_buf_ = 0;
   int open_bucket_ = -1;
