@@ -57,17 +57,28 @@ void train_command(const TrainOptions& options) {
   log::set_level(info.rank == 0 ? level : std::max(level, log::Level::kWarn));
   install_interrupt_handlers();
 
-  std::unique_ptr<zero::DpComm> comm;
+  TrainGroups groups;
   Bootstrap boot;
   if (info.world_size > 1) {
     BootstrapOptions bo;
     bo.pipe_stages = static_cast<int>(cfg.ds.pipeline.stages);
     boot = bootstrap(bo, env);
-    comm = std::make_unique<zero::ProcessGroupComm>(boot.groups.data);
+    groups.rank = boot.info.rank;
+    groups.data = std::make_unique<zero::ProcessGroupComm>(boot.groups.data);
+    groups.world = std::make_shared<zero::ProcessGroupComm>(boot.world);
+    if (bo.pipe_stages > 1) {
+      groups.pipe = boot.groups.pipe;
+      groups.pipe_sums = std::make_shared<zero::ProcessGroupComm>(boot.groups.pipe);
+      // The tied embedding lives on the first and the last stage (collective over the pipe).
+      auto tied = boot.groups.pipe->new_group({0, bo.pipe_stages - 1}, "tied");
+      if (tied && cfg.model.tie_embeddings) {
+        groups.tied = std::make_shared<zero::ProcessGroupComm>(std::move(tied));
+      }
+    }
   } else {
-    comm = std::make_unique<zero::SingleRankComm>();
+    groups.data = std::make_unique<zero::SingleRankComm>();
   }
-  Trainer trainer(std::move(cfg), options, std::move(comm));
+  Trainer trainer(std::move(cfg), options, std::move(groups));
   trainer.run();
 }
 

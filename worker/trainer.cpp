@@ -30,14 +30,7 @@ void check_supported(const config::TrainConfig& cfg) {
         hint);
   };
   const auto& ds = cfg.ds;
-  if (ds.pipeline.stages > 1) {
-    refuse(fmt::format("a pipeline of {} stages", ds.pipeline.stages),
-           "set pipeline.stages to 1: every rank is then a data-parallel rank");
-  }
   if (cfg.train.device == config::Device::kCuda) refuse("device: cuda", "use device: cpu");
-  if (ds.pipeline.activation_checkpoint_interval > 0) {
-    refuse("activation checkpointing", "set pipeline.activation_checkpoint_interval to 0");
-  }
   if (ds.wandb.enabled) {
     refuse("the wandb monitor (it needs the network)",
            "set wandb.enabled to false; tensorboard and csv_monitor work offline");
@@ -46,9 +39,8 @@ void check_supported(const config::TrainConfig& cfg) {
 
 }  // namespace
 
-Trainer::Trainer(config::TrainConfig config, const TrainOptions& options,
-                 std::unique_ptr<zero::DpComm> comm)
-    : cfg_(std::move(config)), options_(options) {
+Trainer::Trainer(config::TrainConfig config, const TrainOptions& options, TrainGroups groups)
+    : cfg_(std::move(config)), options_(options), rank_(groups.rank) {
   check_supported(cfg_);
   if (options_.steps) cfg_.train.steps = *options_.steps;
   micro_ = cfg_.ds.batch.micro_batch_per_gpu;
@@ -59,7 +51,24 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options,
   data_ = data::load_datasets(cfg_.data, cfg_.model.vocab_size, seq_len_);
 
   model_ = std::make_unique<model::Gpt>(cfg_.model);
+  model_->set_activation_checkpoint_interval(
+      static_cast<int>(cfg_.ds.pipeline.activation_checkpoint_interval));
   const model::ModelLayout& layout = model_->layout();
+  // A pipeline stage holds its range of the layer list (and, on the last stage, a copy
+  // of the embedding for the tied head).
+  zero::StageContext stage;
+  std::optional<pipeline::StagePartition> parts;
+  if (groups.pipe) {
+    parts = pipeline::partition_layers(layout, cfg_.ds.pipeline);
+    const int s = groups.pipe->rank(), stages = parts->num_stages();
+    stage.first_layer = parts->first_layer(s);
+    stage.last_layer = parts->last_layer(s);
+    stage.tied_copy = cfg_.model.tie_embeddings && s == stages - 1 && stage.first_layer > 0;
+    stage.activation_slots = pipeline::train_num_pipe_buffers(static_cast<int>(accum_), stages, s);
+    stage.pipe = groups.pipe_sums;
+    stage.tied = groups.tied;
+  }
+  stage.world = groups.world;
   {
     // The full fp32 weights every rank starts from; the engine keeps its share.
     std::vector<float> initial(static_cast<size_t>(layout.total));
@@ -69,7 +78,12 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options,
     } else {
       model::init_weights(layout, cfg_.model, cfg_.train.seed, initial.data());
     }
-    engine_ = std::make_unique<zero::Engine>(cfg_, *model_, initial.data(), std::move(comm));
+    engine_ = std::make_unique<zero::Engine>(cfg_, *model_, initial.data(), std::move(groups.data),
+                                             stage);
+  }
+  if (groups.pipe) {
+    pipeline_ = std::make_unique<pipeline::PipelineExecutor>(cfg_, *model_, *engine_, *parts,
+                                                             groups.pipe, groups.pipe_sums);
   }
 
   data::SamplerOptions so;
@@ -92,9 +106,11 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options,
   report.append_metrics = start_step_ > 0;
   report.quiet = options_.quiet;
   report.verbose = options_.verbose;
-  reporter_ = std::make_unique<Reporter>(cfg_, report, engine_->comm().rank(),
-                                         static_cast<int>(cfg_.ds.batch.world_size));
+  reporter_ =
+      std::make_unique<Reporter>(cfg_, report, rank_, static_cast<int>(cfg_.ds.batch.world_size));
 }
+
+Trainer::~Trainer() = default;
 
 int64_t Trainer::resume() {
   const auto& ck = cfg_.checkpoint;
@@ -139,7 +155,7 @@ void Trainer::save(int64_t completed_steps) {
 int Trainer::agreed_interrupt() {
   // Every rank must stop at the same step, or the others would wait in a collective.
   const bool mine = interrupt_signal() != 0;
-  const bool any = engine_->comm().allreduce_any(mine);
+  const bool any = engine_->world_comm().allreduce_any(mine);
   if (!any) return 0;
   return mine ? interrupt_signal() : SIGTERM;
 }
@@ -147,10 +163,12 @@ int Trainer::agreed_interrupt() {
 int64_t Trainer::tokens_per_step() const { return cfg_.ds.batch.train_batch_size * seq_len_; }
 
 zero::StepStats Trainer::train_step(int64_t step) {
-  const int rank = engine_->comm().rank();
-  return engine_->train_step([&](int micro, int32_t* inputs, int32_t* targets) {
-    sampler_->fill_micro_batch(step, micro, rank, inputs, targets);
-  });
+  // The data-parallel index picks the samples; every stage of a pipeline sees the same.
+  const int dp_rank = engine_->comm().rank();
+  const zero::BatchFiller fill = [&](int micro, int32_t* inputs, int32_t* targets) {
+    sampler_->fill_micro_batch(step, micro, dp_rank, inputs, targets);
+  };
+  return pipeline_ ? pipeline_->train_step(fill) : engine_->train_step(fill);
 }
 
 void Trainer::report_memory(const char* when) {
@@ -176,7 +194,8 @@ std::optional<double> Trainer::evaluate() {
   double sum = 0;
   for (int64_t b = comm.rank(); b < cfg_.train.eval_batches; b += comm.size()) {
     eval_sampler_->fill_batch(b, inputs_.as<int32_t>(), targets_.as<int32_t>());
-    sum += engine_->eval_loss(inputs_.as<int32_t>(), targets_.as<int32_t>());
+    sum += pipeline_ ? pipeline_->eval_loss(inputs_.as<int32_t>(), targets_.as<int32_t>())
+                     : engine_->eval_loss(inputs_.as<int32_t>(), targets_.as<int32_t>());
   }
   return comm.allreduce_sum(sum) / static_cast<double>(cfg_.train.eval_batches);
 }
@@ -224,7 +243,7 @@ void Trainer::run() {
   if (!cfg_.checkpoint.export_path.empty()) outputs.push_back(cfg_.checkpoint.export_path);
   if (outputs.empty() && options_.sample_tokens == 0) return;
   const std::vector<float> weights = engine_->full_parameters();  // collective
-  if (engine_->comm().rank() != 0) return;
+  if (rank_ != 0) return;
   for (const std::string& path : outputs) {
     checkpoint::save_weights(path, model_->layout(), weights.data());
     reporter_->note(fmt::format("wrote the weights to {}", path));

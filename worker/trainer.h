@@ -12,6 +12,7 @@
 #include "data/sampler.h"
 #include "data/token_dataset.h"
 #include "model/gpt.h"
+#include "pipeline/executor.h"
 #include "tensor/memory.h"
 #include "worker/reporter.h"
 #include "zero/engine.h"
@@ -29,11 +30,20 @@ struct TrainOptions {
   int64_t sample_tokens = 0;     // --sample N: print N generated tokens at the end (rank 0)
 };
 
+// The groups one rank trains with (train_command.cpp builds them from the bootstrap).
+struct TrainGroups {
+  int rank = 0;                              // in the run
+  std::unique_ptr<zero::DpComm> data;        // this stage's data-parallel group
+  std::shared_ptr<comm::ProcessGroup> pipe;  // this rank's pipeline; nullptr without one
+  std::shared_ptr<zero::DpComm> pipe_sums;   // the same pipeline, for the engine's sums
+  std::shared_ptr<zero::DpComm> tied;        // first + last stage (tied embeddings), else null
+  std::shared_ptr<zero::DpComm> world;       // every rank; null for one process
+};
+
 class Trainer {
  public:
-  // `comm` is this rank's data-parallel group (SingleRankComm for one process).
-  Trainer(config::TrainConfig config, const TrainOptions& options,
-          std::unique_ptr<zero::DpComm> comm);
+  Trainer(config::TrainConfig config, const TrainOptions& options, TrainGroups groups);
+  ~Trainer();
 
   // Trains train.steps steps; throws ds::Error with exit code 128+N on a signal.
   void run();
@@ -61,6 +71,8 @@ class Trainer {
   data::Datasets data_;
   std::unique_ptr<model::Gpt> model_;
   std::unique_ptr<zero::Engine> engine_;
+  std::unique_ptr<pipeline::PipelineExecutor> pipeline_;  // with pipeline.stages > 1
+  int rank_ = 0;                                          // in the run
   std::unique_ptr<data::TrainSampler> sampler_;
   std::unique_ptr<data::EvalSampler> eval_sampler_;
   tensor::Buffer inputs_, targets_;

@@ -84,7 +84,8 @@ std::string tag_for_step(int64_t step) { return fmt::format("global_step{}", ste
 
 void save_checkpoint(const fs::path& dir, const std::string& tag, const config::TrainConfig& cfg,
                      zero::Engine& engine, const TrainProgress& progress, int64_t keep) {
-  zero::DpComm& comm = engine.comm();
+  // Every rank of the run (with a pipeline, each stage writes its own layers).
+  zero::DpComm& comm = engine.world_comm();
   const int rank = comm.rank(), world = comm.size();
   const fs::path tmp = dir / (".tmp." + tag);
   if (rank == 0) {

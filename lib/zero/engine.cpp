@@ -34,10 +34,11 @@ Buffer floats(int64_t n, MemoryCategory category) {
 }  // namespace
 
 Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const float* initial,
-               std::unique_ptr<DpComm> comm)
+               std::unique_ptr<DpComm> comm, StageContext stage)
     : cfg_(cfg),
       model_(model),
       comm_(std::move(comm)),
+      stage_ctx_(std::move(stage)),
       stage_(static_cast<int>(cfg.ds.zero.stage)),
       dtype_(storage_dtype(cfg.ds)),
       micro_(cfg.ds.batch.micro_batch_per_gpu),
@@ -45,9 +46,14 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const float* i
       accum_(cfg.ds.batch.gradient_accumulation_steps) {
   const model::ModelLayout& layout = model_.layout();
   const int rank = comm_->rank(), world = comm_->size();
-  dp_part_ = Partition::build(layout, rank, world);
+  const int num_layers = static_cast<int>(layout.layers.size());
+  if (stage_ctx_.last_layer < 0) stage_ctx_.last_layer = num_layers - 1;
+  held_.assign(layout.layers.size(), false);
+  for (int l = stage_ctx_.first_layer; l <= stage_ctx_.last_layer; ++l) held_[l] = true;
+  if (stage_ctx_.tied_copy) held_[0] = true;
+  dp_part_ = Partition::build(layout, rank, world, held_);
   // Stage 0 keeps and updates everything on every rank: one piece, the whole layer.
-  part_ = stage_ == 0 ? Partition::build(layout, 0, 1) : dp_part_;
+  part_ = stage_ == 0 ? Partition::build(layout, 0, 1, held_) : dp_part_;
 
   const int64_t param_elements = stage_ == 3 ? dp_part_.local_total : dp_part_.full_total;
   const int64_t grad_elements = stage_ >= 2 ? dp_part_.local_total : dp_part_.full_total;
@@ -107,7 +113,8 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const float* i
   buffers_ = std::make_unique<Buffers>(*this);
   inputs_ = Buffer(sizeof(int32_t) * micro_ * seq_len_, MemoryCategory::kActivations);
   targets_ = Buffer(sizeof(int32_t) * micro_ * seq_len_, MemoryCategory::kActivations);
-  model_.reserve(static_cast<int>(micro_), static_cast<int>(seq_len_));
+  model_.reserve_range(stage_ctx_.first_layer, stage_ctx_.last_layer + 1, static_cast<int>(micro_),
+                       static_cast<int>(seq_len_), stage_ctx_.activation_slots);
 }
 
 Engine::~Engine() = default;
@@ -129,11 +136,15 @@ void Engine::plan_buckets() {
   if (stage_ >= 2) {
     // Filled by the backward walk, top layer first; the embedding goes last on its own
     // because the tied head adds to its gradient at the start of the walk.
-    for (int l = num_layers - 1; l >= 1; --l) order.push_back(l);
+    for (int l = num_layers - 1; l >= 1; --l) {
+      if (held_[l]) order.push_back(l);
+    }
     buckets_ = group_layers(dp_part_, order, bucket);
-    buckets_.push_back({0});
+    if (held_[0]) buckets_.push_back({0});
   } else {
-    for (int l = 0; l < num_layers; ++l) order.push_back(l);
+    for (int l = 0; l < num_layers; ++l) {
+      if (held_[l]) order.push_back(l);
+    }
     buckets_ = group_layers(dp_part_, order, bucket);
   }
   int64_t largest = 0;
@@ -186,6 +197,7 @@ std::pair<double, bool> Engine::gradient_norm() {
   double sum = 0;
   float* work = own_grad_.as<float>();
   for (size_t l = 0; l < part_.layers.size(); ++l) {
+    if (is_tied_copy(static_cast<int>(l))) continue;
     const LayerShard& o = part_.layers[l];
     const LayerShard& s = dp_part_.layers[l];
     const int64_t offset = stage_ >= 2 ? s.local_offset : s.full_offset + o.own.offset;
@@ -198,6 +210,7 @@ std::pair<double, bool> Engine::gradient_norm() {
     ScopedTimer timer(comm_seconds_);
     sum = comm_->allreduce_sum(sum);
   }
+  sum = pipe_sum(sum);
   const bool overflow = !std::isfinite(sum);
   return {std::sqrt(sum), overflow};
 }
@@ -227,39 +240,99 @@ void Engine::publish_parameters() {
   ScopedTimer timer(comm_seconds_);
   char* params = static_cast<char*>(params_.data());
   for (const LayerShard& s : dp_part_.layers) {
+    if (s.numel == 0) continue;  // not held
     char* layer = params + esize() * s.full_offset;
     comm_->allgather(layer + esize() * s.own.offset, layer, dtype_, s.own.size, Mode::kBlocking);
   }
 }
 
-StepStats Engine::train_step(const BatchFiller& fill) {
+double Engine::pipe_sum(double value) {
+  if (!stage_ctx_.pipe) return value;
+  ScopedTimer timer(comm_seconds_);
+  return stage_ctx_.pipe->allreduce_sum(value);
+}
+
+void Engine::reduce_tied_gradients() {
+  if (!stage_ctx_.tied || !held_[0]) return;
+  // Linear like the data-parallel mean, so summing the reduced pieces equals reducing
+  // the summed gradients: both stages hold the same pieces of the embedding.
+  const LayerShard& s = dp_part_.layers[0];
+  char* grads = static_cast<char*>(grads_.data());
+  ScopedTimer timer(comm_seconds_);
+  switch (stage_) {
+    case 0:
+      stage_ctx_.tied->allreduce(grads + esize() * s.full_offset, dtype_, s.padded,
+                                 Reduction::kSum);
+      break;
+    case 1:
+      stage_ctx_.tied->allreduce(grads + esize() * (s.full_offset + s.own.offset), dtype_,
+                                 s.own.size, Reduction::kSum);
+      break;
+    default:
+      stage_ctx_.tied->allreduce(grads + esize() * s.local_offset, dtype_, s.own.size,
+                                 Reduction::kSum);
+      break;
+  }
+}
+
+float Engine::micro_batch_dloss() const {
+  return static_cast<float>(scaler_.scale() / (double(micro_) * double(seq_len_) * double(accum_)));
+}
+
+void Engine::begin_step() {
   std::memset(grads_.data(), 0, grads_.size());
-  StepStats stats;
-  stats.loss_scale = scaler_.scale();
-  const int B = static_cast<int>(micro_), T = static_cast<int>(seq_len_);
-  model::MicroBatch mb{inputs_.as<int32_t>(), targets_.as<int32_t>(), B, T,
-                       static_cast<float>(stats.loss_scale / (double(B) * T * accum_))};
+  step_ = StepStats{};
+  step_.loss_scale = scaler_.scale();
   comm_seconds_ = 0;
+}
+
+model::LayerBuffers& Engine::layer_buffers() { return *buffers_; }
+
+void Engine::add_times(double forward_s, double backward_s, double comm_s) {
+  step_.forward_s += forward_s;
+  step_.backward_s += backward_s;
+  comm_seconds_ += comm_s;
+}
+void Engine::begin_forward() { buffers_->begin_forward(); }
+void Engine::begin_backward() { buffers_->begin_backward(); }
+
+void Engine::end_backward() {
+  // The tied copy's gradient came from the head; the model never runs its layer here.
+  if (stage_ctx_.tied_copy) buffers_->backward_done(0);
+  buffers_->finish_backward();
+}
+
+StepStats Engine::train_step(const BatchFiller& fill) {
+  begin_step();
+  const int B = static_cast<int>(micro_), T = static_cast<int>(seq_len_);
+  model::MicroBatch mb{inputs_.as<int32_t>(), targets_.as<int32_t>(), B, T, micro_batch_dloss()};
   double loss_sum = 0;
   for (int m = 0; m < accum_; ++m) {
     fill(m, inputs_.as<int32_t>(), targets_.as<int32_t>());
     auto start = Clock::now();
-    buffers_->begin_forward();
+    begin_forward();
     loss_sum += model_.forward(mb, *buffers_);
-    stats.forward_s += seconds_since(start);
+    step_.forward_s += seconds_since(start);
     start = Clock::now();
-    buffers_->begin_backward();
+    begin_backward();
     model_.backward(mb, *buffers_);
-    buffers_->finish_backward();
-    stats.backward_s += seconds_since(start);
+    end_backward();
+    step_.backward_s += seconds_since(start);
   }
+  return finish_step(loss_sum);
+}
+
+StepStats Engine::finish_step(double loss_sum) {
+  StepStats stats = step_;
   {
     const auto start = Clock::now();
     reduce_gradients();
+    reduce_tied_gradients();
     ScopedTimer timer(comm_seconds_);
     stats.loss = comm_->allreduce_sum(loss_sum / static_cast<double>(accum_)) / comm_->size();
     stats.backward_s += seconds_since(start);
   }
+  stats.loss = pipe_sum(stats.loss);  // only the last stage computed it
   const auto optimizer_start = Clock::now();
 
   auto [scaled_norm, overflow] = gradient_norm();
@@ -305,21 +378,27 @@ std::vector<float> Engine::full_parameters() {
   const model::ModelLayout& layout = model_.layout();
   std::vector<float> out(layout.total, 0.0f);
   for (size_t l = 0; l < dp_part_.layers.size(); ++l) {
+    const int layer = static_cast<int>(l);
     const LayerShard& s = dp_part_.layers[l];
+    if (s.numel == 0 || is_tied_copy(layer)) continue;
     float* dst = out.data() + s.layer_offset;
     if (mixed() && stage_ > 0) {
       // The fp32 master pieces, gathered: more precise than the 16-bit parameters.
       std::vector<float> full(static_cast<size_t>(s.padded));
-      comm_->allgather(master(static_cast<int>(l)), full.data(), DType::kF32, s.own.size,
-                       Mode::kBlocking);
+      comm_->allgather(master(layer), full.data(), DType::kF32, s.own.size, Mode::kBlocking);
       std::memcpy(dst, full.data(), sizeof(float) * s.numel);
     } else if (mixed()) {
-      std::memcpy(dst, master(static_cast<int>(l)), sizeof(float) * s.numel);
+      std::memcpy(dst, master(layer), sizeof(float) * s.numel);
     } else {
-      std::memcpy(dst, buffers_->weights(static_cast<int>(l)), sizeof(float) * s.numel);
+      std::memcpy(dst, buffers_->weights(layer), sizeof(float) * s.numel);
     }
   }
   buffers_->invalidate();
+  // Each stage filled its own layers: summing over the pipeline assembles the model.
+  if (stage_ctx_.pipe) {
+    stage_ctx_.pipe->allreduce(out.data(), DType::kF32, static_cast<int64_t>(out.size()),
+                               Reduction::kSum);
+  }
   return out;
 }
 
@@ -332,6 +411,7 @@ std::vector<std::string> Engine::optimizer_state_names() {
 void Engine::for_each_own_run(const OwnRunVisitor& visit) const {
   const model::ModelLayout& layout = model_.layout();
   for (size_t l = 0; l < layout.layers.size(); ++l) {
+    if (!held_[l]) continue;
     const model::LayerSpec& spec = layout.layers[l];
     const LayerShard& o = part_.layers[l];
     const int64_t own_begin = o.own.offset, own_end = o.own.offset + o.real_size();
@@ -352,6 +432,7 @@ std::vector<StateSegment> Engine::state_segments() {
   const std::vector<optim::StateArray> arrays = optimizer_->state();
   for_each_own_run(
       [&](int l, const model::ParamSpec& p, int64_t begin, int64_t length, int64_t in_piece) {
+        if (is_tied_copy(l)) return;  // the first stage saves the embedding
         StateSegment s;
         s.param = p.name;
         s.begin = begin;
@@ -400,7 +481,7 @@ void Engine::load_state(const FullState& state, int64_t applied_steps,
 
 MemoryReport Engine::memory_report() const {
   MemoryReport r;
-  r.rank = comm_->rank();
+  r.rank = stage_ctx_.world ? stage_ctx_.world->rank() : comm_->rank();
   r.stage = stage_;
   r.params_bytes = static_cast<int64_t>(params_.size()) + buffers_->persistent_bytes();
   r.nvme_bytes = static_cast<int64_t>(tensor::memory_bytes(MemoryCategory::kNvme));
@@ -408,7 +489,11 @@ MemoryReport Engine::memory_report() const {
   r.optimizer_bytes = static_cast<int64_t>(master_.size()) +
                       optimizer_->state_bytes_per_element() * part_.local_total;
   // The ZeRO paper's accounting: p and g bytes per parameter, o for master + moments.
-  const double psi = static_cast<double>(model_.layout().parameter_count());
+  // Ψ: the parameters this rank's stage holds (the whole model without a pipeline).
+  double psi = 0;
+  for (const model::ParamSpec& param : model_.layout().params) {
+    if (held_[param.layer]) psi += static_cast<double>(param.numel);
+  }
   const double n = comm_->size();
   const double p = static_cast<double>(esize()), g = p;
   const double o =

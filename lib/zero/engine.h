@@ -72,20 +72,48 @@ using FullState = std::map<std::string, std::map<std::string, std::vector<float>
 // Fills the inputs and targets ([MB, T] each) of micro-step `micro` of this rank.
 using BatchFiller = std::function<void(int micro, int32_t* inputs, int32_t* targets)>;
 
+// Where this rank sits in a pipeline (DESIGN.md's pipe x data grid). Without one the
+// defaults say: every layer, no other stages.
+struct StageContext {
+  int first_layer = 0;
+  int last_layer = -1;            // inclusive; -1: the model's last layer
+  bool tied_copy = false;         // the last stage holds the embedding too, for the tied head
+  int activation_slots = 1;       // micro-batches in flight on this stage (pipe buffers)
+  std::shared_ptr<DpComm> pipe;   // this rank's pipeline: losses and norms sum over it
+  std::shared_ptr<DpComm> tied;   // first + last stage: the tied embedding's gradients
+  std::shared_ptr<DpComm> world;  // every rank: agreement, checkpoints
+};
+
 class Engine {
  public:
   // `initial` holds the full fp32 parameters (layout.total floats) every rank starts
   // from; the engine keeps what its stage keeps and the caller may free it.
   Engine(const config::TrainConfig& cfg, model::Gpt& model, const float* initial,
-         std::unique_ptr<DpComm> comm);
+         std::unique_ptr<DpComm> comm, StageContext stage = {});
   ~Engine();
 
-  // One optimizer step over gradient_accumulation_steps micro-batches.
+  // One optimizer step over gradient_accumulation_steps micro-batches (no pipeline).
   StepStats train_step(const BatchFiller& fill);
-  // Mean loss of one micro-batch, without gradients.
+  // Mean loss of one micro-batch, without gradients (no pipeline).
   double eval_loss(const int32_t* inputs, const int32_t* targets);
 
-  // The full fp32 parameters (gathered on every rank), e.g. to export weights.
+  // The same step in pieces, for an executor that drives the model itself (a pipeline
+  // stage): begin_step, then per micro-batch begin_forward + the model's forward with
+  // layer_buffers(), begin_backward + backward + end_backward, then finish_step with the
+  // sum of the micro-batch losses this rank computed (0 off the last stage).
+  void begin_step();
+  model::LayerBuffers& layer_buffers();
+  void begin_forward();
+  void begin_backward();
+  void end_backward();
+  StepStats finish_step(double loss_sum);
+  // d(objective)/d(loss at one position) for this step's micro-batches.
+  float micro_batch_dloss() const;
+  // Time the executor spent in this step's forwards, backwards and point-to-point sends.
+  void add_times(double forward_s, double backward_s, double comm_s);
+
+  // The full fp32 parameters of the held layers (gathered over the data-parallel group),
+  // zero elsewhere; with a pipeline, every stage's layers (summed over the pipeline).
   std::vector<float> full_parameters();
   MemoryReport memory_report() const;
   int64_t applied_steps() const { return applied_steps_; }
@@ -97,7 +125,10 @@ class Engine {
   void load_state(const FullState& state, int64_t applied_steps,
                   const optim::LossScalerState& scaler);
   const optim::LossScaler& loss_scaler() const { return scaler_; }
+  // This stage's data-parallel group, and every rank of the run.
   DpComm& comm() { return *comm_; }
+  DpComm& world_comm() { return stage_ctx_.world ? *stage_ctx_.world : *comm_; }
+  bool holds(int layer) const { return held_[layer]; }
   const model::ModelLayout& layout() const { return model_.layout(); }
 
  private:
@@ -105,6 +136,13 @@ class Engine {
   friend class Buffers;
 
   bool mixed() const { return dtype_ != tensor::DType::kF32; }
+  // The last stage's copy of the embedding: held for the tied head, but counted (norm,
+  // checkpoints, export) on the first stage only.
+  bool is_tied_copy(int layer) const { return layer == 0 && stage_ctx_.tied_copy; }
+  // Sums the tied embedding's gradient over the first and last stage.
+  void reduce_tied_gradients();
+  // Sums over the pipeline's stages (identity without one).
+  double pipe_sum(double value);
   size_t esize() const { return tensor::dtype_size(dtype_); }
   // Where the fp32 master weights of layer l's own piece live.
   float* master(int l);
@@ -125,6 +163,8 @@ class Engine {
   const config::TrainConfig& cfg_;
   model::Gpt& model_;
   std::unique_ptr<DpComm> comm_;
+  StageContext stage_ctx_;
+  std::vector<bool> held_;  // the layers this rank holds
   int stage_;
   tensor::DType dtype_;
   Partition part_;     // this rank's pieces (world 1 at stage 0: it updates everything)
@@ -147,6 +187,7 @@ class Engine {
   tensor::Buffer inputs_, targets_;
   int64_t applied_steps_ = 0;
   double comm_seconds_ = 0;  // collective time of the current step
+  StepStats step_;           // the step being run (timers, loss scale)
 };
 
 }  // namespace ds::zero

@@ -22,16 +22,18 @@ int64_t LayerShard::real_size() const {
   return std::clamp<int64_t>(numel - own.offset, 0, own.size);
 }
 
-Partition Partition::build(const model::ModelLayout& layout, int rank, int world) {
+Partition Partition::build(const model::ModelLayout& layout, int rank, int world,
+                           const std::vector<bool>& held) {
   Partition p;
   p.rank = rank;
   p.world = world;
-  for (const model::LayerSpec& spec : layout.layers) {
+  for (size_t l = 0; l < layout.layers.size(); ++l) {
+    const model::LayerSpec& spec = layout.layers[l];
     LayerShard s;
     s.layer_offset = spec.offset;
-    s.numel = spec.numel;
-    s.padded = padded_size(spec.numel, world);
-    s.own = shard_of(spec.numel, rank, world);
+    s.numel = held.empty() || held[l] ? spec.numel : 0;
+    s.padded = padded_size(s.numel, world);
+    s.own = shard_of(s.numel, rank, world);
     s.local_offset = p.local_total;
     s.full_offset = p.full_total;
     p.local_total += s.own.size;

@@ -38,7 +38,11 @@ struct Partition {
   int64_t local_total = 0;  // elements of all own pieces together
   int64_t full_total = 0;   // elements of all padded layers together
 
-  static Partition build(const model::ModelLayout& layout, int rank, int world);
+  // `held`: which layers this rank holds (a pipeline stage's); the others get no
+  // elements at all, so every buffer sized from the partition covers held layers only.
+  // Empty: every layer.
+  static Partition build(const model::ModelLayout& layout, int rank, int world,
+                         const std::vector<bool>& held = {});
 };
 
 }  // namespace ds::zero
