@@ -45,15 +45,7 @@ std::string config(int stage, const std::string& ckpt, int steps = 8, int layers
 
 // The "loss" of each step record, in order.
 std::vector<double> losses(const std::string& metrics) {
-  std::vector<double> out;
-  std::istringstream lines(read_file(metrics));
-  for (std::string line; std::getline(lines, line);) {
-    const auto at = line.find("\"loss\":");
-    if (at != std::string::npos && line.find("\"step\"") != std::string::npos) {
-      out.push_back(std::stod(line.substr(at + 7)));
-    }
-  }
-  return out;
+  return ds::testing::metric_values(metrics, "loss");
 }
 
 }  // namespace

@@ -8,7 +8,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace ds::testing {
 
@@ -36,6 +38,19 @@ inline const std::string kSource = std::string(DS_SOURCE_DIR);
 inline std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// The values of `key` in a JSON-lines metrics file, in order (lines without it skipped).
+inline std::vector<double> metric_values(const std::filesystem::path& metrics,
+                                         const std::string& key) {
+  std::vector<double> out;
+  std::istringstream lines(read_file(metrics));
+  const std::string quoted = "\"" + key + "\":";
+  for (std::string line; std::getline(lines, line);) {
+    const auto at = line.find(quoted);
+    if (at != std::string::npos) out.push_back(std::stod(line.substr(at + quoted.size())));
+  }
+  return out;
 }
 
 // A deterministic training text of about `bytes` bytes: numbered lines of varied words.

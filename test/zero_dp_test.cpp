@@ -14,6 +14,7 @@
 
 using Catch::Matchers::Contains;
 using ds::testing::kBin;
+using ds::testing::metric_values;
 using ds::testing::read_file;
 using ds::testing::run;
 using ds::testing::Run;
@@ -21,16 +22,6 @@ using ds::testing::TempDir;
 using ds::testing::training_text;
 
 namespace {
-
-std::vector<double> field(const std::string& metrics, const std::string& key) {
-  std::vector<double> out;
-  std::istringstream lines(read_file(metrics));
-  for (std::string line; std::getline(lines, line);) {
-    const auto at = line.find("\"" + key + "\":");
-    if (at != std::string::npos) out.push_back(std::stod(line.substr(at + key.size() + 3)));
-  }
-  return out;
-}
 
 // `zero` and `root` add keys to zero_optimization and to the ds_config.
 std::string config(int stage, int micro, int accumulation, double clipping,
@@ -54,7 +45,7 @@ std::vector<double> losses_on(TempDir& dir, int world, const std::string& cfg) {
                     " --metrics " + metrics);
   INFO(r.out);
   REQUIRE(r.code == 0);
-  return field(metrics, "loss");
+  return metric_values(metrics, "loss");
 }
 
 }  // namespace
@@ -73,7 +64,7 @@ TEST_CASE("every ZeRO stage on 2 and 4 ranks matches one rank", "[zero][dp]") {
     const Run reference = run(kBin + "dsworker " + one + " --metrics " + dir.file("one.jsonl"));
     INFO(reference.out);
     REQUIRE(reference.code == 0);
-    const auto expected = field(dir.file("one.jsonl"), "loss");
+    const auto expected = metric_values(dir.file("one.jsonl"), "loss");
     REQUIRE(expected.size() == 20);
     for (int world : {2, 4}) {
       for (int stage : {0, 1, 2, 3}) {
@@ -87,7 +78,7 @@ TEST_CASE("every ZeRO stage on 2 and 4 ranks matches one rank", "[zero][dp]") {
                           " --metrics " + metrics);
         INFO(r.out);
         REQUIRE(r.code == 0);
-        const auto losses = field(metrics, "loss");
+        const auto losses = metric_values(metrics, "loss");
         REQUIRE(losses.size() == expected.size());
         for (size_t i = 0; i < losses.size(); ++i) {
           CHECK(losses[i] == Approx(expected[i]).epsilon(1e-5));
@@ -152,8 +143,8 @@ TEST_CASE("each rank reports its model-state memory, shrinking with the stage", 
     REQUIRE(r.code == 0);
     for (int rank = 0; rank < 4; ++rank) {
       const std::string metrics = dir.file(fmt::format("m{}.jsonl", rank));
-      const auto actual = field(metrics, "model_states_bytes");
-      const auto predicted = field(metrics, "predicted_model_states_bytes");
+      const auto actual = metric_values(metrics, "model_states_bytes");
+      const auto predicted = metric_values(metrics, "predicted_model_states_bytes");
       REQUIRE(actual.size() == 2);  // at start, after the first step
       CHECK(actual[1] >= predicted[1]);
       CHECK(actual[1] <= predicted[1] * 1.10);  // padding of a small model
@@ -177,7 +168,7 @@ TEST_CASE("a checkpoint saved on 4 ranks at ZeRO-3 resumes on 2 ranks at ZeRO-1 
   REQUIRE(
       run(kBin + "dslaunch --num_gpus 4 " + straight + " --metrics " + dir.file("s.jsonl")).code ==
       0);
-  const auto expected = field(dir.file("s.jsonl"), "loss");
+  const auto expected = metric_values(dir.file("s.jsonl"), "loss");
   REQUIRE(expected.size() == 20);
   // 10 steps on 4 ranks at stage 3, then the rest elsewhere.
   const std::string first = dir.write("f.yaml", with_dir(config(3, 4, 1, 1.0), "ck"));
@@ -196,7 +187,7 @@ TEST_CASE("a checkpoint saved on 4 ranks at ZeRO-3 resumes on 2 ranks at ZeRO-1 
     INFO(r.out);
     REQUIRE(r.code == 0);
     CHECK_THAT(r.out, Contains("resumed from"));
-    const auto losses = field(metrics, "loss");
+    const auto losses = metric_values(metrics, "loss");
     REQUIRE(losses.size() == 10);
     for (size_t i = 0; i < losses.size(); ++i) {
       CHECK(losses[i] == Approx(expected[i + 10]).epsilon(1e-5));
