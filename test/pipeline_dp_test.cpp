@@ -118,14 +118,17 @@ TEST_CASE("a checkpoint saved by a pipeline resumes on other pipelines and witho
   struct Resume {
     int world, stages, zero, micro;
   };
-  for (const Resume r : {Resume{4, 4, 0, 4}, Resume{2, 1, 2, 8}, Resume{1, 1, 0, 16}}) {
+  for (const Resume r :
+       {Resume{4, 2, 1, 4}, Resume{4, 4, 0, 4}, Resume{2, 1, 2, 8}, Resume{1, 1, 0, 16}}) {
     INFO("resumed on " << r.world << " ranks, " << r.stages << " stages, ZeRO " << r.zero);
     const std::string ckpt = fmt::format("ck_{}_{}", r.world, r.stages);
     std::filesystem::copy(dir.file("ck"), dir.file(ckpt), std::filesystem::copy_options::recursive);
     const auto losses =
         losses_on(dir, r.world, with_dir(config(r.micro, layout(r.stages, r.zero)), ckpt));
     REQUIRE(losses.size() == 10);
+    const bool same_layout = r.world == 4 && r.stages == 2 && r.zero == 1;
     for (size_t i = 0; i < losses.size(); ++i) {
+      if (same_layout) CHECK(losses[i] == expected[i + 10]);  // bit for bit
       CHECK(losses[i] == Approx(expected[i + 10]).epsilon(1e-5));
     }
   }

@@ -156,7 +156,7 @@ TEST_CASE("each rank reports its model-state memory, shrinking with the stage", 
   CHECK(per_stage[2] > per_stage[3]);
 }
 
-TEST_CASE("a checkpoint saved on 4 ranks at ZeRO-3 resumes on 2 ranks at ZeRO-1 and on 1",
+TEST_CASE("a checkpoint saved on 4 ranks at ZeRO-3 resumes on 2 ranks, on 1, and on a pipeline",
           "[zero][dp][checkpoint]") {
   TempDir dir("dstrain_zero_ckpt");
   dir.write("train.txt", training_text(50000));
@@ -174,13 +174,20 @@ TEST_CASE("a checkpoint saved on 4 ranks at ZeRO-3 resumes on 2 ranks at ZeRO-1 
   const std::string first = dir.write("f.yaml", with_dir(config(3, 4, 1, 1.0), "ck"));
   REQUIRE(run(kBin + "dslaunch --num_gpus 4 " + first + " --steps 10").code == 0);
   struct Layout {
-    int world, stage, micro;
+    int world, stage, micro, accumulation;
+    std::string root;
   };
-  for (const Layout l : {Layout{2, 1, 8}, Layout{1, 0, 16}}) {
-    INFO(l.world << " ranks, stage " << l.stage);
-    const std::string ckpt = fmt::format("ck_{}_{}", l.world, l.stage);
+  const std::vector<Layout> layouts = {
+      {2, 1, 8, 1, ""},
+      {1, 0, 16, 1, ""},
+      // 2 pipeline stages x 2 data-parallel ranks, 2 micro-batches in flight.
+      {4, 1, 4, 2, "pipeline: {stages: 2}, "}};
+  for (const Layout& l : layouts) {
+    INFO(l.world << " ranks, stage " << l.stage << " " << l.root);
+    const std::string ckpt = fmt::format("ck_{}_{}_{}", l.world, l.stage, l.accumulation);
     std::filesystem::copy(dir.file("ck"), dir.file(ckpt), std::filesystem::copy_options::recursive);
-    const std::string cfg = dir.write("r.yaml", with_dir(config(l.stage, l.micro, 1, 1.0), ckpt));
+    const std::string cfg = dir.write(
+        "r.yaml", with_dir(config(l.stage, l.micro, l.accumulation, 1.0, "", l.root), ckpt));
     const std::string metrics = dir.file(ckpt + ".jsonl");
     const Run r = run(kBin + "dslaunch --num_gpus " + std::to_string(l.world) + " " + cfg +
                       " --metrics " + metrics);
