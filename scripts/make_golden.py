@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Reference numbers from PyTorch for dstrain's golden tests.
 
-Builds GPT-2 in plain PyTorch with exactly Hugging Face's semantics and parameter
-names (Conv1D weights stored [in, out], lm_head tied to wte), runs one batch and
-writes test/golden/gpt_small.safetensors:
+Builds GPT-2 (torch_gpt.py) and Llama (torch_llama.py) in plain PyTorch with exactly
+Hugging Face's semantics and parameter names, runs one batch through each and writes
+test/golden/gpt_small.safetensors and test/golden/llama_small.safetensors:
 
   param.<hf name>   every initial parameter (F32)
   inputs, targets   [B, T] token ids (I32); targets are inputs shifted by one
@@ -12,7 +12,7 @@ writes test/golden/gpt_small.safetensors:
   grad.<hf name>    every parameter's gradient at the initial weights
   adamw_losses      [10], the loss before each of 10 AdamW steps on the same batch
 
-and a human-readable summary beside it (gpt_small.json). The safetensors file is
+and a human-readable summary beside each (gpt_small.json, llama_small.json). The safetensors file is
 written by hand (the format is 8 bytes of header length, a JSON header, raw data)
 so this needs nothing beyond Debian's python3-torch.
 
@@ -34,8 +34,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_gpt import GPT2, ST_DTYPES, read_safetensors, write_safetensors  # noqa: E402
+from torch_llama import Llama  # noqa: E402
 
-FIXTURE = "gpt_small"
 TOLERANCE = 1e-6
 
 # Model, batch and optimizer of the fixture. Everything that shapes the numbers is
@@ -59,11 +59,34 @@ CONFIG = {
     "weight_decay": 0.1,
 }
 
+# A Llama with grouped-query attention (2 key/value heads for 4 query heads), an untied
+# head and Llama 3's rope_scaling, with a context short enough that one frequency is
+# kept, one blended and the rest stretched.
+LLAMA_CONFIG = dict(
+    CONFIG,
+    n_kv_head=2,
+    intermediate_size=160,
+    rms_norm_eps=1e-6,
+    rope_theta=500000.0,
+    rope_scaling={
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64,
+    },
+)
 
-def compute(cfg):
+# name -> (config, model class, architecture metadata)
+FIXTURES = {
+    "gpt_small": (CONFIG, GPT2, {"arch": "gpt2", "tie_embeddings": "true", "activation": "gelu_tanh"}),
+    "llama_small": (LLAMA_CONFIG, Llama, {"arch": "llama", "tie_embeddings": "false", "activation": "silu"}),
+}
+
+
+def compute(cfg, model_class):
     """Every tensor of the fixture, in file order."""
     torch.manual_seed(cfg["seed"])
-    model = GPT2(cfg)
+    model = model_class(cfg)
     b, t, v = cfg["batch_size"], cfg["seq_len"], cfg["vocab_size"]
     tokens = torch.randint(0, v, (b, t + 1))
     inputs, targets = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
@@ -102,13 +125,16 @@ def compute(cfg):
     return out
 
 
-def metadata(cfg):
-    meta = {k: repr(v) if isinstance(v, float) else str(v) for k, v in cfg.items()}
+def metadata(cfg, arch):
+    meta = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            meta.update({f"{k}.{sub}": repr(x) if isinstance(x, float) else str(x) for sub, x in v.items()})
+        else:
+            meta[k] = repr(v) if isinstance(v, float) else str(v)
+    meta.update(arch)
     meta.update(
         {
-            "arch": "gpt2",
-            "tie_embeddings": "true",
-            "activation": "gelu_tanh",
             "loss": "mean cross-entropy over batch_size*seq_len positions",
             "optimizer": "torch.optim.AdamW, weight decay on all parameters, no clipping",
             "generator": "scripts/make_golden.py",
@@ -140,20 +166,32 @@ def write_summary(path, tensors, meta):
 
 
 def generate(out_dir):
+    """Writes every fixture; returns name -> tensors."""
     os.makedirs(out_dir, exist_ok=True)
-    tensors = compute(CONFIG)
-    meta = metadata(CONFIG)
-    write_safetensors(os.path.join(out_dir, FIXTURE + ".safetensors"), tensors, meta)
-    write_summary(os.path.join(out_dir, FIXTURE + ".json"), tensors, meta)
-    return tensors
+    written = {}
+    for name, (cfg, model_class, arch) in FIXTURES.items():
+        tensors = compute(cfg, model_class)
+        meta = metadata(cfg, arch)
+        write_safetensors(os.path.join(out_dir, name + ".safetensors"), tensors, meta)
+        write_summary(os.path.join(out_dir, name + ".json"), tensors, meta)
+        written[name] = tensors
+    return written
 
 
 def check(golden_dir):
-    """Regenerates into a temporary folder and compares with the committed fixture."""
-    committed, committed_meta = read_safetensors(os.path.join(golden_dir, FIXTURE + ".safetensors"))
+    """Regenerates into a temporary folder and compares with the committed fixtures."""
     with tempfile.TemporaryDirectory() as tmp:
         generate(tmp)
-        fresh, fresh_meta = read_safetensors(os.path.join(tmp, FIXTURE + ".safetensors"))
+        failed = 0
+        for name in FIXTURES:
+            failed |= check_one(name, os.path.join(golden_dir, name + ".safetensors"),
+                                os.path.join(tmp, name + ".safetensors"))
+    return failed
+
+
+def check_one(fixture, committed_path, fresh_path):
+    committed, committed_meta = read_safetensors(committed_path)
+    fresh, fresh_meta = read_safetensors(fresh_path)
     problems = []
     for key in sorted(set(committed_meta) | set(fresh_meta)):
         if key != "torch_version" and committed_meta.get(key) != fresh_meta.get(key):
@@ -173,11 +211,11 @@ def check(golden_dir):
         if not diff <= TOLERANCE:
             problems.append(f"{name}: max abs difference {diff:.3g} > {TOLERANCE}")
     for p in problems:
-        print(f"make_golden: {FIXTURE}: {p}", file=sys.stderr)
+        print(f"make_golden: {fixture}: {p}", file=sys.stderr)
     if problems:
         print("  hint: if the change is intended, regenerate with scripts/make_golden.py", file=sys.stderr)
         return 1
-    print(f"make_golden: {FIXTURE} matches ({len(committed)} tensors, max abs difference {worst:.3g})")
+    print(f"make_golden: {fixture} matches ({len(committed)} tensors, max abs difference {worst:.3g})")
     return 0
 
 
@@ -225,9 +263,9 @@ def main():
     if args.reference_fixture:
         reference_fixture(args.reference_fixture)
         return 0
-    tensors = generate(args.out)
-    print(f"make_golden: wrote {FIXTURE} to {args.out}: loss {tensors['loss'].item():.6f}, "
-          f"adamw {tensors['adamw_losses'][0].item():.4f} -> {tensors['adamw_losses'][-1].item():.4f}")
+    for name, tensors in generate(args.out).items():
+        print(f"make_golden: wrote {name} to {args.out}: loss {tensors['loss'].item():.6f}, "
+              f"adamw {tensors['adamw_losses'][0].item():.4f} -> {tensors['adamw_losses'][-1].item():.4f}")
     return 0
 
 

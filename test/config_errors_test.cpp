@@ -284,6 +284,20 @@ TEST_CASE("train.cfg errors", "[config][errors][train]") {
     expect(train_failure("model:\n  n_embd: 100\n  n_head: 3\n" + ok_tail), "train.yaml:3",
            "model.n_head", {"not divisible by n_head 3"});
   }
+  SECTION("Llama keys on a GPT") {
+    expect(train_failure("model:\n  preset: gpt-tiny\n  n_kv_head: 2\n" + ok_tail), "train.yaml:3",
+           "model.n_kv_head", {"n_kv_head needs arch: llama"});
+  }
+  SECTION("query heads that key/value heads do not divide") {
+    expect(train_failure("model:\n  preset: llama-tiny\n  n_kv_head: 3\n" + ok_tail),
+           "train.yaml:3", "model.n_kv_head", {"n_head 4 is not a multiple of n_kv_head 3"});
+  }
+  SECTION("a rope_scaling whose bands overlap") {
+    expect(train_failure("model:\n  arch: llama\n  rope_scaling: {factor: 8, low_freq_factor: "
+                         "4, high_freq_factor: 1}\n" +
+                         ok_tail),
+           "train.yaml:3", "model.rope_scaling.high_freq_factor", {"larger than low_freq_factor"});
+  }
   SECTION("seq_len longer than the block") {
     expect(train_failure("model: gpt-tiny\ndata:\n  train: x.txt\n  seq_len: 512\n"
                          "deepspeed: {train_batch_size: 4}\n"),

@@ -244,6 +244,27 @@ TEST_CASE("seq_len defaults to the block size and presets are named", "[config][
   CHECK(t.model.parameter_count() < 1'200'000);
 }
 
+TEST_CASE("arch llama takes Llama's defaults and fields", "[config][model]") {
+  const TrainConfig t = train_from(
+      "model: {preset: llama-tiny, rope_theta: 500000.0,\n"
+      "  rope_scaling: {rope_type: llama3, factor: 32, original_max_position_embeddings: 8192}}\n"
+      "data: {train: x.txt}\ndeepspeed: {train_batch_size: 4}\n");
+  CHECK(t.model.llama());
+  CHECK(t.model.kv_heads() == 2);
+  CHECK(t.model.mlp_width() == 352);
+  CHECK_FALSE(t.model.tie_embeddings);  // Hugging Face's LlamaConfig default
+  CHECK(t.model.layer_norm_epsilon == 1e-6);
+  REQUIRE(t.model.rope_scaling.has_value());
+  CHECK(t.model.rope_scaling->factor == 32);
+  CHECK(t.model.rope_scaling->high_freq_factor == 4);  // default
+  // The layout's parameters are the count the config predicts.
+  const TrainConfig plain = train_from(
+      "model: {arch: llama, n_embd: 96, n_head: 6}\ndata: {train: x.txt}\n"
+      "deepspeed: {train_batch_size: 4}\n");
+  CHECK(plain.model.kv_heads() == 6);
+  CHECK(plain.model.mlp_width() == 256);  // 8/3 of 96, up to a multiple of 256
+}
+
 TEST_CASE("the resolved JSON names every key with DeepSpeed's spelling", "[config][json]") {
   const TrainConfig t =
       train_from("model: gpt-tiny\ndata: {train: x.txt}\ndeepspeed: {train_batch_size: 4}\n", 1);

@@ -1,6 +1,7 @@
-// The CPU GPT against PyTorch: test/golden/gpt_small.safetensors holds weights, a
+// The CPU models against PyTorch: test/golden/{gpt,llama}_small.safetensors hold weights, a
 // batch, and PyTorch's logits, loss, gradients and 10 AdamW losses for them
-// (scripts/make_golden.py). Tolerances are the issue's: loss within 1e-5 relative,
+// (scripts/make_golden.py; the Llama has grouped-query attention, an untied head and
+// Llama 3's rope_scaling). Tolerances are the issue's: loss within 1e-5 relative,
 // each gradient within 1e-4 of its tensor's largest magnitude, AdamW losses within 1e-4.
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -25,14 +26,37 @@ struct Golden {
 
 int meta_int(const SafetensorsFile& f, const char* key) { return std::stoi(f.metadata().at(key)); }
 
-Golden load_golden() {
-  Golden g{SafetensorsFile::load(std::string(DS_SOURCE_DIR) + "/test/golden/gpt_small.safetensors"),
+double meta_double(const SafetensorsFile& f, const std::string& key) {
+  return std::stod(f.metadata().at(key));
+}
+
+const char* const kFixtures[] = {"gpt_small", "llama_small"};
+
+Golden load_golden(const std::string& fixture) {
+  Golden g{SafetensorsFile::load(std::string(DS_SOURCE_DIR) + "/test/golden/" + fixture +
+                                 ".safetensors"),
            {},
            0,
            0,
            {},
            {}};
   const SafetensorsFile& f = g.file;
+  if (f.metadata().at("arch") == "llama") {
+    g.model.arch = "llama";
+    g.model.n_kv_head = meta_int(f, "n_kv_head");
+    g.model.intermediate_size = meta_int(f, "intermediate_size");
+    g.model.layer_norm_epsilon = meta_double(f, "rms_norm_eps");
+    g.model.rope_theta = meta_double(f, "rope_theta");
+    if (f.metadata().count("rope_scaling.factor")) {
+      ds::config::RopeScaling r;
+      r.factor = meta_double(f, "rope_scaling.factor");
+      r.low_freq_factor = meta_double(f, "rope_scaling.low_freq_factor");
+      r.high_freq_factor = meta_double(f, "rope_scaling.high_freq_factor");
+      r.original_max_position_embeddings =
+          meta_int(f, "rope_scaling.original_max_position_embeddings");
+      g.model.rope_scaling = r;
+    }
+  }
   g.model.n_layer = meta_int(f, "n_layer");
   g.model.n_head = meta_int(f, "n_head");
   g.model.n_embd = meta_int(f, "n_embd");
@@ -56,10 +80,36 @@ std::vector<float> load_params(const Golden& g, const ds::model::ModelLayout& la
   return flat;
 }
 
+void check_forward_backward(const Golden& g);
+void check_adamw(const Golden& g);
+void check_no_allocation(const Golden& g);
+
 }  // namespace
 
 TEST_CASE("forward and backward match PyTorch", "[golden]") {
-  const Golden g = load_golden();
+  for (const char* fixture : kFixtures) {
+    INFO(fixture);
+    check_forward_backward(load_golden(fixture));
+  }
+}
+
+TEST_CASE("ten AdamW steps follow PyTorch's losses", "[golden]") {
+  for (const char* fixture : kFixtures) {
+    INFO(fixture);
+    check_adamw(load_golden(fixture));
+  }
+}
+
+TEST_CASE("a training step allocates nothing after the first", "[golden]") {
+  for (const char* fixture : kFixtures) {
+    INFO(fixture);
+    check_no_allocation(load_golden(fixture));
+  }
+}
+
+namespace {
+
+void check_forward_backward(const Golden& g) {
   ds::model::Gpt gpt(g.model);
   std::vector<float> params = load_params(g, gpt.layout());
   std::vector<float> grads(params.size(), 0.0f);
@@ -84,8 +134,7 @@ TEST_CASE("forward and backward match PyTorch", "[golden]") {
   }
 }
 
-TEST_CASE("ten AdamW steps follow PyTorch's losses", "[golden]") {
-  const Golden g = load_golden();
+void check_adamw(const Golden& g) {
   ds::model::Gpt gpt(g.model);
   std::vector<float> params = load_params(g, gpt.layout());
   std::vector<float> grads(params.size(), 0.0f);
@@ -112,8 +161,7 @@ TEST_CASE("ten AdamW steps follow PyTorch's losses", "[golden]") {
   }
 }
 
-TEST_CASE("a training step allocates nothing after the first", "[golden]") {
-  const Golden g = load_golden();
+void check_no_allocation(const Golden& g) {
   ds::model::Gpt gpt(g.model);
   std::vector<float> params = load_params(g, gpt.layout());
   std::vector<float> grads(params.size(), 0.0f);
@@ -128,3 +176,5 @@ TEST_CASE("a training step allocates nothing after the first", "[golden]") {
   CHECK(ds::tensor::memory_total() == after_first);
   CHECK(ds::tensor::MemoryTracker::instance().peak_total() == after_first);
 }
+
+}  // namespace

@@ -10,8 +10,6 @@
 namespace ds::checkpoint {
 namespace {
 
-constexpr const char* kPrefix = "transformer.";
-
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -23,9 +21,16 @@ bool is_mask_buffer(const std::string& name) {
   return name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias");
 }
 
-std::string canonical_name(const std::string& name) {
-  if (name.starts_with(kPrefix) || name.starts_with("lm_head.")) return name;
-  return kPrefix + name;
+// The base model's prefix: "transformer." (GPT2LMHeadModel) or "model." (LlamaForCausalLM).
+// Files of the base model alone (GPT2Model, LlamaModel) name their tensors without it.
+std::string base_prefix(const model::ModelLayout& layout) {
+  const std::string& first = layout.params.front().name;
+  return first.substr(0, first.find('.') + 1);
+}
+
+std::string canonical_name(const std::string& name, const std::string& prefix) {
+  if (name.starts_with(prefix) || name.starts_with("lm_head.")) return name;
+  return prefix + name;
 }
 
 void convert_to_f32(const StTensor& t, float* out) {
@@ -51,8 +56,9 @@ void load_weights(const std::filesystem::path& path, const model::ModelLayout& l
   std::set<std::string> loaded;
   std::memset(flat, 0, sizeof(float) * layout.total);
   const StTensor* lm_head = nullptr;
+  const std::string prefix = base_prefix(layout);
   for (const StTensor& t : file.tensors()) {
-    const std::string name = canonical_name(t.name);
+    const std::string name = canonical_name(t.name, prefix);
     if (is_mask_buffer(name)) continue;
     if (name == "lm_head.weight" && tie_embeddings) {
       lm_head = &t;  // must equal wte; checked below
@@ -69,7 +75,7 @@ void load_weights(const std::filesystem::path& path, const model::ModelLayout& l
     }
     if (!loaded.insert(name).second) {
       throw UsageError(fmt::format("{}: '{}' appears twice (with and without the '{}' prefix)",
-                                   where, t.name, kPrefix));
+                                   where, t.name, prefix));
     }
     if (t.shape != spec->shape) {
       throw UsageError(fmt::format("{}: tensor '{}' has shape {}, the model expects {}", where,
@@ -89,7 +95,7 @@ void load_weights(const std::filesystem::path& path, const model::ModelLayout& l
     }
   }
   if (lm_head != nullptr) {
-    const auto& wte = layout.param("transformer.wte.weight");
+    const auto& wte = layout.params[layout.layers[0].first_param];  // the token embedding
     std::vector<float> head(wte.numel);
     if (lm_head->shape != wte.shape) {
       throw UsageError(fmt::format("{}: lm_head.weight has shape {}, expected {}", where,
@@ -97,11 +103,9 @@ void load_weights(const std::filesystem::path& path, const model::ModelLayout& l
     }
     convert_to_f32(*lm_head, head.data());
     if (std::memcmp(head.data(), flat + wte.offset, sizeof(float) * wte.numel) != 0) {
-      throw UsageError(
-          fmt::format("{}: lm_head.weight differs from transformer.wte.weight, but the model "
-                      "ties them",
-                      where),
-          "set model.tie_embeddings: false to train an untied head");
+      throw UsageError(fmt::format("{}: lm_head.weight differs from {}, but the model ties them",
+                                   where, wte.name),
+                       "set model.tie_embeddings: false to train an untied head");
     }
   }
 }

@@ -229,6 +229,19 @@ Json to_json(const ModelConfig& m) {
   j["block_size"] = m.block_size;
   j["tie_embeddings"] = m.tie_embeddings;
   j["layer_norm_epsilon"] = m.layer_norm_epsilon;
+  if (m.llama()) {
+    j["n_kv_head"] = m.kv_heads();
+    j["intermediate_size"] = m.mlp_width();
+    j["rope_theta"] = m.rope_theta;
+    if (m.rope_scaling) {
+      j["rope_scaling"] = {
+          {"rope_type", "llama3"},
+          {"factor", m.rope_scaling->factor},
+          {"low_freq_factor", m.rope_scaling->low_freq_factor},
+          {"high_freq_factor", m.rope_scaling->high_freq_factor},
+          {"original_max_position_embeddings", m.rope_scaling->original_max_position_embeddings}};
+    }
+  }
   j["parameters"] = m.parameter_count();
   return j;
 }

@@ -11,14 +11,44 @@ namespace {
 struct Preset {
   const char* name;
   int64_t n_layer, n_head, n_embd, vocab_size, block_size;
+  const char* arch = "gpt";
+  int64_t n_kv_head = 0, intermediate_size = 0;
 };
 
 // GPT-2's published sizes, plus a ~1M-parameter byte-level model for CPU work.
 constexpr Preset kPresets[] = {
-    {"gpt-tiny", 4, 4, 128, 256, 128},        {"gpt-small", 6, 6, 384, 256, 256},
-    {"gpt2-124m", 12, 12, 768, 50257, 1024},  {"gpt2-350m", 24, 16, 1024, 50257, 1024},
-    {"gpt2-774m", 36, 20, 1280, 50257, 1024}, {"gpt2-1558m", 48, 25, 1600, 50257, 1024},
+    {"gpt-tiny", 4, 4, 128, 256, 128},
+    {"gpt-small", 6, 6, 384, 256, 256},
+    {"gpt2-124m", 12, 12, 768, 50257, 1024},
+    {"gpt2-350m", 24, 16, 1024, 50257, 1024},
+    {"gpt2-774m", 36, 20, 1280, 50257, 1024},
+    {"gpt2-1558m", 48, 25, 1600, 50257, 1024},
+    // A byte-level Llama for CPU work: grouped-query attention, SwiGLU, RoPE.
+    {"llama-tiny", 4, 4, 128, 256, 128, "llama", 2, 352},
 };
+
+// What changes with arch: llama (Hugging Face's LlamaConfig defaults).
+void apply_llama_defaults(ModelConfig& m) {
+  m.arch = "llama";
+  m.tie_embeddings = false;
+  m.layer_norm_epsilon = 1e-6;
+}
+
+RopeScaling read_rope_scaling(MapReader& r) {
+  RopeScaling s;
+  const std::string type = r.get_choice("rope_type", "llama3", {"llama3"});
+  (void)type;
+  s.factor = r.get_double("factor", s.factor, Range::positive());
+  s.low_freq_factor = r.get_double("low_freq_factor", s.low_freq_factor, Range::positive());
+  s.high_freq_factor = r.get_double("high_freq_factor", s.high_freq_factor, Range::positive());
+  s.original_max_position_embeddings = r.get_int(
+      "original_max_position_embeddings", s.original_max_position_embeddings, Range::at_least(1));
+  if (s.high_freq_factor <= s.low_freq_factor) {
+    r.fail("high_freq_factor", "high_freq_factor must be larger than low_freq_factor");
+  }
+  r.finish();
+  return s;
+}
 
 std::optional<ModelConfig> find_preset(const std::string& name) {
   for (const Preset& p : kPresets) {
@@ -30,6 +60,9 @@ std::optional<ModelConfig> find_preset(const std::string& name) {
       m.n_embd = p.n_embd;
       m.vocab_size = p.vocab_size;
       m.block_size = p.block_size;
+      if (std::string(p.arch) == "llama") apply_llama_defaults(m);
+      m.n_kv_head = p.n_kv_head;
+      m.intermediate_size = p.intermediate_size;
       return m;
     }
   }
@@ -37,7 +70,9 @@ std::optional<ModelConfig> find_preset(const std::string& name) {
 }
 
 void read_fields(MapReader& m, ModelConfig& c) {
-  c.arch = m.get_choice("arch", c.arch, {"gpt"});
+  const std::string arch = m.get_choice("arch", c.arch, {"gpt", "llama"});
+  if (arch == "llama" && !c.llama()) apply_llama_defaults(c);
+  c.arch = arch;
   c.n_layer = m.get_int("n_layer", c.n_layer, Range::at_least(1));
   c.n_head = m.get_int("n_head", c.n_head, Range::at_least(1));
   c.n_embd = m.get_int("n_embd", c.n_embd, Range::at_least(1));
@@ -46,6 +81,26 @@ void read_fields(MapReader& m, ModelConfig& c) {
   c.tie_embeddings = m.get_bool("tie_embeddings", c.tie_embeddings);
   c.layer_norm_epsilon =
       m.get_double("layer_norm_epsilon", c.layer_norm_epsilon, Range::positive());
+  const auto llama_only = [&](const char* key) {
+    if (!c.llama() && m.has(key)) m.fail(key, fmt::format("{} needs arch: llama", key));
+  };
+  for (const char* key : {"n_kv_head", "intermediate_size", "rope_theta", "rope_scaling"}) {
+    llama_only(key);
+  }
+  c.n_kv_head = m.get_int("n_kv_head", c.n_kv_head, Range::at_least(0));
+  c.intermediate_size = m.get_int("intermediate_size", c.intermediate_size, Range::at_least(0));
+  c.rope_theta = m.get_double("rope_theta", c.rope_theta, Range::positive());
+  if (auto r = m.get_map("rope_scaling")) c.rope_scaling = read_rope_scaling(*r);
+  if (c.n_head % c.kv_heads() != 0) {
+    m.fail("n_kv_head",
+           fmt::format("n_head {} is not a multiple of n_kv_head {}", c.n_head, c.kv_heads()),
+           "each key/value head serves n_head / n_kv_head query heads");
+  }
+  if (c.llama() && (c.n_embd / c.n_head) % 2 != 0) {
+    m.fail("n_head", fmt::format("the head size n_embd / n_head = {} is odd; rotary "
+                                 "embeddings rotate pairs of channels",
+                                 c.n_embd / c.n_head));
+  }
   if (c.n_embd % c.n_head != 0) {
     m.fail(m.has("n_head") ? "n_head" : "n_embd",
            fmt::format("n_embd {} is not divisible by n_head {}", c.n_embd, c.n_head),
@@ -65,8 +120,21 @@ ModelConfig preset_or_fail(MapReader& parent, const std::string& key, const std:
 
 }  // namespace
 
+int64_t ModelConfig::mlp_width() const {
+  if (!llama()) return 4 * n_embd;
+  if (intermediate_size > 0) return intermediate_size;
+  // Llama's rule: 2/3 of 4 n_embd, rounded up to a multiple of 256.
+  const int64_t width = 8 * n_embd / 3;
+  return (width + 255) / 256 * 256;
+}
+
 int64_t ModelConfig::parameter_count() const {
   const int64_t c = n_embd;
+  if (llama()) {
+    const int64_t kv = kv_heads() * (c / n_head);
+    const int64_t per_block = 2 * c + c * c + 2 * c * kv + c * c + 3 * c * mlp_width();
+    return vocab_size * c + n_layer * per_block + c + (tie_embeddings ? 0 : vocab_size * c);
+  }
   const int64_t per_block = 2 * 2 * c            // two layernorms
                             + c * 3 * c + 3 * c  // qkv
                             + c * c + c          // attention projection

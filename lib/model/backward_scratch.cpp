@@ -14,20 +14,21 @@ void ensure(Buffer& b, int64_t floats) {
 
 }  // namespace
 
-void BackwardScratch::reserve(int B, int T, int64_t C, int64_t NH) {
-  const int64_t BT = int64_t{B} * T;
+void BackwardScratch::reserve(int B, int T, const config::ModelConfig& m) {
+  const int64_t BT = int64_t{B} * T, C = m.n_embd, NH = m.n_head, M = m.mlp_width();
   ensure(d_res, BT * C);
   ensure(d_ln, BT * C);
   ensure(d_atty, BT * C);
   ensure(d_qkv, BT * 3 * C);
   ensure(d_att, int64_t{B} * NH * T * T);
-  ensure(d_fch, BT * 4 * C);
-  ensure(d_gelu, BT * 4 * C);
+  ensure(d_fch, BT * M);
+  ensure(d_gelu, BT * M);
+  if (m.llama()) ensure(d_proj, BT * 3 * C);
 }
 
 int64_t BackwardScratch::bytes() const {
   return static_cast<int64_t>(d_res.size() + d_ln.size() + d_atty.size() + d_qkv.size() +
-                              d_att.size() + d_fch.size() + d_gelu.size());
+                              d_att.size() + d_fch.size() + d_gelu.size() + d_proj.size());
 }
 
 }  // namespace ds::model

@@ -5,12 +5,13 @@
 
 #include <cstdint>
 
+#include "config/model_config.h"
 #include "tensor/memory.h"
 
 namespace ds::model {
 
 struct BackwardScratch {
-  void reserve(int B, int T, int64_t C, int64_t NH);
+  void reserve(int B, int T, const config::ModelConfig& m);
   int64_t bytes() const;
 
   tensor::Buffer d_res;   // [BT, C]  gradient of a block's residual h
@@ -18,8 +19,11 @@ struct BackwardScratch {
   tensor::Buffer d_atty;  // [BT, C]
   tensor::Buffer d_qkv;   // [BT, 3C]
   tensor::Buffer d_att;   // [B, NH, T, T]
-  tensor::Buffer d_fch;   // [BT, 4C] gradient of the MLP's pre-activation
-  tensor::Buffer d_gelu;  // [BT, 4C] gradient of the MLP's activation
+  tensor::Buffer d_fch;   // [BT, M] gradient of the MLP's pre-activation (M: the MLP width)
+  tensor::Buffer d_gelu;  // [BT, M] gradient of the MLP's activation
+  // Llama: q | k | v before the heads are expanded for grouped-query attention, [BT, 3C]
+  // at most (a block's forward uses it too, as no backward runs meanwhile).
+  tensor::Buffer d_proj;
 };
 
 }  // namespace ds::model

@@ -1,6 +1,7 @@
 #include "model/embedding_layer.h"
 
 #include "tensor/cpu/kernels.h"
+#include "tensor/cpu/llama_kernels.h"
 
 namespace ds::model {
 
@@ -11,15 +12,23 @@ EmbeddingLayer::EmbeddingLayer(const LayerSpec& spec, const ModelLayout& layout,
     : Layer(spec),
       C_(static_cast<int>(m.n_embd)),
       wte_(local_offset(layout, 0)),
-      wpe_(local_offset(layout, 1)) {}
+      wpe_(spec.num_params > 1 ? local_offset(layout, 1) : -1) {}
 
 void EmbeddingLayer::forward(const float* w, const MicroBatch& mb, const float*, float* y, float*) {
-  cpu::encoder_forward(y, mb.tokens, w + wte_, w + wpe_, mb.B, mb.T, C_);
+  if (wpe_ < 0) {
+    cpu::embedding_forward(y, mb.tokens, w + wte_, mb.B, mb.T, C_);
+  } else {
+    cpu::encoder_forward(y, mb.tokens, w + wte_, w + wpe_, mb.B, mb.T, C_);
+  }
 }
 
 void EmbeddingLayer::backward(const float*, float* dw, const MicroBatch& mb, const float*,
                               const float* dy, float*, float*) {
-  cpu::encoder_backward(dw + wte_, dw + wpe_, dy, mb.tokens, mb.B, mb.T, C_);
+  if (wpe_ < 0) {
+    cpu::embedding_backward(dw + wte_, dy, mb.tokens, mb.B, mb.T, C_);
+  } else {
+    cpu::encoder_backward(dw + wte_, dw + wpe_, dy, mb.tokens, mb.B, mb.T, C_);
+  }
 }
 
 }  // namespace ds::model

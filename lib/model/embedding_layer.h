@@ -1,4 +1,5 @@
-// Token + position embedding: y[b,t] = wte[token] + wpe[t].
+// Token + position embedding: y[b,t] = wte[token] + wpe[t] (GPT-2), or the token
+// embedding alone when the layer has no wpe (Llama, whose positions are rotary).
 #pragma once
 
 #include "model/layer.h"

@@ -6,6 +6,7 @@
 #include "model/block_layer.h"
 #include "model/embedding_layer.h"
 #include "model/head_layer.h"
+#include "model/llama_block_layer.h"
 #include "util/error.h"
 
 namespace ds::model {
@@ -20,14 +21,19 @@ Gpt::Gpt(const config::ModelConfig& config) : config_(config), layout_(build_lay
         layers_.push_back(std::make_unique<EmbeddingLayer>(spec, layout_, config_));
         break;
       case LayerKind::kBlock:
-        layers_.push_back(std::make_unique<BlockLayer>(spec, layout_, config_, &scratch_));
+        if (config_.llama()) {
+          layers_.push_back(std::make_unique<LlamaBlockLayer>(spec, layout_, config_, &scratch_));
+        } else {
+          layers_.push_back(std::make_unique<BlockLayer>(spec, layout_, config_, &scratch_));
+        }
         break;
       case LayerKind::kHead:
         layers_.push_back(std::make_unique<HeadLayer>(spec, layout_, config_, &scratch_));
         break;
     }
   }
-  wte_local_ = layout_.param("transformer.wte.weight").offset - layout_.layers[0].offset;
+  // The token embedding is the embedding layer's first parameter (wte, embed_tokens).
+  wte_local_ = layout_.params[layout_.layers[0].first_param].offset - layout_.layers[0].offset;
 }
 
 void Gpt::set_activation_checkpoint_interval(int k) {
@@ -43,7 +49,7 @@ void Gpt::reserve_range(int first, int last, int B, int T, int slots) {
   DS_CHECK(T <= config_.block_size, "sequence length {} exceeds block_size {}", T,
            config_.block_size);
   store_.ensure(layers_, ChunkPlan(layout_, first, last, checkpoint_interval_), B, T, slots);
-  scratch_.reserve(B, T, config_.n_embd, config_.n_head);
+  scratch_.reserve(B, T, config_);
   const size_t hidden = sizeof(float) * int64_t{B} * T * config_.n_embd;
   if (grad_a_.size() < hidden) {
     grad_a_ = Buffer(hidden, MemoryCategory::kActivations);

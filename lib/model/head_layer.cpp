@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "tensor/cpu/kernels.h"
+#include "tensor/cpu/llama_kernels.h"
 #include "util/error.h"
 
 namespace ds::model {
@@ -16,10 +17,13 @@ HeadLayer::HeadLayer(const LayerSpec& spec, const ModelLayout& layout, const con
       V_(static_cast<int>(m.vocab_size)),
       eps_(static_cast<float>(m.layer_norm_epsilon)),
       tied_(m.tie_embeddings),
+      rms_(m.llama()),
       scratch_(scratch),
-      lnf_w_(local_offset(layout, 0)),
-      lnf_b_(local_offset(layout, 1)) {
-  if (!tied_) lm_head_ = local_offset(layout, 2);
+      lnf_w_(local_offset(layout, 0)) {
+  // GPT-2: ln_f weight and bias, then lm_head; Llama: the RMSNorm weight, then lm_head.
+  int next = 1;
+  if (!rms_) lnf_b_ = local_offset(layout, next++);
+  if (!tied_) lm_head_ = local_offset(layout, next);
 }
 
 HeadLayer::Saved HeadLayer::carve(FloatCarver& region, int B, int T) const {
@@ -45,7 +49,11 @@ void HeadLayer::forward(const float* w, const MicroBatch& mb, const float* x, fl
   DS_CHECK(head != nullptr, "the tied LM head ran before bind_tied_embedding()");
   FloatCarver region(saved);
   const Saved s = carve(region, mb.B, mb.T);
-  cpu::layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, x, w + lnf_w_, w + lnf_b_, N, C_, eps_);
+  if (rms_) {
+    cpu::rmsnorm_forward(s.lnf, s.lnf_rstd, x, w + lnf_w_, N, C_, eps_);
+  } else {
+    cpu::layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, x, w + lnf_w_, w + lnf_b_, N, C_, eps_);
+  }
   cpu::matmul_forward(s.logits, s.lnf, head, nullptr, N, C_, V_, cpu::WeightLayout::kOutIn);
   cpu::softmax_cross_entropy_forward(y, s.logits, s.logits, mb.targets, N, V_);
   probabilities_ = s.logits;
@@ -66,8 +74,12 @@ void HeadLayer::backward(const float* w, float* dw, const MicroBatch& mb, const 
   std::memset(d_lnf, 0, sizeof(float) * int64_t{N} * C_);
   cpu::matmul_backward(d_lnf, dhead, nullptr, dlogits, s.lnf, head, N, C_, V_,
                        cpu::WeightLayout::kOutIn);
-  cpu::layernorm_backward(dx, dw + lnf_w_, dw + lnf_b_, d_lnf, x, w + lnf_w_, s.lnf_mean,
-                          s.lnf_rstd, N, C_);
+  if (rms_) {
+    cpu::rmsnorm_backward(dx, dw + lnf_w_, d_lnf, x, w + lnf_w_, s.lnf_rstd, N, C_);
+  } else {
+    cpu::layernorm_backward(dx, dw + lnf_w_, dw + lnf_b_, d_lnf, x, w + lnf_w_, s.lnf_mean,
+                            s.lnf_rstd, N, C_);
+  }
 }
 
 }  // namespace ds::model

@@ -42,8 +42,9 @@ class HeadLayer : public Layer {
   int C_, V_;
   float eps_;
   bool tied_;
+  bool rms_;  // Llama's RMSNorm instead of GPT-2's LayerNorm
   BackwardScratch* scratch_;
-  int64_t lnf_w_, lnf_b_, lm_head_ = -1;
+  int64_t lnf_w_, lnf_b_ = -1, lm_head_ = -1;
   const float* tied_wte_ = nullptr;
   float* tied_dwte_ = nullptr;
   const float* probabilities_ = nullptr;

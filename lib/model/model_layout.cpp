@@ -60,7 +60,38 @@ int64_t ModelLayout::parameter_count() const {
   return n;
 }
 
+namespace {
+
+// Hugging Face's LlamaForCausalLM: nn.Linear weights are [out, in], no biases.
+ModelLayout build_llama_layout(const config::ModelConfig& m) {
+  const int64_t C = m.n_embd, V = m.vocab_size, I = m.mlp_width();
+  const int64_t KV = m.kv_heads() * (C / m.n_head);
+  LayoutBuilder b;
+  b.begin_layer(LayerKind::kEmbedding, "embedding");
+  b.add("model.embed_tokens.weight", {V, C}, Init::kNormal);
+  for (int64_t i = 0; i < m.n_layer; ++i) {
+    const std::string p = fmt::format("model.layers.{}.", i);
+    b.begin_layer(LayerKind::kBlock, fmt::format("layers.{}", i), static_cast<int>(i));
+    b.add(p + "input_layernorm.weight", {C}, Init::kOnes);
+    b.add(p + "self_attn.q_proj.weight", {C, C}, Init::kNormal);
+    b.add(p + "self_attn.k_proj.weight", {KV, C}, Init::kNormal);
+    b.add(p + "self_attn.v_proj.weight", {KV, C}, Init::kNormal);
+    b.add(p + "self_attn.o_proj.weight", {C, C}, Init::kNormal);
+    b.add(p + "post_attention_layernorm.weight", {C}, Init::kOnes);
+    b.add(p + "mlp.gate_proj.weight", {I, C}, Init::kNormal);
+    b.add(p + "mlp.up_proj.weight", {I, C}, Init::kNormal);
+    b.add(p + "mlp.down_proj.weight", {C, I}, Init::kNormal);
+  }
+  b.begin_layer(LayerKind::kHead, "head");
+  b.add("model.norm.weight", {C}, Init::kOnes);
+  if (!m.tie_embeddings) b.add("lm_head.weight", {V, C}, Init::kNormal);
+  return b.finish();
+}
+
+}  // namespace
+
 ModelLayout build_layout(const config::ModelConfig& m) {
+  if (m.llama()) return build_llama_layout(m);
   const int64_t C = m.n_embd, V = m.vocab_size;
   LayoutBuilder b;
   b.begin_layer(LayerKind::kEmbedding, "embedding");
