@@ -116,7 +116,8 @@ class GPT2(nn.Module):
         return logits, loss
 
 
-ST_DTYPES = {torch.float32: "F32", torch.int32: "I32", torch.int64: "I64", torch.float16: "F16"}
+ST_DTYPES = {torch.float32: "F32", torch.int32: "I32", torch.int64: "I64", torch.float16: "F16",
+             torch.bfloat16: "BF16"}
 TORCH_DTYPES = {name: dtype for dtype, name in ST_DTYPES.items()}
 
 
@@ -126,7 +127,9 @@ def write_safetensors(path, tensors, meta):
     header = {"__metadata__": meta} if meta else {}
     blobs, offset = [], 0
     for name, t in tensors.items():
-        data = t.contiguous().numpy().tobytes()  # little-endian on every supported host
+        t = t.contiguous()
+        # little-endian on every supported host; numpy has no bfloat16, so its bits go as int16
+        data = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
         header[name] = {
             "dtype": ST_DTYPES[t.dtype],
             "shape": list(t.shape),

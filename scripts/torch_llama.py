@@ -114,6 +114,8 @@ class Llama(nn.Module):
         self.lm_head = nn.Linear(c, cfg["vocab_size"], bias=False)
         self.register_buffer("inv_freq", inverse_frequencies(cfg), persistent=False)
         self.init_weights(cfg)
+        if cfg.get("tie_embeddings"):
+            self.lm_head.weight = self.model.embed_tokens.weight
 
     @torch.no_grad()
     def init_weights(self, cfg):

@@ -22,6 +22,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hf_folder  # noqa: E402
 from torch_gpt import GPT2, read_safetensors, write_safetensors  # noqa: E402
 
 
@@ -48,6 +49,7 @@ def parse_args():
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--init-weights", help="start from this safetensors file")
+    p.add_argument("--hf", help="a Hugging Face model folder (GPT-2 or Llama): its shape and weights")
     p.add_argument("--save-init", help="write the initial weights here first")
     p.add_argument("--json", action="store_true", help="print one JSON object per step")
     return p.parse_args()
@@ -67,7 +69,11 @@ def main():
         "layer_norm_eps": 1e-5,
         "init_std": 0.02,
     }
-    model = GPT2(cfg)
+    if args.hf:
+        model, hf_cfg = hf_folder.load(args.hf)
+        args.vocab_size, args.block_size = hf_cfg["vocab_size"], hf_cfg["block_size"]
+    else:
+        model = GPT2(cfg)
     if args.init_weights:
         tensors, _ = read_safetensors(args.init_weights)
         state = {name: tensors[name] for name, _ in model.named_parameters()}

@@ -13,3 +13,11 @@ add_test(NAME export_loads_in_pytorch
           "${PROJECT_SOURCE_DIR}")
 set_tests_properties(export_loads_in_pytorch PROPERTIES LABELS golden SKIP_RETURN_CODE 77
   TIMEOUT 600)
+
+# Hugging Face folders in (model: {from_hf}) and out (dsckpt export --format hf) against an
+# independent PyTorch Llama (skipped without torch).
+add_test(NAME hf_folders_match_pytorch
+  COMMAND bash "${CMAKE_CURRENT_SOURCE_DIR}/hf_torch_test.sh" "${PROJECT_BINARY_DIR}/bin"
+          "${PROJECT_SOURCE_DIR}")
+set_tests_properties(hf_folders_match_pytorch PROPERTIES LABELS golden SKIP_RETURN_CODE 77
+  TIMEOUT 600)

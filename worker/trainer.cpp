@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/hf_model.h"
 #include "checkpoint/weights_file.h"
 #include "model/init.h"
 #include "util/log.h"
@@ -75,6 +76,9 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options, TrainG
     if (!options_.init_weights.empty()) {
       checkpoint::load_weights(options_.init_weights, layout, cfg_.model.tie_embeddings,
                                initial.data());
+    } else if (!cfg_.model.hf_dir.empty()) {
+      checkpoint::load_hf_weights(cfg_.model.hf_dir, layout, cfg_.model.tie_embeddings,
+                                  initial.data());
     } else {
       model::init_weights(layout, cfg_.model, cfg_.train.seed, initial.data());
     }

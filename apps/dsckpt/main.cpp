@@ -11,18 +11,27 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("dsckpt ") + ds::kVersion);
   app.require_subcommand(1);
 
-  std::string dir, tag, out_file, dtype = "f32";
+  std::string dir, tag, out_file, dtype = "f32", format = "safetensors";
+  int64_t shard_mib = 5 * 1024;
   CLI::App* inspect = app.add_subcommand("inspect", "Tags, steps, layout, sizes and config");
   inspect->add_option("dir", dir, "Checkpoint folder (checkpoint.dir)")->required();
   CLI::App* verify = app.add_subcommand("verify", "Check completeness and checksums of a tag");
   verify->add_option("dir", dir, "Checkpoint folder")->required();
   verify->add_option("--tag", tag, "Tag (default: latest)");
   CLI::App* exporter = app.add_subcommand(
-      "export", "Write consolidated weights as safetensors with Hugging Face GPT-2 names");
+      "export", "Write consolidated weights with Hugging Face names (a file, or a model folder)");
   exporter->add_option("dir", dir, "Checkpoint folder")->required();
   exporter->add_option("--tag", tag, "Tag (default: latest)");
-  exporter->add_option("-o,--out", out_file, "Output .safetensors file")->required();
+  exporter->add_option("-o,--out", out_file, "Output .safetensors file (a folder with --format hf)")
+      ->required();
   exporter->add_option("--dtype", dtype, "f32 or bf16")->capture_default_str();
+  exporter
+      ->add_option("--format", format,
+                   "safetensors (one file) or hf (config.json + weights for from_pretrained)")
+      ->capture_default_str();
+  exporter->add_option("--max-shard-mib", shard_mib, "hf: largest weight file before sharding")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
 
   try {
     app.parse(argc, argv);
@@ -32,7 +41,9 @@ int main(int argc, char** argv) {
   try {
     if (inspect->parsed()) ds::checkpoint::inspect_command(dir, std::cout);
     if (verify->parsed()) return ds::checkpoint::verify_command(dir, tag, std::cout);
-    if (exporter->parsed()) ds::checkpoint::export_command(dir, tag, out_file, dtype, std::cout);
+    if (exporter->parsed()) {
+      ds::checkpoint::export_command(dir, tag, out_file, dtype, format, shard_mib << 20, std::cout);
+    }
     return 0;
   } catch (const ds::Error& e) {
     return ds::report_error("dsckpt", e);

@@ -330,20 +330,7 @@ LoadedCheckpoint load_checkpoint(const fs::path& dir, const std::string& tag,
   return out;
 }
 
-config::ModelConfig model_of(const Json& meta) {
-  const Json& m = meta.at("model");
-  config::ModelConfig c;
-  c.preset = m.value("preset", "");
-  c.arch = m.value("arch", "gpt");
-  c.n_layer = m.at("n_layer");
-  c.n_head = m.at("n_head");
-  c.n_embd = m.at("n_embd");
-  c.vocab_size = m.at("vocab_size");
-  c.block_size = m.at("block_size");
-  c.tie_embeddings = m.at("tie_embeddings");
-  c.layer_norm_epsilon = m.value("layer_norm_epsilon", 1e-5);
-  return c;
-}
+config::ModelConfig model_of(const Json& meta) { return config::model_from_json(meta.at("model")); }
 
 std::vector<float> consolidated_weights(const fs::path& dir, const std::string& tag,
                                         const model::ModelLayout& layout) {

@@ -3,6 +3,7 @@
 #include <ostream>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/hf_model.h"
 #include "checkpoint/weights_file.h"
 #include "util/error.h"
 
@@ -83,18 +84,28 @@ int verify_command(const fs::path& dir, const std::string& tag_in, std::ostream&
   return static_cast<int>(ExitCode::kUsage);
 }
 
-void export_command(const fs::path& dir, const std::string& tag_in, const fs::path& out_file,
-                    const std::string& dtype, std::ostream& out) {
+void export_command(const fs::path& dir, const std::string& tag_in, const fs::path& out,
+                    const std::string& dtype, const std::string& format, int64_t shard_bytes,
+                    std::ostream& out_text) {
   if (dtype != "f32" && dtype != "bf16") {
     throw UsageError(fmt::format("--dtype must be f32 or bf16, not {}", dtype));
+  }
+  if (format != "safetensors" && format != "hf") {
+    throw UsageError(fmt::format("--format must be safetensors or hf, not {}", format));
   }
   const std::string tag = latest_or(dir, tag_in);
   const config::ModelConfig model = model_of(read_meta(dir, tag));
   const model::ModelLayout layout = model::build_layout(model);
   const std::vector<float> weights = consolidated_weights(dir, tag, layout);
-  save_weights(out_file, layout, weights.data(), dtype == "bf16");
-  out << fmt::format("wrote {} ({} parameters, {}, Hugging Face GPT-2 names) from {}/{}\n",
-                     out_file.string(), layout.parameter_count(), dtype, dir.string(), tag);
+  if (format == "hf") {
+    save_hf_model(out, model, layout, weights.data(), dtype == "bf16", shard_bytes);
+  } else {
+    save_weights(out, layout, weights.data(), dtype == "bf16");
+  }
+  out_text << fmt::format("wrote {} ({} parameters, {}, Hugging Face {} names{}) from {}/{}\n",
+                          out.string(), layout.parameter_count(), dtype,
+                          model.llama() ? "Llama" : "GPT-2",
+                          format == "hf" ? ", with config.json" : "", dir.string(), tag);
 }
 
 }  // namespace ds::checkpoint

@@ -1,7 +1,7 @@
 #include "checkpoint/weights_file.h"
 
 #include <cstring>
-#include <set>
+#include <map>
 
 #include "checkpoint/safetensors.h"
 #include "tensor/dtype.h"
@@ -51,71 +51,89 @@ void convert_to_f32(const StTensor& t, float* out) {
 
 void load_weights(const std::filesystem::path& path, const model::ModelLayout& layout,
                   bool tie_embeddings, float* flat) {
-  const SafetensorsFile file = SafetensorsFile::load(path);
-  const std::string where = path.string();
-  std::set<std::string> loaded;
+  load_weights(std::vector<std::filesystem::path>{path}, layout, tie_embeddings, flat);
+}
+
+void load_weights(const std::vector<std::filesystem::path>& paths, const model::ModelLayout& layout,
+                  bool tie_embeddings, float* flat) {
+  std::map<std::string, std::string> loaded;  // parameter -> the file it came from
   std::memset(flat, 0, sizeof(float) * layout.total);
-  const StTensor* lm_head = nullptr;
   const std::string prefix = base_prefix(layout);
-  for (const StTensor& t : file.tensors()) {
-    const std::string name = canonical_name(t.name, prefix);
-    if (is_mask_buffer(name)) continue;
-    if (name == "lm_head.weight" && tie_embeddings) {
-      lm_head = &t;  // must equal wte; checked below
-      continue;
+  std::vector<float> tied_head;  // a tied model's lm_head.weight, when a file has one
+  std::string head_where;
+  for (const std::filesystem::path& path : paths) {
+    const SafetensorsFile file = SafetensorsFile::load(path);
+    const std::string where = path.string();
+    for (const StTensor& t : file.tensors()) {
+      const std::string name = canonical_name(t.name, prefix);
+      if (is_mask_buffer(name)) continue;
+      if (t.dtype != StDType::kF32 && t.dtype != StDType::kBF16 && t.dtype != StDType::kF16) {
+        throw UsageError(fmt::format("{}: tensor '{}' is {}; expected F32, BF16 or F16", where,
+                                     t.name, st_dtype_name(t.dtype)));
+      }
+      if (name == "lm_head.weight" && tie_embeddings) {
+        // Must equal the token embedding; checked below.
+        const auto& wte = layout.params[layout.layers[0].first_param];
+        if (t.shape != wte.shape) {
+          throw UsageError(fmt::format("{}: lm_head.weight has shape {}, expected {}", where,
+                                       shape_text(t.shape), shape_text(wte.shape)));
+        }
+        tied_head.resize(static_cast<size_t>(t.numel()));
+        convert_to_f32(t, tied_head.data());
+        head_where = where;
+        continue;
+      }
+      const model::ParamSpec* spec = nullptr;
+      for (const auto& p : layout.params) {
+        if (p.name == name) spec = &p;
+      }
+      if (spec == nullptr) {
+        throw UsageError(
+            fmt::format("{}: tensor '{}' is not a parameter of this model", where, t.name),
+            "check model: in the train.cfg (n_layer, tie_embeddings) against the file");
+      }
+      if (const auto [it, fresh] = loaded.emplace(name, where); !fresh) {
+        throw UsageError(
+            fmt::format("{}: '{}' appears twice (also in {}, with or without the "
+                        "'{}' prefix)",
+                        where, t.name, it->second, prefix));
+      }
+      if (t.shape != spec->shape) {
+        throw UsageError(fmt::format("{}: tensor '{}' has shape {}, the model expects {}", where,
+                                     t.name, shape_text(t.shape), shape_text(spec->shape)));
+      }
+      convert_to_f32(t, flat + spec->offset);
     }
-    const model::ParamSpec* spec = nullptr;
-    for (const auto& p : layout.params) {
-      if (p.name == name) spec = &p;
-    }
-    if (spec == nullptr) {
-      throw UsageError(
-          fmt::format("{}: tensor '{}' is not a parameter of this model", where, t.name),
-          "check model: in the train.cfg (n_layer, tie_embeddings) against the file");
-    }
-    if (!loaded.insert(name).second) {
-      throw UsageError(fmt::format("{}: '{}' appears twice (with and without the '{}' prefix)",
-                                   where, t.name, prefix));
-    }
-    if (t.shape != spec->shape) {
-      throw UsageError(fmt::format("{}: tensor '{}' has shape {}, the model expects {}", where,
-                                   t.name, shape_text(t.shape), shape_text(spec->shape)));
-    }
-    if (t.dtype != StDType::kF32 && t.dtype != StDType::kBF16 && t.dtype != StDType::kF16) {
-      throw UsageError(fmt::format("{}: tensor '{}' is {}; expected F32, BF16 or F16", where,
-                                   t.name, st_dtype_name(t.dtype)));
-    }
-    convert_to_f32(t, flat + spec->offset);
   }
+  const std::string files = paths.size() == 1 ? paths[0].string() : "the weight files";
   for (const auto& p : layout.params) {
     if (!loaded.count(p.name)) {
       throw UsageError(
-          fmt::format("{}: parameter '{}' {} is missing", where, p.name, shape_text(p.shape)),
-          "the file must hold every parameter of the model in the train.cfg");
+          fmt::format("{}: parameter '{}' {} is missing", files, p.name, shape_text(p.shape)),
+          "the weights must hold every parameter of the model in the train.cfg");
     }
   }
-  if (lm_head != nullptr) {
-    const auto& wte = layout.params[layout.layers[0].first_param];  // the token embedding
-    std::vector<float> head(wte.numel);
-    if (lm_head->shape != wte.shape) {
-      throw UsageError(fmt::format("{}: lm_head.weight has shape {}, expected {}", where,
-                                   shape_text(lm_head->shape), shape_text(wte.shape)));
-    }
-    convert_to_f32(*lm_head, head.data());
-    if (std::memcmp(head.data(), flat + wte.offset, sizeof(float) * wte.numel) != 0) {
+  if (!tied_head.empty()) {
+    const auto& wte = layout.params[layout.layers[0].first_param];
+    if (std::memcmp(tied_head.data(), flat + wte.offset, sizeof(float) * wte.numel) != 0) {
       throw UsageError(fmt::format("{}: lm_head.weight differs from {}, but the model ties them",
-                                   where, wte.name),
+                                   head_where, wte.name),
                        "set model.tie_embeddings: false to train an untied head");
     }
   }
 }
 
 void save_weights(const std::filesystem::path& path, const model::ModelLayout& layout,
-                  const float* flat, bool bf16) {
+                  const float* flat, bool bf16, const std::vector<int>& only) {
   std::vector<StTensorRef> refs;
   refs.reserve(layout.params.size());
   std::vector<uint16_t> halves(bf16 ? static_cast<size_t>(layout.total) : 0);
-  for (const auto& p : layout.params) {
+  std::vector<int> which = only;
+  if (which.empty()) {
+    for (size_t i = 0; i < layout.params.size(); ++i) which.push_back(static_cast<int>(i));
+  }
+  for (int index : which) {
+    const model::ParamSpec& p = layout.params[index];
     if (!bf16) {
       refs.push_back({p.name, StDType::kF32, p.shape, flat + p.offset});
       continue;

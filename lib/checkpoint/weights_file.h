@@ -1,8 +1,9 @@
-// Model weights as one safetensors file with Hugging Face GPT-2 names and layouts
-// (Conv1D weights [in, out]), as `transformers` and plain PyTorch read them.
+// Model weights as safetensors with Hugging Face's names and layouts (GPT-2: Conv1D
+// weights [in, out]; Llama: nn.Linear [out, in]), as `transformers` and PyTorch read them.
 #pragma once
 
 #include <filesystem>
+#include <vector>
 
 #include "model/model_layout.h"
 
@@ -14,10 +15,14 @@ namespace ds::checkpoint {
 // are skipped. A missing, extra or wrongly shaped tensor is a UsageError naming it.
 void load_weights(const std::filesystem::path& path, const model::ModelLayout& layout,
                   bool tie_embeddings, float* flat);
+// The same over several files (a sharded Hugging Face checkpoint): together they must hold
+// every parameter exactly once.
+void load_weights(const std::vector<std::filesystem::path>& paths, const model::ModelLayout& layout,
+                  bool tie_embeddings, float* flat);
 
-// Writes every parameter as F32, or BF16 when `bf16` (lm_head.weight omitted when
-// tied, as Hugging Face does), atomically.
+// Writes every parameter (or the layout.params indexes in `only`) as F32, or BF16 when `bf16`
+// (lm_head.weight omitted when tied, as Hugging Face does), atomically.
 void save_weights(const std::filesystem::path& path, const model::ModelLayout& layout,
-                  const float* flat, bool bf16 = false);
+                  const float* flat, bool bf16 = false, const std::vector<int>& only = {});
 
 }  // namespace ds::checkpoint

@@ -221,6 +221,7 @@ Json to_json(const DsConfig& ds) {
 Json to_json(const ModelConfig& m) {
   Json j;
   if (!m.preset.empty()) j["preset"] = m.preset;
+  if (!m.hf_dir.empty()) j["from_hf"] = m.hf_dir;
   j["arch"] = m.arch;
   j["n_layer"] = m.n_layer;
   j["n_head"] = m.n_head;
@@ -244,6 +245,31 @@ Json to_json(const ModelConfig& m) {
   }
   j["parameters"] = m.parameter_count();
   return j;
+}
+
+ModelConfig model_from_json(const nlohmann::json& j) {
+  ModelConfig c;
+  c.preset = j.value("preset", "");
+  c.arch = j.value("arch", "gpt");
+  c.n_layer = j.at("n_layer");
+  c.n_head = j.at("n_head");
+  c.n_embd = j.at("n_embd");
+  c.vocab_size = j.at("vocab_size");
+  c.block_size = j.at("block_size");
+  c.tie_embeddings = j.at("tie_embeddings");
+  c.layer_norm_epsilon = j.value("layer_norm_epsilon", 1e-5);
+  if (c.llama()) {
+    c.n_kv_head = j.value("n_kv_head", int64_t{0});
+    c.intermediate_size = j.value("intermediate_size", int64_t{0});
+    c.rope_theta = j.value("rope_theta", 10000.0);
+    if (j.contains("rope_scaling")) {
+      const auto& r = j.at("rope_scaling");
+      c.rope_scaling =
+          RopeScaling{r.at("factor"), r.at("low_freq_factor"), r.at("high_freq_factor"),
+                      r.at("original_max_position_embeddings")};
+    }
+  }
+  return c;
 }
 
 Json to_json(const TrainConfig& cfg) {

@@ -12,4 +12,7 @@ nlohmann::ordered_json to_json(const DsConfig& ds);
 nlohmann::ordered_json to_json(const ModelConfig& model);
 nlohmann::ordered_json to_json(const TrainConfig& cfg);
 
+// The model back from to_json's form (as checkpoints record it).
+ModelConfig model_from_json(const nlohmann::json& j);
+
 }  // namespace ds::config

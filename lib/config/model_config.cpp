@@ -2,6 +2,7 @@
 
 #include <optional>
 
+#include "config/hf_config.h"
 #include "util/files.h"
 #include "util/strings.h"
 
@@ -177,6 +178,15 @@ ModelConfig parse_model(MapReader& parent, const std::string& key) {
 
 ModelConfig parse_model_map(MapReader& m) {
   ModelConfig c;
+  if (auto dir = m.get_optional_string("from_hf")) {
+    // The shape is the folder's config.json; only the context may change.
+    const std::filesystem::path path = resolve_relative(m.document().dir, *dir);
+    c = read_hf_config(path);
+    c.hf_dir = path.string();
+    c.block_size = m.get_int("block_size", c.block_size, Range::at_least(1));
+    m.finish();  // any other key is unknown here: the shape is the folder's
+    return c;
+  }
   if (auto preset = m.get_optional_string("preset")) c = preset_or_fail(m, "preset", *preset);
   read_fields(m, c);
   return c;

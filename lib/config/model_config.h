@@ -35,6 +35,9 @@ struct ModelConfig {
   int64_t intermediate_size = 0;  // SwiGLU width (0: Llama's rule from n_embd)
   double rope_theta = 10000.0;
   std::optional<RopeScaling> rope_scaling;
+  // model: {from_hf: DIR}: the Hugging Face folder the shape came from, whose weights
+  // (*.safetensors) a run starts from.
+  std::string hf_dir;
 
   bool llama() const { return arch == "llama"; }
   int64_t kv_heads() const { return n_kv_head > 0 ? n_kv_head : n_head; }
