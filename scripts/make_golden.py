@@ -10,6 +10,8 @@ test/golden/gpt_small.safetensors and test/golden/llama_small.safetensors:
   logits            [B, T, V]
   loss              [1], mean cross-entropy over all B*T positions
   grad.<hf name>    every parameter's gradient at the initial weights
+  masked_targets, masked_loss, masked_grad.<hf name>
+                    the same with every third target ignored (-100)
   adamw_losses      [10], the loss before each of 10 AdamW steps on the same batch
 
 and a human-readable summary beside each (gpt_small.json, llama_small.json). The safetensors file is
@@ -103,6 +105,18 @@ def compute(cfg, model_class):
     out["loss"] = loss.detach().reshape(1).clone()
     for name, p in model.named_parameters():
         out["grad." + name] = p.grad.detach().clone()
+
+    # Loss masking: every third target ignored (PyTorch's ignore_index, -100), as prompt
+    # and padding positions are; the loss is the mean over the rest.
+    model.zero_grad(set_to_none=True)
+    masked = targets.clone()
+    masked[:, ::3] = -100
+    _, masked_loss = model(inputs, masked)
+    masked_loss.backward()
+    out["masked_targets"] = masked.to(torch.int32)
+    out["masked_loss"] = masked_loss.detach().reshape(1).clone()
+    for name, p in model.named_parameters():
+        out["masked_grad." + name] = p.grad.detach().clone()
 
     # The same model continues from its initial weights: zero_grad, then each step
     # records the loss before it updates.

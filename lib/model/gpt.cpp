@@ -7,9 +7,14 @@
 #include "model/embedding_layer.h"
 #include "model/head_layer.h"
 #include "model/llama_block_layer.h"
+#include "tensor/cpu/kernels.h"
 #include "util/error.h"
 
 namespace ds::model {
+
+int64_t count_targets(const int32_t* targets, int64_t positions) {
+  return positions - std::count(targets, targets + positions, tensor::cpu::kIgnoreTarget);
+}
 
 using tensor::Buffer;
 using tensor::MemoryCategory;
@@ -55,7 +60,10 @@ void Gpt::reserve_range(int first, int last, int B, int T, int slots) {
     grad_a_ = Buffer(hidden, MemoryCategory::kActivations);
     grad_b_ = Buffer(hidden, MemoryCategory::kActivations);
   }
-  if (static_cast<int>(slot_positions_.size()) < slots) slot_positions_.resize(slots, 0);
+  if (static_cast<int>(slot_positions_.size()) < slots) {
+    slot_positions_.resize(slots, 0);
+    slot_targets_.resize(slots, 0);
+  }
 }
 
 void Gpt::check_range(int first, int last, int slot) const {
@@ -68,7 +76,8 @@ void Gpt::check_tokens(const MicroBatch& mb, bool tokens, bool targets) const {
   const int64_t n = int64_t{mb.B} * mb.T;
   for (int64_t i = 0; i < n; ++i) {
     const bool tok_ok = !tokens || (mb.tokens[i] >= 0 && mb.tokens[i] < config_.vocab_size);
-    const bool tgt_ok = !targets || (mb.targets[i] >= 0 && mb.targets[i] < config_.vocab_size);
+    const bool tgt_ok = !targets || (mb.targets[i] >= 0 && mb.targets[i] < config_.vocab_size) ||
+                        mb.targets[i] == tensor::cpu::kIgnoreTarget;
     if (!tok_ok || !tgt_ok) {
       throw UsageError(
           fmt::format("token id {} at position {} of the batch is outside the "
@@ -121,6 +130,7 @@ const float* Gpt::forward_range(int first, int last, const MicroBatch& mb, const
     head_slot_ = slot;
     last_head_slot_ = slot;
     slot_positions_[slot] = int64_t{mb.B} * mb.T;
+    slot_targets_[slot] = count_targets(mb.targets, slot_positions_[slot]);
   }
   return in;
 }
@@ -194,10 +204,13 @@ double Gpt::loss(int slot) const {
       slot >= 0 && slot < static_cast<int>(slot_positions_.size()) && slot_positions_[slot] > 0,
       "no forward through the head ran on activation slot {}", slot);
   const float* losses = store_.output(slot, num_layers() - 1);
+  // The mean over the positions with a target (ignored ones have loss 0), as PyTorch's
+  // cross_entropy with ignore_index; 0 for a micro-batch without any.
   const int64_t n = slot_positions_[slot];
+  const int64_t counted = slot_targets_[slot];
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += losses[i];
-  return sum / static_cast<double>(n);
+  return counted > 0 ? sum / static_cast<double>(counted) : 0.0;
 }
 
 double Gpt::forward(const MicroBatch& mb, LayerBuffers& buffers) {

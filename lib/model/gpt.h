@@ -60,8 +60,8 @@ class Gpt {
   // overwritten by another slot's forward (the head keeps one set).
   const float* backward_range(int first, int last, const MicroBatch& mb, const float* x,
                               const float* dy, LayerBuffers& buffers, int slot);
-  // The mean loss over the B*T positions of the slot's last forward that ended with
-  // the head.
+  // The mean loss over the positions with a target (not kIgnoreTarget) of the slot's last
+  // forward that ended with the head.
   double loss(int slot) const;
 
   // Runs every layer with the weights `buffers` provides, in slot 0; returns the mean
@@ -103,7 +103,8 @@ class Gpt {
   int64_t wte_local_ = 0;  // offset of wte inside the embedding layer, for the tied head
   // Positions (B*T) of each slot's last forward that ended with the head.
   std::vector<int64_t> slot_positions_;
-  int head_slot_ = -1;  // whose activations the head's one set holds; -1: none
+  std::vector<int64_t> slot_targets_;  // of those, positions with a target (not ignored)
+  int head_slot_ = -1;                 // whose activations the head's one set holds; -1: none
   int last_head_slot_ = -1;
 };
 

@@ -21,10 +21,14 @@ struct MicroBatch {
   const int32_t* targets = nullptr;  // [B, T]; only the head reads them
   int B = 0;
   int T = 0;
-  // d(objective)/d(loss at one position): 1 / (B T accumulation_steps), times the
-  // loss scale under fp16. The head's backward starts from it.
+  // d(objective)/d(loss at one position): 1 / (positions with a target x
+  // accumulation_steps), times the loss scale under fp16 (count_targets). The head's
+  // backward starts from it; ignored positions (kIgnoreTarget) get no gradient.
   float dloss = 0;
 };
+
+// Positions of a micro-batch that have a target (are not tensor::cpu::kIgnoreTarget).
+int64_t count_targets(const int32_t* targets, int64_t positions);
 
 class Layer {
  public:

@@ -108,9 +108,10 @@ std::optional<zero::StepStats> PipelineExecutor::run(const Instruction& ins,
       engine_.begin_backward();
       const float* x = first ? nullptr : act_in_[b].as<float>();
       const float* dy = last ? nullptr : grad_in_[b].as<float>();
-      const float* dx =
-          model_.backward_range(first_, last_, micro_batch(b, engine_.micro_batch_dloss()), x, dy,
-                                engine_.layer_buffers(), b);
+      // Only the last stage's head reads dloss (and only it loaded the targets).
+      const float dloss = last ? engine_.micro_batch_dloss(targets_[b].as<int32_t>()) : 0.0f;
+      const float* dx = model_.backward_range(first_, last_, micro_batch(b, dloss), x, dy,
+                                              engine_.layer_buffers(), b);
       engine_.end_backward();
       // The model reuses its gradient buffers in the next backward; SendGrad comes later.
       if (!first) std::memcpy(grad_out_[b].data(), dx, sizeof(float) * hidden_);

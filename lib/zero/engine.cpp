@@ -275,8 +275,10 @@ void Engine::reduce_tied_gradients() {
   }
 }
 
-float Engine::micro_batch_dloss() const {
-  return static_cast<float>(scaler_.scale() / (double(micro_) * double(seq_len_) * double(accum_)));
+float Engine::micro_batch_dloss(const int32_t* targets) const {
+  const int64_t counted = model::count_targets(targets, micro_ * seq_len_);
+  if (counted == 0) return 0.0f;  // nothing to learn from: no gradient
+  return static_cast<float>(scaler_.scale() / (double(counted) * double(accum_)));
 }
 
 void Engine::begin_step() {
@@ -305,10 +307,11 @@ void Engine::end_backward() {
 StepStats Engine::train_step(const BatchFiller& fill) {
   begin_step();
   const int B = static_cast<int>(micro_), T = static_cast<int>(seq_len_);
-  model::MicroBatch mb{inputs_.as<int32_t>(), targets_.as<int32_t>(), B, T, micro_batch_dloss()};
+  model::MicroBatch mb{inputs_.as<int32_t>(), targets_.as<int32_t>(), B, T, 0.0f};
   double loss_sum = 0;
   for (int m = 0; m < accum_; ++m) {
     fill(m, inputs_.as<int32_t>(), targets_.as<int32_t>());
+    mb.dloss = micro_batch_dloss(mb.targets);
     auto start = Clock::now();
     begin_forward();
     loss_sum += model_.forward(mb, *buffers_);

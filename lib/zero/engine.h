@@ -107,8 +107,9 @@ class Engine {
   void begin_backward();
   void end_backward();
   StepStats finish_step(double loss_sum);
-  // d(objective)/d(loss at one position) for this step's micro-batches.
-  float micro_batch_dloss() const;
+  // d(objective)/d(loss at one position) for a micro-batch with these targets ([MB, T]):
+  // each micro-batch's loss is the mean over its positions with a target.
+  float micro_batch_dloss(const int32_t* targets) const;
   // Time the executor spent in this step's forwards, backwards and point-to-point sends.
   void add_times(double forward_s, double backward_s, double comm_s);
 

@@ -303,15 +303,16 @@ void add_inplace(float* dst, const float* src, int64_t N) {
 void softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
                                    const int32_t* targets, int N, int V) {
   for (int n = 0; n < N; ++n) {
-    DS_CHECK(targets[n] >= 0 && targets[n] < V, "target {} at position {} is outside [0, {})",
-             targets[n], n, V);
+    DS_CHECK((targets[n] >= 0 && targets[n] < V) || targets[n] == kIgnoreTarget,
+             "target {} at position {} is outside [0, {})", targets[n], n, V);
   }
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
     const float* x = logits + size_t(n) * V;
     float* p = probs + size_t(n) * V;
     // Read before p (which may be x) is overwritten.
-    const float target_logit = x[targets[n]];
+    const bool ignored = targets[n] == kIgnoreTarget;
+    const float target_logit = ignored ? 0.0f : x[targets[n]];
     const float maxv = lane_max(x, V);
     // The sum is kept in double: GPT-2 rows have 50257 terms.
     const double sum = lane_sum<double>(V, [&](int64_t i) {
@@ -322,7 +323,8 @@ void softmax_cross_entropy_forward(float* losses, float* probs, const float* log
     const float inv = static_cast<float>(1.0 / sum);
 #pragma omp simd
     for (int i = 0; i < V; ++i) p[i] *= inv;
-    losses[n] = static_cast<float>(std::log(sum) + double(maxv) - double(target_logit));
+    losses[n] =
+        ignored ? 0.0f : static_cast<float>(std::log(sum) + double(maxv) - double(target_logit));
   }
 }
 
@@ -332,6 +334,10 @@ void softmax_cross_entropy_backward(float* dlogits, const float* probs, const in
   for (int n = 0; n < N; ++n) {
     const float* p = probs + size_t(n) * V;
     float* d = dlogits + size_t(n) * V;
+    if (targets[n] == kIgnoreTarget) {
+      std::memset(d, 0, sizeof(float) * V);
+      continue;
+    }
 #pragma omp simd
     for (int i = 0; i < V; ++i) d[i] = p[i] * dloss;
     d[targets[n]] -= dloss;

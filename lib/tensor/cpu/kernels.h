@@ -61,13 +61,18 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N);
 void residual_forward(float* out, const float* a, const float* b, int64_t N);
 void add_inplace(float* dst, const float* src, int64_t N);
 
+// A target that takes no part in the loss (a padded or prompt position): PyTorch's
+// ignore_index.
+inline constexpr int32_t kIgnoreTarget = -100;
+
 // Per row of V logits: losses[n] = logsumexp(logits[n]) - logits[n][targets[n]], and
 // probs = softmax(logits), computed with the row maximum subtracted. Targets must be in
-// [0, V). probs may alias logits (the logits are then overwritten), which saves N*V floats —
-// 200 MB for GPT-2's vocabulary at B*T = 1024.
+// [0, V) or kIgnoreTarget, whose loss is 0. probs may alias logits (the logits are then
+// overwritten), which saves N*V floats — 200 MB for GPT-2's vocabulary at B*T = 1024.
 void softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
                                    const int32_t* targets, int N, int V);
-// dlogits = (probs - onehot(targets)) * dloss. WRITES (=) rather than accumulates, so that
+// dlogits = (probs - onehot(targets)) * dloss (0 for ignored rows). WRITES (=) rather than
+// accumulates, so that
 // dlogits may alias probs (and so the logits) and the N*V buffer is reused in place.
 // dloss is the same for every position, e.g. 1 / (N * grad_accumulation_steps).
 void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets,
