@@ -15,6 +15,7 @@ packages=(
   libopenblas-dev libopenblas0-openmp                            # CPU matmuls (OpenMP build)
   python3 python3-torch python3-numpy                            # reference numbers
   python3-matplotlib                                             # scripts/plot_metrics.py
+  unicode-data                                                   # lib/tokenizer: Unicode classes at build time
   fortunes fortunes-min                                          # the default example's text
 )
 
