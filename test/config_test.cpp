@@ -283,8 +283,8 @@ TEST_CASE("GPT-2 124M has GPT-2's parameter count", "[config][model]") {
 }
 
 TEST_CASE("every example in configs/ validates", "[config][examples]") {
-  for (const char* name :
-       {"tiny.yaml", "gpt2-124m-zero2-bf16.yaml", "zero3-offload.yaml", "pipeline-2stage.yaml"}) {
+  for (const char* name : {"tiny.yaml", "gpt2-124m-zero2-bf16.yaml", "zero3-offload.yaml",
+                           "pipeline-2stage.yaml", "llama-tiny.yaml"}) {
     INFO(name);
     for (int64_t world : {2, 4, 8}) {
       CHECK_NOTHROW(load_train_config(std::string(DS_SOURCE_DIR) + "/configs/" + name, world));
