@@ -117,6 +117,21 @@ TEST_CASE("a training step allocates nothing after the first", "[golden]") {
 
 namespace {
 
+// Each parameter's gradient within 1e-4 of its PyTorch tensor's largest magnitude.
+void check_gradients(const Golden& g, const ds::model::ModelLayout& layout,
+                     const std::vector<float>& grads, const std::string& prefix) {
+  for (const auto& p : layout.params) {
+    const std::vector<float> want = g.file.f32(prefix + p.name);
+    float max_magnitude = 0, max_error = 0;
+    for (int64_t i = 0; i < p.numel; ++i) {
+      max_magnitude = std::max(max_magnitude, std::fabs(want[i]));
+      max_error = std::max(max_error, std::fabs(grads[p.offset + i] - want[i]));
+    }
+    INFO(p.name << ": max error " << max_error << ", max magnitude " << max_magnitude);
+    CHECK(max_error <= 1e-4f * max_magnitude);
+  }
+}
+
 void check_forward_backward(const Golden& g) {
   ds::model::Gpt gpt(g.model);
   std::vector<float> params = load_params(g, gpt.layout());
@@ -130,16 +145,7 @@ void check_forward_backward(const Golden& g) {
   CHECK(std::fabs(loss - expected) <= 1e-5 * std::fabs(expected));
 
   gpt.backward(params.data(), grads.data(), mb);
-  for (const auto& p : gpt.layout().params) {
-    const std::vector<float> want = g.file.f32("grad." + p.name);
-    float max_magnitude = 0, max_error = 0;
-    for (int64_t i = 0; i < p.numel; ++i) {
-      max_magnitude = std::max(max_magnitude, std::fabs(want[i]));
-      max_error = std::max(max_error, std::fabs(grads[p.offset + i] - want[i]));
-    }
-    INFO(p.name << ": max error " << max_error << ", max magnitude " << max_magnitude);
-    CHECK(max_error <= 1e-4f * max_magnitude);
-  }
+  check_gradients(g, gpt.layout(), grads, "grad.");
 }
 
 // Every third target ignored: the loss is the mean over the others, ignored positions
@@ -158,16 +164,7 @@ void check_masked(const Golden& g) {
   INFO("masked loss " << loss << " vs PyTorch " << expected);
   CHECK(std::fabs(loss - expected) <= 1e-5 * std::fabs(expected));
   gpt.backward(params.data(), grads.data(), mb);
-  for (const auto& p : gpt.layout().params) {
-    const std::vector<float> want = g.file.f32("masked_grad." + p.name);
-    float max_magnitude = 0, max_error = 0;
-    for (int64_t i = 0; i < p.numel; ++i) {
-      max_magnitude = std::max(max_magnitude, std::fabs(want[i]));
-      max_error = std::max(max_error, std::fabs(grads[p.offset + i] - want[i]));
-    }
-    INFO(p.name << ": max error " << max_error << ", max magnitude " << max_magnitude);
-    CHECK(max_error <= 1e-4f * max_magnitude);
-  }
+  check_gradients(g, gpt.layout(), grads, "masked_grad.");
 }
 
 void check_adamw(const Golden& g) {

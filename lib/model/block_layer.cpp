@@ -9,14 +9,6 @@ namespace ds::model {
 namespace cpu = tensor::cpu;
 using Layout = tensor::cpu::WeightLayout;
 
-namespace {
-
-void zero_floats(float* p, int64_t floats) {
-  std::memset(p, 0, sizeof(float) * static_cast<size_t>(floats));
-}
-
-}  // namespace
-
 BlockLayer::BlockLayer(const LayerSpec& spec, const ModelLayout& layout,
                        const config::ModelConfig& m, BackwardScratch* scratch)
     : Layer(spec),
@@ -88,12 +80,12 @@ void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const
 
   // MLP branch: y = h + mlp(h).
   std::memcpy(d_res, dy, sizeof(float) * NC);
-  zero_floats(d_gelu, int64_t{N} * 4 * C);
+  cpu::fill_zero(d_gelu, int64_t{N} * 4 * C);
   cpu::matmul_backward(d_gelu, dw + fc_proj_w_, dw + fc_proj_b_, dy, s.fch_gelu, w + fc_proj_w_, N,
                        4 * C, C, Layout::kInOut);
-  zero_floats(d_fch, int64_t{N} * 4 * C);
+  cpu::fill_zero(d_fch, int64_t{N} * 4 * C);
   cpu::gelu_backward(d_fch, s.fch, d_gelu, int64_t{N} * 4 * C);
-  zero_floats(d_ln, NC);
+  cpu::fill_zero(d_ln, NC);
   cpu::matmul_backward(d_ln, dw + fc_w_, dw + fc_b_, d_fch, s.ln2, w + fc_w_, N, C, 4 * C,
                        Layout::kInOut);
   cpu::layernorm_backward(d_res, dw + ln2_w_, dw + ln2_b_, d_ln, s.res, w + ln2_w_, s.ln2_mean,
@@ -101,12 +93,12 @@ void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const
 
   // Attention branch: h = x + attn(x).
   cpu::add_inplace(dx, d_res, NC);
-  zero_floats(d_atty, NC);
+  cpu::fill_zero(d_atty, NC);
   cpu::matmul_backward(d_atty, dw + proj_w_, dw + proj_b_, d_res, s.atty, w + proj_w_, N, C, C,
                        Layout::kInOut);
-  zero_floats(d_qkv, NC * 3);
+  cpu::fill_zero(d_qkv, NC * 3);
   cpu::attention_backward(d_qkv, t.d_att.as<float>(), d_atty, s.qkv, s.att, mb.B, mb.T, C, NH_);
-  zero_floats(d_ln, NC);
+  cpu::fill_zero(d_ln, NC);
   cpu::matmul_backward(d_ln, dw + attn_w_, dw + attn_b_, d_qkv, s.ln1, w + attn_w_, N, C, 3 * C,
                        Layout::kInOut);
   cpu::layernorm_backward(dx, dw + ln1_w_, dw + ln1_b_, d_ln, x, w + ln1_w_, s.ln1_mean, s.ln1_rstd,

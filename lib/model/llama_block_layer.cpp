@@ -13,14 +13,6 @@ namespace ds::model {
 namespace cpu = tensor::cpu;
 using Layout = tensor::cpu::WeightLayout;
 
-namespace {
-
-void zero_floats(float* p, int64_t floats) {
-  std::memset(p, 0, sizeof(float) * static_cast<size_t>(floats));
-}
-
-}  // namespace
-
 LlamaBlockLayer::LlamaBlockLayer(const LayerSpec& spec, const ModelLayout& layout,
                                  const config::ModelConfig& m, BackwardScratch* scratch)
     : Layer(spec),
@@ -171,19 +163,19 @@ void LlamaBlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, 
   // MLP branch: y = h + down(silu(gate) * up).
   std::memcpy(d_res, dy, sizeof(float) * NC);
   cpu::swiglu_forward(act, s.gate, s.up, NM);  // recomputed rather than kept per slot
-  zero_floats(d_act, NM);
+  cpu::fill_zero(d_act, NM);
   cpu::matmul_backward(d_act, dw + down_, nullptr, dy, act, w + down_, N, M_, C, Layout::kOutIn);
   cpu::swiglu_backward(d_act, act, d_act, s.gate, s.up, NM);
-  zero_floats(d_ln, NC);
+  cpu::fill_zero(d_ln, NC);
   cpu::matmul_backward(d_ln, dw + gate_, nullptr, d_act, s.n2, w + gate_, N, C, M_, Layout::kOutIn);
   cpu::matmul_backward(d_ln, dw + up_, nullptr, act, s.n2, w + up_, N, C, M_, Layout::kOutIn);
   cpu::rmsnorm_backward(d_res, dw + ln2_, d_ln, s.res, w + ln2_, s.rstd2, N, C);
 
   // Attention branch: h = x + o(attention(...)).
   cpu::add_inplace(dx, d_res, NC);
-  zero_floats(d_atty, NC);
+  cpu::fill_zero(d_atty, NC);
   cpu::matmul_backward(d_atty, dw + o_, nullptr, d_res, s.atty, w + o_, N, C, C, Layout::kOutIn);
-  zero_floats(d_qkv, NC * 3);
+  cpu::fill_zero(d_qkv, NC * 3);
   cpu::attention_backward(d_qkv, t.d_att.as<float>(), d_atty, s.qkv, s.att, mb.B, mb.T, C, NH_);
   reduce_heads(d_proj, d_qkv, N);
   float* dq = d_proj;
@@ -191,7 +183,7 @@ void LlamaBlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, 
   float* dv = dk + int64_t{N} * KV;
   cpu::rope_backward(dq, cos_.data(), sin_.data(), N, mb.T, NH_, hs_, C);
   cpu::rope_backward(dk, cos_.data(), sin_.data(), N, mb.T, KVH_, hs_, KV);
-  zero_floats(d_ln, NC);
+  cpu::fill_zero(d_ln, NC);
   cpu::matmul_backward(d_ln, dw + q_, nullptr, dq, s.n1, w + q_, N, C, C, Layout::kOutIn);
   cpu::matmul_backward(d_ln, dw + k_, nullptr, dk, s.n1, w + k_, N, C, KV, Layout::kOutIn);
   cpu::matmul_backward(d_ln, dw + v_, nullptr, dv, s.n1, w + v_, N, C, KV, Layout::kOutIn);

@@ -70,6 +70,11 @@ class Buffer {
   // and tracked as kNvme: the kernel pages it to that disk. The file is unlinked at once,
   // so its space comes back when the buffer (or the process, however it ends) goes away.
   // Throws ds::Error naming the file when it cannot be created, sized or mapped.
+  // n floats.
+  static Buffer floats(int64_t n, MemoryCategory category) {
+    return Buffer(sizeof(float) * static_cast<size_t>(n), category);
+  }
+
   static Buffer map_file(const std::filesystem::path& dir, const std::string& stem, size_t bytes);
 
   Buffer(Buffer&& other) noexcept;

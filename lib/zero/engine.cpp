@@ -27,10 +27,6 @@ DType storage_dtype(const config::DsConfig& ds) {
   return DType::kF32;
 }
 
-Buffer floats(int64_t n, MemoryCategory category) {
-  return Buffer(sizeof(float) * static_cast<size_t>(n), category);
-}
-
 }  // namespace
 
 Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const float* initial,
@@ -79,7 +75,7 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const float* i
   }
   int64_t largest_piece = 0;
   for (const LayerShard& o : part_.layers) largest_piece = std::max(largest_piece, o.own.size);
-  own_grad_ = floats(largest_piece, MemoryCategory::kOther);
+  own_grad_ = Buffer::floats(largest_piece, MemoryCategory::kOther);
 
   // Every rank starts from the same full weights and keeps its share.
   char* params = static_cast<char*>(params_.data());

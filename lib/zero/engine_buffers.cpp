@@ -13,12 +13,6 @@ using tensor::DType;
 using tensor::MemoryCategory;
 namespace cpu = tensor::cpu;
 
-namespace {
-Buffer floats(int64_t n, MemoryCategory category) {
-  return Buffer(sizeof(float) * static_cast<size_t>(n), category);
-}
-}  // namespace
-
 Engine::Buffers::Buffers(Engine& e) : e_(e) {
   const Partition& part = e.dp_part_;
   const int num_layers = static_cast<int>(part.layers.size());
@@ -29,11 +23,11 @@ Engine::Buffers::Buffers(Engine& e) : e_(e) {
 
   if (e.mixed() || stage3) {
     for (Slot& slot : slots_) {
-      slot.fp32 = floats(largest, MemoryCategory::kCommunication);
+      slot.fp32 = Buffer::floats(largest, MemoryCategory::kCommunication);
       if (stage3 && e.mixed())
         slot.gathered = Buffer(e.esize() * largest, MemoryCategory::kCommunication);
     }
-    embedding_.fp32 = floats(embedding, MemoryCategory::kCommunication);
+    embedding_.fp32 = Buffer::floats(embedding, MemoryCategory::kCommunication);
     if (stage3 && e.mixed()) {
       embedding_.gathered = Buffer(e.esize() * embedding, MemoryCategory::kCommunication);
     }
@@ -48,7 +42,7 @@ Engine::Buffers::Buffers(Engine& e) : e_(e) {
       const int64_t n = part.layers[l].numel;
       if (n <= z.param_persistence_threshold &&
           persistent_total + n <= z.model_persistence_threshold) {
-        persistent_[l] = floats(part.layers[l].padded, MemoryCategory::kParameters);
+        persistent_[l] = Buffer::floats(part.layers[l].padded, MemoryCategory::kParameters);
         persistent_total += n;
       }
     }
@@ -65,13 +59,13 @@ Engine::Buffers::Buffers(Engine& e) : e_(e) {
       }
       if (e.buckets_[b].front() != 0) largest_bucket = std::max(largest_bucket, elements);
     }
-    dw_embedding_ = floats(embedding, MemoryCategory::kCommunication);
-    bucket_f32_[0] = floats(largest_bucket, MemoryCategory::kCommunication);
+    dw_embedding_ = Buffer::floats(embedding, MemoryCategory::kCommunication);
+    bucket_f32_[0] = Buffer::floats(largest_bucket, MemoryCategory::kCommunication);
     // overlap_comm: a bucket travels while the next fills the other buffer.
-    if (e.overlap_) bucket_f32_[1] = floats(largest_bucket, MemoryCategory::kCommunication);
+    if (e.overlap_) bucket_f32_[1] = Buffer::floats(largest_bucket, MemoryCategory::kCommunication);
   } else if (e.mixed()) {
-    dw_layer_ = floats(largest, MemoryCategory::kCommunication);
-    dw_embedding_ = floats(embedding, MemoryCategory::kCommunication);
+    dw_layer_ = Buffer::floats(largest, MemoryCategory::kCommunication);
+    dw_embedding_ = Buffer::floats(embedding, MemoryCategory::kCommunication);
   }
   gather_persistent();
 }

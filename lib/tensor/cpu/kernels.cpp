@@ -344,6 +344,8 @@ void softmax_cross_entropy_backward(float* dlogits, const float* probs, const in
   }
 }
 
+void fill_zero(float* x, int64_t N) { std::memset(x, 0, sizeof(float) * static_cast<size_t>(N)); }
+
 double sum_of_squares(const float* x, int64_t N) {
   // Per-thread partials added in thread order: a float-atomic or omp reduction would make the
   // gradient norm (and so clipping) differ from run to run.

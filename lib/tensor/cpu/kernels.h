@@ -57,6 +57,9 @@ void attention_backward(float* dqkv, float* datt_scratch, const float* dout, con
 void gelu_forward(float* out, const float* inp, int64_t N);
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N);
 
+// x = 0 (the gradient buffers a backward accumulates into start from it).
+void fill_zero(float* x, int64_t N);
+
 // out = a + b (out may alias a or b); dst += src.
 void residual_forward(float* out, const float* a, const float* b, int64_t N);
 void add_inplace(float* dst, const float* src, int64_t N);
