@@ -303,8 +303,9 @@ TEST_CASE("safetensors: the GPT-2 golden fixture loads and is plausible", "[safe
       CHECK(tensor.shape == shape);
     }
   }
-  // Parameters and gradients, inputs, targets, logits, loss, adamw_losses: nothing else.
-  CHECK(file.tensors().size() == 2 * params.size() + 5);
+  // Parameters, gradients and masked gradients; inputs, targets, logits, loss,
+  // masked_targets, masked_loss, adamw_losses: nothing else.
+  CHECK(file.tensors().size() == 3 * params.size() + 7);
   CHECK(file.f32("param.transformer.h.0.ln_1.weight") == std::vector<float>(c, 1.0f));
 
   const auto inputs = file.i32("inputs");
