@@ -8,6 +8,7 @@
 #include "checkpoint/hf_model.h"
 #include "checkpoint/weights_file.h"
 #include "model/init.h"
+#include "tensor/cpu/kernels.h"
 #include "util/log.h"
 #include "worker/interrupt.h"
 #include "worker/sample_command.h"
@@ -18,6 +19,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using tensor::Buffer;
 using tensor::MemoryCategory;
+
+static_assert(data::kIgnoreTarget == tensor::cpu::kIgnoreTarget,
+              "the data loader and the loss must agree on the ignored target");
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -97,9 +101,9 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options, TrainG
   so.dp_size = cfg_.ds.batch.dp_size;
   so.shuffle = cfg_.data.shuffle;
   so.seed = cfg_.train.seed;
-  sampler_ = std::make_unique<data::TrainSampler>(data_.train.tokens, so);
+  sampler_ = std::make_unique<data::TrainSampler>(data_.train.view(), so);
   if (!data_.val.tokens.empty()) {
-    eval_sampler_ = std::make_unique<data::EvalSampler>(data_.val.tokens, seq_len_, micro_);
+    eval_sampler_ = std::make_unique<data::EvalSampler>(data_.val.view(), seq_len_, micro_);
   }
   inputs_ = Buffer(sizeof(int32_t) * micro_ * seq_len_, MemoryCategory::kActivations);
   targets_ = Buffer(sizeof(int32_t) * micro_ * seq_len_, MemoryCategory::kActivations);

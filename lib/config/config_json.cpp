@@ -281,7 +281,22 @@ Json to_json(const TrainConfig& cfg) {
                {"val_fraction", cfg.data.val_fraction},
                {"seq_len", cfg.data.seq_len},
                {"shuffle", cfg.data.shuffle},
-               {"format", cfg.data.format}};
+               {"format", cfg.data.format},
+               {"tokenizer", cfg.data.tokenizer.empty() ? Json("bytes") : Json(cfg.data.tokenizer)},
+               {"packing", cfg.data.packing},
+               {"mask_prompt", cfg.data.mask_prompt},
+               {"cache", cfg.data.cache}};
+  if (cfg.data.text_template) {
+    const auto sources = [](const std::vector<TextTemplate>& alternatives) {
+      Json list = Json::array();
+      for (const TextTemplate& t : alternatives) list.push_back(t.source);
+      return list;
+    };
+    j["data"]["template"] = {{"prompt", sources(cfg.data.text_template->prompt)},
+                             {"response", sources(cfg.data.text_template->response)}};
+  } else if (!cfg.data.field.empty()) {
+    j["data"]["field"] = cfg.data.field;
+  }
   Json ds = to_json(cfg.ds);
   j["deepspeed_source"] = cfg.deepspeed_source;
   j["deepspeed"] = std::move(ds);

@@ -10,10 +10,88 @@ std::string resolve_path(const MapReader& m, const std::string& value) {
   return value.empty() ? value : resolve_relative(m.document().dir, value).string();
 }
 
+// "a {x} b" → literal "a ", field x, literal " b"; the message says what is wrong, "" if fine.
+std::string parse_template(const std::string& source, TextTemplate& out) {
+  out.source = source;
+  out.pieces.clear();
+  std::string literal;
+  const auto flush = [&] {
+    if (!literal.empty()) out.pieces.push_back({std::move(literal), false});
+    literal.clear();
+  };
+  for (size_t i = 0; i < source.size(); ++i) {
+    const char c = source[i];
+    if ((c == '{' || c == '}') && i + 1 < source.size() && source[i + 1] == c) {
+      literal += c;
+      ++i;
+      continue;
+    }
+    if (c == '}') {
+      return fmt::format("unmatched '}}' at character {} (write '}}}}' for a literal brace)",
+                         i + 1);
+    }
+    if (c != '{') {
+      literal += c;
+      continue;
+    }
+    const size_t close = source.find_first_of("{}", i + 1);
+    if (close == std::string::npos || source[close] != '}') {
+      return fmt::format(
+          "the '{{' at character {} is not closed (write '{{{{' for a literal brace)", i + 1);
+    }
+    std::string name = source.substr(i + 1, close - i - 1);
+    if (name.empty()) {
+      return fmt::format("empty field name '{{}}' at character {}", i + 1);
+    }
+    flush();
+    out.pieces.push_back({std::move(name), true});
+    i = close;
+  }
+  flush();
+  return "";
+}
+
+// data.template.prompt / .response: a string or a non-empty list of strings.
+std::vector<TextTemplate> read_template_part(MapReader& m, std::string_view key, bool required) {
+  std::vector<TextTemplate> out;
+  const YAML::Node node = m.raw(key);
+  if (!node || node.IsNull()) {
+    if (required) m.fail_here(fmt::format("missing {}", m.key_path(key)));
+    return out;
+  }
+  std::vector<std::string> sources;
+  if (node.IsScalar()) {
+    sources.push_back(node.Scalar());
+  } else if (node.IsSequence() && node.size() > 0) {
+    for (const YAML::Node& item : node) {
+      if (!item.IsScalar()) {
+        m.fail(key, fmt::format("expected a string or a list of strings, found a list holding {}",
+                                describe_found(item)));
+      }
+      sources.push_back(item.Scalar());
+    }
+  } else {
+    m.fail(key, fmt::format("expected a string or a non-empty list of strings, found {}",
+                            describe_found(node)));
+  }
+  for (size_t k = 0; k < sources.size(); ++k) {
+    TextTemplate t;
+    const std::string problem = parse_template(sources[k], t);
+    if (!problem.empty()) {
+      m.fail(key, sources.size() == 1 ? problem : fmt::format("alternative {}: {}", k + 1, problem),
+             "{name} inserts the record's string field 'name'; '{{' and '}}' are literal braces");
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 DataConfig read_data(MapReader& m, const ModelConfig& model) {
   DataConfig d;
   if (!m.has("train")) {
-    m.fail_here("missing data.train: a text file or a glob of llm.c .bin token shards");
+    m.fail_here(
+        "missing data.train: a text file, a JSON-lines file or a glob of llm.c .bin token "
+        "shards");
   }
   d.train = resolve_path(m, m.get_string("train", ""));
   d.val = resolve_path(m, m.get_string("val", ""));
@@ -26,7 +104,56 @@ DataConfig read_data(MapReader& m, const ModelConfig& model) {
            "lower data.seq_len or raise model.block_size");
   }
   d.shuffle = m.get_bool("shuffle", true);
-  d.format = m.get_choice("format", "auto", {"auto", "text", "bin"});
+  d.format = m.get_choice("format", "auto", {"auto", "text", "bin", "jsonl"});
+  const std::string lower_train = to_lower(d.train);
+  const bool jsonl =
+      d.format == "jsonl" || (d.format == "auto" && ends_with(lower_train, ".jsonl"));
+  const bool bin = d.format == "bin" || (d.format == "auto" && ends_with(lower_train, ".bin"));
+
+  d.tokenizer = resolve_path(m, m.get_string("tokenizer", ""));
+  if (!d.tokenizer.empty() && bin) {
+    m.fail("tokenizer", "llm.c .bin shards hold token ids already; a tokenizer is not used",
+           "remove data.tokenizer, or use data.format: text or jsonl");
+  }
+  if (d.tokenizer.empty() && !bin && !model.hf_dir.empty()) {
+    const std::filesystem::path beside = std::filesystem::path(model.hf_dir) / "tokenizer.json";
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(beside, ec)) {
+      d.tokenizer = beside.string();
+      d.tokenizer_from_model = true;
+    }
+  }
+
+  const bool has_field = m.has("field");
+  d.field = m.get_string("field", "text");
+  if (auto tmpl = m.get_map("template")) {
+    if (has_field) {
+      m.fail("template", "data.field and data.template are given together",
+             "use field for one text field per record, or template to build prompt and response");
+    }
+    DataTemplate t;
+    t.prompt = read_template_part(*tmpl, "prompt", false);
+    t.response = read_template_part(*tmpl, "response", true);
+    tmpl->finish();
+    d.text_template = std::move(t);
+    d.field.clear();
+  }
+  if (!jsonl && (has_field || d.text_template)) {
+    m.fail(has_field ? "field" : "template",
+           fmt::format("{} applies to JSON-lines data only", has_field ? "field" : "template"),
+           "set data.format: jsonl (a data.train ending in .jsonl is read as JSON lines)");
+  }
+  if (!jsonl) d.field.clear();
+  d.mask_prompt = m.get_bool("mask_prompt", false);
+  if (d.mask_prompt && !(d.text_template && !d.text_template->prompt.empty())) {
+    m.fail("mask_prompt", "mask_prompt needs a prompt: data.template.prompt is not set",
+           "give data.template: {prompt: ..., response: ...}");
+  }
+  d.packing = m.get_bool("packing", true);
+  if (!d.packing && bin) {
+    m.fail("packing", "llm.c .bin shards have no document boundaries, so packing must stay on");
+  }
+  d.cache = m.get_bool("cache", true);
   m.finish();
   return d;
 }

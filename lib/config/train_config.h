@@ -6,11 +6,31 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "config/ds_config.h"
 #include "config/model_config.h"
 
 namespace ds::config {
+
+// A text template: literal text and {field} references ("{{" and "}}" are literal braces),
+// parsed when the config is read so that syntax errors point into train.cfg.
+struct TemplatePiece {
+  std::string text;  // literal text, or the field name when is_field
+  bool is_field = false;
+};
+struct TextTemplate {
+  std::string source;  // as written
+  std::vector<TemplatePiece> pieces;
+};
+
+// data.template: how one JSON-lines record becomes a prompt and a response. Each part is
+// a list of alternatives; the first whose every field is present as a non-empty string is
+// used, the last one always (a missing field there is an error).
+struct DataTemplate {
+  std::vector<TextTemplate> prompt;    // empty: no prompt part
+  std::vector<TextTemplate> response;  // at least one
+};
 
 struct DataConfig {
   std::string train;  // a file or a glob of .bin shards, resolved
@@ -18,7 +38,16 @@ struct DataConfig {
   double val_fraction = 0.05;
   int64_t seq_len = 0;  // default: model.block_size
   bool shuffle = true;
-  std::string format = "auto";  // auto | text | bin
+  std::string format = "auto";  // auto | text | bin | jsonl
+  // A Hugging Face tokenizer.json, resolved; "" : bytes. Defaults to model.from_hf's
+  // tokenizer.json when that folder has one.
+  std::string tokenizer;
+  bool tokenizer_from_model = false;          // tokenizer is the model folder's, not data.tokenizer
+  std::string field;                          // jsonl: the string field holding a document ("text")
+  std::optional<DataTemplate> text_template;  // jsonl: data.template instead of field
+  bool mask_prompt = false;                   // the prompt part's targets are ignored
+  bool packing = true;                        // false: one sample (or more) per document
+  bool cache = true;                          // keep tokenised data beside the data file
 };
 
 enum class Device { kAuto, kCpu, kCuda };

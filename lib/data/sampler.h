@@ -29,6 +29,22 @@
 // Evaluation reads the validation stream (Lv tokens) without shuffling: eval batch b
 // holds the MB windows starting at ((b*MB + k) * T) mod Lv, k in [0, MB). To spread eval
 // over ranks, give rank r of DP the batches b = n*DP + r.
+//
+// Loss masks. A stream may carry one flag per token, M[j] in {0, 1} (instruction data
+// with mask_prompt). A flagged position is never a target: wherever the rules above read
+// targets[t] = stream[j], it is kIgnoreTarget (-100) instead when M[j] = 1. Inputs are
+// never changed. A stream without flags has M[j] = 0 everywhere.
+//
+// Unpacked samples (data.packing: false). The data are N samples, each a span of the
+// stream: start_n and length len_n, 2 <= len_n <= T + 1 (token_dataset.h says how spans
+// are cut from documents). Sample i reads span n = c(i):
+//   inputs[t]  = stream[start_n + t]                     for t < len_n - 1, else P
+//   targets[t] = stream[start_n + t + 1] (or -100 if M)  for t < len_n - 1, else -100
+// where P is the pad token (the tokenizer's EOS). c(i) replaces w(i):
+//   shuffle off: c(i) = i mod N;
+//   shuffle on:  S = N samples per epoch, c(i) = perm_e[i mod S] with e = i / S and
+//                perm_e the permutation above.
+// Evaluation on unpacked data: row k of eval batch b reads span (b*MB + k) mod Nv.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +52,25 @@
 #include <vector>
 
 namespace ds::data {
+
+// PyTorch's ignore_index: a target that takes no part in the loss. The same value as
+// tensor::cpu::kIgnoreTarget; lib/data must not depend on lib/tensor, so the trainer
+// static_asserts that the two agree.
+inline constexpr int32_t kIgnoreTarget = -100;
+
+// One unpacked sample: tokens [start, start + length) of the stream.
+struct SampleSpan {
+  int64_t start = 0;
+  int64_t length = 0;  // 2 .. T + 1
+};
+
+// What a sampler reads; every span must outlive the sampler.
+struct SampleSource {
+  std::span<const int32_t> tokens;      // the stream, L tokens
+  std::span<const uint8_t> ignored;     // empty, or L flags M[j]: 1 = never a target
+  std::span<const SampleSpan> samples;  // empty: packed windows; else the N unpacked samples
+  int32_t pad_id = 0;                   // P: inputs past an unpacked sample's end
+};
 
 struct SamplerOptions {
   int64_t seq_len = 0;           // T
@@ -63,13 +98,17 @@ class TrainSampler {
  public:
   // `tokens` must outlive the sampler and hold at least seq_len + 1 tokens.
   TrainSampler(std::span<const int32_t> tokens, SamplerOptions options);
+  // Packed: at least seq_len + 1 tokens; unpacked: at least one sample.
+  TrainSampler(SampleSource source, SamplerOptions options);
 
   int64_t train_batch_size() const;                                 // TB
   int64_t samples_per_epoch() const { return samples_per_epoch_; }  // S (shuffle on)
   // i = s*TB + (m*DP + r)*MB: the first sample of that micro-batch.
   int64_t first_sample(int64_t step, int micro_step, int dp_rank) const;
-  // w(i): where sample i's window starts in the stream.
+  // w(i): where sample i's window starts in the stream (unpacked: start of span c(i)).
   int64_t window_start(int64_t sample);
+  // c(i): the span sample i reads; unpacked data only.
+  int64_t span_index(int64_t sample);
 
   void fill_sample(int64_t sample, int32_t* inputs, int32_t* targets);
   // inputs and targets: MB * T each, row-major.
@@ -77,7 +116,9 @@ class TrainSampler {
                         int32_t* targets);
 
  private:
-  std::span<const int32_t> tokens_;
+  int64_t shuffled(int64_t sample);  // perm_e[i mod S]
+
+  SampleSource source_;
   SamplerOptions options_;
   int64_t samples_per_epoch_;
   int64_t cached_epoch_ = -1;  // the epoch whose permutation perm_ holds
@@ -88,13 +129,14 @@ class EvalSampler {
  public:
   // `tokens` (the validation stream) must outlive the sampler, holding >= seq_len + 1.
   EvalSampler(std::span<const int32_t> tokens, int64_t seq_len, int64_t micro_batch);
+  EvalSampler(SampleSource source, int64_t seq_len, int64_t micro_batch);
 
   int64_t window_start(int64_t batch, int64_t row) const;
   // inputs and targets: MB * T each, row-major.
   void fill_batch(int64_t batch, int32_t* inputs, int32_t* targets) const;
 
  private:
-  std::span<const int32_t> tokens_;
+  SampleSource source_;
   int64_t seq_len_;
   int64_t micro_batch_;
 };
