@@ -75,8 +75,48 @@ def load(folder):
     return model, cfg
 
 
-def make(out, arch, shards, dtype, seed):
-    """A small random model folder: config.json and weights in `shards` files."""
+def byte_to_unicode():
+    """GPT-2's printable stand-ins for the 256 bytes (byte-level BPE's alphabet)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def write_tokenizer(out):
+    """A byte-level BPE tokenizer.json (the 256 bytes, two merges) with Llama 3's BOS and EOS
+    as added special tokens 258 and 259, and the tokenizer_config.json naming them."""
+    table = byte_to_unicode()
+    vocab = {table[b]: b for b in range(256)}
+    vocab[table[ord("t")] + table[ord("h")]] = 256
+    vocab[table[ord(" ")] + table[ord("t")]] = 257
+    special = lambda i, text: {"id": i, "content": text, "single_word": False, "lstrip": False,
+                               "rstrip": False, "normalized": False, "special": True}
+    tokenizer = {
+        "version": "1.0",
+        "added_tokens": [special(258, "<|begin_of_text|>"), special(259, "<|end_of_text|>")],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                  "vocab": vocab, "merges": [f"{table[ord('t')]} {table[ord('h')]}", f"{table[ord(' ')]} {table[ord('t')]}"]},
+    }
+    with open(os.path.join(out, "tokenizer.json"), "w") as f:
+        json.dump(tokenizer, f, ensure_ascii=False)
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}, f)
+
+
+def make(out, arch, shards, dtype, seed, tokenizer=False):
+    """A small random model folder: config.json and weights in `shards` files (and with
+    `tokenizer`, a tokenizer.json whose 260 tokens the vocabulary covers)."""
     torch.manual_seed(seed)
     if arch == "llama":
         hf = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
@@ -90,10 +130,14 @@ def make(out, arch, shards, dtype, seed):
         hf = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "n_embd": 64, "n_layer": 2,
               "n_head": 4, "vocab_size": 256, "n_positions": 128, "layer_norm_epsilon": 1e-5,
               "activation_function": "gelu_new", "torch_dtype": dtype}
+    if tokenizer:
+        hf["vocab_size"] = 260
     model = (Llama if arch == "llama" else GPT2)(reference_config(hf))
     torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
     params = [(n, p.detach().to(torch_dtype)) for n, p in model.named_parameters()]
     os.makedirs(out, exist_ok=True)
+    if tokenizer:
+        write_tokenizer(out)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(hf, f, indent=2)
     if shards == 1:
@@ -119,9 +163,10 @@ def main():
     m.add_argument("--shards", type=int, default=1)
     m.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     m.add_argument("--seed", type=int, default=7)
+    m.add_argument("--tokenizer", action="store_true", help="also write a byte-level BPE tokenizer.json")
     args = parser.parse_args()
     if args.command == "make":
-        make(args.out, args.arch, args.shards, args.dtype, args.seed)
+        make(args.out, args.arch, args.shards, args.dtype, args.seed, args.tokenizer)
     return 0
 
 

@@ -4,6 +4,7 @@
 # trained from (`model: {from_hf: DIR}`) and its first loss must be PyTorch's for the
 # same batch; after 3 steps, `dsckpt export --format hf` writes a folder from which
 # PyTorch computes step 4's loss, which must be the one dsworker reports after resuming.
+# Last, a folder with a tokenizer.json fine-tunes on instruction data with that tokenizer.
 # Skips (77) without torch.
 set -euo pipefail
 bin_dir=$1
@@ -48,3 +49,22 @@ sys.exit(1 if failed else 0)
 PY
 test -f "$work/exported/config.json"
 grep -q '"LlamaForCausalLM"' "$work/exported/config.json"
+
+# A folder with tokenizer.json: instruction data goes through it by default.
+/usr/bin/python3 "$src_dir/scripts/hf_folder.py" make "$work/hf_tok" --tokenizer
+for i in $(seq 1 60); do echo "{\"instruction\": \"say the $i\", \"output\": \"the thing $i\"}"; done \
+  > "$work/instructions.jsonl"
+cat > "$work/instruct.yaml" <<CFG
+model: {from_hf: hf_tok}
+data:
+  train: instructions.jsonl
+  seq_len: 32
+  mask_prompt: true
+  template: {prompt: "Q: {instruction}\\nA: ", response: "{output}"}
+deepspeed: {train_micro_batch_size_per_gpu: 4, optimizer: {type: AdamW, params: {lr: 0.003}}}
+train: {steps: 5}
+CFG
+"$bin_dir/dsworker" "$work/instruct.yaml" > "$work/instruct.log" 2>&1 || { cat "$work/instruct.log"; exit 1; }
+grep -q "hf_tok/tokenizer.json (vocabulary 260, EOS 259, BOS 258)" "$work/instruct.log" ||
+  { cat "$work/instruct.log"; exit 1; }
+echo "instruction data through the folder's tokenizer.json: ok"
