@@ -13,7 +13,7 @@ using tensor::DType;
 using tensor::MemoryCategory;
 namespace cpu = tensor::cpu;
 
-Engine::Buffers::Buffers(Engine& e) : e_(e) {
+Engine::Buffers::Buffers(Engine& e) : e_(e), work_weights_(e.mixed() || e.stage_ == 3) {
   const Partition& part = e.dp_part_;
   const int num_layers = static_cast<int>(part.layers.size());
   int64_t largest = 0;
@@ -145,7 +145,7 @@ void Engine::Buffers::complete(Slot& slot) {
 const float* Engine::Buffers::weights(int l) {
   if (!persistent_.empty() && !persistent_[l].empty()) return persistent_[l].as<float>();
   const LayerShard& s = e_.dp_part_.layers[l];
-  if (embedding_.fp32.empty()) return e_.params_.as<float>() + s.full_offset;  // fp32, stage < 3
+  if (!work_weights_) return e_.params_.as<float>() + s.full_offset;  // fp32, stage < 3
   if (l == 0) {
     if (embedding_.layer != 0) load(embedding_, 0, Mode::kBlocking);
     return embedding_.fp32.as<float>();
@@ -176,7 +176,7 @@ void Engine::Buffers::prefetch(int current, int next) {
 
 float* Engine::Buffers::grads(int l) {
   const LayerShard& s = e_.dp_part_.layers[l];
-  if (e_.stage_ < 2 && dw_layer_.empty()) return e_.grads_.as<float>() + s.full_offset;  // fp32
+  if (e_.stage_ < 2 && !e_.mixed()) return e_.grads_.as<float>() + s.full_offset;  // fp32
   if (l == 0) {
     // The tied head adds to the embedding's gradient long before the embedding's own
     // backward: it has a buffer of its own.
@@ -207,7 +207,7 @@ float* Engine::Buffers::grads(int l) {
 void Engine::Buffers::backward_done(int l) {
   const LayerShard& s = e_.dp_part_.layers[l];
   if (e_.stage_ < 2) {
-    if (dw_layer_.empty()) return;  // fp32: accumulated in place
+    if (!e_.mixed()) return;  // fp32: accumulated in place
     dw_layer_owner_ = -1;
     const float* dw = l == 0 ? dw_embedding_.as<float>() : dw_layer_.as<float>();
     cpu::add_f32_into(static_cast<char*>(e_.grads_.data()) + e_.esize() * s.full_offset, e_.dtype_,

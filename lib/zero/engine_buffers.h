@@ -57,6 +57,10 @@ class Engine::Buffers final : public model::LayerBuffers {
   float* bucket_buffer() { return bucket_f32_[bucket_buf_].as<float>(); }
 
   Engine& e_;
+  // Weights are up-cast or gathered into slots (16-bit storage, or stage 3); otherwise the
+  // model reads the fp32 parameters in place. (A pipeline stage may hold no embedding, so
+  // no buffer's size can stand in for this.)
+  bool work_weights_;
   Slot slots_[2];
   Slot embedding_;
   int current_ = 0;  // the slot the model is using
