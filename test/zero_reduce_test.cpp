@@ -1,11 +1,15 @@
 // How gradients are grouped into buckets, packed for the wire and scaled: DeepSpeed's
 // rules for communication_data_type, prescale_gradients and gradient_predivide_factor.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <vector>
 
 #include "config/model_config.h"
+#include "config/train_config.h"
+#include "model/gpt.h"
 #include "tensor/dtype.h"
+#include "zero/engine.h"
 #include "zero/grad_reduce.h"
 
 using namespace ds;
@@ -146,4 +150,33 @@ TEST_CASE("a bucket travels rank-major and comes back as the own pieces", "[zero
     }
   }
   CHECK(comm.sent.size() == sizeof(uint16_t) * total);
+}
+
+TEST_CASE("a ZeRO-3 rank reads only its own pieces of the starting weights", "[zero][engine]") {
+  const auto cfg = config::parse_train_config(
+      config::parse_document(
+          "model: {n_layer: 2, n_head: 2, n_embd: 32, vocab_size: 64, block_size: 16}\n"
+          "data: {train: unused.txt}\n"
+          "deepspeed: {train_batch_size: 4, train_micro_batch_size_per_gpu: 2,\n"
+          "  zero_optimization: {stage: 3, stage3_param_persistence_threshold: 0}}\n",
+          "t.yaml", "", false),
+      2);
+  model::Gpt gpt(cfg.model);
+  const auto& layout = gpt.layout();
+  const auto part = zero::Partition::build(layout, 1, 2);
+  int64_t requested = 0;
+  const zero::InitialWeights reader = [&](int64_t offset, int64_t count, float* dst) {
+    requested += count;
+    // Every range lies inside one layer's piece of rank 1.
+    bool inside = false;
+    for (const auto& s : part.layers) {
+      const int64_t begin = s.layer_offset + s.own.offset;
+      inside |= offset >= begin && offset + count <= begin + s.own.size;
+    }
+    CHECK(inside);
+    std::fill(dst, dst + count, 0.01f);
+  };
+  zero::Engine engine(cfg, gpt, reader, std::make_unique<EchoComm>(1, 2));
+  CHECK(requested <= layout.total / 2 + 64);
+  CHECK(requested >= layout.parameter_count() / 2 - 64);
 }

@@ -75,19 +75,27 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options, TrainG
   }
   stage.world = groups.world;
   {
-    // The full fp32 weights every rank starts from; the engine keeps its share.
-    std::vector<float> initial(static_cast<size_t>(layout.total));
+    // The weights every rank starts from. Files are read by range, so a ZeRO-3 rank reads
+    // only its own pieces; random initialisation makes the whole model (one random stream
+    // fixes every value, whatever the layout).
+    std::vector<std::filesystem::path> files;
     if (!options_.init_weights.empty()) {
-      checkpoint::load_weights(options_.init_weights, layout, cfg_.model.tie_embeddings,
-                               initial.data());
+      files = {options_.init_weights};
     } else if (!cfg_.model.hf_dir.empty()) {
-      checkpoint::load_hf_weights(cfg_.model.hf_dir, layout, cfg_.model.tie_embeddings,
-                                  initial.data());
-    } else {
-      model::init_weights(layout, cfg_.model, cfg_.train.seed, initial.data());
+      files = checkpoint::hf_weight_files(cfg_.model.hf_dir);
     }
-    engine_ = std::make_unique<zero::Engine>(cfg_, *model_, initial.data(), std::move(groups.data),
-                                             stage);
+    if (!files.empty()) {
+      const checkpoint::WeightReader reader(files, layout, cfg_.model.tie_embeddings);
+      engine_ = std::make_unique<zero::Engine>(
+          cfg_, *model_,
+          [&reader](int64_t offset, int64_t count, float* dst) { reader.read(offset, count, dst); },
+          std::move(groups.data), stage);
+    } else {
+      std::vector<float> initial(static_cast<size_t>(layout.total));
+      model::init_weights(layout, cfg_.model, cfg_.train.seed, initial.data());
+      engine_ = std::make_unique<zero::Engine>(cfg_, *model_, initial.data(),
+                                               std::move(groups.data), stage);
+    }
   }
   if (groups.pipe) {
     pipeline_ = std::make_unique<pipeline::PipelineExecutor>(cfg_, *model_, *engine_, *parts,

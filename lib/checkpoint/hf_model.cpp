@@ -57,11 +57,6 @@ std::vector<fs::path> hf_weight_files(const fs::path& dir) {
   return files;
 }
 
-void load_hf_weights(const fs::path& dir, const model::ModelLayout& layout, bool tie_embeddings,
-                     float* flat) {
-  load_weights(hf_weight_files(dir), layout, tie_embeddings, flat);
-}
-
 void save_hf_model(const fs::path& dir, const config::ModelConfig& model,
                    const model::ModelLayout& layout, const float* flat, bool bf16,
                    int64_t shard_bytes) {

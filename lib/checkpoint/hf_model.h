@@ -15,10 +15,6 @@ namespace ds::checkpoint {
 // exist: a missing one is a UsageError naming it), else every *.safetensors file.
 std::vector<std::filesystem::path> hf_weight_files(const std::filesystem::path& dir);
 
-// Fills `flat` (layout.total floats) from the folder's weights (F32, BF16 or F16).
-void load_hf_weights(const std::filesystem::path& dir, const model::ModelLayout& layout,
-                     bool tie_embeddings, float* flat);
-
 // Writes config.json and the weights into `dir` (created): one model.safetensors, or
 // model-0000i-of-0000n.safetensors shards of at most `shard_bytes` each (whole tensors)
 // with model.safetensors.index.json when the weights are larger.

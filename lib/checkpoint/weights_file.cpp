@@ -33,14 +33,14 @@ std::string canonical_name(const std::string& name, const std::string& prefix) {
   return prefix + name;
 }
 
-void convert_to_f32(const StTensor& t, float* out) {
-  const int64_t n = t.numel();
+// Elements [begin, begin + n) of a tensor as floats (F32, BF16 or F16 in the file).
+void convert_to_f32(const StTensor& t, float* out, int64_t begin, int64_t n) {
   if (t.dtype == StDType::kF32) {
-    std::memcpy(out, t.data.data(), sizeof(float) * n);
+    std::memcpy(out, t.data.data() + sizeof(float) * begin, sizeof(float) * n);
     return;
   }
   std::vector<uint16_t> halves(n);
-  std::memcpy(halves.data(), t.data.data(), sizeof(uint16_t) * n);
+  std::memcpy(halves.data(), t.data.data() + sizeof(uint16_t) * begin, sizeof(uint16_t) * n);
   for (int64_t i = 0; i < n; ++i) {
     out[i] =
         t.dtype == StDType::kBF16 ? tensor::bf16_to_f32(halves[i]) : tensor::f16_to_f32(halves[i]);
@@ -49,20 +49,16 @@ void convert_to_f32(const StTensor& t, float* out) {
 
 }  // namespace
 
-void load_weights(const std::filesystem::path& path, const model::ModelLayout& layout,
-                  bool tie_embeddings, float* flat) {
-  load_weights(std::vector<std::filesystem::path>{path}, layout, tie_embeddings, flat);
-}
-
-void load_weights(const std::vector<std::filesystem::path>& paths, const model::ModelLayout& layout,
-                  bool tie_embeddings, float* flat) {
+WeightReader::WeightReader(const std::vector<std::filesystem::path>& paths,
+                           const model::ModelLayout& layout, bool tie_embeddings)
+    : layout_(layout), sources_(layout.params.size()) {
   std::map<std::string, std::string> loaded;  // parameter -> the file it came from
-  std::memset(flat, 0, sizeof(float) * layout.total);
   const std::string prefix = base_prefix(layout);
-  std::vector<float> tied_head;  // a tied model's lm_head.weight, when a file has one
+  const StTensor* tied_head = nullptr;
   std::string head_where;
   for (const std::filesystem::path& path : paths) {
-    const SafetensorsFile file = SafetensorsFile::load(path);
+    files_.push_back(SafetensorsFile::load(path));  // mapped: values are read on demand
+    const SafetensorsFile& file = files_.back();
     const std::string where = path.string();
     for (const StTensor& t : file.tensors()) {
       const std::string name = canonical_name(t.name, prefix);
@@ -72,22 +68,15 @@ void load_weights(const std::vector<std::filesystem::path>& paths, const model::
                                      t.name, st_dtype_name(t.dtype)));
       }
       if (name == "lm_head.weight" && tie_embeddings) {
-        // Must equal the token embedding; checked below.
-        const auto& wte = layout.params[layout.layers[0].first_param];
-        if (t.shape != wte.shape) {
-          throw UsageError(fmt::format("{}: lm_head.weight has shape {}, expected {}", where,
-                                       shape_text(t.shape), shape_text(wte.shape)));
-        }
-        tied_head.resize(static_cast<size_t>(t.numel()));
-        convert_to_f32(t, tied_head.data());
+        tied_head = &t;  // must equal the token embedding; checked below
         head_where = where;
         continue;
       }
-      const model::ParamSpec* spec = nullptr;
-      for (const auto& p : layout.params) {
-        if (p.name == name) spec = &p;
+      int index = -1;
+      for (size_t i = 0; i < layout.params.size(); ++i) {
+        if (layout.params[i].name == name) index = static_cast<int>(i);
       }
-      if (spec == nullptr) {
+      if (index < 0) {
         throw UsageError(
             fmt::format("{}: tensor '{}' is not a parameter of this model", where, t.name),
             "check model: in the train.cfg (n_layer, tie_embeddings) against the file");
@@ -98,29 +87,61 @@ void load_weights(const std::vector<std::filesystem::path>& paths, const model::
                         "'{}' prefix)",
                         where, t.name, it->second, prefix));
       }
-      if (t.shape != spec->shape) {
+      const model::ParamSpec& spec = layout.params[index];
+      if (t.shape != spec.shape) {
         throw UsageError(fmt::format("{}: tensor '{}' has shape {}, the model expects {}", where,
-                                     t.name, shape_text(t.shape), shape_text(spec->shape)));
+                                     t.name, shape_text(t.shape), shape_text(spec.shape)));
       }
-      convert_to_f32(t, flat + spec->offset);
+      sources_[index] = &t;
     }
   }
   const std::string files = paths.size() == 1 ? paths[0].string() : "the weight files";
-  for (const auto& p : layout.params) {
-    if (!loaded.count(p.name)) {
+  for (size_t i = 0; i < layout.params.size(); ++i) {
+    const model::ParamSpec& p = layout.params[i];
+    if (sources_[i] == nullptr) {
       throw UsageError(
           fmt::format("{}: parameter '{}' {} is missing", files, p.name, shape_text(p.shape)),
           "the weights must hold every parameter of the model in the train.cfg");
     }
   }
-  if (!tied_head.empty()) {
-    const auto& wte = layout.params[layout.layers[0].first_param];
-    if (std::memcmp(tied_head.data(), flat + wte.offset, sizeof(float) * wte.numel) != 0) {
+  if (tied_head != nullptr) {
+    const int wte = layout.layers[0].first_param;
+    const model::ParamSpec& spec = layout.params[wte];
+    if (tied_head->shape != spec.shape) {
+      throw UsageError(fmt::format("{}: lm_head.weight has shape {}, expected {}", head_where,
+                                   shape_text(tied_head->shape), shape_text(spec.shape)));
+    }
+    std::vector<float> head(spec.numel), embedding(spec.numel);
+    convert_to_f32(*tied_head, head.data(), 0, spec.numel);
+    convert_to_f32(*sources_[wte], embedding.data(), 0, spec.numel);
+    if (head != embedding) {
       throw UsageError(fmt::format("{}: lm_head.weight differs from {}, but the model ties them",
-                                   head_where, wte.name),
+                                   head_where, spec.name),
                        "set model.tie_embeddings: false to train an untied head");
     }
   }
+}
+
+void WeightReader::read(int64_t offset, int64_t count, float* dst) const {
+  std::memset(dst, 0, sizeof(float) * count);  // alignment padding between parameters
+  const int64_t end = offset + count;
+  for (size_t i = 0; i < layout_.params.size(); ++i) {
+    const model::ParamSpec& p = layout_.params[i];
+    const int64_t begin = std::max(offset, p.offset);
+    const int64_t stop = std::min(end, p.offset + p.numel);
+    if (begin < stop)
+      convert_to_f32(*sources_[i], dst + (begin - offset), begin - p.offset, stop - begin);
+  }
+}
+
+void load_weights(const std::filesystem::path& path, const model::ModelLayout& layout,
+                  bool tie_embeddings, float* flat) {
+  load_weights(std::vector<std::filesystem::path>{path}, layout, tie_embeddings, flat);
+}
+
+void load_weights(const std::vector<std::filesystem::path>& paths, const model::ModelLayout& layout,
+                  bool tie_embeddings, float* flat) {
+  WeightReader(paths, layout, tie_embeddings).read(0, layout.total, flat);
 }
 
 void save_weights(const std::filesystem::path& path, const model::ModelLayout& layout,

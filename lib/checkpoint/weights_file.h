@@ -2,21 +2,39 @@
 // weights [in, out]; Llama: nn.Linear [out, in]), as `transformers` and PyTorch read them.
 #pragma once
 
+#include <deque>
 #include <filesystem>
 #include <vector>
 
+#include "checkpoint/safetensors.h"
 #include "model/model_layout.h"
 
 namespace ds::checkpoint {
 
-// Fills `flat` (layout.total floats) from a safetensors file. Names may carry the
-// "transformer." prefix (GPT2LMHeadModel) or not (GPT2Model); F32, BF16 and F16 are
-// read; the attention-mask buffers old GPT-2 files carry (attn.bias, attn.masked_bias)
-// are skipped. A missing, extra or wrongly shaped tensor is a UsageError naming it.
+// The weights of safetensors files (a sharded Hugging Face checkpoint: together they must
+// hold every parameter exactly once), read by flat range on demand: the files are mapped
+// and checked against the layout up front, and a ZeRO-3 rank then reads only its own
+// pieces. Names may carry the base model's prefix ("transformer.", "model.") or not;
+// F32, BF16 and F16 are read; the attention-mask buffers old GPT-2 files carry are
+// skipped. A missing, extra or wrongly shaped tensor is a UsageError naming it.
+class WeightReader {
+ public:
+  WeightReader(const std::vector<std::filesystem::path>& paths, const model::ModelLayout& layout,
+               bool tie_embeddings);
+  // dst[0, count) = the flat parameter buffer's elements [offset, offset + count); the
+  // alignment padding between parameters reads as 0.
+  void read(int64_t offset, int64_t count, float* dst) const;
+
+ private:
+  const model::ModelLayout& layout_;
+  std::deque<SafetensorsFile> files_;     // stable addresses for sources_
+  std::vector<const StTensor*> sources_;  // by layout.params index
+};
+
+// Fills `flat` (layout.total floats) from a safetensors file, or several: every element
+// through a WeightReader.
 void load_weights(const std::filesystem::path& path, const model::ModelLayout& layout,
                   bool tie_embeddings, float* flat);
-// The same over several files (a sharded Hugging Face checkpoint): together they must hold
-// every parameter exactly once.
 void load_weights(const std::vector<std::filesystem::path>& paths, const model::ModelLayout& layout,
                   bool tie_embeddings, float* flat);
 

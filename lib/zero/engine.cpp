@@ -31,6 +31,15 @@ DType storage_dtype(const config::DsConfig& ds) {
 
 Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const float* initial,
                std::unique_ptr<DpComm> comm, StageContext stage)
+    : Engine(
+          cfg, model,
+          [initial](int64_t offset, int64_t count, float* dst) {
+            std::memcpy(dst, initial + offset, sizeof(float) * static_cast<size_t>(count));
+          },
+          std::move(comm), std::move(stage)) {}
+
+Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialWeights& initial,
+               std::unique_ptr<DpComm> comm, StageContext stage)
     : cfg_(cfg),
       model_(model),
       comm_(std::move(comm)),
@@ -77,19 +86,25 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const float* i
   for (const LayerShard& o : part_.layers) largest_piece = std::max(largest_piece, o.own.size);
   own_grad_ = Buffer::floats(largest_piece, MemoryCategory::kOther);
 
-  // Every rank starts from the same full weights and keeps its share.
+  // Every rank starts from the same weights and reads what it keeps: at stage 3 its own
+  // pieces, below it whole layers.
+  int64_t largest_layer = 0;
+  for (const LayerShard& s : dp_part_.layers) largest_layer = std::max(largest_layer, s.numel);
+  Buffer values = Buffer::floats(largest_layer, MemoryCategory::kOther);
+  float* work = values.as<float>();
   char* params = static_cast<char*>(params_.data());
   for (size_t l = 0; l < layout.layers.size(); ++l) {
     const LayerShard& s = dp_part_.layers[l];
-    const float* src = initial + s.layer_offset;
-    if (stage_ == 3) {
-      cpu::from_f32(params + esize() * s.local_offset, dtype_, src + s.own.offset, s.real_size());
-    } else {
-      cpu::from_f32(params + esize() * s.full_offset, dtype_, src, s.numel);
-    }
+    if (s.numel == 0) continue;  // not held
+    const int64_t begin = stage_ == 3 ? s.own.offset : 0;
+    const int64_t n = stage_ == 3 ? s.real_size() : s.numel;
+    initial(s.layer_offset + begin, n, work);  // the layer's elements [begin, begin + n)
+    const int64_t offset = stage_ == 3 ? s.local_offset : s.full_offset;
+    cpu::from_f32(params + esize() * offset, dtype_, work, n);
     if (mixed()) {
       const LayerShard& o = part_.layers[l];
-      std::memcpy(master(static_cast<int>(l)), src + o.own.offset, sizeof(float) * o.real_size());
+      std::memcpy(master(static_cast<int>(l)), work + (o.own.offset - begin),
+                  sizeof(float) * o.real_size());
     }
   }
 

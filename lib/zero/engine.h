@@ -69,6 +69,11 @@ struct StateSegment {
 // Every parameter complete: state name ("master", "exp_avg", ...) → values, by parameter.
 using FullState = std::map<std::string, std::map<std::string, std::vector<float>>>;
 
+// Where a run's starting weights come from: dst[0, count) = the full fp32 parameters'
+// flat elements [offset, offset + count). A rank asks only for what it keeps (at ZeRO-3,
+// its own pieces), so a reader of files can read just that.
+using InitialWeights = std::function<void(int64_t offset, int64_t count, float* dst)>;
+
 // Fills the inputs and targets ([MB, T] each) of micro-step `micro` of this rank.
 using BatchFiller = std::function<void(int micro, int32_t* inputs, int32_t* targets)>;
 
@@ -86,8 +91,10 @@ struct StageContext {
 
 class Engine {
  public:
-  // `initial` holds the full fp32 parameters (layout.total floats) every rank starts
-  // from; the engine keeps what its stage keeps and the caller may free it.
+  // The engine keeps what its stage keeps of the weights every rank starts from.
+  Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialWeights& initial,
+         std::unique_ptr<DpComm> comm, StageContext stage = {});
+  // `initial`: the full fp32 parameters (layout.total floats); the caller may free them.
   Engine(const config::TrainConfig& cfg, model::Gpt& model, const float* initial,
          std::unique_ptr<DpComm> comm, StageContext stage = {});
   ~Engine();
