@@ -2,7 +2,7 @@
 # Hugging Face folders in and out, against an independent PyTorch implementation:
 # a small random Llama saved as transformers saves it (bf16, two shards and an index) is
 # trained from (`model: {from_hf: DIR}`) and its first loss must be PyTorch's for the
-# same batch; after 3 steps, `dsckpt export --format hf` writes a folder from which
+# same batch; after 3 steps, `dsckpt export --format hf` writes a (sharded) folder from which
 # PyTorch computes step 4's loss, which must be the one dsworker reports after resuming.
 # Last, a folder with a tokenizer.json fine-tunes on instruction data with that tokenizer.
 # Skips (77) without torch.
@@ -24,7 +24,7 @@ train: {steps: 4}
 checkpoint: {dir: ckpt}
 CFG
 "$bin_dir/dsworker" "$work/train.yaml" --steps 3 --metrics "$work/first.jsonl" --quiet
-"$bin_dir/dsckpt" export "$work/ckpt" --format hf -o "$work/exported"
+"$bin_dir/dsckpt" export "$work/ckpt" --format hf -o "$work/exported" --max-shard-size 200KB
 "$bin_dir/dsworker" "$work/train.yaml" --metrics "$work/resumed.jsonl" --quiet
 torch_loss() {  # folder first-step
   /usr/bin/python3 "$src_dir/scripts/torch_train.py" --data "$work/train.txt" --hf "$1" \
@@ -49,6 +49,9 @@ sys.exit(1 if failed else 0)
 PY
 test -f "$work/exported/config.json"
 grep -q '"LlamaForCausalLM"' "$work/exported/config.json"
+# 500 KB of fp32 weights in files of at most 200 KB: shards and their index.
+test -f "$work/exported/model.safetensors.index.json"
+test -f "$work/exported/model-00003-of-00003.safetensors"
 
 # A folder with tokenizer.json: instruction data goes through it by default.
 /usr/bin/python3 "$src_dir/scripts/hf_folder.py" make "$work/hf_tok" --tokenizer

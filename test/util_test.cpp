@@ -28,3 +28,14 @@ TEST_CASE("DS_CHECK throws ds::Error with the location", "[util]") {
     CHECK(e.code() == ds::ExitCode::kFailure);
   }
 }
+
+TEST_CASE("byte sizes as save_pretrained spells them", "[util]") {
+  CHECK(ds::parse_byte_size("5GB") == 5'000'000'000);
+  CHECK(ds::parse_byte_size("2GiB") == int64_t{2} << 30);
+  CHECK(ds::parse_byte_size("200kb") == 200'000);
+  CHECK(ds::parse_byte_size("4096") == 4096);
+  CHECK(ds::parse_byte_size("4096B") == 4096);
+  CHECK_FALSE(ds::parse_byte_size("GB").has_value());
+  CHECK_FALSE(ds::parse_byte_size("5 GB").has_value());
+  CHECK_FALSE(ds::parse_byte_size("5TB").has_value());
+}

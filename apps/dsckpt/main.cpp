@@ -4,6 +4,7 @@
 
 #include "checkpoint/dsckpt.h"
 #include "util/error.h"
+#include "util/strings.h"
 #include "util/version.h"
 
 int main(int argc, char** argv) {
@@ -12,7 +13,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   std::string dir, tag, out_file, dtype = "f32", format = "safetensors";
-  int64_t shard_mib = 5 * 1024;
+  std::string max_shard_size = "5GB";
   CLI::App* inspect = app.add_subcommand("inspect", "Tags, steps, layout, sizes and config");
   inspect->add_option("dir", dir, "Checkpoint folder (checkpoint.dir)")->required();
   CLI::App* verify = app.add_subcommand("verify", "Check completeness and checksums of a tag");
@@ -29,9 +30,10 @@ int main(int argc, char** argv) {
       ->add_option("--format", format,
                    "safetensors (one file) or hf (config.json + weights for from_pretrained)")
       ->capture_default_str();
-  exporter->add_option("--max-shard-mib", shard_mib, "hf: largest weight file before sharding")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  exporter
+      ->add_option("--max-shard-size", max_shard_size,
+                   "hf: the largest weight file before sharding (5GB, 500MB, 2GiB, ...)")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -42,7 +44,12 @@ int main(int argc, char** argv) {
     if (inspect->parsed()) ds::checkpoint::inspect_command(dir, std::cout);
     if (verify->parsed()) return ds::checkpoint::verify_command(dir, tag, std::cout);
     if (exporter->parsed()) {
-      ds::checkpoint::export_command(dir, tag, out_file, dtype, format, shard_mib << 20, std::cout);
+      const auto shard_bytes = ds::parse_byte_size(max_shard_size);
+      if (!shard_bytes || *shard_bytes <= 0) {
+        throw ds::UsageError(fmt::format("--max-shard-size {} is not a size", max_shard_size),
+                             "e.g. 5GB, 500MB or 2GiB");
+      }
+      ds::checkpoint::export_command(dir, tag, out_file, dtype, format, *shard_bytes, std::cout);
     }
     return 0;
   } catch (const ds::Error& e) {

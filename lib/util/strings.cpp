@@ -63,4 +63,29 @@ std::string join_choices(std::span<const std::string> items, std::string_view la
   return out;
 }
 
+std::optional<int64_t> parse_byte_size(std::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 15) return std::nullopt;
+  int64_t value = 0;
+  for (size_t i = 0; i < digits; ++i) value = value * 10 + (text[i] - '0');
+  const std::string unit = to_lower(text.substr(digits));
+  struct Unit {
+    const char* name;
+    int64_t bytes;
+  };
+  static constexpr Unit kUnits[] = {{"", 1},
+                                    {"b", 1},
+                                    {"kb", 1000},
+                                    {"kib", int64_t{1} << 10},
+                                    {"mb", 1000000},
+                                    {"mib", int64_t{1} << 20},
+                                    {"gb", 1000000000},
+                                    {"gib", int64_t{1} << 30}};
+  for (const Unit& u : kUnits) {
+    if (unit == u.name) return value * u.bytes;
+  }
+  return std::nullopt;
+}
+
 }  // namespace ds
