@@ -3,6 +3,7 @@
 // (scripts/make_golden.py; the Llama has grouped-query attention, an untied head and
 // Llama 3's rope_scaling). Tolerances are the issue's: loss within 1e-5 relative,
 // each gradient within 1e-4 of its tensor's largest magnitude, AdamW losses within 1e-4.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "checkpoint/safetensors.h"
 #include "model/gpt.h"
+#include "model/head_layer.h"
 #include "optim/optimizer.h"
 #include "tensor/memory.h"
 
@@ -143,6 +145,25 @@ void check_forward_backward(const Golden& g) {
   const double expected = g.file.f32("loss")[0];
   INFO("loss " << loss << " vs PyTorch " << expected);
   CHECK(std::fabs(loss - expected) <= 1e-5 * std::fabs(expected));
+
+  // The logits, through the probabilities the head keeps: softmax of PyTorch's logits.
+  const auto& head = dynamic_cast<const ds::model::HeadLayer&>(*gpt.layers().back());
+  const std::vector<float> logits = g.file.f32("logits");
+  const int V = static_cast<int>(g.model.vocab_size);
+  double worst = 0;
+  for (int n = 0; n < N; ++n) {
+    const float* row = logits.data() + static_cast<size_t>(n) * V;
+    const double top = *std::max_element(row, row + V);
+    double sum = 0;
+    for (int v = 0; v < V; ++v) sum += std::exp(row[v] - top);
+    for (int v = 0; v < V; ++v) {
+      const double want = std::exp(row[v] - top) / sum;
+      worst =
+          std::max(worst, std::fabs(head.probabilities()[static_cast<size_t>(n) * V + v] - want));
+    }
+  }
+  INFO("probabilities: max error " << worst);
+  CHECK(worst <= 1e-6);
 
   gpt.backward(params.data(), grads.data(), mb);
   check_gradients(g, gpt.layout(), grads, "grad.");
