@@ -44,7 +44,11 @@ def check(tokenizers, tool, tokenizer_json, text_file):
     if lines and lines[-1] == "":
         lines.pop()
     out = subprocess.run([tool, "encode", tokenizer_json, text_file], check=True,
-                         capture_output=True).stdout.decode("utf-8").splitlines()
+                         capture_output=True).stdout.decode("utf-8").split("\n")
+    # Only "\n" ends a record: str.splitlines() would also split at U+2028, U+0085, ...,
+    # which JSON strings may hold as they are.
+    if out and out[-1] == "":
+        out.pop()
     if len(out) != len(lines):
         print(f"check_tokenizer: {tokenizer_json}: {len(out)} lines from the tool, "
               f"{len(lines)} in {text_file}")
