@@ -15,6 +15,7 @@
 #include "data/documents.h"
 #include "data/sampler.h"
 #include "data/token_dataset.h"
+#include "process_helpers.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "util/error.h"
 
@@ -22,38 +23,20 @@ namespace fs = std::filesystem;
 using ds::data::Datasets;
 using ds::data::kIgnoreTarget;
 using ds::data::load_datasets;
+using ds::testing::TempDir;
 using json = nlohmann::json;
 using Ids = std::vector<int32_t>;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ds_data_documents_XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
+// The token caches written beside the data in `dir`.
+std::vector<std::string> caches(const TempDir& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir.path())) {
+    if (e.path().extension() == ".tokens") out.push_back(e.path().filename().string());
   }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::string write(const std::string& name, const std::string& bytes) const {
-    std::ofstream(file(name), std::ios::binary) << bytes;
-    return file(name);
-  }
-  std::vector<std::string> caches() const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(path_)) {
-      if (e.path().extension() == ".tokens") out.push_back(e.path().filename().string());
-    }
-    return out;
-  }
-
- private:
-  fs::path path_;
-};
+  return out;
+}
 
 std::string bl(std::string_view raw) {
   std::string out;
@@ -355,7 +338,7 @@ TEST_CASE("data: the token cache is reused and rebuilt when anything changes", "
   const Datasets first = load_datasets(cfg, 512, 2);
   CHECK(first.files_tokenised == 1);
   CHECK(first.files_from_cache == 0);
-  REQUIRE(dir.caches().size() == 1);
+  REQUIRE(caches(dir).size() == 1);
   const std::string cache = ds::data::cache_path(
       dir.file("d.jsonl"), cfg, ds::data::DataTokenizer::load(dir.file("tokenizer.json")));
   CHECK(fs::exists(cache));
@@ -371,7 +354,7 @@ TEST_CASE("data: the token cache is reused and rebuilt when anything changes", "
     const auto other = data_config(dir, keys + R"(template: {prompt: "{q}:", response: "{a}"})");
     const Datasets d = load_datasets(other, 512, 2);
     CHECK(d.files_tokenised == 1);
-    CHECK(dir.caches().size() == 2);
+    CHECK(caches(dir).size() == 2);
   }
   SECTION("changed data are a new cache") {
     dir.write("d.jsonl", "{\"q\": \"the\", \"a\": \"hex\"}\n{\"q\": \"t\", \"a\": \"h\"}\n");
@@ -404,7 +387,7 @@ TEST_CASE("data: the token cache is reused and rebuilt when anything changes", "
     off.cache = false;
     fs::remove(cache);
     CHECK(load_datasets(off, 512, 2).files_tokenised == 1);
-    CHECK(dir.caches().empty());
+    CHECK(caches(dir).empty());
   }
 }
 

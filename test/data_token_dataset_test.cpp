@@ -10,31 +10,17 @@
 #include <vector>
 
 #include "data/token_dataset.h"
+#include "process_helpers.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
 using ds::data::load_tokens;
 using ds::data::TokenFormat;
+using ds::testing::TempDir;
 
 namespace {
 
 // A fresh directory under the system temp dir, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ds_data_test_XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);

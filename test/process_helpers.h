@@ -65,9 +65,15 @@ inline std::string training_text(size_t bytes) {
   return text;
 }
 
-// A fresh folder under the system temp dir, removed when the test case ends.
+// A fresh folder under the system temp dir, removed when the test case ends: named
+// after `name` and the process, or (default) a unique mkdtemp folder.
 class TempDir {
  public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "ds_test_XXXXXX").string();
+    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    path_ = pattern;
+  }
   explicit TempDir(const std::string& name)
       : path_(std::filesystem::temp_directory_path() / (name + "." + std::to_string(::getpid()))) {
     std::filesystem::remove_all(path_);

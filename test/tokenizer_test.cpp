@@ -12,12 +12,14 @@
 #include <string>
 #include <vector>
 
+#include "process_helpers.h"
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/unicode_class.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
+using ds::testing::TempDir;
 using ds::tokenizer::BpeTokenizer;
 using ds::tokenizer::CharClass;
 using ds::tokenizer::SplitPattern;
@@ -25,23 +27,6 @@ using json = nlohmann::json;
 using Ids = std::vector<int32_t>;
 
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ds_tokenizer_test_XXXXXX").string();
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // Raw bytes → the byte-level alphabet the vocab is written in (" the" → "Ġthe").
 std::string bl(std::string_view raw) {
@@ -240,7 +225,8 @@ TEST_CASE("tokenizer: GPT-2 style BPE merges lowest rank first", "[tokenizer]") 
   CHECK(tok.decode(Ids{0xF0, 0x9F, 0x98}) == "\xEF\xBF\xBD");  // one maximal subpart
 }
 
-TEST_CASE("tokenizer: a merge is taken from the heap only while its pair still stands", "[tokenizer]") {
+TEST_CASE("tokenizer: a merge is taken from the heap only while its pair still stands",
+          "[tokenizer]") {
   // "a a a": (a,a) at 0 merges first; the entry at 1 is stale; "aa a" is not a merge.
   json j = gpt2_json();
   j["model"]["vocab"] = byte_vocab({"aa", "aaa"});
@@ -281,7 +267,8 @@ TEST_CASE("tokenizer: Llama 3 style: ignore_merges, added tokens and BOS", "[tok
   CHECK(merged.encode(" hello") == Ids{32, 256, 'l', 'l', 'o'});
 }
 
-TEST_CASE("tokenizer: non-normalized added tokens are split out before normalized ones", "[tokenizer]") {
+TEST_CASE("tokenizer: non-normalized added tokens are split out before normalized ones",
+          "[tokenizer]") {
   json j = gpt2_json();
   // The ids in the file are not used: as in `tokenizers`, a content outside the vocab
   // takes the next id after the model's vocab size (262 here), in file order.
@@ -294,7 +281,8 @@ TEST_CASE("tokenizer: non-normalized added tokens are split out before normalize
   CHECK(tok.encode("xab") == Ids{'x', 262});
 }
 
-TEST_CASE("tokenizer: tokenizer_config.json beside tokenizer.json names BOS and EOS", "[tokenizer]") {
+TEST_CASE("tokenizer: tokenizer_config.json beside tokenizer.json names BOS and EOS",
+          "[tokenizer]") {
   TempDir dir;
   json j = llama3_json();
   std::ofstream(dir.path() / "tokenizer.json") << j.dump();
@@ -355,7 +343,8 @@ TEST_CASE("tokenizer: decode(encode(x)) == x for random UTF-8", "[tokenizer]") {
   }
 }
 
-TEST_CASE("tokenizer: bad tokenizer files are usage errors naming the file and the problem", "[tokenizer]") {
+TEST_CASE("tokenizer: bad tokenizer files are usage errors naming the file and the problem",
+          "[tokenizer]") {
   auto fails_with = [](const json& j, const std::string& what) {
     try {
       make(j);

@@ -294,11 +294,9 @@ struct DataLoader {
     }
   }
 
-  // Moves the last n_val documents of train into val.
-  void split_documents(int64_t n_val) {
+  // Moves train's tokens (and their loss flags) from position `cut` on into val.
+  void move_tail_to_val(int64_t cut) {
     TokenStream& train = out.train;
-    const int64_t keep = train.documents() - n_val;
-    const int64_t cut = train.document_ends[static_cast<size_t>(keep - 1)];
     TokenStream& val = out.val;
     val.source = train.source;
     val.files = train.files;
@@ -309,6 +307,15 @@ struct DataLoader {
       val.ignored.assign(train.ignored.begin() + cut, train.ignored.end());
       train.ignored.resize(static_cast<size_t>(cut));
     }
+  }
+
+  // Moves the last n_val documents of train into val.
+  void split_documents(int64_t n_val) {
+    TokenStream& train = out.train;
+    const int64_t keep = train.documents() - n_val;
+    const int64_t cut = train.document_ends[static_cast<size_t>(keep - 1)];
+    TokenStream& val = out.val;
+    move_tail_to_val(cut);
     for (size_t d = static_cast<size_t>(keep); d < train.document_ends.size(); ++d) {
       val.document_ends.push_back(train.document_ends[d] - cut);
     }
@@ -320,15 +327,7 @@ struct DataLoader {
     TokenStream& train = out.train;
     TokenStream& val = out.val;
     const int64_t cut = train.size() - n_val;
-    val.source = train.source;
-    val.files = train.files;
-    val.pad_id = train.pad_id;
-    val.tokens.assign(train.tokens.begin() + cut, train.tokens.end());
-    train.tokens.resize(static_cast<size_t>(cut));
-    if (!train.ignored.empty()) {
-      val.ignored.assign(train.ignored.begin() + cut, train.ignored.end());
-      train.ignored.resize(static_cast<size_t>(cut));
-    }
+    move_tail_to_val(cut);
     std::vector<int64_t> kept;
     for (const int64_t end : train.document_ends) {
       if (end <= cut) {
