@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "checkpoint/weights_file.h"
@@ -33,15 +34,20 @@ std::string tokenizer_file(uint32_t magic = 20240328, uint32_t version = 2) {
   return bytes;
 }
 
+// The text of one token.
+std::string decode_one(const Tokenizer& t, int32_t token) {
+  return t.decode(std::span<const int32_t>(&token, 1));
+}
+
 TEST_CASE("the byte tokenizer", "[sample]") {
   const Tokenizer t = Tokenizer::bytes();
   CHECK(t.is_bytes());
   CHECK(t.vocab_size() == 256);
   CHECK(t.encode("Hi\n") == std::vector<int32_t>{'H', 'i', '\n'});
-  CHECK(t.decode('A') == "A");
-  CHECK(t.decode('\n') == "\n");
-  CHECK(t.decode(7).empty());       // a bell prints as nothing
-  CHECK(t.decode(0xc3) == "\xc3");  // a piece of UTF-8 stays
+  CHECK(decode_one(t, 'A') == "A");
+  CHECK(decode_one(t, '\n') == "\n");
+  CHECK(decode_one(t, 7).empty());       // a bell prints as nothing
+  CHECK(decode_one(t, 0xc3) == "\xc3");  // a piece of UTF-8 stays
 }
 
 TEST_CASE("llm.c's tokenizer file: decode, greedy encode, bad files", "[sample]") {
@@ -50,8 +56,8 @@ TEST_CASE("llm.c's tokenizer file: decode, greedy encode, bad files", "[sample]"
   CHECK_FALSE(t.is_bytes());
   CHECK(t.vocab_size() == 262);
   CHECK(t.eot() == 261);
-  CHECK(t.decode(258) == " the");
-  CHECK(t.decode(261) == "<|endoftext|>");
+  CHECK(decode_one(t, 258) == " the");
+  CHECK(decode_one(t, 261) == "<|endoftext|>");
   // Longest match first: " the" beats " " + "the"; "he" is used when "the" cannot be.
   CHECK(t.encode(" the cat") == std::vector<int32_t>{258, 260});
   CHECK(t.encode("he") == std::vector<int32_t>{259});
@@ -206,6 +212,36 @@ TEST_CASE("dsworker sample from the command line", "[sample]") {
   const auto bad = ds::testing::run(ds::testing::kBin + "dsworker sample --model " + model +
                                     " --weights " + dir.file("missing.safetensors"));
   CHECK(bad.code == 2);
+}
+
+TEST_CASE("a tokenizer.json encodes prompts and decodes whole characters", "[sample]") {
+  // Byte-level BPE: the 256 byte tokens (GPT-2's printable stand-ins) and an end token.
+  nlohmann::json vocab = nlohmann::json::object();
+  for (int b = 0; b < 256; ++b) {
+    vocab[std::string(ds::tokenizer::byte_to_unicode(static_cast<uint8_t>(b)))] = b;
+  }
+  const nlohmann::json tokenizer = {
+      {"added_tokens",
+       {{{"id", 256},
+         {"content", "<|end|>"},
+         {"single_word", false},
+         {"lstrip", false},
+         {"rstrip", false},
+         {"normalized", false},
+         {"special", true}}}},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
+  TempDir dir("sample_bpe");
+  const Tokenizer t = Tokenizer::load(dir.write("tokenizer.json", tokenizer.dump()));
+  CHECK_FALSE(t.is_bytes());
+  CHECK(t.vocab_size() == 257);
+  const std::vector<int32_t> ids = t.encode("h\xc3\xa9<|end|>");  // "hé" and the end token
+  CHECK(ids == std::vector<int32_t>{'h', 0xc3, 0xa9, 256});
+  CHECK(t.decode(ids) == "h\xc3\xa9<|end|>");
+  // Half a character is not printed as itself (the sample stream waits for the rest).
+  CHECK(t.decode(std::vector<int32_t>{'h', 0xc3}) == "h\xef\xbf\xbd");
 }
 
 }  // namespace

@@ -27,7 +27,18 @@ bool printable(unsigned char byte) {
 
 Tokenizer Tokenizer::bytes() { return Tokenizer(); }
 
+int Tokenizer::vocab_size() const {
+  if (bpe_) return bpe_->vocab_size();
+  return is_bytes() ? 256 : static_cast<int>(table_.size());
+}
+
 Tokenizer Tokenizer::load(const std::filesystem::path& path) {
+  if (path.extension() == ".json") {
+    Tokenizer t;
+    t.bpe_ = std::make_shared<const tokenizer::BpeTokenizer>(tokenizer::BpeTokenizer::load(path));
+    t.eot_ = t.bpe_->eos_id().value_or(-1);
+    return t;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     throw UsageError(fmt::format("cannot open the tokenizer file {}", path.string()),
@@ -72,7 +83,14 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path) {
   return t;
 }
 
-std::string Tokenizer::decode(int32_t token) const {
+std::string Tokenizer::decode(std::span<const int32_t> tokens) const {
+  if (bpe_) return bpe_->decode(tokens);
+  std::string text;
+  for (int32_t token : tokens) text += decode_one(token);
+  return text;
+}
+
+std::string Tokenizer::decode_one(int32_t token) const {
   if (is_bytes()) {
     if (token < 0 || token > 255) return "";
     const auto byte = static_cast<unsigned char>(token);
@@ -85,6 +103,7 @@ std::string Tokenizer::decode(int32_t token) const {
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
+  if (bpe_) return bpe_->encode(text);
   std::vector<int32_t> tokens;
   if (is_bytes()) {
     for (char c : text) tokens.push_back(static_cast<unsigned char>(c));
@@ -202,10 +221,10 @@ std::string generate_text(model::Gpt& model, const float* params, const Tokenize
                           std::string_view prompt, const GenerateOptions& options) {
   const int usable =
       std::min<int>(tokenizer.vocab_size(), static_cast<int>(model.config().vocab_size));
-  std::string text(prompt);
+  std::vector<int32_t> generated;
   generate(model, params, prompt_tokens(tokenizer, prompt, model.config().vocab_size), usable,
-           options, [&](int32_t token) { text += tokenizer.decode(token); });
-  return text;
+           options, [&](int32_t token) { generated.push_back(token); });
+  return std::string(prompt) + tokenizer.decode(generated);
 }
 
 namespace {
@@ -264,8 +283,18 @@ void sample_command(const SampleOptions& options, std::ostream& out) {
   const std::vector<int32_t> prompt = prompt_tokens(tokenizer, options.prompt, m.vocab_size);
   out << options.prompt << std::flush;
   const auto start = std::chrono::steady_clock::now();
+  // Printed as it comes, each piece once its UTF-8 is complete (a BPE token may end
+  // inside a character).
+  std::vector<int32_t> generated;
+  size_t printed = 0;
   generate(gpt, params.data(), prompt, tokenizer.vocab_size(), options.generate,
-           [&](int32_t token) { out << tokenizer.decode(token) << std::flush; });
+           [&](int32_t token) {
+             generated.push_back(token);
+             const std::string text = tokenizer.decode(generated);
+             if (text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0) return;
+             if (text.size() > printed) out << text.substr(printed) << std::flush;
+             printed = text.size();
+           });
   out << '\n' << std::flush;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

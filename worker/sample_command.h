@@ -8,7 +8,9 @@
 // distributions, whose results differ between standard libraries), so a seed gives
 // the same text everywhere.
 //
-// Tokens are bytes unless a tokenizer file is given: llm.c's GPT-2 tokenizer table
+// Tokens are bytes unless a tokenizer file is given: a Hugging Face tokenizer.json
+// (byte-level BPE, lib/tokenizer: encodes the prompt and decodes exactly), or llm.c's
+// GPT-2 tokenizer table
 // (gpt2_tokenizer.bin; a header of 256 uint32 — magic 20240328, version 1 or 2,
 // vocab size, and in version 2 the <|endoftext|> id — then per token a uint8 length
 // and its bytes). That table only decodes; the prompt is encoded by greedy longest
@@ -20,6 +22,8 @@
 #include <filesystem>
 #include <functional>
 #include <iosfwd>
+#include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -27,6 +31,7 @@
 
 #include "data/sampler.h"
 #include "model/gpt.h"
+#include "tokenizer/bpe_tokenizer.h"
 
 namespace ds::worker {
 
@@ -34,17 +39,23 @@ class Tokenizer {
  public:
   // Every byte its own token (vocab 256), as text data is read for training.
   static Tokenizer bytes();
-  // llm.c's tokenizer file; UsageError naming the file when it is not one.
+  // A tokenizer.json (by its extension), else llm.c's tokenizer file; UsageError naming
+  // the file when it is neither.
   static Tokenizer load(const std::filesystem::path& path);
 
-  bool is_bytes() const { return table_.empty(); }
-  int vocab_size() const { return is_bytes() ? 256 : static_cast<int>(table_.size()); }
+  bool is_bytes() const { return table_.empty() && !bpe_; }
+  int vocab_size() const;
   int eot() const { return eot_; }  // -1 for bytes
-  // The token's bytes; control characters other than tab and newline print as nothing.
-  std::string decode(int32_t token) const;
+  // The text of a token sequence; control characters other than tab and newline print
+  // as nothing (bytes and llm.c tables). A BPE sequence that ends inside a UTF-8
+  // character ends in U+FFFD until its next token completes it.
+  std::string decode(std::span<const int32_t> tokens) const;
   std::vector<int32_t> encode(std::string_view text) const;
 
  private:
+  std::string decode_one(int32_t token) const;
+
+  std::shared_ptr<const tokenizer::BpeTokenizer> bpe_;
   std::vector<std::string> table_;
   std::unordered_map<std::string, int32_t> ids_;
   size_t longest_ = 1;

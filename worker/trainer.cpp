@@ -192,7 +192,9 @@ void Trainer::report_memory(const char* when) {
 }
 
 void Trainer::print_sample(const std::vector<float>& weights) {
-  if (cfg_.model.vocab_size > 256) {
+  // The data's tokenizer (data.tokenizer, or the model folder's), else bytes.
+  const bool bytes = cfg_.data.tokenizer.empty();
+  if (bytes && cfg_.model.vocab_size > 256) {
     reporter_->note(
         "no sample: the model's tokens are not bytes (use dsworker sample --tokenizer)");
     return;
@@ -200,7 +202,8 @@ void Trainer::print_sample(const std::vector<float>& weights) {
   GenerateOptions generate;
   generate.tokens = options_.sample_tokens;
   generate.seed = cfg_.train.seed;
-  reporter_->print_sample(generate_text(*model_, weights.data(), Tokenizer::bytes(), "", generate));
+  const Tokenizer tokenizer = bytes ? Tokenizer::bytes() : Tokenizer::load(cfg_.data.tokenizer);
+  reporter_->print_sample(generate_text(*model_, weights.data(), tokenizer, "", generate));
 }
 
 std::optional<double> Trainer::evaluate() {

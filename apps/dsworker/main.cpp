@@ -70,8 +70,9 @@ int main(int argc, char** argv) {
                    "Draw from the k most likely tokens only; 0: all (0)")
       ->check(CLI::NonNegativeNumber);
   sample->add_option("--seed", sample_options.generate.seed, "Random seed (1234)");
-  sample->add_option("--tokenizer", sample_options.tokenizer,
-                     "llm.c GPT-2 tokenizer file (gpt2_tokenizer.bin); default: bytes");
+  sample->add_option(
+      "--tokenizer", sample_options.tokenizer,
+      "tokenizer.json (Hugging Face), or llm.c's gpt2_tokenizer.bin; default: bytes");
 
   ds::log::set_prefix("dsworker");
   try {
