@@ -1,0 +1,40 @@
+// The cuBLAS handle the matmul and attention ops run their GEMMs on, and a row-major GEMM in
+// the shape of cblas_sgemm(CblasRowMajor, ...) so that the CUDA ops read like the CPU ones.
+//
+// fp32 GEMMs run in full fp32: the handle is set to CUBLAS_DEFAULT_MATH, which uses no TF32
+// (unless NVIDIA_TF32_OVERRIDE=1 is set in the environment), and atomics stay disallowed, so
+// results are bitwise repeatable on one GPU model and toolkit.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace ds::tensor::cuda {
+
+class Blas {
+ public:
+  Blas();  // on the current device; throws ds::Error naming the failing call
+  ~Blas();
+  Blas(const Blas&) = delete;
+  Blas& operator=(const Blas&) = delete;
+
+  // The handle with its work bound to `stream`.
+  cublasHandle_t on(cudaStream_t stream);
+
+ private:
+  cublasHandle_t handle_ = nullptr;
+};
+
+// Row-major c[m][n] = alpha op(a) op(b) + beta c, op(x) = x or x^T, with leading dimensions in
+// row-major terms, on `stream`. The batched form repeats it `batch` times, each operand
+// advancing by its stride (in floats).
+void gemm(Blas& blas, cudaStream_t stream, bool trans_a, bool trans_b, int m, int n, int k,
+          float alpha, const float* a, int lda, const float* b, int ldb, float beta, float* c,
+          int ldc);
+void gemm_batched(Blas& blas, cudaStream_t stream, bool trans_a, bool trans_b, int m, int n, int k,
+                  float alpha, const float* a, int lda, int64_t stride_a, const float* b, int ldb,
+                  int64_t stride_b, float beta, float* c, int ldc, int64_t stride_c, int batch);
+
+}  // namespace ds::tensor::cuda

@@ -1,0 +1,63 @@
+// Owning device memory (cudaMalloc/cudaFree), move-only, and a stream that is destroyed with
+// its owner. Not yet counted by tensor::MemoryTracker: that tracker is per process and host
+// memory; device accounting (per device) comes with the GPU training path.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ds::tensor::cuda {
+
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  // `bytes` of device memory on the current device, zeroed (as tensor::Buffer is: gradient
+  // buffers rely on it because every backward accumulates). Throws ds::Error when it fails.
+  explicit DeviceBuffer(size_t bytes);
+  static DeviceBuffer floats(int64_t n) { return DeviceBuffer(sizeof(float) * size_t(n)); }
+  ~DeviceBuffer();
+
+  DeviceBuffer(DeviceBuffer&& other) noexcept;
+  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(data_);
+  }
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  bool empty() const { return bytes_ == 0; }
+
+  // Copies `bytes` (at most bytes()) from host memory, ordered on `stream`; returns when the
+  // host memory may be reused (pageable memory is staged by the driver).
+  void upload(const void* host, size_t bytes, cudaStream_t stream);
+  // Copies `bytes` to host memory and waits for `stream`, so the data is there on return.
+  void download(void* host, size_t bytes, cudaStream_t stream) const;
+
+ private:
+  void release() noexcept;
+
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// A non-blocking stream on the current device, destroyed with this object.
+class Stream {
+ public:
+  Stream();
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  cudaStream_t get() const { return stream_; }
+  void synchronize() const;
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+}  // namespace ds::tensor::cuda

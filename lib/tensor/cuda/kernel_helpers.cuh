@@ -1,0 +1,94 @@
+// Device building blocks shared by the .cu files here: launch shapes, warp and block
+// reductions, and the fixed-order column sum behind every parameter-gradient reduction.
+// Internal to lib/tensor/cuda.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "tensor/cuda/cuda_check.h"
+
+namespace ds::tensor::cuda::detail {
+
+constexpr int kWarp = 32;
+constexpr int kBlock = 256;
+constexpr int kRowsPerBlock = kBlock / kWarp;  // row kernels: one warp per row
+
+inline unsigned blocks_for(int64_t n, int per_block = kBlock) {
+  return static_cast<unsigned>((n + per_block - 1) / per_block);
+}
+
+// Butterfly reductions: every lane ends with the same value, combined in the same order on
+// every run.
+template <typename T>
+__device__ inline T warp_sum(T x) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2)
+    x += __shfl_xor_sync(0xffffffffu, x, offset);
+  return x;
+}
+__device__ inline float warp_max(float x) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  }
+  return x;
+}
+
+// Reduces over a whole block (blockDim.x a multiple of 32, at most 1024); every thread gets
+// the result. `shared` holds 32 values; the block synchronises, so all threads must call it.
+template <typename T, typename Op>
+__device__ inline T block_reduce(T x, T* shared, Op op) {
+  const int lane = threadIdx.x % kWarp;
+  const int warp = threadIdx.x / kWarp;
+  const int warps = blockDim.x / kWarp;
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+    x = op(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  }
+  __syncthreads();  // `shared` may still be read from a previous call
+  if (lane == 0) shared[warp] = x;
+  __syncthreads();
+  T total = shared[0];
+  for (int w = 1; w < warps; ++w) total = op(total, shared[w]);
+  return total;
+}
+
+struct Add {
+  template <typename T>
+  __device__ T operator()(T a, T b) const {
+    return a + b;
+  }
+};
+struct Max {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+// dst[c] += sum over n of term(n, c), for c in [0, C). A block owns 32 columns; its 32 rows of
+// threads take rows n = y, y + 32, ... and the 32 partial sums are added in y order, so every
+// column is summed in the same order on every run, with no atomics.
+constexpr int kColumnTile = 32;
+template <typename Term>
+__global__ void column_sum_kernel(float* dst, int N, int C, Term term) {
+  __shared__ float partial[kColumnTile][kColumnTile + 1];
+  const int c = blockIdx.x * kColumnTile + threadIdx.x;
+  float sum = 0.0f;
+  if (c < C) {
+    for (int n = threadIdx.y; n < N; n += kColumnTile) sum += term(n, c);
+  }
+  partial[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    float total = 0.0f;
+    for (int y = 0; y < kColumnTile; ++y) total += partial[y][threadIdx.x];
+    dst[c] += total;
+  }
+}
+
+template <typename Term>
+void column_sum(float* dst, int N, int C, Term term, cudaStream_t stream) {
+  if (C == 0) return;
+  column_sum_kernel<<<blocks_for(C, kColumnTile), dim3(kColumnTile, kColumnTile), 0, stream>>>(
+      dst, N, C, term);
+  DS_CUDA_LAUNCHED();
+}
+
+}  // namespace ds::tensor::cuda::detail

@@ -1,0 +1,449 @@
+// The GPT kernels of tensor/cpu/kernels.h on the GPU. Element-wise ops take a thread per
+// element; row ops (normalisations, softmax) a warp per row, or a block per row where rows are
+// long (cross-entropy over the vocabulary); parameter gradients reduce through
+// detail::column_sum; matrix products go to cuBLAS (blas.h).
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "tensor/cuda/kernel_helpers.cuh"
+#include "tensor/cuda/kernels.h"
+
+namespace ds::tensor::cuda {
+
+using namespace detail;
+
+namespace {
+
+constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
+constexpr float kGeluCubic = 0.044715f;
+
+__device__ inline int warp_row() {
+  return static_cast<int>(blockIdx.x) * kRowsPerBlock + static_cast<int>(threadIdx.x) / kWarp;
+}
+
+__global__ void encoder_forward_kernel(float* out, const int32_t* tokens, const float* wte,
+                                       const float* wpe, int64_t BT, int T, int C) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= BT * C) return;
+  const int64_t bt = i / C;
+  const int c = static_cast<int>(i % C);
+  const int t = static_cast<int>(bt % T);
+  out[i] = wte[int64_t{tokens[bt]} * C + c] + wpe[int64_t{t} * C + c];
+}
+
+// A thread per channel, positions in order: deterministic, and the CPU's summation order.
+__global__ void encoder_backward_kernel(float* dwte, float* dwpe, const float* dout,
+                                        const int32_t* tokens, int64_t BT, int T, int C) {
+  const int c = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (c >= C) return;
+  for (int64_t n = 0; n < BT; ++n) {
+    const float d = dout[n * C + c];
+    dwte[int64_t{tokens[n]} * C + c] += d;
+    if (dwpe != nullptr) dwpe[(n % T) * C + c] += d;
+  }
+}
+
+__global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp,
+                                         const float* weight, const float* bias, int N, int C,
+                                         float eps) {
+  const int n = warp_row();
+  if (n >= N) return;
+  const int lane = threadIdx.x % kWarp;
+  const float* x = inp + int64_t{n} * C;
+  float* o = out + int64_t{n} * C;
+  float sum = 0.0f;
+  for (int c = lane; c < C; c += kWarp) sum += x[c];
+  const float m = warp_sum(sum) / C;
+  // Two passes, as the CPU: the variance from squared deviations.
+  float sq = 0.0f;
+  for (int c = lane; c < C; c += kWarp) sq += (x[c] - m) * (x[c] - m);
+  const float s = 1.0f / sqrtf(warp_sum(sq) / C + eps);
+  for (int c = lane; c < C; c += kWarp) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+  if (lane == 0) {
+    if (mean != nullptr) mean[n] = m;
+    if (rstd != nullptr) rstd[n] = s;
+  }
+}
+
+__global__ void layernorm_backward_input_kernel(float* dinp, const float* dout, const float* inp,
+                                                const float* weight, const float* mean,
+                                                const float* rstd, int N, int C) {
+  const int n = warp_row();
+  if (n >= N) return;
+  const int lane = threadIdx.x % kWarp;
+  const float* x = inp + int64_t{n} * C;
+  const float* d = dout + int64_t{n} * C;
+  float* di = dinp + int64_t{n} * C;
+  const float m = mean[n];
+  const float s = rstd[n];
+  float dnorm = 0.0f;
+  float dnorm_norm = 0.0f;
+  for (int c = lane; c < C; c += kWarp) {
+    const float wd = weight[c] * d[c];
+    dnorm += wd;
+    dnorm_norm += wd * (x[c] - m) * s;
+  }
+  const float dnorm_mean = warp_sum(dnorm) / C;
+  const float dnorm_norm_mean = warp_sum(dnorm_norm) / C;
+  for (int c = lane; c < C; c += kWarp) {
+    const float norm = (x[c] - m) * s;
+    di[c] += (weight[c] * d[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
+  }
+}
+
+struct LayernormWeightTerm {
+  const float* dout;
+  const float* inp;
+  const float* mean;
+  const float* rstd;
+  int C;
+  __device__ float operator()(int n, int c) const {
+    const int64_t i = int64_t{n} * C + c;
+    return dout[i] * (inp[i] - mean[n]) * rstd[n];
+  }
+};
+
+struct RowsTerm {  // the matrix itself: column sums of dout
+  const float* x;
+  int C;
+  __device__ float operator()(int n, int c) const { return x[int64_t{n} * C + c]; }
+};
+
+__global__ void broadcast_rows_kernel(float* out, const float* row, int64_t N, int C) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i < N * C) out[i] = row[i % C];
+}
+
+// Causal softmax in place on rows of T scores (row r is query r % T): keys past the query get
+// probability 0.
+__global__ void causal_softmax_kernel(float* att, int64_t rows, int T) {
+  const int64_t r = int64_t{blockIdx.x} * kRowsPerBlock + threadIdx.x / kWarp;
+  if (r >= rows) return;
+  const int lane = threadIdx.x % kWarp;
+  const int t = static_cast<int>(r % T);
+  float* row = att + r * T;
+  float maxv = -INFINITY;
+  for (int j = lane; j <= t; j += kWarp) maxv = fmaxf(maxv, row[j]);
+  maxv = warp_max(maxv);
+  float sum = 0.0f;
+  for (int j = lane; j <= t; j += kWarp) {
+    const float e = expf(row[j] - maxv);
+    row[j] = e;
+    sum += e;
+  }
+  const float inv = 1.0f / warp_sum(sum);
+  for (int j = lane; j < T; j += kWarp) row[j] = j <= t ? row[j] * inv : 0.0f;
+}
+
+// dS = P * (dP - sum_j P dP) in place on dP; zero above the diagonal.
+__global__ void causal_softmax_backward_kernel(float* datt, const float* att, int64_t rows, int T) {
+  const int64_t r = int64_t{blockIdx.x} * kRowsPerBlock + threadIdx.x / kWarp;
+  if (r >= rows) return;
+  const int lane = threadIdx.x % kWarp;
+  const int t = static_cast<int>(r % T);
+  const float* p = att + r * T;
+  float* g = datt + r * T;
+  float dot = 0.0f;
+  for (int j = lane; j <= t; j += kWarp) dot += p[j] * g[j];
+  dot = warp_sum(dot);
+  for (int j = lane; j < T; j += kWarp) g[j] = j <= t ? p[j] * (g[j] - dot) : 0.0f;
+}
+
+__device__ inline float gelu_tanh(float x) {
+  return tanhf(kGeluScale * (x + kGeluCubic * x * x * x));
+}
+
+__global__ void gelu_forward_kernel(float* out, const float* inp, int64_t N) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= N) return;
+  const float x = inp[i];
+  out[i] = 0.5f * x * (1.0f + gelu_tanh(x));
+}
+
+__global__ void gelu_backward_kernel(float* dinp, const float* inp, const float* dout, int64_t N) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= N) return;
+  const float x = inp[i];
+  const float th = gelu_tanh(x);
+  const float du = kGeluScale * (1.0f + 3.0f * kGeluCubic * x * x);
+  const float grad = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+  dinp[i] += grad * dout[i];
+}
+
+__global__ void residual_forward_kernel(float* out, const float* a, const float* b, int64_t N) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i < N) out[i] = a[i] + b[i];
+}
+
+__global__ void add_inplace_kernel(float* dst, const float* src, int64_t N) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i < N) dst[i] += src[i];
+}
+
+__global__ void scale_inplace_kernel(float* x, float scale, int64_t N) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i < N) x[i] *= scale;
+}
+
+constexpr int kCrossEntropyBlock = 512;
+
+__global__ void softmax_cross_entropy_forward_kernel(float* losses, float* probs,
+                                                     const float* logits, const int32_t* targets,
+                                                     int V) {
+  __shared__ float shared_max[kWarp];
+  __shared__ double shared_sum[kWarp];
+  const int64_t n = blockIdx.x;
+  const float* x = logits + n * V;
+  float* p = probs + n * V;
+  const int32_t target = targets[n];
+  const bool ignored = target == kIgnoreTarget;
+  // Read before p (which may be x) is overwritten: block_reduce below synchronises first.
+  const float target_logit = ignored ? 0.0f : x[target];
+  float maxv = -INFINITY;
+  for (int i = threadIdx.x; i < V; i += blockDim.x) maxv = fmaxf(maxv, x[i]);
+  maxv = block_reduce(maxv, shared_max, Max{});
+  // Each element is read and then written by the same thread, so aliasing is safe.
+  double sum = 0.0;
+  for (int i = threadIdx.x; i < V; i += blockDim.x) {
+    const float e = expf(x[i] - maxv);
+    p[i] = e;
+    sum += e;
+  }
+  sum = block_reduce(sum, shared_sum, Add{});
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int i = threadIdx.x; i < V; i += blockDim.x) p[i] *= inv;
+  if (threadIdx.x == 0) {
+    losses[n] = ignored ? 0.0f : static_cast<float>(log(sum) + double(maxv) - double(target_logit));
+  }
+}
+
+__global__ void softmax_cross_entropy_backward_kernel(float* dlogits, const float* probs,
+                                                      const int32_t* targets, float dloss,
+                                                      int64_t N, int V) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= N * V) return;
+  const int64_t n = i / V;
+  const int v = static_cast<int>(i % V);
+  const int32_t target = targets[n];
+  if (target == kIgnoreTarget) {
+    dlogits[i] = 0.0f;
+    return;
+  }
+  // Rounded as the CPU does: p * dloss first, then the one-hot subtracted.
+  const float d = __fmul_rn(probs[i], dloss);
+  dlogits[i] = v == target ? d - dloss : d;
+}
+
+constexpr int kSumBlock = 1024;
+
+__global__ void sum_of_squares_kernel(double* result, const float* x, int64_t N) {
+  __shared__ double shared[kWarp];
+  double sum = 0.0;
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) sum += double(x[i]) * x[i];
+  sum = block_reduce(sum, shared, Add{});
+  if (threadIdx.x == 0) *result = sum;
+}
+
+}  // namespace
+
+void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
+                     int T, int C, cudaStream_t stream) {
+  const int64_t total = int64_t{B} * T * C;
+  if (total == 0) return;
+  encoder_forward_kernel<<<blocks_for(total), kBlock, 0, stream>>>(out, tokens, wte, wpe,
+                                                                   int64_t{B} * T, T, C);
+  DS_CUDA_LAUNCHED();
+}
+
+void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
+                      int T, int C, cudaStream_t stream) {
+  if (C == 0) return;
+  encoder_backward_kernel<<<blocks_for(C), kBlock, 0, stream>>>(dwte, dwpe, dout, tokens,
+                                                                int64_t{B} * T, T, C);
+  DS_CUDA_LAUNCHED();
+}
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int N, int C, float eps, cudaStream_t stream) {
+  if (N == 0) return;
+  layernorm_forward_kernel<<<blocks_for(N, kRowsPerBlock), kBlock, 0, stream>>>(
+      out, mean, rstd, inp, weight, bias, N, C, eps);
+  DS_CUDA_LAUNCHED();
+}
+
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                        const float* inp, const float* weight, const float* mean, const float* rstd,
+                        int N, int C, cudaStream_t stream) {
+  if (N == 0) return;
+  layernorm_backward_input_kernel<<<blocks_for(N, kRowsPerBlock), kBlock, 0, stream>>>(
+      dinp, dout, inp, weight, mean, rstd, N, C);
+  DS_CUDA_LAUNCHED();
+  column_sum(dweight, N, C, LayernormWeightTerm{dout, inp, mean, rstd, C}, stream);
+  column_sum(dbias, N, C, RowsTerm{dout, C}, stream);
+}
+
+void matmul_forward(Blas& blas, float* out, const float* inp, const float* weight,
+                    const float* bias, int N, int IC, int OC, WeightLayout layout,
+                    cudaStream_t stream) {
+  if (N == 0 || OC == 0) return;
+  float beta = 0.0f;
+  if (bias != nullptr) {
+    // Start from the bias and let the GEMM add to it, as the CPU does.
+    broadcast_rows_kernel<<<blocks_for(int64_t{N} * OC), kBlock, 0, stream>>>(out, bias, N, OC);
+    DS_CUDA_LAUNCHED();
+    beta = 1.0f;
+  }
+  if (layout == WeightLayout::kInOut) {
+    gemm(blas, stream, false, false, N, OC, IC, 1.0f, inp, IC, weight, OC, beta, out, OC);
+  } else {
+    gemm(blas, stream, false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC);
+  }
+}
+
+void matmul_backward(Blas& blas, float* dinp, float* dweight, float* dbias, const float* dout,
+                     const float* inp, const float* weight, int N, int IC, int OC,
+                     WeightLayout layout, cudaStream_t stream) {
+  if (layout == WeightLayout::kInOut) {
+    if (dinp != nullptr) {
+      gemm(blas, stream, false, true, N, IC, OC, 1.0f, dout, OC, weight, OC, 1.0f, dinp, IC);
+    }
+    gemm(blas, stream, true, false, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f, dweight, OC);
+  } else {
+    if (dinp != nullptr) {
+      gemm(blas, stream, false, false, N, IC, OC, 1.0f, dout, OC, weight, IC, 1.0f, dinp, IC);
+    }
+    gemm(blas, stream, true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC);
+  }
+  if (dbias != nullptr) column_sum(dbias, N, OC, RowsTerm{dout, OC}, stream);
+}
+
+// Per batch row b, the heads form a strided batch: head h's q, k, v and output start hs floats
+// after head h-1's, and its T×T block of att T*T floats after.
+void attention_forward(Blas& blas, float* out, float* att, const float* qkv, int B, int T, int C,
+                       int NH, cudaStream_t stream) {
+  DS_CUDA_REQUIRE(NH > 0 && C % NH == 0);
+  if (B == 0 || T == 0) return;
+  const int hs = C / NH;
+  const int C3 = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const int64_t TT = int64_t{T} * T;
+  for (int b = 0; b < B; ++b) {
+    const float* q = qkv + int64_t{b} * T * C3;
+    const float* k = q + C;
+    float* a = att + int64_t{b} * NH * TT;
+    // S = scale Q K^T over all T×T (the softmax masks the upper triangle).
+    gemm_batched(blas, stream, false, true, T, T, hs, scale, q, C3, hs, k, C3, hs, 0.0f, a, T, TT,
+                 NH);
+  }
+  const int64_t rows = int64_t{B} * NH * T;
+  causal_softmax_kernel<<<blocks_for(rows, kRowsPerBlock), kBlock, 0, stream>>>(att, rows, T);
+  DS_CUDA_LAUNCHED();
+  for (int b = 0; b < B; ++b) {
+    const float* v = qkv + int64_t{b} * T * C3 + 2 * C;
+    const float* a = att + int64_t{b} * NH * TT;
+    float* o = out + int64_t{b} * T * C;
+    gemm_batched(blas, stream, false, false, T, hs, T, 1.0f, a, T, TT, v, C3, hs, 0.0f, o, C, hs,
+                 NH);
+  }
+}
+
+void attention_backward(Blas& blas, float* dqkv, float* datt_scratch, const float* dout,
+                        const float* qkv, const float* att, int B, int T, int C, int NH,
+                        cudaStream_t stream) {
+  DS_CUDA_REQUIRE(NH > 0 && C % NH == 0);
+  if (B == 0 || T == 0) return;
+  const int hs = C / NH;
+  const int C3 = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const int64_t TT = int64_t{T} * T;
+  // dP = dO V^T.
+  for (int b = 0; b < B; ++b) {
+    const float* v = qkv + int64_t{b} * T * C3 + 2 * C;
+    const float* d = dout + int64_t{b} * T * C;
+    gemm_batched(blas, stream, false, true, T, T, hs, 1.0f, d, C, hs, v, C3, hs, 0.0f,
+                 datt_scratch + int64_t{b} * NH * TT, T, TT, NH);
+  }
+  const int64_t rows = int64_t{B} * NH * T;
+  causal_softmax_backward_kernel<<<blocks_for(rows, kRowsPerBlock), kBlock, 0, stream>>>(
+      datt_scratch, att, rows, T);
+  DS_CUDA_LAUNCHED();
+  for (int b = 0; b < B; ++b) {
+    const int64_t head0 = int64_t{b} * T * C3;
+    const float* q = qkv + head0;
+    const float* k = q + C;
+    float* dq = dqkv + head0;
+    float* dk = dq + C;
+    float* dv = dq + 2 * C;
+    const float* ds = datt_scratch + int64_t{b} * NH * TT;
+    const float* a = att + int64_t{b} * NH * TT;
+    const float* d = dout + int64_t{b} * T * C;
+    // dQ += scale dS K;  dK += scale dS^T Q;  dV += P^T dO.
+    gemm_batched(blas, stream, false, false, T, hs, T, scale, ds, T, TT, k, C3, hs, 1.0f, dq, C3,
+                 hs, NH);
+    gemm_batched(blas, stream, true, false, T, hs, T, scale, ds, T, TT, q, C3, hs, 1.0f, dk, C3, hs,
+                 NH);
+    gemm_batched(blas, stream, true, false, T, hs, T, 1.0f, a, T, TT, d, C, hs, 1.0f, dv, C3, hs,
+                 NH);
+  }
+}
+
+void gelu_forward(float* out, const float* inp, int64_t N, cudaStream_t stream) {
+  if (N == 0) return;
+  gelu_forward_kernel<<<blocks_for(N), kBlock, 0, stream>>>(out, inp, N);
+  DS_CUDA_LAUNCHED();
+}
+
+void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N,
+                   cudaStream_t stream) {
+  if (N == 0) return;
+  gelu_backward_kernel<<<blocks_for(N), kBlock, 0, stream>>>(dinp, inp, dout, N);
+  DS_CUDA_LAUNCHED();
+}
+
+void fill_zero(float* x, int64_t N, cudaStream_t stream) {
+  if (N == 0) return;
+  DS_CUDA_CALL(cudaMemsetAsync(x, 0, sizeof(float) * static_cast<size_t>(N), stream));
+}
+
+void residual_forward(float* out, const float* a, const float* b, int64_t N, cudaStream_t stream) {
+  if (N == 0) return;
+  residual_forward_kernel<<<blocks_for(N), kBlock, 0, stream>>>(out, a, b, N);
+  DS_CUDA_LAUNCHED();
+}
+
+void add_inplace(float* dst, const float* src, int64_t N, cudaStream_t stream) {
+  if (N == 0) return;
+  add_inplace_kernel<<<blocks_for(N), kBlock, 0, stream>>>(dst, src, N);
+  DS_CUDA_LAUNCHED();
+}
+
+void softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
+                                   const int32_t* targets, int N, int V, cudaStream_t stream) {
+  if (N == 0) return;
+  softmax_cross_entropy_forward_kernel<<<N, kCrossEntropyBlock, 0, stream>>>(losses, probs, logits,
+                                                                             targets, V);
+  DS_CUDA_LAUNCHED();
+}
+
+void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets,
+                                    float dloss, int N, int V, cudaStream_t stream) {
+  const int64_t total = int64_t{N} * V;
+  if (total == 0) return;
+  softmax_cross_entropy_backward_kernel<<<blocks_for(total), kBlock, 0, stream>>>(
+      dlogits, probs, targets, dloss, N, V);
+  DS_CUDA_LAUNCHED();
+}
+
+void sum_of_squares(double* result, const float* x, int64_t N, cudaStream_t stream) {
+  sum_of_squares_kernel<<<1, kSumBlock, 0, stream>>>(result, x, N);
+  DS_CUDA_LAUNCHED();
+}
+
+void scale_inplace(float* x, float scale, int64_t N, cudaStream_t stream) {
+  if (N == 0) return;
+  scale_inplace_kernel<<<blocks_for(N), kBlock, 0, stream>>>(x, scale, N);
+  DS_CUDA_LAUNCHED();
+}
+
+}  // namespace ds::tensor::cuda

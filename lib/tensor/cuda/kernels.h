@@ -1,0 +1,88 @@
+// CUDA versions of the GPT kernels in tensor/cpu/kernels.h, on device pointers and a stream,
+// with the same arguments in the same order (plus the stream last, and a Blas handle first for
+// the ops that multiply matrices) and the same contracts:
+// - Callers own and preallocate all device memory; nothing here allocates.
+// - Every backward ACCUMULATES (+=) into its gradient outputs; softmax_cross_entropy_backward
+//   WRITES dlogits (and may alias probs), as on the CPU.
+// - Results are deterministic run to run on one GPU model: no float atomics; every reduction
+//   (parameter gradients included) is done by a fixed set of threads in a fixed order.
+// - Everything is queued on `stream` and returns without waiting; launch errors throw
+//   ds::Error at once, faults inside a kernel at the next synchronising call.
+// fp32 storage and compute only; bf16/fp16 storage is a later step.
+//
+// What the CPU checks on the host (token and target ranges) is not checked here: the data is
+// on the device. Out-of-range tokens or targets are undefined behaviour.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "tensor/cpu/kernels.h"
+#include "tensor/cuda/blas.h"
+
+namespace ds::tensor::cuda {
+
+using cpu::kIgnoreTarget;
+using cpu::WeightLayout;
+
+// out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:].
+void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
+                     int T, int C, cudaStream_t stream);
+// dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:]. One thread per channel adds
+// the positions in order (as the CPU's channel-split threads do), so repeated tokens never
+// collide and the sums are bitwise those of the CPU.
+void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
+                      int T, int C, cudaStream_t stream);
+
+// One warp per row. mean and rstd may be nullptr.
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, int N, int C, float eps, cudaStream_t stream);
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                        const float* inp, const float* weight, const float* mean, const float* rstd,
+                        int N, int C, cudaStream_t stream);
+
+// out[N,OC] = inp[N,IC] · W (+ bias when not nullptr), through cuBLAS.
+void matmul_forward(Blas& blas, float* out, const float* inp, const float* weight,
+                    const float* bias, int N, int IC, int OC, WeightLayout layout,
+                    cudaStream_t stream);
+// dinp (nullable) += dout · W^T; dweight += the gradient in W's layout; dbias (nullable) +=
+// column sums of dout (a fixed-order reduction, no atomics).
+void matmul_backward(Blas& blas, float* dinp, float* dweight, float* dbias, const float* dout,
+                     const float* inp, const float* weight, int N, int IC, int OC,
+                     WeightLayout layout, cudaStream_t stream);
+
+// Causal self-attention in the CPU's layout: qkv [B,T,3C], att [B,NH,T,T] (probabilities,
+// zero above the diagonal), out [B,T,C]. Strided-batched GEMMs over the heads of each batch
+// row and a warp-per-row softmax; the full T×T scores are computed (no flash-style tiling).
+void attention_forward(Blas& blas, float* out, float* att, const float* qkv, int B, int T, int C,
+                       int NH, cudaStream_t stream);
+// dqkv += the gradient; datt_scratch [B,NH,T,T] is overwritten.
+void attention_backward(Blas& blas, float* dqkv, float* datt_scratch, const float* dout,
+                        const float* qkv, const float* att, int B, int T, int C, int NH,
+                        cudaStream_t stream);
+
+// GELU, tanh approximation. out may alias inp; dinp += gelu'(inp) dout.
+void gelu_forward(float* out, const float* inp, int64_t N, cudaStream_t stream);
+void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N,
+                   cudaStream_t stream);
+
+void fill_zero(float* x, int64_t N, cudaStream_t stream);
+
+// out = a + b (out may alias a or b); dst += src.
+void residual_forward(float* out, const float* a, const float* b, int64_t N, cudaStream_t stream);
+void add_inplace(float* dst, const float* src, int64_t N, cudaStream_t stream);
+
+// One block per row; the row sum is kept in double as on the CPU. probs may alias logits.
+void softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
+                                   const int32_t* targets, int N, int V, cudaStream_t stream);
+// dlogits = (probs - onehot(targets)) * dloss, 0 for ignored rows. WRITES; may alias probs.
+void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets,
+                                    float dloss, int N, int V, cudaStream_t stream);
+
+// *result (one double in device memory) = sum of x^2, summed in double by one block in a fixed
+// order; x *= scale.
+void sum_of_squares(double* result, const float* x, int64_t N, cudaStream_t stream);
+void scale_inplace(float* x, float scale, int64_t N, cudaStream_t stream);
+
+}  // namespace ds::tensor::cuda

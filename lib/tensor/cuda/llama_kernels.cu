@@ -1,0 +1,183 @@
+// The Llama kernels of tensor/cpu/llama_kernels.h on the GPU, in the shapes of kernels.cu.
+#include <cuda_runtime.h>
+
+#include "tensor/cuda/kernel_helpers.cuh"
+#include "tensor/cuda/llama_kernels.h"
+
+namespace ds::tensor::cuda {
+
+using namespace detail;
+
+namespace {
+
+__global__ void embedding_forward_kernel(float* out, const int32_t* tokens, const float* wte,
+                                         int64_t N, int C) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= N * C) return;
+  const int64_t n = i / C;
+  out[i] = wte[int64_t{tokens[n]} * C + i % C];
+}
+
+// A thread per channel, positions in order (deterministic, the CPU's order).
+__global__ void embedding_backward_kernel(float* dwte, const float* dout, const int32_t* tokens,
+                                          int64_t N, int C) {
+  const int c = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (c >= C) return;
+  for (int64_t n = 0; n < N; ++n) dwte[int64_t{tokens[n]} * C + c] += dout[n * C + c];
+}
+
+__global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* inp,
+                                       const float* weight, int N, int C, float eps) {
+  const int n =
+      static_cast<int>(blockIdx.x) * kRowsPerBlock + static_cast<int>(threadIdx.x) / kWarp;
+  if (n >= N) return;
+  const int lane = threadIdx.x % kWarp;
+  const float* x = inp + int64_t{n} * C;
+  float* y = out + int64_t{n} * C;
+  float sq = 0.0f;
+  for (int c = lane; c < C; c += kWarp) sq += x[c] * x[c];
+  const float s = 1.0f / sqrtf(warp_sum(sq) / C + eps);
+  for (int c = lane; c < C; c += kWarp) y[c] = x[c] * s * weight[c];
+  if (lane == 0 && rstd != nullptr) rstd[n] = s;
+}
+
+__global__ void rmsnorm_backward_input_kernel(float* dinp, const float* dout, const float* inp,
+                                              const float* weight, const float* rstd, int N,
+                                              int C) {
+  const int n =
+      static_cast<int>(blockIdx.x) * kRowsPerBlock + static_cast<int>(threadIdx.x) / kWarp;
+  if (n >= N) return;
+  const int lane = threadIdx.x % kWarp;
+  const float* x = inp + int64_t{n} * C;
+  const float* d = dout + int64_t{n} * C;
+  float* di = dinp + int64_t{n} * C;
+  const float s = rstd[n];
+  // y = xhat w with xhat = x s: dx = s (d w - xhat mean(d w xhat)).
+  float dot = 0.0f;
+  for (int c = lane; c < C; c += kWarp) dot += d[c] * weight[c] * x[c] * s;
+  dot = warp_sum(dot) / C;
+  for (int c = lane; c < C; c += kWarp) di[c] += s * (d[c] * weight[c] - x[c] * s * dot);
+}
+
+struct RmsnormWeightTerm {
+  const float* dout;
+  const float* inp;
+  const float* rstd;
+  int C;
+  __device__ float operator()(int n, int c) const {
+    const int64_t i = int64_t{n} * C + c;
+    return dout[i] * inp[i] * rstd[n];
+  }
+};
+
+// A thread per (row, head, pair); sign -1 applies the transpose (the backward).
+__global__ void rope_kernel(float* x, const float* cos, const float* sin, int N, int T, int heads,
+                            int hs, int64_t stride, float sign) {
+  const int half = hs / 2;
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= int64_t{N} * heads * half) return;
+  const int pair = static_cast<int>(i % half);
+  const int h = static_cast<int>((i / half) % heads);
+  const int64_t n = i / (int64_t{half} * heads);
+  const int64_t table = (n % T) * half + pair;
+  const float c = cos[table];
+  const float s = sign * sin[table];
+  float* a = x + n * stride + int64_t{h} * hs + pair;
+  float* b = a + half;
+  const float ai = *a;
+  const float bi = *b;
+  *a = ai * c - bi * s;
+  *b = bi * c + ai * s;
+}
+
+__device__ inline float sigmoid(float g) { return 1.0f / (1.0f + expf(-g)); }
+
+__global__ void swiglu_forward_kernel(float* out, const float* gate, const float* up, int64_t N) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= N) return;
+  const float g = gate[i];
+  out[i] = g * sigmoid(g) * up[i];
+}
+
+__global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* dout,
+                                       const float* gate, const float* up, int64_t N) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= N) return;
+  // Everything read before dgate (which may be dout) is written.
+  const float g = gate[i];
+  const float d = dout[i];
+  const float u = up[i];
+  const float sig = sigmoid(g);
+  dup[i] = d * g * sig;
+  dgate[i] = d * u * sig * (1.0f + g * (1.0f - sig));
+}
+
+void rotate(float* x, const float* cos, const float* sin, int N, int T, int heads, int hs,
+            int64_t stride, float sign, cudaStream_t stream) {
+  DS_CUDA_REQUIRE(hs % 2 == 0 && T > 0 && stride >= int64_t{heads} * hs);
+  const int64_t total = int64_t{N} * heads * (hs / 2);
+  if (total == 0) return;
+  rope_kernel<<<blocks_for(total), kBlock, 0, stream>>>(x, cos, sin, N, T, heads, hs, stride, sign);
+  DS_CUDA_LAUNCHED();
+}
+
+}  // namespace
+
+void embedding_forward(float* out, const int32_t* tokens, const float* wte, int B, int T, int C,
+                       cudaStream_t stream) {
+  const int64_t N = int64_t{B} * T;
+  if (N * C == 0) return;
+  embedding_forward_kernel<<<blocks_for(N * C), kBlock, 0, stream>>>(out, tokens, wte, N, C);
+  DS_CUDA_LAUNCHED();
+}
+
+void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int B, int T, int C,
+                        cudaStream_t stream) {
+  if (C == 0) return;
+  embedding_backward_kernel<<<blocks_for(C), kBlock, 0, stream>>>(dwte, dout, tokens,
+                                                                  int64_t{B} * T, C);
+  DS_CUDA_LAUNCHED();
+}
+
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
+                     float eps, cudaStream_t stream) {
+  if (N == 0) return;
+  rmsnorm_forward_kernel<<<blocks_for(N, kRowsPerBlock), kBlock, 0, stream>>>(out, rstd, inp,
+                                                                              weight, N, C, eps);
+  DS_CUDA_LAUNCHED();
+}
+
+void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                      const float* weight, const float* rstd, int N, int C, cudaStream_t stream) {
+  if (N == 0) return;
+  rmsnorm_backward_input_kernel<<<blocks_for(N, kRowsPerBlock), kBlock, 0, stream>>>(
+      dinp, dout, inp, weight, rstd, N, C);
+  DS_CUDA_LAUNCHED();
+  column_sum(dweight, N, C, RmsnormWeightTerm{dout, inp, rstd, C}, stream);
+}
+
+void rope_forward(float* x, const float* cos, const float* sin, int N, int T, int heads, int hs,
+                  int64_t stride, cudaStream_t stream) {
+  rotate(x, cos, sin, N, T, heads, hs, stride, 1.0f, stream);
+}
+
+void rope_backward(float* dx, const float* cos, const float* sin, int N, int T, int heads, int hs,
+                   int64_t stride, cudaStream_t stream) {
+  rotate(dx, cos, sin, N, T, heads, hs, stride, -1.0f, stream);
+}
+
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t N,
+                    cudaStream_t stream) {
+  if (N == 0) return;
+  swiglu_forward_kernel<<<blocks_for(N), kBlock, 0, stream>>>(out, gate, up, N);
+  DS_CUDA_LAUNCHED();
+}
+
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                     const float* up, int64_t N, cudaStream_t stream) {
+  if (N == 0) return;
+  swiglu_backward_kernel<<<blocks_for(N), kBlock, 0, stream>>>(dgate, dup, dout, gate, up, N);
+  DS_CUDA_LAUNCHED();
+}
+
+}  // namespace ds::tensor::cuda

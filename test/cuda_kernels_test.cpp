@@ -1,0 +1,261 @@
+// The CUDA ops of tensor/cuda/kernels.h against the CPU kernels of tensor/cpu/kernels.h, on
+// random inputs at small, odd sizes (B=2, T=7, C=48, NH=3, V=97 and odder). Each check states
+// its threshold on max|gpu-cpu| / max|cpu|:
+//   1e-6  sums the GPU does in the CPU's order (embeddings, residuals): expected bitwise equal;
+//   1e-5  element-wise ops and row reductions (norms, softmax, cross-entropy): float rounding,
+//         expf/tanhf against the CPU's polynomial exp;
+//   1e-4  GEMM-based ops (matmul, attention): fp32 sums of up to a few hundred terms in
+//         cuBLAS's order rather than OpenBLAS's.
+// Backwards start from the same random gradients on both sides, which checks that the CUDA
+// ops accumulate (+=) as the CPU ones do. Without a GPU each case WARNs and passes.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <string>
+
+#include "cuda_test_helpers.h"
+#include "tensor/cpu/kernels.h"
+#include "tensor/cuda/kernels.h"
+#include "util/error.h"
+
+namespace cpu = ds::tensor::cpu;
+using namespace ds_cuda_test;
+using cpu::WeightLayout;
+
+TEST_CASE("cuda encoder matches the CPU", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  Gpu gpu;
+  const int B = 2, T = 7, C = 48, V = 97;
+  Tokens tokens = random_tokens(B * T, V, 1);
+  tokens[3] = tokens[0];  // a repeated token: two rows add into one row of dwte
+  tokens[T + 3] = tokens[0];
+  const Vec wte = random_vec(size_t(V) * C, 2);
+  const Vec wpe = random_vec(size_t(T) * C, 3);
+  Vec out(size_t(B) * T * C);
+  cpu::encoder_forward(out.data(), tokens.data(), wte.data(), wpe.data(), B, T, C);
+
+  auto d_tokens = to_device(tokens, gpu);
+  auto d_wte = to_device(wte, gpu);
+  auto d_wpe = to_device(wpe, gpu);
+  auto d_out = cuda::DeviceBuffer::floats(int64_t(out.size()));
+  cuda::encoder_forward(d_out.as<float>(), d_tokens.as<int32_t>(), d_wte.as<float>(),
+                        d_wpe.as<float>(), B, T, C, gpu.s());
+  check_parity("encoder_forward", to_host(d_out, gpu), out, 1e-6);
+
+  const Vec dout = random_vec(out.size(), 4);
+  Vec dwte = random_vec(wte.size(), 5);
+  Vec dwpe = random_vec(wpe.size(), 6);
+  auto d_dout = to_device(dout, gpu);
+  auto d_dwte = to_device(dwte, gpu);
+  auto d_dwpe = to_device(dwpe, gpu);
+  cpu::encoder_backward(dwte.data(), dwpe.data(), dout.data(), tokens.data(), B, T, C);
+  cuda::encoder_backward(d_dwte.as<float>(), d_dwpe.as<float>(), d_dout.as<float>(),
+                         d_tokens.as<int32_t>(), B, T, C, gpu.s());
+  check_parity("encoder_backward dwte", to_host(d_dwte, gpu), dwte, 1e-6);
+  check_parity("encoder_backward dwpe", to_host(d_dwpe, gpu), dwpe, 1e-6);
+}
+
+TEST_CASE("cuda layernorm matches the CPU", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  Gpu gpu;
+  const auto [N, C] = GENERATE(std::pair{14, 48}, std::pair{5, 131}, std::pair{3, 1});
+  INFO("N=" << N << " C=" << C);
+  const Vec inp = random_vec(size_t(N) * C, 10, -2.0f, 3.0f);
+  const Vec weight = random_vec(C, 11);
+  const Vec bias = random_vec(C, 12);
+  Vec out(inp.size()), mean(N), rstd(N);
+  cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), weight.data(),
+                         bias.data(), N, C, 1e-5f);
+  auto d_inp = to_device(inp, gpu);
+  auto d_weight = to_device(weight, gpu);
+  auto d_bias = to_device(bias, gpu);
+  auto d_out = cuda::DeviceBuffer::floats(int64_t(out.size()));
+  auto d_mean = cuda::DeviceBuffer::floats(N);
+  auto d_rstd = cuda::DeviceBuffer::floats(N);
+  cuda::layernorm_forward(d_out.as<float>(), d_mean.as<float>(), d_rstd.as<float>(),
+                          d_inp.as<float>(), d_weight.as<float>(), d_bias.as<float>(), N, C, 1e-5f,
+                          gpu.s());
+  check_parity("layernorm_forward out", to_host(d_out, gpu), out, 1e-5);
+  check_parity("layernorm_forward mean", to_host(d_mean, gpu), mean, 1e-5);
+  check_parity("layernorm_forward rstd", to_host(d_rstd, gpu), rstd, 1e-5);
+
+  const Vec dout = random_vec(out.size(), 13);
+  Vec dinp = random_vec(inp.size(), 14);
+  Vec dweight = random_vec(C, 15);
+  Vec dbias = random_vec(C, 16);
+  auto d_dout = to_device(dout, gpu);
+  auto d_dinp = to_device(dinp, gpu);
+  auto d_dweight = to_device(dweight, gpu);
+  auto d_dbias = to_device(dbias, gpu);
+  cpu::layernorm_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(),
+                          weight.data(), mean.data(), rstd.data(), N, C);
+  cuda::layernorm_backward(d_dinp.as<float>(), d_dweight.as<float>(), d_dbias.as<float>(),
+                           d_dout.as<float>(), d_inp.as<float>(), d_weight.as<float>(),
+                           d_mean.as<float>(), d_rstd.as<float>(), N, C, gpu.s());
+  check_parity("layernorm_backward dinp", to_host(d_dinp, gpu), dinp, 1e-5);
+  check_parity("layernorm_backward dweight", to_host(d_dweight, gpu), dweight, 1e-5);
+  check_parity("layernorm_backward dbias", to_host(d_dbias, gpu), dbias, 1e-5);
+}
+
+TEST_CASE("cuda matmul matches the CPU in both weight layouts", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  Gpu gpu;
+  const auto layout = GENERATE(WeightLayout::kInOut, WeightLayout::kOutIn);
+  const bool with_bias = GENERATE(true, false);
+  const auto [N, IC, OC] = GENERATE(std::tuple{14, 48, 97}, std::tuple{7, 33, 65});
+  INFO("layout=" << (layout == WeightLayout::kInOut ? "InOut" : "OutIn") << " bias=" << with_bias
+                 << " N=" << N << " IC=" << IC << " OC=" << OC);
+  const Vec inp = random_vec(size_t(N) * IC, 20);
+  const Vec weight = random_vec(size_t(IC) * OC, 21);
+  const Vec bias = random_vec(OC, 22);
+  Vec out(size_t(N) * OC);
+  cpu::matmul_forward(out.data(), inp.data(), weight.data(), with_bias ? bias.data() : nullptr, N,
+                      IC, OC, layout);
+  auto d_inp = to_device(inp, gpu);
+  auto d_weight = to_device(weight, gpu);
+  auto d_bias = to_device(bias, gpu);
+  auto d_out = cuda::DeviceBuffer::floats(int64_t(out.size()));
+  cuda::matmul_forward(gpu.blas, d_out.as<float>(), d_inp.as<float>(), d_weight.as<float>(),
+                       with_bias ? d_bias.as<float>() : nullptr, N, IC, OC, layout, gpu.s());
+  check_parity("matmul_forward", to_host(d_out, gpu), out, 1e-4);
+
+  const Vec dout = random_vec(out.size(), 23);
+  Vec dinp = random_vec(inp.size(), 24);
+  Vec dweight = random_vec(weight.size(), 25);
+  Vec dbias = random_vec(OC, 26);
+  auto d_dout = to_device(dout, gpu);
+  auto d_dinp = to_device(dinp, gpu);
+  auto d_dweight = to_device(dweight, gpu);
+  auto d_dbias = to_device(dbias, gpu);
+  // Without a bias, also without dinp (the first layer's case).
+  cpu::matmul_backward(with_bias ? dinp.data() : nullptr, dweight.data(),
+                       with_bias ? dbias.data() : nullptr, dout.data(), inp.data(), weight.data(),
+                       N, IC, OC, layout);
+  cuda::matmul_backward(gpu.blas, with_bias ? d_dinp.as<float>() : nullptr, d_dweight.as<float>(),
+                        with_bias ? d_dbias.as<float>() : nullptr, d_dout.as<float>(),
+                        d_inp.as<float>(), d_weight.as<float>(), N, IC, OC, layout, gpu.s());
+  check_parity("matmul_backward dinp", to_host(d_dinp, gpu), dinp, 1e-4);
+  check_parity("matmul_backward dweight", to_host(d_dweight, gpu), dweight, 1e-4);
+  check_parity("matmul_backward dbias", to_host(d_dbias, gpu), dbias, 1e-5);
+}
+
+TEST_CASE("cuda causal attention matches the CPU", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  Gpu gpu;
+  // T=70 crosses the CPU's 64-row attention block.
+  const auto [B, T, C, NH] = GENERATE(std::tuple{2, 7, 48, 3}, std::tuple{1, 70, 64, 4});
+  INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
+  const Vec qkv = random_vec(size_t(B) * T * 3 * C, 30, -2.0f, 2.0f);
+  Vec out(size_t(B) * T * C), att(size_t(B) * NH * T * T);
+  cpu::attention_forward(out.data(), att.data(), qkv.data(), B, T, C, NH);
+  auto d_qkv = to_device(qkv, gpu);
+  auto d_out = cuda::DeviceBuffer::floats(int64_t(out.size()));
+  auto d_att = to_device(random_vec(att.size(), 31), gpu);  // garbage the op must overwrite
+  cuda::attention_forward(gpu.blas, d_out.as<float>(), d_att.as<float>(), d_qkv.as<float>(), B, T,
+                          C, NH, gpu.s());
+  check_parity("attention_forward out", to_host(d_out, gpu), out, 1e-4);
+  check_parity("attention_forward att", to_host(d_att, gpu), att, 1e-5);
+
+  const Vec dout = random_vec(out.size(), 32);
+  Vec dqkv = random_vec(qkv.size(), 33);
+  Vec datt(att.size());
+  auto d_dout = to_device(dout, gpu);
+  auto d_dqkv = to_device(dqkv, gpu);
+  auto d_datt = cuda::DeviceBuffer::floats(int64_t(att.size()));
+  cpu::attention_backward(dqkv.data(), datt.data(), dout.data(), qkv.data(), att.data(), B, T, C,
+                          NH);
+  cuda::attention_backward(gpu.blas, d_dqkv.as<float>(), d_datt.as<float>(), d_dout.as<float>(),
+                           d_qkv.as<float>(), d_att.as<float>(), B, T, C, NH, gpu.s());
+  check_parity("attention_backward dqkv", to_host(d_dqkv, gpu), dqkv, 1e-4);
+}
+
+TEST_CASE("cuda GELU, residual and scaling match the CPU", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  Gpu gpu;
+  const int64_t N = GENERATE(int64_t{2 * 7 * 48 * 4}, int64_t{1001});
+  const Vec inp = random_vec(N, 40, -5.0f, 5.0f);
+  const Vec other = random_vec(N, 41);
+  Vec out(N);
+  cpu::gelu_forward(out.data(), inp.data(), N);
+  auto d_inp = to_device(inp, gpu);
+  auto d_other = to_device(other, gpu);
+  auto d_out = cuda::DeviceBuffer::floats(N);
+  cuda::gelu_forward(d_out.as<float>(), d_inp.as<float>(), N, gpu.s());
+  check_parity("gelu_forward", to_host(d_out, gpu), out, 1e-5);
+
+  const Vec dout = random_vec(N, 42);
+  Vec dinp = random_vec(N, 43);
+  auto d_dout = to_device(dout, gpu);
+  auto d_dinp = to_device(dinp, gpu);
+  cpu::gelu_backward(dinp.data(), inp.data(), dout.data(), N);
+  cuda::gelu_backward(d_dinp.as<float>(), d_inp.as<float>(), d_dout.as<float>(), N, gpu.s());
+  check_parity("gelu_backward", to_host(d_dinp, gpu), dinp, 1e-5);
+
+  cpu::residual_forward(out.data(), inp.data(), other.data(), N);
+  cuda::residual_forward(d_out.as<float>(), d_inp.as<float>(), d_other.as<float>(), N, gpu.s());
+  check_parity("residual_forward", to_host(d_out, gpu), out, 1e-6);
+
+  cpu::add_inplace(out.data(), other.data(), N);
+  cuda::add_inplace(d_out.as<float>(), d_other.as<float>(), N, gpu.s());
+  check_parity("add_inplace", to_host(d_out, gpu), out, 1e-6);
+
+  cpu::scale_inplace(out.data(), 0.37f, N);
+  cuda::scale_inplace(d_out.as<float>(), 0.37f, N, gpu.s());
+  check_parity("scale_inplace", to_host(d_out, gpu), out, 1e-6);
+
+  // Summed in double on both sides, in different orders: agree to double rounding.
+  const double cpu_sum = cpu::sum_of_squares(out.data(), N);
+  auto d_sum = cuda::DeviceBuffer(sizeof(double));
+  cuda::sum_of_squares(d_sum.as<double>(), d_out.as<float>(), N, gpu.s());
+  const double gpu_sum = to_host<double>(d_sum, 1, gpu)[0];
+  INFO("sum_of_squares: cpu " << cpu_sum << " gpu " << gpu_sum);
+  CHECK(std::abs(gpu_sum - cpu_sum) <= 1e-6 * cpu_sum);
+
+  cuda::fill_zero(d_out.as<float>(), N, gpu.s());
+  check_parity("fill_zero", to_host(d_out, gpu), Vec(N, 0.0f), 0.0);
+}
+
+TEST_CASE("cuda softmax cross-entropy matches the CPU, ignored targets included", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  Gpu gpu;
+  const auto [N, V] = GENERATE(std::pair{14, 97}, std::pair{3, 5003});
+  const bool in_place = GENERATE(false, true);
+  INFO("N=" << N << " V=" << V << " probs aliasing logits=" << in_place);
+  const Vec logits = random_vec(size_t(N) * V, 50, -8.0f, 8.0f);
+  Tokens targets = random_tokens(N, V, 51);
+  targets[1] = cpu::kIgnoreTarget;
+  Vec losses(N), probs(logits.size());
+  cpu::softmax_cross_entropy_forward(losses.data(), probs.data(), logits.data(), targets.data(), N,
+                                     V);
+  auto d_logits = to_device(logits, gpu);
+  auto d_targets = to_device(targets, gpu);
+  auto d_losses = cuda::DeviceBuffer::floats(N);
+  auto d_probs_own = cuda::DeviceBuffer::floats(in_place ? 0 : int64_t(probs.size()));
+  float* d_probs = in_place ? d_logits.as<float>() : d_probs_own.as<float>();
+  cuda::softmax_cross_entropy_forward(d_losses.as<float>(), d_probs, d_logits.as<float>(),
+                                      d_targets.as<int32_t>(), N, V, gpu.s());
+  const Vec gpu_losses = to_host(d_losses, gpu);
+  check_parity("softmax_cross_entropy_forward losses", gpu_losses, losses, 1e-5);
+  CHECK(gpu_losses[1] == 0.0f);
+  check_parity("softmax_cross_entropy_forward probs",
+               to_host(in_place ? d_logits : d_probs_own, gpu), probs, 1e-5);
+
+  // dlogits written over probs, as the training step does.
+  const float dloss = 1.0f / float(N);
+  cpu::softmax_cross_entropy_backward(probs.data(), probs.data(), targets.data(), dloss, N, V);
+  cuda::softmax_cross_entropy_backward(d_probs, d_probs, d_targets.as<int32_t>(), dloss, N, V,
+                                       gpu.s());
+  const Vec dlogits = to_host(in_place ? d_logits : d_probs_own, gpu);
+  check_parity("softmax_cross_entropy_backward", dlogits, probs, 1e-5);
+  for (int v = 0; v < V; ++v) REQUIRE(dlogits[size_t(V) + v] == 0.0f);  // the ignored row
+}
+
+TEST_CASE("a failed CUDA call throws ds::Error naming the call", "[cuda]") {
+  // Runs without a GPU too: there the allocation fails for want of a device.
+  try {
+    cuda::DeviceBuffer too_big(size_t{1} << 52);
+    FAIL("a 4 PiB device allocation succeeded");
+  } catch (const ds::Error& error) {
+    INFO(error.what());
+    CHECK(std::string(error.what()).find("cudaMalloc") != std::string::npos);
+  }
+}

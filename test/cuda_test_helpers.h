@@ -1,0 +1,108 @@
+// Shared by the cuda_*_test.cpp parity tests: a GPU check that skips with a WARN, random
+// inputs, host/device copies, and the normalised error every parity check uses,
+//   max |gpu - cpu| / max |cpu|,
+// after ggml's test-backend-ops (each backend against the CPU).
+#pragma once
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tensor/cuda/blas.h"
+#include "tensor/cuda/device_buffer.h"
+#include "tensor/cuda/device_info.h"
+
+namespace ds_cuda_test {
+
+namespace cuda = ds::tensor::cuda;
+using Vec = std::vector<float>;
+using Tokens = std::vector<int32_t>;
+
+// False (after a WARN naming why) on a machine without a usable GPU.
+inline bool gpu_available() {
+  static const cuda::DeviceInfo info = cuda::query_devices();
+  if (info.device_count == 0) {
+    WARN("no CUDA device (" << info.error << "): skipped");
+    return false;
+  }
+  return true;
+}
+
+#define DS_SKIP_WITHOUT_GPU() \
+  do {                        \
+    if (!gpu_available()) {   \
+      return;                 \
+    }                         \
+  } while (false)
+
+// What a parity test runs on: its own stream and cuBLAS handle.
+struct Gpu {
+  cuda::Stream stream;
+  cuda::Blas blas;
+  cudaStream_t s() const { return stream.get(); }
+};
+
+inline Vec random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  Vec v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+inline Tokens random_tokens(size_t n, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> dist(0, vocab - 1);
+  Tokens v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+template <typename T>
+cuda::DeviceBuffer to_device(const std::vector<T>& host, const Gpu& gpu) {
+  cuda::DeviceBuffer buffer(sizeof(T) * host.size());
+  buffer.upload(host.data(), sizeof(T) * host.size(), gpu.s());
+  return buffer;
+}
+
+template <typename T>
+std::vector<T> to_host(const cuda::DeviceBuffer& buffer, size_t n, const Gpu& gpu) {
+  std::vector<T> host(n);
+  buffer.download(host.data(), sizeof(T) * n, gpu.s());
+  return host;
+}
+
+inline Vec to_host(const cuda::DeviceBuffer& buffer, const Gpu& gpu) {
+  return to_host<float>(buffer, buffer.bytes() / sizeof(float), gpu);
+}
+
+inline double normalised_error(const Vec& gpu, const Vec& cpu) {
+  double diff = 0.0;
+  double scale = 0.0;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    diff = std::max(diff, std::abs(double(gpu[i]) - double(cpu[i])));
+    scale = std::max(scale, std::abs(double(cpu[i])));
+  }
+  if (scale == 0.0) return diff;  // an all-zero reference: the absolute error
+  return diff / scale;
+}
+
+inline void check_parity(const std::string& what, const Vec& gpu, const Vec& cpu,
+                         double threshold) {
+  REQUIRE(gpu.size() == cpu.size());
+  const double error = normalised_error(gpu, cpu);
+  // scripts/gpu-check.sh sets this to collect every op's error into its summary.
+  if (std::getenv("DS_PARITY_REPORT") != nullptr) {
+    std::printf("parity %-45s %.3e %.0e %s\n", what.c_str(), error, threshold,
+                error <= threshold ? "ok" : "FAIL");
+  }
+  INFO(what << ": max|gpu-cpu|/max|cpu| = " << error << " (threshold " << threshold << ")");
+  CHECK(error <= threshold);
+}
+
+}  // namespace ds_cuda_test
