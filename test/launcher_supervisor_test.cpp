@@ -32,10 +32,17 @@ class FakeAgentSide {
   explicit FakeAgentSide(int fd) : fd_(fd) {}
   void send(const dl::Message& m) { dl::write_all(fd_, dl::encode(m)); }
   void hang_up() { ::shutdown(fd_, SHUT_RDWR); }
-  // The next message other than PING, or nullopt when the link ends or `ms` pass.
+  // The next message other than PING, or nullopt when the link ends or `ms` pass. While
+  // it waits it pings every 100 ms, as a live agent does, so that only an agent that
+  // means to be silent ever is.
   std::optional<dl::Message> receive(int ms = 5000) {
     const int64_t deadline = dl::now_ms() + ms;
+    int64_t next_ping = 0;
     while (dl::now_ms() < deadline) {
+      if (dl::now_ms() >= next_ping) {
+        send({"PING", {}});
+        next_ping = dl::now_ms() + 100;
+      }
       while (auto m = reader_.next()) {
         if (m->type != "PING") return m;
       }
