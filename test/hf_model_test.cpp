@@ -1,12 +1,12 @@
 // Hugging Face folders: config.json read and written, weights found through the shard
 // index, and every bad folder named with its file and key (exit code 2).
 #include "checkpoint/hf_model.h"
-#include "checkpoint/weights_file.h"
 
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 
+#include "checkpoint/weights_file.h"
 #include "config/hf_config.h"
 #include "model/init.h"
 #include "model/model_layout.h"
@@ -73,6 +73,8 @@ TEST_CASE("bad model folders are named with the file and the key", "[hf]") {
              Contains("rope_scaling.rope_type: \"yarn\" is not supported"));
   CHECK_THAT(with(R"({"model_type": "gpt2", "activation_function": "relu"})"),
              Contains("activation_function"));
+  CHECK_THAT(with(R"({"model_type": "gpt2", "scale_attn_by_inverse_layer_idx": true})"),
+             Contains("scale_attn_by_inverse_layer_idx"));
   CHECK_THAT(with("{not json"), Contains("not JSON"));
   std::filesystem::remove(dir.file("config.json"));
   CHECK_THAT(failure([&] { config::read_hf_config(dir.file("")); }), Contains("no such file"));

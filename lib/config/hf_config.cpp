@@ -118,6 +118,13 @@ ModelConfig read_gpt2(const HfKeys& k) {
   if (k.has("n_inner") && k.integer("n_inner") != 4 * m.n_embd) {
     k.fail("n_inner", "dstrain's GPT-2 MLP is 4 * n_embd wide");
   }
+  // Variants of GPT-2's attention that change its numbers.
+  if (!k.flag("scale_attn_weights", true)) {
+    k.fail("scale_attn_weights", "unscaled attention scores are not supported");
+  }
+  if (k.flag("scale_attn_by_inverse_layer_idx", false)) {
+    k.fail("scale_attn_by_inverse_layer_idx", "per-layer attention scaling is not supported");
+  }
   return m;
 }
 
