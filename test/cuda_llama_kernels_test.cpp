@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "cuda_test_helpers.h"
+#include "tensor/cpu/kernels.h"
 #include "tensor/cpu/llama_kernels.h"
 #include "tensor/cuda/llama_kernels.h"
 
@@ -18,7 +19,7 @@ TEST_CASE("cuda embedding matches the CPU", "[cuda]") {
   tokens[5] = tokens[2];
   const Vec wte = random_vec(size_t(V) * C, 2);
   Vec out(size_t(B) * T * C);
-  cpu::embedding_forward(out.data(), tokens.data(), wte.data(), B, T, C);
+  cpu::encoder_forward(out.data(), tokens.data(), wte.data(), nullptr, B, T, C);
   auto d_tokens = to_device(tokens, gpu);
   auto d_wte = to_device(wte, gpu);
   auto d_out = cuda::DeviceBuffer::floats(int64_t(out.size()));
@@ -30,7 +31,7 @@ TEST_CASE("cuda embedding matches the CPU", "[cuda]") {
   Vec dwte = random_vec(wte.size(), 4);
   auto d_dout = to_device(dout, gpu);
   auto d_dwte = to_device(dwte, gpu);
-  cpu::embedding_backward(dwte.data(), dout.data(), tokens.data(), B, T, C);
+  cpu::encoder_backward(dwte.data(), nullptr, dout.data(), tokens.data(), B, T, C);
   cuda::embedding_backward(d_dwte.as<float>(), d_dout.as<float>(), d_tokens.as<int32_t>(), B, T, C,
                            gpu.s());
   check_parity("embedding_backward", to_host(d_dwte, gpu), dwte, 1e-6);

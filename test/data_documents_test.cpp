@@ -17,6 +17,7 @@
 #include "data/token_dataset.h"
 #include "process_helpers.h"
 #include "tokenizer/bpe_tokenizer.h"
+#include "tokenizer_json.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
@@ -38,31 +39,17 @@ std::vector<std::string> caches(const TempDir& dir) {
   return out;
 }
 
-std::string bl(std::string_view raw) {
-  std::string out;
-  for (char c : raw) out += ds::tokenizer::byte_to_unicode(static_cast<uint8_t>(c));
-  return out;
-}
 
 // A GPT-2-style tokenizer: 256 byte tokens, merges "h e" → 256 and "Ġ t" → 257, specials
 // <s> = 258 and </s> = 259 named BOS and EOS by tokenizer_config.json.
 void write_tokenizer(const TempDir& dir) {
-  json vocab = json::object();
-  for (int b = 0; b < 256; ++b) vocab[bl(std::string(1, static_cast<char>(b)))] = b;
-  vocab["he"] = 256;
-  vocab["Ġt"] = 257;
-  const auto added = [](const std::string& content, int id) {
-    return json{{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", false},
-                {"rstrip", false}, {"normalized", false}, {"special", true}};
-  };
+  const json vocab = ds::testing::byte_vocab({"he", "Ġt"});
   json j;
   j["version"] = "1.0";
-  j["added_tokens"] = json::array({added("<s>", 258), added("</s>", 259)});
+  j["added_tokens"] = json::array(
+      {ds::testing::added_token("<s>", 258, true), ds::testing::added_token("</s>", 259, true)});
   j["normalizer"] = nullptr;
-  j["pre_tokenizer"] = {{"type", "ByteLevel"},
-                        {"add_prefix_space", false},
-                        {"trim_offsets", true},
-                        {"use_regex", true}};
+  j["pre_tokenizer"] = ds::testing::gpt2_pre_tokenizer();
   j["post_processor"] = nullptr;
   j["decoder"] = {{"type", "ByteLevel"}};
   j["model"] = {{"type", "BPE"},

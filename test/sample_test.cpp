@@ -9,6 +9,7 @@
 #include "model/head_layer.h"
 #include "model/init.h"
 #include "process_helpers.h"
+#include "tokenizer_json.h"
 #include "worker/sample_command.h"
 
 namespace ds::worker {
@@ -216,21 +217,11 @@ TEST_CASE("dsworker sample from the command line", "[sample]") {
 
 TEST_CASE("a tokenizer.json encodes prompts and decodes whole characters", "[sample]") {
   // Byte-level BPE: the 256 byte tokens (GPT-2's printable stand-ins) and an end token.
-  nlohmann::json vocab = nlohmann::json::object();
-  for (int b = 0; b < 256; ++b) {
-    vocab[std::string(ds::tokenizer::byte_to_unicode(static_cast<uint8_t>(b)))] = b;
-  }
+  const nlohmann::json vocab = ds::testing::byte_vocab();
   const nlohmann::json tokenizer = {
-      {"added_tokens",
-       {{{"id", 256},
-         {"content", "<|end|>"},
-         {"single_word", false},
-         {"lstrip", false},
-         {"rstrip", false},
-         {"normalized", false},
-         {"special", true}}}},
+      {"added_tokens", {ds::testing::added_token("<|end|>", 256, true)}},
       {"normalizer", nullptr},
-      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+      {"pre_tokenizer", ds::testing::gpt2_pre_tokenizer()},
       {"decoder", {{"type", "ByteLevel"}}},
       {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
   TempDir dir("sample_bpe");

@@ -16,6 +16,7 @@
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/pre_tokenizer.h"
 #include "tokenizer/unicode_class.h"
+#include "tokenizer_json.h"
 #include "util/error.h"
 
 namespace fs = std::filesystem;
@@ -28,12 +29,7 @@ using Ids = std::vector<int32_t>;
 
 namespace {
 
-// Raw bytes → the byte-level alphabet the vocab is written in (" the" → "Ġthe").
-std::string bl(std::string_view raw) {
-  std::string out;
-  for (char c : raw) out += ds::tokenizer::byte_to_unicode(static_cast<uint8_t>(c));
-  return out;
-}
+std::string bl(std::string_view raw) { return ds::testing::byte_level(raw); }
 
 std::vector<std::string> split(SplitPattern p, std::string_view s) {
   std::vector<std::string> out;
@@ -43,32 +39,16 @@ std::vector<std::string> split(SplitPattern p, std::string_view s) {
 }
 using Pieces = std::vector<std::string>;
 
-// 256 byte tokens (id = byte value) plus extra tokens made by merges, in order.
-json byte_vocab(const std::vector<std::string>& extra) {
-  json vocab = json::object();
-  for (int b = 0; b < 256; ++b) vocab[bl(std::string(1, static_cast<char>(b)))] = b;
-  int id = 256;
-  for (const auto& t : extra) vocab[t] = id++;
-  return vocab;
-}
-
-json added(const std::string& content, int id, bool special, bool normalized = false,
-           bool lstrip = false, bool rstrip = false, bool single_word = false) {
-  return {{"id", id},          {"content", content}, {"single_word", single_word},
-          {"lstrip", lstrip},  {"rstrip", rstrip},   {"normalized", normalized},
-          {"special", special}};
-}
+using ds::testing::added_token;
+using ds::testing::byte_vocab;
 
 // GPT-2 style: ByteLevel pre-tokenizer with the GPT-2 regex, "a b" merges.
 json gpt2_json() {
   json j;
   j["version"] = "1.0";
-  j["added_tokens"] = json::array({added("<|endoftext|>", 262, true, true)});
+  j["added_tokens"] = json::array({added_token("<|endoftext|>", 262, true, true)});
   j["normalizer"] = nullptr;
-  j["pre_tokenizer"] = {{"type", "ByteLevel"},
-                        {"add_prefix_space", false},
-                        {"trim_offsets", true},
-                        {"use_regex", true}};
+  j["pre_tokenizer"] = ds::testing::gpt2_pre_tokenizer();
   j["post_processor"] = {{"type", "ByteLevel"},
                          {"add_prefix_space", true},
                          {"trim_offsets", false},
@@ -95,22 +75,13 @@ json llama3_json() {
   json j;
   j["version"] = "1.0";
   j["added_tokens"] = json::array({
-      added("<|begin_of_text|>", 259, true),
-      added("<|end_of_text|>", 260, true),
-      added("<mask>", 261, false, false, true, true),
-      added("cat", 262, false, true, false, false, true),
+      added_token("<|begin_of_text|>", 259, true),
+      added_token("<|end_of_text|>", 260, true),
+      added_token("<mask>", 261, false, false, true, true),
+      added_token("cat", 262, false, true, false, false, true),
   });
   j["normalizer"] = nullptr;
-  j["pre_tokenizer"] = {{"type", "Sequence"},
-                        {"pretokenizers",
-                         {{{"type", "Split"},
-                           {"pattern", {{"Regex", std::string(ds::tokenizer::kLlama3Pattern)}}},
-                           {"behavior", "Isolated"},
-                           {"invert", false}},
-                          {{"type", "ByteLevel"},
-                           {"add_prefix_space", false},
-                           {"trim_offsets", true},
-                           {"use_regex", false}}}}};
+  j["pre_tokenizer"] = ds::testing::llama3_pre_tokenizer();
   j["post_processor"] = {
       {"type", "TemplateProcessing"},
       {"single",
@@ -272,7 +243,8 @@ TEST_CASE("tokenizer: non-normalized added tokens are split out before normalize
   json j = gpt2_json();
   // The ids in the file are not used: as in `tokenizers`, a content outside the vocab
   // takes the next id after the model's vocab size (262 here), in file order.
-  j["added_tokens"] = json::array({added("ab", 500, false, true), added("bc", 501, false, false)});
+  j["added_tokens"] =
+      json::array({added_token("ab", 500, false, true), added_token("bc", 501, false, false)});
   BpeTokenizer tok = make(j);
   CHECK(tok.token_id("ab") == 262);
   CHECK(tok.token_id("bc") == 263);
@@ -330,7 +302,7 @@ TEST_CASE("tokenizer: decode(encode(x)) == x for random UTF-8", "[tokenizer]") {
                                           "x"};
   BpeTokenizer gpt2 = make(gpt2_json());
   json lj = llama3_json();
-  lj["added_tokens"] = json::array({added("<|begin_of_text|>", 259, true)});
+  lj["added_tokens"] = json::array({added_token("<|begin_of_text|>", 259, true)});
   BpeTokenizer llama = make(lj);
   std::mt19937 rng(1234);
   for (int trial = 0; trial < 500; ++trial) {

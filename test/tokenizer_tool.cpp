@@ -21,6 +21,7 @@
 
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/pre_tokenizer.h"
+#include "tokenizer_json.h"
 #include "util/error.h"
 
 namespace {
@@ -122,53 +123,33 @@ int train(const std::string& text_path, int n_merges, const std::string& out_pat
       syms = std::move(next);
     }
   }
-  json pre = {{"type", "ByteLevel"},
-              {"add_prefix_space", false},
-              {"trim_offsets", true},
-              {"use_regex", true}};
-  if (llama) {
-    pre = {{"type", "Sequence"},
-           {"pretokenizers",
-            {{{"type", "Split"},
-              {"pattern", {{"Regex", std::string(ds::tokenizer::kLlama3Pattern)}}},
-              {"behavior", "Isolated"},
-              {"invert", false}},
-             {{"type", "ByteLevel"},
-              {"add_prefix_space", false},
-              {"trim_offsets", true},
-              {"use_regex", false}}}}};
-  }
+  const json pre = llama ? ds::testing::llama3_pre_tokenizer() : ds::testing::gpt2_pre_tokenizer();
   int special_id = static_cast<int>(names.size());
-  json out = {{"version", "1.0"},
-              {"truncation", nullptr},
-              {"padding", nullptr},
-              {"added_tokens",
-               {{{"id", special_id},
-                 {"content", llama ? "<|begin_of_text|>" : "<|endoftext|>"},
-                 {"single_word", false},
-                 {"lstrip", false},
-                 {"rstrip", false},
-                 {"normalized", false},
-                 {"special", true}}}},
-              {"normalizer", nullptr},
-              {"pre_tokenizer", pre},
-              {"post_processor", nullptr},
-              {"decoder",
-               {{"type", "ByteLevel"},
-                {"add_prefix_space", true},
-                {"trim_offsets", true},
-                {"use_regex", true}}},
-              {"model",
-               {{"type", "BPE"},
-                {"dropout", nullptr},
-                {"unk_token", nullptr},
-                {"continuing_subword_prefix", nullptr},
-                {"end_of_word_suffix", nullptr},
-                {"fuse_unk", false},
-                {"byte_fallback", false},
-                {"ignore_merges", llama},
-                {"vocab", vocab},
-                {"merges", merges}}}};
+  json out = {
+      {"version", "1.0"},
+      {"truncation", nullptr},
+      {"padding", nullptr},
+      {"added_tokens",
+       {ds::testing::added_token(llama ? "<|begin_of_text|>" : "<|endoftext|>", special_id, true)}},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", pre},
+      {"post_processor", nullptr},
+      {"decoder",
+       {{"type", "ByteLevel"},
+        {"add_prefix_space", true},
+        {"trim_offsets", true},
+        {"use_regex", true}}},
+      {"model",
+       {{"type", "BPE"},
+        {"dropout", nullptr},
+        {"unk_token", nullptr},
+        {"continuing_subword_prefix", nullptr},
+        {"end_of_word_suffix", nullptr},
+        {"fuse_unk", false},
+        {"byte_fallback", false},
+        {"ignore_merges", llama},
+        {"vocab", vocab},
+        {"merges", merges}}}};
   std::ofstream(out_path) << out.dump(1) << "\n";
   std::cerr << fmt::format("tokenizer_tool: wrote {} ({} merges)\n", out_path, merges.size());
   return 0;

@@ -126,20 +126,21 @@ TEST_CASE("a bucket travels rank-major and comes back as the own pieces", "[zero
   double seconds = 0;
   const std::vector<int> bucket = {1, 2};
   const int64_t total = part.layers[1].padded + part.layers[2].padded;
-  zero::BucketReducer reducer(comm, part, plan, total, false, seconds);
   std::vector<float> grads(static_cast<size_t>(total));
   for (size_t i = 0; i < grads.size(); ++i) grads[i] = static_cast<float>(i % 200);
   std::vector<std::vector<float>> delivered(3);
-  reducer.start(bucket, grads.data(), DType::kF32,
-                [&](int layer, const void* piece, DType dtype, float scale) {
-                  CHECK(dtype == DType::kBF16);
-                  CHECK(scale == 1.0f);
-                  const auto n = part.layers[layer].own.size;
-                  auto& out = delivered[layer];
-                  out.resize(n);
-                  const auto* bits = static_cast<const uint16_t*>(piece);
-                  for (int64_t i = 0; i < n; ++i) out[i] = tensor::bf16_to_f32(bits[i]);
-                });
+  zero::BucketReducer reducer(comm, part, plan, total, false, seconds,
+                              [&](int layer, const void* piece, DType dtype, float scale) {
+                                CHECK(dtype == DType::kBF16);
+                                CHECK(scale == 1.0f);
+                                const auto n = part.layers[layer].own.size;
+                                auto& out = delivered[layer];
+                                out.resize(n);
+                                const auto* bits = static_cast<const uint16_t*>(piece);
+                                for (int64_t i = 0; i < n; ++i)
+                                  out[i] = tensor::bf16_to_f32(bits[i]);
+                              });
+  reducer.start(bucket, grads.data(), DType::kF32);
   // Rank 1 got piece 1 of each layer, halved (integers up to 200 are exact in bf16).
   const int64_t base = part.layers[1].full_offset;
   for (int layer : bucket) {

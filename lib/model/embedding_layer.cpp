@@ -1,7 +1,6 @@
 #include "model/embedding_layer.h"
 
 #include "tensor/cpu/kernels.h"
-#include "tensor/cpu/llama_kernels.h"
 
 namespace ds::model {
 
@@ -15,20 +14,12 @@ EmbeddingLayer::EmbeddingLayer(const LayerSpec& spec, const ModelLayout& layout,
       wpe_(spec.num_params > 1 ? local_offset(layout, 1) : -1) {}
 
 void EmbeddingLayer::forward(const float* w, const MicroBatch& mb, const float*, float* y, float*) {
-  if (wpe_ < 0) {
-    cpu::embedding_forward(y, mb.tokens, w + wte_, mb.B, mb.T, C_);
-  } else {
-    cpu::encoder_forward(y, mb.tokens, w + wte_, w + wpe_, mb.B, mb.T, C_);
-  }
+  cpu::encoder_forward(y, mb.tokens, w + wte_, wpe_ < 0 ? nullptr : w + wpe_, mb.B, mb.T, C_);
 }
 
 void EmbeddingLayer::backward(const float*, float* dw, const MicroBatch& mb, const float*,
                               const float* dy, float*, float*) {
-  if (wpe_ < 0) {
-    cpu::embedding_backward(dw + wte_, dy, mb.tokens, mb.B, mb.T, C_);
-  } else {
-    cpu::encoder_backward(dw + wte_, dw + wpe_, dy, mb.tokens, mb.B, mb.T, C_);
-  }
+  cpu::encoder_backward(dw + wte_, wpe_ < 0 ? nullptr : dw + wpe_, dy, mb.tokens, mb.B, mb.T, C_);
 }
 
 }  // namespace ds::model

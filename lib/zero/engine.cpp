@@ -166,8 +166,26 @@ void Engine::plan_buckets() {
   }
   overlap_ = stage_ >= 2 && cfg_.ds.zero.overlap() && world > 1;
   if (stage_ >= 1) {
-    reducer_ =
-        std::make_unique<BucketReducer>(*comm_, dp_part_, plan_, largest, overlap_, comm_seconds_);
+    // What a rank keeps of a reduced piece: stage 1 overwrites its piece of the full
+    // gradient buffer (after the last micro-step); stages 2-3 add it to their own storage
+    // (after every micro-step).
+    BucketReducer::Deliver keep;
+    if (stage_ == 1) {
+      keep = [this](int l, const void* piece, DType wire, float scale) {
+        const LayerShard& s = dp_part_.layers[l];
+        cpu::convert_scaled(
+            static_cast<char*>(grads_.data()) + esize() * (s.full_offset + s.own.offset), dtype_,
+            piece, wire, s.own.size, scale);
+      };
+    } else {
+      keep = [this](int l, const void* piece, DType wire, float scale) {
+        const LayerShard& s = dp_part_.layers[l];
+        cpu::add_scaled_into(static_cast<char*>(grads_.data()) + esize() * s.local_offset, dtype_,
+                             piece, wire, s.own.size, scale);
+      };
+    }
+    reducer_ = std::make_unique<BucketReducer>(*comm_, dp_part_, plan_, largest, overlap_,
+                                               comm_seconds_, std::move(keep));
   } else if (plan_.wire != dtype_ || plan_.scales()) {
     wire_ = Buffer(tensor::dtype_size(plan_.wire) * largest, MemoryCategory::kCommunication);
   }
@@ -182,12 +200,7 @@ void Engine::reduce_gradients() {
     char* grads = storage + esize() * first.full_offset;
     if (stage_ == 1) {
       // Every rank keeps the full gradient buffer but only its pieces are reduced.
-      reducer_->start(bucket, grads, dtype_,
-                      [&](int l, const void* piece, DType wire, float scale) {
-                        const LayerShard& s = dp_part_.layers[l];
-                        cpu::convert_scaled(storage + esize() * (s.full_offset + s.own.offset),
-                                            dtype_, piece, wire, s.own.size, scale);
-                      });
+      reducer_->start(bucket, grads, dtype_);
       continue;
     }
     // Stage 0: the layers of a bucket lie back to back, so one all-reduce covers them.

@@ -218,17 +218,7 @@ void Engine::Buffers::backward_done(int l) {
   const std::vector<int>& bucket = e_.buckets_[bucket_of_[l]];
   if (l != bucket.front()) return;
   const float* source = l == 0 ? dw_embedding_.as<float>() : bucket_buffer();
-  char* storage = static_cast<char*>(e_.grads_.data());
-  const size_t esize = e_.esize();
-  const DType dtype = e_.dtype_;
-  const Partition& part = e_.dp_part_;
-  e_.reducer_->start(
-      bucket, source, DType::kF32,
-      [storage, esize, dtype, &part](int layer, const void* piece, DType wire, float scale) {
-        const LayerShard& ls = part.layers[layer];
-        cpu::add_scaled_into(storage + esize * ls.local_offset, dtype, piece, wire, ls.own.size,
-                             scale);
-      });
+  e_.reducer_->start(bucket, source, DType::kF32);
   if (l != 0) {
     open_bucket_ = -1;
     if (!bucket_f32_[1].empty()) bucket_buf_ = 1 - bucket_buf_;

@@ -60,19 +60,20 @@ std::vector<std::vector<int>> group_layers(const Partition& part, const std::vec
 }
 
 BucketReducer::BucketReducer(DpComm& comm, const Partition& part, const ReducePlan& plan,
-                             int64_t largest_bucket, bool overlap, double& comm_seconds)
+                             int64_t largest_bucket, bool overlap, double& comm_seconds,
+                             Deliver deliver)
     : comm_(comm),
       part_(part),
       plan_(plan),
       overlap_(overlap),
       comm_seconds_(comm_seconds),
-      largest_bucket_(largest_bucket) {
+      largest_bucket_(largest_bucket),
+      deliver_(std::move(deliver)) {
   piece_ = tensor::Buffer(tensor::dtype_size(plan.wire) * (largest_bucket / part.world),
                           tensor::MemoryCategory::kCommunication);
 }
 
-void BucketReducer::start(const std::vector<int>& bucket, const void* source, DType dtype,
-                          Deliver deliver) {
+void BucketReducer::start(const std::vector<int>& bucket, const void* source, DType dtype) {
   finish();
   const int64_t base = part_.layers[bucket.front()].full_offset;
   int64_t piece_total = 0;
@@ -96,8 +97,7 @@ void BucketReducer::start(const std::vector<int>& bucket, const void* source, DT
     }
     wire = packed_.data();
   }
-  layers_ = bucket;
-  deliver_ = std::move(deliver);
+  layers_ = &bucket;
   {
     ScopedTimer timer(comm_seconds_);
     op_ = comm_.reduce_scatter(wire, piece_.data(), plan_.wire, piece_total, plan_.op,
@@ -115,7 +115,7 @@ void BucketReducer::finish() {
   op_.reset();
   const size_t wire_size = tensor::dtype_size(plan_.wire);
   const auto* piece = static_cast<const char*>(piece_.data());
-  for (int l : layers_) {
+  for (int l : *layers_) {
     deliver_(l, piece, plan_.wire, plan_.post);
     piece += wire_size * part_.layers[l].own.size;
   }

@@ -49,15 +49,15 @@ class BucketReducer {
 
   // `largest_bucket`: the most padded elements a bucket holds. With `overlap`, start()
   // returns while the bucket travels and the next start() or finish() collects it.
+  // `deliver` stores each reduced piece (what the ZeRO stage keeps of it).
   BucketReducer(DpComm& comm, const Partition& part, const ReducePlan& plan, int64_t largest_bucket,
-                bool overlap, double& comm_seconds);
+                bool overlap, double& comm_seconds, Deliver deliver);
 
   // Reduces the ascending layers of `bucket`, whose padded gradients lie back to back
   // from `source` (elements of `dtype`, the layout of a full buffer from the first layer
   // on). Without packing (one layer already on the wire dtype), `source` itself travels
-  // and must stay untouched until the bucket is delivered.
-  void start(const std::vector<int>& bucket, const void* source, tensor::DType dtype,
-             Deliver deliver);
+  // and must stay untouched until the bucket is delivered; so must `bucket`.
+  void start(const std::vector<int>& bucket, const void* source, tensor::DType dtype);
   // Waits for the bucket in flight, if any, and delivers it. start() does this first,
   // so one bucket travels at a time: the backends run collectives in order anyway.
   void finish();
@@ -71,9 +71,9 @@ class BucketReducer {
   tensor::Buffer packed_;  // the rank-major wire copy of a bucket (allocated when first needed)
   tensor::Buffer piece_;   // this rank's reduced pieces of the bucket's layers
   int64_t largest_bucket_;
-  // The bucket in flight.
-  std::vector<int> layers_;
   Deliver deliver_;
+  // The bucket in flight.
+  const std::vector<int>* layers_ = nullptr;
   std::unique_ptr<PendingOp> op_;
 };
 

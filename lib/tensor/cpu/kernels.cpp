@@ -57,6 +57,10 @@ void encoder_forward(float* out, const int32_t* tokens, const float* wte, const 
     const int t = bt % T;
     float* o = out + size_t(bt) * C;
     const float* e = wte + size_t(tokens[bt]) * C;
+    if (wpe == nullptr) {
+      std::memcpy(o, e, sizeof(float) * C);
+      continue;
+    }
     const float* p = wpe + size_t(t) * C;
 #pragma omp simd
     for (int c = 0; c < C; ++c) o[c] = e[c] + p[c];
@@ -72,12 +76,12 @@ void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t
       for (int t = 0; t < T; ++t) {
         const float* d = dout + (size_t(b) * T + t) * C;
         float* we = dwte + size_t(tokens[size_t(b) * T + t]) * C;
+#pragma omp simd
+        for (int c = share.begin; c < share.end; ++c) we[c] += d[c];
+        if (dwpe == nullptr) continue;
         float* wp = dwpe + size_t(t) * C;
 #pragma omp simd
-        for (int c = share.begin; c < share.end; ++c) {
-          we[c] += d[c];
-          wp[c] += d[c];
-        }
+        for (int c = share.begin; c < share.end; ++c) wp[c] += d[c];
       }
     }
   }

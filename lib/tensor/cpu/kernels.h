@@ -15,10 +15,12 @@
 
 namespace ds::tensor::cpu {
 
-// out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]. Tokens must be in [0, V).
+// out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:], or wte's row alone when wpe is nullptr (a
+// model without learned positions, such as Llama). Tokens must be in [0, V).
 void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
                      int T, int C);
-// dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:]. Threads split the channels, so
+// dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:] unless dwpe is nullptr. Threads
+// split the channels, so
 // repeated tokens never collide and each sum runs in position order.
 void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
                       int T, int C);

@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <cmath>
-#include <cstring>
 
 #include "tensor/cpu/kernel_helpers.h"
 
@@ -13,30 +12,6 @@ using detail::column_share;
 using detail::fast_exp;
 using detail::kParallelMin;
 using detail::lane_sum;
-
-void embedding_forward(float* out, const int32_t* tokens, const float* wte, int B, int T, int C) {
-  const int64_t N = int64_t{B} * T;
-#pragma omp parallel for schedule(static) if (N * C >= kParallelMin)
-  for (int64_t n = 0; n < N; ++n) {
-    std::memcpy(out + n * C, wte + int64_t{tokens[n]} * C, sizeof(float) * C);
-  }
-}
-
-void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int B, int T,
-                        int C) {
-  const int64_t N = int64_t{B} * T;
-  // Threads own channel slices: repeated tokens never collide and sums run in position order.
-#pragma omp parallel
-  {
-    const auto share = column_share(C, omp_get_thread_num(), omp_get_num_threads());
-    for (int64_t n = 0; n < N; ++n) {
-      float* row = dwte + int64_t{tokens[n]} * C;
-      const float* d = dout + n * C;
-#pragma omp simd
-      for (int c = share.begin; c < share.end; ++c) row[c] += d[c];
-    }
-  }
-}
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
                      float eps) {

@@ -1,15 +1,12 @@
-// CPU kernels for Llama-style models (RMSNorm, rotary position embeddings, SwiGLU, a token
-// embedding without positions), with the contracts of kernels.h: callers preallocate,
-// backwards accumulate (+=) into gradients, results are deterministic for a thread count.
+// CPU kernels for Llama-style models (RMSNorm, rotary position embeddings, SwiGLU; the token
+// embedding without positions is kernels.h's encoder with no wpe), with the contracts of kernels.h:
+// callers preallocate, backwards accumulate (+=) into gradients, results are deterministic for a
+// thread count.
 #pragma once
 
 #include <cstdint>
 
 namespace ds::tensor::cpu {
-
-// out[b,t,:] = wte[tokens[b,t],:]; dwte[tokens[b,t],:] += dout[b,t,:] (channel-split threads).
-void embedding_forward(float* out, const int32_t* tokens, const float* wte, int B, int T, int C);
-void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int B, int T, int C);
 
 // Rows of C: out = inp * rsqrt(mean(inp^2) + eps) * weight (Hugging Face's LlamaRMSNorm).
 // rstd (N) is saved for the backward (nullable when none follows).
