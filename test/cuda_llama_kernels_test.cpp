@@ -6,12 +6,13 @@
 #include "cuda_test_helpers.h"
 #include "tensor/cpu/kernels.h"
 #include "tensor/cpu/llama_kernels.h"
+#include "tensor/cuda/kernels.h"
 #include "tensor/cuda/llama_kernels.h"
 
 namespace cpu = ds::tensor::cpu;
 using namespace ds_cuda_test;
 
-TEST_CASE("cuda embedding matches the CPU", "[cuda]") {
+TEST_CASE("cuda token embedding without positions matches the CPU", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
   Gpu gpu;
   const int B = 2, T = 7, C = 48, V = 97;
@@ -23,8 +24,8 @@ TEST_CASE("cuda embedding matches the CPU", "[cuda]") {
   auto d_tokens = to_device(tokens, gpu);
   auto d_wte = to_device(wte, gpu);
   auto d_out = cuda::DeviceBuffer::floats(int64_t(out.size()));
-  cuda::embedding_forward(d_out.as<float>(), d_tokens.as<int32_t>(), d_wte.as<float>(), B, T, C,
-                          gpu.s());
+  cuda::encoder_forward(d_out.as<float>(), d_tokens.as<int32_t>(), d_wte.as<float>(), nullptr, B, T,
+                        C, gpu.s());
   check_parity("embedding_forward", to_host(d_out, gpu), out, 1e-6);
 
   const Vec dout = random_vec(out.size(), 3);
@@ -32,8 +33,8 @@ TEST_CASE("cuda embedding matches the CPU", "[cuda]") {
   auto d_dout = to_device(dout, gpu);
   auto d_dwte = to_device(dwte, gpu);
   cpu::encoder_backward(dwte.data(), nullptr, dout.data(), tokens.data(), B, T, C);
-  cuda::embedding_backward(d_dwte.as<float>(), d_dout.as<float>(), d_tokens.as<int32_t>(), B, T, C,
-                           gpu.s());
+  cuda::encoder_backward(d_dwte.as<float>(), nullptr, d_dout.as<float>(), d_tokens.as<int32_t>(), B,
+                         T, C, gpu.s());
   check_parity("embedding_backward", to_host(d_dwte, gpu), dwte, 1e-6);
 }
 
@@ -125,4 +126,31 @@ TEST_CASE("cuda SwiGLU matches the CPU, dgate over dout included", "[cuda]") {
                         d_gate.as<float>(), d_up.as<float>(), N, gpu.s());
   check_parity("swiglu_backward dgate", to_host(d_dout, gpu), dout, 1e-5);
   check_parity("swiglu_backward dup", to_host(d_dup, gpu), dup, 1e-5);
+}
+
+TEST_CASE("cuda grouped-query key/value heads match the CPU", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  Gpu gpu;
+  const int N = 9, NH = 6, KVH = 2, hs = 8, C = NH * hs, KV = KVH * hs;
+  const Vec q = random_vec(size_t(N) * C, 40), k = random_vec(size_t(N) * KV, 41);
+  const Vec v = random_vec(size_t(N) * KV, 42);
+  Vec qkv(size_t(N) * 3 * C);
+  cpu::expand_kv_heads(qkv.data(), q.data(), k.data(), v.data(), N, NH, KVH, hs);
+  auto d_q = to_device(q, gpu);
+  auto d_k = to_device(k, gpu);
+  auto d_v = to_device(v, gpu);
+  auto d_qkv = cuda::DeviceBuffer::floats(int64_t(qkv.size()));
+  cuda::expand_kv_heads(d_qkv.as<float>(), d_q.as<float>(), d_k.as<float>(), d_v.as<float>(), N, NH,
+                        KVH, hs, gpu.s());
+  check_parity("expand_kv_heads", to_host(d_qkv, gpu), qkv, 0.0);
+
+  const Vec dqkv = random_vec(qkv.size(), 43);
+  Vec dq(q.size()), dk(k.size()), dv(v.size());
+  cpu::reduce_kv_heads(dq.data(), dk.data(), dv.data(), dqkv.data(), N, NH, KVH, hs);
+  auto d_dqkv = to_device(dqkv, gpu);
+  cuda::reduce_kv_heads(d_q.as<float>(), d_k.as<float>(), d_v.as<float>(), d_dqkv.as<float>(), N,
+                        NH, KVH, hs, gpu.s());
+  check_parity("reduce_kv_heads dq", to_host(d_q, gpu), dq, 0.0);
+  check_parity("reduce_kv_heads dk", to_host(d_k, gpu), dk, 1e-6);
+  check_parity("reduce_kv_heads dv", to_host(d_v, gpu), dv, 1e-6);
 }

@@ -5,19 +5,15 @@ namespace ds::model {
 using tensor::Buffer;
 using tensor::MemoryCategory;
 
-namespace {
-
-void ensure_floats(Buffer& b, int64_t floats) {
-  const size_t bytes = sizeof(float) * static_cast<size_t>(floats);
-  if (b.size() < bytes) b = Buffer(bytes, MemoryCategory::kActivations);
+void ActivationStore::ensure_floats(Buffer& b, int64_t floats) const {
+  tensor::grow_floats(b, floats, MemoryCategory::kActivations, device_);
 }
 
-void ensure_position(std::vector<Buffer>& pool, int position, int64_t floats) {
+void ActivationStore::ensure_position(std::vector<Buffer>& pool, int position,
+                                      int64_t floats) const {
   if (static_cast<int>(pool.size()) <= position) pool.resize(position + 1);
   ensure_floats(pool[position], floats);
 }
-
-}  // namespace
 
 void ActivationStore::ensure(const std::vector<std::unique_ptr<Layer>>& layers,
                              const ChunkPlan& plan, int B, int T, int slots) {

@@ -27,6 +27,9 @@ namespace ds::model {
 
 class ActivationStore {
  public:
+  // Everything is allocated on `device` (where the model's ops run).
+  explicit ActivationStore(tensor::Device device) : device_(device) {}
+
   // Everything running `plan` needs for slots [0, slots) of micro-batches of B x T.
   void ensure(const std::vector<std::unique_ptr<Layer>>& layers, const ChunkPlan& plan, int B,
               int T, int slots);
@@ -45,6 +48,9 @@ class ActivationStore {
   int64_t bytes() const;
 
  private:
+  void ensure_floats(tensor::Buffer& b, int64_t floats) const;
+  void ensure_position(std::vector<tensor::Buffer>& pool, int position, int64_t floats) const;
+
   struct Slot {
     std::vector<tensor::Buffer> outputs;  // by layer index
     std::vector<tensor::Buffer> saved;
@@ -52,6 +58,7 @@ class ActivationStore {
   std::vector<Slot> slots_;
   std::vector<tensor::Buffer> pool_saved_, pool_outputs_;  // by position in a chunk
   tensor::Buffer head_saved_;
+  tensor::Device device_;
 };
 
 }  // namespace ds::model

@@ -5,16 +5,10 @@ namespace ds::model {
 using tensor::Buffer;
 using tensor::MemoryCategory;
 
-namespace {
-
-void ensure(Buffer& b, int64_t floats) {
-  const size_t bytes = sizeof(float) * static_cast<size_t>(floats);
-  if (b.size() < bytes) b = Buffer(bytes, MemoryCategory::kActivations);
-}
-
-}  // namespace
-
 void BackwardScratch::reserve(int B, int T, const config::ModelConfig& m) {
+  const auto ensure = [&](Buffer& b, int64_t floats) {
+    tensor::grow_floats(b, floats, MemoryCategory::kActivations, device);
+  };
   const int64_t BT = int64_t{B} * T, C = m.n_embd, NH = m.n_head, M = m.mlp_width();
   ensure(d_res, BT * C);
   ensure(d_ln, BT * C);

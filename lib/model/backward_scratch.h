@@ -11,6 +11,7 @@
 namespace ds::model {
 
 struct BackwardScratch {
+  // Allocates on `device` (where the model's ops run) what B x T micro-batches need.
   void reserve(int B, int T, const config::ModelConfig& m);
   int64_t bytes() const;
 
@@ -24,6 +25,8 @@ struct BackwardScratch {
   // Llama: q | k | v before the heads are expanded for grouped-query attention, [BT, 3C]
   // at most (a block's forward uses it too, as no backward runs meanwhile).
   tensor::Buffer d_proj;
+
+  tensor::Device device;
 };
 
 }  // namespace ds::model

@@ -1,17 +1,12 @@
 #include "model/block_layer.h"
 
-#include <cstring>
-
-#include "tensor/cpu/kernels.h"
-
 namespace ds::model {
 
-namespace cpu = tensor::cpu;
-using Layout = tensor::cpu::WeightLayout;
+using Layout = tensor::WeightLayout;
 
 BlockLayer::BlockLayer(const LayerSpec& spec, const ModelLayout& layout,
-                       const config::ModelConfig& m, BackwardScratch* scratch)
-    : Layer(spec),
+                       const config::ModelConfig& m, BackwardScratch* scratch, tensor::Ops& ops)
+    : Layer(spec, ops),
       C_(static_cast<int>(m.n_embd)),
       NH_(static_cast<int>(m.n_head)),
       eps_(static_cast<float>(m.layer_norm_epsilon)),
@@ -51,17 +46,17 @@ void BlockLayer::forward(const float* w, const MicroBatch& mb, const float* x, f
   FloatCarver region(saved);
   const Saved s = carve(region, mb.B, mb.T);
 
-  cpu::layernorm_forward(s.ln1, s.ln1_mean, s.ln1_rstd, x, w + ln1_w_, w + ln1_b_, N, C, eps_);
-  cpu::matmul_forward(s.qkv, s.ln1, w + attn_w_, w + attn_b_, N, C, 3 * C, Layout::kInOut);
-  cpu::attention_forward(s.atty, s.att, s.qkv, mb.B, mb.T, C, NH_);
+  ops_.layernorm_forward(s.ln1, s.ln1_mean, s.ln1_rstd, x, w + ln1_w_, w + ln1_b_, N, C, eps_);
+  ops_.matmul_forward(s.qkv, s.ln1, w + attn_w_, w + attn_b_, N, C, 3 * C, Layout::kInOut);
+  ops_.attention_forward(s.atty, s.att, s.qkv, mb.B, mb.T, C, NH_);
   // The attention projection goes to y first, then y = x + y is the residual h.
-  cpu::matmul_forward(y, s.atty, w + proj_w_, w + proj_b_, N, C, C, Layout::kInOut);
-  cpu::residual_forward(s.res, x, y, int64_t{N} * C);
-  cpu::layernorm_forward(s.ln2, s.ln2_mean, s.ln2_rstd, s.res, w + ln2_w_, w + ln2_b_, N, C, eps_);
-  cpu::matmul_forward(s.fch, s.ln2, w + fc_w_, w + fc_b_, N, C, 4 * C, Layout::kInOut);
-  cpu::gelu_forward(s.fch_gelu, s.fch, int64_t{N} * 4 * C);
-  cpu::matmul_forward(y, s.fch_gelu, w + fc_proj_w_, w + fc_proj_b_, N, 4 * C, C, Layout::kInOut);
-  cpu::residual_forward(y, s.res, y, int64_t{N} * C);
+  ops_.matmul_forward(y, s.atty, w + proj_w_, w + proj_b_, N, C, C, Layout::kInOut);
+  ops_.residual_forward(s.res, x, y, int64_t{N} * C);
+  ops_.layernorm_forward(s.ln2, s.ln2_mean, s.ln2_rstd, s.res, w + ln2_w_, w + ln2_b_, N, C, eps_);
+  ops_.matmul_forward(s.fch, s.ln2, w + fc_w_, w + fc_b_, N, C, 4 * C, Layout::kInOut);
+  ops_.gelu_forward(s.fch_gelu, s.fch, int64_t{N} * 4 * C);
+  ops_.matmul_forward(y, s.fch_gelu, w + fc_proj_w_, w + fc_proj_b_, N, 4 * C, C, Layout::kInOut);
+  ops_.residual_forward(y, s.res, y, int64_t{N} * C);
 }
 
 void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const float* x,
@@ -79,29 +74,29 @@ void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const
   float* d_qkv = t.d_qkv.as<float>();
 
   // MLP branch: y = h + mlp(h).
-  std::memcpy(d_res, dy, sizeof(float) * NC);
-  cpu::fill_zero(d_gelu, int64_t{N} * 4 * C);
-  cpu::matmul_backward(d_gelu, dw + fc_proj_w_, dw + fc_proj_b_, dy, s.fch_gelu, w + fc_proj_w_, N,
+  ops_.copy(d_res, dy, sizeof(float) * NC);
+  ops_.fill_zero(d_gelu, int64_t{N} * 4 * C);
+  ops_.matmul_backward(d_gelu, dw + fc_proj_w_, dw + fc_proj_b_, dy, s.fch_gelu, w + fc_proj_w_, N,
                        4 * C, C, Layout::kInOut);
-  cpu::fill_zero(d_fch, int64_t{N} * 4 * C);
-  cpu::gelu_backward(d_fch, s.fch, d_gelu, int64_t{N} * 4 * C);
-  cpu::fill_zero(d_ln, NC);
-  cpu::matmul_backward(d_ln, dw + fc_w_, dw + fc_b_, d_fch, s.ln2, w + fc_w_, N, C, 4 * C,
+  ops_.fill_zero(d_fch, int64_t{N} * 4 * C);
+  ops_.gelu_backward(d_fch, s.fch, d_gelu, int64_t{N} * 4 * C);
+  ops_.fill_zero(d_ln, NC);
+  ops_.matmul_backward(d_ln, dw + fc_w_, dw + fc_b_, d_fch, s.ln2, w + fc_w_, N, C, 4 * C,
                        Layout::kInOut);
-  cpu::layernorm_backward(d_res, dw + ln2_w_, dw + ln2_b_, d_ln, s.res, w + ln2_w_, s.ln2_mean,
+  ops_.layernorm_backward(d_res, dw + ln2_w_, dw + ln2_b_, d_ln, s.res, w + ln2_w_, s.ln2_mean,
                           s.ln2_rstd, N, C);
 
   // Attention branch: h = x + attn(x).
-  cpu::add_inplace(dx, d_res, NC);
-  cpu::fill_zero(d_atty, NC);
-  cpu::matmul_backward(d_atty, dw + proj_w_, dw + proj_b_, d_res, s.atty, w + proj_w_, N, C, C,
+  ops_.add_inplace(dx, d_res, NC);
+  ops_.fill_zero(d_atty, NC);
+  ops_.matmul_backward(d_atty, dw + proj_w_, dw + proj_b_, d_res, s.atty, w + proj_w_, N, C, C,
                        Layout::kInOut);
-  cpu::fill_zero(d_qkv, NC * 3);
-  cpu::attention_backward(d_qkv, t.d_att.as<float>(), d_atty, s.qkv, s.att, mb.B, mb.T, C, NH_);
-  cpu::fill_zero(d_ln, NC);
-  cpu::matmul_backward(d_ln, dw + attn_w_, dw + attn_b_, d_qkv, s.ln1, w + attn_w_, N, C, 3 * C,
+  ops_.fill_zero(d_qkv, NC * 3);
+  ops_.attention_backward(d_qkv, t.d_att.as<float>(), d_atty, s.qkv, s.att, mb.B, mb.T, C, NH_);
+  ops_.fill_zero(d_ln, NC);
+  ops_.matmul_backward(d_ln, dw + attn_w_, dw + attn_b_, d_qkv, s.ln1, w + attn_w_, N, C, 3 * C,
                        Layout::kInOut);
-  cpu::layernorm_backward(dx, dw + ln1_w_, dw + ln1_b_, d_ln, x, w + ln1_w_, s.ln1_mean, s.ln1_rstd,
+  ops_.layernorm_backward(dx, dw + ln1_w_, dw + ln1_b_, d_ln, x, w + ln1_w_, s.ln1_mean, s.ln1_rstd,
                           N, C);
 }
 

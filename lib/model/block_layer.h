@@ -15,7 +15,7 @@ namespace ds::model {
 class BlockLayer : public Layer {
  public:
   BlockLayer(const LayerSpec& spec, const ModelLayout& layout, const config::ModelConfig& m,
-             BackwardScratch* scratch);
+             BackwardScratch* scratch, tensor::Ops& ops);
 
   int64_t output_size(int B, int T) const override { return int64_t{B} * T * C_; }
   int64_t saved_size(int B, int T) const override;

@@ -8,7 +8,8 @@ namespace ds::model {
 
 class EmbeddingLayer : public Layer {
  public:
-  EmbeddingLayer(const LayerSpec& spec, const ModelLayout& layout, const config::ModelConfig& m);
+  EmbeddingLayer(const LayerSpec& spec, const ModelLayout& layout, const config::ModelConfig& m,
+                 tensor::Ops& ops);
 
   int64_t output_size(int B, int T) const override { return int64_t{B} * T * C_; }
   int64_t saved_size(int, int) const override { return 0; }  // the backward reads the tokens

@@ -1,7 +1,6 @@
 #include "model/gpt.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "model/block_layer.h"
 #include "model/embedding_layer.h"
@@ -19,21 +18,24 @@ int64_t count_targets(const int32_t* targets, int64_t positions) {
 using tensor::Buffer;
 using tensor::MemoryCategory;
 
-Gpt::Gpt(const config::ModelConfig& config) : config_(config), layout_(build_layout(config)) {
+Gpt::Gpt(const config::ModelConfig& config, tensor::Ops& ops)
+    : config_(config), ops_(ops), layout_(build_layout(config)), store_(ops.device()) {
+  scratch_.device = ops.device();
   for (const LayerSpec& spec : layout_.layers) {
     switch (spec.kind) {
       case LayerKind::kEmbedding:
-        layers_.push_back(std::make_unique<EmbeddingLayer>(spec, layout_, config_));
+        layers_.push_back(std::make_unique<EmbeddingLayer>(spec, layout_, config_, ops_));
         break;
       case LayerKind::kBlock:
         if (config_.llama()) {
-          layers_.push_back(std::make_unique<LlamaBlockLayer>(spec, layout_, config_, &scratch_));
+          layers_.push_back(
+              std::make_unique<LlamaBlockLayer>(spec, layout_, config_, &scratch_, ops_));
         } else {
-          layers_.push_back(std::make_unique<BlockLayer>(spec, layout_, config_, &scratch_));
+          layers_.push_back(std::make_unique<BlockLayer>(spec, layout_, config_, &scratch_, ops_));
         }
         break;
       case LayerKind::kHead:
-        layers_.push_back(std::make_unique<HeadLayer>(spec, layout_, config_, &scratch_));
+        layers_.push_back(std::make_unique<HeadLayer>(spec, layout_, config_, &scratch_, ops_));
         break;
     }
   }
@@ -55,15 +57,37 @@ void Gpt::reserve_range(int first, int last, int B, int T, int slots) {
            config_.block_size);
   store_.ensure(layers_, ChunkPlan(layout_, first, last, checkpoint_interval_), B, T, slots);
   scratch_.reserve(B, T, config_);
-  const size_t hidden = sizeof(float) * int64_t{B} * T * config_.n_embd;
-  if (grad_a_.size() < hidden) {
-    grad_a_ = Buffer(hidden, MemoryCategory::kActivations);
-    grad_b_ = Buffer(hidden, MemoryCategory::kActivations);
-  }
+  const int64_t hidden = int64_t{B} * T * config_.n_embd;
+  tensor::grow_floats(grad_a_, hidden, MemoryCategory::kActivations, ops_.device());
+  tensor::grow_floats(grad_b_, hidden, MemoryCategory::kActivations, ops_.device());
   if (static_cast<int>(slot_positions_.size()) < slots) {
     slot_positions_.resize(slots, 0);
     slot_targets_.resize(slots, 0);
   }
+  if (!ops_.device().is_cpu()) {
+    if (static_cast<int>(slot_tokens_.size()) < slots) {
+      slot_tokens_.resize(slots);
+      slot_device_targets_.resize(slots);
+    }
+    // int32 ids in float-sized buffers: the same 4 bytes each.
+    for (int s = 0; s < slots; ++s) {
+      tensor::grow_floats(slot_tokens_[s], int64_t{B} * T, MemoryCategory::kActivations,
+                          ops_.device());
+      tensor::grow_floats(slot_device_targets_[s], int64_t{B} * T, MemoryCategory::kActivations,
+                          ops_.device());
+    }
+  }
+}
+
+MicroBatch Gpt::on_device(const MicroBatch& mb, int slot, bool upload_tokens, bool upload_targets) {
+  if (ops_.device().is_cpu()) return mb;
+  const size_t bytes = sizeof(int32_t) * static_cast<size_t>(int64_t{mb.B} * mb.T);
+  if (upload_tokens) ops_.upload(slot_tokens_[slot].data(), mb.tokens, bytes);
+  if (upload_targets) ops_.upload(slot_device_targets_[slot].data(), mb.targets, bytes);
+  MicroBatch device = mb;
+  device.tokens = slot_tokens_[slot].as<int32_t>();
+  device.targets = slot_device_targets_[slot].as<int32_t>();
+  return device;
 }
 
 void Gpt::check_range(int first, int last, int slot) const {
@@ -113,6 +137,7 @@ const float* Gpt::forward_range(int first, int last, const MicroBatch& mb, const
   reserve_range(first, last, mb.B, mb.T, slot + 1);
   const bool with_head = last == num_layers();
   check_tokens(mb, first == 0, with_head);
+  const MicroBatch batch = on_device(mb, slot, first == 0, with_head);
 
   const ChunkPlan plan(layout_, first, last, checkpoint_interval_);
   const float* in = x;
@@ -122,7 +147,7 @@ const float* Gpt::forward_range(int first, int last, const MicroBatch& mb, const
       // A checkpointed chunk's inner outputs are recomputed in the backward: pool.
       const bool kept = !chunk.checkpointed || i == chunk.last - 1;
       float* y = kept ? store_.output(slot, i) : store_.pool_output(i - chunk.first);
-      run_forward(i, mb, in, y, store_.saved(slot, i, *layers_[i], chunk), buffers);
+      run_forward(i, batch, in, y, store_.saved(slot, i, *layers_[i], chunk), buffers);
       in = y;
     }
   }
@@ -160,6 +185,7 @@ const float* Gpt::backward_range(int first, int last, const MicroBatch& mb, cons
   const ChunkPlan plan(layout_, first, last, checkpoint_interval_);
   DS_CHECK(static_cast<int>(slot_positions_.size()) > slot,
            "backward_range on activation slot {} before any forward on it", slot);
+  const MicroBatch batch = on_device(mb, slot, false, false);  // the forward's copies
   if (with_head && !plan[plan.count() - 1].checkpointed && head_slot_ != slot) {
     throw Error(fmt::format("backward of micro-batch slot {} through the head, but the head's "
                             "activations hold {}",
@@ -179,16 +205,16 @@ const float* Gpt::backward_range(int first, int last, const MicroBatch& mb, cons
   for (int c = plan.count(); c-- > 0;) {
     const Chunk chunk = plan[c];
     const float* chunk_in = chunk.first == first ? x : store_.output(slot, chunk.first - 1);
-    if (chunk.checkpointed) recompute(chunk, mb, chunk_in, buffers, slot);
+    if (chunk.checkpointed) recompute(chunk, batch, chunk_in, buffers, slot);
     for (int i = chunk.last; i-- > chunk.first;) {
       Layer& layer = *layers_[i];
       const float* in = i == chunk.first     ? chunk_in
                         : chunk.checkpointed ? store_.pool_output(i - 1 - chunk.first)
                                              : store_.output(slot, i - 1);
       float* dx_now = i > 0 ? dx : nullptr;
-      if (dx_now) std::memset(dx_now, 0, sizeof(float) * layers_[i - 1]->output_size(mb.B, mb.T));
+      if (dx_now) ops_.fill_zero(dx_now, layers_[i - 1]->output_size(mb.B, mb.T));
       bind_tied_head(layer, buffers, true);
-      layer.backward(buffers.weights(i), buffers.grads(i), mb, in, grad, dx_now,
+      layer.backward(buffers.weights(i), buffers.grads(i), batch, in, grad, dx_now,
                      store_.saved(slot, i, layer, chunk));
       buffers.backward_done(i);
       if (ActivationStore::keeps_one_set(layer)) head_slot_ = -1;  // overwritten in place
@@ -203,10 +229,15 @@ double Gpt::loss(int slot) const {
   DS_CHECK(
       slot >= 0 && slot < static_cast<int>(slot_positions_.size()) && slot_positions_[slot] > 0,
       "no forward through the head ran on activation slot {}", slot);
-  const float* losses = store_.output(slot, num_layers() - 1);
   // The mean over the positions with a target (ignored ones have loss 0), as PyTorch's
   // cross_entropy with ignore_index; 0 for a micro-batch without any.
   const int64_t n = slot_positions_[slot];
+  const float* losses = store_.output(slot, num_layers() - 1);
+  if (!ops_.device().is_cpu()) {
+    host_losses_.resize(static_cast<size_t>(n));
+    ops_.download(host_losses_.data(), losses, sizeof(float) * static_cast<size_t>(n));
+    losses = host_losses_.data();
+  }
   const int64_t counted = slot_targets_[slot];
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += losses[i];

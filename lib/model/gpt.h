@@ -8,6 +8,11 @@
 // gradients of F(0) B(0) F(1) B(1). With an activation checkpoint interval k > 0 the
 // range is cut into chunks of k layers that keep only their input and recompute
 // their forward in the backward (checkpoint_chunks.h).
+//
+// The model computes through a tensor::Ops (the CPU's by default, or a CUDA device's): its
+// activations live on that device, and so must the weights and gradients the LayerBuffers
+// hand it. Micro-batches stay host arrays (the model checks the token ids there and copies
+// them to the device itself); loss() comes back to the host.
 #pragma once
 
 #include <cstdint>
@@ -20,16 +25,18 @@
 #include "model/layer.h"
 #include "model/layer_buffers.h"
 #include "model/model_layout.h"
+#include "tensor/ops.h"
 
 namespace ds::model {
 
 class Gpt {
  public:
-  explicit Gpt(const config::ModelConfig& config);
+  explicit Gpt(const config::ModelConfig& config, tensor::Ops& ops = tensor::cpu_ops());
 
   const config::ModelConfig& config() const { return config_; }
   const ModelLayout& layout() const { return layout_; }
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
+  tensor::Ops& ops() const { return ops_; }
   int num_layers() const { return static_cast<int>(layers_.size()); }
 
   // DeepSpeed's pipeline.activation_checkpoint_interval: 0 (the default) keeps every
@@ -75,7 +82,8 @@ class Gpt {
   double forward(const float* params, const MicroBatch& mb);
   void backward(const float* params, float* grads, const MicroBatch& mb);
 
-  // Per-position losses of the last forward that ended with the head ([B, T]).
+  // Per-position losses of the last forward that ended with the head ([B, T]), on the
+  // model's device.
   const float* losses() const;
 
   // Bytes of activation memory the model holds (all slots, the checkpoint pool, the
@@ -85,6 +93,9 @@ class Gpt {
  private:
   void check_range(int first, int last, int slot) const;
   void check_tokens(const MicroBatch& mb, bool tokens, bool targets) const;
+  // The micro-batch as the layers of slot `slot` see it: `mb` itself on the CPU; on a
+  // device, with the tokens and targets the slot's forward copied there (upload: copy now).
+  MicroBatch on_device(const MicroBatch& mb, int slot, bool upload_tokens, bool upload_targets);
   void bind_tied_head(Layer& layer, LayerBuffers& buffers, bool with_grads);
   void run_forward(int index, const MicroBatch& mb, const float* x, float* y, float* saved,
                    LayerBuffers& buffers);
@@ -93,6 +104,7 @@ class Gpt {
                  int slot);
 
   config::ModelConfig config_;
+  tensor::Ops& ops_;
   ModelLayout layout_;
   BackwardScratch scratch_;
   std::vector<std::unique_ptr<Layer>> layers_;
@@ -100,6 +112,10 @@ class Gpt {
   int checkpoint_interval_ = 0;
   // dL/d(output) for two neighbouring layers at a time during the backward.
   tensor::Buffer grad_a_, grad_b_;
+  // Off the CPU: each slot's tokens and targets on the device, and the host's copy of the
+  // losses that loss() sums.
+  std::vector<tensor::Buffer> slot_tokens_, slot_device_targets_;
+  mutable std::vector<float> host_losses_;
   int64_t wte_local_ = 0;  // offset of wte inside the embedding layer, for the tied head
   // Positions (B*T) of each slot's last forward that ended with the head.
   std::vector<int64_t> slot_positions_;

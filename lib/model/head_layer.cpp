@@ -1,18 +1,12 @@
 #include "model/head_layer.h"
 
-#include <cstring>
-
-#include "tensor/cpu/kernels.h"
-#include "tensor/cpu/llama_kernels.h"
 #include "util/error.h"
 
 namespace ds::model {
 
-namespace cpu = tensor::cpu;
-
 HeadLayer::HeadLayer(const LayerSpec& spec, const ModelLayout& layout, const config::ModelConfig& m,
-                     BackwardScratch* scratch)
-    : Layer(spec),
+                     BackwardScratch* scratch, tensor::Ops& ops)
+    : Layer(spec, ops),
       C_(static_cast<int>(m.n_embd)),
       V_(static_cast<int>(m.vocab_size)),
       eps_(static_cast<float>(m.layer_norm_epsilon)),
@@ -50,12 +44,12 @@ void HeadLayer::forward(const float* w, const MicroBatch& mb, const float* x, fl
   FloatCarver region(saved);
   const Saved s = carve(region, mb.B, mb.T);
   if (rms_) {
-    cpu::rmsnorm_forward(s.lnf, s.lnf_rstd, x, w + lnf_w_, N, C_, eps_);
+    ops_.rmsnorm_forward(s.lnf, s.lnf_rstd, x, w + lnf_w_, N, C_, eps_);
   } else {
-    cpu::layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, x, w + lnf_w_, w + lnf_b_, N, C_, eps_);
+    ops_.layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, x, w + lnf_w_, w + lnf_b_, N, C_, eps_);
   }
-  cpu::matmul_forward(s.logits, s.lnf, head, nullptr, N, C_, V_, cpu::WeightLayout::kOutIn);
-  cpu::softmax_cross_entropy_forward(y, s.logits, s.logits, mb.targets, N, V_);
+  ops_.matmul_forward(s.logits, s.lnf, head, nullptr, N, C_, V_, tensor::WeightLayout::kOutIn);
+  ops_.softmax_cross_entropy_forward(y, s.logits, s.logits, mb.targets, N, V_);
   probabilities_ = s.logits;
 }
 
@@ -69,15 +63,15 @@ void HeadLayer::backward(const float* w, float* dw, const MicroBatch& mb, const 
   FloatCarver region(saved);
   const Saved s = carve(region, mb.B, mb.T);
   float* dlogits = s.logits;
-  cpu::softmax_cross_entropy_backward(dlogits, dlogits, mb.targets, mb.dloss, N, V_);
+  ops_.softmax_cross_entropy_backward(dlogits, dlogits, mb.targets, mb.dloss, N, V_);
   float* d_lnf = scratch_->d_ln.as<float>();
-  std::memset(d_lnf, 0, sizeof(float) * int64_t{N} * C_);
-  cpu::matmul_backward(d_lnf, dhead, nullptr, dlogits, s.lnf, head, N, C_, V_,
-                       cpu::WeightLayout::kOutIn);
+  ops_.fill_zero(d_lnf, int64_t{N} * C_);
+  ops_.matmul_backward(d_lnf, dhead, nullptr, dlogits, s.lnf, head, N, C_, V_,
+                       tensor::WeightLayout::kOutIn);
   if (rms_) {
-    cpu::rmsnorm_backward(dx, dw + lnf_w_, d_lnf, x, w + lnf_w_, s.lnf_rstd, N, C_);
+    ops_.rmsnorm_backward(dx, dw + lnf_w_, d_lnf, x, w + lnf_w_, s.lnf_rstd, N, C_);
   } else {
-    cpu::layernorm_backward(dx, dw + lnf_w_, dw + lnf_b_, d_lnf, x, w + lnf_w_, s.lnf_mean,
+    ops_.layernorm_backward(dx, dw + lnf_w_, dw + lnf_b_, d_lnf, x, w + lnf_w_, s.lnf_mean,
                             s.lnf_rstd, N, C_);
   }
 }

@@ -11,7 +11,7 @@ namespace ds::model {
 class HeadLayer : public Layer {
  public:
   HeadLayer(const LayerSpec& spec, const ModelLayout& layout, const config::ModelConfig& m,
-            BackwardScratch* scratch);
+            BackwardScratch* scratch, tensor::Ops& ops);
 
   bool tied() const { return tied_; }
   // With tied embeddings the LM head weight is wte, which lives in the embedding

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "model/model_layout.h"
+#include "tensor/ops.h"
 
 namespace ds::model {
 
@@ -32,7 +33,8 @@ int64_t count_targets(const int32_t* targets, int64_t positions);
 
 class Layer {
  public:
-  explicit Layer(const LayerSpec& spec) : spec_(spec) {}
+  // Every pointer the layer is given lives where `ops` runs, and it computes through `ops`.
+  Layer(const LayerSpec& spec, tensor::Ops& ops) : ops_(ops), spec_(spec) {}
   virtual ~Layer() = default;
   Layer(const Layer&) = delete;
   Layer& operator=(const Layer&) = delete;
@@ -59,6 +61,8 @@ class Layer {
                         const float* dy, float* dx, float* saved) = 0;
 
  protected:
+  tensor::Ops& ops_;
+
   // A parameter's position inside this layer's range.
   int64_t local_offset(const ModelLayout& layout, int param_in_layer) const {
     return layout.params[spec_.first_param + param_in_layer].offset - spec_.offset;

@@ -1,21 +1,18 @@
 #include "model/llama_block_layer.h"
 
 #include <cmath>
-#include <cstring>
 #include <numbers>
 
 #include "model/rope.h"
-#include "tensor/cpu/kernels.h"
-#include "tensor/cpu/llama_kernels.h"
 
 namespace ds::model {
 
-namespace cpu = tensor::cpu;
-using Layout = tensor::cpu::WeightLayout;
+using Layout = tensor::WeightLayout;
 
 LlamaBlockLayer::LlamaBlockLayer(const LayerSpec& spec, const ModelLayout& layout,
-                                 const config::ModelConfig& m, BackwardScratch* scratch)
-    : Layer(spec),
+                                 const config::ModelConfig& m, BackwardScratch* scratch,
+                                 tensor::Ops& ops)
+    : Layer(spec, ops),
       C_(static_cast<int>(m.n_embd)),
       NH_(static_cast<int>(m.n_head)),
       KVH_(static_cast<int>(m.kv_heads())),
@@ -55,62 +52,23 @@ void LlamaBlockLayer::ensure_rope(int T) {
   if (T <= rope_T_) return;
   const std::vector<double> inv_freq = rope_inverse_frequencies(hs_, theta_, scaling_);
   const int half = hs_ / 2;
-  cos_.assign(static_cast<size_t>(T) * half, 0.0f);
-  sin_.assign(static_cast<size_t>(T) * half, 0.0f);
+  std::vector<float> cos(static_cast<size_t>(T) * half), sin(cos.size());
   for (int t = 0; t < T; ++t) {
     for (int i = 0; i < half; ++i) {
       // As Hugging Face: the angle in fp32 (t * inv_freq), then cos and sin of it.
       const float angle = static_cast<float>(t) * static_cast<float>(inv_freq[i]);
-      cos_[size_t(t) * half + i] = std::cos(angle);
-      sin_[size_t(t) * half + i] = std::sin(angle);
+      cos[size_t(t) * half + i] = std::cos(angle);
+      sin[size_t(t) * half + i] = std::sin(angle);
     }
   }
+  const auto keep = [&](tensor::Buffer& table, const std::vector<float>& values) {
+    table = ops_.allocate_floats(static_cast<int64_t>(values.size()),
+                                 tensor::MemoryCategory::kActivations);
+    ops_.upload(table.data(), values.data(), sizeof(float) * values.size());
+  };
+  keep(cos_, cos);
+  keep(sin_, sin);
   rope_T_ = T;
-}
-
-void LlamaBlockLayer::expand_heads(float* qkv, const float* proj, int N) const {
-  const int64_t C = C_, KV = int64_t{KVH_} * hs_;
-  const float* q = proj;
-  const float* k = q + int64_t{N} * C;
-  const float* v = k + int64_t{N} * KV;
-  const int group = NH_ / KVH_;
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; ++n) {
-    float* row = qkv + int64_t{n} * 3 * C;
-    std::memcpy(row, q + n * C, sizeof(float) * C);
-    for (int h = 0; h < NH_; ++h) {
-      const int64_t from = n * KV + int64_t{h / group} * hs_;
-      std::memcpy(row + C + int64_t{h} * hs_, k + from, sizeof(float) * hs_);
-      std::memcpy(row + 2 * C + int64_t{h} * hs_, v + from, sizeof(float) * hs_);
-    }
-  }
-}
-
-void LlamaBlockLayer::reduce_heads(float* proj, const float* dqkv, int N) const {
-  const int64_t C = C_, KV = int64_t{KVH_} * hs_;
-  float* dq = proj;
-  float* dk = dq + int64_t{N} * C;
-  float* dv = dk + int64_t{N} * KV;
-  const int group = NH_ / KVH_;
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; ++n) {
-    const float* row = dqkv + int64_t{n} * 3 * C;
-    std::memcpy(dq + n * C, row, sizeof(float) * C);
-    for (int kvh = 0; kvh < KVH_; ++kvh) {
-      float* k_out = dk + n * KV + int64_t{kvh} * hs_;
-      float* v_out = dv + n * KV + int64_t{kvh} * hs_;
-      std::memset(k_out, 0, sizeof(float) * hs_);
-      std::memset(v_out, 0, sizeof(float) * hs_);
-      for (int h = kvh * group; h < (kvh + 1) * group; ++h) {  // in head order
-        const float* k_in = row + C + int64_t{h} * hs_;
-        const float* v_in = row + 2 * C + int64_t{h} * hs_;
-        for (int i = 0; i < hs_; ++i) {
-          k_out[i] += k_in[i];
-          v_out[i] += v_in[i];
-        }
-      }
-    }
-  }
 }
 
 void LlamaBlockLayer::forward(const float* w, const MicroBatch& mb, const float* x, float* y,
@@ -125,23 +83,23 @@ void LlamaBlockLayer::forward(const float* w, const MicroBatch& mb, const float*
   float* k = q + NC;
   float* v = k + int64_t{N} * KV;
 
-  cpu::rmsnorm_forward(s.n1, s.rstd1, x, w + ln1_, N, C, eps_);
-  cpu::matmul_forward(q, s.n1, w + q_, nullptr, N, C, C, Layout::kOutIn);
-  cpu::matmul_forward(k, s.n1, w + k_, nullptr, N, C, KV, Layout::kOutIn);
-  cpu::matmul_forward(v, s.n1, w + v_, nullptr, N, C, KV, Layout::kOutIn);
-  cpu::rope_forward(q, cos_.data(), sin_.data(), N, mb.T, NH_, hs_, C);
-  cpu::rope_forward(k, cos_.data(), sin_.data(), N, mb.T, KVH_, hs_, KV);
-  expand_heads(s.qkv, proj, N);
-  cpu::attention_forward(s.atty, s.att, s.qkv, mb.B, mb.T, C, NH_);
-  cpu::matmul_forward(y, s.atty, w + o_, nullptr, N, C, C, Layout::kOutIn);
-  cpu::residual_forward(s.res, x, y, NC);
-  cpu::rmsnorm_forward(s.n2, s.rstd2, s.res, w + ln2_, N, C, eps_);
-  cpu::matmul_forward(s.gate, s.n2, w + gate_, nullptr, N, C, M_, Layout::kOutIn);
-  cpu::matmul_forward(s.up, s.n2, w + up_, nullptr, N, C, M_, Layout::kOutIn);
+  ops_.rmsnorm_forward(s.n1, s.rstd1, x, w + ln1_, N, C, eps_);
+  ops_.matmul_forward(q, s.n1, w + q_, nullptr, N, C, C, Layout::kOutIn);
+  ops_.matmul_forward(k, s.n1, w + k_, nullptr, N, C, KV, Layout::kOutIn);
+  ops_.matmul_forward(v, s.n1, w + v_, nullptr, N, C, KV, Layout::kOutIn);
+  ops_.rope_forward(q, cos_.as<float>(), sin_.as<float>(), N, mb.T, NH_, hs_, C);
+  ops_.rope_forward(k, cos_.as<float>(), sin_.as<float>(), N, mb.T, KVH_, hs_, KV);
+  ops_.expand_kv_heads(s.qkv, q, k, v, N, NH_, KVH_, hs_);
+  ops_.attention_forward(s.atty, s.att, s.qkv, mb.B, mb.T, C, NH_);
+  ops_.matmul_forward(y, s.atty, w + o_, nullptr, N, C, C, Layout::kOutIn);
+  ops_.residual_forward(s.res, x, y, NC);
+  ops_.rmsnorm_forward(s.n2, s.rstd2, s.res, w + ln2_, N, C, eps_);
+  ops_.matmul_forward(s.gate, s.n2, w + gate_, nullptr, N, C, M_, Layout::kOutIn);
+  ops_.matmul_forward(s.up, s.n2, w + up_, nullptr, N, C, M_, Layout::kOutIn);
   float* act = scratch_->d_gelu.as<float>();
-  cpu::swiglu_forward(act, s.gate, s.up, int64_t{N} * M_);
-  cpu::matmul_forward(y, act, w + down_, nullptr, N, M_, C, Layout::kOutIn);
-  cpu::residual_forward(y, s.res, y, NC);
+  ops_.swiglu_forward(act, s.gate, s.up, int64_t{N} * M_);
+  ops_.matmul_forward(y, act, w + down_, nullptr, N, M_, C, Layout::kOutIn);
+  ops_.residual_forward(y, s.res, y, NC);
 }
 
 void LlamaBlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const float* x,
@@ -161,33 +119,33 @@ void LlamaBlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, 
   float* d_proj = t.d_proj.as<float>();
 
   // MLP branch: y = h + down(silu(gate) * up).
-  std::memcpy(d_res, dy, sizeof(float) * NC);
-  cpu::swiglu_forward(act, s.gate, s.up, NM);  // recomputed rather than kept per slot
-  cpu::fill_zero(d_act, NM);
-  cpu::matmul_backward(d_act, dw + down_, nullptr, dy, act, w + down_, N, M_, C, Layout::kOutIn);
-  cpu::swiglu_backward(d_act, act, d_act, s.gate, s.up, NM);
-  cpu::fill_zero(d_ln, NC);
-  cpu::matmul_backward(d_ln, dw + gate_, nullptr, d_act, s.n2, w + gate_, N, C, M_, Layout::kOutIn);
-  cpu::matmul_backward(d_ln, dw + up_, nullptr, act, s.n2, w + up_, N, C, M_, Layout::kOutIn);
-  cpu::rmsnorm_backward(d_res, dw + ln2_, d_ln, s.res, w + ln2_, s.rstd2, N, C);
+  ops_.copy(d_res, dy, sizeof(float) * NC);
+  ops_.swiglu_forward(act, s.gate, s.up, NM);  // recomputed rather than kept per slot
+  ops_.fill_zero(d_act, NM);
+  ops_.matmul_backward(d_act, dw + down_, nullptr, dy, act, w + down_, N, M_, C, Layout::kOutIn);
+  ops_.swiglu_backward(d_act, act, d_act, s.gate, s.up, NM);
+  ops_.fill_zero(d_ln, NC);
+  ops_.matmul_backward(d_ln, dw + gate_, nullptr, d_act, s.n2, w + gate_, N, C, M_, Layout::kOutIn);
+  ops_.matmul_backward(d_ln, dw + up_, nullptr, act, s.n2, w + up_, N, C, M_, Layout::kOutIn);
+  ops_.rmsnorm_backward(d_res, dw + ln2_, d_ln, s.res, w + ln2_, s.rstd2, N, C);
 
   // Attention branch: h = x + o(attention(...)).
-  cpu::add_inplace(dx, d_res, NC);
-  cpu::fill_zero(d_atty, NC);
-  cpu::matmul_backward(d_atty, dw + o_, nullptr, d_res, s.atty, w + o_, N, C, C, Layout::kOutIn);
-  cpu::fill_zero(d_qkv, NC * 3);
-  cpu::attention_backward(d_qkv, t.d_att.as<float>(), d_atty, s.qkv, s.att, mb.B, mb.T, C, NH_);
-  reduce_heads(d_proj, d_qkv, N);
+  ops_.add_inplace(dx, d_res, NC);
+  ops_.fill_zero(d_atty, NC);
+  ops_.matmul_backward(d_atty, dw + o_, nullptr, d_res, s.atty, w + o_, N, C, C, Layout::kOutIn);
+  ops_.fill_zero(d_qkv, NC * 3);
+  ops_.attention_backward(d_qkv, t.d_att.as<float>(), d_atty, s.qkv, s.att, mb.B, mb.T, C, NH_);
   float* dq = d_proj;
   float* dk = dq + NC;
   float* dv = dk + int64_t{N} * KV;
-  cpu::rope_backward(dq, cos_.data(), sin_.data(), N, mb.T, NH_, hs_, C);
-  cpu::rope_backward(dk, cos_.data(), sin_.data(), N, mb.T, KVH_, hs_, KV);
-  cpu::fill_zero(d_ln, NC);
-  cpu::matmul_backward(d_ln, dw + q_, nullptr, dq, s.n1, w + q_, N, C, C, Layout::kOutIn);
-  cpu::matmul_backward(d_ln, dw + k_, nullptr, dk, s.n1, w + k_, N, C, KV, Layout::kOutIn);
-  cpu::matmul_backward(d_ln, dw + v_, nullptr, dv, s.n1, w + v_, N, C, KV, Layout::kOutIn);
-  cpu::rmsnorm_backward(dx, dw + ln1_, d_ln, x, w + ln1_, s.rstd1, N, C);
+  ops_.reduce_kv_heads(dq, dk, dv, d_qkv, N, NH_, KVH_, hs_);
+  ops_.rope_backward(dq, cos_.as<float>(), sin_.as<float>(), N, mb.T, NH_, hs_, C);
+  ops_.rope_backward(dk, cos_.as<float>(), sin_.as<float>(), N, mb.T, KVH_, hs_, KV);
+  ops_.fill_zero(d_ln, NC);
+  ops_.matmul_backward(d_ln, dw + q_, nullptr, dq, s.n1, w + q_, N, C, C, Layout::kOutIn);
+  ops_.matmul_backward(d_ln, dw + k_, nullptr, dk, s.n1, w + k_, N, C, KV, Layout::kOutIn);
+  ops_.matmul_backward(d_ln, dw + v_, nullptr, dv, s.n1, w + v_, N, C, KV, Layout::kOutIn);
+  ops_.rmsnorm_backward(dx, dw + ln1_, d_ln, x, w + ln1_, s.rstd1, N, C);
 }
 
 }  // namespace ds::model

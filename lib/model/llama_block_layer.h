@@ -11,13 +11,14 @@
 #include "model/backward_scratch.h"
 #include "model/float_carver.h"
 #include "model/layer.h"
+#include "tensor/memory.h"
 
 namespace ds::model {
 
 class LlamaBlockLayer : public Layer {
  public:
   LlamaBlockLayer(const LayerSpec& spec, const ModelLayout& layout, const config::ModelConfig& m,
-                  BackwardScratch* scratch);
+                  BackwardScratch* scratch, tensor::Ops& ops);
 
   int64_t output_size(int B, int T) const override { return int64_t{B} * T * C_; }
   int64_t saved_size(int B, int T) const override;
@@ -31,12 +32,9 @@ class LlamaBlockLayer : public Layer {
     float *n1, *rstd1, *qkv, *att, *atty, *res, *n2, *rstd2, *gate, *up;
   };
   Saved carve(FloatCarver& region, int B, int T) const;
-  // The rotary tables for positions [0, T) (computed once per length).
+  // The rotary tables for positions [0, T) (computed once per length, on the host, and
+  // kept where the ops run).
   void ensure_rope(int T);
-  // q | k | v ([N,C], [N,KV], [N,KV] back to back) → qkv [N, 3C] with k and v repeated
-  // for every query head; and the gradient back, summing over each group.
-  void expand_heads(float* qkv, const float* proj, int N) const;
-  void reduce_heads(float* proj, const float* dqkv, int N) const;
 
   int C_, NH_, KVH_, hs_, M_;
   float eps_;
@@ -45,7 +43,7 @@ class LlamaBlockLayer : public Layer {
   BackwardScratch* scratch_;
   int64_t ln1_, q_, k_, v_, o_, ln2_, gate_, up_, down_;
   int rope_T_ = 0;
-  std::vector<float> cos_, sin_;  // [T, hs/2]
+  tensor::Buffer cos_, sin_;  // [T, hs/2]
 };
 
 }  // namespace ds::model

@@ -11,6 +11,10 @@
 
 #include "util/error.h"
 
+#if defined(DS_WITH_CUDA)
+#include "tensor/cuda/device_memory.h"
+#endif
+
 namespace ds::tensor {
 namespace {
 
@@ -53,6 +57,11 @@ MemoryTracker& MemoryTracker::instance() {
   return tracker;
 }
 
+MemoryTracker& MemoryTracker::device_instance() {
+  static MemoryTracker tracker;
+  return tracker;
+}
+
 void MemoryTracker::add(MemoryCategory category, size_t bytes) {
   const size_t i = index_of(category);
   const size_t now = current_[i].fetch_add(bytes, std::memory_order_relaxed) + bytes;
@@ -90,9 +99,22 @@ size_t memory_bytes(MemoryCategory category) { return MemoryTracker::instance().
 size_t memory_peak(MemoryCategory category) { return MemoryTracker::instance().peak(category); }
 size_t memory_total() { return MemoryTracker::instance().total(); }
 
-Buffer::Buffer(size_t bytes, MemoryCategory category) : bytes_(bytes), category_(category) {
+Buffer::Buffer(size_t bytes, MemoryCategory category, Device device)
+    : bytes_(bytes), category_(category), device_(device) {
   index_of(category);
   if (bytes == 0) return;
+  if (!device.is_cpu()) {
+#if defined(DS_WITH_CUDA)
+    data_ = cuda::device_allocate_zeroed(bytes, device.index, memory_category_name(category));
+    MemoryTracker::device_instance().add(category_, bytes_);
+    return;
+#else
+    throw UsageError(fmt::format("{} memory on {} was asked for, but this build of dstrain has "
+                                 "no CUDA",
+                                 memory_category_name(category), device.str()),
+                     "rebuild with -DDS_CUDA=ON, or use train.device: cpu");
+#endif
+  }
   // aligned_alloc wants a multiple of the alignment; the padding is not counted as used.
   const size_t padded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   data_ = std::aligned_alloc(kAlignment, padded);
@@ -141,6 +163,7 @@ Buffer::Buffer(Buffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
       bytes_(std::exchange(other.bytes_, 0)),
       category_(other.category_),
+      device_(other.device_),
       mapped_(std::exchange(other.mapped_, false)) {}
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
@@ -149,27 +172,41 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
     data_ = std::exchange(other.data_, nullptr);
     bytes_ = std::exchange(other.bytes_, 0);
     category_ = other.category_;
+    device_ = other.device_;
     mapped_ = std::exchange(other.mapped_, false);
   }
   return *this;
 }
 
 void Buffer::zero() {
-  if (data_ != nullptr) std::memset(data_, 0, bytes_);
+  if (data_ == nullptr) return;
+#if defined(DS_WITH_CUDA)
+  if (!device_.is_cpu()) return cuda::device_zero(data_, bytes_, device_.index);
+#endif
+  std::memset(data_, 0, bytes_);
 }
 
 void Buffer::reset() {
   if (data_ != nullptr) {
     if (mapped_) {
       ::munmap(data_, bytes_);
+    } else if (!device_.is_cpu()) {
+#if defined(DS_WITH_CUDA)
+      cuda::device_free(data_, device_.index);
+#endif
     } else {
       std::free(data_);
     }
-    MemoryTracker::instance().sub(category_, bytes_);
+    MemoryTracker::of(device_).sub(category_, bytes_);
   }
   data_ = nullptr;
   bytes_ = 0;
   mapped_ = false;
+}
+
+void grow_floats(Buffer& buffer, int64_t floats, MemoryCategory category, Device device) {
+  const size_t bytes = sizeof(float) * static_cast<size_t>(floats);
+  if (buffer.size() < bytes) buffer = Buffer(bytes, category, device);
 }
 
 }  // namespace ds::tensor

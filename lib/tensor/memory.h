@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "tensor/device.h"
+
 namespace ds::tensor {
 
 enum class MemoryCategory : uint8_t {
@@ -28,9 +30,14 @@ std::string_view memory_category_name(MemoryCategory category);  // "parameters"
 
 // Process-wide counters of current and peak bytes per category. Lock-free: buffers are
 // created from many threads (ranks run as threads in tests), and only counters change.
+// Host memory and device memory are counted apart: a rank runs on one device.
 class MemoryTracker {
  public:
-  static MemoryTracker& instance();
+  static MemoryTracker& instance();         // host memory
+  static MemoryTracker& device_instance();  // CUDA device memory
+  static MemoryTracker& of(const Device& device) {
+    return device.is_cpu() ? instance() : device_instance();
+  }
 
   void add(MemoryCategory category, size_t bytes);
   void sub(MemoryCategory category, size_t bytes);
@@ -56,25 +63,29 @@ size_t memory_bytes(MemoryCategory category);
 size_t memory_peak(MemoryCategory category);
 size_t memory_total();
 
-// Owning, 64-byte aligned host memory registered with the tracker for its lifetime. Zeroed on
-// allocation: gradient buffers rely on it because every backward kernel accumulates. Move-only.
+// Owning, 64-byte aligned memory on the host or a CUDA device, registered with that device's
+// tracker for its lifetime. Zeroed on allocation: gradient buffers rely on it because every
+// backward kernel accumulates. Move-only. Device memory is for ops (tensor/ops.h) only: the
+// host must not read or write through data() of a buffer whose device() is not the CPU.
 class Buffer {
  public:
   static constexpr size_t kAlignment = 64;
 
   Buffer() = default;
-  Buffer(size_t bytes, MemoryCategory category);
+  // On a CUDA device: throws ds::UsageError in a build without CUDA, ds::Error when the
+  // device is out of memory.
+  Buffer(size_t bytes, MemoryCategory category, Device device = Device::cpu());
   ~Buffer();
+
+  // n floats.
+  static Buffer floats(int64_t n, MemoryCategory category, Device device = Device::cpu()) {
+    return Buffer(sizeof(float) * static_cast<size_t>(n), category, device);
+  }
 
   // `bytes` of zeros in a new file under `dir` (named after `stem`), mapped into memory
   // and tracked as kNvme: the kernel pages it to that disk. The file is unlinked at once,
   // so its space comes back when the buffer (or the process, however it ends) goes away.
   // Throws ds::Error naming the file when it cannot be created, sized or mapped.
-  // n floats.
-  static Buffer floats(int64_t n, MemoryCategory category) {
-    return Buffer(sizeof(float) * static_cast<size_t>(n), category);
-  }
-
   static Buffer map_file(const std::filesystem::path& dir, const std::string& stem, size_t bytes);
 
   Buffer(Buffer&& other) noexcept;
@@ -95,6 +106,7 @@ class Buffer {
   size_t size() const { return bytes_; }
   bool empty() const { return bytes_ == 0; }
   MemoryCategory category() const { return category_; }
+  Device device() const { return device_; }
 
   void zero();
   // Frees the memory now (and unregisters it); the buffer becomes empty.
@@ -104,7 +116,13 @@ class Buffer {
   void* data_ = nullptr;
   size_t bytes_ = 0;
   MemoryCategory category_ = MemoryCategory::kOther;
+  Device device_;
   bool mapped_ = false;  // munmap instead of free
 };
+
+// Makes `buffer` hold at least `floats` floats on `device`, replacing it with a new zeroed
+// buffer of exactly that size when it is smaller (its contents are then lost). Buffers that
+// only grow allocate nothing once they have seen the largest size.
+void grow_floats(Buffer& buffer, int64_t floats, MemoryCategory category, Device device);
 
 }  // namespace ds::tensor

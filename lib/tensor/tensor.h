@@ -8,24 +8,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "tensor/device.h"
 #include "tensor/dtype.h"
 #include "tensor/memory.h"
 #include "util/error.h"
 
 namespace ds::tensor {
-
-enum class DeviceType : uint8_t { kCpu, kCuda };
-
-struct Device {
-  DeviceType type = DeviceType::kCpu;
-  int index = 0;
-
-  static Device cpu() { return {}; }
-  static Device cuda(int i) { return {DeviceType::kCuda, i}; }
-  bool is_cpu() const { return type == DeviceType::kCpu; }
-  std::string str() const;  // "cpu", "cuda:0"
-  friend bool operator==(const Device&, const Device&) = default;
-};
 
 using Shape = std::vector<int64_t>;
 

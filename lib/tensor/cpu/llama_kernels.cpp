@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "tensor/cpu/kernel_helpers.h"
 
@@ -106,6 +107,47 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
     const float silu = g * sig;
     dup[i] = d * silu;
     dgate[i] = d * up[i] * sig * (1.0f + g * (1.0f - sig));
+  }
+}
+
+void expand_kv_heads(float* qkv, const float* q, const float* k, const float* v, int N, int NH,
+                     int KVH, int hs) {
+  const int64_t C = int64_t{NH} * hs, KV = int64_t{KVH} * hs;
+  const int group = NH / KVH;
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; ++n) {
+    float* row = qkv + int64_t{n} * 3 * C;
+    std::memcpy(row, q + n * C, sizeof(float) * C);
+    for (int h = 0; h < NH; ++h) {
+      const int64_t from = n * KV + int64_t{h / group} * hs;
+      std::memcpy(row + C + int64_t{h} * hs, k + from, sizeof(float) * hs);
+      std::memcpy(row + 2 * C + int64_t{h} * hs, v + from, sizeof(float) * hs);
+    }
+  }
+}
+
+void reduce_kv_heads(float* dq, float* dk, float* dv, const float* dqkv, int N, int NH, int KVH,
+                     int hs) {
+  const int64_t C = int64_t{NH} * hs, KV = int64_t{KVH} * hs;
+  const int group = NH / KVH;
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; ++n) {
+    const float* row = dqkv + int64_t{n} * 3 * C;
+    std::memcpy(dq + n * C, row, sizeof(float) * C);
+    for (int kvh = 0; kvh < KVH; ++kvh) {
+      float* k_out = dk + n * KV + int64_t{kvh} * hs;
+      float* v_out = dv + n * KV + int64_t{kvh} * hs;
+      std::memset(k_out, 0, sizeof(float) * hs);
+      std::memset(v_out, 0, sizeof(float) * hs);
+      for (int h = kvh * group; h < (kvh + 1) * group; ++h) {  // in head order
+        const float* k_in = row + C + int64_t{h} * hs;
+        const float* v_in = row + 2 * C + int64_t{h} * hs;
+        for (int i = 0; i < hs; ++i) {
+          k_out[i] += k_in[i];
+          v_out[i] += v_in[i];
+        }
+      }
+    }
   }
 }
 

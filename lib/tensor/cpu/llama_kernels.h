@@ -32,4 +32,14 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t N);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                      const float* up, int64_t N);
 
+// Grouped-query attention: qkv [N, 3C] (C = NH*hs) gets q [N, C] as is and each of the KVH
+// key/value heads of k and v [N, KVH*hs] copied to the NH/KVH query heads that share it, in the
+// layout attention_forward reads.
+void expand_kv_heads(float* qkv, const float* q, const float* k, const float* v, int N, int NH,
+                     int KVH, int hs);
+// Its gradient: dq = the q part of dqkv; dk, dv = each key/value head's query heads summed in
+// head order. WRITES (=) all three.
+void reduce_kv_heads(float* dq, float* dk, float* dv, const float* dqkv, int N, int NH, int KVH,
+                     int hs);
+
 }  // namespace ds::tensor::cpu

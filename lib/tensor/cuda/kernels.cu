@@ -29,7 +29,8 @@ __global__ void encoder_forward_kernel(float* out, const int32_t* tokens, const 
   const int64_t bt = i / C;
   const int c = static_cast<int>(i % C);
   const int t = static_cast<int>(bt % T);
-  out[i] = wte[int64_t{tokens[bt]} * C + c] + wpe[int64_t{t} * C + c];
+  const float position = wpe != nullptr ? wpe[int64_t{t} * C + c] : 0.0f;
+  out[i] = wte[int64_t{tokens[bt]} * C + c] + position;
 }
 
 // A thread per channel, positions in order: deterministic, and the CPU's summation order.

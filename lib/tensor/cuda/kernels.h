@@ -26,12 +26,12 @@ namespace ds::tensor::cuda {
 using cpu::kIgnoreTarget;
 using cpu::WeightLayout;
 
-// out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:].
+// out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:], or wte's row alone when wpe is nullptr.
 void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
                      int T, int C, cudaStream_t stream);
-// dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:]. One thread per channel adds
-// the positions in order (as the CPU's channel-split threads do), so repeated tokens never
-// collide and the sums are bitwise those of the CPU.
+// dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:] unless dwpe is nullptr. One thread
+// per channel adds the positions in order (as the CPU's channel-split threads do), so repeated
+// tokens never collide and the sums are bitwise those of the CPU.
 void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
                       int T, int C, cudaStream_t stream);
 

@@ -10,22 +10,6 @@ using namespace detail;
 
 namespace {
 
-__global__ void embedding_forward_kernel(float* out, const int32_t* tokens, const float* wte,
-                                         int64_t N, int C) {
-  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
-  if (i >= N * C) return;
-  const int64_t n = i / C;
-  out[i] = wte[int64_t{tokens[n]} * C + i % C];
-}
-
-// A thread per channel, positions in order (deterministic, the CPU's order).
-__global__ void embedding_backward_kernel(float* dwte, const float* dout, const int32_t* tokens,
-                                          int64_t N, int C) {
-  const int c = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
-  if (c >= C) return;
-  for (int64_t n = 0; n < N; ++n) dwte[int64_t{tokens[n]} * C + c] += dout[n * C + c];
-}
-
 __global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* inp,
                                        const float* weight, int N, int C, float eps) {
   const int n =
@@ -112,6 +96,47 @@ __global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* do
   dgate[i] = d * u * sig * (1.0f + g * (1.0f - sig));
 }
 
+// A thread per element of the expanded qkv row: q copied, each query head's k/v from its
+// key/value head.
+__global__ void expand_kv_heads_kernel(float* qkv, const float* q, const float* k, const float* v,
+                                       int N, int NH, int KVH, int hs) {
+  const int64_t C = int64_t{NH} * hs, KV = int64_t{KVH} * hs;
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= int64_t{N} * 3 * C) return;
+  const int64_t n = i / (3 * C), j = i % (3 * C);
+  if (j < C) {
+    qkv[i] = q[n * C + j];
+    return;
+  }
+  const int64_t within = (j - C) % C;  // channel among the query heads
+  const int64_t head = within / hs, group = NH / KVH;
+  const int64_t from = n * KV + (head / group) * hs + within % hs;
+  qkv[i] = j < 2 * C ? k[from] : v[from];
+}
+
+// A thread per element of dq, dk and dv; a key/value head sums its query heads in head
+// order (the CPU's order).
+__global__ void reduce_kv_heads_kernel(float* dq, float* dk, float* dv, const float* dqkv, int N,
+                                       int NH, int KVH, int hs) {
+  const int64_t C = int64_t{NH} * hs, KV = int64_t{KVH} * hs;
+  const int64_t per_row = C + 2 * KV;
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= int64_t{N} * per_row) return;
+  const int64_t n = i / per_row, j = i % per_row;
+  const float* row = dqkv + n * 3 * C;
+  if (j < C) {
+    dq[n * C + j] = row[j];
+    return;
+  }
+  const bool is_k = j < C + KV;
+  const int64_t within = is_k ? j - C : j - C - KV;  // channel among the key/value heads
+  const int64_t kv_head = within / hs, channel = within % hs, group = NH / KVH;
+  const float* part = row + (is_k ? C : 2 * C);
+  float sum = 0.0f;
+  for (int64_t h = kv_head * group; h < (kv_head + 1) * group; ++h) sum += part[h * hs + channel];
+  (is_k ? dk : dv)[n * KV + within] = sum;
+}
+
 void rotate(float* x, const float* cos, const float* sin, int N, int T, int heads, int hs,
             int64_t stride, float sign, cudaStream_t stream) {
   DS_CUDA_REQUIRE(hs % 2 == 0 && T > 0 && stride >= int64_t{heads} * hs);
@@ -122,22 +147,6 @@ void rotate(float* x, const float* cos, const float* sin, int N, int T, int head
 }
 
 }  // namespace
-
-void embedding_forward(float* out, const int32_t* tokens, const float* wte, int B, int T, int C,
-                       cudaStream_t stream) {
-  const int64_t N = int64_t{B} * T;
-  if (N * C == 0) return;
-  embedding_forward_kernel<<<blocks_for(N * C), kBlock, 0, stream>>>(out, tokens, wte, N, C);
-  DS_CUDA_LAUNCHED();
-}
-
-void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int B, int T, int C,
-                        cudaStream_t stream) {
-  if (C == 0) return;
-  embedding_backward_kernel<<<blocks_for(C), kBlock, 0, stream>>>(dwte, dout, tokens,
-                                                                  int64_t{B} * T, C);
-  DS_CUDA_LAUNCHED();
-}
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
                      float eps, cudaStream_t stream) {
@@ -177,6 +186,25 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
                      const float* up, int64_t N, cudaStream_t stream) {
   if (N == 0) return;
   swiglu_backward_kernel<<<blocks_for(N), kBlock, 0, stream>>>(dgate, dup, dout, gate, up, N);
+  DS_CUDA_LAUNCHED();
+}
+
+void expand_kv_heads(float* qkv, const float* q, const float* k, const float* v, int N, int NH,
+                     int KVH, int hs, cudaStream_t stream) {
+  DS_CUDA_REQUIRE(KVH > 0 && NH % KVH == 0);
+  const int64_t total = int64_t{N} * 3 * NH * hs;
+  if (total == 0) return;
+  expand_kv_heads_kernel<<<blocks_for(total), kBlock, 0, stream>>>(qkv, q, k, v, N, NH, KVH, hs);
+  DS_CUDA_LAUNCHED();
+}
+
+void reduce_kv_heads(float* dq, float* dk, float* dv, const float* dqkv, int N, int NH, int KVH,
+                     int hs, cudaStream_t stream) {
+  DS_CUDA_REQUIRE(KVH > 0 && NH % KVH == 0);
+  const int64_t total = int64_t{N} * (NH + 2 * KVH) * hs;
+  if (total == 0) return;
+  reduce_kv_heads_kernel<<<blocks_for(total), kBlock, 0, stream>>>(dq, dk, dv, dqkv, N, NH, KVH,
+                                                                   hs);
   DS_CUDA_LAUNCHED();
 }
 

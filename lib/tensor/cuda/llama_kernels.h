@@ -1,6 +1,6 @@
-// CUDA versions of tensor/cpu/llama_kernels.h (token embedding, RMSNorm, rotary embeddings,
-// SwiGLU), with the contracts of tensor/cuda/kernels.h: device pointers, a stream last,
-// backwards accumulate except where the CPU's writes (rope_backward works in place,
+// CUDA versions of tensor/cpu/llama_kernels.h (RMSNorm, rotary embeddings, SwiGLU, the key/value
+// heads of grouped-query attention), with the contracts of tensor/cuda/kernels.h: device pointers,
+// a stream last, backwards accumulate except where the CPU's writes (rope_backward works in place,
 // swiglu_backward writes dgate and dup), deterministic, fp32 only.
 #pragma once
 
@@ -9,12 +9,6 @@
 #include <cstdint>
 
 namespace ds::tensor::cuda {
-
-void embedding_forward(float* out, const int32_t* tokens, const float* wte, int B, int T, int C,
-                       cudaStream_t stream);
-// One thread per channel adds the positions in order: bitwise the CPU's sums.
-void embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int B, int T, int C,
-                        cudaStream_t stream);
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
                      float eps, cudaStream_t stream);
@@ -32,5 +26,10 @@ void rope_backward(float* dx, const float* cos, const float* sin, int N, int T, 
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t N, cudaStream_t stream);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                      const float* up, int64_t N, cudaStream_t stream);
+
+void expand_kv_heads(float* qkv, const float* q, const float* k, const float* v, int N, int NH,
+                     int KVH, int hs, cudaStream_t stream);
+void reduce_kv_heads(float* dq, float* dk, float* dv, const float* dqkv, int N, int NH, int KVH,
+                     int hs, cudaStream_t stream);
 
 }  // namespace ds::tensor::cuda

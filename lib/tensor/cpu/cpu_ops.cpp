@@ -1,0 +1,124 @@
+// tensor::Ops on the CPU: each op is the kernel of the same name in cpu/kernels.h or
+// cpu/llama_kernels.h, which run to completion before they return (so sync() has nothing
+// to wait for, and host and "device" memory are the same).
+#include <cstring>
+
+#include "tensor/cpu/kernels.h"
+#include "tensor/cpu/llama_kernels.h"
+#include "tensor/ops.h"
+
+namespace ds::tensor {
+namespace {
+
+class CpuOps final : public Ops {
+ public:
+  Device device() const override { return Device::cpu(); }
+
+  void upload(void* dst, const void* host, size_t bytes) override {
+    if (dst != host) std::memcpy(dst, host, bytes);
+  }
+  void download(void* host, const void* src, size_t bytes) override {
+    if (host != src) std::memcpy(host, src, bytes);
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (dst != src) std::memcpy(dst, src, bytes);
+  }
+  void sync() override {}
+
+  void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
+                       int T, int C) override {
+    cpu::encoder_forward(out, tokens, wte, wpe, B, T, C);
+  }
+  void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
+                        int T, int C) override {
+    cpu::encoder_backward(dwte, dwpe, dout, tokens, B, T, C);
+  }
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                         const float* weight, const float* bias, int N, int C, float eps) override {
+    cpu::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps);
+  }
+  void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                          const float* inp, const float* weight, const float* mean,
+                          const float* rstd, int N, int C) override {
+    cpu::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+  }
+  void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
+                      int IC, int OC, WeightLayout layout) override {
+    cpu::matmul_forward(out, inp, weight, bias, N, IC, OC, layout);
+  }
+  void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                       const float* inp, const float* weight, int N, int IC, int OC,
+                       WeightLayout layout) override {
+    cpu::matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, IC, OC, layout);
+  }
+  void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
+                         int NH) override {
+    cpu::attention_forward(out, att, qkv, B, T, C, NH);
+  }
+  void attention_backward(float* dqkv, float* datt_scratch, const float* dout, const float* qkv,
+                          const float* att, int B, int T, int C, int NH) override {
+    cpu::attention_backward(dqkv, datt_scratch, dout, qkv, att, B, T, C, NH);
+  }
+  void gelu_forward(float* out, const float* inp, int64_t N) override {
+    cpu::gelu_forward(out, inp, N);
+  }
+  void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) override {
+    cpu::gelu_backward(dinp, inp, dout, N);
+  }
+  void fill_zero(float* x, int64_t N) override { cpu::fill_zero(x, N); }
+  void residual_forward(float* out, const float* a, const float* b, int64_t N) override {
+    cpu::residual_forward(out, a, b, N);
+  }
+  void add_inplace(float* dst, const float* src, int64_t N) override {
+    cpu::add_inplace(dst, src, N);
+  }
+  void softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
+                                     const int32_t* targets, int N, int V) override {
+    cpu::softmax_cross_entropy_forward(losses, probs, logits, targets, N, V);
+  }
+  void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets,
+                                      float dloss, int N, int V) override {
+    cpu::softmax_cross_entropy_backward(dlogits, probs, targets, dloss, N, V);
+  }
+
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
+                       float eps) override {
+    cpu::rmsnorm_forward(out, rstd, inp, weight, N, C, eps);
+  }
+  void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                        const float* weight, const float* rstd, int N, int C) override {
+    cpu::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C);
+  }
+  void rope_forward(float* x, const float* cos, const float* sin, int N, int T, int heads, int hs,
+                    int64_t stride) override {
+    cpu::rope_forward(x, cos, sin, N, T, heads, hs, stride);
+  }
+  void rope_backward(float* dx, const float* cos, const float* sin, int N, int T, int heads, int hs,
+                     int64_t stride) override {
+    cpu::rope_backward(dx, cos, sin, N, T, heads, hs, stride);
+  }
+  void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) override {
+    cpu::swiglu_forward(out, gate, up, N);
+  }
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                       const float* up, int64_t N) override {
+    cpu::swiglu_backward(dgate, dup, dout, gate, up, N);
+  }
+  void expand_kv_heads(float* qkv, const float* q, const float* k, const float* v, int N, int NH,
+                       int KVH, int hs) override {
+    cpu::expand_kv_heads(qkv, q, k, v, N, NH, KVH, hs);
+  }
+  void reduce_kv_heads(float* dq, float* dk, float* dv, const float* dqkv, int N, int NH, int KVH,
+                       int hs) override {
+    cpu::reduce_kv_heads(dq, dk, dv, dqkv, N, NH, KVH, hs);
+  }
+};
+
+}  // namespace
+
+Ops& cpu_ops() {
+  static CpuOps ops;
+  return ops;
+}
+
+}  // namespace ds::tensor

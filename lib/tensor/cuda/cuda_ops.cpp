@@ -1,0 +1,140 @@
+#include "tensor/cuda/cuda_ops.h"
+
+#include "tensor/cuda/blas.h"
+#include "tensor/cuda/cuda_check.h"
+#include "tensor/cuda/device_buffer.h"
+#include "tensor/cuda/kernels.h"
+#include "tensor/cuda/llama_kernels.h"
+
+namespace ds::tensor::cuda {
+
+namespace {
+
+int select(int device) {
+  DS_CUDA_CALL(cudaSetDevice(device));
+  return device;
+}
+
+}  // namespace
+
+CudaOps::CudaOps(int device)
+    : device_(select(device)),
+      stream_(std::make_unique<Stream>()),
+      blas_(std::make_unique<Blas>()) {}
+
+CudaOps::~CudaOps() = default;
+
+cudaStream_t CudaOps::stream() const { return stream_->get(); }
+
+void CudaOps::upload(void* dst, const void* host, size_t bytes) {
+  if (bytes == 0) return;
+  DS_CUDA_CALL(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream()));
+  // Pageable host memory is staged by the driver, but the call may return before the
+  // staging is done for small copies from memory it does not pin: wait, so that the caller
+  // may reuse `host` at once as the interface promises.
+  DS_CUDA_CALL(cudaStreamSynchronize(stream()));
+}
+
+void CudaOps::download(void* host, const void* src, size_t bytes) {
+  if (bytes != 0) {
+    DS_CUDA_CALL(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream()));
+  }
+  DS_CUDA_CALL(cudaStreamSynchronize(stream()));
+}
+
+void CudaOps::copy(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0 || dst == src) return;
+  DS_CUDA_CALL(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
+}
+
+void CudaOps::sync() { stream_->synchronize(); }
+
+void CudaOps::encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
+                              int B, int T, int C) {
+  cuda::encoder_forward(out, tokens, wte, wpe, B, T, C, stream());
+}
+void CudaOps::encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
+                               int B, int T, int C) {
+  cuda::encoder_backward(dwte, dwpe, dout, tokens, B, T, C, stream());
+}
+void CudaOps::layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                                const float* weight, const float* bias, int N, int C, float eps) {
+  cuda::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps, stream());
+}
+void CudaOps::layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                 const float* inp, const float* weight, const float* mean,
+                                 const float* rstd, int N, int C) {
+  cuda::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, stream());
+}
+void CudaOps::matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
+                             int N, int IC, int OC, WeightLayout layout) {
+  cuda::matmul_forward(*blas_, out, inp, weight, bias, N, IC, OC, layout, stream());
+}
+void CudaOps::matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                              const float* inp, const float* weight, int N, int IC, int OC,
+                              WeightLayout layout) {
+  cuda::matmul_backward(*blas_, dinp, dweight, dbias, dout, inp, weight, N, IC, OC, layout,
+                        stream());
+}
+void CudaOps::attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
+                                int NH) {
+  cuda::attention_forward(*blas_, out, att, qkv, B, T, C, NH, stream());
+}
+void CudaOps::attention_backward(float* dqkv, float* datt_scratch, const float* dout,
+                                 const float* qkv, const float* att, int B, int T, int C, int NH) {
+  cuda::attention_backward(*blas_, dqkv, datt_scratch, dout, qkv, att, B, T, C, NH, stream());
+}
+void CudaOps::gelu_forward(float* out, const float* inp, int64_t N) {
+  cuda::gelu_forward(out, inp, N, stream());
+}
+void CudaOps::gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) {
+  cuda::gelu_backward(dinp, inp, dout, N, stream());
+}
+void CudaOps::fill_zero(float* x, int64_t N) { cuda::fill_zero(x, N, stream()); }
+void CudaOps::residual_forward(float* out, const float* a, const float* b, int64_t N) {
+  cuda::residual_forward(out, a, b, N, stream());
+}
+void CudaOps::add_inplace(float* dst, const float* src, int64_t N) {
+  cuda::add_inplace(dst, src, N, stream());
+}
+void CudaOps::softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
+                                            const int32_t* targets, int N, int V) {
+  cuda::softmax_cross_entropy_forward(losses, probs, logits, targets, N, V, stream());
+}
+void CudaOps::softmax_cross_entropy_backward(float* dlogits, const float* probs,
+                                             const int32_t* targets, float dloss, int N, int V) {
+  cuda::softmax_cross_entropy_backward(dlogits, probs, targets, dloss, N, V, stream());
+}
+void CudaOps::rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N,
+                              int C, float eps) {
+  cuda::rmsnorm_forward(out, rstd, inp, weight, N, C, eps, stream());
+}
+void CudaOps::rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                               const float* weight, const float* rstd, int N, int C) {
+  cuda::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C, stream());
+}
+void CudaOps::rope_forward(float* x, const float* cos, const float* sin, int N, int T, int heads,
+                           int hs, int64_t stride) {
+  cuda::rope_forward(x, cos, sin, N, T, heads, hs, stride, stream());
+}
+void CudaOps::rope_backward(float* dx, const float* cos, const float* sin, int N, int T, int heads,
+                            int hs, int64_t stride) {
+  cuda::rope_backward(dx, cos, sin, N, T, heads, hs, stride, stream());
+}
+void CudaOps::swiglu_forward(float* out, const float* gate, const float* up, int64_t N) {
+  cuda::swiglu_forward(out, gate, up, N, stream());
+}
+void CudaOps::swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                              const float* up, int64_t N) {
+  cuda::swiglu_backward(dgate, dup, dout, gate, up, N, stream());
+}
+void CudaOps::expand_kv_heads(float* qkv, const float* q, const float* k, const float* v, int N,
+                              int NH, int KVH, int hs) {
+  cuda::expand_kv_heads(qkv, q, k, v, N, NH, KVH, hs, stream());
+}
+void CudaOps::reduce_kv_heads(float* dq, float* dk, float* dv, const float* dqkv, int N, int NH,
+                              int KVH, int hs) {
+  cuda::reduce_kv_heads(dq, dk, dv, dqkv, N, NH, KVH, hs, stream());
+}
+
+}  // namespace ds::tensor::cuda

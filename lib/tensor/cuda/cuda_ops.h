@@ -1,0 +1,81 @@
+// tensor::Ops on one CUDA device: every op is queued on the object's compute stream (the
+// kernels of cuda/kernels.h and cuda/llama_kernels.h, GEMMs through its cuBLAS handle), so
+// ops run in call order and the host only waits in download() and sync(). A collective
+// backend that works on the same buffers orders itself after this stream with events.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <memory>
+
+#include "tensor/ops.h"
+
+namespace ds::tensor::cuda {
+
+class Blas;
+class Stream;
+
+class CudaOps final : public Ops {
+ public:
+  // Makes `device` current for the calling thread and creates the stream and handle on it.
+  explicit CudaOps(int device);
+  ~CudaOps() override;
+
+  Device device() const override { return Device::cuda(device_); }
+  cudaStream_t stream() const;
+
+  void upload(void* dst, const void* host, size_t bytes) override;
+  void download(void* host, const void* src, size_t bytes) override;
+  void copy(void* dst, const void* src, size_t bytes) override;
+  void sync() override;
+
+  void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
+                       int T, int C) override;
+  void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
+                        int T, int C) override;
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                         const float* weight, const float* bias, int N, int C, float eps) override;
+  void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                          const float* inp, const float* weight, const float* mean,
+                          const float* rstd, int N, int C) override;
+  void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
+                      int IC, int OC, WeightLayout layout) override;
+  void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                       const float* inp, const float* weight, int N, int IC, int OC,
+                       WeightLayout layout) override;
+  void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
+                         int NH) override;
+  void attention_backward(float* dqkv, float* datt_scratch, const float* dout, const float* qkv,
+                          const float* att, int B, int T, int C, int NH) override;
+  void gelu_forward(float* out, const float* inp, int64_t N) override;
+  void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) override;
+  void fill_zero(float* x, int64_t N) override;
+  void residual_forward(float* out, const float* a, const float* b, int64_t N) override;
+  void add_inplace(float* dst, const float* src, int64_t N) override;
+  void softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
+                                     const int32_t* targets, int N, int V) override;
+  void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets,
+                                      float dloss, int N, int V) override;
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
+                       float eps) override;
+  void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                        const float* weight, const float* rstd, int N, int C) override;
+  void rope_forward(float* x, const float* cos, const float* sin, int N, int T, int heads, int hs,
+                    int64_t stride) override;
+  void rope_backward(float* dx, const float* cos, const float* sin, int N, int T, int heads, int hs,
+                     int64_t stride) override;
+  void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) override;
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                       const float* up, int64_t N) override;
+  void expand_kv_heads(float* qkv, const float* q, const float* k, const float* v, int N, int NH,
+                       int KVH, int hs) override;
+  void reduce_kv_heads(float* dq, float* dk, float* dv, const float* dqkv, int N, int NH, int KVH,
+                       int hs) override;
+
+ private:
+  int device_;
+  std::unique_ptr<Stream> stream_;
+  std::unique_ptr<Blas> blas_;
+};
+
+}  // namespace ds::tensor::cuda

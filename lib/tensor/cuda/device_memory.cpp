@@ -1,0 +1,51 @@
+#include "tensor/cuda/device_memory.h"
+
+#include <cuda_runtime_api.h>
+#include <fmt/format.h>
+
+#include "tensor/cuda/cuda_check.h"
+#include "util/error.h"
+
+namespace ds::tensor::cuda {
+namespace {
+
+// Buffers of any device may be made from any thread: select the device for the call.
+void use_device(int device) { DS_CUDA_CALL(cudaSetDevice(device)); }
+
+}  // namespace
+
+void* device_allocate_zeroed(size_t bytes, int device, std::string_view what) {
+  use_device(device);
+  void* data = nullptr;
+  const cudaError_t result = cudaMalloc(&data, bytes);
+  if (result == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // clear it: out of memory is not sticky
+    size_t free_bytes = 0, total_bytes = 0;
+    cudaMemGetInfo(&free_bytes, &total_bytes);
+    throw Error(fmt::format("out of memory on cuda:{} allocating {} bytes for {} ({} of {} bytes "
+                            "free)",
+                            device, bytes, what, free_bytes, total_bytes),
+                "reduce the micro-batch size or model size, or use a higher ZeRO stage");
+  }
+  DS_CUDA_CALL(result);
+  // Zeroed before returning, on the legacy default stream, which the project's non-blocking
+  // streams do not wait for: synchronise so that no later op can see the memory unzeroed.
+  DS_CUDA_CALL(cudaMemsetAsync(data, 0, bytes, nullptr));
+  DS_CUDA_CALL(cudaStreamSynchronize(nullptr));
+  return data;
+}
+
+void device_free(void* data, int device) noexcept {
+  // Statuses are dropped: this runs in destructors, and a sticky error from an earlier fault
+  // has been (or will be) reported by the call that saw it. cudaFree waits for the device.
+  cudaSetDevice(device);
+  cudaFree(data);
+}
+
+void device_zero(void* data, size_t bytes, int device) {
+  use_device(device);
+  DS_CUDA_CALL(cudaMemsetAsync(data, 0, bytes, nullptr));
+  DS_CUDA_CALL(cudaStreamSynchronize(nullptr));
+}
+
+}  // namespace ds::tensor::cuda

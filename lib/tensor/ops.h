@@ -1,0 +1,99 @@
+// The op interface the model runs on (DESIGN.md, "Compute"): one virtual per kernel of
+// tensor/cpu/kernels.h and llama_kernels.h, with the same arguments and contracts, plus
+// the memory movement a device needs. The CPU implementation (cpu_ops()) calls those kernels;
+// the CUDA one (tensor/cuda/cuda_ops.h) queues the CUDA kernels on its compute stream. A
+// layer written against Ops runs unchanged on either: every pointer it passes lives on
+// device(), in tensor::Buffers allocated there.
+//
+// Ops calls are ordered with each other (one stream); the only calls that wait for the
+// device are download() and sync(). One virtual call per kernel costs nothing next to the
+// kernels themselves.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "tensor/cpu/kernels.h"
+#include "tensor/memory.h"
+#include "tensor/tensor.h"
+
+namespace ds::tensor {
+
+using cpu::WeightLayout;
+
+class Ops {
+ public:
+  virtual ~Ops() = default;
+
+  // Where the pointers given to this object's ops live.
+  virtual Device device() const = 0;
+  // A zeroed Buffer of `bytes` on device(), accounted under `category`.
+  Buffer allocate(size_t bytes, MemoryCategory category) const {
+    return Buffer(bytes, category, device());
+  }
+  Buffer allocate_floats(int64_t n, MemoryCategory category) const {
+    return allocate(sizeof(float) * static_cast<size_t>(n), category);
+  }
+
+  // Memory movement. upload: host → device() (the host memory may be reused on return);
+  // download: device() → host, waiting until the data is there; copy: within device().
+  virtual void upload(void* dst, const void* host, size_t bytes) = 0;
+  virtual void download(void* host, const void* src, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  // Waits until every op queued so far has finished.
+  virtual void sync() = 0;
+
+  // tensor/cpu/kernels.h
+  virtual void encoder_forward(float* out, const int32_t* tokens, const float* wte,
+                               const float* wpe, int B, int T, int C) = 0;
+  virtual void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
+                                int B, int T, int C) = 0;
+  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                                 const float* weight, const float* bias, int N, int C,
+                                 float eps) = 0;
+  virtual void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                  const float* inp, const float* weight, const float* mean,
+                                  const float* rstd, int N, int C) = 0;
+  virtual void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
+                              int N, int IC, int OC, WeightLayout layout) = 0;
+  virtual void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                               const float* inp, const float* weight, int N, int IC, int OC,
+                               WeightLayout layout) = 0;
+  virtual void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
+                                 int NH) = 0;
+  virtual void attention_backward(float* dqkv, float* datt_scratch, const float* dout,
+                                  const float* qkv, const float* att, int B, int T, int C,
+                                  int NH) = 0;
+  virtual void gelu_forward(float* out, const float* inp, int64_t N) = 0;
+  virtual void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) = 0;
+  virtual void fill_zero(float* x, int64_t N) = 0;
+  virtual void residual_forward(float* out, const float* a, const float* b, int64_t N) = 0;
+  virtual void add_inplace(float* dst, const float* src, int64_t N) = 0;
+  virtual void softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
+                                             const int32_t* targets, int N, int V) = 0;
+  virtual void softmax_cross_entropy_backward(float* dlogits, const float* probs,
+                                              const int32_t* targets, float dloss, int N,
+                                              int V) = 0;
+
+  // tensor/cpu/llama_kernels.h
+  virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight,
+                               int N, int C, float eps) = 0;
+  virtual void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                                const float* weight, const float* rstd, int N, int C) = 0;
+  virtual void rope_forward(float* x, const float* cos, const float* sin, int N, int T, int heads,
+                            int hs, int64_t stride) = 0;
+  virtual void rope_backward(float* dx, const float* cos, const float* sin, int N, int T, int heads,
+                             int hs, int64_t stride) = 0;
+  virtual void swiglu_forward(float* out, const float* gate, const float* up, int64_t N) = 0;
+  virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                               const float* up, int64_t N) = 0;
+  virtual void expand_kv_heads(float* qkv, const float* q, const float* k, const float* v, int N,
+                               int NH, int KVH, int hs) = 0;
+  virtual void reduce_kv_heads(float* dq, float* dk, float* dv, const float* dqkv, int N, int NH,
+                               int KVH, int hs) = 0;
+};
+
+// The CPU implementation (OpenBLAS + OpenMP); one object serves every thread.
+Ops& cpu_ops();
+
+}  // namespace ds::tensor
