@@ -4,4 +4,9 @@ if(DS_WITH_CUDA)
   ds_add_test(cuda_kernels_test LABELS cuda
     SOURCES cuda_kernels_test.cpp cuda_llama_kernels_test.cpp cuda_adamw_test.cpp
     LIBS ds_tensor ds_optim)
+  # The golden PyTorch fixtures with the model on the GPU (tensor::cuda::CudaOps).
+  ds_add_test(cuda_golden_test LABELS cuda SOURCES cuda_golden_test.cpp golden_checks.cpp
+    LIBS ds_model ds_checkpoint ds_optim)
+  # The ZeRO engine with its model on the GPU against the same engine on the CPU.
+  ds_add_test(cuda_engine_test LABELS cuda SOURCES cuda_engine_test.cpp LIBS ds_zero)
 endif()

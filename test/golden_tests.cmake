@@ -1,4 +1,5 @@
-ds_add_test(golden_test LABELS golden SOURCES golden_test.cpp LIBS ds_model ds_checkpoint ds_optim)
+ds_add_test(golden_test LABELS golden SOURCES golden_test.cpp golden_checks.cpp
+  LIBS ds_model ds_checkpoint ds_optim)
 
 # The trainer against an independent PyTorch replay (skipped without python3-torch).
 add_test(NAME replay_against_pytorch

@@ -122,6 +122,13 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
       cfg.ds.fp16,
       stage_ == 0 ? optim::LossScaler::Kind::kFp16Optimizer : optim::LossScaler::Kind::kDynamic);
   buffers_ = std::make_unique<Buffers>(*this);
+  if (!model_.ops().device().is_cpu()) {
+    // The model runs on a GPU; the model states stay here (device_layer_buffers.h).
+    DS_CHECK(!stage_ctx_.pipe, "a pipeline stage cannot run its model on {} yet",
+             model_.ops().device().str());
+    device_buffers_ =
+        std::make_unique<model::DeviceLayerBuffers>(model_.layout(), model_.ops(), *buffers_);
+  }
   inputs_ = Buffer(sizeof(int32_t) * micro_ * seq_len_, MemoryCategory::kActivations);
   targets_ = Buffer(sizeof(int32_t) * micro_ * seq_len_, MemoryCategory::kActivations);
   model_.reserve_range(stage_ctx_.first_layer, stage_ctx_.last_layer + 1, static_cast<int>(micro_),
@@ -312,7 +319,10 @@ void Engine::begin_step() {
   comm_seconds_ = 0;
 }
 
-model::LayerBuffers& Engine::layer_buffers() { return *buffers_; }
+model::LayerBuffers& Engine::layer_buffers() {
+  if (device_buffers_) return *device_buffers_;
+  return *buffers_;
+}
 
 void Engine::add_times(double forward_s, double backward_s, double comm_s) {
   step_.forward_s += forward_s;
@@ -338,11 +348,11 @@ StepStats Engine::train_step(const BatchFiller& fill) {
     mb.dloss = micro_batch_dloss(mb.targets);
     auto start = Clock::now();
     begin_forward();
-    loss_sum += model_.forward(mb, *buffers_);
+    loss_sum += model_.forward(mb, layer_buffers());
     step_.forward_s += seconds_since(start);
     start = Clock::now();
     begin_backward();
-    model_.backward(mb, *buffers_);
+    model_.backward(mb, layer_buffers());
     end_backward();
     step_.backward_s += seconds_since(start);
   }
@@ -398,7 +408,7 @@ double Engine::eval_loss(const int32_t* inputs, const int32_t* targets) {
   const int B = static_cast<int>(micro_), T = static_cast<int>(seq_len_);
   model::MicroBatch mb{inputs, targets, B, T, 0.0f};
   buffers_->begin_forward();
-  return model_.forward(mb, *buffers_);
+  return model_.forward(mb, layer_buffers());
 }
 
 std::vector<float> Engine::full_parameters() {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "config/train_config.h"
+#include "model/device_layer_buffers.h"
 #include "model/gpt.h"
 #include "optim/loss_scaler.h"
 #include "optim/lr_schedule.h"
@@ -192,6 +193,8 @@ class Engine {
   std::unique_ptr<BucketReducer> reducer_;  // stages 1-3
   tensor::Buffer wire_;                     // stage 0: gradients converted or scaled for the wire
   std::unique_ptr<Buffers> buffers_;
+  // When the model runs on a GPU: buffers_ served to it there.
+  std::unique_ptr<model::DeviceLayerBuffers> device_buffers_;
   tensor::Buffer inputs_, targets_;
   int64_t applied_steps_ = 0;
   double comm_seconds_ = 0;  // collective time of the current step
