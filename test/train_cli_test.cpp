@@ -222,3 +222,24 @@ TEST_CASE("Ctrl-C stops training cleanly with exit code 130", "[train][signal]")
   CHECK(WEXITSTATUS(status) == 130);
   CHECK_THAT(read_file(log), Contains("interrupted by signal 2"));
 }
+
+TEST_CASE("train.device: cuda without a visible GPU is refused by name and auto uses the CPU",
+          "[train][errors]") {
+  TempDir dir("dstrain_train_device");
+  dir.write("train.txt", training_text(40000));
+  // CUDA_VISIBLE_DEVICES="" hides every GPU, so this holds on a GPU machine too.
+  const std::string hidden = "env CUDA_VISIBLE_DEVICES= " + kBin + "dsworker ";
+  std::string cuda_cfg = config("", 2);
+  cuda_cfg.replace(cuda_cfg.find("seed: 11}"), 9, "seed: 11, device: cuda}");
+  const std::string cuda = dir.write("cuda.yaml", cuda_cfg);
+  const Run refused = run(hidden + cuda);
+  INFO(refused.out);
+  CHECK(refused.code == 2);
+  CHECK_THAT(refused.out, Contains("train.device: cuda, but no CUDA device is visible"));
+  CHECK_THAT(refused.out, Contains("CUDA_VISIBLE_DEVICES=\"\""));
+
+  const std::string autodetect = dir.write("auto.yaml", config("", 2));
+  const Run trained = run(hidden + autodetect + " --verbose");
+  INFO(trained.out);
+  CHECK(trained.code == 0);
+}

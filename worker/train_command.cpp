@@ -4,6 +4,7 @@
 #include "pipeline/plan_report.h"
 #include "util/log.h"
 #include "worker/bootstrap.h"
+#include "worker/device_choice.h"
 #include "worker/interrupt.h"
 #include "zero/process_group_comm.h"
 
@@ -26,6 +27,25 @@ int64_t configured_pipeline_stages(const std::string& path) {
   }
   std::optional<config::MapReader> pipe = ds->get_map("pipeline");
   return pipe ? pipe->get_int("stages", 1, config::Range::at_least(1)) : 1;
+}
+
+// Where this rank computes: train.device, LOCAL_RANK and the GPUs CUDA_VISIBLE_DEVICES leaves.
+DeviceChoice choose_rank_device(const config::TrainConfig& cfg, const RankInfo& info,
+                                const EnvMap& env) {
+  DeviceRequest request;
+  request.device = cfg.train.device;
+  request.backend = info.backend;
+  request.local_rank = info.local_rank;
+  request.local_world_size = info.local_world_size;
+  if (cfg.train.device != config::Device::kCpu) {  // a CPU run never touches the CUDA runtime
+    const VisibleDevices visible = query_visible_devices();
+    request.visible_devices = visible.count;
+    request.no_device_reason = visible.reason;
+  }
+  if (auto it = env.find("CUDA_VISIBLE_DEVICES"); it != env.end()) {
+    request.cuda_visible_devices = it->second;
+  }
+  return choose_device(request);
 }
 
 }  // namespace
@@ -56,8 +76,18 @@ void train_command(const TrainOptions& options) {
   // Under a launcher rank 0 speaks for the run; the others only warn and fail.
   log::set_level(info.rank == 0 ? level : std::max(level, log::Level::kWarn));
   install_interrupt_handlers();
+  const DeviceChoice device = choose_rank_device(cfg, info, env);
+  // A CPU run's output stays as it was; a GPU's is worth a line.
+  if (device.device.is_cpu()) {
+    log::debug("device: {}", device.summary);
+  } else {
+    log::info("device: {}", device.summary);
+  }
 
   TrainGroups groups;
+  groups.device = device.device;
+  // The model states (and so every collective) stay in host memory even when the model runs
+  // on a GPU (model/device_layer_buffers.h): the groups keep the CPU backends.
   Bootstrap boot;
   if (info.world_size > 1) {
     BootstrapOptions bo;

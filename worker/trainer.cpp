@@ -28,14 +28,17 @@ double seconds_since(Clock::time_point start) {
 }
 
 // What this build cannot train yet: refused by name rather than silently ignored.
-void check_supported(const config::TrainConfig& cfg) {
+void check_supported(const config::TrainConfig& cfg, const tensor::Device& device) {
   const auto refuse = [&](const std::string& what, const std::string& hint) {
     throw UsageError(
         fmt::format("{}: {} is not supported by this build's trainer yet", cfg.path.string(), what),
         hint);
   };
   const auto& ds = cfg.ds;
-  if (cfg.train.device == config::Device::kCuda) refuse("device: cuda", "use device: cpu");
+  if (!device.is_cpu() && cfg.ds.pipeline.stages > 1) {
+    refuse(fmt::format("pipeline parallelism on {}", device.str()),
+           "use train.device: cpu for pipelines, or pipeline.stages: 1 on the GPU");
+  }
   if (ds.wandb.enabled) {
     refuse("the wandb monitor (it needs the network)",
            "set wandb.enabled to false; tensorboard and csv_monitor work offline");
@@ -46,7 +49,7 @@ void check_supported(const config::TrainConfig& cfg) {
 
 Trainer::Trainer(config::TrainConfig config, const TrainOptions& options, TrainGroups groups)
     : cfg_(std::move(config)), options_(options), rank_(groups.rank) {
-  check_supported(cfg_);
+  check_supported(cfg_, groups.device);
   if (options_.steps) cfg_.train.steps = *options_.steps;
   micro_ = cfg_.ds.batch.micro_batch_per_gpu;
   accum_ = cfg_.ds.batch.gradient_accumulation_steps;
@@ -55,7 +58,8 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options, TrainG
   // Bad data must stop us before any work: load (and check) it first.
   data_ = data::load_datasets(cfg_.data, cfg_.model.vocab_size, seq_len_);
 
-  model_ = std::make_unique<model::Gpt>(cfg_.model);
+  ops_ = tensor::make_ops(groups.device);
+  model_ = std::make_unique<model::Gpt>(cfg_.model, *ops_);
   model_->set_activation_checkpoint_interval(
       static_cast<int>(cfg_.ds.pipeline.activation_checkpoint_interval));
   const model::ModelLayout& layout = model_->layout();
@@ -227,6 +231,7 @@ void Trainer::run() {
   info.val_tokens = data_.val.size();
   info.val_from_train = data_.val_split_from_train;
   info.first_step = start_step_;
+  info.device_name = ops_->device_name();
   reporter_->on_start(info, engine_->memory_report());
   const int64_t steps = cfg_.train.steps;
   int64_t last_saved = start_step_;

@@ -33,6 +33,7 @@ struct TrainOptions {
 // The groups one rank trains with (train_command.cpp builds them from the bootstrap).
 struct TrainGroups {
   int rank = 0;                              // in the run
+  tensor::Device device;                     // where this rank computes (device_choice.h)
   std::unique_ptr<zero::DpComm> data;        // this stage's data-parallel group
   std::shared_ptr<comm::ProcessGroup> pipe;  // this rank's pipeline; nullptr without one
   std::shared_ptr<zero::DpComm> pipe_sums;   // the same pipeline, for the engine's sums
@@ -69,6 +70,7 @@ class Trainer {
   config::TrainConfig cfg_;
   TrainOptions options_;
   data::Datasets data_;
+  std::unique_ptr<tensor::Ops> ops_;  // what the model computes on; outlives it
   std::unique_ptr<model::Gpt> model_;
   std::unique_ptr<zero::Engine> engine_;
   std::unique_ptr<pipeline::PipelineExecutor> pipeline_;  // with pipeline.stages > 1

@@ -12,6 +12,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include "tensor/cpu/kernels.h"
 #include "tensor/memory.h"
@@ -27,6 +29,8 @@ class Ops {
 
   // Where the pointers given to this object's ops live.
   virtual Device device() const = 0;
+  // The device's product name ("NVIDIA H100 80GB HBM3"); "" for the CPU.
+  virtual std::string device_name() const = 0;
   // A zeroed Buffer of `bytes` on device(), accounted under `category`.
   Buffer allocate(size_t bytes, MemoryCategory category) const {
     return Buffer(bytes, category, device());
@@ -95,5 +99,9 @@ class Ops {
 
 // The CPU implementation (OpenBLAS + OpenMP); one object serves every thread.
 Ops& cpu_ops();
+
+// A new Ops on `device`: the CPU's, or a CUDA device's own stream and cuBLAS handle. Throws
+// ds::UsageError for a CUDA device in a build without CUDA.
+std::unique_ptr<Ops> make_ops(Device device);
 
 }  // namespace ds::tensor

@@ -1,11 +1,17 @@
 // tensor::Ops on the CPU: each op is the kernel of the same name in cpu/kernels.h or
 // cpu/llama_kernels.h, which run to completion before they return (so sync() has nothing
-// to wait for, and host and "device" memory are the same).
+// to wait for, and host and "device" memory are the same). And make_ops, the one place that
+// knows every implementation.
 #include <cstring>
 
 #include "tensor/cpu/kernels.h"
 #include "tensor/cpu/llama_kernels.h"
 #include "tensor/ops.h"
+#include "util/error.h"
+
+#if defined(DS_WITH_CUDA)
+#include "tensor/cuda/cuda_ops.h"
+#endif
 
 namespace ds::tensor {
 namespace {
@@ -13,6 +19,7 @@ namespace {
 class CpuOps final : public Ops {
  public:
   Device device() const override { return Device::cpu(); }
+  std::string device_name() const override { return ""; }
 
   void upload(void* dst, const void* host, size_t bytes) override {
     if (dst != host) std::memcpy(dst, host, bytes);
@@ -119,6 +126,17 @@ class CpuOps final : public Ops {
 Ops& cpu_ops() {
   static CpuOps ops;
   return ops;
+}
+
+std::unique_ptr<Ops> make_ops(Device device) {
+  if (device.is_cpu()) return std::make_unique<CpuOps>();
+#if defined(DS_WITH_CUDA)
+  return std::make_unique<cuda::CudaOps>(device.index);
+#else
+  throw UsageError(
+      fmt::format("{} was asked for, but this build of dstrain has no CUDA", device.str()),
+      "rebuild with -DDS_CUDA=ON, or use train.device: cpu");
+#endif
 }
 
 }  // namespace ds::tensor

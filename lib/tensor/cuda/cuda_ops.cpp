@@ -26,6 +26,12 @@ CudaOps::~CudaOps() = default;
 
 cudaStream_t CudaOps::stream() const { return stream_->get(); }
 
+std::string CudaOps::device_name() const {
+  cudaDeviceProp properties{};
+  DS_CUDA_CALL(cudaGetDeviceProperties(&properties, device_));
+  return properties.name;
+}
+
 void CudaOps::upload(void* dst, const void* host, size_t bytes) {
   if (bytes == 0) return;
   DS_CUDA_CALL(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream()));

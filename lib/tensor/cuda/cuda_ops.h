@@ -22,6 +22,7 @@ class CudaOps final : public Ops {
   ~CudaOps() override;
 
   Device device() const override { return Device::cuda(device_); }
+  std::string device_name() const override;
   cudaStream_t stream() const;
 
   void upload(void* dst, const void* host, size_t bytes) override;
