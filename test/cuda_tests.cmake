@@ -9,6 +9,8 @@ if(DS_WITH_CUDA)
     LIBS ds_model ds_checkpoint ds_optim)
   # The ZeRO engine with its model on the GPU against the same engine on the CPU.
   ds_add_test(cuda_engine_test LABELS cuda SOURCES cuda_engine_test.cpp LIBS ds_zero)
+  # The engine-side ops (casts, norms, updates) of CudaOps against cpu_ops().
+  ds_add_test(cuda_ops_test LABELS cuda SOURCES cuda_ops_test.cpp LIBS ds_tensor)
   # dsworker and dslaunch with train.device: cuda.
   ds_add_test(cuda_train_test LABELS cuda SOURCES cuda_train_test.cpp LIBS ds_tensor)
   add_dependencies(cuda_train_test dsworker dslaunch)

@@ -15,6 +15,8 @@
 
 #include "config/ds_config.h"
 #include "tensor/memory.h"
+#include "tensor/ops.h"
+#include "tensor/optimizer_options.h"
 
 namespace ds::optim {
 
@@ -24,27 +26,15 @@ struct StateArray {
   std::span<float> data;
 };
 
-// Where state arrays live: host memory by default; files under nvme_path when a
-// ZeRO-Infinity run offloads the optimizer (tensor::Buffer::map_file).
+// Where state arrays live: host memory by default; a GPU's memory when the states live there;
+// files under nvme_path when a ZeRO-Infinity run offloads the optimizer
+// (tensor::Buffer::map_file). The optimizer's Ops must run where its states are.
 using StateAllocator = std::function<tensor::Buffer(const std::string& name, size_t bytes)>;
 StateAllocator host_state_allocator();
+StateAllocator state_allocator(tensor::Device device);
 
-struct AdamOptions {
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0;
-  // true: decoupled decay p -= lr*wd*p (AdamW, and DeepSpeed's "Adam" by default);
-  // false: L2, g += wd*p before the moments (type "Adam" with adam_w_mode: false).
-  bool decoupled_weight_decay = true;
-};
-
-struct SgdOptions {
-  double momentum = 0;
-  double dampening = 0;
-  bool nesterov = false;
-  double weight_decay = 0;
-};
+using tensor::AdamOptions;
+using tensor::SgdOptions;
 
 class Optimizer {
  public:
@@ -64,16 +54,19 @@ class Optimizer {
   int64_t size() const { return size_; }
 
  protected:
-  explicit Optimizer(int64_t size) : size_(size) {}
+  Optimizer(int64_t size, tensor::Ops& ops) : size_(size), ops_(ops) {}
   void check_range(int64_t n, int64_t offset) const;
+  tensor::Ops& ops() const { return ops_; }
 
  private:
   int64_t size_;
+  tensor::Ops& ops_;
 };
 
 class Adam final : public Optimizer {
  public:
-  Adam(int64_t size, AdamOptions options, const StateAllocator& allocate = host_state_allocator());
+  Adam(int64_t size, AdamOptions options, const StateAllocator& allocate = host_state_allocator(),
+       tensor::Ops& ops = tensor::cpu_ops());
 
   void step(float* params, const float* grads, int64_t n, double lr, int64_t step,
             int64_t offset = 0) override;
@@ -95,7 +88,8 @@ class Adam final : public Optimizer {
 
 class Sgd final : public Optimizer {
  public:
-  Sgd(int64_t size, SgdOptions options, const StateAllocator& allocate = host_state_allocator());
+  Sgd(int64_t size, SgdOptions options, const StateAllocator& allocate = host_state_allocator(),
+      tensor::Ops& ops = tensor::cpu_ops());
 
   void step(float* params, const float* grads, int64_t n, double lr, int64_t step,
             int64_t offset = 0) override;
@@ -117,6 +111,7 @@ AdamOptions adam_options(const config::OptimizerConfig& config);
 SgdOptions sgd_options(const config::OptimizerConfig& config);
 // The optimizer a ds_config asks for, owning the state of `size` elements.
 std::unique_ptr<Optimizer> make_optimizer(const config::OptimizerConfig& config, int64_t size,
-                                          const StateAllocator& allocate = host_state_allocator());
+                                          const StateAllocator& allocate = host_state_allocator(),
+                                          tensor::Ops& ops = tensor::cpu_ops());
 
 }  // namespace ds::optim

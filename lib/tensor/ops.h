@@ -16,7 +16,9 @@
 #include <string>
 
 #include "tensor/cpu/kernels.h"
+#include "tensor/dtype.h"
 #include "tensor/memory.h"
+#include "tensor/optimizer_options.h"
 #include "tensor/tensor.h"
 
 namespace ds::tensor {
@@ -95,6 +97,25 @@ class Ops {
                                int NH, int KVH, int hs) = 0;
   virtual void reduce_kv_heads(float* dq, float* dk, float* dv, const float* dqkv, int N, int NH,
                                int KVH, int hs) = 0;
+
+  // tensor/cpu/cast.h: between fp32 compute buffers and the storage dtypes, and scaled
+  // conversions for gradients on the wire.
+  virtual void to_f32(float* out, const void* in, DType dtype, int64_t n) = 0;
+  virtual void from_f32(void* out, DType dtype, const float* in, int64_t n) = 0;
+  virtual void add_f32_into(void* out, DType dtype, const float* in, int64_t n) = 0;
+  virtual void convert_scaled(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
+                              float scale) = 0;
+  virtual void add_scaled_into(void* out, DType out_dtype, const void* in, DType in_dtype,
+                               int64_t n, float scale) = 0;
+
+  // Flat fp32 arrays: the gradient norm's sum of x^2 in double (waits for the device),
+  // scaling, and the optimizer updates of tensor/cpu/optimizer_kernels.h.
+  virtual double sum_of_squares(const float* x, int64_t n) = 0;
+  virtual void scale_inplace(float* x, float scale, int64_t n) = 0;
+  virtual void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq,
+                         int64_t n, double lr, int64_t step, const AdamOptions& options) = 0;
+  virtual void sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n,
+                        double lr, int64_t step, const SgdOptions& options) = 0;
 };
 
 // The CPU implementation (OpenBLAS + OpenMP); one object serves every thread.

@@ -4,8 +4,10 @@
 // knows every implementation.
 #include <cstring>
 
+#include "tensor/cpu/cast.h"
 #include "tensor/cpu/kernels.h"
 #include "tensor/cpu/llama_kernels.h"
+#include "tensor/cpu/optimizer_kernels.h"
 #include "tensor/ops.h"
 #include "util/error.h"
 
@@ -118,6 +120,35 @@ class CpuOps final : public Ops {
   void reduce_kv_heads(float* dq, float* dk, float* dv, const float* dqkv, int N, int NH, int KVH,
                        int hs) override {
     cpu::reduce_kv_heads(dq, dk, dv, dqkv, N, NH, KVH, hs);
+  }
+
+  void to_f32(float* out, const void* in, DType dtype, int64_t n) override {
+    cpu::to_f32(out, in, dtype, n);
+  }
+  void from_f32(void* out, DType dtype, const float* in, int64_t n) override {
+    cpu::from_f32(out, dtype, in, n);
+  }
+  void add_f32_into(void* out, DType dtype, const float* in, int64_t n) override {
+    cpu::add_f32_into(out, dtype, in, n);
+  }
+  void convert_scaled(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
+                      float scale) override {
+    cpu::convert_scaled(out, out_dtype, in, in_dtype, n, scale);
+  }
+  void add_scaled_into(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
+                       float scale) override {
+    cpu::add_scaled_into(out, out_dtype, in, in_dtype, n, scale);
+  }
+
+  double sum_of_squares(const float* x, int64_t n) override { return cpu::sum_of_squares(x, n); }
+  void scale_inplace(float* x, float scale, int64_t n) override { cpu::scale_inplace(x, scale, n); }
+  void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
+                 double lr, int64_t step, const AdamOptions& options) override {
+    cpu::adam_step(params, grads, exp_avg, exp_avg_sq, n, lr, step, options);
+  }
+  void sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n, double lr,
+                int64_t step, const SgdOptions& options) override {
+    cpu::sgd_step(params, grads, momentum_buffer, n, lr, step, options);
   }
 };
 

@@ -36,7 +36,34 @@ __global__ void adam_kernel(float* params, const float* grads, float* m, float* 
   params[i] = __fsub_rn(p, __fmul_rn(k.lr, update));
 }
 
+__global__ void sgd_kernel(float* params, const float* grads, float* buf, int64_t n, float decay,
+                           float momentum, float one_minus_dampening, float neg_lr, bool nesterov,
+                           bool first) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float d = grads[i];
+  if (decay != 0.0f) d = __fadd_rn(d, __fmul_rn(decay, params[i]));
+  if (buf != nullptr) {
+    const float b =
+        first ? d : __fadd_rn(__fmul_rn(momentum, buf[i]), __fmul_rn(one_minus_dampening, d));
+    buf[i] = b;
+    d = nesterov ? __fadd_rn(d, __fmul_rn(momentum, b)) : b;
+  }
+  params[i] = __fadd_rn(params[i], __fmul_rn(neg_lr, d));
+}
+
 }  // namespace
+
+void sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n, double lr,
+              int64_t step, const SgdOptions& options, cudaStream_t stream) {
+  DS_CUDA_REQUIRE(step >= 1 && n >= 0);
+  if (n == 0) return;
+  sgd_kernel<<<detail::blocks_for(n), detail::kBlock, 0, stream>>>(
+      params, grads, momentum_buffer, n, static_cast<float>(options.weight_decay),
+      static_cast<float>(options.momentum), static_cast<float>(1.0 - options.dampening),
+      static_cast<float>(-lr), options.nesterov, step == 1);
+  DS_CUDA_LAUNCHED();
+}
 
 void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
                double lr, int64_t step, double beta1, double beta2, double eps, double weight_decay,

@@ -1,6 +1,8 @@
 #include "tensor/cuda/cuda_ops.h"
 
+#include "tensor/cuda/adamw.h"
 #include "tensor/cuda/blas.h"
+#include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/device_buffer.h"
 #include "tensor/cuda/kernels.h"
@@ -20,7 +22,8 @@ int select(int device) {
 CudaOps::CudaOps(int device)
     : device_(select(device)),
       stream_(std::make_unique<Stream>()),
-      blas_(std::make_unique<Blas>()) {}
+      blas_(std::make_unique<Blas>()),
+      sum_(sizeof(double), MemoryCategory::kOther, Device::cuda(device)) {}
 
 CudaOps::~CudaOps() = default;
 
@@ -141,6 +144,44 @@ void CudaOps::expand_kv_heads(float* qkv, const float* q, const float* k, const 
 void CudaOps::reduce_kv_heads(float* dq, float* dk, float* dv, const float* dqkv, int N, int NH,
                               int KVH, int hs) {
   cuda::reduce_kv_heads(dq, dk, dv, dqkv, N, NH, KVH, hs, stream());
+}
+
+void CudaOps::to_f32(float* out, const void* in, DType dtype, int64_t n) {
+  cuda::to_f32(out, in, dtype, n, stream());
+}
+void CudaOps::from_f32(void* out, DType dtype, const float* in, int64_t n) {
+  cuda::from_f32(out, dtype, in, n, stream());
+}
+void CudaOps::add_f32_into(void* out, DType dtype, const float* in, int64_t n) {
+  cuda::add_f32_into(out, dtype, in, n, stream());
+}
+void CudaOps::convert_scaled(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
+                             float scale) {
+  cuda::convert_scaled(out, out_dtype, in, in_dtype, n, scale, stream());
+}
+void CudaOps::add_scaled_into(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
+                              float scale) {
+  cuda::add_scaled_into(out, out_dtype, in, in_dtype, n, scale, stream());
+}
+
+double CudaOps::sum_of_squares(const float* x, int64_t n) {
+  double result = 0;
+  if (n == 0) return result;
+  cuda::sum_of_squares(sum_.as<double>(), x, n, stream());
+  download(&result, sum_.data(), sizeof result);
+  return result;
+}
+void CudaOps::scale_inplace(float* x, float scale, int64_t n) {
+  cuda::scale_inplace(x, scale, n, stream());
+}
+void CudaOps::adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq,
+                        int64_t n, double lr, int64_t step, const AdamOptions& o) {
+  cuda::adam_step(params, grads, exp_avg, exp_avg_sq, n, lr, step, o.beta1, o.beta2, o.eps,
+                  o.weight_decay, o.decoupled_weight_decay, stream());
+}
+void CudaOps::sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n,
+                       double lr, int64_t step, const SgdOptions& options) {
+  cuda::sgd_step(params, grads, momentum_buffer, n, lr, step, options, stream());
 }
 
 }  // namespace ds::tensor::cuda

@@ -72,11 +72,25 @@ class CudaOps final : public Ops {
                        int KVH, int hs) override;
   void reduce_kv_heads(float* dq, float* dk, float* dv, const float* dqkv, int N, int NH, int KVH,
                        int hs) override;
+  void to_f32(float* out, const void* in, DType dtype, int64_t n) override;
+  void from_f32(void* out, DType dtype, const float* in, int64_t n) override;
+  void add_f32_into(void* out, DType dtype, const float* in, int64_t n) override;
+  void convert_scaled(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
+                      float scale) override;
+  void add_scaled_into(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
+                       float scale) override;
+  double sum_of_squares(const float* x, int64_t n) override;
+  void scale_inplace(float* x, float scale, int64_t n) override;
+  void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
+                 double lr, int64_t step, const AdamOptions& options) override;
+  void sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n, double lr,
+                int64_t step, const SgdOptions& options) override;
 
  private:
   int device_;
   std::unique_ptr<Stream> stream_;
   std::unique_ptr<Blas> blas_;
+  Buffer sum_;  // one double on the device: sum_of_squares' result
 };
 
 }  // namespace ds::tensor::cuda

@@ -1,0 +1,96 @@
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "tensor/cuda/cast_kernels.h"
+#include "tensor/cuda/kernel_helpers.cuh"
+
+namespace ds::tensor::cuda {
+namespace {
+
+// The dtype travels as a small integer: the kernels switch on it per element, which costs
+// nothing next to the memory traffic and keeps one kernel per operation.
+enum Kind : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
+
+Kind kind_of(DType dtype) {
+  switch (dtype) {
+    case DType::kBF16:
+      return kBF16;
+    case DType::kF16:
+      return kF16;
+    case DType::kF32:
+      break;
+  }
+  return kF32;
+}
+
+__device__ inline float load(const void* p, int kind, int64_t i) {
+  if (kind == kBF16) return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+  if (kind == kF16) return __half2float(static_cast<const __half*>(p)[i]);
+  return static_cast<const float*>(p)[i];
+}
+
+__device__ inline void store(void* p, int kind, int64_t i, float v) {
+  if (kind == kBF16) {
+    static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
+  } else if (kind == kF16) {
+    static_cast<__half*>(p)[i] = __float2half_rn(v);
+  } else {
+    static_cast<float*>(p)[i] = v;
+  }
+}
+
+// out = scale * in (+ out when accumulate). __fmul_rn/__fadd_rn: no FMA contraction, each
+// operation rounded on its own.
+__global__ void convert_kernel(void* out, int out_kind, const void* in, int in_kind, int64_t n,
+                               float scale, bool accumulate) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float v = load(in, in_kind, i);
+  if (scale != 1.0f) v = __fmul_rn(scale, v);
+  if (accumulate) v = __fadd_rn(load(out, out_kind, i), v);
+  store(out, out_kind, i, v);
+}
+
+void launch(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n, float scale,
+            bool accumulate, cudaStream_t stream) {
+  DS_CUDA_REQUIRE(n >= 0);
+  if (n == 0) return;
+  if (!accumulate && scale == 1.0f && out_dtype == in_dtype) {
+    if (out != in) {
+      const size_t element = in_dtype == DType::kF32 ? 4 : 2;  // dtype_size lives in ds_tensor
+      DS_CUDA_CALL(cudaMemcpyAsync(out, in, element * static_cast<size_t>(n),
+                                   cudaMemcpyDeviceToDevice, stream));
+    }
+    return;
+  }
+  convert_kernel<<<detail::blocks_for(n), detail::kBlock, 0, stream>>>(
+      out, kind_of(out_dtype), in, kind_of(in_dtype), n, scale, accumulate);
+  DS_CUDA_LAUNCHED();
+}
+
+}  // namespace
+
+void to_f32(float* out, const void* in, DType dtype, int64_t n, cudaStream_t stream) {
+  launch(out, DType::kF32, in, dtype, n, 1.0f, false, stream);
+}
+
+void from_f32(void* out, DType dtype, const float* in, int64_t n, cudaStream_t stream) {
+  launch(out, dtype, in, DType::kF32, n, 1.0f, false, stream);
+}
+
+void add_f32_into(void* out, DType dtype, const float* in, int64_t n, cudaStream_t stream) {
+  launch(out, dtype, in, DType::kF32, n, 1.0f, true, stream);
+}
+
+void convert_scaled(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
+                    float scale, cudaStream_t stream) {
+  launch(out, out_dtype, in, in_dtype, n, scale, false, stream);
+}
+
+void add_scaled_into(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
+                     float scale, cudaStream_t stream) {
+  launch(out, out_dtype, in, in_dtype, n, scale, true, stream);
+}
+
+}  // namespace ds::tensor::cuda
