@@ -129,7 +129,7 @@ TEST_CASE("a bucket travels rank-major and comes back as the own pieces", "[zero
   std::vector<float> grads(static_cast<size_t>(total));
   for (size_t i = 0; i < grads.size(); ++i) grads[i] = static_cast<float>(i % 200);
   std::vector<std::vector<float>> delivered(3);
-  zero::BucketReducer reducer(comm, part, plan, total, false, seconds,
+  zero::BucketReducer reducer(comm, tensor::cpu_ops(), part, plan, total, false, seconds,
                               [&](int layer, const void* piece, DType dtype, float scale) {
                                 CHECK(dtype == DType::kBF16);
                                 CHECK(scale == 1.0f);

@@ -5,9 +5,8 @@
 #include <cstring>
 
 #include "optim/grad_clip.h"
-#include "tensor/cpu/cast.h"
-#include "tensor/cpu/kernels.h"
 #include "util/log.h"
+#include "zero/device_comm.h"
 #include "zero/engine_buffers.h"
 #include "zero/nvme_store.h"
 #include "zero/step_timer.h"
@@ -17,14 +16,22 @@ namespace ds::zero {
 using tensor::Buffer;
 using tensor::DType;
 using tensor::MemoryCategory;
-namespace cpu = tensor::cpu;
-
 namespace {
 
 DType storage_dtype(const config::DsConfig& ds) {
   if (ds.bf16.enabled) return DType::kBF16;
   if (ds.fp16.enabled) return DType::kF16;
   return DType::kF32;
+}
+
+// The model's ops when it runs on a GPU and nothing asks for the states elsewhere.
+tensor::Ops& state_ops(const config::TrainConfig& cfg, model::Gpt& model,
+                       const StageContext& stage) {
+  const config::ZeroConfig& z = cfg.ds.zero;
+  const bool offloaded = z.offload_optimizer.device != config::OffloadDevice::kNone ||
+                         z.offload_param.device != config::OffloadDevice::kNone;
+  if (model.ops().device().is_cpu() || offloaded || stage.pipe) return tensor::cpu_ops();
+  return model.ops();
 }
 
 }  // namespace
@@ -44,6 +51,7 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
       model_(model),
       comm_(std::move(comm)),
       stage_ctx_(std::move(stage)),
+      ops_(state_ops(cfg, model, stage_ctx_)),
       stage_(static_cast<int>(cfg.ds.zero.stage)),
       dtype_(storage_dtype(cfg.ds)),
       micro_(cfg.ds.batch.micro_batch_per_gpu),
@@ -73,38 +81,43 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
     nvme_optimizer = std::make_unique<NvmeStore>(
         z.offload_optimizer.nvme_path, "zero_optimization.offload_optimizer.nvme_path", rank);
   }
+  const tensor::Device device = ops_.device();
   const size_t param_bytes = esize() * param_elements;
   params_ = nvme_params ? nvme_params->allocate("params", param_bytes)
-                        : Buffer(param_bytes, MemoryCategory::kParameters);
-  grads_ = Buffer(esize() * grad_elements, MemoryCategory::kGradients);
+                        : Buffer(param_bytes, MemoryCategory::kParameters, device);
+  grads_ = Buffer(esize() * grad_elements, MemoryCategory::kGradients, device);
   if (mixed()) {
     const size_t master_bytes = sizeof(float) * part_.local_total;
     master_ = nvme_optimizer ? nvme_optimizer->allocate("master", master_bytes)
-                             : Buffer(master_bytes, MemoryCategory::kOptimizerState);
+                             : Buffer(master_bytes, MemoryCategory::kOptimizerState, device);
   }
   int64_t largest_piece = 0;
   for (const LayerShard& o : part_.layers) largest_piece = std::max(largest_piece, o.own.size);
-  own_grad_ = Buffer::floats(largest_piece, MemoryCategory::kOther);
+  own_grad_ = Buffer::floats(largest_piece, MemoryCategory::kOther, device);
+  if (!device.is_cpu()) staged_comm_ = std::make_unique<DeviceStagedComm>(*comm_, ops_);
 
   // Every rank starts from the same weights and reads what it keeps: at stage 3 its own
-  // pieces, below it whole layers.
+  // pieces, below it whole layers (read into host memory, then moved to the states).
   int64_t largest_layer = 0;
   for (const LayerShard& s : dp_part_.layers) largest_layer = std::max(largest_layer, s.numel);
   Buffer values = Buffer::floats(largest_layer, MemoryCategory::kOther);
-  float* work = values.as<float>();
+  Buffer on_device = device.is_cpu() ? Buffer() : ops_.allocate_floats(largest_layer,
+                                                                       MemoryCategory::kOther);
+  float* work = device.is_cpu() ? values.as<float>() : on_device.as<float>();
   char* params = static_cast<char*>(params_.data());
   for (size_t l = 0; l < layout.layers.size(); ++l) {
     const LayerShard& s = dp_part_.layers[l];
     if (s.numel == 0) continue;  // not held
     const int64_t begin = stage_ == 3 ? s.own.offset : 0;
     const int64_t n = stage_ == 3 ? s.real_size() : s.numel;
-    initial(s.layer_offset + begin, n, work);  // the layer's elements [begin, begin + n)
+    initial(s.layer_offset + begin, n, values.as<float>());  // the layer's [begin, begin + n)
+    ops_.upload(work, values.as<float>(), sizeof(float) * static_cast<size_t>(n));
     const int64_t offset = stage_ == 3 ? s.local_offset : s.full_offset;
-    cpu::from_f32(params + esize() * offset, dtype_, work, n);
+    ops_.from_f32(params + esize() * offset, dtype_, work, n);
     if (mixed()) {
       const LayerShard& o = part_.layers[l];
-      std::memcpy(master(static_cast<int>(l)), work + (o.own.offset - begin),
-                  sizeof(float) * o.real_size());
+      ops_.copy(master(static_cast<int>(l)), work + (o.own.offset - begin),
+                sizeof(float) * o.real_size());
     }
   }
 
@@ -114,7 +127,8 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
       nvme_optimizer
           ? [&store = *nvme_optimizer](const std::string& name,
                                        size_t bytes) { return store.allocate(name, bytes); }
-          : optim::host_state_allocator());
+          : optim::state_allocator(device),
+      ops_);
   schedule_ = std::make_unique<optim::LrSchedule>(
       cfg.ds.scheduler, cfg.ds.optimizer.lr, cfg.ds.optimizer.type != config::OptimizerType::kSgd);
   // DeepSpeed: ZeRO's scaler honours hysteresis; stage 0's FP16_Optimizer does not.
@@ -122,8 +136,8 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
       cfg.ds.fp16,
       stage_ == 0 ? optim::LossScaler::Kind::kFp16Optimizer : optim::LossScaler::Kind::kDynamic);
   buffers_ = std::make_unique<Buffers>(*this);
-  if (!model_.ops().device().is_cpu()) {
-    // The model runs on a GPU; the model states stay here (device_layer_buffers.h).
+  if (model_.ops().device() != device) {
+    // The model runs on a GPU, the states stay in host memory: serve it layer by layer.
     DS_CHECK(!stage_ctx_.pipe, "a pipeline stage cannot run its model on {} yet",
              model_.ops().device().str());
     device_buffers_ =
@@ -180,21 +194,21 @@ void Engine::plan_buckets() {
     if (stage_ == 1) {
       keep = [this](int l, const void* piece, DType wire, float scale) {
         const LayerShard& s = dp_part_.layers[l];
-        cpu::convert_scaled(
+        ops_.convert_scaled(
             static_cast<char*>(grads_.data()) + esize() * (s.full_offset + s.own.offset), dtype_,
             piece, wire, s.own.size, scale);
       };
     } else {
       keep = [this](int l, const void* piece, DType wire, float scale) {
         const LayerShard& s = dp_part_.layers[l];
-        cpu::add_scaled_into(static_cast<char*>(grads_.data()) + esize() * s.local_offset, dtype_,
+        ops_.add_scaled_into(static_cast<char*>(grads_.data()) + esize() * s.local_offset, dtype_,
                              piece, wire, s.own.size, scale);
       };
     }
-    reducer_ = std::make_unique<BucketReducer>(*comm_, dp_part_, plan_, largest, overlap_,
-                                               comm_seconds_, std::move(keep));
+    reducer_ = std::make_unique<BucketReducer>(buffer_comm(), ops_, dp_part_, plan_, largest,
+                                               overlap_, comm_seconds_, std::move(keep));
   } else if (plan_.wire != dtype_ || plan_.scales()) {
-    wire_ = Buffer(tensor::dtype_size(plan_.wire) * largest, MemoryCategory::kCommunication);
+    wire_ = ops_.allocate(tensor::dtype_size(plan_.wire) * largest, MemoryCategory::kCommunication);
   }
 }
 
@@ -214,11 +228,11 @@ void Engine::reduce_gradients() {
     const int64_t n = last.full_offset + last.padded - first.full_offset;
     ScopedTimer timer(comm_seconds_);
     if (wire_.empty()) {
-      comm_->allreduce(grads, dtype_, n, plan_.op);
+      buffer_comm().allreduce(grads, dtype_, n, plan_.op);
     } else {
-      cpu::convert_scaled(wire_.data(), plan_.wire, grads, dtype_, n, plan_.pre);
-      comm_->allreduce(wire_.data(), plan_.wire, n, plan_.op);
-      cpu::convert_scaled(grads, dtype_, wire_.data(), plan_.wire, n, plan_.post);
+      ops_.convert_scaled(wire_.data(), plan_.wire, grads, dtype_, n, plan_.pre);
+      buffer_comm().allreduce(wire_.data(), plan_.wire, n, plan_.op);
+      ops_.convert_scaled(grads, dtype_, wire_.data(), plan_.wire, n, plan_.post);
     }
   }
   if (reducer_) reducer_->finish();
@@ -233,8 +247,8 @@ std::pair<double, bool> Engine::gradient_norm() {
     const LayerShard& s = dp_part_.layers[l];
     const int64_t offset = stage_ >= 2 ? s.local_offset : s.full_offset + o.own.offset;
     const void* g = static_cast<const char*>(grads_.data()) + esize() * offset;
-    cpu::to_f32(work, g, dtype_, o.real_size());
-    sum += cpu::sum_of_squares(work, o.real_size());
+    ops_.to_f32(work, g, dtype_, o.real_size());
+    sum += ops_.sum_of_squares(work, o.real_size());
   }
   // Stage 0 ranks hold the same reduced gradient; above it each holds a disjoint piece.
   if (stage_ > 0) {
@@ -255,12 +269,12 @@ void Engine::update_parameters(double lr, double grad_scale) {
     const LayerShard& s = dp_part_.layers[l];
     const int64_t n = o.real_size();
     const int64_t offset = stage_ >= 2 ? s.local_offset : s.full_offset + o.own.offset;
-    cpu::to_f32(work, static_cast<const char*>(grads_.data()) + esize() * offset, dtype_, n);
-    if (grad_scale != 1.0) cpu::scale_inplace(work, static_cast<float>(grad_scale), n);
+    ops_.to_f32(work, static_cast<const char*>(grads_.data()) + esize() * offset, dtype_, n);
+    if (grad_scale != 1.0) ops_.scale_inplace(work, static_cast<float>(grad_scale), n);
     optimizer_->step(master(layer), work, n, lr, applied_steps_, o.local_offset);
     if (mixed()) {
       const int64_t param_offset = stage_ == 3 ? s.local_offset : s.full_offset + o.own.offset;
-      cpu::from_f32(params + esize() * param_offset, dtype_, master(layer), n);
+      ops_.from_f32(params + esize() * param_offset, dtype_, master(layer), n);
     }
   }
 }
@@ -273,7 +287,8 @@ void Engine::publish_parameters() {
   for (const LayerShard& s : dp_part_.layers) {
     if (s.numel == 0) continue;  // not held
     char* layer = params + esize() * s.full_offset;
-    comm_->allgather(layer + esize() * s.own.offset, layer, dtype_, s.own.size, Mode::kBlocking);
+    buffer_comm().allgather(layer + esize() * s.own.offset, layer, dtype_, s.own.size,
+                            Mode::kBlocking);
   }
 }
 
@@ -313,7 +328,7 @@ float Engine::micro_batch_dloss(const int32_t* targets) const {
 }
 
 void Engine::begin_step() {
-  std::memset(grads_.data(), 0, grads_.size());
+  grads_.zero();
   step_ = StepStats{};
   step_.loss_scale = scaler_.scale();
   comm_seconds_ = 0;
@@ -421,13 +436,15 @@ std::vector<float> Engine::full_parameters() {
     float* dst = out.data() + s.layer_offset;
     if (mixed() && stage_ > 0) {
       // The fp32 master pieces, gathered: more precise than the 16-bit parameters.
+      std::vector<float> piece(static_cast<size_t>(s.own.size));
       std::vector<float> full(static_cast<size_t>(s.padded));
-      comm_->allgather(master(layer), full.data(), DType::kF32, s.own.size, Mode::kBlocking);
+      ops_.download(piece.data(), master(layer), sizeof(float) * piece.size());
+      comm_->allgather(piece.data(), full.data(), DType::kF32, s.own.size, Mode::kBlocking);
       std::memcpy(dst, full.data(), sizeof(float) * s.numel);
     } else if (mixed()) {
-      std::memcpy(dst, master(layer), sizeof(float) * s.numel);
+      ops_.download(dst, master(layer), sizeof(float) * s.numel);
     } else {
-      std::memcpy(dst, buffers_->weights(layer), sizeof(float) * s.numel);
+      ops_.download(dst, buffers_->weights(layer), sizeof(float) * s.numel);
     }
   }
   buffers_->invalidate();
@@ -463,9 +480,56 @@ void Engine::for_each_own_run(const OwnRunVisitor& visit) const {
   }
 }
 
+float* Engine::host_master(int l) {
+  if (ops_.device().is_cpu()) return master(l);
+  return host_master_.as<float>() + part_.layers[l].local_offset;
+}
+
+float* Engine::host_state(size_t array, int l) {
+  const int64_t offset = part_.layers[l].local_offset;
+  if (ops_.device().is_cpu()) return optimizer_->state()[array].data.data() + offset;
+  return host_states_[array].as<float>() + offset;
+}
+
+void Engine::stage_states_to_host() {
+  if (ops_.device().is_cpu()) return;
+  const std::vector<optim::StateArray> arrays = optimizer_->state();
+  const int64_t n = part_.local_total;
+  if (host_master_.empty()) {
+    host_master_ = Buffer::floats(n, MemoryCategory::kOther);
+    for (size_t a = 0; a < arrays.size(); ++a) {
+      host_states_.push_back(Buffer::floats(n, MemoryCategory::kOther));
+    }
+  }
+  for (size_t l = 0; l < part_.layers.size(); ++l) {
+    const LayerShard& o = part_.layers[l];
+    if (o.real_size() == 0) continue;
+    ops_.download(host_master(static_cast<int>(l)), master(static_cast<int>(l)),
+                  sizeof(float) * o.real_size());
+  }
+  for (size_t a = 0; a < arrays.size(); ++a) {
+    ops_.download(host_states_[a].data(), arrays[a].data.data(), sizeof(float) * n);
+  }
+}
+
+void Engine::load_staged_states() {
+  if (ops_.device().is_cpu()) return;
+  const std::vector<optim::StateArray> arrays = optimizer_->state();
+  for (size_t l = 0; l < part_.layers.size(); ++l) {
+    const LayerShard& o = part_.layers[l];
+    if (o.real_size() == 0) continue;
+    ops_.upload(master(static_cast<int>(l)), host_master(static_cast<int>(l)),
+                sizeof(float) * o.real_size());
+  }
+  for (size_t a = 0; a < arrays.size(); ++a) {
+    ops_.upload(arrays[a].data.data(), host_states_[a].data(), sizeof(float) * part_.local_total);
+  }
+}
+
 std::vector<StateSegment> Engine::state_segments() {
   std::vector<StateSegment> out;
   if (stage_ == 0 && comm_->rank() != 0) return out;
+  stage_states_to_host();  // on a device: the segments point at host copies
   const std::vector<optim::StateArray> arrays = optimizer_->state();
   for_each_own_run(
       [&](int l, const model::ParamSpec& p, int64_t begin, int64_t length, int64_t in_piece) {
@@ -474,9 +538,9 @@ std::vector<StateSegment> Engine::state_segments() {
         s.param = p.name;
         s.begin = begin;
         s.length = length;
-        s.master = master(l) + in_piece;
-        for (const optim::StateArray& a : arrays) {
-          s.optimizer.emplace_back(a.name, a.data.data() + part_.layers[l].local_offset + in_piece);
+        s.master = host_master(l) + in_piece;
+        for (size_t a = 0; a < arrays.size(); ++a) {
+          s.optimizer.emplace_back(arrays[a].name, host_state(a, l) + in_piece);
         }
         out.push_back(std::move(s));
       });
@@ -488,6 +552,8 @@ void Engine::load_state(const FullState& state, int64_t applied_steps,
   // Every rank copies the elements of its own pieces (at stage 0: all of them) from
   // the complete state, whatever layout saved it.
   const std::vector<optim::StateArray> arrays = optimizer_->state();
+  // On a device the pieces are assembled in host copies and then moved there in one go.
+  stage_states_to_host();
   for_each_own_run(
       [&](int l, const model::ParamSpec& p, int64_t begin, int64_t length, int64_t in_piece) {
         const auto found = state.find(p.name);
@@ -497,18 +563,19 @@ void Engine::load_state(const FullState& state, int64_t applied_steps,
           DS_CHECK(values != found->second.end(), "the checkpoint has no {} for {}", name, p.name);
           std::memcpy(dst, values->second.data() + begin, sizeof(float) * length);
         };
-        copy("master", master(l) + in_piece);
-        for (const optim::StateArray& a : arrays) {
-          copy(a.name, a.data.data() + part_.layers[l].local_offset + in_piece);
+        copy("master", host_master(l) + in_piece);
+        for (size_t a = 0; a < arrays.size(); ++a) {
+          copy(arrays[a].name, host_state(a, l) + in_piece);
         }
       });
+  load_staged_states();
   if (mixed()) {
     char* params = static_cast<char*>(params_.data());
     for (size_t l = 0; l < part_.layers.size(); ++l) {
       const LayerShard& o = part_.layers[l];
       const LayerShard& s = dp_part_.layers[l];
       const int64_t offset = stage_ == 3 ? s.local_offset : s.full_offset + o.own.offset;
-      cpu::from_f32(params + esize() * offset, dtype_, master(static_cast<int>(l)), o.real_size());
+      ops_.from_f32(params + esize() * offset, dtype_, master(static_cast<int>(l)), o.real_size());
     }
   }
   applied_steps_ = applied_steps;

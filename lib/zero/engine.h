@@ -9,6 +9,12 @@
 // In fp32 runs the parameters are the master weights (no second copy), as in
 // DeepSpeed. Compute is always fp32: a 16-bit layer is up-cast into a work buffer
 // just before it runs, and its gradient reduced/stored as soon as its backward ends.
+//
+// Where the states live: with the model's device when the model runs on a GPU (every
+// buffer below, and every cast, norm and update, through the model's tensor::Ops; the
+// collectives through DeviceStagedComm), in host memory otherwise — and also on a GPU when
+// the config offloads the optimizer or parameters (ZeRO-Offload), or for a pipeline stage,
+// in which case the model is served layer by layer (model/device_layer_buffers.h).
 #pragma once
 
 #include <functional>
@@ -169,10 +175,22 @@ class Engine {
       std::function<void(int, const model::ParamSpec&, int64_t, int64_t, int64_t)>;
   void for_each_own_run(const OwnRunVisitor& visit) const;
 
+  // The comm for collectives on the engine's buffers (which may be on a device); comm_
+  // itself serves host memory and scalars.
+  DpComm& buffer_comm() { return staged_comm_ ? *staged_comm_ : *comm_; }
+  // Checkpoints on a device: the own pieces' master weights and optimizer states copied to
+  // host memory (or back), indexed like the optimizer's states (part_'s local offsets).
+  void stage_states_to_host();
+  void load_staged_states();
+  float* host_master(int l);
+  float* host_state(size_t array, int l);
+
   const config::TrainConfig& cfg_;
   model::Gpt& model_;
   std::unique_ptr<DpComm> comm_;
   StageContext stage_ctx_;
+  tensor::Ops& ops_;  // where the model states live and are computed on
+  std::unique_ptr<DpComm> staged_comm_;  // comm_ for device buffers (DeviceStagedComm)
   std::vector<bool> held_;  // the layers this rank holds
   int stage_;
   tensor::DType dtype_;
@@ -196,6 +214,9 @@ class Engine {
   // When the model runs on a GPU: buffers_ served to it there.
   std::unique_ptr<model::DeviceLayerBuffers> device_buffers_;
   tensor::Buffer inputs_, targets_;
+  // Device states' host copies for checkpoints (empty until the first save or load).
+  tensor::Buffer host_master_;
+  std::vector<tensor::Buffer> host_states_;
   int64_t applied_steps_ = 0;
   double comm_seconds_ = 0;  // collective time of the current step
   StepStats step_;           // the step being run (timers, loss scale)

@@ -1,9 +1,7 @@
 #include "zero/engine_buffers.h"
 
 #include <algorithm>
-#include <cstring>
 
-#include "tensor/cpu/cast.h"
 #include "zero/step_timer.h"
 
 namespace ds::zero {
@@ -11,9 +9,13 @@ namespace ds::zero {
 using tensor::Buffer;
 using tensor::DType;
 using tensor::MemoryCategory;
-namespace cpu = tensor::cpu;
 
 Engine::Buffers::Buffers(Engine& e) : e_(e), work_weights_(e.mixed() || e.stage_ == 3) {
+  // Everything here lives with the engine's states.
+  const tensor::Device device = e.ops_.device();
+  const auto floats = [device](int64_t n, MemoryCategory category) {
+    return Buffer::floats(n, category, device);
+  };
   const Partition& part = e.dp_part_;
   const int num_layers = static_cast<int>(part.layers.size());
   int64_t largest = 0;
@@ -23,13 +25,13 @@ Engine::Buffers::Buffers(Engine& e) : e_(e), work_weights_(e.mixed() || e.stage_
 
   if (e.mixed() || stage3) {
     for (Slot& slot : slots_) {
-      slot.fp32 = Buffer::floats(largest, MemoryCategory::kCommunication);
+      slot.fp32 = floats(largest, MemoryCategory::kCommunication);
       if (stage3 && e.mixed())
-        slot.gathered = Buffer(e.esize() * largest, MemoryCategory::kCommunication);
+        slot.gathered = Buffer(e.esize() * largest, MemoryCategory::kCommunication, device);
     }
-    embedding_.fp32 = Buffer::floats(embedding, MemoryCategory::kCommunication);
+    embedding_.fp32 = floats(embedding, MemoryCategory::kCommunication);
     if (stage3 && e.mixed()) {
-      embedding_.gathered = Buffer(e.esize() * embedding, MemoryCategory::kCommunication);
+      embedding_.gathered = Buffer(e.esize() * embedding, MemoryCategory::kCommunication, device);
     }
   }
   if (stage3) {
@@ -42,7 +44,7 @@ Engine::Buffers::Buffers(Engine& e) : e_(e), work_weights_(e.mixed() || e.stage_
       const int64_t n = part.layers[l].numel;
       if (n <= z.param_persistence_threshold &&
           persistent_total + n <= z.model_persistence_threshold) {
-        persistent_[l] = Buffer::floats(part.layers[l].padded, MemoryCategory::kParameters);
+        persistent_[l] = floats(part.layers[l].padded, MemoryCategory::kParameters);
         persistent_total += n;
       }
     }
@@ -59,13 +61,13 @@ Engine::Buffers::Buffers(Engine& e) : e_(e), work_weights_(e.mixed() || e.stage_
       }
       if (e.buckets_[b].front() != 0) largest_bucket = std::max(largest_bucket, elements);
     }
-    dw_embedding_ = Buffer::floats(embedding, MemoryCategory::kCommunication);
-    bucket_f32_[0] = Buffer::floats(largest_bucket, MemoryCategory::kCommunication);
+    dw_embedding_ = floats(embedding, MemoryCategory::kCommunication);
+    bucket_f32_[0] = floats(largest_bucket, MemoryCategory::kCommunication);
     // overlap_comm: a bucket travels while the next fills the other buffer.
-    if (e.overlap_) bucket_f32_[1] = Buffer::floats(largest_bucket, MemoryCategory::kCommunication);
+    if (e.overlap_) bucket_f32_[1] = floats(largest_bucket, MemoryCategory::kCommunication);
   } else if (e.mixed()) {
-    dw_layer_ = Buffer::floats(largest, MemoryCategory::kCommunication);
-    dw_embedding_ = Buffer::floats(embedding, MemoryCategory::kCommunication);
+    dw_layer_ = floats(largest, MemoryCategory::kCommunication);
+    dw_embedding_ = floats(embedding, MemoryCategory::kCommunication);
   }
   gather_persistent();
 }
@@ -95,9 +97,9 @@ void Engine::Buffers::gather_persistent() {
     void* full = e_.mixed() ? slots_[0].gathered.data() : persistent_[l].data();
     {
       ScopedTimer timer(e_.comm_seconds_);
-      e_.comm_->allgather(own, full, e_.dtype_, s.own.size, Mode::kBlocking);
+      e_.buffer_comm().allgather(own, full, e_.dtype_, s.own.size, Mode::kBlocking);
     }
-    if (e_.mixed()) cpu::to_f32(persistent_[l].as<float>(), full, e_.dtype_, s.numel);
+    if (e_.mixed()) e_.ops_.to_f32(persistent_[l].as<float>(), full, e_.dtype_, s.numel);
   }
 }
 
@@ -112,7 +114,7 @@ void Engine::Buffers::load(Slot& slot, int l, Mode mode) {
   slot.layer = l;
   const LayerShard& s = e_.dp_part_.layers[l];
   if (e_.stage_ < 3) {
-    cpu::to_f32(slot.fp32.as<float>(),
+    e_.ops_.to_f32(slot.fp32.as<float>(),
                 static_cast<const char*>(e_.params_.data()) + e_.esize() * s.full_offset, e_.dtype_,
                 s.numel);
     return;
@@ -122,10 +124,10 @@ void Engine::Buffers::load(Slot& slot, int l, Mode mode) {
   const bool upcast = e_.mixed();
   void* full = upcast ? slot.gathered.data() : slot.fp32.data();
   ScopedTimer timer(e_.comm_seconds_);
-  slot.pending = e_.comm_->allgather(own, full, e_.dtype_, s.own.size, mode);
+  slot.pending = e_.buffer_comm().allgather(own, full, e_.dtype_, s.own.size, mode);
   if (mode == Mode::kBlocking) {
     slot.pending.reset();
-    if (upcast) cpu::to_f32(slot.fp32.as<float>(), full, e_.dtype_, s.numel);
+    if (upcast) e_.ops_.to_f32(slot.fp32.as<float>(), full, e_.dtype_, s.numel);
   }
 }
 
@@ -137,7 +139,7 @@ void Engine::Buffers::complete(Slot& slot) {
   }
   slot.pending.reset();
   if (e_.mixed()) {
-    cpu::to_f32(slot.fp32.as<float>(), slot.gathered.data(), e_.dtype_,
+    e_.ops_.to_f32(slot.fp32.as<float>(), slot.gathered.data(), e_.dtype_,
                 e_.dp_part_.layers[slot.layer].numel);
   }
 }
@@ -181,14 +183,14 @@ float* Engine::Buffers::grads(int l) {
     // The tied head adds to the embedding's gradient long before the embedding's own
     // backward: it has a buffer of its own.
     if (embedding_grads_fresh_) {
-      std::memset(dw_embedding_.data(), 0, sizeof(float) * s.padded);
+      e_.ops_.fill_zero(dw_embedding_.as<float>(), s.padded);
       embedding_grads_fresh_ = false;
     }
     return dw_embedding_.as<float>();
   }
   if (e_.stage_ < 2) {
     if (dw_layer_owner_ != l) {
-      std::memset(dw_layer_.data(), 0, sizeof(float) * s.padded);
+      e_.ops_.fill_zero(dw_layer_.as<float>(), s.padded);
       dw_layer_owner_ = l;
     }
     return dw_layer_.as<float>();
@@ -198,7 +200,7 @@ float* Engine::Buffers::grads(int l) {
   const int64_t base = e_.dp_part_.layers[bucket.front()].full_offset;
   if (open_bucket_ != b) {
     const LayerShard& last = e_.dp_part_.layers[bucket.back()];
-    std::memset(bucket_buffer(), 0, sizeof(float) * (last.full_offset + last.padded - base));
+    e_.ops_.fill_zero(bucket_buffer(), last.full_offset + last.padded - base);
     open_bucket_ = b;
   }
   return bucket_buffer() + (s.full_offset - base);
@@ -210,7 +212,7 @@ void Engine::Buffers::backward_done(int l) {
     if (!e_.mixed()) return;  // fp32: accumulated in place
     dw_layer_owner_ = -1;
     const float* dw = l == 0 ? dw_embedding_.as<float>() : dw_layer_.as<float>();
-    cpu::add_f32_into(static_cast<char*>(e_.grads_.data()) + e_.esize() * s.full_offset, e_.dtype_,
+    e_.ops_.add_f32_into(static_cast<char*>(e_.grads_.data()) + e_.esize() * s.full_offset, e_.dtype_,
                       dw, s.numel);
     return;
   }

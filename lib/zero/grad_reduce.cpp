@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdlib>
 
-#include "tensor/cpu/cast.h"
 #include "util/error.h"
 #include "zero/step_timer.h"
 
@@ -59,18 +58,19 @@ std::vector<std::vector<int>> group_layers(const Partition& part, const std::vec
   return buckets;
 }
 
-BucketReducer::BucketReducer(DpComm& comm, const Partition& part, const ReducePlan& plan,
-                             int64_t largest_bucket, bool overlap, double& comm_seconds,
-                             Deliver deliver)
+BucketReducer::BucketReducer(DpComm& comm, tensor::Ops& ops, const Partition& part,
+                             const ReducePlan& plan, int64_t largest_bucket, bool overlap,
+                             double& comm_seconds, Deliver deliver)
     : comm_(comm),
+      ops_(ops),
       part_(part),
       plan_(plan),
       overlap_(overlap),
       comm_seconds_(comm_seconds),
       largest_bucket_(largest_bucket),
       deliver_(std::move(deliver)) {
-  piece_ = tensor::Buffer(tensor::dtype_size(plan.wire) * (largest_bucket / part.world),
-                          tensor::MemoryCategory::kCommunication);
+  piece_ = ops_.allocate(tensor::dtype_size(plan.wire) * (largest_bucket / part.world),
+                        tensor::MemoryCategory::kCommunication);
 }
 
 void BucketReducer::start(const std::vector<int>& bucket, const void* source, DType dtype) {
@@ -82,7 +82,7 @@ void BucketReducer::start(const std::vector<int>& bucket, const void* source, DT
   if (bucket.size() > 1 || dtype != plan_.wire || plan_.pre != 1.0f) {
     const size_t wire_size = tensor::dtype_size(plan_.wire);
     if (packed_.empty()) {
-      packed_ = tensor::Buffer(wire_size * largest_bucket_, tensor::MemoryCategory::kCommunication);
+      packed_ = ops_.allocate(wire_size * largest_bucket_, tensor::MemoryCategory::kCommunication);
     }
     char* out = static_cast<char*>(packed_.data());
     const auto* in = static_cast<const char*>(source);
@@ -90,8 +90,8 @@ void BucketReducer::start(const std::vector<int>& bucket, const void* source, DT
       for (int l : bucket) {
         const LayerShard& s = part_.layers[l];
         const int64_t from = s.full_offset - base + r * s.own.size;
-        tensor::cpu::convert_scaled(out, plan_.wire, in + tensor::dtype_size(dtype) * from, dtype,
-                                    s.own.size, plan_.pre);
+        ops_.convert_scaled(out, plan_.wire, in + tensor::dtype_size(dtype) * from, dtype,
+                            s.own.size, plan_.pre);
         out += wire_size * s.own.size;
       }
     }

@@ -16,6 +16,7 @@
 
 #include "config/ds_config.h"
 #include "tensor/memory.h"
+#include "tensor/ops.h"
 #include "zero/dp_comm.h"
 #include "zero/shard.h"
 
@@ -50,8 +51,9 @@ class BucketReducer {
   // `largest_bucket`: the most padded elements a bucket holds. With `overlap`, start()
   // returns while the bucket travels and the next start() or finish() collects it.
   // `deliver` stores each reduced piece (what the ZeRO stage keeps of it).
-  BucketReducer(DpComm& comm, const Partition& part, const ReducePlan& plan, int64_t largest_bucket,
-                bool overlap, double& comm_seconds, Deliver deliver);
+  // `ops` runs where the gradients live (the buffers here are allocated there too).
+  BucketReducer(DpComm& comm, tensor::Ops& ops, const Partition& part, const ReducePlan& plan,
+                int64_t largest_bucket, bool overlap, double& comm_seconds, Deliver deliver);
 
   // Reduces the ascending layers of `bucket`, whose padded gradients lie back to back
   // from `source` (elements of `dtype`, the layout of a full buffer from the first layer
@@ -64,6 +66,7 @@ class BucketReducer {
 
  private:
   DpComm& comm_;
+  tensor::Ops& ops_;
   const Partition& part_;
   ReducePlan plan_;
   bool overlap_;

@@ -44,8 +44,11 @@ void device_free(void* data, int device) noexcept {
 
 void device_zero(void* data, size_t bytes, int device) {
   use_device(device);
-  DS_CUDA_CALL(cudaMemsetAsync(data, 0, bytes, nullptr));
-  DS_CUDA_CALL(cudaStreamSynchronize(nullptr));
+  // Ops queue on non-blocking streams, which the default stream does not wait for: wait for
+  // the whole device first, so no queued op still reads or writes this memory.
+  DS_CUDA_CALL(cudaDeviceSynchronize());
+  DS_CUDA_CALL(cudaMemset(data, 0, bytes));
+  DS_CUDA_CALL(cudaDeviceSynchronize());
 }
 
 }  // namespace ds::tensor::cuda
