@@ -1,4 +1,5 @@
-// The CPU models against PyTorch (golden_checks.h).
+// The CPU models against PyTorch (golden_checks.h); and the same checks on the emulated
+// device (host memory reached as a GPU's is), which runs the harness cuda_golden_test runs.
 #include <catch2/catch.hpp>
 
 #include "golden_checks.h"
@@ -7,9 +8,12 @@ namespace {
 
 template <typename Check>
 void for_each_fixture(Check check) {
+  const auto emulated = ds::tensor::make_ops(ds::tensor::Device::emulated());
   for (const char* fixture : golden::kFixtures) {
     INFO(fixture);
     check(fixture, ds::tensor::cpu_ops());
+    INFO("on the emulated device");
+    check(fixture, *emulated);
   }
 }
 

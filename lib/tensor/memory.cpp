@@ -103,7 +103,7 @@ Buffer::Buffer(size_t bytes, MemoryCategory category, Device device)
     : bytes_(bytes), category_(category), device_(device) {
   index_of(category);
   if (bytes == 0) return;
-  if (!device.is_cpu()) {
+  if (device.type == DeviceType::kCuda) {
 #if defined(DS_WITH_CUDA)
     data_ = cuda::device_allocate_zeroed(bytes, device.index, memory_category_name(category));
     MemoryTracker::device_instance().add(category_, bytes_);
@@ -124,7 +124,7 @@ Buffer::Buffer(size_t bytes, MemoryCategory category, Device device)
                 "reduce the micro-batch size or model size, or use a higher ZeRO stage");
   }
   std::memset(data_, 0, padded);
-  MemoryTracker::instance().add(category_, bytes_);
+  MemoryTracker::of(device_).add(category_, bytes_);
 }
 
 Buffer::~Buffer() { reset(); }
@@ -181,7 +181,7 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
 void Buffer::zero() {
   if (data_ == nullptr) return;
 #if defined(DS_WITH_CUDA)
-  if (!device_.is_cpu()) return cuda::device_zero(data_, bytes_, device_.index);
+  if (device_.type == DeviceType::kCuda) return cuda::device_zero(data_, bytes_, device_.index);
 #endif
   std::memset(data_, 0, bytes_);
 }
@@ -190,7 +190,7 @@ void Buffer::reset() {
   if (data_ != nullptr) {
     if (mapped_) {
       ::munmap(data_, bytes_);
-    } else if (!device_.is_cpu()) {
+    } else if (device_.type == DeviceType::kCuda) {
 #if defined(DS_WITH_CUDA)
       cuda::device_free(data_, device_.index);
 #endif

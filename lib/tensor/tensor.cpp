@@ -8,7 +8,15 @@
 namespace ds::tensor {
 
 std::string Device::str() const {
-  return type == DeviceType::kCpu ? std::string("cpu") : fmt::format("cuda:{}", index);
+  switch (type) {
+    case DeviceType::kCpu:
+      return "cpu";
+    case DeviceType::kEmulated:
+      return "emulated";
+    case DeviceType::kCuda:
+      break;
+  }
+  return fmt::format("cuda:{}", index);
 }
 
 int64_t shape_numel(const Shape& shape) {

@@ -101,8 +101,8 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
   int64_t largest_layer = 0;
   for (const LayerShard& s : dp_part_.layers) largest_layer = std::max(largest_layer, s.numel);
   Buffer values = Buffer::floats(largest_layer, MemoryCategory::kOther);
-  Buffer on_device = device.is_cpu() ? Buffer() : ops_.allocate_floats(largest_layer,
-                                                                       MemoryCategory::kOther);
+  Buffer on_device =
+      device.is_cpu() ? Buffer() : ops_.allocate_floats(largest_layer, MemoryCategory::kOther);
   float* work = device.is_cpu() ? values.as<float>() : on_device.as<float>();
   char* params = static_cast<char*>(params_.data());
   for (size_t l = 0; l < layout.layers.size(); ++l) {

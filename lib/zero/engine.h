@@ -189,9 +189,9 @@ class Engine {
   model::Gpt& model_;
   std::unique_ptr<DpComm> comm_;
   StageContext stage_ctx_;
-  tensor::Ops& ops_;  // where the model states live and are computed on
+  tensor::Ops& ops_;                     // where the model states live and are computed on
   std::unique_ptr<DpComm> staged_comm_;  // comm_ for device buffers (DeviceStagedComm)
-  std::vector<bool> held_;  // the layers this rank holds
+  std::vector<bool> held_;               // the layers this rank holds
   int stage_;
   tensor::DType dtype_;
   Partition part_;     // this rank's pieces (world 1 at stage 0: it updates everything)

@@ -115,8 +115,8 @@ void Engine::Buffers::load(Slot& slot, int l, Mode mode) {
   const LayerShard& s = e_.dp_part_.layers[l];
   if (e_.stage_ < 3) {
     e_.ops_.to_f32(slot.fp32.as<float>(),
-                static_cast<const char*>(e_.params_.data()) + e_.esize() * s.full_offset, e_.dtype_,
-                s.numel);
+                   static_cast<const char*>(e_.params_.data()) + e_.esize() * s.full_offset,
+                   e_.dtype_, s.numel);
     return;
   }
   // Stage 3: gather the layer's pieces; 16-bit storage is up-cast when it arrives.
@@ -140,7 +140,7 @@ void Engine::Buffers::complete(Slot& slot) {
   slot.pending.reset();
   if (e_.mixed()) {
     e_.ops_.to_f32(slot.fp32.as<float>(), slot.gathered.data(), e_.dtype_,
-                e_.dp_part_.layers[slot.layer].numel);
+                   e_.dp_part_.layers[slot.layer].numel);
   }
 }
 
@@ -212,8 +212,8 @@ void Engine::Buffers::backward_done(int l) {
     if (!e_.mixed()) return;  // fp32: accumulated in place
     dw_layer_owner_ = -1;
     const float* dw = l == 0 ? dw_embedding_.as<float>() : dw_layer_.as<float>();
-    e_.ops_.add_f32_into(static_cast<char*>(e_.grads_.data()) + e_.esize() * s.full_offset, e_.dtype_,
-                      dw, s.numel);
+    e_.ops_.add_f32_into(static_cast<char*>(e_.grads_.data()) + e_.esize() * s.full_offset,
+                         e_.dtype_, dw, s.numel);
     return;
   }
   // Stages 2-3: the bucket is complete when its lowest layer is (the walk goes down).

@@ -70,7 +70,7 @@ BucketReducer::BucketReducer(DpComm& comm, tensor::Ops& ops, const Partition& pa
       largest_bucket_(largest_bucket),
       deliver_(std::move(deliver)) {
   piece_ = ops_.allocate(tensor::dtype_size(plan.wire) * (largest_bucket / part.world),
-                        tensor::MemoryCategory::kCommunication);
+                         tensor::MemoryCategory::kCommunication);
 }
 
 void BucketReducer::start(const std::vector<int>& bucket, const void* source, DType dtype) {

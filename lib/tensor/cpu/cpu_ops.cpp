@@ -20,7 +20,10 @@ namespace {
 
 class CpuOps final : public Ops {
  public:
-  Device device() const override { return Device::cpu(); }
+  // Device::cpu(), or Device::emulated() (host memory treated as a device's, for tests).
+  explicit CpuOps(Device device) : device_(device) {}
+
+  Device device() const override { return device_; }
   std::string device_name() const override { return ""; }
 
   void upload(void* dst, const void* host, size_t bytes) override {
@@ -150,17 +153,20 @@ class CpuOps final : public Ops {
                 int64_t step, const SgdOptions& options) override {
     cpu::sgd_step(params, grads, momentum_buffer, n, lr, step, options);
   }
+
+ private:
+  Device device_;
 };
 
 }  // namespace
 
 Ops& cpu_ops() {
-  static CpuOps ops;
+  static CpuOps ops(Device::cpu());
   return ops;
 }
 
 std::unique_ptr<Ops> make_ops(Device device) {
-  if (device.is_cpu()) return std::make_unique<CpuOps>();
+  if (device.type != DeviceType::kCuda) return std::make_unique<CpuOps>(device);
 #if defined(DS_WITH_CUDA)
   return std::make_unique<cuda::CudaOps>(device.index);
 #else
