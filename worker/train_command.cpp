@@ -45,7 +45,14 @@ DeviceChoice choose_rank_device(const config::TrainConfig& cfg, const RankInfo& 
   if (auto it = env.find("CUDA_VISIBLE_DEVICES"); it != env.end()) {
     request.cuda_visible_devices = it->second;
   }
-  return choose_device(request);
+  DeviceChoice choice = choose_device(request);
+  // DS_EMULATED_DEVICE=1 (tests): the rank's device is host memory reached as a GPU's is
+  // (tensor/device.h), so that multi-process tests run the device paths without a GPU.
+  if (const auto it = env.find("DS_EMULATED_DEVICE"); it != env.end() && it->second == "1") {
+    choice.device = tensor::Device::emulated();
+    choice.summary = "emulated (DS_EMULATED_DEVICE=1: host memory used as a device's)";
+  }
+  return choice;
 }
 
 }  // namespace
@@ -86,8 +93,8 @@ void train_command(const TrainOptions& options) {
 
   TrainGroups groups;
   groups.device = device.device;
-  // The model states (and so every collective) stay in host memory even when the model runs
-  // on a GPU (model/device_layer_buffers.h): the groups keep the CPU backends.
+  // The groups keep the CPU backends: collectives on device buffers are staged through host
+  // memory (zero/device_comm.h); NCCL does not carry the engine's buffers yet.
   Bootstrap boot;
   if (info.world_size > 1) {
     BootstrapOptions bo;

@@ -28,17 +28,13 @@ double seconds_since(Clock::time_point start) {
 }
 
 // What this build cannot train yet: refused by name rather than silently ignored.
-void check_supported(const config::TrainConfig& cfg, const tensor::Device& device) {
+void check_supported(const config::TrainConfig& cfg) {
   const auto refuse = [&](const std::string& what, const std::string& hint) {
     throw UsageError(
         fmt::format("{}: {} is not supported by this build's trainer yet", cfg.path.string(), what),
         hint);
   };
   const auto& ds = cfg.ds;
-  if (!device.is_cpu() && cfg.ds.pipeline.stages > 1) {
-    refuse(fmt::format("pipeline parallelism on {}", device.str()),
-           "use train.device: cpu for pipelines, or pipeline.stages: 1 on the GPU");
-  }
   if (ds.wandb.enabled) {
     refuse("the wandb monitor (it needs the network)",
            "set wandb.enabled to false; tensorboard and csv_monitor work offline");
@@ -49,7 +45,7 @@ void check_supported(const config::TrainConfig& cfg, const tensor::Device& devic
 
 Trainer::Trainer(config::TrainConfig config, const TrainOptions& options, TrainGroups groups)
     : cfg_(std::move(config)), options_(options), rank_(groups.rank) {
-  check_supported(cfg_, groups.device);
+  check_supported(cfg_);
   if (options_.steps) cfg_.train.steps = *options_.steps;
   micro_ = cfg_.ds.batch.micro_batch_per_gpu;
   accum_ = cfg_.ds.batch.gradient_accumulation_steps;

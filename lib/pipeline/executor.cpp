@@ -16,9 +16,9 @@ using zero::seconds_since;
 
 namespace {
 
-std::vector<Buffer> buffers_of(int count, size_t bytes) {
+std::vector<Buffer> buffers_of(int count, size_t bytes, tensor::Device device) {
   std::vector<Buffer> out;
-  for (int i = 0; i < count; ++i) out.emplace_back(bytes, MemoryCategory::kActivations);
+  for (int i = 0; i < count; ++i) out.emplace_back(bytes, MemoryCategory::kActivations, device);
   return out;
 }
 
@@ -44,14 +44,18 @@ PipelineExecutor::PipelineExecutor(const config::TrainConfig& cfg, model::Gpt& m
       schedule_(train_schedule(micro_batches_, stages_, stage_)) {
   const size_t tokens = sizeof(int32_t) * static_cast<size_t>(B_) * T_;
   const size_t hidden = sizeof(float) * static_cast<size_t>(hidden_);
-  inputs_ = buffers_of(buffers_, tokens);
-  targets_ = buffers_of(buffers_, tokens);
+  // Micro-batches stay in host memory (the model copies them to its device); activations and
+  // their gradients live where the model runs, and travel through host memory.
+  const tensor::Device device = model_.ops().device();
+  inputs_ = buffers_of(buffers_, tokens, tensor::Device::cpu());
+  targets_ = buffers_of(buffers_, tokens, tensor::Device::cpu());
   if (stage_ > 0) {
-    act_in_ = buffers_of(buffers_, hidden);
-    grad_out_ = buffers_of(buffers_, hidden);
+    act_in_ = buffers_of(buffers_, hidden, device);
+    grad_out_ = buffers_of(buffers_, hidden, device);
   }
-  if (stage_ < stages_ - 1) grad_in_ = buffers_of(buffers_, hidden);
+  if (stage_ < stages_ - 1) grad_in_ = buffers_of(buffers_, hidden, device);
   act_out_.assign(buffers_, nullptr);
+  if (!device.is_cpu()) wire_ = Buffer(hidden, MemoryCategory::kCommunication);
 }
 
 model::MicroBatch PipelineExecutor::micro_batch(int buffer, float dloss) {
@@ -60,6 +64,11 @@ model::MicroBatch PipelineExecutor::micro_batch(int buffer, float dloss) {
 
 void PipelineExecutor::send(const float* data, int to) {
   ScopedTimer timer(p2p_s_);
+  const size_t bytes = sizeof(float) * static_cast<size_t>(hidden_);
+  if (!wire_.empty()) {
+    model_.ops().download(wire_.data(), data, bytes);
+    data = wire_.as<float>();
+  }
   const tensor::Tensor t =
       tensor::Tensor::wrap(const_cast<float*>(data), {hidden_}, tensor::DType::kF32);
   pipe_->send(t, to);
@@ -67,8 +76,12 @@ void PipelineExecutor::send(const float* data, int to) {
 
 void PipelineExecutor::receive(float* data, int from) {
   ScopedTimer timer(p2p_s_);
-  tensor::Tensor t = tensor::Tensor::wrap(data, {hidden_}, tensor::DType::kF32);
+  float* host = wire_.empty() ? data : wire_.as<float>();
+  tensor::Tensor t = tensor::Tensor::wrap(host, {hidden_}, tensor::DType::kF32);
   pipe_->recv(t, from);
+  if (!wire_.empty()) {
+    model_.ops().upload(data, host, sizeof(float) * static_cast<size_t>(hidden_));
+  }
 }
 
 zero::StepStats PipelineExecutor::train_step(const zero::BatchFiller& fill) {
@@ -114,7 +127,7 @@ std::optional<zero::StepStats> PipelineExecutor::run(const Instruction& ins,
                                               engine_.layer_buffers(), b);
       engine_.end_backward();
       // The model reuses its gradient buffers in the next backward; SendGrad comes later.
-      if (!first) std::memcpy(grad_out_[b].data(), dx, sizeof(float) * hidden_);
+      if (!first) model_.ops().copy(grad_out_[b].data(), dx, sizeof(float) * hidden_);
       backward_s_ += seconds_since(start);
       break;
     }

@@ -60,6 +60,7 @@ class PipelineExecutor {
   std::vector<tensor::Buffer> grad_in_;           // received gradients (not the last stage)
   std::vector<tensor::Buffer> grad_out_;          // gradients to send (not the first stage)
   std::vector<const float*> act_out_;             // the model's outputs, per buffer
+  tensor::Buffer wire_;  // host staging for send/recv when the model runs on a device
   double loss_sum_ = 0;
   double forward_s_ = 0, backward_s_ = 0, p2p_s_ = 0;
 };

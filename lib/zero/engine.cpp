@@ -24,13 +24,12 @@ DType storage_dtype(const config::DsConfig& ds) {
   return DType::kF32;
 }
 
-// The model's ops when it runs on a GPU and nothing asks for the states elsewhere.
-tensor::Ops& state_ops(const config::TrainConfig& cfg, model::Gpt& model,
-                       const StageContext& stage) {
+// The model's ops when it runs on a GPU and the config does not offload the states.
+tensor::Ops& state_ops(const config::TrainConfig& cfg, model::Gpt& model) {
   const config::ZeroConfig& z = cfg.ds.zero;
   const bool offloaded = z.offload_optimizer.device != config::OffloadDevice::kNone ||
                          z.offload_param.device != config::OffloadDevice::kNone;
-  if (model.ops().device().is_cpu() || offloaded || stage.pipe) return tensor::cpu_ops();
+  if (model.ops().device().is_cpu() || offloaded) return tensor::cpu_ops();
   return model.ops();
 }
 
@@ -51,7 +50,7 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
       model_(model),
       comm_(std::move(comm)),
       stage_ctx_(std::move(stage)),
-      ops_(state_ops(cfg, model, stage_ctx_)),
+      ops_(state_ops(cfg, model)),
       stage_(static_cast<int>(cfg.ds.zero.stage)),
       dtype_(storage_dtype(cfg.ds)),
       micro_(cfg.ds.batch.micro_batch_per_gpu),
@@ -94,7 +93,10 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
   int64_t largest_piece = 0;
   for (const LayerShard& o : part_.layers) largest_piece = std::max(largest_piece, o.own.size);
   own_grad_ = Buffer::floats(largest_piece, MemoryCategory::kOther, device);
-  if (!device.is_cpu()) staged_comm_ = std::make_unique<DeviceStagedComm>(*comm_, ops_);
+  if (!device.is_cpu()) {
+    staged_comm_ = std::make_unique<DeviceStagedComm>(*comm_, ops_);
+    if (stage_ctx_.tied) staged_tied_ = std::make_unique<DeviceStagedComm>(*stage_ctx_.tied, ops_);
+  }
 
   // Every rank starts from the same weights and reads what it keeps: at stage 3 its own
   // pieces, below it whole layers (read into host memory, then moved to the states).
@@ -138,8 +140,6 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
   buffers_ = std::make_unique<Buffers>(*this);
   if (model_.ops().device() != device) {
     // The model runs on a GPU, the states stay in host memory: serve it layer by layer.
-    DS_CHECK(!stage_ctx_.pipe, "a pipeline stage cannot run its model on {} yet",
-             model_.ops().device().str());
     device_buffers_ =
         std::make_unique<model::DeviceLayerBuffers>(model_.layout(), model_.ops(), *buffers_);
   }
@@ -304,19 +304,18 @@ void Engine::reduce_tied_gradients() {
   // the summed gradients: both stages hold the same pieces of the embedding.
   const LayerShard& s = dp_part_.layers[0];
   char* grads = static_cast<char*>(grads_.data());
+  DpComm& tied = staged_tied_ ? *staged_tied_ : *stage_ctx_.tied;
   ScopedTimer timer(comm_seconds_);
   switch (stage_) {
     case 0:
-      stage_ctx_.tied->allreduce(grads + esize() * s.full_offset, dtype_, s.padded,
-                                 Reduction::kSum);
+      tied.allreduce(grads + esize() * s.full_offset, dtype_, s.padded, Reduction::kSum);
       break;
     case 1:
-      stage_ctx_.tied->allreduce(grads + esize() * (s.full_offset + s.own.offset), dtype_,
-                                 s.own.size, Reduction::kSum);
+      tied.allreduce(grads + esize() * (s.full_offset + s.own.offset), dtype_, s.own.size,
+                     Reduction::kSum);
       break;
     default:
-      stage_ctx_.tied->allreduce(grads + esize() * s.local_offset, dtype_, s.own.size,
-                                 Reduction::kSum);
+      tied.allreduce(grads + esize() * s.local_offset, dtype_, s.own.size, Reduction::kSum);
       break;
   }
 }

@@ -13,8 +13,8 @@
 // Where the states live: with the model's device when the model runs on a GPU (every
 // buffer below, and every cast, norm and update, through the model's tensor::Ops; the
 // collectives through DeviceStagedComm), in host memory otherwise — and also on a GPU when
-// the config offloads the optimizer or parameters (ZeRO-Offload), or for a pipeline stage,
-// in which case the model is served layer by layer (model/device_layer_buffers.h).
+// the config offloads the optimizer or parameters (ZeRO-Offload), in which case the model
+// is served layer by layer (model/device_layer_buffers.h).
 #pragma once
 
 #include <functional>
@@ -191,6 +191,7 @@ class Engine {
   StageContext stage_ctx_;
   tensor::Ops& ops_;                     // where the model states live and are computed on
   std::unique_ptr<DpComm> staged_comm_;  // comm_ for device buffers (DeviceStagedComm)
+  std::unique_ptr<DpComm> staged_tied_;  // and the tied embedding's group
   std::vector<bool> held_;               // the layers this rank holds
   int stage_;
   tensor::DType dtype_;
