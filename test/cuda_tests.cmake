@@ -3,6 +3,7 @@
 if(DS_WITH_CUDA)
   ds_add_test(cuda_kernels_test LABELS cuda
     SOURCES cuda_kernels_test.cpp cuda_llama_kernels_test.cpp cuda_adamw_test.cpp
+            cuda_bf16_kernels_test.cpp cuda_lt_matmul_test.cpp
     LIBS ds_tensor ds_optim)
   # The golden PyTorch fixtures with the model on the GPU (tensor::cuda::CudaOps).
   ds_add_test(cuda_golden_test LABELS cuda SOURCES cuda_golden_test.cpp golden_checks.cpp

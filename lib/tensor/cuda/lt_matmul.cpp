@@ -1,0 +1,400 @@
+#include "tensor/cuda/lt_matmul.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "tensor/cuda/bf16_kernels.h"
+#include "tensor/cuda/cuda_check.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace ds::tensor::cuda {
+
+using cpu::WeightLayout;
+
+namespace {
+
+// Every pointer handed to cuBLASLt is at least this aligned (checked per call), and the
+// heuristic is told so, so that an algorithm chosen once serves every later call.
+constexpr uint32_t kAlignment = 16;
+// The pre-GELU matrix's leading dimension must be a multiple of this (cublasLt.h,
+// CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD).
+constexpr int kAuxLdMultiple = 8;
+constexpr size_t kMinBiasScratch = size_t{64} << 10;
+
+cudaDataType_t cuda_type(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return CUDA_R_32F;
+    case DType::kBF16:
+      return CUDA_R_16BF;
+    case DType::kF16:
+      return CUDA_R_16F;
+  }
+  throw Error(fmt::format("LtMatmul: unknown dtype {}", static_cast<int>(dtype)));
+}
+
+bool uses_bias(uint32_t epilogue) {
+  return epilogue == CUBLASLT_EPILOGUE_BIAS || epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS ||
+         epilogue == CUBLASLT_EPILOGUE_BGRADA || epilogue == CUBLASLT_EPILOGUE_BGRADB;
+}
+
+bool uses_aux(uint32_t epilogue) {
+  return epilogue == CUBLASLT_EPILOGUE_GELU_AUX || epilogue == CUBLASLT_EPILOGUE_GELU_AUX_BIAS ||
+         epilogue == CUBLASLT_EPILOGUE_DGELU;
+}
+
+const char* epilogue_name(uint32_t epilogue) {
+  switch (epilogue) {
+    case CUBLASLT_EPILOGUE_DEFAULT:
+      return "DEFAULT";
+    case CUBLASLT_EPILOGUE_BIAS:
+      return "BIAS";
+    case CUBLASLT_EPILOGUE_GELU_AUX:
+      return "GELU_AUX";
+    case CUBLASLT_EPILOGUE_GELU_AUX_BIAS:
+      return "GELU_AUX_BIAS";
+    case CUBLASLT_EPILOGUE_DGELU:
+      return "DGELU";
+    case CUBLASLT_EPILOGUE_BGRADA:
+      return "BGRADA";
+    case CUBLASLT_EPILOGUE_BGRADB:
+      return "BGRADB";
+    default:
+      return "?";
+  }
+}
+
+template <typename T>
+void set(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attribute, const T& value) {
+  DS_CUBLAS_CALL(cublasLtMatmulDescSetAttribute(desc, attribute, &value, sizeof(value)));
+}
+
+template <typename T>
+void set(cublasLtMatmulPreference_t preference, cublasLtMatmulPreferenceAttributes_t attribute,
+         const T& value) {
+  DS_CUBLAS_CALL(
+      cublasLtMatmulPreferenceSetAttribute(preference, attribute, &value, sizeof(value)));
+}
+
+void check_aligned(const void* pointer, const char* what) {
+  DS_CHECK(reinterpret_cast<uintptr_t>(pointer) % kAlignment == 0,
+           "LtMatmul: {} ({}) is not {}-byte aligned, which cuBLASLt's kernels need; a view into "
+           "a device buffer must start at a multiple of 8 bf16/f16 or 4 f32 elements",
+           what, pointer, kAlignment);
+}
+
+void check_shape(int N, int IC, int OC) {
+  DS_CHECK(N >= 0 && IC > 0 && OC > 0, "LtMatmul: bad shape N={} IC={} OC={}", N, IC, OC);
+}
+
+// The three GEMMs of a linear layer in cuBLASLt's column-major terms. A row-major [R][C] matrix
+// is a column-major C×R one with the same memory, so out[N,OC] = inp[N,IC]·W is
+// out^T[OC,N] = op(W') · inp^T, with W' the column-major view of W: OC×IC for kInOut (op: none),
+// IC×OC for kOutIn (op: transpose). Every operand is packed (leading dimension = stored rows).
+struct Gemm {
+  bool trans_a;
+  bool trans_b;
+  int m;
+  int n;
+  int k;
+};
+
+// out^T[OC,N] = op(weight) · inp^T: A = weight, B = inp.
+Gemm forward_gemm(int N, int IC, int OC, WeightLayout layout) {
+  return {layout == WeightLayout::kOutIn, false, OC, N, IC};
+}
+// dinp^T[IC,N] = op(weight) · dout^T: A = weight, B = dout.
+Gemm input_grad_gemm(int N, int IC, int OC, WeightLayout layout) {
+  return {layout == WeightLayout::kInOut, false, IC, N, OC};
+}
+// kInOut: dW^T[OC,IC] = dout^T · inp (A = dout, B = inp^T); kOutIn: dW^T[IC,OC] = inp^T · dout
+// (A = inp, B = dout^T). The bias gradient, column sums of dout, sums A's rows (BGRADA) in the
+// first case and B's columns (BGRADB) in the second: a reduction over k = N either way.
+Gemm weight_grad_gemm(int N, int IC, int OC, WeightLayout layout) {
+  return layout == WeightLayout::kInOut ? Gemm{false, true, OC, IC, N}
+                                        : Gemm{false, true, IC, OC, N};
+}
+
+}  // namespace
+
+struct LtMatmul::Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr;
+  cublasLtMatrixLayout_t b = nullptr;
+  cublasLtMatrixLayout_t d = nullptr;  // also C: every GEMM here is in place (C == D)
+  cublasLtMatmulAlgo_t algo{};
+  bool supported = false;
+  cublasStatus_t status = CUBLAS_STATUS_SUCCESS;  // the heuristic's, for messages
+
+  Plan() = default;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  ~Plan() {
+    if (d != nullptr) cublasLtMatrixLayoutDestroy(d);
+    if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
+    if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
+    if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+LtMatmul::LtMatmul() : LtMatmul(Options{}) {}
+
+LtMatmul::LtMatmul(Options options) : options_(options) {
+  DS_CHECK(options_.workspace_bytes >= 256, "LtMatmul: a workspace of {} bytes is too small",
+           options_.workspace_bytes);
+  workspace_ = DeviceBuffer(options_.workspace_bytes);
+  ++stats_.device_allocations;
+  DS_CUBLAS_CALL(cublasLtCreate(&handle_));
+  try {
+    DS_CUBLAS_CALL(cublasLtMatmulPreferenceCreate(&preference_));
+    set(preference_, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+        static_cast<uint64_t>(options_.workspace_bytes));
+    // Split-K only with fp32 partial sums reduced in a separate step (no split-K at all is
+    // always allowed): INPLACE would add the partial sums in bf16/f16.
+    set(preference_, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+        static_cast<uint32_t>(CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE));
+    for (const auto attribute :
+         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+      set(preference_, attribute, kAlignment);
+    }
+  } catch (...) {
+    if (preference_ != nullptr) cublasLtMatmulPreferenceDestroy(preference_);
+    cublasLtDestroy(handle_);
+    throw;
+  }
+}
+
+LtMatmul::~LtMatmul() {
+  plans_.clear();
+  if (preference_ != nullptr) cublasLtMatmulPreferenceDestroy(preference_);
+  if (handle_ != nullptr) cublasLtDestroy(handle_);
+}
+
+LtMatmul::Plan& LtMatmul::plan(const GemmKey& key) {
+  const auto found = plans_.find(key);
+  if (found != plans_.end()) return *found->second;
+
+  auto plan = std::make_unique<Plan>();
+  const cudaDataType_t type = cuda_type(key.dtype);
+  const cublasComputeType_t compute =
+      key.dtype == DType::kF32 && options_.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  DS_CUBLAS_CALL(cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
+  set(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA,
+      static_cast<int32_t>(key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N));
+  set(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB,
+      static_cast<int32_t>(key.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N));
+  set(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, key.epilogue);
+  // The heuristic reads the bias and aux pointers' values (never their contents) to learn their
+  // alignment. A real device address that is 16-byte aligned and no more makes it pick an
+  // algorithm that any later 16-byte aligned pointer can use.
+  const void* probe = static_cast<const char*>(workspace_.data()) + kAlignment;
+  if (uses_bias(key.epilogue)) {
+    set(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, static_cast<int32_t>(type));
+    set(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, probe);
+  }
+  if (uses_aux(key.epilogue)) {
+    set(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, static_cast<int64_t>(key.m));
+    set(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, probe);
+  }
+  // Packed column-major operands: the leading dimension is the stored matrix's row count.
+  const uint64_t a_rows = key.trans_a ? key.k : key.m;
+  const uint64_t a_cols = key.trans_a ? key.m : key.k;
+  const uint64_t b_rows = key.trans_b ? key.n : key.k;
+  const uint64_t b_cols = key.trans_b ? key.k : key.n;
+  DS_CUBLAS_CALL(cublasLtMatrixLayoutCreate(&plan->a, type, a_rows, a_cols, int64_t(a_rows)));
+  DS_CUBLAS_CALL(cublasLtMatrixLayoutCreate(&plan->b, type, b_rows, b_cols, int64_t(b_rows)));
+  DS_CUBLAS_CALL(cublasLtMatrixLayoutCreate(&plan->d, type, key.m, key.n, int64_t{key.m}));
+
+  cublasLtMatmulHeuristicResult_t result{};
+  int count = 0;
+  plan->status = cublasLtMatmulAlgoGetHeuristic(handle_, plan->desc, plan->a, plan->b, plan->d,
+                                                plan->d, preference_, 1, &result, &count);
+  ++stats_.plans;
+  // NOT_SUPPORTED (or no result) means no algorithm for this epilogue and shape: the caller
+  // takes the unfused path, or throws for a plain GEMM.
+  if (plan->status == CUBLAS_STATUS_SUCCESS && count > 0) plan->status = result.state;
+  plan->supported = plan->status == CUBLAS_STATUS_SUCCESS && count > 0;
+  if (plan->supported) {
+    plan->algo = result.algo;
+  } else if (key.epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+    log::debug(
+        "LtMatmul: cuBLASLt has no {} algorithm for {} m={} n={} k={} ({}): separate "
+        "kernels instead",
+        epilogue_name(key.epilogue), dtype_name(key.dtype), key.m, key.n, key.k,
+        count > 0 ? cublasGetStatusName(plan->status) : "no algorithm returned");
+  }
+  return *plans_.emplace(key, std::move(plan)).first->second;
+}
+
+bool LtMatmul::try_gemm(const GemmKey& key, const void* a, const void* b, void* d, float beta,
+                        const void* bias, const void* aux, cudaStream_t stream) {
+  Plan& p = plan(key);
+  if (!p.supported) return false;
+  if (uses_bias(key.epilogue)) set(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
+  if (uses_aux(key.epilogue)) set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux);
+  const float alpha = 1.0f;
+  DS_CUBLAS_CALL(cublasLtMatmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, d, p.d, d, p.d,
+                                &p.algo, workspace_.data(), workspace_.bytes(), stream));
+  return true;
+}
+
+void LtMatmul::gemm(const GemmKey& key, const void* a, const void* b, void* d, float beta,
+                    cudaStream_t stream) {
+  if (try_gemm(key, a, b, d, beta, nullptr, nullptr, stream)) return;
+  const Plan& p = plan(key);
+  throw Error(fmt::format("cuBLASLt has no algorithm for a {} GEMM (m={} n={} k={}, A{} B{}, "
+                          "epilogue {}, {} compute): {}",
+                          dtype_name(key.dtype), key.m, key.n, key.k, key.trans_a ? "^T" : "",
+                          key.trans_b ? "^T" : "", epilogue_name(key.epilogue),
+                          key.dtype == DType::kF32 && options_.tf32 ? "tf32" : "fp32",
+                          p.status == CUBLAS_STATUS_SUCCESS ? "no algorithm returned"
+                                                            : cublasGetStatusName(p.status)),
+              "CUBLASLT_LOG_LEVEL=5 makes cuBLASLt log why it rejects the call");
+}
+
+void* LtMatmul::bias_scratch(size_t bytes) {
+  if (bias_scratch_.bytes() < bytes) {
+    // The old scratch may still be read by work queued on some stream; cudaFree would wait
+    // for the device anyway, this says so. Only the first steps ever grow it.
+    if (!bias_scratch_.empty()) DS_CUDA_CALL(cudaDeviceSynchronize());
+    bias_scratch_ = DeviceBuffer(std::max(bytes, kMinBiasScratch));
+    ++stats_.device_allocations;
+  }
+  return bias_scratch_.data();
+}
+
+void LtMatmul::forward(void* out, const void* inp, const void* weight, const void* bias, int N,
+                       int IC, int OC, WeightLayout layout, DType dtype, cudaStream_t stream) {
+  check_shape(N, IC, OC);
+  if (N == 0) return;
+  check_aligned(out, "out");
+  check_aligned(inp, "inp");
+  check_aligned(weight, "weight");
+  const Gemm g = forward_gemm(N, IC, OC, layout);
+  const GemmKey plain{dtype, CUBLASLT_EPILOGUE_DEFAULT, g.trans_a, g.trans_b, g.m, g.n, g.k};
+  if (bias == nullptr) {
+    gemm(plain, weight, inp, out, 0.0f, stream);
+    return;
+  }
+  check_aligned(bias, "bias");
+  GemmKey fused = plain;
+  fused.epilogue = CUBLASLT_EPILOGUE_BIAS;
+  if (options_.fuse_epilogues && try_gemm(fused, weight, inp, out, 0.0f, bias, nullptr, stream)) {
+    ++stats_.fused;
+    return;
+  }
+  // Start from the bias and let the GEMM add to it, as cuda::matmul_forward does.
+  mixed::broadcast_rows(out, bias, N, OC, dtype, stream);
+  gemm(plain, weight, inp, out, 1.0f, stream);
+  ++stats_.unfused;
+}
+
+void LtMatmul::forward_gelu(void* out, void* pre_gelu, const void* inp, const void* weight,
+                            const void* bias, int N, int IC, int OC, WeightLayout layout,
+                            DType dtype, cudaStream_t stream) {
+  check_shape(N, IC, OC);
+  DS_CHECK(pre_gelu != nullptr, "LtMatmul::forward_gelu needs a pre_gelu buffer");
+  if (N == 0) return;
+  check_aligned(out, "out");
+  check_aligned(pre_gelu, "pre_gelu");
+  check_aligned(inp, "inp");
+  check_aligned(weight, "weight");
+  if (bias != nullptr) check_aligned(bias, "bias");
+  const Gemm g = forward_gemm(N, IC, OC, layout);
+  GemmKey fused{dtype, CUBLASLT_EPILOGUE_GELU_AUX, g.trans_a, g.trans_b, g.m, g.n, g.k};
+  if (bias != nullptr) fused.epilogue = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+  if (options_.fuse_epilogues && OC % kAuxLdMultiple == 0 &&
+      try_gemm(fused, weight, inp, out, 0.0f, bias, pre_gelu, stream)) {
+    ++stats_.fused;
+    return;
+  }
+  // Unfused: the GEMM with its bias into pre_gelu (that step counted by forward), then GELU.
+  forward(pre_gelu, inp, weight, bias, N, IC, OC, layout, dtype, stream);
+  mixed::gelu_forward(out, pre_gelu, int64_t{N} * OC, dtype, stream);
+  ++stats_.unfused;
+}
+
+void LtMatmul::backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
+                        const void* weight, int N, int IC, int OC, WeightLayout layout, DType dtype,
+                        cudaStream_t stream) {
+  check_shape(N, IC, OC);
+  if (N == 0) return;
+  check_aligned(dout, "dout");
+  if (dinp != nullptr) {
+    check_aligned(dinp, "dinp");
+    check_aligned(weight, "weight");
+    const Gemm g = input_grad_gemm(N, IC, OC, layout);
+    gemm({dtype, CUBLASLT_EPILOGUE_DEFAULT, g.trans_a, g.trans_b, g.m, g.n, g.k}, weight, dout,
+         dinp, 1.0f, stream);
+  }
+  weight_gradients(dweight, dbias, dout, inp, N, IC, OC, layout, dtype, stream);
+}
+
+void LtMatmul::backward_gelu(void* dpre_gelu, void* dweight, void* dbias, const void* dout,
+                             const void* inp, const void* weight, const void* pre_gelu, int N,
+                             int IC, int OC, WeightLayout layout, DType dtype,
+                             cudaStream_t stream) {
+  check_shape(N, IC, OC);
+  DS_CHECK(dpre_gelu != nullptr && pre_gelu != nullptr,
+           "LtMatmul::backward_gelu needs dpre_gelu and pre_gelu");
+  if (N == 0) return;
+  check_aligned(dpre_gelu, "dpre_gelu");
+  check_aligned(pre_gelu, "pre_gelu");
+  check_aligned(dout, "dout");
+  check_aligned(weight, "weight");
+  const Gemm g = input_grad_gemm(N, IC, OC, layout);
+  const GemmKey plain{dtype, CUBLASLT_EPILOGUE_DEFAULT, g.trans_a, g.trans_b, g.m, g.n, g.k};
+  GemmKey fused = plain;
+  fused.epilogue = CUBLASLT_EPILOGUE_DGELU;
+  // beta = 0: the epilogue's gelu' multiplies the whole GEMM result, so this WRITES.
+  if (options_.fuse_epilogues && IC % kAuxLdMultiple == 0 &&
+      try_gemm(fused, weight, dout, dpre_gelu, 0.0f, nullptr, pre_gelu, stream)) {
+    ++stats_.fused;
+  } else {
+    gemm(plain, weight, dout, dpre_gelu, 0.0f, stream);
+    mixed::gelu_backward_inplace(dpre_gelu, pre_gelu, int64_t{N} * IC, dtype, stream);
+    ++stats_.unfused;
+  }
+  weight_gradients(dweight, dbias, dout, inp, N, IC, OC, layout, dtype, stream);
+}
+
+void LtMatmul::weight_gradients(void* dweight, void* dbias, const void* dout, const void* inp,
+                                int N, int IC, int OC, WeightLayout layout, DType dtype,
+                                cudaStream_t stream) {
+  if (dbias != nullptr) check_aligned(dbias, "dbias");
+  if (dweight == nullptr) {
+    if (dbias != nullptr) mixed::matmul_bias_backward(dbias, dout, N, OC, dtype, stream);
+    return;
+  }
+  check_aligned(dweight, "dweight");
+  check_aligned(inp, "inp");
+  const bool in_out = layout == WeightLayout::kInOut;
+  const void* a = in_out ? dout : inp;
+  const void* b = in_out ? inp : dout;
+  const Gemm g = weight_grad_gemm(N, IC, OC, layout);
+  const GemmKey plain{dtype, CUBLASLT_EPILOGUE_DEFAULT, g.trans_a, g.trans_b, g.m, g.n, g.k};
+  if (dbias != nullptr && options_.fuse_epilogues) {
+    GemmKey fused = plain;
+    fused.epilogue = in_out ? CUBLASLT_EPILOGUE_BGRADA : CUBLASLT_EPILOGUE_BGRADB;
+    if (plan(fused).supported) {
+      // The epilogue writes the column sums (in the storage dtype) into the scratch; dbias +=
+      // them separately, keeping the accumulate contract. dweight adds with beta = 1.
+      void* scratch = bias_scratch(size_t(OC) * dtype_size(dtype));
+      try_gemm(fused, a, b, dweight, 1.0f, scratch, nullptr, stream);
+      mixed::add_inplace(dbias, scratch, OC, dtype, stream);
+      ++stats_.fused;
+      return;
+    }
+  }
+  gemm(plain, a, b, dweight, 1.0f, stream);
+  if (dbias != nullptr) {
+    mixed::matmul_bias_backward(dbias, dout, N, OC, dtype, stream);
+    ++stats_.unfused;
+  }
+}
+
+}  // namespace ds::tensor::cuda

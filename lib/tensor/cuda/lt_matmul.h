@@ -1,0 +1,141 @@
+// The training matmuls on cuBLASLt, for weights and activations stored as f32, bf16 or f16
+// (accumulation always fp32: CUBLAS_COMPUTE_32F, or CUBLAS_COMPUTE_32F_FAST_TF32 for f32 when
+// Options::tf32 asks), with the row-major semantics and both WeightLayouts of
+// cuda::matmul_forward/backward (kernels.h), and the bias, GELU and bias-gradient steps fused
+// into the GEMM's epilogue where cuBLASLt has a kernel for it:
+//   forward        out = inp·W + bias                               CUBLASLT_EPILOGUE_BIAS
+//   forward_gelu   pre_gelu = inp·W + bias, out = GELU(pre_gelu)    ..._GELU_AUX(_BIAS)
+//   backward       dweight += inp-and-dout GEMM, dbias += colsum    ..._BGRADA, ..._BGRADB
+//   backward_gelu  dpre_gelu = gelu'(pre_gelu) ⊙ (dout·Wᵀ)          ..._DGELU
+// Where it has none (a shape outside an epilogue's rules, below, or Options::fuse_epilogues
+// off), the same result comes from a plain GEMM and a separate kernel of bf16_kernels.h.
+//
+// GELU is the tanh approximation throughout, as GPT-2 and tensor/cpu. cublasLt.h does not say
+// which GELU its epilogues compute; llm.c fuses GELU_AUX_BIAS in place of its own tanh GELU
+// kernel, and "cuda lt matmul GELU epilogue is the tanh approximation" in
+// test/cuda_lt_matmul_test.cpp checks it on the device.
+//
+// Contracts, as kernels.h: nothing is allocated per call; every gradient ACCUMULATES (+=)
+// except backward_gelu's dpre_gelu, which is WRITTEN (cuBLASLt applies an epilogue to
+// alpha·AB + beta·C as a whole, so DGELU's gelu' would scale what is already there too; the
+// buffer is a fresh activation gradient in a training step). The bias-gradient epilogues also write
+// rather than add: the fused path writes dbias's sum into a scratch vector owned here and adds it
+// to dbias with a small kernel, so dbias too is +=. The dweight GEMM adds with beta = 1.
+//
+// Rules for the arguments (checked; a violation throws ds::Error saying which):
+// - every pointer 16-byte aligned (cuBLASLt's vector loads; a cudaMalloc'd buffer is 256-byte
+//   aligned, so a view into one must start at a multiple of 8 bf16/f16 or 4 f32 elements);
+// - N, IC, OC positive (N = 0 does nothing); odd sizes are fine for the plain GEMMs.
+// Rules for the fused epilogues (not errors: outside them the unfused path runs):
+// - GELU_AUX_BIAS needs OC % 8 == 0, DGELU IC % 8 == 0 (the pre-GELU matrix's leading
+//   dimension must be a multiple of 8, cublasLt.h on CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD);
+// - the others where cuBLASLt's heuristic returns an algorithm for the shape.
+//
+// Determinism: split-K reductions are limited to CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE (fp32
+// partial sums reduced in a separate step; never INPLACE, which adds partials in the output
+// type), and one algorithm is chosen per shape and kept, so repeated calls give the same bits
+// on one GPU model and toolkit.
+//
+// Each distinct GEMM (dtype, epilogue, transposes, m, n, k) gets a plan on its first call: the
+// descriptors and the heuristic's algorithm, kept for the life of the object. After a training
+// step has run once, later steps query nothing and allocate nothing (stats() counts both). One
+// LtMatmul per stream: the workspace is shared by the calls it queues. Not thread-safe.
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include "tensor/cpu/kernels.h"
+#include "tensor/cuda/device_buffer.h"
+#include "tensor/dtype.h"
+
+namespace ds::tensor::cuda {
+
+class LtMatmul {
+ public:
+  struct Options {
+    bool tf32 = false;           // f32 storage only: inputs rounded to TF32 in the GEMMs
+    bool fuse_epilogues = true;  // false: bias, GELU and bias gradients as separate kernels
+    size_t workspace_bytes = size_t{32} << 20;  // NVIDIA's recommendation for Hopper
+  };
+  struct Stats {
+    int64_t device_allocations = 0;  // cudaMalloc calls made by this object
+    int64_t plans = 0;               // heuristic queries: one per distinct GEMM
+    int64_t fused = 0;               // calls whose epilogue did the bias/GELU/dbias step
+    int64_t unfused = 0;             // calls that ran that step as a separate kernel
+  };
+
+  LtMatmul();  // on the current device; allocates the workspace
+  explicit LtMatmul(Options options);
+  ~LtMatmul();
+  LtMatmul(const LtMatmul&) = delete;
+  LtMatmul& operator=(const LtMatmul&) = delete;
+
+  // out[N,OC] = inp[N,IC] · W (+ bias[OC] when not nullptr).
+  void forward(void* out, const void* inp, const void* weight, const void* bias, int N, int IC,
+               int OC, cpu::WeightLayout layout, DType dtype, cudaStream_t stream);
+  // pre_gelu[N,OC] = inp · W (+ bias), kept for the backward; out = GELU(pre_gelu).
+  void forward_gelu(void* out, void* pre_gelu, const void* inp, const void* weight,
+                    const void* bias, int N, int IC, int OC, cpu::WeightLayout layout, DType dtype,
+                    cudaStream_t stream);
+
+  // dinp (nullable) += dout · W^T; dweight (nullable) += the gradient in W's layout; dbias
+  // (nullable) += column sums of dout.
+  void backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
+                const void* weight, int N, int IC, int OC, cpu::WeightLayout layout, DType dtype,
+                cudaStream_t stream);
+  // The backward of a layer whose input is GELU(pre_gelu) (GPT-2's c_proj after c_fc): the input
+  // gradient goes through the GELU, dpre_gelu[N,IC] = gelu'(pre_gelu) ⊙ (dout · W^T) — WRITTEN;
+  // dweight and dbias as in backward (inp is GELU(pre_gelu), the forward's out).
+  void backward_gelu(void* dpre_gelu, void* dweight, void* dbias, const void* dout, const void* inp,
+                     const void* weight, const void* pre_gelu, int N, int IC, int OC,
+                     cpu::WeightLayout layout, DType dtype, cudaStream_t stream);
+
+  const Options& options() const { return options_; }
+  const Stats& stats() const { return stats_; }
+
+ private:
+  // One column-major cuBLASLt GEMM, D[m,n] = op(A)[m,k] op(B)[k,n], packed operands (ld = rows).
+  struct GemmKey {
+    DType dtype;
+    uint32_t epilogue;  // cublasLtEpilogue_t
+    bool trans_a;
+    bool trans_b;
+    int m;
+    int n;
+    int k;
+    bool operator<(const GemmKey& other) const {
+      return std::tie(dtype, epilogue, trans_a, trans_b, m, n, k) <
+             std::tie(other.dtype, other.epilogue, other.trans_a, other.trans_b, other.m, other.n,
+                      other.k);
+    }
+  };
+  struct Plan;
+
+  Plan& plan(const GemmKey& key);
+  // D = op(A) op(B) + beta D with the key's epilogue on `bias` and `aux`; false (having queued
+  // nothing) when cuBLASLt has no algorithm for it.
+  bool try_gemm(const GemmKey& key, const void* a, const void* b, void* d, float beta,
+                const void* bias, const void* aux, cudaStream_t stream);
+  void gemm(const GemmKey& key, const void* a, const void* b, void* d, float beta,
+            cudaStream_t stream);
+  void weight_gradients(void* dweight, void* dbias, const void* dout, const void* inp, int N,
+                        int IC, int OC, cpu::WeightLayout layout, DType dtype, cudaStream_t stream);
+  void* bias_scratch(size_t bytes);
+
+  Options options_;
+  Stats stats_;
+  cublasLtHandle_t handle_ = nullptr;
+  cublasLtMatmulPreference_t preference_ = nullptr;
+  DeviceBuffer workspace_;
+  DeviceBuffer bias_scratch_;  // the fused bias gradient, before it is added to dbias
+  std::map<GemmKey, std::unique_ptr<Plan>> plans_;
+};
+
+}  // namespace ds::tensor::cuda
