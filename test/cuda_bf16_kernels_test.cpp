@@ -47,33 +47,6 @@ std::string named(const std::string& what, DType dtype) {
   return what + " " + std::string(ds::tensor::dtype_name(dtype));
 }
 
-size_t bytes_of(size_t n, DType dtype) { return ds::tensor::dtype_size(dtype) * n; }
-
-// v as `dtype` stores it, read back as fp32.
-Vec rounded(const Vec& v, DType dtype) {
-  std::vector<char> stored(bytes_of(v.size(), dtype));
-  cpu::from_f32(stored.data(), dtype, v.data(), int64_t(v.size()));
-  Vec out(v.size());
-  cpu::to_f32(out.data(), stored.data(), dtype, int64_t(v.size()));
-  return out;
-}
-
-cuda::DeviceBuffer upload(const Vec& v, DType dtype, const Gpu& gpu) {
-  std::vector<char> stored(bytes_of(v.size(), dtype));
-  cpu::from_f32(stored.data(), dtype, v.data(), int64_t(v.size()));
-  cuda::DeviceBuffer buffer(stored.size());
-  buffer.upload(stored.data(), stored.size(), gpu.s());
-  return buffer;
-}
-
-Vec download(const cuda::DeviceBuffer& buffer, size_t n, DType dtype, const Gpu& gpu) {
-  std::vector<char> stored(bytes_of(n, dtype));
-  buffer.download(stored.data(), stored.size(), gpu.s());
-  Vec out(n);
-  cpu::to_f32(out.data(), stored.data(), dtype, int64_t(n));
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("cuda mixed-precision encoder matches the CPU", "[cuda]") {
@@ -90,26 +63,26 @@ TEST_CASE("cuda mixed-precision encoder matches the CPU", "[cuda]") {
   Vec out(size_t(B) * T * C);
   cpu::encoder_forward(out.data(), tokens.data(), wte.data(), wpe.data(), B, T, C);
   auto d_tokens = to_device(tokens, gpu);
-  auto d_wte = upload(wte, dtype, gpu);
-  auto d_wpe = upload(wpe, dtype, gpu);
+  auto d_wte = to_device(wte, dtype, gpu);
+  auto d_wpe = to_device(wpe, dtype, gpu);
   cuda::DeviceBuffer d_out(bytes_of(out.size(), dtype));
   mixed::encoder_forward(d_out.data(), d_tokens.as<int32_t>(), d_wte.data(), d_wpe.data(), B, T, C,
                          dtype, gpu.s());
-  check_parity(named("mixed encoder_forward", dtype), download(d_out, out.size(), dtype, gpu), out,
+  check_parity(named("mixed encoder_forward", dtype), to_host(d_out, out.size(), dtype, gpu), out,
                dtype == DType::kF32 ? 1e-6 : threshold(dtype));
 
   // Without positions the output is the stored row itself: bitwise.
   cpu::encoder_forward(out.data(), tokens.data(), wte.data(), nullptr, B, T, C);
   mixed::encoder_forward(d_out.data(), d_tokens.as<int32_t>(), d_wte.data(), nullptr, B, T, C,
                          dtype, gpu.s());
-  check_parity(named("mixed encoder_forward no wpe", dtype),
-               download(d_out, out.size(), dtype, gpu), out, 0.0);
+  check_parity(named("mixed encoder_forward no wpe", dtype), to_host(d_out, out.size(), dtype, gpu),
+               out, 0.0);
 
   // fp32 gradients, summed in the CPU's order: expected bitwise.
   const Vec dout = rounded(random_vec(out.size(), 4), dtype);
   Vec dwte = random_vec(wte.size(), 5);
   Vec dwpe = random_vec(wpe.size(), 6);
-  auto d_dout = upload(dout, dtype, gpu);
+  auto d_dout = to_device(dout, dtype, gpu);
   auto d_dwte = to_device(dwte, gpu);
   auto d_dwpe = to_device(dwpe, gpu);
   cpu::encoder_backward(dwte.data(), dwpe.data(), dout.data(), tokens.data(), B, T, C);
@@ -132,15 +105,15 @@ TEST_CASE("cuda mixed-precision layernorm matches the CPU", "[cuda]") {
   Vec out(inp.size()), mean(N), rstd(N);
   cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), weight.data(),
                          bias.data(), N, C, 1e-5f);
-  auto d_inp = upload(inp, dtype, gpu);
-  auto d_weight = upload(weight, dtype, gpu);
-  auto d_bias = upload(bias, dtype, gpu);
+  auto d_inp = to_device(inp, dtype, gpu);
+  auto d_weight = to_device(weight, dtype, gpu);
+  auto d_bias = to_device(bias, dtype, gpu);
   cuda::DeviceBuffer d_out(bytes_of(out.size(), dtype));
   auto d_mean = cuda::DeviceBuffer::floats(N);
   auto d_rstd = cuda::DeviceBuffer::floats(N);
   mixed::layernorm_forward(d_out.data(), d_mean.as<float>(), d_rstd.as<float>(), d_inp.data(),
                            d_weight.data(), d_bias.data(), N, C, 1e-5f, dtype, gpu.s());
-  check_parity(named("mixed layernorm_forward out", dtype), download(d_out, out.size(), dtype, gpu),
+  check_parity(named("mixed layernorm_forward out", dtype), to_host(d_out, out.size(), dtype, gpu),
                out, limit);
   check_parity(named("mixed layernorm_forward mean", dtype), to_host(d_mean, gpu), mean, 1e-5);
   check_parity(named("mixed layernorm_forward rstd", dtype), to_host(d_rstd, gpu), rstd, 1e-5);
@@ -149,21 +122,21 @@ TEST_CASE("cuda mixed-precision layernorm matches the CPU", "[cuda]") {
   Vec dinp = rounded(random_vec(inp.size(), 14), dtype);
   Vec dweight = rounded(random_vec(C, 15), dtype);
   Vec dbias = rounded(random_vec(C, 16), dtype);
-  auto d_dout = upload(dout, dtype, gpu);
-  auto d_dinp = upload(dinp, dtype, gpu);
-  auto d_dweight = upload(dweight, dtype, gpu);
-  auto d_dbias = upload(dbias, dtype, gpu);
+  auto d_dout = to_device(dout, dtype, gpu);
+  auto d_dinp = to_device(dinp, dtype, gpu);
+  auto d_dweight = to_device(dweight, dtype, gpu);
+  auto d_dbias = to_device(dbias, dtype, gpu);
   cpu::layernorm_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(),
                           weight.data(), mean.data(), rstd.data(), N, C);
   mixed::layernorm_backward(d_dinp.data(), d_dweight.data(), d_dbias.data(), d_dout.data(),
                             d_inp.data(), d_weight.data(), d_mean.as<float>(), d_rstd.as<float>(),
                             N, C, dtype, gpu.s());
   check_parity(named("mixed layernorm_backward dinp", dtype),
-               download(d_dinp, dinp.size(), dtype, gpu), dinp, limit);
+               to_host(d_dinp, dinp.size(), dtype, gpu), dinp, limit);
   check_parity(named("mixed layernorm_backward dweight", dtype),
-               download(d_dweight, dweight.size(), dtype, gpu), dweight, limit);
+               to_host(d_dweight, dweight.size(), dtype, gpu), dweight, limit);
   check_parity(named("mixed layernorm_backward dbias", dtype),
-               download(d_dbias, dbias.size(), dtype, gpu), dbias, limit);
+               to_host(d_dbias, dbias.size(), dtype, gpu), dbias, limit);
 }
 
 TEST_CASE("cuda mixed-precision GELU, residual and add match the CPU", "[cuda]") {
@@ -177,42 +150,42 @@ TEST_CASE("cuda mixed-precision GELU, residual and add match the CPU", "[cuda]")
   const Vec other = rounded(random_vec(N, 41), dtype);
   Vec out(N);
   cpu::gelu_forward(out.data(), inp.data(), N);
-  auto d_inp = upload(inp, dtype, gpu);
-  auto d_other = upload(other, dtype, gpu);
+  auto d_inp = to_device(inp, dtype, gpu);
+  auto d_other = to_device(other, dtype, gpu);
   cuda::DeviceBuffer d_out(bytes_of(N, dtype));
   mixed::gelu_forward(d_out.data(), d_inp.data(), N, dtype, gpu.s());
-  check_parity(named("mixed gelu_forward", dtype), download(d_out, N, dtype, gpu), out, limit);
-  auto d_in_place = upload(inp, dtype, gpu);
+  check_parity(named("mixed gelu_forward", dtype), to_host(d_out, N, dtype, gpu), out, limit);
+  auto d_in_place = to_device(inp, dtype, gpu);
   mixed::gelu_forward(d_in_place.data(), d_in_place.data(), N, dtype, gpu.s());
-  check_parity(named("mixed gelu_forward in place", dtype), download(d_in_place, N, dtype, gpu),
-               out, limit);
+  check_parity(named("mixed gelu_forward in place", dtype), to_host(d_in_place, N, dtype, gpu), out,
+               limit);
 
   const Vec dout = rounded(random_vec(N, 42), dtype);
   Vec dinp = rounded(random_vec(N, 43), dtype);
-  auto d_dout = upload(dout, dtype, gpu);
-  auto d_dinp = upload(dinp, dtype, gpu);
+  auto d_dout = to_device(dout, dtype, gpu);
+  auto d_dinp = to_device(dinp, dtype, gpu);
   cpu::gelu_backward(dinp.data(), inp.data(), dout.data(), N);
   mixed::gelu_backward(d_dinp.data(), d_inp.data(), d_dout.data(), N, dtype, gpu.s());
-  check_parity(named("mixed gelu_backward", dtype), download(d_dinp, N, dtype, gpu), dinp, limit);
+  check_parity(named("mixed gelu_backward", dtype), to_host(d_dinp, N, dtype, gpu), dinp, limit);
 
   // The in-place form writes gelu'(x) * d: the CPU's backward into zeros.
   Vec dgelu(N, 0.0f);
   cpu::gelu_backward(dgelu.data(), inp.data(), dout.data(), N);
-  auto d_d = upload(dout, dtype, gpu);
+  auto d_d = to_device(dout, dtype, gpu);
   mixed::gelu_backward_inplace(d_d.data(), d_inp.data(), N, dtype, gpu.s());
-  check_parity(named("mixed gelu_backward_inplace", dtype), download(d_d, N, dtype, gpu), dgelu,
+  check_parity(named("mixed gelu_backward_inplace", dtype), to_host(d_d, N, dtype, gpu), dgelu,
                limit);
 
   cpu::residual_forward(out.data(), inp.data(), other.data(), N);
   mixed::residual_forward(d_out.data(), d_inp.data(), d_other.data(), N, dtype, gpu.s());
-  check_parity(named("mixed residual_forward", dtype), download(d_out, N, dtype, gpu), out,
+  check_parity(named("mixed residual_forward", dtype), to_host(d_out, N, dtype, gpu), out,
                dtype == DType::kF32 ? 1e-6 : limit);
 
-  const Vec start = download(d_out, N, dtype, gpu);  // the stored sums, as the CPU must see them
+  const Vec start = to_host(d_out, N, dtype, gpu);  // the stored sums, as the CPU must see them
   Vec sum = start;
   cpu::add_inplace(sum.data(), other.data(), N);
   mixed::add_inplace(d_out.data(), d_other.data(), N, dtype, gpu.s());
-  check_parity(named("mixed add_inplace", dtype), download(d_out, N, dtype, gpu), sum,
+  check_parity(named("mixed add_inplace", dtype), to_host(d_out, N, dtype, gpu), sum,
                dtype == DType::kF32 ? 1e-6 : limit);
 }
 
@@ -232,7 +205,7 @@ TEST_CASE("cuda mixed-precision fused softmax cross-entropy matches the CPU", "[
                                      N, V);
   cpu::softmax_cross_entropy_backward(dlogits.data(), dlogits.data(), targets.data(), dloss, N, V);
 
-  auto d_logits = upload(logits, dtype, gpu);
+  auto d_logits = to_device(logits, dtype, gpu);
   auto d_targets = to_device(targets, gpu);
   auto d_losses = cuda::DeviceBuffer::floats(N);
   // Evaluation first: losses only, the logits untouched.
@@ -241,7 +214,7 @@ TEST_CASE("cuda mixed-precision fused softmax cross-entropy matches the CPU", "[
   check_parity(named("mixed softmax_cross_entropy losses only", dtype), to_host(d_losses, gpu),
                losses, 1e-5);
   check_parity(named("mixed softmax_cross_entropy logits kept", dtype),
-               download(d_logits, logits.size(), dtype, gpu), logits, 0.0);
+               to_host(d_logits, logits.size(), dtype, gpu), logits, 0.0);
 
   cuda::DeviceBuffer d_own(in_place ? 0 : bytes_of(logits.size(), dtype));
   void* d_dlogits = in_place ? d_logits.data() : d_own.data();
@@ -250,7 +223,7 @@ TEST_CASE("cuda mixed-precision fused softmax cross-entropy matches the CPU", "[
   const Vec gpu_losses = to_host(d_losses, gpu);
   check_parity(named("mixed softmax_cross_entropy losses", dtype), gpu_losses, losses, 1e-5);
   CHECK(gpu_losses[1] == 0.0f);
-  const Vec gpu_dlogits = download(in_place ? d_logits : d_own, logits.size(), dtype, gpu);
+  const Vec gpu_dlogits = to_host(in_place ? d_logits : d_own, logits.size(), dtype, gpu);
   check_parity(named("mixed softmax_cross_entropy dlogits", dtype), gpu_dlogits, dlogits,
                threshold(dtype));
   for (int v = 0; v < V; ++v) REQUIRE(gpu_dlogits[size_t(V) + v] == 0.0f);  // the ignored row
@@ -264,24 +237,24 @@ TEST_CASE("cuda mixed-precision matmul helpers: bias rows and bias gradient", "[
   INFO(ds::tensor::dtype_name(dtype));
   const Vec row = rounded(random_vec(OC, 60), dtype);
   cuda::DeviceBuffer d_rows(bytes_of(size_t(N) * OC, dtype));
-  auto d_row = upload(row, dtype, gpu);
+  auto d_row = to_device(row, dtype, gpu);
   mixed::broadcast_rows(d_rows.data(), d_row.data(), N, OC, dtype, gpu.s());
   Vec rows(size_t(N) * OC);
   for (int n = 0; n < N; ++n) std::copy(row.begin(), row.end(), rows.begin() + size_t(n) * OC);
-  check_parity(named("mixed broadcast_rows", dtype), download(d_rows, rows.size(), dtype, gpu),
-               rows, 0.0);
+  check_parity(named("mixed broadcast_rows", dtype), to_host(d_rows, rows.size(), dtype, gpu), rows,
+               0.0);
 
   const Vec dout = rounded(random_vec(size_t(N) * OC, 61), dtype);
   Vec dbias = rounded(random_vec(OC, 62), dtype);
-  auto d_dout = upload(dout, dtype, gpu);
-  auto d_dbias = upload(dbias, dtype, gpu);
+  auto d_dout = to_device(dout, dtype, gpu);
+  auto d_dbias = to_device(dbias, dtype, gpu);
   for (int c = 0; c < OC; ++c) {
     double sum = dbias[c];
     for (int n = 0; n < N; ++n) sum += dout[size_t(n) * OC + c];
     dbias[c] = float(sum);
   }
   mixed::matmul_bias_backward(d_dbias.data(), d_dout.data(), N, OC, dtype, gpu.s());
-  check_parity(named("mixed matmul_bias_backward", dtype), download(d_dbias, OC, dtype, gpu), dbias,
+  check_parity(named("mixed matmul_bias_backward", dtype), to_host(d_dbias, OC, dtype, gpu), dbias,
                threshold(dtype));
 }
 

@@ -56,32 +56,6 @@ const Precision kF16{DType::kF16, false, "f16", 2e-3};
 // GELU-derived values: the fp32 paths allow for a hardware tanh in cuBLASLt's epilogue.
 double gelu_threshold(const Precision& p) { return std::max(p.threshold, 1e-3); }
 
-size_t bytes_of(size_t n, DType dtype) { return ds::tensor::dtype_size(dtype) * n; }
-
-Vec rounded(const Vec& v, DType dtype) {
-  std::vector<char> stored(bytes_of(v.size(), dtype));
-  cpu::from_f32(stored.data(), dtype, v.data(), int64_t(v.size()));
-  Vec out(v.size());
-  cpu::to_f32(out.data(), stored.data(), dtype, int64_t(v.size()));
-  return out;
-}
-
-cuda::DeviceBuffer upload(const Vec& v, DType dtype, const Gpu& gpu) {
-  std::vector<char> stored(bytes_of(v.size(), dtype));
-  cpu::from_f32(stored.data(), dtype, v.data(), int64_t(v.size()));
-  cuda::DeviceBuffer buffer(stored.size());
-  buffer.upload(stored.data(), stored.size(), gpu.s());
-  return buffer;
-}
-
-Vec download(const cuda::DeviceBuffer& buffer, size_t n, DType dtype, const Gpu& gpu) {
-  std::vector<char> stored(bytes_of(n, dtype));
-  buffer.download(stored.data(), stored.size(), gpu.s());
-  Vec out(n);
-  cpu::to_f32(out.data(), stored.data(), dtype, int64_t(n));
-  return out;
-}
-
 // Whether the calls since `before` all ran their epilogue step fused.
 const char* path(const LtMatmul& lt, const LtMatmul::Stats& before) {
   return lt.stats().unfused == before.unfused ? "[fused]" : "[unfused]";
@@ -144,24 +118,24 @@ TEST_CASE("cuda lt matmul matches the CPU in both layouts, fused and not", "[cud
   Vec out(size_t(N) * OC);
   cpu::matmul_forward(out.data(), inp.data(), weight.data(), with_bias ? bias.data() : nullptr, N,
                       IC, OC, layout);
-  auto d_inp = upload(inp, dtype, gpu);
-  auto d_weight = upload(weight, dtype, gpu);
-  auto d_bias = upload(bias, dtype, gpu);
+  auto d_inp = to_device(inp, dtype, gpu);
+  auto d_weight = to_device(weight, dtype, gpu);
+  auto d_bias = to_device(bias, dtype, gpu);
   cuda::DeviceBuffer d_out(bytes_of(out.size(), dtype));
   LtMatmul::Stats before = lt.stats();
   lt.forward(d_out.data(), d_inp.data(), d_weight.data(), with_bias ? d_bias.data() : nullptr, N,
              IC, OC, layout, dtype, gpu.s());
   check_parity(named("forward", p, where, with_bias ? path(lt, before) : ""),
-               download(d_out, out.size(), dtype, gpu), out, p.threshold);
+               to_host(d_out, out.size(), dtype, gpu), out, p.threshold);
 
   const Vec dout = rounded(random_vec(out.size(), 23), dtype);
   Vec dinp = rounded(random_vec(inp.size(), 24), dtype);
   Vec dweight = rounded(random_vec(weight.size(), 25), dtype);
   Vec dbias = rounded(random_vec(OC, 26), dtype);
-  auto d_dout = upload(dout, dtype, gpu);
-  auto d_dinp = upload(dinp, dtype, gpu);
-  auto d_dweight = upload(dweight, dtype, gpu);
-  auto d_dbias = upload(dbias, dtype, gpu);
+  auto d_dout = to_device(dout, dtype, gpu);
+  auto d_dinp = to_device(dinp, dtype, gpu);
+  auto d_dweight = to_device(dweight, dtype, gpu);
+  auto d_dbias = to_device(dbias, dtype, gpu);
   // Without a bias, also without dinp (the first layer's case).
   cpu::matmul_backward(with_bias ? dinp.data() : nullptr, dweight.data(),
                        with_bias ? dbias.data() : nullptr, dout.data(), inp.data(), weight.data(),
@@ -171,11 +145,11 @@ TEST_CASE("cuda lt matmul matches the CPU in both layouts, fused and not", "[cud
               with_bias ? d_dbias.data() : nullptr, d_dout.data(), d_inp.data(), d_weight.data(), N,
               IC, OC, layout, dtype, gpu.s());
   const char* taken = with_bias ? path(lt, before) : "";
-  check_parity(named("backward dinp", p, where, taken), download(d_dinp, dinp.size(), dtype, gpu),
+  check_parity(named("backward dinp", p, where, taken), to_host(d_dinp, dinp.size(), dtype, gpu),
                dinp, p.threshold);
   check_parity(named("backward dweight", p, where, taken),
-               download(d_dweight, dweight.size(), dtype, gpu), dweight, p.threshold);
-  check_parity(named("backward dbias", p, where, taken), download(d_dbias, OC, dtype, gpu), dbias,
+               to_host(d_dweight, dweight.size(), dtype, gpu), dweight, p.threshold);
+  check_parity(named("backward dbias", p, where, taken), to_host(d_dbias, OC, dtype, gpu), dbias,
                p.threshold);
 }
 
@@ -201,10 +175,10 @@ TEST_CASE("cuda lt matmul GELU epilogues match the CPU's GELU and its backward",
   cpu::matmul_forward(pre.data(), x.data(), w_fc.data(), b_fc.data(), N, C, H, layout);
   cpu::gelu_forward(act.data(), pre.data(), int64_t(act.size()));
 
-  auto d_x = upload(x, dtype, gpu);
-  auto d_w_fc = upload(w_fc, dtype, gpu);
-  auto d_b_fc = upload(b_fc, dtype, gpu);
-  auto d_w_proj = upload(w_proj, dtype, gpu);
+  auto d_x = to_device(x, dtype, gpu);
+  auto d_w_fc = to_device(w_fc, dtype, gpu);
+  auto d_b_fc = to_device(b_fc, dtype, gpu);
+  auto d_w_proj = to_device(w_proj, dtype, gpu);
   cuda::DeviceBuffer d_pre(bytes_of(pre.size(), dtype)), d_act(bytes_of(act.size(), dtype));
   LtMatmul::Stats before = lt.stats();
   lt.forward_gelu(d_act.data(), d_pre.data(), d_x.data(), d_w_fc.data(), d_b_fc.data(), N, C, H,
@@ -212,8 +186,8 @@ TEST_CASE("cuda lt matmul GELU epilogues match the CPU's GELU and its backward",
   const char* taken = path(lt, before);
   const bool fused_fp32 = dtype == DType::kF32 && std::string(taken) == "[fused]";
   check_parity(named("forward_gelu pre_gelu", p, where, taken),
-               download(d_pre, pre.size(), dtype, gpu), pre, p.threshold);
-  check_parity(named("forward_gelu out", p, where, taken), download(d_act, act.size(), dtype, gpu),
+               to_host(d_pre, pre.size(), dtype, gpu), pre, p.threshold);
+  check_parity(named("forward_gelu out", p, where, taken), to_host(d_act, act.size(), dtype, gpu),
                act, fused_fp32 ? gelu_threshold(p) : p.threshold);
 
   // c_proj's backward: d_act = dout · W_proj^T, dpre = gelu'(pre) d_act (written); dW_proj and
@@ -225,10 +199,10 @@ TEST_CASE("cuda lt matmul GELU epilogues match the CPU's GELU and its backward",
   cpu::matmul_backward(d_act_cpu.data(), dw_proj.data(), db_proj.data(), dout.data(), act.data(),
                        w_proj.data(), N, H, C, layout);
   cpu::gelu_backward(dpre.data(), pre.data(), d_act_cpu.data(), int64_t(dpre.size()));
-  auto d_dout = upload(dout, dtype, gpu);
-  auto d_dw_proj = upload(dw_proj, dtype, gpu);
-  auto d_db_proj = upload(db_proj, dtype, gpu);
-  auto d_dpre = upload(random_vec(pre.size(), 77), dtype, gpu);  // garbage the op must overwrite
+  auto d_dout = to_device(dout, dtype, gpu);
+  auto d_dw_proj = to_device(dw_proj, dtype, gpu);
+  auto d_db_proj = to_device(db_proj, dtype, gpu);
+  auto d_dpre = to_device(random_vec(pre.size(), 77), dtype, gpu);  // garbage the op must overwrite
   before = lt.stats();
   lt.backward_gelu(d_dpre.data(), d_dw_proj.data(), d_db_proj.data(), d_dout.data(), d_act.data(),
                    d_w_proj.data(), d_pre.data(), N, H, C, layout, dtype, gpu.s());
@@ -237,10 +211,10 @@ TEST_CASE("cuda lt matmul GELU epilogues match the CPU's GELU and its backward",
                                 ? gelu_threshold(p)
                                 : p.threshold;
   check_parity(named("backward_gelu dpre_gelu", p, where, taken),
-               download(d_dpre, dpre.size(), dtype, gpu), dpre, gelu_limit);
+               to_host(d_dpre, dpre.size(), dtype, gpu), dpre, gelu_limit);
   check_parity(named("backward_gelu dweight", p, where, taken),
-               download(d_dw_proj, dw_proj.size(), dtype, gpu), dw_proj, gelu_limit);
-  check_parity(named("backward_gelu dbias", p, where, taken), download(d_db_proj, C, dtype, gpu),
+               to_host(d_dw_proj, dw_proj.size(), dtype, gpu), dw_proj, gelu_limit);
+  check_parity(named("backward_gelu dbias", p, where, taken), to_host(d_db_proj, C, dtype, gpu),
                db_proj, p.threshold);
 }
 
@@ -320,14 +294,14 @@ TEST_CASE("cuda lt matmul: a repeated step plans nothing, allocates nothing, rep
   INFO(ds::tensor::dtype_name(dtype));
   LtMatmul lt;
   const int N = 32, C = 64, H = 256;
-  auto d_x = upload(random_vec(size_t(N) * C, 90), dtype, gpu);
-  auto d_w_fc = upload(random_vec(size_t(C) * H, 91), dtype, gpu);
-  auto d_b_fc = upload(random_vec(H, 92), dtype, gpu);
-  auto d_w_proj = upload(random_vec(size_t(H) * C, 93), dtype, gpu);
-  auto d_b_proj = upload(random_vec(C, 94), dtype, gpu);
+  auto d_x = to_device(random_vec(size_t(N) * C, 90), dtype, gpu);
+  auto d_w_fc = to_device(random_vec(size_t(C) * H, 91), dtype, gpu);
+  auto d_b_fc = to_device(random_vec(H, 92), dtype, gpu);
+  auto d_w_proj = to_device(random_vec(size_t(H) * C, 93), dtype, gpu);
+  auto d_b_proj = to_device(random_vec(C, 94), dtype, gpu);
   cuda::DeviceBuffer d_pre(bytes_of(size_t(N) * H, dtype)), d_act(bytes_of(size_t(N) * H, dtype));
   cuda::DeviceBuffer d_y(bytes_of(size_t(N) * C, dtype));
-  auto d_dy = upload(random_vec(size_t(N) * C, 95), dtype, gpu);
+  auto d_dy = to_device(random_vec(size_t(N) * C, 95), dtype, gpu);
   cuda::DeviceBuffer d_dpre(bytes_of(size_t(N) * H, dtype)), d_dx(bytes_of(size_t(N) * C, dtype));
   cuda::DeviceBuffer d_dw_fc(bytes_of(size_t(C) * H, dtype)), d_db_fc(bytes_of(H, dtype));
   cuda::DeviceBuffer d_dw_proj(bytes_of(size_t(H) * C, dtype)), d_db_proj(bytes_of(C, dtype));

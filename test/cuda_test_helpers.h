@@ -13,9 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "tensor/cpu/cast.h"
 #include "tensor/cuda/blas.h"
 #include "tensor/cuda/device_buffer.h"
 #include "tensor/cuda/device_info.h"
+#include "tensor/dtype.h"
 
 namespace ds_cuda_test {
 
@@ -79,6 +81,38 @@ std::vector<T> to_host(const cuda::DeviceBuffer& buffer, size_t n, const Gpu& gp
 
 inline Vec to_host(const cuda::DeviceBuffer& buffer, const Gpu& gpu) {
   return to_host<float>(buffer, buffer.bytes() / sizeof(float), gpu);
+}
+
+// Bytes of n elements of `dtype`.
+inline size_t bytes_of(size_t n, ds::tensor::DType dtype) {
+  return ds::tensor::dtype_size(dtype) * n;
+}
+
+// v as `dtype` stores it (f32, bf16 or f16), read back as fp32.
+inline Vec rounded(const Vec& v, ds::tensor::DType dtype) {
+  std::vector<char> stored(ds::tensor::dtype_size(dtype) * v.size());
+  ds::tensor::cpu::from_f32(stored.data(), dtype, v.data(), int64_t(v.size()));
+  Vec out(v.size());
+  ds::tensor::cpu::to_f32(out.data(), stored.data(), dtype, int64_t(v.size()));
+  return out;
+}
+
+// v stored as `dtype` on the device, and n elements of `dtype` back as fp32.
+inline cuda::DeviceBuffer to_device(const Vec& v, ds::tensor::DType dtype, const Gpu& gpu) {
+  std::vector<char> stored(ds::tensor::dtype_size(dtype) * v.size());
+  ds::tensor::cpu::from_f32(stored.data(), dtype, v.data(), int64_t(v.size()));
+  cuda::DeviceBuffer buffer(stored.size());
+  buffer.upload(stored.data(), stored.size(), gpu.s());
+  return buffer;
+}
+
+inline Vec to_host(const cuda::DeviceBuffer& buffer, size_t n, ds::tensor::DType dtype,
+                   const Gpu& gpu) {
+  std::vector<char> stored(ds::tensor::dtype_size(dtype) * n);
+  buffer.download(stored.data(), stored.size(), gpu.s());
+  Vec out(n);
+  ds::tensor::cpu::to_f32(out.data(), stored.data(), dtype, int64_t(n));
+  return out;
 }
 
 inline double normalised_error(const Vec& gpu, const Vec& cpu) {

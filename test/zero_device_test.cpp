@@ -12,57 +12,16 @@
 #include <string>
 #include <vector>
 
-#include "config/train_config.h"
-#include "model/init.h"
+#include "engine_run_helpers.h"
 #include "tensor/memory.h"
 #include "zero/device_comm.h"
 #include "zero/engine.h"
 
 using namespace ds;
+using ds::testing::EngineRun;
+using ds::testing::make_config;
 
 namespace {
-
-config::TrainConfig make_config(int stage, const std::string& precision,
-                                const std::string& zero = "") {
-  const std::string yaml =
-      "model: {n_layer: 2, n_head: 2, n_embd: 32, vocab_size: 64, block_size: 16}\n"
-      "data: {train: unused.txt}\n"
-      "deepspeed: {train_micro_batch_size_per_gpu: 2, gradient_accumulation_steps: 2,\n"
-      "  gradient_clipping: 1.0, " +
-      precision + " zero_optimization: {stage: " + std::to_string(stage) + zero +
-      "},\n"
-      "  optimizer: {type: AdamW, params: {lr: 0.01, weight_decay: 0.1}}}\n";
-  return config::parse_train_config(config::parse_document(yaml, "t.yaml", "", false), 1);
-}
-
-void fill(int step, int micro, int32_t* in, int32_t* tgt) {
-  for (int i = 0; i < 2 * 16; ++i) {
-    const int v = (step * 131 + micro * 17 + i * 7 + (i * i) % 11) % 64;
-    in[i] = v;
-    tgt[i] = (v * 5 + 3) % 64;
-  }
-}
-
-// A model and its engine on `device`, from the same initial weights every time.
-struct Run {
-  Run(const config::TrainConfig& cfg, tensor::Device device)
-      : ops(tensor::make_ops(device)), gpt(cfg.model, *ops) {
-    std::vector<float> initial(static_cast<size_t>(gpt.layout().total));
-    model::init_weights(gpt.layout(), cfg.model, 5, initial.data());
-    engine = std::make_unique<zero::Engine>(cfg, gpt, initial.data(),
-                                            std::make_unique<zero::SingleRankComm>());
-  }
-  std::vector<zero::StepStats> train(int first, int steps) {
-    std::vector<zero::StepStats> out;
-    for (int s = first; s < first + steps; ++s) {
-      out.push_back(engine->train_step([s](int m, int32_t* in, int32_t* t) { fill(s, m, in, t); }));
-    }
-    return out;
-  }
-  std::unique_ptr<tensor::Ops> ops;
-  model::Gpt gpt;
-  std::unique_ptr<zero::Engine> engine;
-};
 
 void check_same(const std::vector<zero::StepStats>& got, const std::vector<zero::StepStats>& want,
                 double tolerance) {
@@ -115,8 +74,8 @@ TEST_CASE("with its states on a device the engine trains the CPU's numbers", "[z
     for (int stage : {0, 1, 2, 3}) {
       INFO("stage " << stage << (precision.empty() ? " fp32" : " bf16"));
       const auto cfg = make_config(stage, precision);
-      Run cpu(cfg, tensor::Device::cpu());
-      Run device(cfg, tensor::Device::emulated());
+      EngineRun cpu(cfg, tensor::Device::cpu());
+      EngineRun device(cfg, tensor::Device::emulated());
       check_same(device.train(0, 5), cpu.train(0, 5), 0);
       CHECK(device.engine->full_parameters() == cpu.engine->full_parameters());
       // The states are device memory, not host memory.
@@ -133,14 +92,14 @@ TEST_CASE("device states go out to checkpoints and come back", "[zero][device]")
   for (int stage : {0, 3}) {
     INFO("stage " << stage);
     const auto cfg = make_config(stage, "bf16: {enabled: true},");
-    Run cpu(cfg, tensor::Device::cpu());
-    Run device(cfg, tensor::Device::emulated());
+    EngineRun cpu(cfg, tensor::Device::cpu());
+    EngineRun device(cfg, tensor::Device::emulated());
     cpu.train(0, 3);
     device.train(0, 3);
     CHECK(saved_state(*device.engine) == saved_state(*cpu.engine));
 
     // A fresh device engine loads the state and continues as the CPU engine does.
-    Run resumed(cfg, tensor::Device::emulated());
+    EngineRun resumed(cfg, tensor::Device::emulated());
     resumed.engine->load_state(full_state(*device.engine), device.engine->applied_steps(),
                                device.engine->loss_scaler().state());
     check_same(resumed.train(3, 3), cpu.train(3, 3), 0);
@@ -156,11 +115,11 @@ TEST_CASE("ZeRO-Offload keeps the states on the host and serves the model on the
         make_config(stage, "bf16: {enabled: true},", ", offload_optimizer: {device: cpu}" + params);
     const size_t host_before =
         tensor::MemoryTracker::instance().bytes(tensor::MemoryCategory::kOptimizerState);
-    Run cpu(cfg, tensor::Device::cpu());
+    EngineRun cpu(cfg, tensor::Device::cpu());
     const size_t host_cpu_run =
         tensor::MemoryTracker::instance().bytes(tensor::MemoryCategory::kOptimizerState) -
         host_before;
-    Run device(cfg, tensor::Device::emulated());
+    EngineRun device(cfg, tensor::Device::emulated());
     // The device run's optimizer states are in host memory too.
     CHECK(tensor::MemoryTracker::instance().bytes(tensor::MemoryCategory::kOptimizerState) -
               host_before ==

@@ -13,6 +13,22 @@
 #include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/kernel_helpers.cuh"
 
+// detail::column_sum into 16-bit storage: the column's total added in fp32, rounded once.
+namespace ds::tensor::cuda::detail {
+template <>
+struct ColumnAdd<__nv_bfloat16> {
+  __device__ static void add(__nv_bfloat16* dst, int c, float total) {
+    dst[c] = __float2bfloat16_rn(__bfloat162float(dst[c]) + total);
+  }
+};
+template <>
+struct ColumnAdd<__half> {
+  __device__ static void add(__half* dst, int c, float total) {
+    dst[c] = __float2half_rn(__half2float(dst[c]) + total);
+  }
+};
+}  // namespace ds::tensor::cuda::detail
+
 namespace ds::tensor::cuda::mixed {
 
 using namespace detail;
@@ -149,33 +165,6 @@ __global__ void layernorm_backward_input_kernel(T* dinp, const T* dout, const T*
     const float grad = (load(weight, c) * load(d, c) - dnorm_mean - norm * dnorm_norm_mean) * s;
     store(di, c, load(di, c) + grad);
   }
-}
-
-// dst[c] += sum over n of term(n, c) in dst's storage type, rounded once: detail::column_sum's
-// fixed order (32 rows of threads per 32 columns, partial sums added in row order).
-template <typename T, typename Term>
-__global__ void column_sum_kernel(T* dst, int N, int C, Term term) {
-  __shared__ float partial[kColumnTile][kColumnTile + 1];
-  const int c = blockIdx.x * kColumnTile + threadIdx.x;
-  float sum = 0.0f;
-  if (c < C) {
-    for (int n = threadIdx.y; n < N; n += kColumnTile) sum += term(n, c);
-  }
-  partial[threadIdx.y][threadIdx.x] = sum;
-  __syncthreads();
-  if (threadIdx.y == 0 && c < C) {
-    float total = 0.0f;
-    for (int y = 0; y < kColumnTile; ++y) total += partial[y][threadIdx.x];
-    store(dst, c, load(dst, c) + total);
-  }
-}
-
-template <typename T, typename Term>
-void column_sum(T* dst, int N, int C, Term term, cudaStream_t stream) {
-  if (C == 0) return;
-  column_sum_kernel<<<blocks_for(C, kColumnTile), dim3(kColumnTile, kColumnTile), 0, stream>>>(
-      dst, N, C, term);
-  DS_CUDA_LAUNCHED();
 }
 
 template <typename T>

@@ -62,12 +62,19 @@ struct Max {
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
 
+// How column_sum adds a column's total into dst: in place for fp32; a 16-bit storage type
+// specialises it (bf16_kernels.cu) to add in fp32 and round once.
+template <typename T>
+struct ColumnAdd {
+  __device__ static void add(T* dst, int c, float total) { dst[c] += total; }
+};
+
 // dst[c] += sum over n of term(n, c), for c in [0, C). A block owns 32 columns; its 32 rows of
 // threads take rows n = y, y + 32, ... and the 32 partial sums are added in y order, so every
 // column is summed in the same order on every run, with no atomics.
 constexpr int kColumnTile = 32;
-template <typename Term>
-__global__ void column_sum_kernel(float* dst, int N, int C, Term term) {
+template <typename T, typename Term>
+__global__ void column_sum_kernel(T* dst, int N, int C, Term term) {
   __shared__ float partial[kColumnTile][kColumnTile + 1];
   const int c = blockIdx.x * kColumnTile + threadIdx.x;
   float sum = 0.0f;
@@ -79,12 +86,12 @@ __global__ void column_sum_kernel(float* dst, int N, int C, Term term) {
   if (threadIdx.y == 0 && c < C) {
     float total = 0.0f;
     for (int y = 0; y < kColumnTile; ++y) total += partial[y][threadIdx.x];
-    dst[c] += total;
+    ColumnAdd<T>::add(dst, c, total);
   }
 }
 
-template <typename Term>
-void column_sum(float* dst, int N, int C, Term term, cudaStream_t stream) {
+template <typename T, typename Term>
+void column_sum(T* dst, int N, int C, Term term, cudaStream_t stream) {
   if (C == 0) return;
   column_sum_kernel<<<blocks_for(C, kColumnTile), dim3(kColumnTile, kColumnTile), 0, stream>>>(
       dst, N, C, term);
