@@ -52,6 +52,9 @@ def parse_args():
     p.add_argument("--hf", help="a Hugging Face model folder (GPT-2 or Llama): its shape and weights")
     p.add_argument("--save-init", help="write the initial weights here first")
     p.add_argument("--json", action="store_true", help="print one JSON object per step")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (bench/gpu_bench.sh)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast for the forward (torch.amp), fp32 weights and optimizer")
     return p.parse_args()
 
 
@@ -81,6 +84,8 @@ def main():
     if args.save_init:
         write_safetensors(args.save_init, {n: p.detach() for n, p in model.named_parameters()}, {"format": "pt"})
 
+    device = torch.device(args.device)
+    model.to(device)
     with open(args.data, "rb") as f:
         stream = torch.tensor(list(f.read()), dtype=torch.long)
     length = stream.numel()
@@ -91,7 +96,7 @@ def main():
     def micro_batch(step, m):
         first = step * tb + m * mb
         rows = [stream[(((first + k) * t) + offsets) % length] for k in range(mb)]
-        windows = torch.stack(rows)
+        windows = torch.stack(rows).to(device)
         return windows[:, :-1], windows[:, 1:]
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(args.beta1, args.beta2),
@@ -104,7 +109,8 @@ def main():
         loss_sum = 0.0
         for m in range(gas):
             inputs, targets = micro_batch(step, m)
-            _, loss = model(inputs, targets)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                _, loss = model(inputs, targets)
             (loss / gas).backward()
             loss_sum += loss.item()
         norm = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters())).item()
@@ -114,6 +120,8 @@ def main():
                 for p in model.parameters():
                     p.grad.mul_(coefficient)
         optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         seconds = time.perf_counter() - step_start
         record = {"step": step + 1, "loss": loss_sum / gas, "grad_norm": norm,
                   "tokens_per_s": tokens_per_step / seconds, "elapsed_s": time.perf_counter() - start}

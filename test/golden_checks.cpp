@@ -10,6 +10,7 @@
 #include "model/gpt.h"
 #include "model/head_layer.h"
 #include "optim/optimizer.h"
+#include "process_helpers.h"
 #include "tensor/memory.h"
 
 using ds::checkpoint::SafetensorsFile;
@@ -32,8 +33,7 @@ double meta_double(const SafetensorsFile& f, const std::string& key) {
 }
 
 Golden load_golden(const std::string& fixture) {
-  Golden g{SafetensorsFile::load(std::string(DS_SOURCE_DIR) + "/test/golden/" + fixture +
-                                 ".safetensors"),
+  Golden g{SafetensorsFile::load(ds::testing::kSource + "/test/golden/" + fixture + ".safetensors"),
            {},
            0,
            0,

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -31,8 +32,14 @@ inline Run run(const std::string& command) {
   return r;
 }
 
-inline const std::string kBin = std::string(DS_BINARY_DIR) + "/bin/";
-inline const std::string kSource = std::string(DS_SOURCE_DIR);
+// The build and source folders the tests were built in, unless DS_TEST_BINARY_DIR and
+// DS_TEST_SOURCE_DIR say otherwise (scripts/gpu-check.sh runs prebuilt tests elsewhere).
+inline std::string test_dir(const char* variable, const char* built_in) {
+  const char* value = std::getenv(variable);
+  return value != nullptr && *value != '\0' ? value : built_in;
+}
+inline const std::string kBin = test_dir("DS_TEST_BINARY_DIR", DS_BINARY_DIR) + "/bin/";
+inline const std::string kSource = test_dir("DS_TEST_SOURCE_DIR", DS_SOURCE_DIR);
 
 // A whole file as bytes ("" when it cannot be read: tests check contents, not errors).
 inline std::string read_file(const std::filesystem::path& path) {

@@ -32,6 +32,12 @@ int64_t configured_pipeline_stages(const std::string& path) {
 // Where this rank computes: train.device, LOCAL_RANK and the GPUs CUDA_VISIBLE_DEVICES leaves.
 DeviceChoice choose_rank_device(const config::TrainConfig& cfg, const RankInfo& info,
                                 const EnvMap& env) {
+  // DS_EMULATED_DEVICE=1 (tests): the rank's device is host memory reached as a GPU's is
+  // (tensor/device.h), so that multi-process tests run the device paths without a GPU.
+  if (const auto it = env.find("DS_EMULATED_DEVICE"); it != env.end() && it->second == "1") {
+    return {tensor::Device::emulated(), false, info.backend,
+            "emulated (DS_EMULATED_DEVICE=1: host memory used as a device's)"};
+  }
   DeviceRequest request;
   request.device = cfg.train.device;
   request.backend = info.backend;
@@ -45,14 +51,7 @@ DeviceChoice choose_rank_device(const config::TrainConfig& cfg, const RankInfo& 
   if (auto it = env.find("CUDA_VISIBLE_DEVICES"); it != env.end()) {
     request.cuda_visible_devices = it->second;
   }
-  DeviceChoice choice = choose_device(request);
-  // DS_EMULATED_DEVICE=1 (tests): the rank's device is host memory reached as a GPU's is
-  // (tensor/device.h), so that multi-process tests run the device paths without a GPU.
-  if (const auto it = env.find("DS_EMULATED_DEVICE"); it != env.end() && it->second == "1") {
-    choice.device = tensor::Device::emulated();
-    choice.summary = "emulated (DS_EMULATED_DEVICE=1: host memory used as a device's)";
-  }
-  return choice;
+  return choose_device(request);
 }
 
 }  // namespace

@@ -54,7 +54,9 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options, TrainG
   // Bad data must stop us before any work: load (and check) it first.
   data_ = data::load_datasets(cfg_.data, cfg_.model.vocab_size, seq_len_);
 
-  ops_ = tensor::make_ops(groups.device);
+  // Mixed precision on a GPU: the fp32 compute's matmuls on TF32 tensor cores (inputs rounded
+  // to 10 bits of mantissa, still finer than bf16's 7); an fp32 run keeps full fp32.
+  ops_ = tensor::make_ops(groups.device, cfg_.ds.bf16.enabled || cfg_.ds.fp16.enabled);
   model_ = std::make_unique<model::Gpt>(cfg_.model, *ops_);
   model_->set_activation_checkpoint_interval(
       static_cast<int>(cfg_.ds.pipeline.activation_checkpoint_interval));

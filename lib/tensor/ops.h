@@ -121,8 +121,9 @@ class Ops {
 // The CPU implementation (OpenBLAS + OpenMP); one object serves every thread.
 Ops& cpu_ops();
 
-// A new Ops on `device`: the CPU's, or a CUDA device's own stream and cuBLAS handle. Throws
-// ds::UsageError for a CUDA device in a build without CUDA.
-std::unique_ptr<Ops> make_ops(Device device);
+// A new Ops on `device`: the CPU's (also for the emulated device), or a CUDA device's own
+// stream and cuBLAS handle, its matmuls on TF32 tensor cores when `tf32` (ignored elsewhere).
+// Throws ds::UsageError for a CUDA device in a build without CUDA.
+std::unique_ptr<Ops> make_ops(Device device, bool tf32 = false);
 
 }  // namespace ds::tensor

@@ -165,11 +165,12 @@ Ops& cpu_ops() {
   return ops;
 }
 
-std::unique_ptr<Ops> make_ops(Device device) {
+std::unique_ptr<Ops> make_ops(Device device, bool tf32) {
   if (device.type != DeviceType::kCuda) return std::make_unique<CpuOps>(device);
 #if defined(DS_WITH_CUDA)
-  return std::make_unique<cuda::CudaOps>(device.index);
+  return std::make_unique<cuda::CudaOps>(device.index, tf32);
 #else
+  (void)tf32;
   throw UsageError(
       fmt::format("{} was asked for, but this build of dstrain has no CUDA", device.str()),
       "rebuild with -DDS_CUDA=ON, or use train.device: cpu");

@@ -4,9 +4,10 @@
 
 namespace ds::tensor::cuda {
 
-Blas::Blas() {
+Blas::Blas(bool tf32) {
   DS_CUBLAS_CALL(cublasCreate(&handle_));
-  DS_CUBLAS_CALL(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH));
+  DS_CUBLAS_CALL(
+      cublasSetMathMode(handle_, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   DS_CUBLAS_CALL(cublasSetAtomicsMode(handle_, CUBLAS_ATOMICS_NOT_ALLOWED));
   DS_CUBLAS_CALL(cublasSetPointerMode(handle_, CUBLAS_POINTER_MODE_HOST));
 }

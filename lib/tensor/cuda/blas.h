@@ -1,9 +1,10 @@
 // The cuBLAS handle the matmul and attention ops run their GEMMs on, and a row-major GEMM in
 // the shape of cblas_sgemm(CblasRowMajor, ...) so that the CUDA ops read like the CPU ones.
 //
-// fp32 GEMMs run in full fp32: the handle is set to CUBLAS_DEFAULT_MATH, which uses no TF32
-// (unless NVIDIA_TF32_OVERRIDE=1 is set in the environment), and atomics stay disallowed, so
-// results are bitwise repeatable on one GPU model and toolkit.
+// fp32 GEMMs run in full fp32 by default: the handle is set to CUBLAS_DEFAULT_MATH, which uses
+// no TF32 (unless NVIDIA_TF32_OVERRIDE=1 is set in the environment); asked for, TF32 tensor
+// cores round the inputs to 10 bits of mantissa and accumulate in fp32. Atomics stay
+// disallowed, so results are bitwise repeatable on one GPU model and toolkit.
 #pragma once
 
 #include <cublas_v2.h>
@@ -15,7 +16,8 @@ namespace ds::tensor::cuda {
 
 class Blas {
  public:
-  Blas();  // on the current device; throws ds::Error naming the failing call
+  // On the current device; throws ds::Error naming the failing call.
+  explicit Blas(bool tf32 = false);
   ~Blas();
   Blas(const Blas&) = delete;
   Blas& operator=(const Blas&) = delete;

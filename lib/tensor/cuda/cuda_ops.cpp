@@ -19,10 +19,10 @@ int select(int device) {
 
 }  // namespace
 
-CudaOps::CudaOps(int device)
+CudaOps::CudaOps(int device, bool tf32)
     : device_(select(device)),
       stream_(std::make_unique<Stream>()),
-      blas_(std::make_unique<Blas>()),
+      blas_(std::make_unique<Blas>(tf32)),
       sum_(sizeof(double), MemoryCategory::kOther, Device::cuda(device)) {}
 
 CudaOps::~CudaOps() = default;

@@ -18,7 +18,8 @@ class Stream;
 class CudaOps final : public Ops {
  public:
   // Makes `device` current for the calling thread and creates the stream and handle on it.
-  explicit CudaOps(int device);
+  // tf32: the matmuls (attention's too) on TF32 tensor cores (blas.h).
+  explicit CudaOps(int device, bool tf32 = false);
   ~CudaOps() override;
 
   Device device() const override { return Device::cuda(device_); }

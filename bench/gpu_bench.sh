@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# GPT-2 124M training on one GPU: dsworker against PyTorch eager on the same GPU, same model
+# (12 x 768, vocab 50257, T=1024), batch and data, in the same run (issue 10's target: >= 40%
+# MFU by llm.c's formula, 6N + 6·L·C·T FLOPs per token, and faster than PyTorch).
+#
+#   bench/gpu_bench.sh        (BUILD_DIR, STEPS, MICRO_BATCH, PRECISION=bf16|fp32, PYTHON,
+#                              DS_LIB_PATH: library folders for dsworker alone, gpu-check.sh)
+#
+# Prints tokens/s (the median over the steps after the first two) and MFU against the GPU's
+# dense peak for the precision (worker/mfu.cpp's table) for both, and the ratio. dsworker's
+# bf16 keeps bf16 weights with fp32 master weights and computes in fp32 with TF32 matmuls;
+# PyTorch's runs the forward under bf16 autocast with fp32 weights. Exits 77 without a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir=${BUILD_DIR:-build}
+steps=${STEPS:-12}
+micro=${MICRO_BATCH:-16}
+precision=${PRECISION:-bf16}
+
+# A Python whose torch sees a GPU: on the GPU machines plain python3; Debian's is CPU-only.
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3 /usr/bin/python3; do
+    if "$candidate" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' \
+        2>/dev/null; then
+      python=$candidate
+      break
+    fi
+  done
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# Any text does (bytes are tokens, the stream wraps): setup-deps.sh's corpus, or else the
+# project's own documentation (the GPU machines have no Debian packages to make the corpus).
+corpus=data/fortunes.txt
+if [ ! -s "$corpus" ]; then
+  corpus=$work/corpus.txt
+  cat README.md docs/*.md > "$corpus"
+fi
+bf16=false
+[ "$precision" = bf16 ] && bf16=true
+cat > "$work/gpt2.yaml" <<CFG
+model: {n_layer: 12, n_head: 12, n_embd: 768, vocab_size: 50257, block_size: 1024}
+data: {train: $(realpath "$corpus"), seq_len: 1024, shuffle: false, val_fraction: 0}
+deepspeed:
+  train_micro_batch_size_per_gpu: $micro
+  steps_per_print: 1
+  gradient_clipping: 1.0
+  bf16: {enabled: $bf16}
+  optimizer: {type: AdamW, params: {lr: 0.0003, weight_decay: 0.1}}
+train: {steps: $steps, device: cuda}
+CFG
+
+status=0
+LD_LIBRARY_PATH=${DS_LIB_PATH:+$DS_LIB_PATH:}${LD_LIBRARY_PATH:-} "$build_dir/bin/dsworker" \
+  "$work/gpt2.yaml" --metrics "$work/ds.jsonl" > "$work/ds.log" 2>&1 || status=$?
+if [ "$status" -ne 0 ]; then
+  cat "$work/ds.log"
+  if grep -q "no CUDA device is visible" "$work/ds.log"; then exit 77; fi
+  exit "$status"
+fi
+grep -m1 "device:" "$work/ds.log" || true
+
+summary() {  # JSON lines on stdin → "tokens/s mfu%" (medians over steps >= 3)
+  python3 -c '
+import json, statistics, sys
+rows = [r for r in map(json.loads, sys.stdin) if "tokens_per_s" in r and r["step"] >= 3]
+tps = statistics.median(r["tokens_per_s"] for r in rows)
+mfu = [r["mfu"] for r in rows if "mfu" in r]
+print(f"{tps:.0f} {100 * statistics.median(mfu):.1f}" if mfu else f"{tps:.0f} -")'
+}
+read -r ds_tps ds_mfu < <(summary < "$work/ds.jsonl")
+printf '%-34s %14s %8s\n' "GPT-2 124M, B=$micro T=1024, $precision" "tokens/s" "MFU %"
+printf '%-34s %14s %8s\n' "dstrain (dsworker)" "$ds_tps" "$ds_mfu"
+
+if [ -z "$python" ]; then
+  echo "PyTorch with CUDA not found (set PYTHON): no same-GPU comparison"
+  exit 0
+fi
+flag=()
+[ "$bf16" = true ] && flag=(--bf16)
+"$python" scripts/torch_train.py --data "$corpus" --n-layer 12 --n-head 12 --n-embd 768 \
+  --vocab-size 50257 --block-size 1024 --micro-batch "$micro" --steps "$steps" --lr 0.0003 \
+  --weight-decay 0.1 --clip 1.0 --device cuda "${flag[@]}" --json > "$work/pt.jsonl"
+read -r pt_tps _ < <(summary < "$work/pt.jsonl")
+# The same model and peak: PyTorch's MFU scales with its tokens/s.
+pt_mfu=$(python3 -c "m='$ds_mfu'; print('-' if m == '-' else f'{float(m) * $pt_tps / $ds_tps:.1f}')")
+printf '%-34s %14s %8s\n' "PyTorch $("$python" -c 'import torch; print(torch.__version__)') eager" \
+  "$pt_tps" "$pt_mfu"
+echo "dstrain / PyTorch: $(python3 -c "print(f'{$ds_tps / $pt_tps:.2f}x')")"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Here, on a machine without a GPU: build with CUDA and pack what scripts/gpu-check.sh needs on
+# a GPU machine that lacks this project's Debian libraries (the lent GPU machines have CUDA,
+# NCCL and PyTorch but not yaml-cpp, Gloo, OpenBLAS, ...). The bundle holds the programs, the
+# cuda-labelled test binaries, the shared libraries they load that are neither CUDA's nor the
+# C runtime's. gpu-check.sh uses it when it is there (pointing the tests at it and at the
+# checkout with DS_TEST_BINARY_DIR and DS_TEST_SOURCE_DIR):
+#
+#   scripts/gpu-bundle.sh                      # writes .gpu-bundle.tar.xz (git-ignored)
+#   (device tool) carry .gpu-bundle.tar.xz; run: bash scripts/gpu-check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir=${BUILD_DIR:-build}
+out=${OUT_FILE:-.gpu-bundle.tar.xz}
+BUILD_DIR=$build_dir DS_CUDA=ON scripts/build.sh > /dev/null
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+build_abs=$(cd "$build_dir" && pwd)
+mkdir -p "$stage/bin" "$stage/test" "$stage/lib"
+cp "$build_abs"/bin/* "$stage/bin/"
+# The binaries of every cuda-labelled test (each runs all of its cases at once there).
+ctest --test-dir "$build_abs" -N -L cuda --show-only=json-v1 |
+  python3 -c 'import json, sys; print("\n".join(sorted({t["command"][0] for t in json.load(sys.stdin)["tests"]})))' \
+    > "$stage/tests.txt"
+while read -r binary; do cp "$binary" "$stage/test/"; done < "$stage/tests.txt"
+strip "$stage"/bin/* "$stage"/test/* 2> /dev/null || true
+
+# Shared libraries: everything ldd resolves outside CUDA's folders and the C/C++ runtime.
+for f in "$stage"/bin/* "$stage"/test/*; do ldd "$f"; done |
+  awk '$2 == "=>" && $3 ~ /^\// { print $3 }' | sort -u |
+  grep -v -E '/usr/local/cuda|/(libc|libm|libdl|librt|libpthread|libresolv|libutil|libanl|libnss[^/]*|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so' |
+  while read -r lib; do cp -L "$lib" "$stage/lib/"; done
+
+tar -C "$stage" -cJf "$out" .
+echo "$out: $(du -h "$out" | cut -f1) ($(wc -l < "$stage/tests.txt") test binaries," \
+  "$(ls "$stage/lib" | wc -l) libraries)"
