@@ -46,6 +46,10 @@ std::vector<double> losses(TempDir& dir, const std::string& prefix, int world,
   INFO(r.out);
   REQUIRE(r.code == 0);
   if (!prefix.empty()) CHECK_THAT(r.out, Contains("emulated"));
+  // Device memory is reported beside the host's when the run holds any.
+  const bool device_memory =
+      ds::testing::read_file(metrics).find("\"device_memory_bytes\"") != std::string::npos;
+  CHECK(device_memory == !prefix.empty());
   return metric_values(metrics, "loss");
 }
 

@@ -42,29 +42,39 @@ size_t terminal_width(std::FILE* stream) {
   return 100;
 }
 
-// The memory tracker's categories as a JSON object and as "params 3.2 MiB | ...".
-nlohmann::ordered_json memory_json() {
+// A memory tracker's categories as a JSON object and as "params 3.2 MiB | ...": the host's,
+// and the device's when the run holds device memory (a GPU run's model states).
+nlohmann::ordered_json memory_json(const tensor::MemoryTracker& tracker) {
   nlohmann::ordered_json out;
   for (int c = 0; c < tensor::kNumMemoryCategories; ++c) {
     const auto category = static_cast<MemoryCategory>(c);
-    out[std::string(tensor::memory_category_name(category))] = tensor::memory_bytes(category);
+    out[std::string(tensor::memory_category_name(category))] = tracker.bytes(category);
   }
-  out["total"] = tensor::memory_total();
-  out["peak_total"] = tensor::MemoryTracker::instance().peak_total();
+  out["total"] = tracker.total();
+  out["peak_total"] = tracker.peak_total();
   return out;
 }
 
-std::string memory_text() {
+const tensor::MemoryTracker& host_memory() { return tensor::MemoryTracker::instance(); }
+const tensor::MemoryTracker& device_memory() { return tensor::MemoryTracker::device_instance(); }
+bool uses_device_memory() { return device_memory().peak_total() > 0; }
+
+std::string memory_text(const tensor::MemoryTracker& tracker) {
   std::string text;
   for (int c = 0; c < tensor::kNumMemoryCategories; ++c) {
     const auto category = static_cast<MemoryCategory>(c);
     text += fmt::format("{} {:.1f} MiB | ", tensor::memory_category_name(category),
-                        mib(static_cast<double>(tensor::memory_bytes(category))));
+                        mib(static_cast<double>(tracker.bytes(category))));
   }
-  return text +
-         fmt::format("total {:.1f} MiB (peak {:.1f} MiB)",
-                     mib(static_cast<double>(tensor::memory_total())),
-                     mib(static_cast<double>(tensor::MemoryTracker::instance().peak_total())));
+  return text + fmt::format("total {:.1f} MiB (peak {:.1f} MiB)",
+                            mib(static_cast<double>(tracker.total())),
+                            mib(static_cast<double>(tracker.peak_total())));
+}
+
+std::string memory_text() {
+  std::string text = memory_text(host_memory());
+  if (uses_device_memory()) text += " || device: " + memory_text(device_memory());
+  return text;
 }
 
 std::optional<double> env_peak_flops() {
@@ -341,8 +351,12 @@ void Reporter::print_step(int64_t step, const zero::StepStats& stats, double win
     line += fmt::format(" | {:.0f} tok/s | {:.1f} samples/s | {}", tokens_per_s, samples_per_s,
                         human_flops(flops_per_rank));
     if (peak_flops_ > 0) line += fmt::format(" | MFU {:.1f}%", 100 * mfu);
-    line += fmt::format(" | mem {:.1f} MiB | {:.1f} s",
-                        mib(static_cast<double>(tensor::memory_total())), elapsed);
+    line += fmt::format(" | mem {:.1f} MiB", mib(static_cast<double>(tensor::memory_total())));
+    if (uses_device_memory()) {
+      line +=
+          fmt::format(" + {:.1f} MiB device", mib(static_cast<double>(device_memory().total())));
+    }
+    line += fmt::format(" | {:.1f} s", elapsed);
     if (step > first_done_step_ && step < steps) {
       const double per_step =
           seconds_between(first_done_, Clock::now()) / static_cast<double>(step - first_done_step_);
@@ -371,7 +385,8 @@ void Reporter::print_step(int64_t step, const zero::StepStats& stats, double win
   record["tflops"] = flops_per_rank / 1e12;
   if (peak_flops_ > 0) record["mfu"] = mfu;
   record["elapsed_s"] = elapsed;
-  record["memory_bytes"] = memory_json();
+  record["memory_bytes"] = memory_json(host_memory());
+  if (uses_device_memory()) record["device_memory_bytes"] = memory_json(device_memory());
   if (have_times) {
     record["time_ms"] = {{"forward", 1e3 * times.forward_s / n},
                          {"backward", 1e3 * times.backward_s / n},
@@ -411,19 +426,24 @@ void Reporter::on_memory(const char* when, const zero::MemoryReport& r) {
          /*warn=*/false, /*force=*/true);
     if (options_.verbose) emit(fmt::format("memory {}: {}", when, memory_text()), false, true);
   }
-  metrics_.write({{"event", "memory"},
-                  {"when", when},
-                  {"rank", r.rank},
-                  {"stage", r.stage},
-                  {"params_bytes", r.params_bytes},
-                  {"grads_bytes", r.grads_bytes},
-                  {"optimizer_bytes", r.optimizer_bytes},
-                  {"model_states_bytes", r.model_states_bytes()},
-                  {"predicted_model_states_bytes", r.predicted_model_states_bytes},
-                  {"nvme_bytes", r.nvme_bytes},
-                  {"activations_bytes", tensor::memory_bytes(MemoryCategory::kActivations)},
-                  {"total_bytes", tensor::memory_total()},
-                  {"memory_bytes", memory_json()}});
+  nlohmann::ordered_json event = {
+      {"event", "memory"},
+      {"when", when},
+      {"rank", r.rank},
+      {"stage", r.stage},
+      {"params_bytes", r.params_bytes},
+      {"grads_bytes", r.grads_bytes},
+      {"optimizer_bytes", r.optimizer_bytes},
+      {"model_states_bytes", r.model_states_bytes()},
+      {"predicted_model_states_bytes", r.predicted_model_states_bytes},
+      {"nvme_bytes", r.nvme_bytes},
+      // The model's activations: host memory, or the GPU's when it runs there.
+      {"activations_bytes", host_memory().bytes(MemoryCategory::kActivations) +
+                                device_memory().bytes(MemoryCategory::kActivations)},
+      {"total_bytes", tensor::memory_total()},
+      {"memory_bytes", memory_json(host_memory())}};
+  if (uses_device_memory()) event["device_memory_bytes"] = memory_json(device_memory());
+  metrics_.write(event);
 }
 
 void Reporter::on_finish(int64_t steps_done) {
