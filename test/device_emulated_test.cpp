@@ -97,3 +97,14 @@ TEST_CASE("a checkpoint saved from device states resumes on the CPU and back",
     for (size_t i = 0; i < rest.size(); ++i) CHECK(rest[i] == straight[i + 4]);
   }
 }
+
+TEST_CASE("a sample at the end of a run on an emulated device reads host weights on the host",
+          "[device]") {
+  TempDir dir("dstrain_emulated_sample");
+  dir.write("train.txt", training_text(50000));
+  const std::string path = dir.write("run.yaml", config(0, 16, "", ""));
+  const Run r = run(kEmulated + kBin + "dsworker " + path + " --steps 2 --sample 16");
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Contains("sample"));
+}

@@ -183,3 +183,18 @@ TEST_CASE("collectives on device buffers are staged through host memory", "[zero
   CHECK(device_values(data, 6) == std::vector<float>{16, 20, 24, 16, 20, 24});
   CHECK(comm.allreduce_sum(1.5) == 3.0);
 }
+
+TEST_CASE("ops on the emulated device refuse host pointers, as a GPU would fault on them",
+          "[zero][device]") {
+  auto ops = tensor::make_ops(tensor::Device::emulated());
+  std::vector<float> host(8, 1.0f);
+  tensor::Buffer device = ops->allocate_floats(8, tensor::MemoryCategory::kOther);
+  ops->fill_zero(device.as<float>(), 8);
+  ops->upload(device.data(), host.data(), sizeof(float) * 8);  // host side of a copy: fine
+  CHECK_THROWS_WITH(ops->fill_zero(host.data(), 8),
+                    Catch::Contains("fill_zero on the emulated device was given"));
+  CHECK_THROWS_WITH(ops->add_inplace(device.as<float>(), host.data(), 8),
+                    Catch::Contains("not device memory"));
+  // The CPU's own ops take any pointer.
+  tensor::cpu_ops().fill_zero(host.data(), 8);
+}

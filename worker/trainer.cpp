@@ -205,7 +205,11 @@ void Trainer::print_sample(const std::vector<float>& weights) {
   generate.tokens = options_.sample_tokens;
   generate.seed = cfg_.train.seed;
   const Tokenizer tokenizer = bytes ? Tokenizer::bytes() : Tokenizer::load(cfg_.data.tokenizer);
-  reporter_->print_sample(generate_text(*model_, weights.data(), tokenizer, "", generate));
+  // `weights` are host memory: a model on a GPU cannot read them, a CPU copy of it can.
+  std::optional<model::Gpt> on_host;
+  if (!model_->ops().device().is_cpu()) on_host.emplace(cfg_.model);
+  model::Gpt& model = on_host ? *on_host : *model_;
+  reporter_->print_sample(generate_text(model, weights.data(), tokenizer, "", generate));
 }
 
 std::optional<double> Trainer::evaluate() {

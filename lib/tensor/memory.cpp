@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <new>
 #include <utility>
 
@@ -21,6 +23,25 @@ namespace {
 void raise_peak(std::atomic<size_t>& peak, size_t value) {
   size_t seen = peak.load(std::memory_order_relaxed);
   while (value > seen && !peak.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
+  }
+}
+
+// The live allocations of the emulated device, by start address, for its pointer checks.
+struct EmulatedAllocations {
+  std::mutex mutex;
+  std::map<uintptr_t, size_t> ranges;
+};
+EmulatedAllocations& emulated_allocations() {
+  static EmulatedAllocations allocations;
+  return allocations;
+}
+void note_emulated(const void* p, size_t bytes, bool live) {
+  EmulatedAllocations& a = emulated_allocations();
+  const std::lock_guard<std::mutex> lock(a.mutex);
+  if (live) {
+    a.ranges[reinterpret_cast<uintptr_t>(p)] = bytes;
+  } else {
+    a.ranges.erase(reinterpret_cast<uintptr_t>(p));
   }
 }
 
@@ -125,6 +146,17 @@ Buffer::Buffer(size_t bytes, MemoryCategory category, Device device)
   }
   std::memset(data_, 0, padded);
   MemoryTracker::of(device_).add(category_, bytes_);
+  if (device_.type == DeviceType::kEmulated) note_emulated(data_, bytes_, true);
+}
+
+bool in_emulated_device_memory(const void* p) {
+  EmulatedAllocations& a = emulated_allocations();
+  const std::lock_guard<std::mutex> lock(a.mutex);
+  const auto address = reinterpret_cast<uintptr_t>(p);
+  auto it = a.ranges.upper_bound(address);
+  if (it == a.ranges.begin()) return false;
+  --it;
+  return address <= it->first + it->second;
 }
 
 Buffer::~Buffer() { reset(); }
@@ -195,6 +227,7 @@ void Buffer::reset() {
       cuda::device_free(data_, device_.index);
 #endif
     } else {
+      if (device_.type == DeviceType::kEmulated) note_emulated(data_, bytes_, false);
       std::free(data_);
     }
     MemoryTracker::of(device_).sub(category_, bytes_);

@@ -120,6 +120,10 @@ class Buffer {
   bool mapped_ = false;  // munmap instead of free
 };
 
+// Whether `p` points into (or just past) a live buffer on the emulated device: its Ops check
+// every pointer they are given (tensor/device.h).
+bool in_emulated_device_memory(const void* p);
+
 // Makes `buffer` hold at least `floats` floats on `device`, replacing it with a new zeroed
 // buffer of exactly that size when it is smaller (its contents are then lost). Buffers that
 // only grow allocate nothing once they have seen the largest size.
