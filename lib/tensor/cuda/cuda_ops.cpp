@@ -23,7 +23,7 @@ CudaOps::CudaOps(int device, bool tf32)
     : device_(select(device)),
       stream_(std::make_unique<Stream>()),
       blas_(std::make_unique<Blas>(tf32)),
-      sum_(sizeof(double), MemoryCategory::kOther, Device::cuda(device)) {}
+      sum_(sizeof(double) * kSumOfSquaresScratch, MemoryCategory::kOther, Device::cuda(device)) {}
 
 CudaOps::~CudaOps() = default;
 

@@ -91,7 +91,7 @@ class CudaOps final : public Ops {
   int device_;
   std::unique_ptr<Stream> stream_;
   std::unique_ptr<Blas> blas_;
-  Buffer sum_;  // one double on the device: sum_of_squares' result
+  Buffer sum_;  // sum_of_squares' result and partial sums (kernels.h) on the device
 };
 
 }  // namespace ds::tensor::cuda

@@ -4,6 +4,7 @@
 // detail::column_sum; matrix products go to cuBLAS (blas.h).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "tensor/cuda/kernel_helpers.cuh"
@@ -238,10 +239,24 @@ __global__ void softmax_cross_entropy_backward_kernel(float* dlogits, const floa
 
 constexpr int kSumBlock = 1024;
 
-__global__ void sum_of_squares_kernel(double* result, const float* x, int64_t N) {
+// Block b sums elements b*kSumBlock + t, advancing by the whole grid: each part in a fixed
+// order (the threads' sums combined by block_reduce's fixed tree).
+__global__ void sum_of_squares_parts_kernel(double* parts, const float* x, int64_t N) {
   __shared__ double shared[kWarp];
   double sum = 0.0;
-  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) sum += double(x[i]) * x[i];
+  const int64_t stride = int64_t{gridDim.x} * blockDim.x;
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < N; i += stride) {
+    sum += double(x[i]) * x[i];
+  }
+  sum = block_reduce(sum, shared, Add{});
+  if (threadIdx.x == 0) parts[blockIdx.x] = sum;
+}
+
+// One block adds the parts, thread t taking parts t, t + blockDim.x, ...
+__global__ void sum_parts_kernel(double* result, const double* parts, int count) {
+  __shared__ double shared[kWarp];
+  double sum = 0.0;
+  for (int i = threadIdx.x; i < count; i += blockDim.x) sum += parts[i];
   sum = block_reduce(sum, shared, Add{});
   if (threadIdx.x == 0) *result = sum;
 }
@@ -437,7 +452,12 @@ void softmax_cross_entropy_backward(float* dlogits, const float* probs, const in
 }
 
 void sum_of_squares(double* result, const float* x, int64_t N, cudaStream_t stream) {
-  sum_of_squares_kernel<<<1, kSumBlock, 0, stream>>>(result, x, N);
+  // As many blocks as the data fills (each thread at least a few elements), at most the parts.
+  const int64_t wanted = (N + int64_t{kSumBlock} * 4 - 1) / (int64_t{kSumBlock} * 4);
+  const int parts = static_cast<int>(std::clamp<int64_t>(wanted, 1, kSumOfSquaresParts));
+  sum_of_squares_parts_kernel<<<parts, kSumBlock, 0, stream>>>(result + 1, x, N);
+  DS_CUDA_LAUNCHED();
+  sum_parts_kernel<<<1, kSumBlock, 0, stream>>>(result, result + 1, parts);
   DS_CUDA_LAUNCHED();
 }
 
