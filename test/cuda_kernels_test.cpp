@@ -48,8 +48,9 @@ TEST_CASE("cuda encoder matches the CPU", "[cuda]") {
   auto d_dwte = to_device(dwte, gpu);
   auto d_dwpe = to_device(dwpe, gpu);
   cpu::encoder_backward(dwte.data(), dwpe.data(), dout.data(), tokens.data(), B, T, C);
+  cuda::TokenBuckets buckets;
   cuda::encoder_backward(d_dwte.as<float>(), d_dwpe.as<float>(), d_dout.as<float>(),
-                         d_tokens.as<int32_t>(), B, T, C, gpu.s());
+                         d_tokens.as<int32_t>(), B, T, C, buckets, gpu.s());
   check_parity("encoder_backward dwte", to_host(d_dwte, gpu), dwte, 1e-6);
   check_parity("encoder_backward dwpe", to_host(d_dwpe, gpu), dwpe, 1e-6);
 }

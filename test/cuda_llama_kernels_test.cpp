@@ -33,8 +33,9 @@ TEST_CASE("cuda token embedding without positions matches the CPU", "[cuda]") {
   auto d_dout = to_device(dout, gpu);
   auto d_dwte = to_device(dwte, gpu);
   cpu::encoder_backward(dwte.data(), nullptr, dout.data(), tokens.data(), B, T, C);
+  cuda::TokenBuckets buckets;
   cuda::encoder_backward(d_dwte.as<float>(), nullptr, d_dout.as<float>(), d_tokens.as<int32_t>(), B,
-                         T, C, gpu.s());
+                         T, C, buckets, gpu.s());
   check_parity("embedding_backward", to_host(d_dwte, gpu), dwte, 1e-6);
 }
 

@@ -23,6 +23,7 @@ CudaOps::CudaOps(int device, bool tf32)
     : device_(select(device)),
       stream_(std::make_unique<Stream>()),
       blas_(std::make_unique<Blas>(tf32)),
+      buckets_(std::make_unique<TokenBuckets>()),
       sum_(sizeof(double) * kSumOfSquaresScratch, MemoryCategory::kOther, Device::cuda(device)) {}
 
 CudaOps::~CudaOps() = default;
@@ -64,7 +65,7 @@ void CudaOps::encoder_forward(float* out, const int32_t* tokens, const float* wt
 }
 void CudaOps::encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
                                int B, int T, int C) {
-  cuda::encoder_backward(dwte, dwpe, dout, tokens, B, T, C, stream());
+  cuda::encoder_backward(dwte, dwpe, dout, tokens, B, T, C, *buckets_, stream());
 }
 void CudaOps::layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
                                 const float* weight, const float* bias, int N, int C, float eps) {

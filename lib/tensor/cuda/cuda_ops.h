@@ -14,6 +14,7 @@ namespace ds::tensor::cuda {
 
 class Blas;
 class Stream;
+class TokenBuckets;
 
 class CudaOps final : public Ops {
  public:
@@ -91,6 +92,7 @@ class CudaOps final : public Ops {
   int device_;
   std::unique_ptr<Stream> stream_;
   std::unique_ptr<Blas> blas_;
+  std::unique_ptr<TokenBuckets> buckets_;  // the embedding backward's grouping of positions
   Buffer sum_;  // sum_of_squares' result and partial sums (kernels.h) on the device
 };
 

@@ -34,16 +34,26 @@ __global__ void encoder_forward_kernel(float* out, const int32_t* tokens, const 
   out[i] = wte[int64_t{tokens[bt]} * C + c] + position;
 }
 
-// A thread per channel, positions in order: deterministic, and the CPU's summation order.
-__global__ void encoder_backward_kernel(float* dwte, float* dwpe, const float* dout,
-                                        const int32_t* tokens, int64_t BT, int T, int C) {
-  const int c = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+// A thread per (distinct token, channel): that token's positions in ascending order, as the
+// CPU's loop meets them, so the sum is bitwise the CPU's.
+__global__ void wte_backward_kernel(float* dwte, const float* dout, const int32_t* tokens,
+                                    const int32_t* offsets, const int32_t* positions, int C) {
+  const int u = blockIdx.x;
+  const int c = static_cast<int>(blockIdx.y * blockDim.x + threadIdx.x);
   if (c >= C) return;
-  for (int64_t n = 0; n < BT; ++n) {
-    const float d = dout[n * C + c];
-    dwte[int64_t{tokens[n]} * C + c] += d;
-    if (dwpe != nullptr) dwpe[(n % T) * C + c] += d;
-  }
+  float* row = dwte + int64_t{tokens[u]} * C;
+  float sum = row[c];
+  for (int i = offsets[u]; i < offsets[u + 1]; ++i) sum += dout[int64_t{positions[i]} * C + c];
+  row[c] = sum;
+}
+
+// A thread per (position t, channel): the batch rows b = 0, 1, ... in order.
+__global__ void wpe_backward_kernel(float* dwpe, const float* dout, int B, int T, int C) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= int64_t{T} * C) return;
+  float sum = dwpe[i];
+  for (int b = 0; b < B; ++b) sum += dout[int64_t{b} * T * C + i];
+  dwpe[i] = sum;
 }
 
 __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp,
@@ -272,12 +282,52 @@ void encoder_forward(float* out, const int32_t* tokens, const float* wte, const 
   DS_CUDA_LAUNCHED();
 }
 
+void TokenBuckets::build(const int32_t* device_tokens, int64_t n, cudaStream_t stream) {
+  host_tokens_.resize(static_cast<size_t>(n));
+  if (n > 0) {
+    DS_CUDA_CALL(cudaMemcpyAsync(host_tokens_.data(), device_tokens, sizeof(int32_t) * n,
+                                 cudaMemcpyDeviceToHost, stream));
+  }
+  DS_CUDA_CALL(cudaStreamSynchronize(stream));
+  // Positions by token, ascending within a token (a stable sort by token).
+  std::vector<int32_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[i] = static_cast<int32_t>(i);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int32_t a, int32_t b) { return host_tokens_[a] < host_tokens_[b]; });
+  if (n > capacity_) {
+    capacity_ = n;
+    device_ = DeviceBuffer(sizeof(int32_t) * static_cast<size_t>(3 * capacity_ + 1));
+  }
+  host_.assign(static_cast<size_t>(3 * capacity_ + 1), 0);
+  int32_t* tokens = host_.data();
+  int32_t* offsets = tokens + capacity_;
+  int32_t* positions = offsets + capacity_ + 1;
+  distinct_ = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t token = host_tokens_[order[i]];
+    if (i == 0 || token != host_tokens_[order[i - 1]]) {
+      tokens[distinct_] = token;
+      offsets[distinct_++] = static_cast<int32_t>(i);
+    }
+    positions[i] = order[i];
+  }
+  offsets[distinct_] = static_cast<int32_t>(n);
+  // upload() waits until host_ may change again (the next build() rewrites it).
+  device_.upload(host_.data(), sizeof(int32_t) * host_.size(), stream);
+}
+
 void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
-                      int T, int C, cudaStream_t stream) {
-  if (C == 0) return;
-  encoder_backward_kernel<<<blocks_for(C), kBlock, 0, stream>>>(dwte, dwpe, dout, tokens,
-                                                                int64_t{B} * T, T, C);
+                      int T, int C, TokenBuckets& buckets, cudaStream_t stream) {
+  if (C == 0 || int64_t{B} * T == 0) return;
+  buckets.build(tokens, int64_t{B} * T, stream);
+  const dim3 grid(static_cast<unsigned>(buckets.distinct()), blocks_for(C));
+  wte_backward_kernel<<<grid, kBlock, 0, stream>>>(dwte, dout, buckets.tokens(), buckets.offsets(),
+                                                   buckets.positions(), C);
   DS_CUDA_LAUNCHED();
+  if (dwpe != nullptr) {
+    wpe_backward_kernel<<<blocks_for(int64_t{T} * C), kBlock, 0, stream>>>(dwpe, dout, B, T, C);
+    DS_CUDA_LAUNCHED();
+  }
 }
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,

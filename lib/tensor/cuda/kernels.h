@@ -17,9 +17,11 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "tensor/cpu/kernels.h"
 #include "tensor/cuda/blas.h"
+#include "tensor/cuda/device_buffer.h"
 
 namespace ds::tensor::cuda {
 
@@ -29,11 +31,32 @@ using cpu::WeightLayout;
 // out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:], or wte's row alone when wpe is nullptr.
 void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
                      int T, int C, cudaStream_t stream);
-// dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:] unless dwpe is nullptr. One thread
-// per channel adds the positions in order (as the CPU's channel-split threads do), so repeated
-// tokens never collide and the sums are bitwise those of the CPU.
+// The positions of a micro-batch grouped by token (llm.c's buckets), so that the embedding's
+// backward can give every distinct token its own threads: built on the host from the tokens,
+// which it copies from the device, and kept on the device. Grows once to the largest batch.
+class TokenBuckets {
+ public:
+  // positions() lists [0, n) by token, ascending positions within a token; token u of the
+  // distinct ones owns positions()[offsets()[u], offsets()[u + 1]).
+  void build(const int32_t* device_tokens, int64_t n, cudaStream_t stream);
+  int distinct() const { return distinct_; }
+  const int32_t* tokens() const { return device_.as<int32_t>(); }
+  const int32_t* offsets() const { return tokens() + capacity_; }
+  const int32_t* positions() const { return offsets() + capacity_ + 1; }
+
+ private:
+  std::vector<int32_t> host_tokens_, host_;  // host_: tokens | offsets | positions
+  DeviceBuffer device_;
+  int64_t capacity_ = 0;
+  int distinct_ = 0;
+};
+
+// dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:] unless dwpe is nullptr. A thread
+// per (distinct token, channel) adds that token's positions in order, and one per (position,
+// channel) adds the batch rows in order: the CPU's summation order, so the sums are bitwise the
+// CPU's, with no atomics. `buckets` is rebuilt from `tokens` (which waits for the stream).
 void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
-                      int T, int C, cudaStream_t stream);
+                      int T, int C, TokenBuckets& buckets, cudaStream_t stream);
 
 // One warp per row. mean and rstd may be nullptr.
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
