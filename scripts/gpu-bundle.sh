@@ -32,6 +32,11 @@ for f in "$stage"/bin/* "$stage"/test/*; do ldd "$f"; done |
   grep -v -E '/usr/local/cuda|/(libc|libm|libdl|librt|libpthread|libresolv|libutil|libanl|libnss[^/]*|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so' |
   while read -r lib; do cp -L "$lib" "$stage/lib/"; done
 
+# Which code it holds: gpu-check.sh refuses a bundle older than the checkout it runs in.
+{
+  git rev-parse HEAD
+  git status --porcelain --untracked-files=no | grep -q . && echo "with uncommitted changes"
+} > "$stage/commit.txt" || true
 tar -C "$stage" -cJf "$out" .
 echo "$out: $(du -h "$out" | cut -f1) ($(wc -l < "$stage/tests.txt") test binaries," \
   "$(ls "$stage/lib" | wc -l) libraries)"

@@ -23,6 +23,15 @@ if [ -f "$bundle" ]; then
   tar -C "$build_dir" -xJf "$bundle"
   export DS_TEST_BINARY_DIR=$build_dir DS_TEST_SOURCE_DIR=$PWD
   lib_path=$build_dir/lib
+  # A bundle of other code would test what no longer exists (ALLOW_STALE_BUNDLE=1 overrides).
+  built_from=$(head -n 1 "$build_dir/commit.txt" 2> /dev/null || echo unknown)
+  checkout=$(git rev-parse HEAD 2> /dev/null || echo unknown)
+  if [ "$built_from" != "$checkout" ] && [ "${ALLOW_STALE_BUNDLE:-0}" != 1 ]; then
+    echo "stale bundle: built from $built_from, this checkout is $checkout" \
+      "(run scripts/gpu-bundle.sh again)" >&2
+    exit 1
+  fi
+  sed -n 2p "$build_dir/commit.txt"
   # CUDA libraries the bundle left to this machine: where its CUDA or PyTorch keeps them.
   for missing in $(LD_LIBRARY_PATH=$lib_path ldd "$build_dir"/bin/dsworker "$build_dir"/test/* |
                    awk '/not found/ { print $1 }' | sort -u); do
@@ -37,7 +46,13 @@ else
   tests=$(ctest --test-dir "$build_dir" -N -L cuda --show-only=json-v1 |
           python3 -c 'import json, sys; print("\n".join(sorted({t["command"][0] for t in json.load(sys.stdin)["tests"]})))')
 fi
-with_libs() { LD_LIBRARY_PATH=${lib_path:+$lib_path:}${LD_LIBRARY_PATH:-} "$@"; }
+# Each test binary and the benchmark get a time limit, so one hang cannot eat the device time.
+test_limit=${TEST_TIMEOUT:-240}
+run_limited() {  # seconds command...
+  local limit=$1
+  shift
+  timeout -k 10 "$limit" env LD_LIBRARY_PATH="${lib_path:+$lib_path:}${LD_LIBRARY_PATH:-}" "$@"
+}
 
 status=0
 report=$(mktemp)
@@ -45,10 +60,14 @@ trap 'rm -f "$report"' EXIT
 echo
 echo "== cuda tests =="
 for t in $tests; do
-  if (cd "$build_dir/test" && DS_PARITY_REPORT=1 with_libs "$t" -r compact) > "$report.one" 2>&1; then
+  code=0
+  (cd "$build_dir/test" && DS_PARITY_REPORT=1 run_limited "$test_limit" "$t" -r compact) \
+    > "$report.one" 2>&1 || code=$?
+  if [ "$code" -eq 0 ]; then
     echo "ok    $(basename "$t"): $(grep -E '^(Passed|All tests)' "$report.one" | tail -n 1)"
   else
-    echo "FAIL  $(basename "$t")"
+    [ "$code" -eq 124 ] && echo "FAIL  $(basename "$t") (timed out after ${test_limit}s)" ||
+      echo "FAIL  $(basename "$t") (exit $code)"
     grep -v '^parity ' "$report.one" | tail -n 40
     status=1
   fi
@@ -71,6 +90,7 @@ fi
 echo
 echo "== GPU benchmark =="
 bench_status=0
-BUILD_DIR=$build_dir DS_LIB_PATH=$lib_path bench/gpu_bench.sh || bench_status=$?
+BUILD_DIR=$build_dir DS_LIB_PATH=$lib_path timeout -k 10 "${BENCH_TIMEOUT:-300}" \
+  bench/gpu_bench.sh || bench_status=$?
 [ "$bench_status" -eq 0 ] || { echo "benchmark exit code $bench_status"; status=1; }
 exit "$status"

@@ -92,12 +92,20 @@ void train_command(const TrainOptions& options) {
 
   TrainGroups groups;
   groups.device = device.device;
-  // The groups keep the CPU backends: collectives on device buffers are staged through host
-  // memory (zero/device_comm.h); NCCL does not carry the engine's buffers yet.
+  // The groups use the CPU backends: collectives on device buffers are staged through host
+  // memory (zero/device_comm.h). NCCL does not carry the engine's buffers yet, so asking for
+  // it is refused rather than silently ignored; ranks sharing a GPU use Gloo, as chosen.
+  if (device.device.type == tensor::DeviceType::kCuda && info.backend == comm::Backend::kNccl) {
+    throw UsageError(
+        "DS_COMM_BACKEND=nccl: this build's trainer stages its collectives on GPU buffers "
+        "through host memory and cannot hand them to NCCL yet",
+        "leave DS_COMM_BACKEND unset (shared memory or Gloo), or set it to gloo or shm");
+  }
   Bootstrap boot;
   if (info.world_size > 1) {
     BootstrapOptions bo;
     bo.pipe_stages = static_cast<int>(cfg.ds.pipeline.stages);
+    if (device.backend == comm::Backend::kGloo) bo.backend = comm::Backend::kGloo;
     boot = bootstrap(bo, env);
     groups.rank = boot.info.rank;
     groups.data = std::make_unique<zero::ProcessGroupComm>(boot.groups.data);

@@ -5,49 +5,127 @@ namespace ds::zero {
 using tensor::Buffer;
 using tensor::MemoryCategory;
 
-char* DeviceStagedComm::staging(Buffer& buffer, size_t bytes) {
+namespace {
+
+char* grown(Buffer& buffer, size_t bytes) {
   if (buffer.size() < bytes) buffer = Buffer(bytes, MemoryCategory::kCommunication);
   return buffer.as<char>();
+}
+
+}  // namespace
+
+char* DeviceStagedComm::Staging::input(size_t bytes) { return grown(in, bytes); }
+char* DeviceStagedComm::Staging::output(size_t bytes) { return grown(out, bytes); }
+
+// A host collective in flight: when waited for, its result goes back to the device and its
+// staging back to the pool.
+class DeviceStagedComm::StagedOp final : public PendingOp {
+ public:
+  StagedOp(std::unique_ptr<PendingOp> host_op, tensor::Ops& ops, Staging& staging, void* device,
+           size_t bytes)
+      : host_op_(std::move(host_op)),
+        ops_(ops),
+        staging_(staging),
+        device_(device),
+        bytes_(bytes) {}
+  ~StagedOp() override {
+    // An op dropped unwaited (an error unwinding) must not leave its staging in use by the
+    // host collective: wait for that, but copy nothing.
+    if (host_op_) {
+      try {
+        host_op_->wait();
+      } catch (...) {
+      }
+      staging_.busy = false;
+    }
+  }
+  void wait() override {
+    if (!host_op_) return;
+    host_op_->wait();
+    host_op_.reset();
+    ops_.upload(device_, staging_.out.data(), bytes_);
+    staging_.busy = false;
+  }
+
+ private:
+  std::unique_ptr<PendingOp> host_op_;
+  tensor::Ops& ops_;
+  Staging& staging_;
+  void* device_;
+  size_t bytes_;
+};
+
+DeviceStagedComm::Staging& DeviceStagedComm::acquire() {
+  for (const auto& s : pool_) {
+    if (!s->busy) {
+      s->busy = true;
+      return *s;
+    }
+  }
+  pool_.push_back(std::make_unique<Staging>());
+  pool_.back()->busy = true;
+  return *pool_.back();
+}
+
+template <typename Start>
+std::unique_ptr<PendingOp> DeviceStagedComm::staged(Staging& staging, void* device, size_t bytes,
+                                                    Mode mode, Start&& start) {
+  std::unique_ptr<PendingOp> host_op;
+  try {
+    host_op = start();
+  } catch (...) {
+    staging.busy = false;
+    throw;
+  }
+  auto op = std::make_unique<StagedOp>(std::move(host_op), ops_, staging, device, bytes);
+  if (mode == Mode::kBlocking) op->wait();
+  return op;
 }
 
 void DeviceStagedComm::allreduce(void* data, tensor::DType dtype, int64_t n, Reduction op) {
   if (size() == 1) return;
   const size_t bytes = tensor::dtype_size(dtype) * static_cast<size_t>(n);
-  char* host = staging(in_, bytes);
-  ops_.download(host, data, bytes);
-  inner_.allreduce(host, dtype, n, op);
-  ops_.upload(data, host, bytes);
+  Staging& staging = acquire();
+  char* host = staging.output(bytes);
+  staged(staging, data, bytes, Mode::kBlocking, [&] {
+    ops_.download(host, data, bytes);
+    inner_.allreduce(host, dtype, n, op);
+    return finished_op();
+  });
 }
 
 std::unique_ptr<PendingOp> DeviceStagedComm::reduce_scatter(const void* full, void* out,
                                                             tensor::DType dtype, int64_t piece,
-                                                            Reduction op, Mode) {
+                                                            Reduction op, Mode mode) {
   const size_t piece_bytes = tensor::dtype_size(dtype) * static_cast<size_t>(piece);
   if (size() == 1) {
     ops_.copy(out, full, piece_bytes);
     return finished_op();
   }
-  char* host_full = staging(in_, piece_bytes * static_cast<size_t>(size()));
-  char* host_out = staging(out_, piece_bytes);
-  ops_.download(host_full, full, piece_bytes * static_cast<size_t>(size()));
-  inner_.reduce_scatter(host_full, host_out, dtype, piece, op, Mode::kBlocking);
-  ops_.upload(out, host_out, piece_bytes);
-  return finished_op();
+  const size_t full_bytes = piece_bytes * static_cast<size_t>(size());
+  Staging& staging = acquire();
+  char* host_full = staging.input(full_bytes);
+  char* host_out = staging.output(piece_bytes);
+  ops_.download(host_full, full, full_bytes);
+  return staged(staging, out, piece_bytes, mode,
+                [&] { return inner_.reduce_scatter(host_full, host_out, dtype, piece, op, mode); });
 }
 
 std::unique_ptr<PendingOp> DeviceStagedComm::allgather(const void* piece, void* out,
-                                                       tensor::DType dtype, int64_t n, Mode) {
+                                                       tensor::DType dtype, int64_t n, Mode mode) {
   const size_t piece_bytes = tensor::dtype_size(dtype) * static_cast<size_t>(n);
   if (size() == 1) {
     ops_.copy(out, piece, piece_bytes);
     return finished_op();
   }
-  char* host_piece = staging(in_, piece_bytes);
-  char* host_out = staging(out_, piece_bytes * static_cast<size_t>(size()));
-  ops_.download(host_piece, piece, piece_bytes);
-  inner_.allgather(host_piece, host_out, dtype, n, Mode::kBlocking);
-  ops_.upload(out, host_out, piece_bytes * static_cast<size_t>(size()));
-  return finished_op();
+  const size_t full_bytes = piece_bytes * static_cast<size_t>(size());
+  Staging& staging = acquire();
+  char* host_piece = staging.input(piece_bytes);
+  char* host_out = staging.output(full_bytes);
+  return staged(staging, out, full_bytes, mode, [&] {
+    ops_.download(host_piece, piece, piece_bytes);
+    return inner_.allgather(host_piece, host_out, dtype, n, mode);
+  });
 }
 
 }  // namespace ds::zero

@@ -4,12 +4,16 @@
 // cannot run) and every GPU run before NCCL carries the engine's buffers reduce gradients. On
 // one rank nothing travels: the copies a reduce-scatter or all-gather makes stay on the device.
 //
-// Every collective waits for the device's queued work (the copies do), so it sees the
-// gradients the ops computed; async requests run blocking (there is no overlap to gain with
-// the host in the middle). Scalar reductions go straight to the inner comm.
+// Copying the input out waits for the device's queued work, so the collective sees what the
+// ops computed. An async request (overlap_comm's buckets, stage 3's prefetch) then runs the
+// host collective in the background while the caller queues more work on the device; wait()
+// copies the result back. Each collective in flight has host staging of its own, from a pool
+// that grows to the most ever in flight at once (no allocation once a step has run). Scalar
+// reductions go straight to the inner comm.
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "tensor/memory.h"
 #include "tensor/ops.h"
@@ -33,12 +37,25 @@ class DeviceStagedComm final : public DpComm {
   bool allreduce_any(bool value) override { return inner_.allreduce_any(value); }
 
  private:
-  // Host staging areas that grow once to the largest request (no allocation per step).
-  char* staging(tensor::Buffer& buffer, size_t bytes);
+  // Host staging for one collective: grows to the largest request it serves.
+  struct Staging {
+    tensor::Buffer in, out;
+    bool busy = false;
+    char* input(size_t bytes);
+    char* output(size_t bytes);
+  };
+  class StagedOp;
+  Staging& acquire();
+  // Runs `start` (which copies the input to the staging and starts the host collective on it;
+  // the staging goes back to the pool if it throws) and copies the result, of
+  // `bytes` bytes, to `device` when the op is waited for (at once for a blocking one).
+  template <typename Start>
+  std::unique_ptr<PendingOp> staged(Staging& staging, void* device, size_t bytes, Mode mode,
+                                    Start&& start);
 
   DpComm& inner_;
   tensor::Ops& ops_;
-  tensor::Buffer in_, out_;
+  std::vector<std::unique_ptr<Staging>> pool_;
 };
 
 }  // namespace ds::zero

@@ -9,13 +9,26 @@
 namespace ds::tensor::cuda {
 namespace {
 
-// Buffers of any device may be made from any thread: select the device for the call.
-void use_device(int device) { DS_CUDA_CALL(cudaSetDevice(device)); }
+// Buffers of any device may be made from any thread: the device is selected for the call and
+// the thread's current device put back afterwards, so a later launch goes where it went before.
+class OnDevice {
+ public:
+  explicit OnDevice(int device) {
+    DS_CUDA_CALL(cudaGetDevice(&previous_));
+    if (previous_ != device) DS_CUDA_CALL(cudaSetDevice(device));
+  }
+  ~OnDevice() { cudaSetDevice(previous_); }
+  OnDevice(const OnDevice&) = delete;
+  OnDevice& operator=(const OnDevice&) = delete;
+
+ private:
+  int previous_ = 0;
+};
 
 }  // namespace
 
 void* device_allocate_zeroed(size_t bytes, int device, std::string_view what) {
-  use_device(device);
+  const OnDevice on(device);
   void* data = nullptr;
   const cudaError_t result = cudaMalloc(&data, bytes);
   if (result == cudaErrorMemoryAllocation) {
@@ -38,12 +51,15 @@ void* device_allocate_zeroed(size_t bytes, int device, std::string_view what) {
 void device_free(void* data, int device) noexcept {
   // Statuses are dropped: this runs in destructors, and a sticky error from an earlier fault
   // has been (or will be) reported by the call that saw it. cudaFree waits for the device.
+  int previous = 0;
+  cudaGetDevice(&previous);
   cudaSetDevice(device);
   cudaFree(data);
+  cudaSetDevice(previous);
 }
 
 void device_zero(void* data, size_t bytes, int device) {
-  use_device(device);
+  const OnDevice on(device);
   // Ops queue on non-blocking streams, which the default stream does not wait for: wait for
   // the whole device first, so no queued op still reads or writes this memory.
   DS_CUDA_CALL(cudaDeviceSynchronize());

@@ -74,7 +74,8 @@ struct ColumnAdd {
 // column is summed in the same order on every run, with no atomics.
 constexpr int kColumnTile = 32;
 template <typename T, typename Term>
-__global__ void column_sum_kernel(T* dst, int N, int C, Term term) {
+__global__ void __launch_bounds__(kColumnTile* kColumnTile)
+    column_sum_kernel(T* dst, int N, int C, Term term) {
   __shared__ float partial[kColumnTile][kColumnTile + 1];
   const int c = blockIdx.x * kColumnTile + threadIdx.x;
   float sum = 0.0f;

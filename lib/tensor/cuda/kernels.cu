@@ -251,7 +251,8 @@ constexpr int kSumBlock = 1024;
 
 // Block b sums elements b*kSumBlock + t, advancing by the whole grid: each part in a fixed
 // order (the threads' sums combined by block_reduce's fixed tree).
-__global__ void sum_of_squares_parts_kernel(double* parts, const float* x, int64_t N) {
+__global__ void __launch_bounds__(kSumBlock)
+    sum_of_squares_parts_kernel(double* parts, const float* x, int64_t N) {
   __shared__ double shared[kWarp];
   double sum = 0.0;
   const int64_t stride = int64_t{gridDim.x} * blockDim.x;
@@ -263,7 +264,8 @@ __global__ void sum_of_squares_parts_kernel(double* parts, const float* x, int64
 }
 
 // One block adds the parts, thread t taking parts t, t + blockDim.x, ...
-__global__ void sum_parts_kernel(double* result, const double* parts, int count) {
+__global__ void __launch_bounds__(kSumBlock)
+    sum_parts_kernel(double* result, const double* parts, int count) {
   __shared__ double shared[kWarp];
   double sum = 0.0;
   for (int i = threadIdx.x; i < count; i += blockDim.x) sum += parts[i];
