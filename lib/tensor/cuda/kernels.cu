@@ -284,6 +284,24 @@ void encoder_forward(float* out, const int32_t* tokens, const float* wte, const 
   DS_CUDA_LAUNCHED();
 }
 
+int group_positions_by_token(const int32_t* tokens, int64_t n, int32_t* distinct_tokens,
+                             int32_t* offsets, int32_t* positions) {
+  // Positions by token, ascending within a token (a stable sort by token).
+  for (int64_t i = 0; i < n; ++i) positions[i] = static_cast<int32_t>(i);
+  std::stable_sort(positions, positions + n,
+                   [&](int32_t a, int32_t b) { return tokens[a] < tokens[b]; });
+  int distinct = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t token = tokens[positions[i]];
+    if (i == 0 || token != tokens[positions[i - 1]]) {
+      distinct_tokens[distinct] = token;
+      offsets[distinct++] = static_cast<int32_t>(i);
+    }
+  }
+  offsets[distinct] = static_cast<int32_t>(n);
+  return distinct;
+}
+
 void TokenBuckets::build(const int32_t* device_tokens, int64_t n, cudaStream_t stream) {
   host_tokens_.resize(static_cast<size_t>(n));
   if (n > 0) {
@@ -291,11 +309,6 @@ void TokenBuckets::build(const int32_t* device_tokens, int64_t n, cudaStream_t s
                                  cudaMemcpyDeviceToHost, stream));
   }
   DS_CUDA_CALL(cudaStreamSynchronize(stream));
-  // Positions by token, ascending within a token (a stable sort by token).
-  std::vector<int32_t> order(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) order[i] = static_cast<int32_t>(i);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int32_t a, int32_t b) { return host_tokens_[a] < host_tokens_[b]; });
   if (n > capacity_) {
     capacity_ = n;
     device_ = DeviceBuffer(sizeof(int32_t) * static_cast<size_t>(3 * capacity_ + 1));
@@ -303,17 +316,8 @@ void TokenBuckets::build(const int32_t* device_tokens, int64_t n, cudaStream_t s
   host_.assign(static_cast<size_t>(3 * capacity_ + 1), 0);
   int32_t* tokens = host_.data();
   int32_t* offsets = tokens + capacity_;
-  int32_t* positions = offsets + capacity_ + 1;
-  distinct_ = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t token = host_tokens_[order[i]];
-    if (i == 0 || token != host_tokens_[order[i - 1]]) {
-      tokens[distinct_] = token;
-      offsets[distinct_++] = static_cast<int32_t>(i);
-    }
-    positions[i] = order[i];
-  }
-  offsets[distinct_] = static_cast<int32_t>(n);
+  distinct_ =
+      group_positions_by_token(host_tokens_.data(), n, tokens, offsets, offsets + capacity_ + 1);
   // upload() waits until host_ may change again (the next build() rewrites it).
   device_.upload(host_.data(), sizeof(int32_t) * host_.size(), stream);
 }
