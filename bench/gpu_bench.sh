@@ -46,6 +46,7 @@ data: {train: $(realpath "$corpus"), seq_len: 1024, shuffle: false, val_fraction
 deepspeed:
   train_micro_batch_size_per_gpu: $micro
   steps_per_print: 1
+  wall_clock_breakdown: true
   gradient_clipping: 1.0
   bf16: {enabled: $bf16}
   optimizer: {type: AdamW, params: {lr: 0.0003, weight_decay: 0.1}}
@@ -73,6 +74,13 @@ print(f"{tps:.0f} {100 * statistics.median(mfu):.1f}" if mfu else f"{tps:.0f} -"
 read -r ds_tps ds_mfu < <(summary < "$work/ds.jsonl")
 printf '%-34s %14s %8s\n' "GPT-2 124M, B=$micro T=1024, $precision" "tokens/s" "MFU %"
 printf '%-34s %14s %8s\n' "dstrain (dsworker)" "$ds_tps" "$ds_mfu"
+# Where dsworker's step goes (wall_clock_breakdown; each phase waits for the GPU).
+python3 -c '
+import json, statistics, sys
+rows = [r["time_ms"] for r in map(json.loads, sys.stdin) if "time_ms" in r and r["step"] >= 3]
+if rows:
+    print("  per step, ms: " + ", ".join(
+        f"{k} {statistics.median(r[k] for r in rows):.1f}" for k in rows[0]))' < "$work/ds.jsonl"
 
 if [ -z "$python" ]; then
   echo "PyTorch with CUDA not found (set PYTHON): no same-GPU comparison"

@@ -128,6 +128,7 @@ std::optional<zero::StepStats> PipelineExecutor::run(const Instruction& ins,
       engine_.end_backward();
       // The model reuses its gradient buffers in the next backward; SendGrad comes later.
       if (!first) model_.ops().copy(grad_out_[b].data(), dx, sizeof(float) * hidden_);
+      model_.ops().sync();  // on a GPU: the backward's kernels, not only their queuing
       backward_s_ += seconds_since(start);
       break;
     }

@@ -368,6 +368,9 @@ StepStats Engine::train_step(const BatchFiller& fill) {
     begin_backward();
     model_.backward(mb, layer_buffers());
     end_backward();
+    // On a GPU the kernels are only queued: wait, so that the time is the backward's (the next
+    // micro-batch's upload would wait here anyway).
+    model_.ops().sync();
     step_.backward_s += seconds_since(start);
   }
   return finish_step(loss_sum);
@@ -413,6 +416,7 @@ StepStats Engine::finish_step(double loss_sum) {
   update_parameters(stats.lr, clip / stats.loss_scale);
   publish_parameters();
   scaler_.update(false);
+  ops_.sync();  // the update's kernels, as above
   stats.optimizer_s = seconds_since(optimizer_start);
   stats.comm_s = comm_seconds_;
   return stats;
