@@ -108,3 +108,15 @@ TEST_CASE("a sample at the end of a run on an emulated device reads host weights
   CHECK(r.code == 0);
   CHECK_THAT(r.out, Contains("sample"));
 }
+
+TEST_CASE("NCCL is refused for ranks whose buffers live on a device", "[device][errors]") {
+  TempDir dir("dstrain_emulated_nccl");
+  dir.write("train.txt", training_text(50000));
+  const std::string path = dir.write("run.yaml", config(1, 8, "", ""));
+  const Run r =
+      run("env DS_COMM_BACKEND=nccl " + kEmulated + kBin + "dslaunch --num_gpus 2 " + path);
+  INFO(r.out);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.out, Contains("DS_COMM_BACKEND=nccl"));
+  CHECK_THAT(r.out, Contains("cannot hand them to NCCL yet"));
+}

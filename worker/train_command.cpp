@@ -95,7 +95,7 @@ void train_command(const TrainOptions& options) {
   // The groups use the CPU backends: collectives on device buffers are staged through host
   // memory (zero/device_comm.h). NCCL does not carry the engine's buffers yet, so asking for
   // it is refused rather than silently ignored; ranks sharing a GPU use Gloo, as chosen.
-  if (device.device.type == tensor::DeviceType::kCuda && info.backend == comm::Backend::kNccl) {
+  if (!device.device.is_cpu() && info.backend == comm::Backend::kNccl) {
     throw UsageError(
         "DS_COMM_BACKEND=nccl: this build's trainer stages its collectives on GPU buffers "
         "through host memory and cannot hand them to NCCL yet",

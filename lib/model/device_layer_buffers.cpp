@@ -19,7 +19,8 @@ DeviceLayerBuffers::DeviceLayerBuffers(const ModelLayout& layout, tensor::Ops& o
   for (const LayerSpec& spec : layout.layers) largest = std::max(largest, spec.numel);
   weights_ = ops_.allocate_floats(largest, MemoryCategory::kParameters);
   grads_ = ops_.allocate_floats(largest, MemoryCategory::kGradients);
-  staging_.resize(static_cast<size_t>(largest));
+  staging_ = ops_.allocate_staging(sizeof(float) * static_cast<size_t>(largest),
+                                   MemoryCategory::kCommunication);
 }
 
 const float* DeviceLayerBuffers::weights(int layer) {
@@ -67,7 +68,10 @@ const float* DeviceLayerBuffers::tied_wte(int64_t offset_in_layer0) {
 float* DeviceLayerBuffers::tied_dwte(int64_t offset_in_layer0) {
   if (tied_dwte_.empty()) {
     tied_dwte_ = ops_.allocate_floats(wte_numel_, MemoryCategory::kGradients);
-    staging_.resize(std::max(staging_.size(), static_cast<size_t>(wte_numel_)));
+    if (staging_.size() < sizeof(float) * static_cast<size_t>(wte_numel_)) {
+      staging_ = ops_.allocate_staging(sizeof(float) * static_cast<size_t>(wte_numel_),
+                                       MemoryCategory::kCommunication);
+    }
   }
   host_tied_dwte_ = host_.tied_dwte(offset_in_layer0);
   ops_.fill_zero(tied_dwte_.as<float>(), wte_numel_);
@@ -76,7 +80,7 @@ float* DeviceLayerBuffers::tied_dwte(int64_t offset_in_layer0) {
 
 void DeviceLayerBuffers::add_to_host(float* host, const float* device, int64_t n) {
   ops_.download(staging_.data(), device, sizeof(float) * static_cast<size_t>(n));
-  tensor::cpu::add_inplace(host, staging_.data(), n);
+  tensor::cpu::add_inplace(host, staging_.as<float>(), n);
 }
 
 }  // namespace ds::model

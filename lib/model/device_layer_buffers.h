@@ -13,7 +13,6 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "model/layer_buffers.h"
 #include "model/model_layout.h"
@@ -46,7 +45,7 @@ class DeviceLayerBuffers final : public LayerBuffers {
   int grads_layer_ = -1;                                   // whose gradient grads_ holds
   float* host_grads_ = nullptr;                            // and where it goes
   float* host_tied_dwte_ = nullptr;  // where tied_dwte_ goes, while the head's backward runs
-  std::vector<float> staging_;       // a gradient on its way to the host
+  tensor::Buffer staging_;           // a gradient on its way to the host (page-locked)
 };
 
 }  // namespace ds::model

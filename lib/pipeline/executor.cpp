@@ -55,7 +55,8 @@ PipelineExecutor::PipelineExecutor(const config::TrainConfig& cfg, model::Gpt& m
   }
   if (stage_ < stages_ - 1) grad_in_ = buffers_of(buffers_, hidden, device);
   act_out_.assign(buffers_, nullptr);
-  if (!device.is_cpu()) wire_ = Buffer(hidden, MemoryCategory::kCommunication);
+  if (!device.is_cpu())
+    wire_ = model_.ops().allocate_staging(hidden, MemoryCategory::kCommunication);
 }
 
 model::MicroBatch PipelineExecutor::micro_batch(int buffer, float dloss) {

@@ -191,12 +191,28 @@ Buffer Buffer::map_file(const std::filesystem::path& dir, const std::string& ste
   return b;
 }
 
+Buffer Buffer::pinned(size_t bytes, MemoryCategory category) {
+#if defined(DS_WITH_CUDA)
+  Buffer b;
+  b.category_ = category;
+  if (bytes == 0) return b;
+  b.data_ = cuda::host_allocate_pinned(bytes, memory_category_name(category));
+  b.bytes_ = bytes;
+  b.pinned_ = true;
+  MemoryTracker::instance().add(category, bytes);
+  return b;
+#else
+  return Buffer(bytes, category);  // nothing copies to a GPU in a build without CUDA
+#endif
+}
+
 Buffer::Buffer(Buffer&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)),
       bytes_(std::exchange(other.bytes_, 0)),
       category_(other.category_),
       device_(other.device_),
-      mapped_(std::exchange(other.mapped_, false)) {}
+      mapped_(std::exchange(other.mapped_, false)),
+      pinned_(std::exchange(other.pinned_, false)) {}
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
@@ -206,6 +222,7 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
     category_ = other.category_;
     device_ = other.device_;
     mapped_ = std::exchange(other.mapped_, false);
+    pinned_ = std::exchange(other.pinned_, false);
   }
   return *this;
 }
@@ -222,6 +239,10 @@ void Buffer::reset() {
   if (data_ != nullptr) {
     if (mapped_) {
       ::munmap(data_, bytes_);
+    } else if (pinned_) {
+#if defined(DS_WITH_CUDA)
+      cuda::host_free_pinned(data_);
+#endif
     } else if (device_.type == DeviceType::kCuda) {
 #if defined(DS_WITH_CUDA)
       cuda::device_free(data_, device_.index);
@@ -235,6 +256,7 @@ void Buffer::reset() {
   data_ = nullptr;
   bytes_ = 0;
   mapped_ = false;
+  pinned_ = false;
 }
 
 void grow_floats(Buffer& buffer, int64_t floats, MemoryCategory category, Device device) {

@@ -88,6 +88,10 @@ class Buffer {
   // Throws ds::Error naming the file when it cannot be created, sized or mapped.
   static Buffer map_file(const std::filesystem::path& dir, const std::string& stem, size_t bytes);
 
+  // `bytes` of zeroed host memory that a CUDA device copies to and from directly (page-locked:
+  // tensor::Ops::allocate_staging on a GPU). Counted as host memory under `category`.
+  static Buffer pinned(size_t bytes, MemoryCategory category);
+
   Buffer(Buffer&& other) noexcept;
   Buffer& operator=(Buffer&& other) noexcept;
   Buffer(const Buffer&) = delete;
@@ -118,6 +122,7 @@ class Buffer {
   MemoryCategory category_ = MemoryCategory::kOther;
   Device device_;
   bool mapped_ = false;  // munmap instead of free
+  bool pinned_ = false;  // cudaFreeHost instead of free
 };
 
 // Whether `p` points into (or just past) a live buffer on the emulated device: its Ops check

@@ -40,6 +40,10 @@ class Ops {
   Buffer allocate_floats(int64_t n, MemoryCategory category) const {
     return allocate(sizeof(float) * static_cast<size_t>(n), category);
   }
+  // Host memory for copies to and from device(): page-locked on a GPU (faster copies).
+  virtual Buffer allocate_staging(size_t bytes, MemoryCategory category) const {
+    return Buffer(bytes, category);
+  }
 
   // Memory movement. upload: host → device() (the host memory may be reused on return);
   // download: device() → host, waiting until the data is there; copy: within device().

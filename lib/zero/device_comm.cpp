@@ -7,15 +7,15 @@ using tensor::MemoryCategory;
 
 namespace {
 
-char* grown(Buffer& buffer, size_t bytes) {
-  if (buffer.size() < bytes) buffer = Buffer(bytes, MemoryCategory::kCommunication);
+char* grown(Buffer& buffer, size_t bytes, const tensor::Ops& ops) {
+  if (buffer.size() < bytes) buffer = ops.allocate_staging(bytes, MemoryCategory::kCommunication);
   return buffer.as<char>();
 }
 
 }  // namespace
 
-char* DeviceStagedComm::Staging::input(size_t bytes) { return grown(in, bytes); }
-char* DeviceStagedComm::Staging::output(size_t bytes) { return grown(out, bytes); }
+char* DeviceStagedComm::Staging::input(size_t bytes) { return grown(in, bytes, *ops); }
+char* DeviceStagedComm::Staging::output(size_t bytes) { return grown(out, bytes, *ops); }
 
 // A host collective in flight: when waited for, its result goes back to the device and its
 // staging back to the pool.
@@ -63,6 +63,7 @@ DeviceStagedComm::Staging& DeviceStagedComm::acquire() {
     }
   }
   pool_.push_back(std::make_unique<Staging>());
+  pool_.back()->ops = &ops_;
   pool_.back()->busy = true;
   return *pool_.back();
 }

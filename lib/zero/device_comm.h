@@ -39,8 +39,9 @@ class DeviceStagedComm final : public DpComm {
  private:
   // Host staging for one collective: grows to the largest request it serves.
   struct Staging {
-    tensor::Buffer in, out;
+    tensor::Buffer in, out;  // page-locked on a GPU
     bool busy = false;
+    const tensor::Ops* ops = nullptr;  // allocates them
     char* input(size_t bytes);
     char* output(size_t bytes);
   };

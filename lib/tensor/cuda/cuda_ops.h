@@ -26,6 +26,9 @@ class CudaOps final : public Ops {
   Device device() const override { return Device::cuda(device_); }
   std::string device_name() const override;
   cudaStream_t stream() const;
+  Buffer allocate_staging(size_t bytes, MemoryCategory category) const override {
+    return Buffer::pinned(bytes, category);
+  }
 
   void upload(void* dst, const void* host, size_t bytes) override;
   void download(void* host, const void* src, size_t bytes) override;

@@ -3,6 +3,8 @@
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
+#include <cstring>
+
 #include "tensor/cuda/cuda_check.h"
 #include "util/error.h"
 
@@ -66,5 +68,20 @@ void device_zero(void* data, size_t bytes, int device) {
   DS_CUDA_CALL(cudaMemset(data, 0, bytes));
   DS_CUDA_CALL(cudaDeviceSynchronize());
 }
+
+void* host_allocate_pinned(size_t bytes, std::string_view what) {
+  void* data = nullptr;
+  const cudaError_t result = cudaMallocHost(&data, bytes);
+  if (result != cudaSuccess) {
+    cudaGetLastError();
+    throw Error(fmt::format("cannot pin {} bytes of host memory for {}: {}", bytes, what,
+                            cudaGetErrorString(result)),
+                "reduce the batch or bucket sizes, or raise the locked-memory limit (ulimit -l)");
+  }
+  std::memset(data, 0, bytes);
+  return data;
+}
+
+void host_free_pinned(void* data) noexcept { cudaFreeHost(data); }
 
 }  // namespace ds::tensor::cuda

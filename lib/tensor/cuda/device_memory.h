@@ -15,4 +15,9 @@ void* device_allocate_zeroed(size_t bytes, int device, std::string_view what);
 void device_free(void* data, int device) noexcept;
 void device_zero(void* data, size_t bytes, int device);
 
+// Page-locked host memory (cudaMallocHost), zeroed: copies between it and a device run at full
+// speed and without a staging copy by the driver. Throws ds::Error naming `what`.
+void* host_allocate_pinned(size_t bytes, std::string_view what);
+void host_free_pinned(void* data) noexcept;
+
 }  // namespace ds::tensor::cuda
