@@ -22,7 +22,7 @@ std::string node_dependent(const NodePlan& node) {
     if (!std::getenv("OMP_NUM_THREADS")) {
       out += fmt::format("OMP_NUM_THREADS={}", std::max(1, cpu_count() / std::max(1, node.size())));
     }
-    if (gpu_count() > 0) {
+    if (gpu_count() > 0 && !node.share_gpus) {
       if (!out.empty()) out += ' ';
       out += "CUDA_VISIBLE_DEVICES=";
       out += node.devices();
@@ -45,8 +45,9 @@ void print_plan(const Plan& plan, std::FILE* out) {
                plan.nodes.front().host.key());
   }
   for (const NodePlan& node : plan.nodes) {
-    fmt::print(out, "node {}: {} ({}), slots {}\n", node.node_rank, node.host.spec(),
-               node.local ? "this host, no ssh" : "ssh", node.devices());
+    fmt::print(out, "node {}: {} ({}), slots {}{}\n", node.node_rank, node.host.spec(),
+               node.local ? "this host, no ssh" : "ssh", node.devices(),
+               node.share_gpus ? fmt::format("{} ranks sharing the GPUs", node.size()) : "");
     const std::string extra = node_dependent(node);
     for (int l = 0; l < node.size(); ++l) {
       const int rank = node.first_rank + l;

@@ -45,7 +45,14 @@ std::vector<NodeSlots> choose_resources(const LaunchOptions& o) {
   if (gpus > 0) {
     note(apply_cuda_visible_devices(env_or("CUDA_VISIBLE_DEVICES"), request));
     if (o.num_gpus > gpus) {
-      throw UsageError(fmt::format("--num_gpus {} but this host has {} GPUs", o.num_gpus, gpus));
+      // Several ranks per GPU (issue 10): each sees every GPU and takes one round-robin.
+      note(
+          fmt::format("--num_gpus {} on a host with {} GPU{}: the ranks share them, and their "
+                      "collectives run over host memory",
+                      o.num_gpus, gpus, gpus == 1 ? "" : "s"));
+      std::vector<NodeSlots> nodes = select_resources(local_host(o.num_gpus), request);
+      for (NodeSlots& n : nodes) n.share_gpus = true;
+      return nodes;
     }
   }
   return select_resources(local_host(gpus), request);

@@ -8,6 +8,7 @@
 namespace ds::launcher {
 
 std::string NodePlan::devices() const {
+  if (share_gpus) return "";
   std::string out;
   for (int s : slots) {
     if (!out.empty()) out += ',';
@@ -23,6 +24,7 @@ Plan make_plan(const std::vector<NodeSlots>& nodes) {
     node.node_rank = static_cast<int>(plan.nodes.size());
     node.host = n.host;
     node.slots = n.slots;
+    node.share_gpus = n.share_gpus;
     node.first_rank = plan.world_size;
     plan.world_size += node.size();
     plan.nodes.push_back(std::move(node));

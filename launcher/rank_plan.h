@@ -14,12 +14,15 @@ namespace ds::launcher {
 struct NodePlan {
   int node_rank = 0;
   HostEntry host;
-  std::vector<int> slots;  // device indices; one rank per slot
-  int first_rank = 0;      // this node's ranks are first_rank .. first_rank + size - 1
-  bool local = false;      // started on this machine, without SSH
-  std::string program;     // argv[0] as the preflight found it on this node; empty: plan's
+  std::vector<int> slots;   // device indices; one rank per slot
+  int first_rank = 0;       // this node's ranks are first_rank .. first_rank + size - 1
+  bool local = false;       // started on this machine, without SSH
+  std::string program;      // argv[0] as the preflight found it on this node; empty: plan's
+  bool share_gpus = false;  // NodeSlots::share_gpus
   int size() const { return static_cast<int>(slots.size()); }
-  std::string devices() const;  // "0,1,3": CUDA_VISIBLE_DEVICES (DeepSpeed: the slot list)
+  // "0,1,3": CUDA_VISIBLE_DEVICES (DeepSpeed: the slot list); "" when the ranks share the
+  // GPUs (the variable is then left as it is).
+  std::string devices() const;
 };
 
 struct Plan {

@@ -15,6 +15,9 @@ namespace ds::launcher {
 struct NodeSlots {
   HostEntry host;
   std::vector<int> slots;  // ascending
+  // More ranks than the node has GPUs: every rank sees all of them and the worker deals them
+  // out round-robin (worker/device_choice.h), so ZeRO and pipelines run on a one-GPU machine.
+  bool share_gpus = false;
 };
 
 struct ResourceRequest {

@@ -99,6 +99,16 @@ TEST_CASE("resources: CUDA_VISIBLE_DEVICES as DeepSpeed treats it", "[launcher]"
   CHECK(with_gpus.include.empty());
 }
 
+TEST_CASE("rank plan: ranks sharing GPUs leave CUDA_VISIBLE_DEVICES to the worker", "[launcher]") {
+  std::vector<dl::NodeSlots> nodes = dl::select_resources(dl::local_host(4), {});
+  REQUIRE(nodes.size() == 1);
+  CHECK(dl::make_plan(nodes).nodes[0].devices() == "0,1,2,3");
+  nodes[0].share_gpus = true;
+  const dl::Plan plan = dl::make_plan(nodes);
+  CHECK(plan.world_size == 4);
+  CHECK(plan.nodes[0].devices().empty());
+}
+
 TEST_CASE("rank plan: ranks in hostfile order with the process contract", "[launcher]") {
   dl::Plan plan = dl::make_plan(dl::select_resources(cluster(), request("n1:1,3@n3", "")));
   plan.master_addr = "10.0.0.1";
