@@ -8,30 +8,26 @@
 
 namespace {
 
-template <typename Check>
-void for_each_fixture_on_gpu(Check check) {
+void on_gpu(golden::Check check) {
   if (!ds_cuda_test::gpu_available()) return;
   ds::tensor::cuda::CudaOps ops(0);
-  for (const char* fixture : golden::kFixtures) {
-    INFO(fixture << " on cuda:0");
-    check(fixture, ops);
-  }
+  golden::for_each_fixture(check, ops);
 }
 
 }  // namespace
 
 TEST_CASE("on the GPU, forward and backward match PyTorch", "[cuda]") {
-  for_each_fixture_on_gpu(golden::check_forward_backward);
+  on_gpu(golden::check_forward_backward);
 }
 
 TEST_CASE("on the GPU, ignored targets are left out of the loss", "[cuda]") {
-  for_each_fixture_on_gpu(golden::check_masked);
+  on_gpu(golden::check_masked);
 }
 
 TEST_CASE("on the GPU, ten AdamW steps follow PyTorch's losses", "[cuda]") {
-  for_each_fixture_on_gpu(golden::check_adamw);
+  on_gpu(golden::check_adamw);
 }
 
 TEST_CASE("on the GPU, a training step allocates nothing after the first", "[cuda]") {
-  for_each_fixture_on_gpu(golden::check_no_allocation);
+  on_gpu(golden::check_no_allocation);
 }

@@ -125,6 +125,13 @@ void check_gradients(const Golden& g, const ds::model::ModelLayout& layout,
 
 }  // namespace
 
+void for_each_fixture(Check check, Ops& ops) {
+  for (const char* fixture : kFixtures) {
+    INFO(fixture << " on " << ops.device().str());
+    check(fixture, ops);
+  }
+}
+
 void check_forward_backward(const std::string& fixture, Ops& ops) {
   const Golden g = load_golden(fixture);
   DeviceModel m(g, ops);

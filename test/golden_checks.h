@@ -24,4 +24,8 @@ void check_adamw(const std::string& fixture, ds::tensor::Ops& ops);
 // The second forward and backward allocate nothing, on the host or on ops' device.
 void check_no_allocation(const std::string& fixture, ds::tensor::Ops& ops);
 
+// A check on every fixture, with the model on `ops`' device.
+using Check = void (*)(const std::string& fixture, ds::tensor::Ops& ops);
+void for_each_fixture(Check check, ds::tensor::Ops& ops);
+
 }  // namespace golden

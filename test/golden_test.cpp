@@ -6,31 +6,25 @@
 
 namespace {
 
-template <typename Check>
-void for_each_fixture(Check check) {
-  const auto emulated = ds::tensor::make_ops(ds::tensor::Device::emulated());
-  for (const char* fixture : golden::kFixtures) {
-    INFO(fixture);
-    check(fixture, ds::tensor::cpu_ops());
-    INFO("on the emulated device");
-    check(fixture, *emulated);
-  }
+void on_cpu_and_emulated(golden::Check check) {
+  golden::for_each_fixture(check, ds::tensor::cpu_ops());
+  golden::for_each_fixture(check, *ds::tensor::make_ops(ds::tensor::Device::emulated()));
 }
 
 }  // namespace
 
 TEST_CASE("forward and backward match PyTorch", "[golden]") {
-  for_each_fixture(golden::check_forward_backward);
+  on_cpu_and_emulated(golden::check_forward_backward);
 }
 
 TEST_CASE("ignored targets are left out of the loss as PyTorch leaves them", "[golden]") {
-  for_each_fixture(golden::check_masked);
+  on_cpu_and_emulated(golden::check_masked);
 }
 
 TEST_CASE("ten AdamW steps follow PyTorch's losses", "[golden]") {
-  for_each_fixture(golden::check_adamw);
+  on_cpu_and_emulated(golden::check_adamw);
 }
 
 TEST_CASE("a training step allocates nothing after the first", "[golden]") {
-  for_each_fixture(golden::check_no_allocation);
+  on_cpu_and_emulated(golden::check_no_allocation);
 }
