@@ -39,7 +39,6 @@ std::vector<std::string> caches(const TempDir& dir) {
   return out;
 }
 
-
 // A GPT-2-style tokenizer: 256 byte tokens, merges "h e" → 256 and "Ġ t" → 257, specials
 // <s> = 258 and </s> = 259 named BOS and EOS by tokenizer_config.json.
 void write_tokenizer(const TempDir& dir) {
