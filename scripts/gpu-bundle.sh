@@ -19,10 +19,7 @@ trap 'rm -rf "$stage"' EXIT
 build_abs=$(cd "$build_dir" && pwd)
 mkdir -p "$stage/bin" "$stage/test" "$stage/lib"
 cp "$build_abs"/bin/* "$stage/bin/"
-# The binaries of every cuda-labelled test (each runs all of its cases at once there).
-ctest --test-dir "$build_abs" -N -L cuda --show-only=json-v1 |
-  python3 -c 'import json, sys; print("\n".join(sorted({t["command"][0] for t in json.load(sys.stdin)["tests"]})))' \
-    > "$stage/tests.txt"
+scripts/cuda-tests.sh "$build_abs" > "$stage/tests.txt"
 while read -r binary; do cp "$binary" "$stage/test/"; done < "$stage/tests.txt"
 strip "$stage"/bin/* "$stage"/test/* 2> /dev/null || true
 

@@ -43,8 +43,7 @@ if [ -f "$bundle" ]; then
 else
   build_dir=${BUILD_DIR:-build-cuda}
   BUILD_DIR=$build_dir DS_CUDA=ON scripts/build.sh
-  tests=$(ctest --test-dir "$build_dir" -N -L cuda --show-only=json-v1 |
-          python3 -c 'import json, sys; print("\n".join(sorted({t["command"][0] for t in json.load(sys.stdin)["tests"]})))')
+  tests=$(scripts/cuda-tests.sh "$build_dir")
 fi
 # Each test binary and the benchmark get a time limit, so one hang cannot eat the device time.
 test_limit=${TEST_TIMEOUT:-240}

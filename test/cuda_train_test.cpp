@@ -13,9 +13,6 @@
 
 using Catch::Matchers::Contains;
 using ds::testing::kBin;
-using ds::testing::metric_values;
-using ds::testing::run;
-using ds::testing::Run;
 using ds::testing::TempDir;
 using ds::testing::training_text;
 
@@ -33,15 +30,13 @@ std::string config(const std::string& device, int stage, int micro, const std::s
       micro, extra, stage, device);
 }
 
-std::vector<double> losses(TempDir& dir, const std::string& launcher, const std::string& cfg,
+// The losses of `command` (a program and its options) on `cfg`; its output must hold
+// `expect_in_output` when given.
+std::vector<double> losses(TempDir& dir, const std::string& command, const std::string& cfg,
                            const std::string& expect_in_output = "") {
-  const std::string path = dir.write("run.yaml", cfg);
-  const std::string metrics = dir.file("run.jsonl");
-  const Run r = run(kBin + launcher + " " + path + " --metrics " + metrics);
-  INFO(r.out);
-  REQUIRE(r.code == 0);
+  const ds::testing::TrainingRun r = ds::testing::run_training(dir, command, cfg);
   if (!expect_in_output.empty()) CHECK_THAT(r.out, Contains(expect_in_output));
-  return metric_values(metrics, "loss");
+  return r.losses;
 }
 
 void check_close(const std::vector<double>& got, const std::vector<double>& want,
@@ -62,8 +57,9 @@ TEST_CASE("dsworker on the GPU follows the CPU's losses", "[cuda]") {
   for (const auto& [precision, tolerance] :
        {std::pair<std::string, double>{"", 1e-4}, {"bf16: {enabled: true},", 2e-2}}) {
     INFO((precision.empty() ? "fp32" : precision));
-    const auto cpu = losses(dir, "dsworker", config("cpu", 0, 16, precision));
-    const auto gpu = losses(dir, "dsworker", config("cuda", 0, 16, precision), "device: cuda:0");
+    const auto cpu = losses(dir, kBin + "dsworker", config("cpu", 0, 16, precision));
+    const auto gpu =
+        losses(dir, kBin + "dsworker", config("cuda", 0, 16, precision), "device: cuda:0");
     REQUIRE(cpu.size() == 20);
     check_close(gpu, cpu, tolerance);
     CHECK(gpu.back() < gpu.front());
@@ -74,12 +70,12 @@ TEST_CASE("two ranks sharing one GPU reproduce one rank at every ZeRO stage", "[
   if (!ds_cuda_test::gpu_available()) return;
   TempDir dir("dstrain_cuda_shared");
   dir.write("train.txt", training_text(60000));
-  const auto one = losses(dir, "dsworker", config("cuda", 0, 16, ""));
+  const auto one = losses(dir, kBin + "dsworker", config("cuda", 0, 16, ""));
   REQUIRE(one.size() == 20);
   for (int stage : {1, 2, 3}) {
     INFO("stage " << stage);
     // Two local ranks, CUDA_VISIBLE_DEVICES left to the one GPU: they share it.
-    const auto two = losses(dir, "env CUDA_VISIBLE_DEVICES=0 dslaunch --num_gpus 2",
+    const auto two = losses(dir, "env CUDA_VISIBLE_DEVICES=0 " + kBin + "dslaunch --num_gpus 2",
                             config("cuda", stage, 8, ""), "share");
     check_close(two, one, 1e-5);
   }

@@ -15,7 +15,6 @@
 
 using Catch::Matchers::Contains;
 using ds::testing::kBin;
-using ds::testing::metric_values;
 using ds::testing::run;
 using ds::testing::Run;
 using ds::testing::TempDir;
@@ -38,19 +37,14 @@ const std::string kEmulated = "env DS_EMULATED_DEVICE=1 ";
 
 std::vector<double> losses(TempDir& dir, const std::string& prefix, int world,
                            const std::string& cfg, const std::string& args = "") {
-  const std::string path = dir.write("run.yaml", cfg);
-  const std::string metrics = dir.file("run.jsonl");
-  std::filesystem::remove(metrics);
-  const Run r = run(prefix + kBin + "dslaunch --num_gpus " + std::to_string(world) + " " + path +
-                    " --metrics " + metrics + " " + args);
-  INFO(r.out);
-  REQUIRE(r.code == 0);
+  const ds::testing::TrainingRun r = ds::testing::run_training(
+      dir, prefix + kBin + "dslaunch --num_gpus " + std::to_string(world), cfg, args);
   if (!prefix.empty()) CHECK_THAT(r.out, Contains("emulated"));
   // Device memory is reported beside the host's when the run holds any.
   const bool device_memory =
-      ds::testing::read_file(metrics).find("\"device_memory_bytes\"") != std::string::npos;
+      ds::testing::read_file(r.metrics).find("\"device_memory_bytes\"") != std::string::npos;
   CHECK(device_memory == !prefix.empty());
-  return metric_values(metrics, "loss");
+  return r.losses;
 }
 
 }  // namespace

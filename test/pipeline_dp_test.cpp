@@ -33,14 +33,9 @@ std::string config(int micro, const std::string& ds) {
 
 std::vector<double> losses_on(TempDir& dir, int world, const std::string& cfg,
                               const std::string& extra = "") {
-  const std::string path = dir.write("run.yaml", cfg);
-  const std::string metrics = dir.file("run.jsonl");
-  std::filesystem::remove(metrics);  // a resumed run appends
-  const Run r = run(kBin + "dslaunch --num_gpus " + std::to_string(world) + " " + path +
-                    " --metrics " + metrics + " " + extra);
-  INFO(r.out);
-  REQUIRE(r.code == 0);
-  return metric_values(metrics, "loss");
+  return ds::testing::run_training(dir, kBin + "dslaunch --num_gpus " + std::to_string(world), cfg,
+                                   extra)
+      .losses;
 }
 
 }  // namespace

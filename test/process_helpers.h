@@ -104,4 +104,29 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// A training run: its output, its metrics file and the losses logged there.
+struct TrainingRun {
+  std::string out;
+  std::string metrics;
+  std::vector<double> losses;
+};
+
+// Writes `config` to dir/run.yaml and runs `command <that file> --metrics dir/run.jsonl <args>`
+// (`command`: a program with its options and any environment in front, e.g.
+// kBin + "dslaunch --num_gpus 2"), the metrics file removed first since a resumed run appends
+// to it. The run must succeed.
+inline TrainingRun run_training(const TempDir& dir, const std::string& command,
+                                const std::string& config, const std::string& args = "") {
+  const std::string path = dir.write("run.yaml", config);
+  TrainingRun t;
+  t.metrics = dir.file("run.jsonl");
+  std::filesystem::remove(t.metrics);
+  const Run r = run(command + " " + path + " --metrics " + t.metrics + " " + args);
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  t.out = r.out;
+  t.losses = metric_values(t.metrics, "loss");
+  return t;
+}
+
 }  // namespace ds::testing

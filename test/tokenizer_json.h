@@ -1,5 +1,5 @@
 // Pieces of Hugging Face tokenizer.json files for tests: the byte-level alphabet, the
-// 256 byte tokens, added tokens, and the GPT-2 and Llama 3 pre-tokenizers.
+// 256 byte tokens, added tokens, the GPT-2 and Llama 3 pre-tokenizers and their decoder.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +38,14 @@ inline nlohmann::json added_token(const std::string& content, int id, bool speci
 }
 
 // GPT-2's: ByteLevel with its own regex.
+// The ByteLevel decoder as GPT-2's and Llama 3's files write it.
+inline nlohmann::json byte_level_decoder() {
+  return {{"type", "ByteLevel"},
+          {"add_prefix_space", true},
+          {"trim_offsets", true},
+          {"use_regex", true}};
+}
+
 inline nlohmann::json gpt2_pre_tokenizer() {
   return {{"type", "ByteLevel"},
           {"add_prefix_space", false},

@@ -53,10 +53,7 @@ json gpt2_json() {
                          {"add_prefix_space", true},
                          {"trim_offsets", false},
                          {"use_regex", true}};
-  j["decoder"] = {{"type", "ByteLevel"},
-                  {"add_prefix_space", true},
-                  {"trim_offsets", true},
-                  {"use_regex", true}};
+  j["decoder"] = ds::testing::byte_level_decoder();
   j["model"] = {{"type", "BPE"},
                 {"dropout", nullptr},
                 {"unk_token", nullptr},
@@ -90,10 +87,7 @@ json llama3_json() {
       {"special_tokens",
        {{"<|begin_of_text|>",
          {{"id", "<|begin_of_text|>"}, {"ids", {259}}, {"tokens", {"<|begin_of_text|>"}}}}}}};
-  j["decoder"] = {{"type", "ByteLevel"},
-                  {"add_prefix_space", true},
-                  {"trim_offsets", true},
-                  {"use_regex", true}};
+  j["decoder"] = ds::testing::byte_level_decoder();
   j["model"] = {{"type", "BPE"},
                 {"dropout", nullptr},
                 {"unk_token", nullptr},

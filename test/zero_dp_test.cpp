@@ -15,7 +15,6 @@
 using Catch::Matchers::Contains;
 using ds::testing::kBin;
 using ds::testing::metric_values;
-using ds::testing::read_file;
 using ds::testing::run;
 using ds::testing::Run;
 using ds::testing::TempDir;
@@ -39,13 +38,8 @@ std::string config(int stage, int micro, int accumulation, double clipping,
 
 // The losses of `cfg` on `world` ranks under dslaunch.
 std::vector<double> losses_on(TempDir& dir, int world, const std::string& cfg) {
-  const std::string path = dir.write("run.yaml", cfg);
-  const std::string metrics = dir.file("run.jsonl");
-  const Run r = run(kBin + "dslaunch --num_gpus " + std::to_string(world) + " " + path +
-                    " --metrics " + metrics);
-  INFO(r.out);
-  REQUIRE(r.code == 0);
-  return metric_values(metrics, "loss");
+  return ds::testing::run_training(dir, kBin + "dslaunch --num_gpus " + std::to_string(world), cfg)
+      .losses;
 }
 
 }  // namespace

@@ -6,8 +6,6 @@
 // and GPT's causal attention kernel runs on them; the backward sums each group back.
 #pragma once
 
-#include <vector>
-
 #include "model/backward_scratch.h"
 #include "model/float_carver.h"
 #include "model/layer.h"

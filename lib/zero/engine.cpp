@@ -488,10 +488,9 @@ float* Engine::host_master(int l) {
   return host_master_.as<float>() + part_.layers[l].local_offset;
 }
 
-float* Engine::host_state(size_t array, int l) {
-  const int64_t offset = part_.layers[l].local_offset;
-  if (ops_.device().is_cpu()) return optimizer_->state()[array].data.data() + offset;
-  return host_states_[array].as<float>() + offset;
+float* Engine::host_state(const std::vector<optim::StateArray>& arrays, size_t a, int l) {
+  float* base = ops_.device().is_cpu() ? arrays[a].data.data() : host_states_[a].as<float>();
+  return base + part_.layers[l].local_offset;
 }
 
 void Engine::stage_states_to_host() {
@@ -543,7 +542,7 @@ std::vector<StateSegment> Engine::state_segments() {
         s.length = length;
         s.master = host_master(l) + in_piece;
         for (size_t a = 0; a < arrays.size(); ++a) {
-          s.optimizer.emplace_back(arrays[a].name, host_state(a, l) + in_piece);
+          s.optimizer.emplace_back(arrays[a].name, host_state(arrays, a, l) + in_piece);
         }
         out.push_back(std::move(s));
       });
@@ -568,7 +567,7 @@ void Engine::load_state(const FullState& state, int64_t applied_steps,
         };
         copy("master", host_master(l) + in_piece);
         for (size_t a = 0; a < arrays.size(); ++a) {
-          copy(arrays[a].name, host_state(a, l) + in_piece);
+          copy(arrays[a].name, host_state(arrays, a, l) + in_piece);
         }
       });
   load_staged_states();

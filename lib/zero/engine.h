@@ -183,7 +183,7 @@ class Engine {
   void stage_states_to_host();
   void load_staged_states();
   float* host_master(int l);
-  float* host_state(size_t array, int l);
+  float* host_state(const std::vector<optim::StateArray>& arrays, size_t a, int l);
 
   const config::TrainConfig& cfg_;
   model::Gpt& model_;

@@ -3,38 +3,36 @@
 #include <utility>
 
 #include "tensor/cuda/cuda_check.h"
+#include "tensor/cuda/device_memory.h"
 #include "util/error.h"
 
 namespace ds::tensor::cuda {
 
 DeviceBuffer::DeviceBuffer(size_t bytes) : bytes_(bytes) {
   if (bytes == 0) return;
-  DS_CUDA_CALL(cudaMalloc(&data_, bytes));
-  // Zeroed before the constructor returns: cudaMemset may run asynchronously on the default
-  // stream, which non-blocking streams (Stream) do not wait for, so a later copy on one of
-  // them could otherwise land before the zeros. Allocation is rare (never inside a step).
-  DS_CUDA_CALL(cudaMemsetAsync(data_, 0, bytes, nullptr));
-  DS_CUDA_CALL(cudaStreamSynchronize(nullptr));
+  if (cudaGetDevice(&device_) != cudaSuccess) cudaGetLastError();  // the allocation says why
+  data_ = device_allocate_zeroed(bytes, device_, "a device buffer");
 }
 
 DeviceBuffer::~DeviceBuffer() { release(); }
 
 DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+    : data_(std::exchange(other.data_, nullptr)),
+      bytes_(std::exchange(other.bytes_, 0)),
+      device_(other.device_) {}
 
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
   if (this != &other) {
     release();
     data_ = std::exchange(other.data_, nullptr);
     bytes_ = std::exchange(other.bytes_, 0);
+    device_ = other.device_;
   }
   return *this;
 }
 
 void DeviceBuffer::release() noexcept {
-  // cudaFree's status is dropped: a destructor must not throw, and a sticky error from an
-  // earlier fault has already been (or will be) reported by the call that saw it.
-  if (data_ != nullptr) cudaFree(data_);
+  if (data_ != nullptr) device_free(data_, device_);
   data_ = nullptr;
   bytes_ = 0;
 }

@@ -1,6 +1,7 @@
-// Owning device memory (cudaMalloc/cudaFree), move-only, and a stream that is destroyed with
-// its owner. Not yet counted by tensor::MemoryTracker: that tracker is per process and host
-// memory; device accounting (per device) comes with the GPU training path.
+// Owning device memory on the current device, move-only (allocated and freed as tensor::Buffer's
+// device memory is, through device_memory.h), and a stream that is destroyed with its owner.
+// The op layer's own scratch (TokenBuckets, LtMatmul's workspace) and the tests use it: it
+// lives below tensor::Buffer and is not counted by tensor::MemoryTracker.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -43,6 +44,7 @@ class DeviceBuffer {
 
   void* data_ = nullptr;
   size_t bytes_ = 0;
+  int device_ = 0;
 };
 
 // A non-blocking stream on the current device, destroyed with this object.

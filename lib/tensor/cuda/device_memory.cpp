@@ -15,8 +15,13 @@ namespace {
 // the thread's current device put back afterwards, so a later launch goes where it went before.
 class OnDevice {
  public:
+  // Without a usable driver there is no current device to keep: the call that follows fails
+  // and names itself.
   explicit OnDevice(int device) {
-    DS_CUDA_CALL(cudaGetDevice(&previous_));
+    if (cudaGetDevice(&previous_) != cudaSuccess) {
+      cudaGetLastError();
+      previous_ = device;
+    }
     if (previous_ != device) DS_CUDA_CALL(cudaSetDevice(device));
   }
   ~OnDevice() { cudaSetDevice(previous_); }
@@ -37,12 +42,12 @@ void* device_allocate_zeroed(size_t bytes, int device, std::string_view what) {
     cudaGetLastError();  // clear it: out of memory is not sticky
     size_t free_bytes = 0, total_bytes = 0;
     cudaMemGetInfo(&free_bytes, &total_bytes);
-    throw Error(fmt::format("out of memory on cuda:{} allocating {} bytes for {} ({} of {} bytes "
-                            "free)",
+    throw Error(fmt::format("cudaMalloc: out of memory on cuda:{} allocating {} bytes for {} ({} "
+                            "of {} bytes free)",
                             device, bytes, what, free_bytes, total_bytes),
                 "reduce the micro-batch size or model size, or use a higher ZeRO stage");
   }
-  DS_CUDA_CALL(result);
+  if (result != cudaSuccess) detail::cuda_failed(__FILE__, __LINE__, "cudaMalloc", result);
   // Zeroed before returning, on the legacy default stream, which the project's non-blocking
   // streams do not wait for: synchronise so that no later op can see the memory unzeroed.
   DS_CUDA_CALL(cudaMemsetAsync(data, 0, bytes, nullptr));
