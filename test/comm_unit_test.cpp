@@ -198,6 +198,16 @@ TEST_CASE("threads: every op on shm and gloo, subgroups and the pipe x data grou
             s, [](size_t i) { return value(1, i) + value(3, i); }, "odd sum");
         expect(odd->name() == "odd" && odd->size() == 2, "odd group {}", odd->name());
       }
+      // A twin of the world on another backend (as the trainer's NCCL twin of a data group).
+      const Backend other = backend == Backend::kShm ? Backend::kGloo : Backend::kShm;
+      auto twin = world->new_group({0, 1, 2, 3}, "twin", other, -1);
+      expect(twin->backend() == backend_name(other), "twin backend {}", twin->backend());
+      auto w = make(7, DType::kF32);
+      for (size_t i = 0; i < 7; ++i) put(w, i, value(rank, i));
+      twin->allreduce(w);
+      expect_values(
+          w, [](size_t i) { return value(0, i) + value(1, i) + value(2, i) + value(3, i); },
+          "twin sum");
 
       // pipe 2 x data 2: data groups {0,1} {2,3}; pipelines {0,2} {1,3}.
       const Topology topo = Topology::make(4, 2);

@@ -1,5 +1,7 @@
 #include "worker/train_command.h"
 
+#include <numeric>
+
 #include "config/document.h"
 #include "pipeline/plan_report.h"
 #include "util/log.h"
@@ -35,6 +37,12 @@ DeviceChoice choose_rank_device(const config::TrainConfig& cfg, const RankInfo& 
   // DS_EMULATED_DEVICE=1 (tests): the rank's device is host memory reached as a GPU's is
   // (tensor/device.h), so that multi-process tests run the device paths without a GPU.
   if (const auto it = env.find("DS_EMULATED_DEVICE"); it != env.end() && it->second == "1") {
+    if (info.backend == comm::Backend::kNccl) {
+      throw UsageError(
+          "DS_COMM_BACKEND=nccl, but DS_EMULATED_DEVICE=1: the emulated device is "
+          "host memory, which NCCL cannot move",
+          "leave DS_COMM_BACKEND unset, or set it to gloo or shm");
+    }
     return {tensor::Device::emulated(), false, info.backend,
             "emulated (DS_EMULATED_DEVICE=1: host memory used as a device's)"};
   }
@@ -92,24 +100,35 @@ void train_command(const TrainOptions& options) {
 
   TrainGroups groups;
   groups.device = device.device;
-  // The groups use the CPU backends: collectives on device buffers are staged through host
-  // memory (zero/device_comm.h). NCCL does not carry the engine's buffers yet, so asking for
-  // it is refused rather than silently ignored; ranks sharing a GPU use Gloo, as chosen.
-  if (!device.device.is_cpu() && info.backend == comm::Backend::kNccl) {
-    throw UsageError(
-        "DS_COMM_BACKEND=nccl: this build's trainer stages its collectives on GPU buffers "
-        "through host memory and cannot hand them to NCCL yet",
-        "leave DS_COMM_BACKEND unset (shared memory or Gloo), or set it to gloo or shm");
-  }
+  const bool nccl_here =
+      device.device.type == tensor::DeviceType::kCuda && device.backend == comm::Backend::kNccl;
   Bootstrap boot;
   if (info.world_size > 1) {
     BootstrapOptions bo;
     bo.pipe_stages = static_cast<int>(cfg.ds.pipeline.stages);
+    // The groups themselves serve host memory (scalars, checkpoints, pipeline activations):
+    // Gloo where ranks share a GPU, the CPU backends' usual choice where NCCL takes the
+    // engine's GPU buffers below.
     if (device.backend == comm::Backend::kGloo) bo.backend = comm::Backend::kGloo;
+    if (nccl_here) bo.backend = comm::Backend::kAuto;
     boot = bootstrap(bo, env);
     groups.rank = boot.info.rank;
     groups.data = std::make_unique<zero::ProcessGroupComm>(boot.groups.data);
     groups.world = std::make_shared<zero::ProcessGroupComm>(boot.world);
+    // NCCL carries the data-parallel reductions and gathers of GPU buffers only when every rank
+    // of the run can use it; one node whose ranks share a GPU (or a CPU rank) makes them all
+    // stage those through host memory, so that every data-parallel group agrees.
+    const bool nccl_everywhere = !groups.world->allreduce_any(!nccl_here);
+    if (nccl_everywhere && boot.groups.data->size() > 1) {
+      std::vector<int> ranks(static_cast<size_t>(boot.groups.data->size()));
+      std::iota(ranks.begin(), ranks.end(), 0);
+      groups.device_data = boot.groups.data->new_group(ranks, boot.groups.data->name() + ".nccl",
+                                                       comm::Backend::kNccl, device.device.index);
+    }
+    if (!device.device.is_cpu()) {
+      log::info("collectives on GPU buffers: {}",
+                groups.device_data ? "NCCL" : "staged through host memory");
+    }
     if (bo.pipe_stages > 1) {
       groups.pipe = boot.groups.pipe;
       groups.pipe_sums = std::make_shared<zero::ProcessGroupComm>(boot.groups.pipe);

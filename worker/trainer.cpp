@@ -12,6 +12,7 @@
 #include "util/log.h"
 #include "worker/interrupt.h"
 #include "worker/sample_command.h"
+#include "zero/nccl_device_comm.h"
 
 namespace ds::worker {
 namespace {
@@ -76,6 +77,9 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options, TrainG
     stage.tied = groups.tied;
   }
   stage.world = groups.world;
+  if (groups.device_data) {
+    stage.device_data = zero::make_nccl_device_comm(std::move(groups.device_data), *ops_);
+  }
   {
     // The weights every rank starts from. Files are read by range, so a ZeRO-3 rank reads
     // only its own pieces; random initialisation makes the whole model (one random stream

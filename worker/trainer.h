@@ -32,9 +32,12 @@ struct TrainOptions {
 
 // The groups one rank trains with (train_command.cpp builds them from the bootstrap).
 struct TrainGroups {
-  int rank = 0;                              // in the run
-  tensor::Device device;                     // where this rank computes (device_choice.h)
-  std::unique_ptr<zero::DpComm> data;        // this stage's data-parallel group
+  int rank = 0;                        // in the run
+  tensor::Device device;               // where this rank computes (device_choice.h)
+  std::unique_ptr<zero::DpComm> data;  // this stage's data-parallel group
+  // Its NCCL twin for the engine's GPU buffers, when every rank has a GPU of its own; null:
+  // those collectives are staged through host memory over `data`.
+  std::shared_ptr<comm::ProcessGroup> device_data;
   std::shared_ptr<comm::ProcessGroup> pipe;  // this rank's pipeline; nullptr without one
   std::shared_ptr<zero::DpComm> pipe_sums;   // the same pipeline, for the engine's sums
   std::shared_ptr<zero::DpComm> tied;        // first + last stage (tied embeddings), else null

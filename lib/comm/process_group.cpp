@@ -187,6 +187,12 @@ Error ProcessGroup::failure(std::string_view op, const std::string& detail) cons
 
 std::shared_ptr<ProcessGroup> ProcessGroup::new_group(const std::vector<int>& ranks,
                                                       std::string label) {
+  return new_group(ranks, std::move(label), context_.backend, context_.cuda_device);
+}
+
+std::shared_ptr<ProcessGroup> ProcessGroup::new_group(const std::vector<int>& ranks,
+                                                      std::string label, Backend backend,
+                                                      int cuda_device) {
   if (ranks.empty() || !std::is_sorted(ranks.begin(), ranks.end()) ||
       std::adjacent_find(ranks.begin(), ranks.end()) != ranks.end() || ranks.front() < 0 ||
       ranks.back() >= size()) {
@@ -201,6 +207,8 @@ std::shared_ptr<ProcessGroup> ProcessGroup::new_group(const std::vector<int>& ra
 
   GroupContext child = context_;
   child.name = label.empty() ? fmt::format("{}.{}", name(), id) : std::move(label);
+  child.backend = backend;
+  child.cuda_device = cuda_device;
   child.rank = static_cast<int>(me - ranks.begin());
   child.size = static_cast<int>(ranks.size());
   child.global_ranks.clear();

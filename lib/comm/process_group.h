@@ -86,6 +86,10 @@ class ProcessGroup {
   // backend request. Like c10d's new_group, every rank of this group calls it with the same
   // list in the same order; ranks outside the list get nullptr. `label` names it in messages.
   std::shared_ptr<ProcessGroup> new_group(const std::vector<int>& ranks, std::string label = "");
+  // The same with a backend request and GPU of its own: an NCCL twin of a CPU group, for
+  // collectives on GPU buffers beside the host's.
+  std::shared_ptr<ProcessGroup> new_group(const std::vector<int>& ranks, std::string label,
+                                          Backend backend, int cuda_device);
 
  protected:
   virtual WorkPtr allreduce_impl(TensorRef tensor, ReduceOp op, bool async_op);

@@ -94,7 +94,8 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
   for (const LayerShard& o : part_.layers) largest_piece = std::max(largest_piece, o.own.size);
   own_grad_ = Buffer::floats(largest_piece, MemoryCategory::kOther, device);
   if (!device.is_cpu()) {
-    staged_comm_ = std::make_unique<DeviceStagedComm>(*comm_, ops_);
+    device_comm_ = stage_ctx_.device_data ? stage_ctx_.device_data
+                                          : std::make_shared<DeviceStagedComm>(*comm_, ops_);
     if (stage_ctx_.tied) staged_tied_ = std::make_unique<DeviceStagedComm>(*stage_ctx_.tied, ops_);
   }
 

@@ -12,9 +12,10 @@
 //
 // Where the states live: with the model's device when the model runs on a GPU (every
 // buffer below, and every cast, norm and update, through the model's tensor::Ops; the
-// collectives through DeviceStagedComm), in host memory otherwise — and also on a GPU when
-// the config offloads the optimizer or parameters (ZeRO-Offload), in which case the model
-// is served layer by layer (model/device_layer_buffers.h).
+// collectives over NCCL, or staged through host memory by DeviceStagedComm), in host memory
+// otherwise — and also on a GPU when the config offloads the optimizer or parameters
+// (ZeRO-Offload), in which case the model is served layer by layer
+// (model/device_layer_buffers.h).
 #pragma once
 
 #include <functional>
@@ -94,6 +95,10 @@ struct StageContext {
   std::shared_ptr<DpComm> pipe;   // this rank's pipeline: losses and norms sum over it
   std::shared_ptr<DpComm> tied;   // first + last stage: the tied embedding's gradients
   std::shared_ptr<DpComm> world;  // every rank: agreement, checkpoints
+  // The data-parallel group's collectives on device buffers when the device has a transport
+  // of its own (NCCL: zero/nccl_device_comm.h); null: staged through host memory over the
+  // engine's comm (DeviceStagedComm).
+  std::shared_ptr<DpComm> device_data;
 };
 
 class Engine {
@@ -177,7 +182,7 @@ class Engine {
 
   // The comm for collectives on the engine's buffers (which may be on a device); comm_
   // itself serves host memory and scalars.
-  DpComm& buffer_comm() { return staged_comm_ ? *staged_comm_ : *comm_; }
+  DpComm& buffer_comm() { return device_comm_ ? *device_comm_ : *comm_; }
   // Checkpoints on a device: the own pieces' master weights and optimizer states copied to
   // host memory (or back), indexed like the optimizer's states (part_'s local offsets).
   void stage_states_to_host();
@@ -190,8 +195,8 @@ class Engine {
   std::unique_ptr<DpComm> comm_;
   StageContext stage_ctx_;
   tensor::Ops& ops_;                     // where the model states live and are computed on
-  std::unique_ptr<DpComm> staged_comm_;  // comm_ for device buffers (DeviceStagedComm)
-  std::unique_ptr<DpComm> staged_tied_;  // and the tied embedding's group
+  std::shared_ptr<DpComm> device_comm_;  // comm_'s group for device buffers
+  std::unique_ptr<DpComm> staged_tied_;  // the tied embedding's group for device buffers
   std::vector<bool> held_;               // the layers this rank holds
   int stage_;
   tensor::DType dtype_;

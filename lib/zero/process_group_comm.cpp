@@ -1,6 +1,6 @@
 #include "zero/process_group_comm.h"
 
-#include <cstring>
+#include <vector>
 
 #include "util/error.h"
 
@@ -10,13 +10,17 @@ using comm::ReduceOp;
 using tensor::DType;
 using tensor::Tensor;
 
-ProcessGroupComm::ProcessGroupComm(std::shared_ptr<comm::ProcessGroup> group)
-    : group_(std::move(group)) {}
+ProcessGroupComm::ProcessGroupComm(std::shared_ptr<comm::ProcessGroup> group, tensor::Ops& ops)
+    : group_(std::move(group)), ops_(ops) {}
 
 void* ProcessGroupComm::scratch(size_t bytes) {
   if (scratch_.size() < bytes)
-    scratch_ = tensor::Buffer(bytes, tensor::MemoryCategory::kCommunication);
+    scratch_ = ops_.allocate(bytes, tensor::MemoryCategory::kCommunication);
   return scratch_.data();
+}
+
+Tensor ProcessGroupComm::wrap(void* data, int64_t n, DType dtype) const {
+  return Tensor::wrap(data, {n}, dtype, ops_.device());
 }
 
 namespace {
@@ -36,15 +40,15 @@ struct WorkOp final : PendingOp {
 }  // namespace
 
 void ProcessGroupComm::allreduce(void* data, DType dtype, int64_t n, Reduction op) {
-  Tensor t = Tensor::wrap(data, {n}, dtype);
+  Tensor t = wrap(data, n, dtype);
   group_->allreduce(t, reduce_op(op));
 }
 
 std::unique_ptr<PendingOp> ProcessGroupComm::reduce_scatter(const void* full, void* out,
                                                             DType dtype, int64_t piece,
                                                             Reduction op, Mode mode) {
-  const Tensor input = Tensor::wrap(const_cast<void*>(full), {piece * size()}, dtype);
-  Tensor output = Tensor::wrap(out, {piece}, dtype);
+  const Tensor input = wrap(const_cast<void*>(full), piece * size(), dtype);
+  Tensor output = wrap(out, piece, dtype);
   return std::make_unique<WorkOp>(
       group_->reduce_scatter(output, input, reduce_op(op), mode == Mode::kAsync));
 }
@@ -60,11 +64,11 @@ std::unique_ptr<PendingOp> ProcessGroupComm::allgather(const void* piece, void* 
     // a separate input so that it never reads what it is writing.
     DS_CHECK(mode == Mode::kBlocking, "an async allgather cannot gather in place");
     void* copy = scratch(bytes);
-    std::memcpy(copy, piece, bytes);
+    ops_.copy(copy, piece, bytes);
     input = copy;
   }
-  const Tensor in = Tensor::wrap(const_cast<void*>(input), {n}, dtype);
-  Tensor output = Tensor::wrap(out, {n * size()}, dtype);
+  const Tensor in = wrap(const_cast<void*>(input), n, dtype);
+  Tensor output = wrap(out, n * size(), dtype);
   return std::make_unique<WorkOp>(group_->allgather(output, in, mode == Mode::kAsync));
 }
 
@@ -75,19 +79,24 @@ double ProcessGroupComm::allreduce_sum(double value) {
   const int n = size();
   auto* all = static_cast<double*>(scratch(sizeof(double) * (n + 1)));
   double* mine = all + n;
-  *mine = value;
-  const Tensor in = Tensor::wrap(mine, {2}, DType::kF32);
-  Tensor out = Tensor::wrap(all, {2 * n}, DType::kF32);
+  ops_.upload(mine, &value, sizeof value);
+  const Tensor in = wrap(mine, 2, DType::kF32);
+  Tensor out = wrap(all, 2 * n, DType::kF32);
   group_->allgather(out, in);
+  std::vector<double> values(static_cast<size_t>(n));
+  ops_.download(values.data(), all, sizeof(double) * values.size());
   double sum = 0;
-  for (int r = 0; r < n; ++r) sum += all[r];
+  for (double v : values) sum += v;
   return sum;
 }
 
 bool ProcessGroupComm::allreduce_any(bool value) {
   float flag = value ? 1.0f : 0.0f;
-  Tensor t = Tensor::wrap(&flag, {1}, DType::kF32);
+  auto* slot = static_cast<float*>(scratch(sizeof flag));
+  ops_.upload(slot, &flag, sizeof flag);
+  Tensor t = wrap(slot, 1, DType::kF32);
   group_->allreduce(t, ReduceOp::kMax);
+  ops_.download(&flag, slot, sizeof flag);
   return flag != 0.0f;
 }
 

@@ -1,18 +1,23 @@
 // DpComm over a comm::ProcessGroup: the data-parallel collectives of the ZeRO engine
-// on real ranks (Gloo or shared memory between processes, NCCL on GPUs).
+// on real ranks (Gloo or shared memory between processes on host memory, NCCL on a GPU's).
+// The buffers live where `ops` computes: the host for cpu_ops(), a GPU for an NCCL group
+// (zero/nccl_device_comm.h makes that one).
 #pragma once
 
 #include <memory>
 
 #include "comm/process_group.h"
 #include "tensor/memory.h"
+#include "tensor/ops.h"
 #include "zero/dp_comm.h"
 
 namespace ds::zero {
 
 class ProcessGroupComm final : public DpComm {
  public:
-  explicit ProcessGroupComm(std::shared_ptr<comm::ProcessGroup> group);
+  // `ops` stays alive as long as this object.
+  explicit ProcessGroupComm(std::shared_ptr<comm::ProcessGroup> group,
+                            tensor::Ops& ops = tensor::cpu_ops());
 
   int rank() const override { return group_->rank(); }
   int size() const override { return group_->size(); }
@@ -27,10 +32,13 @@ class ProcessGroupComm final : public DpComm {
   comm::ProcessGroup& group() { return *group_; }
 
  private:
-  // A scratch area that grows once to the largest request (no allocation per step).
+  // A scratch area on ops_.device() that grows once to the largest request (no allocation
+  // per step).
   void* scratch(size_t bytes);
+  tensor::Tensor wrap(void* data, int64_t n, tensor::DType dtype) const;
 
   std::shared_ptr<comm::ProcessGroup> group_;
+  tensor::Ops& ops_;
   tensor::Buffer scratch_;
 };
 

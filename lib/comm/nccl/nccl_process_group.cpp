@@ -112,6 +112,11 @@ NcclProcessGroup::~NcclProcessGroup() {
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
+void NcclProcessGroup::follow(cudaStream_t producer) {
+  std::lock_guard lock(mutex_);
+  producer_ = producer;
+}
+
 bool NcclProcessGroup::accepts(const tensor::Device& device) const {
   return device.type == tensor::DeviceType::kCuda && device.index == context().cuda_device;
 }
@@ -152,11 +157,11 @@ WorkPtr NcclProcessGroup::enqueue(std::string_view op, bool async_op, Launch&& l
   std::lock_guard lock(mutex_);
   check_usable(op);
   DS_CUDA_CHECK(cudaSetDevice(context().cuda_device));
-  // Order after the work the caller queued on the device's default stream (which produced
-  // the tensors), without making that stream wait for us.
+  // Order after the work the caller queued on the producer stream (which made the tensors),
+  // without making that stream wait for us.
   cudaEvent_t ready = nullptr;
   DS_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
-  DS_CUDA_CHECK(cudaEventRecord(ready, cudaStreamLegacy));
+  DS_CUDA_CHECK(cudaEventRecord(ready, producer_));
   DS_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready, 0));
   DS_CUDA_CHECK(cudaEventDestroy(ready));
   launch();

@@ -1,6 +1,8 @@
 // The NCCL backend: GPU tensors, one communicator per group, its ncclUniqueId passed through
-// the Store. Operations run on the group's own CUDA stream after the work already queued on
-// the device's default stream. Waits poll the stream and NCCL's async error state, and a
+// the Store. Operations run on the group's own CUDA stream (the communication stream), after
+// the work already queued on the producer stream: the device's default stream unless follow()
+// names another (a tensor::Ops compute stream), ordered by an event so that the host never
+// waits for the GPU to start one. Waits poll the stream and NCCL's async error state, and a
 // communicator that makes no progress within the collective timeout is aborted, so a dead
 // peer fails the call instead of hanging it. NCCL reduces 16-bit types in their own precision.
 #pragma once
@@ -22,6 +24,9 @@ class NcclProcessGroup : public ProcessGroup {
 
   std::string_view backend() const override { return "nccl"; }
 
+  // Later operations start after the work queued on `producer` by then (cudaStreamLegacy,
+  // the default, for the device's default stream).
+  void follow(cudaStream_t producer);
   // Waits for `event` (recorded after an operation), or aborts the communicator and throws.
   void wait_event(cudaEvent_t event, std::string_view op, Milliseconds timeout);
 
@@ -42,7 +47,8 @@ class NcclProcessGroup : public ProcessGroup {
   void check_usable(std::string_view op);
 
   ncclComm_t comm_ = nullptr;
-  cudaStream_t stream_ = nullptr;
+  cudaStream_t stream_ = nullptr;  // the communication stream
+  cudaStream_t producer_ = cudaStreamLegacy;
   float* barrier_value_ = nullptr;
   std::mutex mutex_;  // NCCL calls on one communicator must not interleave across threads
   std::atomic<bool> aborted_{false};

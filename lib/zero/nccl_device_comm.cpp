@@ -1,0 +1,34 @@
+#include "zero/nccl_device_comm.h"
+
+#include "util/error.h"
+#include "zero/process_group_comm.h"
+
+#if defined(DS_WITH_CUDA)
+#include "comm/nccl/nccl_process_group.h"
+#include "tensor/cuda/cuda_ops.h"
+#endif
+
+namespace ds::zero {
+
+std::unique_ptr<DpComm> make_nccl_device_comm(std::shared_ptr<comm::ProcessGroup> group,
+                                              tensor::Ops& ops) {
+#if defined(DS_WITH_CUDA)
+  auto* nccl = dynamic_cast<comm::NcclProcessGroup*>(group.get());
+  auto* cuda = dynamic_cast<tensor::cuda::CudaOps*>(&ops);
+  DS_CHECK(nccl != nullptr && cuda != nullptr,
+           "NCCL device collectives need an NCCL group and CUDA ops (got {} on {})",
+           group->backend(), ops.device().str());
+  DS_CHECK(nccl->context().cuda_device == ops.device().index,
+           "NCCL group '{}' is on GPU {}, the model on {}", group->name(),
+           nccl->context().cuda_device, ops.device().str());
+  // The tensors are made by the compute stream: each collective starts after its work.
+  nccl->follow(cuda->stream());
+  return std::make_unique<ProcessGroupComm>(std::move(group), ops);
+#else
+  (void)ops;
+  throw Error(fmt::format("group '{}': this build of dstrain has no NCCL", group->name()),
+              "rebuild with -DDS_CUDA=ON on a machine with the CUDA toolkit and NCCL");
+#endif
+}
+
+}  // namespace ds::zero
