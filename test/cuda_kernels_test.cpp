@@ -5,7 +5,8 @@
 //   1e-5  element-wise ops and row reductions (norms, softmax, cross-entropy): float rounding,
 //         expf/tanhf against the CPU's polynomial exp;
 //   1e-4  GEMM-based ops (matmul, attention): fp32 sums of up to a few hundred terms in
-//         cuBLAS's order rather than OpenBLAS's.
+//         cuBLAS's order rather than OpenBLAS's; 2e-3 and 1e-2 for matmuls whose inputs are
+//         rounded to TF32 and bf16 (MatmulPrecision).
 // Backwards start from the same random gradients on both sides, which checks that the CUDA
 // ops accumulate (+=) as the CPU ones do. Without a GPU each case WARNs and passes.
 #include <catch2/catch.hpp>
@@ -20,6 +21,7 @@
 namespace cpu = ds::tensor::cpu;
 using namespace ds_cuda_test;
 using cpu::WeightLayout;
+using ds::tensor::MatmulPrecision;
 
 TEST_CASE("cuda encoder matches the CPU", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
@@ -97,14 +99,21 @@ TEST_CASE("cuda layernorm matches the CPU", "[cuda]") {
   check_parity("layernorm_backward dbias", to_host(d_dbias, gpu), dbias, 1e-5);
 }
 
-TEST_CASE("cuda matmul matches the CPU in both weight layouts", "[cuda]") {
+TEST_CASE("cuda matmul matches the CPU in both weight layouts at every precision", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
   Gpu gpu;
+  // TF32 and bf16 round each input to an 11- or 8-bit significand (2^-11, 2^-8 relative), and
+  // sum the rounded products in fp32.
+  const auto [precision, tol] =
+      GENERATE(std::pair{MatmulPrecision::kFp32, 1e-4}, std::pair{MatmulPrecision::kTf32, 2e-3},
+               std::pair{MatmulPrecision::kBf16, 1e-2});
+  cuda::Blas blas(precision);
   const auto layout = GENERATE(WeightLayout::kInOut, WeightLayout::kOutIn);
   const bool with_bias = GENERATE(true, false);
   const auto [N, IC, OC] = GENERATE(std::tuple{14, 48, 97}, std::tuple{7, 33, 65});
-  INFO("layout=" << (layout == WeightLayout::kInOut ? "InOut" : "OutIn") << " bias=" << with_bias
-                 << " N=" << N << " IC=" << IC << " OC=" << OC);
+  INFO("precision=" << static_cast<int>(precision)
+                    << " layout=" << (layout == WeightLayout::kInOut ? "InOut" : "OutIn")
+                    << " bias=" << with_bias << " N=" << N << " IC=" << IC << " OC=" << OC);
   const Vec inp = random_vec(size_t(N) * IC, 20);
   const Vec weight = random_vec(size_t(IC) * OC, 21);
   const Vec bias = random_vec(OC, 22);
@@ -115,9 +124,9 @@ TEST_CASE("cuda matmul matches the CPU in both weight layouts", "[cuda]") {
   auto d_weight = to_device(weight, gpu);
   auto d_bias = to_device(bias, gpu);
   auto d_out = cuda::DeviceBuffer::floats(int64_t(out.size()));
-  cuda::matmul_forward(gpu.blas, d_out.as<float>(), d_inp.as<float>(), d_weight.as<float>(),
+  cuda::matmul_forward(blas, d_out.as<float>(), d_inp.as<float>(), d_weight.as<float>(),
                        with_bias ? d_bias.as<float>() : nullptr, N, IC, OC, layout, gpu.s());
-  check_parity("matmul_forward", to_host(d_out, gpu), out, 1e-4);
+  check_parity("matmul_forward", to_host(d_out, gpu), out, tol);
 
   const Vec dout = random_vec(out.size(), 23);
   Vec dinp = random_vec(inp.size(), 24);
@@ -131,11 +140,11 @@ TEST_CASE("cuda matmul matches the CPU in both weight layouts", "[cuda]") {
   cpu::matmul_backward(with_bias ? dinp.data() : nullptr, dweight.data(),
                        with_bias ? dbias.data() : nullptr, dout.data(), inp.data(), weight.data(),
                        N, IC, OC, layout);
-  cuda::matmul_backward(gpu.blas, with_bias ? d_dinp.as<float>() : nullptr, d_dweight.as<float>(),
+  cuda::matmul_backward(blas, with_bias ? d_dinp.as<float>() : nullptr, d_dweight.as<float>(),
                         with_bias ? d_dbias.as<float>() : nullptr, d_dout.as<float>(),
                         d_inp.as<float>(), d_weight.as<float>(), N, IC, OC, layout, gpu.s());
-  check_parity("matmul_backward dinp", to_host(d_dinp, gpu), dinp, 1e-4);
-  check_parity("matmul_backward dweight", to_host(d_dweight, gpu), dweight, 1e-4);
+  check_parity("matmul_backward dinp", to_host(d_dinp, gpu), dinp, tol);
+  check_parity("matmul_backward dweight", to_host(d_dweight, gpu), dweight, tol);
   check_parity("matmul_backward dbias", to_host(d_dbias, gpu), dbias, 1e-5);
 }
 

@@ -17,6 +17,16 @@
 namespace ds::worker {
 namespace {
 
+// How a GPU's matmuls round their fp32 inputs (tensor/ops.h): a bf16 run's on bf16 tensor
+// cores, as PyTorch's bf16 autocast computes; an fp16 run's in TF32, which keeps fp32's range
+// where fp16 inputs could overflow (its 16-bit states are DeepSpeed's; its compute is fp32);
+// an fp32 run in full fp32. The CPU ignores it.
+tensor::MatmulPrecision matmul_precision(const config::DsConfig& ds) {
+  if (ds.bf16.enabled) return tensor::MatmulPrecision::kBf16;
+  if (ds.fp16.enabled) return tensor::MatmulPrecision::kTf32;
+  return tensor::MatmulPrecision::kFp32;
+}
+
 using Clock = std::chrono::steady_clock;
 using tensor::Buffer;
 using tensor::MemoryCategory;
@@ -55,9 +65,7 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options, TrainG
   // Bad data must stop us before any work: load (and check) it first.
   data_ = data::load_datasets(cfg_.data, cfg_.model.vocab_size, seq_len_);
 
-  // Mixed precision on a GPU: the fp32 compute's matmuls on TF32 tensor cores (inputs rounded
-  // to 10 bits of mantissa, still finer than bf16's 7); an fp32 run keeps full fp32.
-  ops_ = tensor::make_ops(groups.device, cfg_.ds.bf16.enabled || cfg_.ds.fp16.enabled);
+  ops_ = tensor::make_ops(groups.device, matmul_precision(cfg_.ds));
   model_ = std::make_unique<model::Gpt>(cfg_.model, *ops_);
   model_->set_activation_checkpoint_interval(
       static_cast<int>(cfg_.ds.pipeline.activation_checkpoint_interval));

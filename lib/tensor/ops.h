@@ -17,6 +17,7 @@
 
 #include "tensor/cpu/kernels.h"
 #include "tensor/dtype.h"
+#include "tensor/matmul_precision.h"
 #include "tensor/memory.h"
 #include "tensor/optimizer_options.h"
 #include "tensor/tensor.h"
@@ -126,8 +127,8 @@ class Ops {
 Ops& cpu_ops();
 
 // A new Ops on `device`: the CPU's (also for the emulated device), or a CUDA device's own
-// stream and cuBLAS handle, its matmuls on TF32 tensor cores when `tf32` (ignored elsewhere).
+// stream and cuBLAS handle with its matmuls at `precision` (ignored elsewhere).
 // Throws ds::UsageError for a CUDA device in a build without CUDA.
-std::unique_ptr<Ops> make_ops(Device device, bool tf32 = false);
+std::unique_ptr<Ops> make_ops(Device device, MatmulPrecision precision = MatmulPrecision::kFp32);
 
 }  // namespace ds::tensor

@@ -221,12 +221,12 @@ Ops& cpu_ops() {
   return ops;
 }
 
-std::unique_ptr<Ops> make_ops(Device device, bool tf32) {
+std::unique_ptr<Ops> make_ops(Device device, MatmulPrecision precision) {
   if (device.type != DeviceType::kCuda) return std::make_unique<CpuOps>(device);
 #if defined(DS_WITH_CUDA)
-  return std::make_unique<cuda::CudaOps>(device.index, tf32);
+  return std::make_unique<cuda::CudaOps>(device.index, precision);
 #else
-  (void)tf32;
+  (void)precision;
   throw UsageError(
       fmt::format("{} was asked for, but this build of dstrain has no CUDA", device.str()),
       "rebuild with -DDS_CUDA=ON, or use train.device: cpu");

@@ -4,10 +4,25 @@
 
 namespace ds::tensor::cuda {
 
-Blas::Blas(bool tf32) {
+namespace {
+
+cublasComputeType_t compute_type_for(MatmulPrecision precision) {
+  switch (precision) {
+    case MatmulPrecision::kTf32:
+      return CUBLAS_COMPUTE_32F_FAST_TF32;
+    case MatmulPrecision::kBf16:
+      return CUBLAS_COMPUTE_32F_FAST_16BF;
+    case MatmulPrecision::kFp32:
+      break;
+  }
+  return CUBLAS_COMPUTE_32F;
+}
+
+}  // namespace
+
+Blas::Blas(MatmulPrecision precision) : compute_(compute_type_for(precision)) {
   DS_CUBLAS_CALL(cublasCreate(&handle_));
-  DS_CUBLAS_CALL(
-      cublasSetMathMode(handle_, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  DS_CUBLAS_CALL(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH));
   DS_CUBLAS_CALL(cublasSetAtomicsMode(handle_, CUBLAS_ATOMICS_NOT_ALLOWED));
   DS_CUBLAS_CALL(cublasSetPointerMode(handle_, CUBLAS_POINTER_MODE_HOST));
 }
@@ -27,17 +42,19 @@ cublasHandle_t Blas::on(cudaStream_t stream) {
 void gemm(Blas& blas, cudaStream_t stream, bool trans_a, bool trans_b, int m, int n, int k,
           float alpha, const float* a, int lda, const float* b, int ldb, float beta, float* c,
           int ldc) {
-  DS_CUBLAS_CALL(cublasSgemm(blas.on(stream), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                             trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb, a, lda,
-                             &beta, c, ldc));
+  DS_CUBLAS_CALL(cublasGemmEx(blas.on(stream), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                              trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, CUDA_R_32F,
+                              ldb, a, CUDA_R_32F, lda, &beta, c, CUDA_R_32F, ldc,
+                              blas.compute_type(), CUBLAS_GEMM_DEFAULT));
 }
 
 void gemm_batched(Blas& blas, cudaStream_t stream, bool trans_a, bool trans_b, int m, int n, int k,
                   float alpha, const float* a, int lda, int64_t stride_a, const float* b, int ldb,
                   int64_t stride_b, float beta, float* c, int ldc, int64_t stride_c, int batch) {
-  DS_CUBLAS_CALL(cublasSgemmStridedBatched(
+  DS_CUBLAS_CALL(cublasGemmStridedBatchedEx(
       blas.on(stream), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n,
-      m, k, &alpha, b, ldb, stride_b, a, lda, stride_a, &beta, c, ldc, stride_c, batch));
+      m, k, &alpha, b, CUDA_R_32F, ldb, stride_b, a, CUDA_R_32F, lda, stride_a, &beta, c,
+      CUDA_R_32F, ldc, stride_c, batch, blas.compute_type(), CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace ds::tensor::cuda

@@ -1,10 +1,11 @@
 // The cuBLAS handle the matmul and attention ops run their GEMMs on, and a row-major GEMM in
 // the shape of cblas_sgemm(CblasRowMajor, ...) so that the CUDA ops read like the CPU ones.
 //
-// fp32 GEMMs run in full fp32 by default: the handle is set to CUBLAS_DEFAULT_MATH, which uses
-// no TF32 (unless NVIDIA_TF32_OVERRIDE=1 is set in the environment); asked for, TF32 tensor
-// cores round the inputs to 10 bits of mantissa and accumulate in fp32. Atomics stay
-// disallowed, so results are bitwise repeatable on one GPU model and toolkit.
+// The GEMMs take fp32 operands and accumulate in fp32 at the handle's MatmulPrecision (ops.h):
+// kFp32 computes in full fp32 (CUBLAS_COMPUTE_32F, no TF32 unless NVIDIA_TF32_OVERRIDE=1 is set
+// in the environment); kTf32 and kBf16 let cuBLAS round the inputs to TF32 or bf16 on the tensor
+// cores (CUBLAS_COMPUTE_32F_FAST_TF32 / _FAST_16BF). Atomics stay disallowed, so results are
+// bitwise repeatable on one GPU model and toolkit.
 #pragma once
 
 #include <cublas_v2.h>
@@ -12,21 +13,25 @@
 
 #include <cstdint>
 
+#include "tensor/matmul_precision.h"
+
 namespace ds::tensor::cuda {
 
 class Blas {
  public:
   // On the current device; throws ds::Error naming the failing call.
-  explicit Blas(bool tf32 = false);
+  explicit Blas(MatmulPrecision precision = MatmulPrecision::kFp32);
   ~Blas();
   Blas(const Blas&) = delete;
   Blas& operator=(const Blas&) = delete;
 
   // The handle with its work bound to `stream`.
   cublasHandle_t on(cudaStream_t stream);
+  cublasComputeType_t compute_type() const { return compute_; }
 
  private:
   cublasHandle_t handle_ = nullptr;
+  cublasComputeType_t compute_ = CUBLAS_COMPUTE_32F;
 };
 
 // Row-major c[m][n] = alpha op(a) op(b) + beta c, op(x) = x or x^T, with leading dimensions in

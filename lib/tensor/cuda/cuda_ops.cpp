@@ -19,10 +19,10 @@ int select(int device) {
 
 }  // namespace
 
-CudaOps::CudaOps(int device, bool tf32)
+CudaOps::CudaOps(int device, MatmulPrecision precision)
     : device_(select(device)),
       stream_(std::make_unique<Stream>()),
-      blas_(std::make_unique<Blas>(tf32)),
+      blas_(std::make_unique<Blas>(precision)),
       buckets_(std::make_unique<TokenBuckets>()),
       sum_(sizeof(double) * kSumOfSquaresScratch, MemoryCategory::kOther, Device::cuda(device)) {}
 

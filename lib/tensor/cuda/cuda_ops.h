@@ -18,9 +18,9 @@ class TokenBuckets;
 
 class CudaOps final : public Ops {
  public:
-  // Makes `device` current for the calling thread and creates the stream and handle on it.
-  // tf32: the matmuls (attention's too) on TF32 tensor cores (blas.h).
-  explicit CudaOps(int device, bool tf32 = false);
+  // Makes `device` current for the calling thread and creates the stream and handle on it,
+  // the matmuls (attention's too) at `precision` (blas.h).
+  explicit CudaOps(int device, MatmulPrecision precision = MatmulPrecision::kFp32);
   ~CudaOps() override;
 
   Device device() const override { return Device::cuda(device_); }
