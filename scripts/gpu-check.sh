@@ -11,8 +11,20 @@
 # Two ways to get the programs: built here (BUILD_DIR, default build-cuda: needs the project's
 # Debian packages, scripts/setup-deps.sh), or, when .gpu-bundle.tar.xz is present (made by
 # scripts/gpu-bundle.sh on a machine that has them, and carried over), unpacked from it.
+#
+# Time: the whole check keeps within GPU_CHECK_BUDGET seconds (default 540, under the device
+# tool's 10 minutes a command): each test binary gets at most TEST_TIMEOUT (default 120) and
+# whatever leaves BENCH_TIMEOUT (default 200) for the benchmark. With $OUT set (the device
+# tool's folder that comes back), the summary and each test's whole output are written there as
+# they happen, so a run cut short still reports what it did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+budget_end=$((SECONDS + ${GPU_CHECK_BUDGET:-540}))
+bench_limit=${BENCH_TIMEOUT:-200}
+if [ -n "${OUT:-}" ]; then
+  mkdir -p "$OUT"
+  exec > >(tee -a "$OUT/gpu-check.txt") 2>&1
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
 bundle=${BUNDLE:-.gpu-bundle.tar.xz}
 lib_path=""
@@ -46,7 +58,7 @@ else
   tests=$(scripts/cuda-tests.sh "$build_dir")
 fi
 # Each test binary and the benchmark get a time limit, so one hang cannot eat the device time.
-test_limit=${TEST_TIMEOUT:-240}
+test_limit=${TEST_TIMEOUT:-120}
 run_limited() {  # seconds command...
   local limit=$1
   shift
@@ -59,13 +71,21 @@ trap 'rm -f "$report"' EXIT
 echo
 echo "== cuda tests =="
 for t in $tests; do
+  limit=$((budget_end - bench_limit - SECONDS))
+  [ "$limit" -gt "$test_limit" ] && limit=$test_limit
+  if [ "$limit" -lt 20 ]; then
+    echo "SKIP  $(basename "$t") (out of time: GPU_CHECK_BUDGET)"
+    status=1
+    continue
+  fi
   code=0
-  (cd "$build_dir/test" && DS_PARITY_REPORT=1 run_limited "$test_limit" "$t" -r compact) \
+  (cd "$build_dir/test" && DS_PARITY_REPORT=1 run_limited "$limit" "$t" -r compact) \
     > "$report.one" 2>&1 || code=$?
+  [ -n "${OUT:-}" ] && cp "$report.one" "$OUT/$(basename "$t").log"
   if [ "$code" -eq 0 ]; then
     echo "ok    $(basename "$t"): $(grep -E '^(Passed|All tests)' "$report.one" | tail -n 1)"
   else
-    [ "$code" -eq 124 ] && echo "FAIL  $(basename "$t") (timed out after ${test_limit}s)" ||
+    [ "$code" -eq 124 ] && echo "FAIL  $(basename "$t") (timed out after ${limit}s)" ||
       echo "FAIL  $(basename "$t") (exit $code)"
     grep -v '^parity ' "$report.one" | tail -n 40
     status=1
@@ -89,7 +109,14 @@ fi
 echo
 echo "== GPU benchmark =="
 bench_status=0
-BUILD_DIR=$build_dir DS_LIB_PATH=$lib_path timeout -k 10 "${BENCH_TIMEOUT:-300}" \
-  bench/gpu_bench.sh || bench_status=$?
+remaining=$((budget_end - SECONDS))
+[ "$remaining" -lt "$bench_limit" ] && bench_limit=$remaining
+if [ "$bench_limit" -lt 30 ]; then
+  echo "SKIP  the benchmark (out of time: GPU_CHECK_BUDGET)"
+  bench_status=1
+else
+  BUILD_DIR=$build_dir DS_LIB_PATH=$lib_path timeout -k 10 "$bench_limit" \
+    bench/gpu_bench.sh || bench_status=$?
+fi
 [ "$bench_status" -eq 0 ] || { echo "benchmark exit code $bench_status"; status=1; }
 exit "$status"

@@ -4,8 +4,11 @@
 // one GPU rank at ZeRO stages 1-3 within 1e-5, as do 2 ranks on two GPUs, which reduce over
 // NCCL (skipped with fewer). Skipped without a GPU.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -38,6 +41,22 @@ std::vector<double> losses(TempDir& dir, const std::string& command, const std::
   const ds::testing::TrainingRun r = ds::testing::run_training(dir, command, cfg);
   if (!expect_in_output.empty()) CHECK_THAT(r.out, Contains(expect_in_output));
   return r.losses;
+}
+
+// "env CUDA_VISIBLE_DEVICES=... ": the first `n` GPUs this process sees, named as its own
+// CUDA_VISIBLE_DEVICES names them (indices or UUIDs), or 0..n-1 when it is unset.
+std::string first_gpus(int n) {
+  std::vector<std::string> names;
+  if (const char* inherited = std::getenv("CUDA_VISIBLE_DEVICES")) {
+    std::string list = inherited;
+    for (size_t start = 0; start <= list.size() && static_cast<int>(names.size()) < n;) {
+      const size_t comma = std::min(list.find(',', start), list.size());
+      names.push_back(list.substr(start, comma - start));
+      start = comma + 1;
+    }
+  }
+  for (int i = static_cast<int>(names.size()); i < n; ++i) names.push_back(std::to_string(i));
+  return fmt::format("env CUDA_VISIBLE_DEVICES={} ", fmt::join(names, ","));
 }
 
 void check_close(const std::vector<double>& got, const std::vector<double>& want,
@@ -76,7 +95,7 @@ TEST_CASE("two ranks sharing one GPU reproduce one rank at every ZeRO stage", "[
   for (int stage : {1, 2, 3}) {
     INFO("stage " << stage);
     // Two local ranks, CUDA_VISIBLE_DEVICES left to the one GPU: they share it.
-    const auto two = losses(dir, "env CUDA_VISIBLE_DEVICES=0 " + kBin + "dslaunch --num_gpus 2",
+    const auto two = losses(dir, first_gpus(1) + kBin + "dslaunch --num_gpus 2",
                             config("cuda", stage, 8, ""), "share");
     check_close(two, one, 1e-5);
   }
@@ -95,7 +114,7 @@ TEST_CASE("two ranks on two GPUs reduce over NCCL and reproduce one rank at ever
   REQUIRE(one.size() == 20);
   for (int stage : {0, 1, 2, 3}) {
     INFO("stage " << stage);
-    const auto two = losses(dir, "env CUDA_VISIBLE_DEVICES=0,1 " + kBin + "dslaunch --num_gpus 2",
+    const auto two = losses(dir, first_gpus(2) + kBin + "dslaunch --num_gpus 2",
                             config("cuda", stage, 8, ""), "collectives on GPU buffers: NCCL");
     // NCCL's ring sums in another order than one rank's backward: fp32 rounding only.
     check_close(two, one, 1e-5);

@@ -88,6 +88,26 @@ TEST_CASE("with its states on a device the engine trains the CPU's numbers", "[z
   CHECK(tensor::MemoryTracker::device_instance().total() == 0);
 }
 
+TEST_CASE("a step after the first allocates nothing on the device or the host", "[zero][device]") {
+  using tensor::MemoryTracker;
+  for (const std::string precision : {"", "bf16: {enabled: true},"}) {
+    for (const std::string zero :
+         {"", ", overlap_comm: true", ", offload_optimizer: {device: cpu}"}) {
+      for (int stage : {0, 1, 2, 3}) {
+        if (stage == 0 && !zero.empty()) continue;  // overlap and offload are ZeRO 1-3 knobs
+        INFO("stage " << stage << (precision.empty() ? " fp32" : " bf16") << zero);
+        EngineRun device(make_config(stage, precision, zero), tensor::Device::emulated());
+        device.train(0, 1);
+        const size_t on_device = MemoryTracker::device_instance().allocations();
+        const size_t on_host = MemoryTracker::instance().allocations();
+        device.train(1, 3);
+        CHECK(MemoryTracker::device_instance().allocations() == on_device);
+        CHECK(MemoryTracker::instance().allocations() == on_host);
+      }
+    }
+  }
+}
+
 TEST_CASE("device states go out to checkpoints and come back", "[zero][device]") {
   for (int stage : {0, 3}) {
     INFO("stage " << stage);

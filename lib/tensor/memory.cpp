@@ -85,6 +85,7 @@ MemoryTracker& MemoryTracker::device_instance() {
 
 void MemoryTracker::add(MemoryCategory category, size_t bytes) {
   const size_t i = index_of(category);
+  allocations_.fetch_add(1, std::memory_order_relaxed);
   const size_t now = current_[i].fetch_add(bytes, std::memory_order_relaxed) + bytes;
   raise_peak(peak_[i], now);
   const size_t all = total_.fetch_add(bytes, std::memory_order_relaxed) + bytes;

@@ -48,6 +48,9 @@ class MemoryTracker {
   size_t peak_total() const;  // the highest total seen, not the sum of per-category peaks
   // Lowers every peak to the current value, e.g. to measure one training step.
   void reset_peaks();
+  // How many allocations were registered so far: one per Buffer's memory. A training step
+  // after the first must not add any (DESIGN.md: no allocation inside a step).
+  size_t allocations() const { return allocations_.load(std::memory_order_relaxed); }
 
  private:
   MemoryTracker() = default;
@@ -56,6 +59,7 @@ class MemoryTracker {
   std::array<std::atomic<size_t>, kNumMemoryCategories> peak_{};
   std::atomic<size_t> total_{0};
   std::atomic<size_t> peak_total_{0};
+  std::atomic<size_t> allocations_{0};
 };
 
 // Shorthands for MemoryTracker::instance().

@@ -85,19 +85,7 @@ NcclProcessGroup::NcclProcessGroup(GroupContext context) : ProcessGroup(std::mov
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
   DS_NCCL_CHECK(ncclCommInitRankConfig(&comm_, ctx.size, id, ctx.rank, &config));
-  const auto deadline = Clock::now() + ctx.timeout;
-  while (true) {
-    ncclResult_t state = ncclSuccess;
-    DS_NCCL_CHECK(ncclCommGetAsyncError(comm_, &state));
-    if (state == ncclSuccess) break;
-    if (state != ncclInProgress || Clock::now() >= deadline) {
-      ncclCommAbort(comm_);
-      comm_ = nullptr;
-      throw failure("NCCL communicator setup",
-                    state == ncclInProgress ? "timed out" : ncclGetErrorString(state));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  wait_until_issued("NCCL communicator setup");
 }
 
 NcclProcessGroup::~NcclProcessGroup() {
@@ -152,6 +140,26 @@ void NcclProcessGroup::wait_event(cudaEvent_t event, std::string_view op, Millis
   }
 }
 
+// NCCL's non-blocking mode: a call (and the communicator's setup) has finished issuing its work
+// once the async state leaves ncclInProgress.
+void NcclProcessGroup::wait_until_issued(std::string_view op) {
+  const auto deadline = Clock::now() + context().timeout;
+  while (true) {
+    ncclResult_t state = ncclSuccess;
+    DS_NCCL_CHECK(ncclCommGetAsyncError(comm_, &state));
+    if (state == ncclSuccess) return;
+    if (state != ncclInProgress || Clock::now() >= deadline) {
+      aborted_ = true;
+      ncclCommAbort(comm_);
+      comm_ = nullptr;
+      throw failure(op, state == ncclInProgress ? fmt::format("no progress within {}",
+                                                              format_duration(context().timeout))
+                                                : std::string(ncclGetErrorString(state)));
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+}
+
 template <typename Launch>
 WorkPtr NcclProcessGroup::enqueue(std::string_view op, bool async_op, Launch&& launch) {
   std::lock_guard lock(mutex_);
@@ -165,6 +173,9 @@ WorkPtr NcclProcessGroup::enqueue(std::string_view op, bool async_op, Launch&& l
   DS_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready, 0));
   DS_CUDA_CHECK(cudaEventDestroy(ready));
   launch();
+  // A non-blocking communicator may still be issuing the kernels when the call returns
+  // (ncclInProgress): the event below must be recorded after them.
+  wait_until_issued(op);
   cudaEvent_t done = nullptr;
   DS_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
   DS_CUDA_CHECK(cudaEventRecord(done, stream_));

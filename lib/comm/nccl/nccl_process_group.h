@@ -45,6 +45,9 @@ class NcclProcessGroup : public ProcessGroup {
   template <typename Launch>
   WorkPtr enqueue(std::string_view op, bool async_op, Launch&& launch);
   void check_usable(std::string_view op);
+  // Waits while NCCL is still issuing the last call's kernels (or setting the communicator up);
+  // aborts and throws on an error or after the collective timeout.
+  void wait_until_issued(std::string_view op);
 
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;  // the communication stream

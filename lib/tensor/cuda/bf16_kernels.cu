@@ -1,7 +1,7 @@
 // The kernels of bf16_kernels.h: each is a template over the storage type (float,
 // __nv_bfloat16, __half) whose loads widen to fp32 and whose stores round to nearest even; a
 // host switch on the DType picks the instance. Launch shapes follow kernels.cu (a thread per
-// element, a warp per row, a block per vocabulary row, detail::kColumnTile for the
+// element, a warp per row, a block per vocabulary row, detail::column_sum for the
 // fixed-order column sums).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

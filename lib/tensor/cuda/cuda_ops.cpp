@@ -39,9 +39,10 @@ std::string CudaOps::device_name() const {
 void CudaOps::upload(void* dst, const void* host, size_t bytes) {
   if (bytes == 0) return;
   DS_CUDA_CALL(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream()));
-  // Pageable host memory is staged by the driver, but the call may return before the
-  // staging is done for small copies from memory it does not pin: wait, so that the caller
-  // may reuse `host` at once as the interface promises.
+  // From pageable memory the driver has copied `host` into its own staging when the call
+  // returns, but from page-locked memory (Ops::allocate_staging, which the layer buffers and
+  // the staged collectives refill at once) the copy reads it only when it runs: wait, so that
+  // the caller may reuse `host` at once as the interface promises.
   DS_CUDA_CALL(cudaStreamSynchronize(stream()));
 }
 
