@@ -8,8 +8,9 @@
 #
 # Prints tokens/s (the median over the steps after the first two) and MFU against the GPU's
 # dense peak for the precision (worker/mfu.cpp's table) for both, and the ratio. dsworker's
-# bf16 keeps bf16 weights with fp32 master weights and computes in fp32 with TF32 matmuls;
-# PyTorch's runs the forward under bf16 autocast with fp32 weights. Exits 77 without a GPU.
+# bf16 keeps bf16 weights with fp32 master weights, runs its matmuls on bf16 tensor cores and
+# the other kernels in fp32; PyTorch's runs the forward under bf16 autocast with fp32 weights.
+# Exits 77 without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${BUILD_DIR:-build}
