@@ -2,7 +2,8 @@
 // on the CPU (fp32 within 1e-4 relative over 20 steps: cuBLAS and OpenBLAS sum in other
 // orders; bf16 within 2e-2), and 2 ranks sharing the one GPU (the Gloo fallback) reproduce
 // one GPU rank at ZeRO stages 1-3 within 1e-5, as do 2 ranks on two GPUs, which reduce over
-// NCCL (skipped with fewer). Skipped without a GPU.
+// NCCL or run two pipeline stages that send activations over NCCL (skipped with fewer GPUs).
+// Skipped without a GPU.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -101,7 +102,7 @@ TEST_CASE("two ranks sharing one GPU reproduce one rank at every ZeRO stage", "[
   }
 }
 
-TEST_CASE("two ranks on two GPUs reduce over NCCL and reproduce one rank at every ZeRO stage",
+TEST_CASE("two ranks on two GPUs over NCCL reproduce one rank at every ZeRO stage and piped",
           "[cuda]") {
   if (!ds_cuda_test::gpu_available()) return;
   if (ds::tensor::cuda::query_devices().device_count < 2) {
@@ -119,4 +120,9 @@ TEST_CASE("two ranks on two GPUs reduce over NCCL and reproduce one rank at ever
     // NCCL's ring sums in another order than one rank's backward: fp32 rounding only.
     check_close(two, one, 1e-5);
   }
+  INFO("two pipeline stages");
+  const auto piped =
+      losses(dir, first_gpus(2) + kBin + "dslaunch --num_gpus 2",
+             config("cuda", 0, 8, "pipeline: {stages: 2},"), "collectives on GPU buffers: NCCL");
+  check_close(piped, one, 1e-5);
 }

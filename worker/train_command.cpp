@@ -62,6 +62,26 @@ DeviceChoice choose_rank_device(const config::TrainConfig& cfg, const RankInfo& 
   return choose_device(request);
 }
 
+// NCCL twins of the groups that move GPU buffers: the data-parallel group (the engine's
+// reductions and gathers), the pipeline (activations and their gradients) and the tied
+// embedding's first and last stage. Collective over each group: every member makes the same
+// calls in the same order.
+void add_nccl_twins(TrainGroups& groups, const Bootstrap& boot, int cuda_device,
+                    bool tie_embeddings) {
+  const auto twin = [cuda_device](comm::ProcessGroup& group) {
+    std::vector<int> ranks(static_cast<size_t>(group.size()));
+    std::iota(ranks.begin(), ranks.end(), 0);
+    return group.new_group(ranks, group.name() + ".nccl", comm::Backend::kNccl, cuda_device);
+  };
+  if (boot.groups.data->size() > 1) groups.device_data = twin(*boot.groups.data);
+  if (groups.pipe) {
+    groups.device_pipe = twin(*groups.pipe);
+    if (tie_embeddings) {
+      groups.device_tied = groups.device_pipe->new_group({0, groups.pipe->size() - 1}, "tied.nccl");
+    }
+  }
+}
+
 }  // namespace
 
 void print_schedule_command(const std::string& config, std::optional<int64_t> world_size,
@@ -115,20 +135,6 @@ void train_command(const TrainOptions& options) {
     groups.rank = boot.info.rank;
     groups.data = std::make_unique<zero::ProcessGroupComm>(boot.groups.data);
     groups.world = std::make_shared<zero::ProcessGroupComm>(boot.world);
-    // NCCL carries the data-parallel reductions and gathers of GPU buffers only when every rank
-    // of the run can use it; one node whose ranks share a GPU (or a CPU rank) makes them all
-    // stage those through host memory, so that every data-parallel group agrees.
-    const bool nccl_everywhere = !groups.world->allreduce_any(!nccl_here);
-    if (nccl_everywhere && boot.groups.data->size() > 1) {
-      std::vector<int> ranks(static_cast<size_t>(boot.groups.data->size()));
-      std::iota(ranks.begin(), ranks.end(), 0);
-      groups.device_data = boot.groups.data->new_group(ranks, boot.groups.data->name() + ".nccl",
-                                                       comm::Backend::kNccl, device.device.index);
-    }
-    if (!device.device.is_cpu()) {
-      log::info("collectives on GPU buffers: {}",
-                groups.device_data ? "NCCL" : "staged through host memory");
-    }
     if (bo.pipe_stages > 1) {
       groups.pipe = boot.groups.pipe;
       groups.pipe_sums = std::make_shared<zero::ProcessGroupComm>(boot.groups.pipe);
@@ -137,6 +143,17 @@ void train_command(const TrainOptions& options) {
       if (tied && cfg.model.tie_embeddings) {
         groups.tied = std::make_shared<zero::ProcessGroupComm>(std::move(tied));
       }
+    }
+    // NCCL moves GPU buffers only when every rank of the run can use it; one node whose ranks
+    // share a GPU (or a CPU rank) makes them all stage those through host memory, so that every
+    // group agrees.
+    const bool nccl_everywhere = !groups.world->allreduce_any(!nccl_here);
+    if (nccl_everywhere) {
+      add_nccl_twins(groups, boot, device.device.index, cfg.model.tie_embeddings);
+    }
+    if (!device.device.is_cpu()) {
+      log::info("collectives on GPU buffers: {}",
+                nccl_everywhere ? "NCCL" : "staged through host memory");
     }
   } else {
     groups.data = std::make_unique<zero::SingleRankComm>();

@@ -88,6 +88,10 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options, TrainG
   if (groups.device_data) {
     stage.device_data = zero::make_nccl_device_comm(std::move(groups.device_data), *ops_);
   }
+  if (groups.device_tied) {
+    stage.device_tied = zero::make_nccl_device_comm(std::move(groups.device_tied), *ops_);
+  }
+  if (groups.device_pipe) zero::follow_compute_stream(*groups.device_pipe, *ops_);
   {
     // The weights every rank starts from. Files are read by range, so a ZeRO-3 rank reads
     // only its own pieces; random initialisation makes the whole model (one random stream
@@ -113,7 +117,8 @@ Trainer::Trainer(config::TrainConfig config, const TrainOptions& options, TrainG
   }
   if (groups.pipe) {
     pipeline_ = std::make_unique<pipeline::PipelineExecutor>(cfg_, *model_, *engine_, *parts,
-                                                             groups.pipe, groups.pipe_sums);
+                                                             groups.pipe, groups.pipe_sums,
+                                                             std::move(groups.device_pipe));
   }
 
   data::SamplerOptions so;

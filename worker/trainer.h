@@ -38,10 +38,12 @@ struct TrainGroups {
   // Its NCCL twin for the engine's GPU buffers, when every rank has a GPU of its own; null:
   // those collectives are staged through host memory over `data`.
   std::shared_ptr<comm::ProcessGroup> device_data;
-  std::shared_ptr<comm::ProcessGroup> pipe;  // this rank's pipeline; nullptr without one
-  std::shared_ptr<zero::DpComm> pipe_sums;   // the same pipeline, for the engine's sums
-  std::shared_ptr<zero::DpComm> tied;        // first + last stage (tied embeddings), else null
-  std::shared_ptr<zero::DpComm> world;       // every rank; null for one process
+  std::shared_ptr<comm::ProcessGroup> device_pipe;  // the same for `pipe` (activations)
+  std::shared_ptr<comm::ProcessGroup> device_tied;  // and for `tied`
+  std::shared_ptr<comm::ProcessGroup> pipe;         // this rank's pipeline; nullptr without one
+  std::shared_ptr<zero::DpComm> pipe_sums;          // the same pipeline, for the engine's sums
+  std::shared_ptr<zero::DpComm> tied;   // first + last stage (tied embeddings), else null
+  std::shared_ptr<zero::DpComm> world;  // every rank; null for one process
 };
 
 class Trainer {

@@ -27,7 +27,8 @@ std::vector<Buffer> buffers_of(int count, size_t bytes, tensor::Device device) {
 PipelineExecutor::PipelineExecutor(const config::TrainConfig& cfg, model::Gpt& model,
                                    zero::Engine& engine, const StagePartition& partition,
                                    std::shared_ptr<comm::ProcessGroup> pipe,
-                                   std::shared_ptr<zero::DpComm> pipe_sums)
+                                   std::shared_ptr<zero::DpComm> pipe_sums,
+                                   std::shared_ptr<comm::ProcessGroup> device_pipe)
     : model_(model),
       engine_(engine),
       pipe_(std::move(pipe)),
@@ -41,11 +42,12 @@ PipelineExecutor::PipelineExecutor(const config::TrainConfig& cfg, model::Gpt& m
       B_(static_cast<int>(cfg.ds.batch.micro_batch_per_gpu)),
       T_(static_cast<int>(cfg.data.seq_len)),
       hidden_(int64_t{B_} * T_ * cfg.model.n_embd),
-      schedule_(train_schedule(micro_batches_, stages_, stage_)) {
+      schedule_(train_schedule(micro_batches_, stages_, stage_)),
+      device_pipe_(std::move(device_pipe)) {
   const size_t tokens = sizeof(int32_t) * static_cast<size_t>(B_) * T_;
   const size_t hidden = sizeof(float) * static_cast<size_t>(hidden_);
   // Micro-batches stay in host memory (the model copies them to its device); activations and
-  // their gradients live where the model runs, and travel through host memory.
+  // their gradients live where the model runs, and travel over NCCL or through host memory.
   const tensor::Device device = model_.ops().device();
   inputs_ = buffers_of(buffers_, tokens, tensor::Device::cpu());
   targets_ = buffers_of(buffers_, tokens, tensor::Device::cpu());
@@ -55,7 +57,7 @@ PipelineExecutor::PipelineExecutor(const config::TrainConfig& cfg, model::Gpt& m
   }
   if (stage_ < stages_ - 1) grad_in_ = buffers_of(buffers_, hidden, device);
   act_out_.assign(buffers_, nullptr);
-  if (!device.is_cpu())
+  if (!device.is_cpu() && !device_pipe_)
     wire_ = model_.ops().allocate_staging(hidden, MemoryCategory::kCommunication);
 }
 
@@ -65,6 +67,12 @@ model::MicroBatch PipelineExecutor::micro_batch(int buffer, float dloss) {
 
 void PipelineExecutor::send(const float* data, int to) {
   ScopedTimer timer(p2p_s_);
+  if (device_pipe_) {
+    const tensor::Tensor t = tensor::Tensor::wrap(const_cast<float*>(data), {hidden_},
+                                                  tensor::DType::kF32, model_.ops().device());
+    device_pipe_->send(t, to);
+    return;
+  }
   const size_t bytes = sizeof(float) * static_cast<size_t>(hidden_);
   if (!wire_.empty()) {
     model_.ops().download(wire_.data(), data, bytes);
@@ -77,6 +85,12 @@ void PipelineExecutor::send(const float* data, int to) {
 
 void PipelineExecutor::receive(float* data, int from) {
   ScopedTimer timer(p2p_s_);
+  if (device_pipe_) {
+    tensor::Tensor t =
+        tensor::Tensor::wrap(data, {hidden_}, tensor::DType::kF32, model_.ops().device());
+    device_pipe_->recv(t, from);
+    return;
+  }
   float* host = wire_.empty() ? data : wire_.as<float>();
   tensor::Tensor t = tensor::Tensor::wrap(host, {hidden_}, tensor::DType::kF32);
   pipe_->recv(t, from);

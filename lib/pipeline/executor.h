@@ -28,7 +28,8 @@ class PipelineExecutor {
   // group for the engine's sums.
   PipelineExecutor(const config::TrainConfig& cfg, model::Gpt& model, zero::Engine& engine,
                    const StagePartition& partition, std::shared_ptr<comm::ProcessGroup> pipe,
-                   std::shared_ptr<zero::DpComm> pipe_sums);
+                   std::shared_ptr<zero::DpComm> pipe_sums,
+                   std::shared_ptr<comm::ProcessGroup> device_pipe = nullptr);
 
   // One optimizer step over gradient_accumulation_steps micro-batches. `fill` is called on
   // the first stage (inputs) and the last (targets) for micro-batches 0..M-1.
@@ -60,7 +61,10 @@ class PipelineExecutor {
   std::vector<tensor::Buffer> grad_in_;           // received gradients (not the last stage)
   std::vector<tensor::Buffer> grad_out_;          // gradients to send (not the first stage)
   std::vector<const float*> act_out_;             // the model's outputs, per buffer
-  tensor::Buffer wire_;  // host staging for send/recv when the model runs on a device
+  // Activations on a GPU travel over `device_pipe` (the pipeline's NCCL twin, following the
+  // compute stream) when there is one, else through wire_, host staging for `pipe`.
+  std::shared_ptr<comm::ProcessGroup> device_pipe_;
+  tensor::Buffer wire_;
   double loss_sum_ = 0;
   double forward_s_ = 0, backward_s_ = 0, p2p_s_ = 0;
 };

@@ -96,7 +96,11 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
   if (!device.is_cpu()) {
     device_comm_ = stage_ctx_.device_data ? stage_ctx_.device_data
                                           : std::make_shared<DeviceStagedComm>(*comm_, ops_);
-    if (stage_ctx_.tied) staged_tied_ = std::make_unique<DeviceStagedComm>(*stage_ctx_.tied, ops_);
+    if (stage_ctx_.tied) {
+      device_tied_ = stage_ctx_.device_tied
+                         ? stage_ctx_.device_tied
+                         : std::make_shared<DeviceStagedComm>(*stage_ctx_.tied, ops_);
+    }
   }
 
   // Every rank starts from the same weights and reads what it keeps: at stage 3 its own
@@ -305,7 +309,7 @@ void Engine::reduce_tied_gradients() {
   // the summed gradients: both stages hold the same pieces of the embedding.
   const LayerShard& s = dp_part_.layers[0];
   char* grads = static_cast<char*>(grads_.data());
-  DpComm& tied = staged_tied_ ? *staged_tied_ : *stage_ctx_.tied;
+  DpComm& tied = device_tied_ ? *device_tied_ : *stage_ctx_.tied;
   ScopedTimer timer(comm_seconds_);
   switch (stage_) {
     case 0:

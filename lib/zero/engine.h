@@ -99,6 +99,7 @@ struct StageContext {
   // of its own (NCCL: zero/nccl_device_comm.h); null: staged through host memory over the
   // engine's comm (DeviceStagedComm).
   std::shared_ptr<DpComm> device_data;
+  std::shared_ptr<DpComm> device_tied;  // the same for `tied`
 };
 
 class Engine {
@@ -196,7 +197,7 @@ class Engine {
   StageContext stage_ctx_;
   tensor::Ops& ops_;                     // where the model states live and are computed on
   std::shared_ptr<DpComm> device_comm_;  // comm_'s group for device buffers
-  std::unique_ptr<DpComm> staged_tied_;  // the tied embedding's group for device buffers
+  std::shared_ptr<DpComm> device_tied_;  // the tied embedding's group for device buffers
   std::vector<bool> held_;               // the layers this rank holds
   int stage_;
   tensor::DType dtype_;

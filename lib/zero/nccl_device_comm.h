@@ -18,8 +18,12 @@
 
 namespace ds::zero {
 
-// `group`: an NCCL group on ops.device() (ProcessGroup::new_group with Backend::kNccl).
-// Throws ds::Error in a build without NCCL.
+// Makes `group`, an NCCL group on ops.device() (ProcessGroup::new_group with Backend::kNccl),
+// start each later operation after the work queued on ops' compute stream by then. Throws
+// ds::Error for another kind of group or Ops, and in a build without NCCL.
+void follow_compute_stream(comm::ProcessGroup& group, tensor::Ops& ops);
+
+// DpComm over such a group, on buffers of ops.device(), after follow_compute_stream.
 std::unique_ptr<DpComm> make_nccl_device_comm(std::shared_ptr<comm::ProcessGroup> group,
                                               tensor::Ops& ops);
 
