@@ -465,7 +465,29 @@ TEST_CASE("softmax cross-entropy forward and backward", "[cpu_kernels]") {
     cpu::softmax_cross_entropy_backward(in_place.data(), in_place.data(), targets.data(), dloss, N,
                                         V);
     CHECK(in_place == dlogits);
+
+    // The fused form gives both results bit for bit, over the logits in place too.
+    Vec fused_losses(N), fused = logits;
+    cpu::softmax_cross_entropy_fused(fused_losses.data(), fused.data(), fused.data(),
+                                     targets.data(), dloss, N, V);
+    CHECK(fused_losses == losses);
+    CHECK(fused == dlogits);
   }
+}
+
+TEST_CASE("fused softmax cross-entropy zeroes ignored rows", "[cpu_kernels]") {
+  const int N = 3, V = 7;
+  const Vec logits = random_vec(size_t(N) * V, 63);
+  auto targets = random_tokens(size_t(N), V, 64);
+  targets[1] = cpu::kIgnoreTarget;
+  Vec losses(N), dlogits(logits.size(), 5.0f);
+  cpu::softmax_cross_entropy_fused(losses.data(), dlogits.data(), logits.data(), targets.data(),
+                                   0.25f, N, V);
+  CHECK(losses[1] == 0.0f);
+  for (int v = 0; v < V; ++v) CHECK(dlogits[size_t(V) + v] == 0.0f);
+  float row_sum = 0;  // (p - onehot) * dloss sums to 0 over a counted row
+  for (int v = 0; v < V; ++v) row_sum += dlogits[v];
+  CHECK(std::fabs(row_sum) < 1e-6f);
 }
 
 TEST_CASE("reductions are deterministic and race-free across thread counts", "[cpu_kernels]") {

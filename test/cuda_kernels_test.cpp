@@ -257,6 +257,17 @@ TEST_CASE("cuda softmax cross-entropy matches the CPU, ignored targets included"
   const Vec dlogits = to_host(in_place ? d_logits : d_probs_own, gpu);
   check_parity("softmax_cross_entropy_backward", dlogits, probs, 1e-5);
   for (int v = 0; v < V; ++v) REQUIRE(dlogits[size_t(V) + v] == 0.0f);  // the ignored row
+
+  // The fused form (the training forward): the same losses and dlogits in one pass.
+  auto d_fused = to_device(logits, gpu);
+  auto d_fused_losses = cuda::DeviceBuffer::floats(N);
+  cuda::softmax_cross_entropy_fused(d_fused_losses.as<float>(), d_fused.as<float>(),
+                                    d_fused.as<float>(), d_targets.as<int32_t>(), dloss, N, V,
+                                    gpu.s());
+  check_parity("softmax_cross_entropy_fused losses", to_host(d_fused_losses, gpu), losses, 1e-5);
+  const Vec fused = to_host(d_fused, gpu);
+  check_parity("softmax_cross_entropy_fused dlogits", fused, probs, 1e-5);
+  CHECK(fused == dlogits);  // the same kernel arithmetic as forward + backward
 }
 
 TEST_CASE("a failed CUDA call throws ds::Error naming the call", "[cuda]") {

@@ -138,12 +138,14 @@ void check_forward_backward(const std::string& fixture, Ops& ops) {
   const int N = g.B * g.T;
   ds::model::MicroBatch mb{g.inputs.data(), g.targets.data(), g.B, g.T, 1.0f / N};
 
-  const double loss = m.forward(mb);
+  // An evaluation forward (no dloss) first: the head keeps the probabilities, which must be
+  // the softmax of PyTorch's logits.
+  ds::model::MicroBatch evaluation = mb;
+  evaluation.dloss = 0.0f;
   const double expected = g.file.f32("loss")[0];
-  INFO("loss " << loss << " vs PyTorch " << expected);
-  CHECK(std::fabs(loss - expected) <= 1e-5 * std::fabs(expected));
-
-  // The logits, through the probabilities the head keeps: softmax of PyTorch's logits.
+  const double eval_loss = m.forward(evaluation);
+  INFO("evaluation loss " << eval_loss << " vs PyTorch " << expected);
+  CHECK(std::fabs(eval_loss - expected) <= 1e-5 * std::fabs(expected));
   const auto& head = dynamic_cast<const ds::model::HeadLayer&>(*m.gpt.layers().back());
   const std::vector<float> logits = g.file.f32("logits");
   const int V = static_cast<int>(g.model.vocab_size);
@@ -162,6 +164,11 @@ void check_forward_backward(const std::string& fixture, Ops& ops) {
   INFO("probabilities: max error " << worst);
   CHECK(worst <= 1e-6);
 
+  // Training: the forward computes the losses and the logits' gradient in one pass.
+  const double loss = m.forward(mb);
+  INFO("loss " << loss << " vs PyTorch " << expected);
+  CHECK(loss == eval_loss);
+  CHECK(head.probabilities() == nullptr);
   m.backward(mb);
   check_gradients(g, m.gpt.layout(), m.fetch(m.grads.as<float>(), m.n), "grad.");
 }

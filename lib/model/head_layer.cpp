@@ -49,8 +49,14 @@ void HeadLayer::forward(const float* w, const MicroBatch& mb, const float* x, fl
     ops_.layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, x, w + lnf_w_, w + lnf_b_, N, C_, eps_);
   }
   ops_.matmul_forward(s.logits, s.lnf, head, nullptr, N, C_, V_, tensor::WeightLayout::kOutIn);
-  ops_.softmax_cross_entropy_forward(y, s.logits, s.logits, mb.targets, N, V_);
-  probabilities_ = s.logits;
+  if (mb.dloss != 0.0f) {
+    // Training: the backward's dlogits come out of the same pass as the losses.
+    ops_.softmax_cross_entropy_fused(y, s.logits, s.logits, mb.targets, mb.dloss, N, V_);
+    probabilities_ = nullptr;
+  } else {
+    ops_.softmax_cross_entropy_forward(y, s.logits, s.logits, mb.targets, N, V_);
+    probabilities_ = s.logits;
+  }
 }
 
 void HeadLayer::backward(const float* w, float* dw, const MicroBatch& mb, const float* x,
@@ -63,7 +69,8 @@ void HeadLayer::backward(const float* w, float* dw, const MicroBatch& mb, const 
   FloatCarver region(saved);
   const Saved s = carve(region, mb.B, mb.T);
   float* dlogits = s.logits;
-  ops_.softmax_cross_entropy_backward(dlogits, dlogits, mb.targets, mb.dloss, N, V_);
+  // With a dloss the forward wrote dlogits already; without one the gradient is zero.
+  if (mb.dloss == 0.0f) ops_.fill_zero(dlogits, int64_t{N} * V_);
   float* d_lnf = scratch_->d_ln.as<float>();
   ops_.fill_zero(d_lnf, int64_t{N} * C_);
   ops_.matmul_backward(d_lnf, dhead, nullptr, dlogits, s.lnf, head, N, C_, V_,

@@ -28,14 +28,15 @@ class HeadLayer : public Layer {
   void backward(const float* weights, float* dweights, const MicroBatch& mb, const float* x,
                 const float* dy, float* dx, float* saved) override;
 
-  // The probabilities of the last forward ([B, T, V]), in its saved region; the
-  // backward turns them into the logits' gradient in place.
+  // The probabilities of the last forward ([B, T, V]), in its saved region, when it ran
+  // without a dloss (evaluation, sampling); nullptr after a training forward, which writes the
+  // logits' gradient there instead (softmax_cross_entropy_fused).
   const float* probabilities() const { return probabilities_; }
 
  private:
   struct Saved {
     float *lnf, *lnf_mean, *lnf_rstd;
-    float* logits;  // logits, then probabilities, then their gradient, in place
+    float* logits;  // logits, then probabilities or (training) their gradient, in place
   };
   Saved carve(FloatCarver& region, int B, int T) const;
 

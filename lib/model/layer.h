@@ -24,7 +24,9 @@ struct MicroBatch {
   int T = 0;
   // d(objective)/d(loss at one position): 1 / (positions with a target x
   // accumulation_steps), times the loss scale under fp16 (count_targets). The head's
-  // backward starts from it; ignored positions (kIgnoreTarget) get no gradient.
+  // backward starts from it; ignored positions (kIgnoreTarget) get no gradient. A training
+  // micro-batch carries the same dloss to its forward and its backward: the head's forward
+  // computes the logits' gradient with the losses when it is not 0.
   float dloss = 0;
 };
 

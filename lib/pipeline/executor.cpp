@@ -61,6 +61,12 @@ PipelineExecutor::PipelineExecutor(const config::TrainConfig& cfg, model::Gpt& m
     wire_ = model_.ops().allocate_staging(hidden, MemoryCategory::kCommunication);
 }
 
+float PipelineExecutor::dloss(int buffer) const {
+  // Only the last stage's head reads dloss (and only it loaded the targets).
+  if (stage_ != stages_ - 1) return 0.0f;
+  return engine_.micro_batch_dloss(targets_[buffer].as<int32_t>());
+}
+
 model::MicroBatch PipelineExecutor::micro_batch(int buffer, float dloss) {
   return {inputs_[buffer].as<int32_t>(), targets_[buffer].as<int32_t>(), B_, T_, dloss};
 }
@@ -125,8 +131,8 @@ std::optional<zero::StepStats> PipelineExecutor::run(const Instruction& ins,
       const auto start = Clock::now();
       engine_.begin_forward();
       const float* x = first ? nullptr : act_in_[b].as<float>();
-      act_out_[b] =
-          model_.forward_range(first_, last_, micro_batch(b, 0.0f), x, engine_.layer_buffers(), b);
+      act_out_[b] = model_.forward_range(first_, last_, micro_batch(b, dloss(b)), x,
+                                         engine_.layer_buffers(), b);
       if (last) loss_sum_ += model_.loss(b);
       forward_s_ += seconds_since(start);
       break;
@@ -136,9 +142,7 @@ std::optional<zero::StepStats> PipelineExecutor::run(const Instruction& ins,
       engine_.begin_backward();
       const float* x = first ? nullptr : act_in_[b].as<float>();
       const float* dy = last ? nullptr : grad_in_[b].as<float>();
-      // Only the last stage's head reads dloss (and only it loaded the targets).
-      const float dloss = last ? engine_.micro_batch_dloss(targets_[b].as<int32_t>()) : 0.0f;
-      const float* dx = model_.backward_range(first_, last_, micro_batch(b, dloss), x, dy,
+      const float* dx = model_.backward_range(first_, last_, micro_batch(b, dloss(b)), x, dy,
                                               engine_.layer_buffers(), b);
       engine_.end_backward();
       // The model reuses its gradient buffers in the next backward; SendGrad comes later.

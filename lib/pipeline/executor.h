@@ -44,6 +44,8 @@ class PipelineExecutor {
   // Runs one instruction; OptimizerStep returns the step's statistics.
   std::optional<zero::StepStats> run(const Instruction& ins, const zero::BatchFiller& fill);
   model::MicroBatch micro_batch(int buffer, float dloss);
+  // The dloss of the micro-batch in `buffer`: the same for its forward and its backward.
+  float dloss(int buffer) const;
   void send(const float* data, int to);
   void receive(float* data, int from);
 

@@ -85,6 +85,8 @@ class Ops {
   virtual void softmax_cross_entropy_backward(float* dlogits, const float* probs,
                                               const int32_t* targets, float dloss, int N,
                                               int V) = 0;
+  virtual void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
+                                           const int32_t* targets, float dloss, int N, int V) = 0;
 
   // tensor/cpu/llama_kernels.h
   virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight,

@@ -127,6 +127,11 @@ class CpuOps final : public Ops {
     guard("softmax_cross_entropy_backward", {dlogits, probs, targets});
     cpu::softmax_cross_entropy_backward(dlogits, probs, targets, dloss, N, V);
   }
+  void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
+                                   const int32_t* targets, float dloss, int N, int V) override {
+    guard("softmax_cross_entropy_fused", {losses, dlogits, logits, targets});
+    cpu::softmax_cross_entropy_fused(losses, dlogits, logits, targets, dloss, N, V);
+  }
 
   void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
                        float eps) override {

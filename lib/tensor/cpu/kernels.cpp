@@ -304,8 +304,14 @@ void add_inplace(float* dst, const float* src, int64_t N) {
   for (int64_t i = 0; i < N; ++i) dst[i] += src[i];
 }
 
-void softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
-                                   const int32_t* targets, int N, int V) {
+namespace {
+
+// softmax_cross_entropy_forward, and with kGradient the fused form: each row's gradient written
+// where its probabilities would be, with the backward's own roundings (p * dloss, then the
+// one-hot subtracted), so that both forms give the same bits.
+template <bool kGradient>
+void cross_entropy_rows(float* losses, float* out, const float* logits, const int32_t* targets,
+                        float dloss, int N, int V) {
   for (int n = 0; n < N; ++n) {
     DS_CHECK((targets[n] >= 0 && targets[n] < V) || targets[n] == kIgnoreTarget,
              "target {} at position {} is outside [0, {})", targets[n], n, V);
@@ -313,7 +319,7 @@ void softmax_cross_entropy_forward(float* losses, float* probs, const float* log
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
     const float* x = logits + size_t(n) * V;
-    float* p = probs + size_t(n) * V;
+    float* p = out + size_t(n) * V;
     // Read before p (which may be x) is overwritten.
     const bool ignored = targets[n] == kIgnoreTarget;
     const float target_logit = ignored ? 0.0f : x[targets[n]];
@@ -325,11 +331,33 @@ void softmax_cross_entropy_forward(float* losses, float* probs, const float* log
       return double(e);
     });
     const float inv = static_cast<float>(1.0 / sum);
+    if constexpr (kGradient) {
+      if (ignored) {
+        std::memset(p, 0, sizeof(float) * V);
+      } else {
 #pragma omp simd
-    for (int i = 0; i < V; ++i) p[i] *= inv;
+        for (int i = 0; i < V; ++i) p[i] = (p[i] * inv) * dloss;
+        p[targets[n]] -= dloss;
+      }
+    } else {
+#pragma omp simd
+      for (int i = 0; i < V; ++i) p[i] *= inv;
+    }
     losses[n] =
         ignored ? 0.0f : static_cast<float>(std::log(sum) + double(maxv) - double(target_logit));
   }
+}
+
+}  // namespace
+
+void softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
+                                   const int32_t* targets, int N, int V) {
+  cross_entropy_rows<false>(losses, probs, logits, targets, 0.0f, N, V);
+}
+
+void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
+                                 const int32_t* targets, float dloss, int N, int V) {
+  cross_entropy_rows<true>(losses, dlogits, logits, targets, dloss, N, V);
 }
 
 void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets,

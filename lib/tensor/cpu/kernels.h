@@ -6,7 +6,7 @@
 // - Callers own and preallocate all memory; nothing here allocates.
 // - Every backward ACCUMULATES (+=) into its gradient outputs, input and parameter gradients
 //   alike, so residual branches and gradient accumulation need no extra copies. The one
-//   exception is softmax_cross_entropy_backward, which writes dlogits (see there).
+//   exceptions are softmax_cross_entropy_backward and _fused, which write dlogits (see there).
 // - Results are deterministic run to run for a fixed thread count: no float atomics;
 //   reductions either belong to one thread or are combined in a fixed order.
 #pragma once
@@ -82,6 +82,11 @@ void softmax_cross_entropy_forward(float* losses, float* probs, const float* log
 // dloss is the same for every position, e.g. 1 / (N * grad_accumulation_steps).
 void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets,
                                     float dloss, int N, int V);
+// Both in one pass over the logits when dloss is known at the forward (training): the losses,
+// and dlogits WRITTEN as the backward would write them from the forward's probabilities, bit
+// for bit. dlogits may alias logits.
+void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
+                                 const int32_t* targets, float dloss, int N, int V);
 
 // Sum of x^2 in double (for the gradient norm); x *= scale.
 double sum_of_squares(const float* x, int64_t N);

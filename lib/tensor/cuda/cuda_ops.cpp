@@ -116,6 +116,10 @@ void CudaOps::softmax_cross_entropy_backward(float* dlogits, const float* probs,
                                              const int32_t* targets, float dloss, int N, int V) {
   cuda::softmax_cross_entropy_backward(dlogits, probs, targets, dloss, N, V, stream());
 }
+void CudaOps::softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
+                                          const int32_t* targets, float dloss, int N, int V) {
+  cuda::softmax_cross_entropy_fused(losses, dlogits, logits, targets, dloss, N, V, stream());
+}
 void CudaOps::rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N,
                               int C, float eps) {
   cuda::rmsnorm_forward(out, rstd, inp, weight, N, C, eps, stream());

@@ -62,6 +62,8 @@ class CudaOps final : public Ops {
                                      const int32_t* targets, int N, int V) override;
   void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets,
                                       float dloss, int N, int V) override;
+  void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
+                                   const int32_t* targets, float dloss, int N, int V) override;
   void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
                        float eps) override;
   void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,

@@ -109,6 +109,10 @@ void softmax_cross_entropy_forward(float* losses, float* probs, const float* log
 // dlogits = (probs - onehot(targets)) * dloss, 0 for ignored rows. WRITES; may alias probs.
 void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets,
                                     float dloss, int N, int V, cudaStream_t stream);
+// Both in one pass, dlogits WRITTEN with the backward's roundings; may alias logits.
+void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
+                                 const int32_t* targets, float dloss, int N, int V,
+                                 cudaStream_t stream);
 
 // result[0] = sum of x^2, in double. `result` is kSumOfSquaresScratch doubles of device memory:
 // up to kSumOfSquaresParts blocks each sum a fixed strided part into result[1 + block], then one
