@@ -379,6 +379,12 @@ TEST_CASE("gelu matches the tanh approximation, forward and backward", "[cpu_ker
     Vec inplace = x;
     cpu::gelu_forward(inplace.data(), inplace.data(), N);
     CHECK(inplace == out);
+
+    // Written over the output gradient: what the accumulating form adds to zeros.
+    Vec from_zero(x.size(), 0.0f), over = dout;
+    cpu::gelu_backward(from_zero.data(), x.data(), dout.data(), N);
+    cpu::gelu_backward_inplace(over.data(), x.data(), N);
+    CHECK(over == from_zero);
   }
 }
 

@@ -5,6 +5,7 @@
 // computes in fp32 on the rounded values. Thresholds on max|gpu-cpu| / max|cpu|:
 //   f32   1e-5  fp32 sums of up to ~100 products in cuBLASLt's order;
 //   tf32  2e-3  inputs rounded to a 10-bit significand inside the GEMM (2^-11 each);
+//   f32 as bf16  1e-2  inputs rounded to bf16's 8-bit significand inside the GEMM (2^-9 each);
 //   bf16  1e-2  the result rounded to 8 bits (half an ulp: 2e-3), at most twice on the unfused
 //               paths (the GEMM's stored result, then the GELU or the bias sum);
 //   f16   2e-3  the same with 11 bits (2.4e-4 per rounding).
@@ -36,6 +37,7 @@ namespace cpu = ds::tensor::cpu;
 using namespace ds_cuda_test;
 using cpu::WeightLayout;
 using ds::tensor::DType;
+using ds::tensor::MatmulPrecision;
 using ds::tensor::cuda::LtMatmul;
 
 namespace {
@@ -43,15 +45,16 @@ namespace {
 // A storage dtype with the compute options it is tested under.
 struct Precision {
   DType dtype;
-  bool tf32;
+  MatmulPrecision compute;
   const char* name;
   double threshold;
 };
 
-const Precision kF32{DType::kF32, false, "f32", 1e-5};
-const Precision kTf32{DType::kF32, true, "tf32", 2e-3};
-const Precision kBf16{DType::kBF16, false, "bf16", 1e-2};
-const Precision kF16{DType::kF16, false, "f16", 2e-3};
+const Precision kF32{DType::kF32, MatmulPrecision::kFp32, "f32", 1e-5};
+const Precision kTf32{DType::kF32, MatmulPrecision::kTf32, "tf32", 2e-3};
+const Precision kF32AsBf16{DType::kF32, MatmulPrecision::kBf16, "f32 as bf16", 1e-2};
+const Precision kBf16{DType::kBF16, MatmulPrecision::kFp32, "bf16", 1e-2};
+const Precision kF16{DType::kF16, MatmulPrecision::kFp32, "f16", 2e-3};
 
 // GELU-derived values: the fp32 paths allow for a hardware tanh in cuBLASLt's epilogue.
 double gelu_threshold(const Precision& p) { return std::max(p.threshold, 1e-3); }
@@ -102,14 +105,14 @@ void report(const std::string& what, double value) {
 TEST_CASE("cuda lt matmul matches the CPU in both layouts, fused and not", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
   Gpu gpu;
-  const Precision p = GENERATE(kF32, kTf32, kBf16, kF16);
+  const Precision p = GENERATE(kF32, kTf32, kF32AsBf16, kBf16, kF16);
   const auto layout = GENERATE(WeightLayout::kInOut, WeightLayout::kOutIn);
   const bool with_bias = GENERATE(true, false);
   const bool fuse = GENERATE(true, false);
   const auto [N, IC, OC] = GENERATE(std::tuple{14, 48, 96}, std::tuple{7, 33, 65});
   INFO(p.name << " layout=" << layout_name(layout) << " bias=" << with_bias << " fuse=" << fuse
               << " N=" << N << " IC=" << IC << " OC=" << OC);
-  LtMatmul lt(LtMatmul::Options{.tf32 = p.tf32, .fuse_epilogues = fuse});
+  LtMatmul lt(LtMatmul::Options{.precision = p.compute, .fuse_epilogues = fuse});
   const DType dtype = p.dtype;
   const std::string where = shape_of(layout, N, IC, OC);
   const Vec inp = rounded(random_vec(size_t(N) * IC, 20), dtype);
@@ -158,13 +161,13 @@ TEST_CASE("cuda lt matmul matches the CPU in both layouts, fused and not", "[cud
 TEST_CASE("cuda lt matmul GELU epilogues match the CPU's GELU and its backward", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
   Gpu gpu;
-  const Precision p = GENERATE(kF32, kTf32, kBf16, kF16);
+  const Precision p = GENERATE(kF32, kTf32, kF32AsBf16, kBf16, kF16);
   const auto layout = GENERATE(WeightLayout::kInOut, WeightLayout::kOutIn);
   const bool fuse = GENERATE(true, false);
   const auto [N, C, H] = GENERATE(std::tuple{14, 48, 96}, std::tuple{7, 33, 65});
   INFO(p.name << " layout=" << layout_name(layout) << " fuse=" << fuse << " N=" << N << " C=" << C
               << " H=" << H);
-  LtMatmul lt(LtMatmul::Options{.tf32 = p.tf32, .fuse_epilogues = fuse});
+  LtMatmul lt(LtMatmul::Options{.precision = p.compute, .fuse_epilogues = fuse});
   const DType dtype = p.dtype;
   const std::string where = shape_of(layout, N, C, H);
   const Vec x = rounded(random_vec(size_t(N) * C, 70), dtype);

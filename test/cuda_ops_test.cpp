@@ -1,9 +1,12 @@
 // The engine-side ops of tensor::Ops (casts between storage dtypes, scaled conversions, the
 // sum of squares, the SGD update) on CudaOps against cpu_ops(), on the same inputs. Casts and
 // SGD round every operation as the CPU does: bitwise expected, threshold 0 for the casts and
-// 1e-6 for SGD; the sum of squares is summed in another order: 1e-12 relative.
+// 1e-6 for SGD; the sum of squares is summed in another order: 1e-12 relative. And the model's
+// matmuls as CudaOps runs them (cuBLASLt with fused epilogues, or cuBLAS for unaligned
+// operands) at each MatmulPrecision: 1e-4 fp32, 2e-3 TF32, 1e-2 bf16-rounded inputs.
 #include "tensor/cuda/cuda_ops.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <vector>
@@ -104,4 +107,73 @@ TEST_CASE("cuda sum of squares and SGD match the CPU", "[cuda]") {
   Vec got(n);
   std::memcpy(got.data(), d_params.fetch().data(), sizeof(float) * n);
   check_parity("sgd_step params", got, params, 1e-6);
+}
+
+TEST_CASE("cuda ops matmuls with fused epilogues match the CPU at every precision", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  using ds::tensor::MatmulPrecision;
+  using ds::tensor::WeightLayout;
+  const auto [precision, tol] =
+      GENERATE(std::pair{MatmulPrecision::kFp32, 1e-4}, std::pair{MatmulPrecision::kTf32, 2e-3},
+               std::pair{MatmulPrecision::kBf16, 1e-2});
+  // 0: every operand 16-byte aligned (cuBLASLt); 1: views one float in (cuBLAS).
+  const int shift = GENERATE(0, 1);
+  INFO("precision " << static_cast<int>(precision) << " shift " << shift);
+  ds::tensor::cuda::CudaOps gpu(0, precision);
+  ds::tensor::Ops& cpu = ds::tensor::cpu_ops();
+  const int N = 24, C = 32, H = 128;  // GPT-2's MLP shape in small: C -> 4C -> C
+  const Vec inp = random_vec(size_t(N) * C, 70), w_fc = random_vec(size_t(C) * H, 71, -0.3f, 0.3f);
+  const Vec b_fc = random_vec(H, 72), w_proj = random_vec(size_t(H) * C, 73, -0.2f, 0.2f);
+  const Vec b_proj = random_vec(C, 74), dout = random_vec(size_t(N) * C, 75);
+  const auto mirror = [&](const Vec& v) {
+    Vec padded(v.size() + 1, 0.0f);
+    std::copy(v.begin(), v.end(), padded.begin() + shift);
+    return Mirror(gpu, padded.data(), sizeof(float) * padded.size());
+  };
+  const auto fetch = [&](Mirror& m, size_t n) {
+    const std::vector<char> raw = m.fetch();
+    Vec out(n);
+    std::memcpy(out.data(), raw.data() + sizeof(float) * shift, sizeof(float) * n);
+    return out;
+  };
+  const auto at = [&](Mirror& m) { return m.buffer.as<float>() + shift; };
+
+  // Forward: pre = inp·W_fc + b_fc, act = GELU(pre), y = act·W_proj + b_proj.
+  Vec pre(size_t(N) * H), act(pre.size()), y(size_t(N) * C);
+  cpu.matmul_gelu_forward(act.data(), pre.data(), inp.data(), w_fc.data(), b_fc.data(), N, C, H,
+                          WeightLayout::kInOut);
+  cpu.matmul_forward(y.data(), act.data(), w_proj.data(), b_proj.data(), N, H, C,
+                     WeightLayout::kInOut);
+  Mirror d_inp = mirror(inp), d_wfc = mirror(w_fc), d_bfc = mirror(b_fc), d_wproj = mirror(w_proj),
+         d_bproj = mirror(b_proj), d_pre = mirror(Vec(pre.size())), d_act = mirror(Vec(act.size())),
+         d_y = mirror(Vec(y.size()));
+  gpu.matmul_gelu_forward(at(d_act), at(d_pre), at(d_inp), at(d_wfc), at(d_bfc), N, C, H,
+                          WeightLayout::kInOut);
+  gpu.matmul_forward(at(d_y), at(d_act), at(d_wproj), at(d_bproj), N, H, C, WeightLayout::kInOut);
+  check_parity("ops matmul_gelu_forward pre", fetch(d_pre, pre.size()), pre, tol);
+  check_parity("ops matmul_gelu_forward act", fetch(d_act, act.size()), act, std::max(tol, 1e-3));
+  check_parity("ops matmul_forward", fetch(d_y, y.size()), y, tol);
+
+  // Backward: through the projection and the GELU in one op, then the expansion.
+  Vec dpre(pre.size()), dw_proj(w_proj.size(), 0.5f), db_proj(C, 0.5f);
+  Vec dinp(inp.size(), 0.25f), dw_fc(w_fc.size(), 0.5f), db_fc(H, 0.5f);
+  cpu.matmul_gelu_backward(dpre.data(), dw_proj.data(), db_proj.data(), dout.data(), act.data(),
+                           w_proj.data(), pre.data(), N, H, C, WeightLayout::kInOut);
+  cpu.matmul_backward(dinp.data(), dw_fc.data(), db_fc.data(), dpre.data(), inp.data(), w_fc.data(),
+                      N, C, H, WeightLayout::kInOut);
+  Mirror d_dout = mirror(dout), d_dpre = mirror(Vec(dpre.size(), 9.0f)),
+         d_dwproj = mirror(Vec(w_proj.size(), 0.5f)), d_dbproj = mirror(Vec(C, 0.5f)),
+         d_dinp = mirror(Vec(inp.size(), 0.25f)), d_dwfc = mirror(Vec(w_fc.size(), 0.5f)),
+         d_dbfc = mirror(Vec(H, 0.5f));
+  gpu.matmul_gelu_backward(at(d_dpre), at(d_dwproj), at(d_dbproj), at(d_dout), at(d_act),
+                           at(d_wproj), at(d_pre), N, H, C, WeightLayout::kInOut);
+  gpu.matmul_backward(at(d_dinp), at(d_dwfc), at(d_dbfc), at(d_dpre), at(d_inp), at(d_wfc), N, C, H,
+                      WeightLayout::kInOut);
+  const double grad_tol = std::max(tol, 1e-3);  // through gelu', maybe the hardware tanh
+  check_parity("ops matmul_gelu_backward dpre", fetch(d_dpre, dpre.size()), dpre, grad_tol);
+  check_parity("ops matmul_gelu_backward dweight", fetch(d_dwproj, dw_proj.size()), dw_proj, tol);
+  check_parity("ops matmul_gelu_backward dbias", fetch(d_dbproj, db_proj.size()), db_proj, tol);
+  check_parity("ops matmul_backward dinp", fetch(d_dinp, dinp.size()), dinp, grad_tol);
+  check_parity("ops matmul_backward dweight", fetch(d_dwfc, dw_fc.size()), dw_fc, grad_tol);
+  check_parity("ops matmul_backward dbias", fetch(d_dbfc, db_fc.size()), db_fc, grad_tol);
 }

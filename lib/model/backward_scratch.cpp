@@ -16,13 +16,15 @@ void BackwardScratch::reserve(int B, int T, const config::ModelConfig& m) {
   ensure(d_qkv, BT * 3 * C);
   ensure(d_att, int64_t{B} * NH * T * T);
   ensure(d_fch, BT * M);
-  ensure(d_gelu, BT * M);
-  if (m.llama()) ensure(d_proj, BT * 3 * C);
+  if (m.llama()) {
+    ensure(swiglu_act, BT * M);
+    ensure(d_proj, BT * 3 * C);
+  }
 }
 
 int64_t BackwardScratch::bytes() const {
   return static_cast<int64_t>(d_res.size() + d_ln.size() + d_atty.size() + d_qkv.size() +
-                              d_att.size() + d_fch.size() + d_gelu.size() + d_proj.size());
+                              d_att.size() + d_fch.size() + swiglu_act.size() + d_proj.size());
 }
 
 }  // namespace ds::model

@@ -21,7 +21,9 @@ struct BackwardScratch {
   tensor::Buffer d_qkv;   // [BT, 3C]
   tensor::Buffer d_att;   // [B, NH, T, T]
   tensor::Buffer d_fch;   // [BT, M] gradient of the MLP's pre-activation (M: the MLP width)
-  tensor::Buffer d_gelu;  // [BT, M] gradient of the MLP's activation
+  // Llama: [BT, M], SwiGLU's activation, then the up projection's gradient (GPT-2's MLP goes
+  // through its GELU in one op, matmul_gelu_backward, and needs no such buffer).
+  tensor::Buffer swiglu_act;
   // Llama: q | k | v before the heads are expanded for grouped-query attention, [BT, 3C]
   // at most (a block's forward uses it too, as no backward runs meanwhile).
   tensor::Buffer d_proj;

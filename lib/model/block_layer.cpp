@@ -53,8 +53,8 @@ void BlockLayer::forward(const float* w, const MicroBatch& mb, const float* x, f
   ops_.matmul_forward(y, s.atty, w + proj_w_, w + proj_b_, N, C, C, Layout::kInOut);
   ops_.residual_forward(s.res, x, y, int64_t{N} * C);
   ops_.layernorm_forward(s.ln2, s.ln2_mean, s.ln2_rstd, s.res, w + ln2_w_, w + ln2_b_, N, C, eps_);
-  ops_.matmul_forward(s.fch, s.ln2, w + fc_w_, w + fc_b_, N, C, 4 * C, Layout::kInOut);
-  ops_.gelu_forward(s.fch_gelu, s.fch, int64_t{N} * 4 * C);
+  ops_.matmul_gelu_forward(s.fch_gelu, s.fch, s.ln2, w + fc_w_, w + fc_b_, N, C, 4 * C,
+                           Layout::kInOut);
   ops_.matmul_forward(y, s.fch_gelu, w + fc_proj_w_, w + fc_proj_b_, N, 4 * C, C, Layout::kInOut);
   ops_.residual_forward(y, s.res, y, int64_t{N} * C);
 }
@@ -68,18 +68,15 @@ void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const
   BackwardScratch& t = *scratch_;
   float* d_res = t.d_res.as<float>();
   float* d_ln = t.d_ln.as<float>();
-  float* d_gelu = t.d_gelu.as<float>();
   float* d_fch = t.d_fch.as<float>();
   float* d_atty = t.d_atty.as<float>();
   float* d_qkv = t.d_qkv.as<float>();
 
   // MLP branch: y = h + mlp(h).
   ops_.copy(d_res, dy, sizeof(float) * NC);
-  ops_.fill_zero(d_gelu, int64_t{N} * 4 * C);
-  ops_.matmul_backward(d_gelu, dw + fc_proj_w_, dw + fc_proj_b_, dy, s.fch_gelu, w + fc_proj_w_, N,
-                       4 * C, C, Layout::kInOut);
-  ops_.fill_zero(d_fch, int64_t{N} * 4 * C);
-  ops_.gelu_backward(d_fch, s.fch, d_gelu, int64_t{N} * 4 * C);
+  // The projection's input gradient straight through the GELU: d_fch is written.
+  ops_.matmul_gelu_backward(d_fch, dw + fc_proj_w_, dw + fc_proj_b_, dy, s.fch_gelu, w + fc_proj_w_,
+                            s.fch, N, 4 * C, C, Layout::kInOut);
   ops_.fill_zero(d_ln, NC);
   ops_.matmul_backward(d_ln, dw + fc_w_, dw + fc_b_, d_fch, s.ln2, w + fc_w_, N, C, 4 * C,
                        Layout::kInOut);

@@ -97,7 +97,7 @@ void LlamaBlockLayer::forward(const float* w, const MicroBatch& mb, const float*
   ops_.rmsnorm_forward(s.n2, s.rstd2, s.res, w + ln2_, N, C, eps_);
   ops_.matmul_forward(s.gate, s.n2, w + gate_, nullptr, N, C, M_, Layout::kOutIn);
   ops_.matmul_forward(s.up, s.n2, w + up_, nullptr, N, C, M_, Layout::kOutIn);
-  float* act = scratch_->d_gelu.as<float>();
+  float* act = scratch_->swiglu_act.as<float>();
   ops_.swiglu_forward(act, s.gate, s.up, int64_t{N} * M_);
   ops_.matmul_forward(y, act, w + down_, nullptr, N, M_, C, Layout::kOutIn);
   ops_.residual_forward(y, s.res, y, NC);
@@ -113,8 +113,8 @@ void LlamaBlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, 
   BackwardScratch& t = *scratch_;
   float* d_res = t.d_res.as<float>();
   float* d_ln = t.d_ln.as<float>();
-  float* d_act = t.d_fch.as<float>();  // then the gate's gradient, in place
-  float* act = t.d_gelu.as<float>();   // then the up projection's gradient
+  float* d_act = t.d_fch.as<float>();     // then the gate's gradient, in place
+  float* act = t.swiglu_act.as<float>();  // then the up projection's gradient
   float* d_atty = t.d_atty.as<float>();
   float* d_qkv = t.d_qkv.as<float>();
   float* d_proj = t.d_proj.as<float>();

@@ -77,6 +77,7 @@ class Ops {
                                   int NH) = 0;
   virtual void gelu_forward(float* out, const float* inp, int64_t N) = 0;
   virtual void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) = 0;
+  virtual void gelu_backward_inplace(float* d, const float* inp, int64_t N) = 0;
   virtual void fill_zero(float* x, int64_t N) = 0;
   virtual void residual_forward(float* out, const float* a, const float* b, int64_t N) = 0;
   virtual void add_inplace(float* dst, const float* src, int64_t N) = 0;
@@ -87,6 +88,26 @@ class Ops {
                                               int V) = 0;
   virtual void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
                                            const int32_t* targets, float dloss, int N, int V) = 0;
+
+  // GPT-2's MLP matmuls with their GELU, which a GPU fuses into the GEMMs' epilogues; these
+  // versions compose the ops above. matmul_gelu_forward: pre_gelu = inp·W + bias (kept for the
+  // backward), out = GELU(pre_gelu). matmul_gelu_backward, for a matmul whose input was
+  // GELU(pre_gelu): dpre_gelu = gelu'(pre_gelu) ⊙ (dout·Wᵀ), WRITTEN (no buffer for the GELU's
+  // output gradient); dweight and dbias accumulate as in matmul_backward.
+  virtual void matmul_gelu_forward(float* out, float* pre_gelu, const float* inp,
+                                   const float* weight, const float* bias, int N, int IC, int OC,
+                                   WeightLayout layout) {
+    matmul_forward(pre_gelu, inp, weight, bias, N, IC, OC, layout);
+    gelu_forward(out, pre_gelu, int64_t{N} * OC);
+  }
+  virtual void matmul_gelu_backward(float* dpre_gelu, float* dweight, float* dbias,
+                                    const float* dout, const float* inp, const float* weight,
+                                    const float* pre_gelu, int N, int IC, int OC,
+                                    WeightLayout layout) {
+    fill_zero(dpre_gelu, int64_t{N} * IC);
+    matmul_backward(dpre_gelu, dweight, dbias, dout, inp, weight, N, IC, OC, layout);
+    gelu_backward_inplace(dpre_gelu, pre_gelu, int64_t{N} * IC);
+  }
 
   // tensor/cpu/llama_kernels.h
   virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight,

@@ -105,6 +105,10 @@ class CpuOps final : public Ops {
     guard("gelu_backward", {dinp, inp, dout});
     cpu::gelu_backward(dinp, inp, dout, N);
   }
+  void gelu_backward_inplace(float* d, const float* inp, int64_t N) override {
+    guard("gelu_backward_inplace", {d, inp});
+    cpu::gelu_backward_inplace(d, inp, N);
+  }
   void fill_zero(float* x, int64_t N) override {
     guard("fill_zero", {x});
     cpu::fill_zero(x, N);

@@ -282,16 +282,26 @@ void gelu_forward(float* out, const float* inp, int64_t N) {
   }
 }
 
+namespace {
+
+#pragma omp declare simd
+inline float gelu_grad(float x) {
+  const float u = kGeluScale * (x + kGeluCubic * x * x * x);
+  const float th = fast_tanh(u);
+  const float du = kGeluScale * (1.0f + 3.0f * kGeluCubic * x * x);
+  return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+}
+
+}  // namespace
+
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) {
 #pragma omp parallel for simd schedule(static) if (N >= kParallelMin)
-  for (int64_t i = 0; i < N; ++i) {
-    const float x = inp[i];
-    const float u = kGeluScale * (x + kGeluCubic * x * x * x);
-    const float th = fast_tanh(u);
-    const float du = kGeluScale * (1.0f + 3.0f * kGeluCubic * x * x);
-    const float grad = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
-    dinp[i] += grad * dout[i];
-  }
+  for (int64_t i = 0; i < N; ++i) dinp[i] += gelu_grad(inp[i]) * dout[i];
+}
+
+void gelu_backward_inplace(float* d, const float* inp, int64_t N) {
+#pragma omp parallel for simd schedule(static) if (N >= kParallelMin)
+  for (int64_t i = 0; i < N; ++i) d[i] = gelu_grad(inp[i]) * d[i];
 }
 
 void residual_forward(float* out, const float* a, const float* b, int64_t N) {

@@ -58,6 +58,8 @@ void attention_backward(float* dqkv, float* datt_scratch, const float* dout, con
 // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). out may alias inp.
 void gelu_forward(float* out, const float* inp, int64_t N);
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N);
+// d = gelu'(inp) * d: the backward WRITTEN over the output gradient (after a GEMM wrote it).
+void gelu_backward_inplace(float* d, const float* inp, int64_t N);
 
 // x = 0 (the gradient buffers a backward accumulates into start from it).
 void fill_zero(float* x, int64_t N);

@@ -1,12 +1,14 @@
 #include "tensor/cuda/cuda_ops.h"
 
 #include "tensor/cuda/adamw.h"
+#include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/blas.h"
 #include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/device_buffer.h"
 #include "tensor/cuda/kernels.h"
 #include "tensor/cuda/llama_kernels.h"
+#include "tensor/cuda/lt_matmul.h"
 
 namespace ds::tensor::cuda {
 
@@ -23,10 +25,24 @@ CudaOps::CudaOps(int device, MatmulPrecision precision)
     : device_(select(device)),
       stream_(std::make_unique<Stream>()),
       blas_(std::make_unique<Blas>(precision)),
+      lt_(std::make_unique<LtMatmul>(LtMatmul::Options{.precision = precision})),
+      // cuBLASLt's GELU epilogues may use the hardware tanh (about 2^-11 relative, see
+      // lt_matmul.h): below the input rounding of TF32 or bf16 matmuls, but not of fp32 ones,
+      // which keep the separate GELU kernels and so the CPU's numbers.
+      fuse_gelu_(precision != MatmulPrecision::kFp32),
       buckets_(std::make_unique<TokenBuckets>()),
       sum_(sizeof(double) * kSumOfSquaresScratch, MemoryCategory::kOther, Device::cuda(device)) {}
 
 CudaOps::~CudaOps() = default;
+
+bool CudaOps::lt_usable(std::initializer_list<const void*> pointers) {
+  // cuBLASLt's vector loads want 16-byte aligned operands (lt_matmul.h); views into the
+  // parameter buffer of a model with odd sizes may not be, and take cuBLAS instead.
+  for (const void* p : pointers) {
+    if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  }
+  return true;
+}
 
 cudaStream_t CudaOps::stream() const { return stream_->get(); }
 
@@ -79,13 +95,43 @@ void CudaOps::layernorm_backward(float* dinp, float* dweight, float* dbias, cons
 }
 void CudaOps::matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                              int N, int IC, int OC, WeightLayout layout) {
-  cuda::matmul_forward(*blas_, out, inp, weight, bias, N, IC, OC, layout, stream());
+  if (lt_usable({out, inp, weight, bias})) {
+    lt_->forward(out, inp, weight, bias, N, IC, OC, layout, DType::kF32, stream());
+  } else {
+    cuda::matmul_forward(*blas_, out, inp, weight, bias, N, IC, OC, layout, stream());
+  }
 }
 void CudaOps::matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                               const float* inp, const float* weight, int N, int IC, int OC,
                               WeightLayout layout) {
-  cuda::matmul_backward(*blas_, dinp, dweight, dbias, dout, inp, weight, N, IC, OC, layout,
-                        stream());
+  if (lt_usable({dinp, dweight, dbias, dout, inp, weight})) {
+    lt_->backward(dinp, dweight, dbias, dout, inp, weight, N, IC, OC, layout, DType::kF32,
+                  stream());
+  } else {
+    cuda::matmul_backward(*blas_, dinp, dweight, dbias, dout, inp, weight, N, IC, OC, layout,
+                          stream());
+  }
+}
+void CudaOps::matmul_gelu_forward(float* out, float* pre_gelu, const float* inp,
+                                  const float* weight, const float* bias, int N, int IC, int OC,
+                                  WeightLayout layout) {
+  if (fuse_gelu_ && lt_usable({out, pre_gelu, inp, weight, bias})) {
+    lt_->forward_gelu(out, pre_gelu, inp, weight, bias, N, IC, OC, layout, DType::kF32, stream());
+  } else {
+    Ops::matmul_gelu_forward(out, pre_gelu, inp, weight, bias, N, IC, OC, layout);
+  }
+}
+void CudaOps::matmul_gelu_backward(float* dpre_gelu, float* dweight, float* dbias,
+                                   const float* dout, const float* inp, const float* weight,
+                                   const float* pre_gelu, int N, int IC, int OC,
+                                   WeightLayout layout) {
+  if (fuse_gelu_ && lt_usable({dpre_gelu, dweight, dbias, dout, inp, weight, pre_gelu})) {
+    lt_->backward_gelu(dpre_gelu, dweight, dbias, dout, inp, weight, pre_gelu, N, IC, OC, layout,
+                       DType::kF32, stream());
+  } else {
+    Ops::matmul_gelu_backward(dpre_gelu, dweight, dbias, dout, inp, weight, pre_gelu, N, IC, OC,
+                              layout);
+  }
 }
 void CudaOps::attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                                 int NH) {
@@ -100,6 +146,9 @@ void CudaOps::gelu_forward(float* out, const float* inp, int64_t N) {
 }
 void CudaOps::gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) {
   cuda::gelu_backward(dinp, inp, dout, N, stream());
+}
+void CudaOps::gelu_backward_inplace(float* d, const float* inp, int64_t N) {
+  mixed::gelu_backward_inplace(d, inp, N, DType::kF32, stream());
 }
 void CudaOps::fill_zero(float* x, int64_t N) { cuda::fill_zero(x, N, stream()); }
 void CudaOps::residual_forward(float* out, const float* a, const float* b, int64_t N) {

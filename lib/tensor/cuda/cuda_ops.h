@@ -1,11 +1,13 @@
 // tensor::Ops on one CUDA device: every op is queued on the object's compute stream (the
-// kernels of cuda/kernels.h and cuda/llama_kernels.h, GEMMs through its cuBLAS handle), so
-// ops run in call order and the host only waits in download() and sync(). A collective
-// backend that works on the same buffers orders itself after this stream with events.
+// kernels of cuda/kernels.h and cuda/llama_kernels.h; the matmuls on cuBLASLt with their bias,
+// bias-gradient and, in mixed precision, GELU steps fused into the GEMMs' epilogues; attention's
+// GEMMs on cuBLAS), so ops run in call order and the host only waits in download() and sync(). A
+// collective backend that works on the same buffers orders itself after this stream with events.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
+#include <initializer_list>
 #include <memory>
 
 #include "tensor/ops.h"
@@ -13,6 +15,7 @@
 namespace ds::tensor::cuda {
 
 class Blas;
+class LtMatmul;
 class Stream;
 class TokenBuckets;
 
@@ -55,6 +58,12 @@ class CudaOps final : public Ops {
                           const float* att, int B, int T, int C, int NH) override;
   void gelu_forward(float* out, const float* inp, int64_t N) override;
   void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) override;
+  void gelu_backward_inplace(float* d, const float* inp, int64_t N) override;
+  void matmul_gelu_forward(float* out, float* pre_gelu, const float* inp, const float* weight,
+                           const float* bias, int N, int IC, int OC, WeightLayout layout) override;
+  void matmul_gelu_backward(float* dpre_gelu, float* dweight, float* dbias, const float* dout,
+                            const float* inp, const float* weight, const float* pre_gelu, int N,
+                            int IC, int OC, WeightLayout layout) override;
   void fill_zero(float* x, int64_t N) override;
   void residual_forward(float* out, const float* a, const float* b, int64_t N) override;
   void add_inplace(float* dst, const float* src, int64_t N) override;
@@ -94,9 +103,15 @@ class CudaOps final : public Ops {
                 int64_t step, const SgdOptions& options) override;
 
  private:
+  // Whether every non-null pointer suits cuBLASLt (16-byte aligned).
+  static bool lt_usable(std::initializer_list<const void*> pointers);
+
   int device_;
   std::unique_ptr<Stream> stream_;
-  std::unique_ptr<Blas> blas_;
+  std::unique_ptr<Blas>
+      blas_;  // attention's batched GEMMs; matmuls whose operands LtMatmul refuses
+  std::unique_ptr<LtMatmul> lt_;  // the matmuls, with bias, bias-gradient and GELU epilogues
+  bool fuse_gelu_;
   std::unique_ptr<TokenBuckets> buckets_;  // the embedding backward's grouping of positions
   Buffer sum_;  // sum_of_squares' result and partial sums (kernels.h) on the device
 };

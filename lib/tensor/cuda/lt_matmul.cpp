@@ -16,6 +16,17 @@ using cpu::WeightLayout;
 
 namespace {
 
+const char* compute_name(cublasComputeType_t compute) {
+  switch (compute) {
+    case CUBLAS_COMPUTE_32F_FAST_TF32:
+      return "tf32";
+    case CUBLAS_COMPUTE_32F_FAST_16BF:
+      return "fp32 with bf16 inputs";
+    default:
+      return "fp32";
+  }
+}
+
 // Every pointer handed to cuBLASLt is at least this aligned (checked per call), and the
 // heuristic is told so, so that an algorithm chosen once serves every later call.
 constexpr uint32_t kAlignment = 16;
@@ -180,8 +191,7 @@ LtMatmul::Plan& LtMatmul::plan(const GemmKey& key) {
 
   auto plan = std::make_unique<Plan>();
   const cudaDataType_t type = cuda_type(key.dtype);
-  const cublasComputeType_t compute =
-      key.dtype == DType::kF32 && options_.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const cublasComputeType_t compute = compute_type(key.dtype);
   DS_CUBLAS_CALL(cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
   set(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA,
       static_cast<int32_t>(key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N));
@@ -250,10 +260,23 @@ void LtMatmul::gemm(const GemmKey& key, const void* a, const void* b, void* d, f
                           "epilogue {}, {} compute): {}",
                           dtype_name(key.dtype), key.m, key.n, key.k, key.trans_a ? "^T" : "",
                           key.trans_b ? "^T" : "", epilogue_name(key.epilogue),
-                          key.dtype == DType::kF32 && options_.tf32 ? "tf32" : "fp32",
+                          compute_name(compute_type(key.dtype)),
                           p.status == CUBLAS_STATUS_SUCCESS ? "no algorithm returned"
                                                             : cublasGetStatusName(p.status)),
               "CUBLASLT_LOG_LEVEL=5 makes cuBLASLt log why it rejects the call");
+}
+
+cublasComputeType_t LtMatmul::compute_type(DType dtype) const {
+  if (dtype != DType::kF32) return CUBLAS_COMPUTE_32F;
+  switch (options_.precision) {
+    case MatmulPrecision::kTf32:
+      return CUBLAS_COMPUTE_32F_FAST_TF32;
+    case MatmulPrecision::kBf16:
+      return CUBLAS_COMPUTE_32F_FAST_16BF;
+    case MatmulPrecision::kFp32:
+      break;
+  }
+  return CUBLAS_COMPUTE_32F;
 }
 
 void* LtMatmul::bias_scratch(size_t bytes) {

@@ -1,8 +1,8 @@
 // The training matmuls on cuBLASLt, for weights and activations stored as f32, bf16 or f16
-// (accumulation always fp32: CUBLAS_COMPUTE_32F, or CUBLAS_COMPUTE_32F_FAST_TF32 for f32 when
-// Options::tf32 asks), with the row-major semantics and both WeightLayouts of
-// cuda::matmul_forward/backward (kernels.h), and the bias, GELU and bias-gradient steps fused
-// into the GEMM's epilogue where cuBLASLt has a kernel for it:
+// (accumulation always fp32: CUBLAS_COMPUTE_32F, or for f32 storage the input rounding that
+// Options::precision allows, CUBLAS_COMPUTE_32F_FAST_TF32 or _FAST_16BF), with the row-major
+// semantics and both WeightLayouts of cuda::matmul_forward/backward (kernels.h), and the bias, GELU
+// and bias-gradient steps fused into the GEMM's epilogue where cuBLASLt has a kernel for it:
 //   forward        out = inp·W + bias                               CUBLASLT_EPILOGUE_BIAS
 //   forward_gelu   pre_gelu = inp·W + bias, out = GELU(pre_gelu)    ..._GELU_AUX(_BIAS)
 //   backward       dweight += inp-and-dout GEMM, dbias += colsum    ..._BGRADA, ..._BGRADB
@@ -54,13 +54,15 @@
 #include "tensor/cpu/kernels.h"
 #include "tensor/cuda/device_buffer.h"
 #include "tensor/dtype.h"
+#include "tensor/matmul_precision.h"
 
 namespace ds::tensor::cuda {
 
 class LtMatmul {
  public:
   struct Options {
-    bool tf32 = false;           // f32 storage only: inputs rounded to TF32 in the GEMMs
+    // f32 storage only: how far the GEMMs may round their inputs (tensor/matmul_precision.h).
+    MatmulPrecision precision = MatmulPrecision::kFp32;
     bool fuse_epilogues = true;  // false: bias, GELU and bias gradients as separate kernels
     size_t workspace_bytes = size_t{32} << 20;  // NVIDIA's recommendation for Hopper
   };
@@ -128,6 +130,7 @@ class LtMatmul {
   void weight_gradients(void* dweight, void* dbias, const void* dout, const void* inp, int N,
                         int IC, int OC, cpu::WeightLayout layout, DType dtype, cudaStream_t stream);
   void* bias_scratch(size_t bytes);
+  cublasComputeType_t compute_type(DType dtype) const;
 
   Options options_;
   Stats stats_;
