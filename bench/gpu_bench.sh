@@ -7,7 +7,8 @@
 #                              DS_LIB_PATH: library folders for dsworker alone, gpu-check.sh)
 #
 # Prints tokens/s (the median over the steps after the first two) and MFU against the GPU's
-# dense peak for the precision (worker/mfu.cpp's table) for both, and the ratio. dsworker's
+# dense peak for the precision (worker/mfu.cpp's table) for dstrain and for PyTorch twice (the
+# same model as written, and with F.scaled_dot_product_attention), and the ratios. dsworker's
 # bf16 keeps bf16 weights with fp32 master weights, runs its matmuls on bf16 tensor cores and
 # the other kernels in fp32; PyTorch's runs the forward under bf16 autocast with fp32 weights.
 # Exits 77 without a GPU.
@@ -89,12 +90,24 @@ if [ -z "$python" ]; then
 fi
 flag=()
 [ "$bf16" = true ] && flag=(--bf16)
-"$python" scripts/torch_train.py --data "$corpus" --n-layer 12 --n-head 12 --n-embd 768 \
-  --vocab-size 50257 --block-size 1024 --micro-batch "$micro" --steps "$steps" --lr 0.0003 \
-  --weight-decay 0.1 --clip 1.0 --device cuda "${flag[@]}" --json > "$work/pt.jsonl"
-read -r pt_tps _ < <(summary < "$work/pt.jsonl")
-# The same model and peak: PyTorch's MFU scales with its tokens/s.
-pt_mfu=$(python3 -c "m='$ds_mfu'; print('-' if m == '-' else f'{float(m) * $pt_tps / $ds_tps:.1f}')")
-printf '%-34s %14s %8s\n' "PyTorch $("$python" -c 'import torch; print(torch.__version__)') eager" \
-  "$pt_tps" "$pt_mfu"
-echo "dstrain / PyTorch: $(python3 -c "print(f'{$ds_tps / $pt_tps:.2f}x')")"
+version=$("$python" -c 'import torch; print(torch.__version__)')
+# The same model as written (attention spelled out, as dstrain computes it), then with PyTorch's
+# fused attention (FlashAttention), the stronger baseline.
+for variant in eager sdpa; do
+  extra=()
+  [ "$variant" = sdpa ] && extra=(--sdpa)
+  label="PyTorch $version eager"
+  [ "$variant" = sdpa ] && label="$label + SDPA"
+  if ! "$python" scripts/torch_train.py --data "$corpus" --n-layer 12 --n-head 12 \
+      --n-embd 768 --vocab-size 50257 --block-size 1024 --micro-batch "$micro" --steps "$steps" \
+      --lr 0.0003 --weight-decay 0.1 --clip 1.0 --device cuda "${flag[@]}" "${extra[@]}" --json \
+      > "$work/pt-$variant.jsonl"; then
+    echo "$label: did not run (its error is above)"
+    continue
+  fi
+  read -r pt_tps _ < <(summary < "$work/pt-$variant.jsonl")
+  # The same model and peak: PyTorch's MFU scales with its tokens/s.
+  pt_mfu=$(python3 -c "m='$ds_mfu'; print('-' if m == '-' else f'{float(m) * $pt_tps / $ds_tps:.1f}')")
+  printf '%-34s %14s %8s   dstrain / it: %s\n' "$label" "$pt_tps" "$pt_mfu" \
+    "$(python3 -c "print(f'{$ds_tps / $pt_tps:.2f}x')")"
+done

@@ -55,6 +55,8 @@ def parse_args():
     p.add_argument("--device", default="cpu", help="cpu or cuda (bench/gpu_bench.sh)")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast for the forward (torch.amp), fp32 weights and optimizer")
+    p.add_argument("--sdpa", action="store_true",
+                   help="attention through F.scaled_dot_product_attention (FlashAttention on a GPU)")
     return p.parse_args()
 
 
@@ -84,6 +86,12 @@ def main():
     if args.save_init:
         write_safetensors(args.save_init, {n: p.detach() for n, p in model.named_parameters()}, {"format": "pt"})
 
+    if args.sdpa:
+        if not hasattr(torch.nn.functional, "scaled_dot_product_attention"):
+            sys.exit(f"--sdpa needs PyTorch 2.0 or later; this is {torch.__version__}")
+        for module in model.modules():
+            if hasattr(module, "sdpa"):
+                module.sdpa = True
     device = torch.device(args.device)
     model.to(device)
     with open(args.data, "rb") as f:
