@@ -1,9 +1,10 @@
 // dsworker and dslaunch training on a GPU (train.device: cuda): one rank follows the same run
 // on the CPU (fp32 within 1e-4 relative over 20 steps: cuBLAS and OpenBLAS sum in other
-// orders; bf16 within 2e-2), and 2 ranks sharing the one GPU (the Gloo fallback) reproduce
-// one GPU rank at ZeRO stages 1-3 within 1e-5, as do 2 ranks on two GPUs, which reduce over
-// NCCL or run two pipeline stages that send activations over NCCL (skipped with fewer GPUs).
-// Skipped without a GPU.
+// orders; bf16 within 3e-2: the GPU's matmuls round their inputs to bf16, as autocast does,
+// the CPU's compute in fp32, and 20 steps of Adam carry the difference along), and 2 ranks sharing
+// the one GPU (the Gloo fallback) reproduce one GPU rank at ZeRO stages 1-3 within 1e-5, as do 2
+// ranks on two GPUs, which reduce over NCCL or run two pipeline stages that send activations over
+// NCCL (skipped with fewer GPUs). Skipped without a GPU.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -76,7 +77,7 @@ TEST_CASE("dsworker on the GPU follows the CPU's losses", "[cuda]") {
   TempDir dir("dstrain_cuda_train");
   dir.write("train.txt", training_text(60000));
   for (const auto& [precision, tolerance] :
-       {std::pair<std::string, double>{"", 1e-4}, {"bf16: {enabled: true},", 2e-2}}) {
+       {std::pair<std::string, double>{"", 1e-4}, {"bf16: {enabled: true},", 3e-2}}) {
     INFO((precision.empty() ? "fp32" : precision));
     const auto cpu = losses(dir, kBin + "dsworker", config("cpu", 0, 16, precision));
     const auto gpu =
