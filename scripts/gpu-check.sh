@@ -21,10 +21,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 budget_end=$((SECONDS + ${GPU_CHECK_BUDGET:-540}))
 bench_limit=${BENCH_TIMEOUT:-200}
+tee_pid=""
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT"
   exec > >(tee -a "$OUT/gpu-check.txt") 2>&1
+  tee_pid=$!
 fi
+report=""
+finish() {  # on exit: the temporary report goes, and tee gets to write the last lines
+  [ -n "$report" ] && rm -f "$report" "$report.one"
+  if [ -n "$tee_pid" ]; then
+    exec 1>&- 2>&-
+    wait "$tee_pid" 2> /dev/null || true
+  fi
+}
+trap finish EXIT
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
 bundle=${BUNDLE:-.gpu-bundle.tar.xz}
 lib_path=""
@@ -67,7 +78,6 @@ run_limited() {  # seconds command...
 
 status=0
 report=$(mktemp)
-trap 'rm -f "$report"' EXIT
 echo
 echo "== cuda tests =="
 for t in $tests; do

@@ -126,11 +126,15 @@ void train_command(const TrainOptions& options) {
   if (info.world_size > 1) {
     BootstrapOptions bo;
     bo.pipe_stages = static_cast<int>(cfg.ds.pipeline.stages);
-    // The groups themselves serve host memory (scalars, checkpoints, pipeline activations):
-    // Gloo where ranks share a GPU, the CPU backends' usual choice where NCCL takes the
-    // engine's GPU buffers below.
-    if (device.backend == comm::Backend::kGloo) bo.backend = comm::Backend::kGloo;
-    if (nccl_here) bo.backend = comm::Backend::kAuto;
+    // The groups themselves move host memory. GPU ranks ask for Gloo (or shm, when
+    // DS_COMM_BACKEND says so) whether they have a GPU of their own or share one: the requests
+    // must match on every node, and each node only knows its own GPUs. Where NCCL takes the GPU
+    // buffers below, the host groups carry scalars and checkpoints; where ranks share a GPU,
+    // everything (the "fall back to Gloo over host memory").
+    if (device.device.type == tensor::DeviceType::kCuda) {
+      bo.backend =
+          device.backend == comm::Backend::kShm ? comm::Backend::kShm : comm::Backend::kGloo;
+    }
     boot = bootstrap(bo, env);
     groups.rank = boot.info.rank;
     groups.data = std::make_unique<zero::ProcessGroupComm>(boot.groups.data);

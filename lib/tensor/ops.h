@@ -51,6 +51,9 @@ class Ops {
   virtual void upload(void* dst, const void* host, size_t bytes) = 0;
   virtual void download(void* host, const void* src, size_t bytes) = 0;
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  // `bytes` zero bytes at dst, in order with the other ops (Buffer::zero waits for the whole
+  // device instead).
+  virtual void zero_bytes(void* dst, size_t bytes) = 0;
   // Waits until every op queued so far has finished.
   virtual void sync() = 0;
 

@@ -332,7 +332,7 @@ float Engine::micro_batch_dloss(const int32_t* targets) const {
 }
 
 void Engine::begin_step() {
-  grads_.zero();
+  ops_.zero_bytes(grads_.data(), grads_.size());
   step_ = StepStats{};
   step_.loss_scale = scaler_.scale();
   comm_seconds_ = 0;

@@ -31,8 +31,18 @@ ReduceOp reduce_op(Reduction op) {
 
 struct WorkOp final : PendingOp {
   explicit WorkOp(comm::WorkPtr w) : work(std::move(w)) {}
+  // An op dropped unwaited (an error unwinding) must finish, or fail by the collective timeout,
+  // before its buffers are freed: freeing GPU memory waits for the device with no timeout.
+  ~WorkOp() override {
+    try {
+      wait();
+    } catch (...) {
+    }
+  }
   void wait() override {
-    if (work) work->wait();
+    if (!work) return;
+    comm::WorkPtr finishing = std::move(work);
+    finishing->wait();
   }
   comm::WorkPtr work;
 };

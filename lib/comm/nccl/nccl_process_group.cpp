@@ -69,26 +69,35 @@ NcclProcessGroup::NcclProcessGroup(GroupContext context) : ProcessGroup(std::mov
         "run on a GPU node, or use DS_COMM_BACKEND=gloo");
   }
   DS_CUDA_CHECK(cudaSetDevice(ctx.cuda_device));
-  DS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  DS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&barrier_value_), sizeof(float)));
+  try {
+    DS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    DS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&barrier_value_), sizeof(float)));
 
-  ncclUniqueId id;
-  if (ctx.rank == 0) {
-    DS_NCCL_CHECK(ncclGetUniqueId(&id));
-    ctx.store->set("nccl/unique_id", std::string(reinterpret_cast<const char*>(&id), sizeof id));
-  } else {
-    const std::string bytes = ctx.store->get("nccl/unique_id");
-    DS_CHECK(bytes.size() == sizeof id, "NCCL unique id of {} bytes", bytes.size());
-    std::memcpy(&id, bytes.data(), sizeof id);
+    ncclUniqueId id;
+    if (ctx.rank == 0) {
+      DS_NCCL_CHECK(ncclGetUniqueId(&id));
+      ctx.store->set("nccl/unique_id", std::string(reinterpret_cast<const char*>(&id), sizeof id));
+    } else {
+      const std::string bytes = ctx.store->get("nccl/unique_id");
+      DS_CHECK(bytes.size() == sizeof id, "NCCL unique id of {} bytes", bytes.size());
+      std::memcpy(&id, bytes.data(), sizeof id);
+    }
+    // Non-blocking init, so that a peer dying during setup times out instead of hanging.
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    DS_NCCL_CHECK(ncclCommInitRankConfig(&comm_, ctx.size, id, ctx.rank, &config));
+    wait_until_issued("NCCL communicator setup");
+  } catch (...) {
+    // No destructor runs for a constructor that throws; a half-made communicator is aborted.
+    aborted_ = true;
+    release();
+    throw;
   }
-  // Non-blocking init, so that a peer dying during setup times out instead of hanging.
-  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-  config.blocking = 0;
-  DS_NCCL_CHECK(ncclCommInitRankConfig(&comm_, ctx.size, id, ctx.rank, &config));
-  wait_until_issued("NCCL communicator setup");
 }
 
-NcclProcessGroup::~NcclProcessGroup() {
+NcclProcessGroup::~NcclProcessGroup() { release(); }
+
+void NcclProcessGroup::release() noexcept {
   if (comm_ != nullptr) {
     if (aborted_) {
       ncclCommAbort(comm_);
@@ -96,8 +105,11 @@ NcclProcessGroup::~NcclProcessGroup() {
       ncclCommDestroy(comm_);
     }
   }
+  comm_ = nullptr;
   if (barrier_value_ != nullptr) cudaFree(barrier_value_);
+  barrier_value_ = nullptr;
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  stream_ = nullptr;
 }
 
 void NcclProcessGroup::follow(cudaStream_t producer) {

@@ -45,6 +45,8 @@ class NcclProcessGroup : public ProcessGroup {
   template <typename Launch>
   WorkPtr enqueue(std::string_view op, bool async_op, Launch&& launch);
   void check_usable(std::string_view op);
+  // Frees the communicator (aborting it after a failure), the stream and the barrier value.
+  void release() noexcept;
   // Waits while NCCL is still issuing the last call's kernels (or setting the communicator up);
   // aborts and throws on an error or after the collective timeout.
   void wait_until_issued(std::string_view op);

@@ -53,6 +53,10 @@ class CpuOps final : public Ops {
     guard("copy", {dst, src});
     if (dst != src) std::memcpy(dst, src, bytes);
   }
+  void zero_bytes(void* dst, size_t bytes) override {
+    guard("zero_bytes", {dst});
+    std::memset(dst, 0, bytes);
+  }
   void sync() override {}
 
   void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,

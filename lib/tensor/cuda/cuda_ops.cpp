@@ -35,13 +35,15 @@ CudaOps::CudaOps(int device, MatmulPrecision precision)
 
 CudaOps::~CudaOps() = default;
 
-bool CudaOps::lt_usable(std::initializer_list<const void*> pointers) {
+bool CudaOps::lt_usable(std::initializer_list<const void*> pointers, int N, int IC, int OC,
+                        WeightLayout layout) {
   // cuBLASLt's vector loads want 16-byte aligned operands (lt_matmul.h); views into the
-  // parameter buffer of a model with odd sizes may not be, and take cuBLAS instead.
+  // parameter buffer of a model with odd sizes may not be, and take cuBLAS instead, as does a
+  // shape for which cuBLASLt's heuristic offers no algorithm.
   for (const void* p : pointers) {
     if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
   }
-  return true;
+  return lt_->supports(N, IC, OC, layout, DType::kF32);
 }
 
 cudaStream_t CudaOps::stream() const { return stream_->get(); }
@@ -74,6 +76,10 @@ void CudaOps::copy(void* dst, const void* src, size_t bytes) {
   DS_CUDA_CALL(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
 }
 
+void CudaOps::zero_bytes(void* dst, size_t bytes) {
+  if (bytes != 0) DS_CUDA_CALL(cudaMemsetAsync(dst, 0, bytes, stream()));
+}
+
 void CudaOps::sync() { stream_->synchronize(); }
 
 void CudaOps::encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
@@ -95,7 +101,7 @@ void CudaOps::layernorm_backward(float* dinp, float* dweight, float* dbias, cons
 }
 void CudaOps::matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                              int N, int IC, int OC, WeightLayout layout) {
-  if (lt_usable({out, inp, weight, bias})) {
+  if (lt_usable({out, inp, weight, bias}, N, IC, OC, layout)) {
     lt_->forward(out, inp, weight, bias, N, IC, OC, layout, DType::kF32, stream());
   } else {
     cuda::matmul_forward(*blas_, out, inp, weight, bias, N, IC, OC, layout, stream());
@@ -104,7 +110,7 @@ void CudaOps::matmul_forward(float* out, const float* inp, const float* weight, 
 void CudaOps::matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                               const float* inp, const float* weight, int N, int IC, int OC,
                               WeightLayout layout) {
-  if (lt_usable({dinp, dweight, dbias, dout, inp, weight})) {
+  if (lt_usable({dinp, dweight, dbias, dout, inp, weight}, N, IC, OC, layout)) {
     lt_->backward(dinp, dweight, dbias, dout, inp, weight, N, IC, OC, layout, DType::kF32,
                   stream());
   } else {
@@ -115,7 +121,7 @@ void CudaOps::matmul_backward(float* dinp, float* dweight, float* dbias, const f
 void CudaOps::matmul_gelu_forward(float* out, float* pre_gelu, const float* inp,
                                   const float* weight, const float* bias, int N, int IC, int OC,
                                   WeightLayout layout) {
-  if (fuse_gelu_ && lt_usable({out, pre_gelu, inp, weight, bias})) {
+  if (fuse_gelu_ && lt_usable({out, pre_gelu, inp, weight, bias}, N, IC, OC, layout)) {
     lt_->forward_gelu(out, pre_gelu, inp, weight, bias, N, IC, OC, layout, DType::kF32, stream());
   } else {
     Ops::matmul_gelu_forward(out, pre_gelu, inp, weight, bias, N, IC, OC, layout);
@@ -125,7 +131,8 @@ void CudaOps::matmul_gelu_backward(float* dpre_gelu, float* dweight, float* dbia
                                    const float* dout, const float* inp, const float* weight,
                                    const float* pre_gelu, int N, int IC, int OC,
                                    WeightLayout layout) {
-  if (fuse_gelu_ && lt_usable({dpre_gelu, dweight, dbias, dout, inp, weight, pre_gelu})) {
+  if (fuse_gelu_ &&
+      lt_usable({dpre_gelu, dweight, dbias, dout, inp, weight, pre_gelu}, N, IC, OC, layout)) {
     lt_->backward_gelu(dpre_gelu, dweight, dbias, dout, inp, weight, pre_gelu, N, IC, OC, layout,
                        DType::kF32, stream());
   } else {

@@ -36,6 +36,7 @@ class CudaOps final : public Ops {
   void upload(void* dst, const void* host, size_t bytes) override;
   void download(void* host, const void* src, size_t bytes) override;
   void copy(void* dst, const void* src, size_t bytes) override;
+  void zero_bytes(void* dst, size_t bytes) override;
   void sync() override;
 
   void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
@@ -103,8 +104,10 @@ class CudaOps final : public Ops {
                 int64_t step, const SgdOptions& options) override;
 
  private:
-  // Whether every non-null pointer suits cuBLASLt (16-byte aligned).
-  static bool lt_usable(std::initializer_list<const void*> pointers);
+  // Whether LtMatmul can run an N x IC x OC matmul on these operands: every non-null pointer
+  // 16-byte aligned, and an algorithm for each GEMM of the shape.
+  bool lt_usable(std::initializer_list<const void*> pointers, int N, int IC, int OC,
+                 WeightLayout layout);
 
   int device_;
   std::unique_ptr<Stream> stream_;

@@ -290,6 +290,17 @@ void* LtMatmul::bias_scratch(size_t bytes) {
   return bias_scratch_.data();
 }
 
+bool LtMatmul::supports(int N, int IC, int OC, WeightLayout layout, DType dtype) {
+  if (N == 0) return true;
+  for (const Gemm& g : {forward_gemm(N, IC, OC, layout), input_grad_gemm(N, IC, OC, layout),
+                        weight_grad_gemm(N, IC, OC, layout)}) {
+    if (!plan({dtype, CUBLASLT_EPILOGUE_DEFAULT, g.trans_a, g.trans_b, g.m, g.n, g.k}).supported) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void LtMatmul::forward(void* out, const void* inp, const void* weight, const void* bias, int N,
                        int IC, int OC, WeightLayout layout, DType dtype, cudaStream_t stream) {
   check_shape(N, IC, OC);

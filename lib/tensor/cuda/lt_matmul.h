@@ -99,6 +99,10 @@ class LtMatmul {
                      const void* weight, const void* pre_gelu, int N, int IC, int OC,
                      cpu::WeightLayout layout, DType dtype, cudaStream_t stream);
 
+  // Whether cuBLASLt has plain GEMMs for every product forward, backward and their GELU forms
+  // take at this shape (each of which otherwise throws): the question is asked once per shape.
+  bool supports(int N, int IC, int OC, cpu::WeightLayout layout, DType dtype);
+
   const Options& options() const { return options_; }
   const Stats& stats() const { return stats_; }
 
