@@ -4,9 +4,7 @@
 
 namespace ds::tensor::cuda {
 
-namespace {
-
-cublasComputeType_t compute_type_for(MatmulPrecision precision) {
+cublasComputeType_t cublas_compute_type(MatmulPrecision precision) {
   switch (precision) {
     case MatmulPrecision::kTf32:
       return CUBLAS_COMPUTE_32F_FAST_TF32;
@@ -18,9 +16,7 @@ cublasComputeType_t compute_type_for(MatmulPrecision precision) {
   return CUBLAS_COMPUTE_32F;
 }
 
-}  // namespace
-
-Blas::Blas(MatmulPrecision precision) : compute_(compute_type_for(precision)) {
+Blas::Blas(MatmulPrecision precision) : compute_(cublas_compute_type(precision)) {
   DS_CUBLAS_CALL(cublasCreate(&handle_));
   DS_CUBLAS_CALL(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH));
   DS_CUBLAS_CALL(cublasSetAtomicsMode(handle_, CUBLAS_ATOMICS_NOT_ALLOWED));

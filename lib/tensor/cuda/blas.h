@@ -17,6 +17,9 @@
 
 namespace ds::tensor::cuda {
 
+// The cuBLAS compute type of fp32 GEMMs at `precision` (fp32 accumulation throughout).
+cublasComputeType_t cublas_compute_type(MatmulPrecision precision);
+
 class Blas {
  public:
   // On the current device; throws ds::Error naming the failing call.

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "tensor/cuda/bf16_kernels.h"
+#include "tensor/cuda/blas.h"
 #include "tensor/cuda/cuda_check.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -267,16 +268,8 @@ void LtMatmul::gemm(const GemmKey& key, const void* a, const void* b, void* d, f
 }
 
 cublasComputeType_t LtMatmul::compute_type(DType dtype) const {
-  if (dtype != DType::kF32) return CUBLAS_COMPUTE_32F;
-  switch (options_.precision) {
-    case MatmulPrecision::kTf32:
-      return CUBLAS_COMPUTE_32F_FAST_TF32;
-    case MatmulPrecision::kBf16:
-      return CUBLAS_COMPUTE_32F_FAST_16BF;
-    case MatmulPrecision::kFp32:
-      break;
-  }
-  return CUBLAS_COMPUTE_32F;
+  // 16-bit storage has nothing left to round: plain fp32 accumulation.
+  return dtype == DType::kF32 ? cublas_compute_type(options_.precision) : CUBLAS_COMPUTE_32F;
 }
 
 void* LtMatmul::bias_scratch(size_t bytes) {
