@@ -280,6 +280,7 @@ void Trainer::run() {
   }
   if (!cfg_.checkpoint.dir.empty() && last_saved != steps) save(steps);
   reporter_->on_finish(steps);
+  if (const std::string report = ops_->kernel_report(); !report.empty()) log::info("{}", report);
 
   std::vector<std::string> outputs;
   if (!options_.save_weights.empty()) outputs.push_back(options_.save_weights);

@@ -34,6 +34,9 @@ class Ops {
   virtual Device device() const = 0;
   // The device's product name ("NVIDIA H100 80GB HBM3"); "" for the CPU.
   virtual std::string device_name() const = 0;
+  // One line on how the device ran its kernels so far, for the log (CUDA: which matmuls took
+  // cuBLASLt's fused epilogues); "" where there is nothing to say.
+  virtual std::string kernel_report() const { return ""; }
   // A zeroed Buffer of `bytes` on device(), accounted under `category`.
   Buffer allocate(size_t bytes, MemoryCategory category) const {
     return Buffer(bytes, category, device());

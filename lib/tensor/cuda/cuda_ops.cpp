@@ -1,5 +1,7 @@
 #include "tensor/cuda/cuda_ops.h"
 
+#include <fmt/format.h>
+
 #include "tensor/cuda/adamw.h"
 #include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/blas.h"
@@ -40,10 +42,22 @@ bool CudaOps::lt_usable(std::initializer_list<const void*> pointers, int N, int 
   // cuBLASLt's vector loads want 16-byte aligned operands (lt_matmul.h); views into the
   // parameter buffer of a model with odd sizes may not be, and take cuBLAS instead, as does a
   // shape for which cuBLASLt's heuristic offers no algorithm.
+  bool usable = true;
   for (const void* p : pointers) {
-    if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+    if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) usable = false;
   }
-  return lt_->supports(N, IC, OC, layout, DType::kF32);
+  usable = usable && lt_->supports(N, IC, OC, layout, DType::kF32);
+  if (!usable) ++cublas_matmuls_;
+  return usable;
+}
+
+std::string CudaOps::kernel_report() const {
+  const LtMatmul::Stats& lt = lt_->stats();
+  return fmt::format(
+      "matmuls: {} cuBLASLt GEMM shapes planned; bias/GELU steps fused into the epilogue {} "
+      "times, run as separate kernels {} times; {} matmuls on cuBLAS (unaligned operands or no "
+      "cuBLASLt algorithm)",
+      lt.plans, lt.fused, lt.unfused, cublas_matmuls_);
 }
 
 cudaStream_t CudaOps::stream() const { return stream_->get(); }

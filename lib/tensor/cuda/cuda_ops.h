@@ -28,6 +28,7 @@ class CudaOps final : public Ops {
 
   Device device() const override { return Device::cuda(device_); }
   std::string device_name() const override;
+  std::string kernel_report() const override;
   cudaStream_t stream() const;
   Buffer allocate_staging(size_t bytes, MemoryCategory category) const override {
     return Buffer::pinned(bytes, category);
@@ -115,6 +116,7 @@ class CudaOps final : public Ops {
       blas_;  // attention's batched GEMMs; matmuls whose operands LtMatmul refuses
   std::unique_ptr<LtMatmul> lt_;  // the matmuls, with bias, bias-gradient and GELU epilogues
   bool fuse_gelu_;
+  int64_t cublas_matmuls_ = 0;             // matmuls lt_usable sent to cuBLAS
   std::unique_ptr<TokenBuckets> buckets_;  // the embedding backward's grouping of positions
   Buffer sum_;  // sum_of_squares' result and partial sums (kernels.h) on the device
 };
