@@ -42,13 +42,10 @@ bool CudaOps::lt_usable(std::initializer_list<const void*> pointers, int N, int 
   // cuBLASLt's vector loads want 16-byte aligned operands (lt_matmul.h); views into the
   // parameter buffer of a model with odd sizes may not be, and take cuBLAS instead, as does a
   // shape for which cuBLASLt's heuristic offers no algorithm.
-  bool usable = true;
   for (const void* p : pointers) {
-    if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) usable = false;
+    if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
   }
-  usable = usable && lt_->supports(N, IC, OC, layout, DType::kF32);
-  if (!usable) ++cublas_matmuls_;
-  return usable;
+  return lt_->supports(N, IC, OC, layout, DType::kF32);
 }
 
 std::string CudaOps::kernel_report() const {
@@ -119,6 +116,7 @@ void CudaOps::matmul_forward(float* out, const float* inp, const float* weight, 
     lt_->forward(out, inp, weight, bias, N, IC, OC, layout, DType::kF32, stream());
   } else {
     cuda::matmul_forward(*blas_, out, inp, weight, bias, N, IC, OC, layout, stream());
+    ++cublas_matmuls_;
   }
 }
 void CudaOps::matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
@@ -130,6 +128,7 @@ void CudaOps::matmul_backward(float* dinp, float* dweight, float* dbias, const f
   } else {
     cuda::matmul_backward(*blas_, dinp, dweight, dbias, dout, inp, weight, N, IC, OC, layout,
                           stream());
+    ++cublas_matmuls_;
   }
 }
 void CudaOps::matmul_gelu_forward(float* out, float* pre_gelu, const float* inp,
