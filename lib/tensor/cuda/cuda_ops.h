@@ -116,7 +116,7 @@ class CudaOps final : public Ops {
       blas_;  // attention's batched GEMMs; matmuls whose operands LtMatmul refuses
   std::unique_ptr<LtMatmul> lt_;  // the matmuls, with bias, bias-gradient and GELU epilogues
   bool fuse_gelu_;
-  int64_t cublas_matmuls_ = 0;             // matmuls lt_usable sent to cuBLAS
+  int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS
   std::unique_ptr<TokenBuckets> buckets_;  // the embedding backward's grouping of positions
   Buffer sum_;  // sum_of_squares' result and partial sums (kernels.h) on the device
 };
