@@ -112,9 +112,10 @@ class CudaOps final : public Ops {
 
   int device_;
   std::unique_ptr<Stream> stream_;
-  std::unique_ptr<Blas>
-      blas_;  // attention's batched GEMMs; matmuls whose operands LtMatmul refuses
-  std::unique_ptr<LtMatmul> lt_;  // the matmuls, with bias, bias-gradient and GELU epilogues
+  // Attention's batched GEMMs, and the matmuls LtMatmul cannot run.
+  std::unique_ptr<Blas> blas_;
+  // The matmuls, with their bias, bias-gradient and (fuse_gelu_) GELU steps in the epilogues.
+  std::unique_ptr<LtMatmul> lt_;
   bool fuse_gelu_;
   int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS
   std::unique_ptr<TokenBuckets> buckets_;  // the embedding backward's grouping of positions
