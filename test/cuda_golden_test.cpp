@@ -1,5 +1,7 @@
 // The models on a GPU against PyTorch's golden fixtures: the same checks and tolerances as on
-// the CPU (golden_checks.h), with every op on tensor::cuda::CudaOps. Skipped without a GPU.
+// the CPU (golden_checks.h), with every op on tensor::cuda::CudaOps, twice: with attention
+// materialised (the default at these sizes) and flash-style (forced: flash_above_bytes 0).
+// Skipped without a GPU.
 #include <catch2/catch.hpp>
 
 #include "cuda_test_helpers.h"
@@ -10,8 +12,12 @@ namespace {
 
 void on_gpu(golden::Check check) {
   if (!ds_cuda_test::gpu_available()) return;
-  ds::tensor::cuda::CudaOps ops(0);
-  golden::for_each_fixture(check, ops);
+  using ds::tensor::cuda::CudaOps;
+  for (const bool flash : {false, true}) {
+    INFO((flash ? "flash-style attention" : "materialised attention"));
+    CudaOps ops(0, ds::tensor::MatmulPrecision::kFp32, flash ? 0 : CudaOps::kFlashAboveBytes);
+    golden::for_each_fixture(check, ops);
+  }
 }
 
 }  // namespace

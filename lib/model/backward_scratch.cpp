@@ -5,16 +5,17 @@ namespace ds::model {
 using tensor::Buffer;
 using tensor::MemoryCategory;
 
-void BackwardScratch::reserve(int B, int T, const config::ModelConfig& m) {
+void BackwardScratch::reserve(int B, int T, const config::ModelConfig& m,
+                              int64_t attention_scratch_floats) {
   const auto ensure = [&](Buffer& b, int64_t floats) {
     tensor::grow_floats(b, floats, MemoryCategory::kActivations, device);
   };
-  const int64_t BT = int64_t{B} * T, C = m.n_embd, NH = m.n_head, M = m.mlp_width();
+  const int64_t BT = int64_t{B} * T, C = m.n_embd, M = m.mlp_width();
   ensure(d_res, BT * C);
   ensure(d_ln, BT * C);
   ensure(d_atty, BT * C);
   ensure(d_qkv, BT * 3 * C);
-  ensure(d_att, int64_t{B} * NH * T * T);
+  ensure(d_att, attention_scratch_floats);
   ensure(d_fch, BT * M);
   if (m.llama()) {
     ensure(swiglu_act, BT * M);

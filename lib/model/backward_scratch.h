@@ -11,15 +11,16 @@
 namespace ds::model {
 
 struct BackwardScratch {
-  // Allocates on `device` (where the model's ops run) what B x T micro-batches need.
-  void reserve(int B, int T, const config::ModelConfig& m);
+  // Allocates on `device` (where the model's ops run) what B x T micro-batches need; attention's
+  // scratch is as large as the ops say (Ops::attention_scratch_floats).
+  void reserve(int B, int T, const config::ModelConfig& m, int64_t attention_scratch_floats);
   int64_t bytes() const;
 
   tensor::Buffer d_res;   // [BT, C]  gradient of a block's residual h
   tensor::Buffer d_ln;    // [BT, C]  gradient of a LayerNorm's output (blocks and the head)
   tensor::Buffer d_atty;  // [BT, C]
   tensor::Buffer d_qkv;   // [BT, 3C]
-  tensor::Buffer d_att;   // [B, NH, T, T]
+  tensor::Buffer d_att;   // [B, NH, T, T] (materialised attention), or [B, NH, T] (flash)
   tensor::Buffer d_fch;   // [BT, M] gradient of the MLP's pre-activation (M: the MLP width)
   // Llama: [BT, M], SwiGLU's activation, then the up projection's gradient (GPT-2's MLP goes
   // through its GELU in one op, matmul_gelu_backward, and needs no such buffer).

@@ -23,7 +23,7 @@ BlockLayer::Saved BlockLayer::carve(FloatCarver& region, int B, int T) const {
   s.ln1_mean = region.take(BT);
   s.ln1_rstd = region.take(BT);
   s.qkv = region.take(BT * 3 * C);
-  s.att = region.take(int64_t{B} * NH_ * T * T);
+  s.att = region.take(ops_.attention_saved_floats(B, T, C_, NH_));
   s.atty = region.take(BT * C);
   s.res = region.take(BT * C);
   s.ln2 = region.take(BT * C);
@@ -89,7 +89,8 @@ void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const
   ops_.matmul_backward(d_atty, dw + proj_w_, dw + proj_b_, d_res, s.atty, w + proj_w_, N, C, C,
                        Layout::kInOut);
   ops_.fill_zero(d_qkv, NC * 3);
-  ops_.attention_backward(d_qkv, t.d_att.as<float>(), d_atty, s.qkv, s.att, mb.B, mb.T, C, NH_);
+  ops_.attention_backward(d_qkv, t.d_att.as<float>(), d_atty, s.qkv, s.att, s.atty, mb.B, mb.T, C,
+                          NH_);
   ops_.fill_zero(d_ln, NC);
   ops_.matmul_backward(d_ln, dw + attn_w_, dw + attn_b_, d_qkv, s.ln1, w + attn_w_, N, C, 3 * C,
                        Layout::kInOut);

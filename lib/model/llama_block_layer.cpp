@@ -33,7 +33,7 @@ LlamaBlockLayer::Saved LlamaBlockLayer::carve(FloatCarver& region, int B, int T)
   s.n1 = region.take(BT * C);
   s.rstd1 = region.take(BT);
   s.qkv = region.take(BT * 3 * C);
-  s.att = region.take(int64_t{B} * NH_ * T * T);
+  s.att = region.take(ops_.attention_saved_floats(B, T, C_, NH_));
   s.atty = region.take(BT * C);
   s.res = region.take(BT * C);
   s.n2 = region.take(BT * C);
@@ -135,7 +135,8 @@ void LlamaBlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, 
   ops_.fill_zero(d_atty, NC);
   ops_.matmul_backward(d_atty, dw + o_, nullptr, d_res, s.atty, w + o_, N, C, C, Layout::kOutIn);
   ops_.fill_zero(d_qkv, NC * 3);
-  ops_.attention_backward(d_qkv, t.d_att.as<float>(), d_atty, s.qkv, s.att, mb.B, mb.T, C, NH_);
+  ops_.attention_backward(d_qkv, t.d_att.as<float>(), d_atty, s.qkv, s.att, s.atty, mb.B, mb.T, C,
+                          NH_);
   float* dq = d_proj;
   float* dk = dq + NC;
   float* dv = dk + int64_t{N} * KV;

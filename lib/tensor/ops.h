@@ -76,11 +76,22 @@ class Ops {
   virtual void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                                const float* inp, const float* weight, int N, int IC, int OC,
                                WeightLayout layout) = 0;
+  // Attention keeps `att` for its backward and uses `datt_scratch` there; their sizes in floats
+  // come from the two functions below: by default the T × T probabilities (B·NH·T·T each), as
+  // the CPU kernels materialise them; a flash-style implementation keeps a statistic per row.
+  // The backward also reads the forward's output `out`.
+  virtual int64_t attention_saved_floats(int B, int T, int C, int NH) const {
+    (void)C;
+    return int64_t{B} * NH * T * T;
+  }
+  virtual int64_t attention_scratch_floats(int B, int T, int C, int NH) const {
+    return attention_saved_floats(B, T, C, NH);
+  }
   virtual void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                                  int NH) = 0;
   virtual void attention_backward(float* dqkv, float* datt_scratch, const float* dout,
-                                  const float* qkv, const float* att, int B, int T, int C,
-                                  int NH) = 0;
+                                  const float* qkv, const float* att, const float* out, int B,
+                                  int T, int C, int NH) = 0;
   virtual void gelu_forward(float* out, const float* inp, int64_t N) = 0;
   virtual void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) = 0;
   virtual void gelu_backward_inplace(float* d, const float* inp, int64_t N) = 0;

@@ -96,9 +96,11 @@ class CpuOps final : public Ops {
     guard("attention_forward", {out, att, qkv});
     cpu::attention_forward(out, att, qkv, B, T, C, NH);
   }
+  // The CPU kernels materialise the probabilities and need not the forward's output.
   void attention_backward(float* dqkv, float* datt_scratch, const float* dout, const float* qkv,
-                          const float* att, int B, int T, int C, int NH) override {
-    guard("attention_backward", {dqkv, datt_scratch, dout, qkv, att});
+                          const float* att, const float* out, int B, int T, int C,
+                          int NH) override {
+    guard("attention_backward", {dqkv, datt_scratch, dout, qkv, att, out});
     cpu::attention_backward(dqkv, datt_scratch, dout, qkv, att, B, T, C, NH);
   }
   void gelu_forward(float* out, const float* inp, int64_t N) override {

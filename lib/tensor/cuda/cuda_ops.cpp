@@ -8,6 +8,7 @@
 #include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/device_buffer.h"
+#include "tensor/cuda/flash_attention.h"
 #include "tensor/cuda/kernels.h"
 #include "tensor/cuda/llama_kernels.h"
 #include "tensor/cuda/lt_matmul.h"
@@ -23,7 +24,7 @@ int select(int device) {
 
 }  // namespace
 
-CudaOps::CudaOps(int device, MatmulPrecision precision)
+CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes)
     : device_(select(device)),
       stream_(std::make_unique<Stream>()),
       blas_(std::make_unique<Blas>(precision)),
@@ -32,6 +33,7 @@ CudaOps::CudaOps(int device, MatmulPrecision precision)
       // lt_matmul.h): below the input rounding of TF32 or bf16 matmuls, but not of fp32 ones,
       // which keep the separate GELU kernels and so the CPU's numbers.
       fuse_gelu_(precision != MatmulPrecision::kFp32),
+      flash_above_bytes_(flash_above_bytes),
       buckets_(std::make_unique<TokenBuckets>()),
       sum_(sizeof(double) * kSumOfSquaresScratch, MemoryCategory::kOther, Device::cuda(device)) {}
 
@@ -153,13 +155,32 @@ void CudaOps::matmul_gelu_backward(float* dpre_gelu, float* dweight, float* dbia
                               layout);
   }
 }
+bool CudaOps::flash(int B, int T, int C, int NH) const {
+  const double probabilities = sizeof(float) * double(B) * NH * T * T;
+  return NH > 0 && C % NH == 0 && C / NH <= kFlashMaxHeadSize &&
+         probabilities > static_cast<double>(flash_above_bytes_);
+}
+int64_t CudaOps::attention_saved_floats(int B, int T, int C, int NH) const {
+  // Flash: each row's log-sum-exp, and in the backward each row's dout·out.
+  if (flash(B, T, C, NH)) return int64_t{B} * NH * T;
+  return Ops::attention_saved_floats(B, T, C, NH);
+}
 void CudaOps::attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                                 int NH) {
-  cuda::attention_forward(*blas_, out, att, qkv, B, T, C, NH, stream());
+  if (flash(B, T, C, NH)) {
+    flash_attention_forward(out, att, qkv, B, T, C, NH, stream());
+  } else {
+    cuda::attention_forward(*blas_, out, att, qkv, B, T, C, NH, stream());
+  }
 }
 void CudaOps::attention_backward(float* dqkv, float* datt_scratch, const float* dout,
-                                 const float* qkv, const float* att, int B, int T, int C, int NH) {
-  cuda::attention_backward(*blas_, dqkv, datt_scratch, dout, qkv, att, B, T, C, NH, stream());
+                                 const float* qkv, const float* att, const float* out, int B, int T,
+                                 int C, int NH) {
+  if (flash(B, T, C, NH)) {
+    flash_attention_backward(dqkv, datt_scratch, dout, qkv, out, att, B, T, C, NH, stream());
+  } else {
+    cuda::attention_backward(*blas_, dqkv, datt_scratch, dout, qkv, att, B, T, C, NH, stream());
+  }
 }
 void CudaOps::gelu_forward(float* out, const float* inp, int64_t N) {
   cuda::gelu_forward(out, inp, N, stream());

@@ -21,9 +21,18 @@ class TokenBuckets;
 
 class CudaOps final : public Ops {
  public:
+  // Where attention switches to the flash-style kernels by default: 1 GiB of probabilities per
+  // layer and micro-batch (GPT-2 at B = 16, T = 1024 keeps its materialised 805 MB; B = 4,
+  // T = 4096 with 32 heads would need 8 GiB). The materialised path is the one every run so
+  // far measured; the flash path trades its memory for recomputation.
+  static constexpr size_t kFlashAboveBytes = size_t{1} << 30;
+
   // Makes `device` current for the calling thread and creates the stream and handle on it,
   // the matmuls (attention's too) at `precision` (blas.h).
-  explicit CudaOps(int device, MatmulPrecision precision = MatmulPrecision::kFp32);
+  // Attention whose materialised probabilities would take more than `flash_above_bytes` per
+  // layer runs flash-style instead (flash_attention.h; 0: always).
+  explicit CudaOps(int device, MatmulPrecision precision = MatmulPrecision::kFp32,
+                   size_t flash_above_bytes = kFlashAboveBytes);
   ~CudaOps() override;
 
   Device device() const override { return Device::cuda(device_); }
@@ -56,8 +65,9 @@ class CudaOps final : public Ops {
                        WeightLayout layout) override;
   void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                          int NH) override;
+  int64_t attention_saved_floats(int B, int T, int C, int NH) const override;
   void attention_backward(float* dqkv, float* datt_scratch, const float* dout, const float* qkv,
-                          const float* att, int B, int T, int C, int NH) override;
+                          const float* att, const float* out, int B, int T, int C, int NH) override;
   void gelu_forward(float* out, const float* inp, int64_t N) override;
   void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) override;
   void gelu_backward_inplace(float* d, const float* inp, int64_t N) override;
@@ -109,6 +119,8 @@ class CudaOps final : public Ops {
   // 16-byte aligned, and an algorithm for each GEMM of the shape.
   bool lt_usable(std::initializer_list<const void*> pointers, int N, int IC, int OC,
                  WeightLayout layout);
+  // Whether attention at this shape runs flash-style (the forward and its backward agree).
+  bool flash(int B, int T, int C, int NH) const;
 
   int device_;
   std::unique_ptr<Stream> stream_;
@@ -117,6 +129,7 @@ class CudaOps final : public Ops {
   // The matmuls, with their bias, bias-gradient and (fuse_gelu_) GELU steps in the epilogues.
   std::unique_ptr<LtMatmul> lt_;
   bool fuse_gelu_;
+  size_t flash_above_bytes_;
   int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS
   std::unique_ptr<TokenBuckets> buckets_;  // the embedding backward's grouping of positions
   Buffer sum_;  // sum_of_squares' result and partial sums (kernels.h) on the device

@@ -1,0 +1,273 @@
+// The kernels of flash_attention.h. Each block holds kRows warps, one row (query or key) each,
+// and walks the other side's rows in tiles of kTile = 32 that the whole block loads into shared
+// memory: row r of a tile sits at stride kStride (= 1 mod 32), so lane l reading row l of the
+// tile at the same column hits bank (l + column) % 32, never another lane's.
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "tensor/cuda/flash_attention.h"
+#include "tensor/cuda/kernel_helpers.cuh"
+
+namespace ds::tensor::cuda {
+
+using namespace detail;
+
+namespace {
+
+constexpr int kTile = kWarp;                         // rows per shared-memory tile
+constexpr int kRows = 8;                             // warps (rows) per block
+constexpr int kThreads = kRows * kWarp;              // 256
+constexpr int kStride = kFlashMaxHeadSize + 1;       // a tile row in shared memory
+constexpr int kPerLane = kFlashMaxHeadSize / kWarp;  // head dimensions a lane accumulates
+constexpr unsigned kFullMask = 0xffffffffu;
+
+// Where head h's q (part 0), k (1) or v (2) of row t of batch row b starts in qkv.
+struct Heads {
+  const float* qkv;
+  int T, C, hs;
+  __device__ const float* row(int b, int t, int part, int h) const {
+    return qkv + (int64_t{b} * T + t) * 3 * C + int64_t{part} * C + int64_t{h} * hs;
+  }
+};
+
+// Rows first..first+kTile-1 of `part` (zeros past T) into tile[kTile][kStride]; the whole block
+// calls it.
+__device__ void load_tile(float (*tile)[kStride], const Heads& x, int b, int h, int part,
+                          int first) {
+  for (int e = threadIdx.x; e < kTile * x.hs; e += blockDim.x) {
+    const int r = e / x.hs, d = e % x.hs;
+    const int t = first + r;
+    tile[r][d] = t < x.T ? x.row(b, t, part, h)[d] : 0.0f;
+  }
+}
+
+// Σ_d a[d] b[d] over the head's dimensions, in order.
+__device__ float dot(const float* a, const float* b, int hs) {
+  float sum = 0.0f;
+  for (int d = 0; d < hs; ++d) sum += a[d] * b[d];
+  return sum;
+}
+
+// acc[r] (dimension lane + 32 r) += Σ_src weight_src · tile[src][dimension], src in lane order.
+__device__ void add_weighted_rows(float (&acc)[kPerLane], float weight,
+                                  const float (*tile)[kStride], int hs) {
+  const int lane = threadIdx.x % kWarp;
+  for (int src = 0; src < kTile; ++src) {
+    const float w = __shfl_sync(kFullMask, weight, src);
+    for (int r = 0; r < kPerLane; ++r) {
+      const int d = lane + r * kWarp;
+      if (d < hs) acc[r] += w * tile[src][d];
+    }
+  }
+}
+
+// Grid (query blocks, NH, B); warp w of block x takes query row x·kRows + w.
+__global__ void __launch_bounds__(kThreads)
+    flash_forward_kernel(float* out, float* lse, Heads x, int NH, float scale) {
+  __shared__ float k_tile[kTile][kStride];
+  __shared__ float v_tile[kTile][kStride];
+  __shared__ float q_rows[kRows][kFlashMaxHeadSize];
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int first = blockIdx.x * kRows;
+  const int i = first + warp;
+  const bool active = i < x.T;
+  if (active) {
+    for (int d = lane; d < x.hs; d += kWarp) q_rows[warp][d] = x.row(b, i, 0, h)[d];
+  }
+  float o[kPerLane] = {};
+  float m = -INFINITY, l = 0.0f;                 // running maximum and sum of exp(score - m)
+  const int last = min(first + kRows, x.T) - 1;  // the block's last query sees keys up to it
+  for (int j0 = 0; j0 <= last; j0 += kTile) {
+    __syncthreads();  // the previous tile is used up (and q_rows written)
+    load_tile(k_tile, x, b, h, 1, j0);
+    load_tile(v_tile, x, b, h, 2, j0);
+    __syncthreads();
+    if (!active || j0 > i) continue;  // the same for the whole warp
+    const int j = j0 + lane;
+    const bool seen = j <= i;
+    const float s = seen ? dot(q_rows[warp], k_tile[lane], x.hs) * scale : -INFINITY;
+    const float m_new = fmaxf(m, warp_max(s));  // finite: key j0 <= i is in this tile
+    const float p = seen ? expf(s - m_new) : 0.0f;
+    const float alpha = expf(m - m_new);  // 0 on the first tile
+    l = l * alpha + warp_sum(p);
+    for (float& v : o) v *= alpha;
+    add_weighted_rows(o, p, v_tile, x.hs);
+    m = m_new;
+  }
+  if (!active) return;
+  const float inv = 1.0f / l;
+  float* dst = out + (int64_t{b} * x.T + i) * x.C + int64_t{h} * x.hs;
+  for (int r = 0; r < kPerLane; ++r) {
+    const int d = lane + r * kWarp;
+    if (d < x.hs) dst[d] = o[r] * inv;
+  }
+  if (lane == 0) lse[(int64_t{b} * NH + h) * x.T + i] = m + logf(l);
+}
+
+// row_dot[b,h,t] = dout_t · out_t over head h: a warp per row.
+__global__ void row_dot_kernel(float* row_dot, const float* dout, const float* out, int B, int T,
+                               int C, int NH) {
+  const int64_t row = (int64_t{blockIdx.x} * blockDim.x + threadIdx.x) / kWarp;
+  if (row >= int64_t{B} * NH * T) return;  // whole warps leave together
+  const int lane = threadIdx.x % kWarp;
+  const int hs = C / NH;
+  const int t = static_cast<int>(row % T);
+  const int h = static_cast<int>(row / T % NH);
+  const int64_t b = row / (int64_t{T} * NH);
+  const int64_t at = (b * T + t) * C + int64_t{h} * hs;
+  float sum = 0.0f;
+  for (int d = lane; d < hs; d += kWarp) sum += dout[at + d] * out[at + d];
+  sum = warp_sum(sum);
+  if (lane == 0) row_dot[row] = sum;
+}
+
+// dQ per query row: dq_i = scale Σ_{j<=i} ds_ij k_j, with p_ij = exp(scale q_i·k_j - lse_i),
+// ds_ij = p_ij (dout_i·v_j - row_dot_i). Grid and rows as the forward's.
+__global__ void __launch_bounds__(kThreads)
+    flash_dq_kernel(float* dqkv, const float* dout, const float* lse, const float* row_dot, Heads x,
+                    int NH, float scale) {
+  __shared__ float k_tile[kTile][kStride];
+  __shared__ float v_tile[kTile][kStride];
+  __shared__ float q_rows[kRows][kFlashMaxHeadSize];
+  __shared__ float dout_rows[kRows][kFlashMaxHeadSize];
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int first = blockIdx.x * kRows;
+  const int i = first + warp;
+  const bool active = i < x.T;
+  float row_lse = 0.0f, row_d = 0.0f;
+  if (active) {
+    const float* d_out = dout + (int64_t{b} * x.T + i) * x.C + int64_t{h} * x.hs;
+    for (int d = lane; d < x.hs; d += kWarp) {
+      q_rows[warp][d] = x.row(b, i, 0, h)[d];
+      dout_rows[warp][d] = d_out[d];
+    }
+    const int64_t at = (int64_t{b} * NH + h) * x.T + i;
+    row_lse = lse[at];
+    row_d = row_dot[at];
+  }
+  float dq[kPerLane] = {};
+  const int last = min(first + kRows, x.T) - 1;
+  for (int j0 = 0; j0 <= last; j0 += kTile) {
+    __syncthreads();
+    load_tile(k_tile, x, b, h, 1, j0);
+    load_tile(v_tile, x, b, h, 2, j0);
+    __syncthreads();
+    if (!active || j0 > i) continue;
+    const int j = j0 + lane;
+    float ds = 0.0f;
+    if (j <= i) {
+      const float p = expf(dot(q_rows[warp], k_tile[lane], x.hs) * scale - row_lse);
+      ds = p * (dot(dout_rows[warp], v_tile[lane], x.hs) - row_d);
+    }
+    add_weighted_rows(dq, ds, k_tile, x.hs);
+  }
+  if (!active) return;
+  float* dst = dqkv + (int64_t{b} * x.T + i) * 3 * x.C + int64_t{h} * x.hs;
+  for (int r = 0; r < kPerLane; ++r) {
+    const int d = lane + r * kWarp;
+    if (d < x.hs) dst[d] += dq[r] * scale;
+  }
+}
+
+// dK and dV per key row j: dv_j = Σ_{i>=j} p_ij dout_i, dk_j = scale Σ_{i>=j} ds_ij q_i. Grid
+// (key blocks, NH, B); warp w of block x takes key row x·kRows + w and walks the query tiles
+// from the one holding the block's first key.
+__global__ void __launch_bounds__(kThreads)
+    flash_dkv_kernel(float* dqkv, const float* dout, const float* lse, const float* row_dot,
+                     Heads x, int NH, float scale) {
+  __shared__ float q_tile[kTile][kStride];
+  __shared__ float dout_tile[kTile][kStride];
+  __shared__ float lse_tile[kTile];
+  __shared__ float dot_tile[kTile];
+  __shared__ float k_rows[kRows][kFlashMaxHeadSize];
+  __shared__ float v_rows[kRows][kFlashMaxHeadSize];
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  const int first = blockIdx.x * kRows;
+  const int j = first + warp;
+  const bool active = j < x.T;
+  if (active) {
+    for (int d = lane; d < x.hs; d += kWarp) {
+      k_rows[warp][d] = x.row(b, j, 1, h)[d];
+      v_rows[warp][d] = x.row(b, j, 2, h)[d];
+    }
+  }
+  float dk[kPerLane] = {}, dv[kPerLane] = {};
+  const int64_t stats = (int64_t{b} * NH + h) * x.T;  // this head's lse and row_dot
+  for (int i0 = first / kTile * kTile; i0 < x.T; i0 += kTile) {
+    __syncthreads();
+    load_tile(q_tile, x, b, h, 0, i0);
+    for (int e = threadIdx.x; e < kTile * x.hs; e += blockDim.x) {
+      const int r = e / x.hs, d = e % x.hs;
+      const int t = i0 + r;
+      dout_tile[r][d] = t < x.T ? dout[(int64_t{b} * x.T + t) * x.C + int64_t{h} * x.hs + d] : 0.0f;
+    }
+    if (threadIdx.x < kTile) {
+      const int t = i0 + threadIdx.x;
+      lse_tile[threadIdx.x] = t < x.T ? lse[stats + t] : 0.0f;
+      dot_tile[threadIdx.x] = t < x.T ? row_dot[stats + t] : 0.0f;
+    }
+    __syncthreads();
+    if (!active || i0 + kTile <= j) continue;  // every query of the tile comes before j
+    const int i = i0 + lane;
+    float p = 0.0f, ds = 0.0f;
+    if (i >= j && i < x.T) {
+      p = expf(dot(q_tile[lane], k_rows[warp], x.hs) * scale - lse_tile[lane]);
+      ds = p * (dot(dout_tile[lane], v_rows[warp], x.hs) - dot_tile[lane]);
+    }
+    add_weighted_rows(dv, p, dout_tile, x.hs);
+    add_weighted_rows(dk, ds, q_tile, x.hs);
+  }
+  if (!active) return;
+  float* dk_dst = dqkv + (int64_t{b} * x.T + j) * 3 * x.C + x.C + int64_t{h} * x.hs;
+  float* dv_dst = dk_dst + x.C;
+  for (int r = 0; r < kPerLane; ++r) {
+    const int d = lane + r * kWarp;
+    if (d < x.hs) {
+      dk_dst[d] += dk[r] * scale;
+      dv_dst[d] += dv[r];
+    }
+  }
+}
+
+dim3 row_grid(int B, int T, int NH) {
+  return dim3(blocks_for(T, kRows), static_cast<unsigned>(NH), static_cast<unsigned>(B));
+}
+
+}  // namespace
+
+void flash_attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH,
+                             cudaStream_t stream) {
+  DS_CUDA_REQUIRE(NH > 0 && C % NH == 0 && C / NH <= kFlashMaxHeadSize);
+  if (B == 0 || T == 0) return;
+  const int hs = C / NH;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  flash_forward_kernel<<<row_grid(B, T, NH), kThreads, 0, stream>>>(out, lse, Heads{qkv, T, C, hs},
+                                                                    NH, scale);
+  DS_CUDA_LAUNCHED();
+}
+
+void flash_attention_backward(float* dqkv, float* row_dot, const float* dout, const float* qkv,
+                              const float* out, const float* lse, int B, int T, int C, int NH,
+                              cudaStream_t stream) {
+  DS_CUDA_REQUIRE(NH > 0 && C % NH == 0 && C / NH <= kFlashMaxHeadSize);
+  if (B == 0 || T == 0) return;
+  const int hs = C / NH;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const int64_t rows = int64_t{B} * NH * T;
+  row_dot_kernel<<<blocks_for(rows, kRowsPerBlock), kBlock, 0, stream>>>(row_dot, dout, out, B, T,
+                                                                         C, NH);
+  DS_CUDA_LAUNCHED();
+  const Heads x{qkv, T, C, hs};
+  flash_dq_kernel<<<row_grid(B, T, NH), kThreads, 0, stream>>>(dqkv, dout, lse, row_dot, x, NH,
+                                                               scale);
+  DS_CUDA_LAUNCHED();
+  flash_dkv_kernel<<<row_grid(B, T, NH), kThreads, 0, stream>>>(dqkv, dout, lse, row_dot, x, NH,
+                                                                scale);
+  DS_CUDA_LAUNCHED();
+}
+
+}  // namespace ds::tensor::cuda
