@@ -182,9 +182,11 @@ TEST_CASE("cuda causal attention matches the CPU", "[cuda]") {
 TEST_CASE("cuda flash-style attention matches the CPU", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
   Gpu gpu;
-  // Head sizes 16, 64 and 128 (the most); T = 70 and 100 cross the 32-row tiles unevenly.
-  const auto [B, T, C, NH] = GENERATE(std::tuple{2, 7, 48, 3}, std::tuple{1, 70, 64, 4},
-                                      std::tuple{2, 65, 192, 3}, std::tuple{1, 100, 256, 2});
+  // Head sizes 16, 64 and 128 (the most); T = 65, 70, 100 and 300 cross the 32-row tiles and
+  // the 8-row blocks unevenly.
+  const auto [B, T, C, NH] =
+      GENERATE(std::tuple{2, 7, 48, 3}, std::tuple{1, 70, 64, 4}, std::tuple{2, 65, 192, 3},
+               std::tuple{1, 100, 256, 2}, std::tuple{1, 300, 256, 2});
   INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
   const Vec qkv = random_vec(size_t(B) * T * 3 * C, 34);  // |scores| <= sqrt(hs): no underflow
   Vec out(size_t(B) * T * C), att(size_t(B) * NH * T * T);
