@@ -31,6 +31,21 @@ struct Heads {
   }
 };
 
+// Where a thread works: batch row b and head h (the grid's z and y), its warp and lane, the
+// block's first row, and its warp's row (query or key), active while inside the sequence.
+struct Place {
+  int b, h, warp, lane, first, row;
+  bool active;
+  __device__ explicit Place(int T)
+      : b(blockIdx.z),
+        h(blockIdx.y),
+        warp(threadIdx.x / kWarp),
+        lane(threadIdx.x % kWarp),
+        first(blockIdx.x * kRows),
+        row(first + warp),
+        active(row < T) {}
+};
+
 // Rows first..first+kTile-1 of `part` (zeros past T) into tile[kTile][kStride]; the whole block
 // calls it.
 __device__ void load_tile(float (*tile)[kStride], const Heads& x, int b, int h, int part,
@@ -62,29 +77,38 @@ __device__ void add_weighted_rows(float (&acc)[kPerLane], float weight,
   }
 }
 
+// For a block of query rows first .. first+kRows-1: loads each tile of the keys they see (keys 0
+// up to the block's last row) into k_tile and v_tile, and calls visit(j0) with the tile's first
+// key, on every thread, between the block's barriers.
+template <typename Visit>
+__device__ void for_each_key_tile(const Heads& x, int b, int h, int first, float (*k_tile)[kStride],
+                                  float (*v_tile)[kStride], Visit&& visit) {
+  const int last = min(first + kRows, x.T) - 1;
+  for (int j0 = 0; j0 <= last; j0 += kTile) {
+    __syncthreads();  // the previous tile is used up (and the rows the caller stored, written)
+    load_tile(k_tile, x, b, h, 1, j0);
+    load_tile(v_tile, x, b, h, 2, j0);
+    __syncthreads();
+    visit(j0);
+  }
+}
+
 // Grid (query blocks, NH, B); warp w of block x takes query row x·kRows + w.
 __global__ void __launch_bounds__(kThreads)
     flash_forward_kernel(float* out, float* lse, Heads x, int NH, float scale) {
   __shared__ float k_tile[kTile][kStride];
   __shared__ float v_tile[kTile][kStride];
   __shared__ float q_rows[kRows][kFlashMaxHeadSize];
-  const int b = blockIdx.z, h = blockIdx.y;
-  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  const int first = blockIdx.x * kRows;
-  const int i = first + warp;
-  const bool active = i < x.T;
+  const Place at(x.T);
+  const int b = at.b, h = at.h, warp = at.warp, lane = at.lane, first = at.first, i = at.row;
+  const bool active = at.active;
   if (active) {
     for (int d = lane; d < x.hs; d += kWarp) q_rows[warp][d] = x.row(b, i, 0, h)[d];
   }
   float o[kPerLane] = {};
-  float m = -INFINITY, l = 0.0f;                 // running maximum and sum of exp(score - m)
-  const int last = min(first + kRows, x.T) - 1;  // the block's last query sees keys up to it
-  for (int j0 = 0; j0 <= last; j0 += kTile) {
-    __syncthreads();  // the previous tile is used up (and q_rows written)
-    load_tile(k_tile, x, b, h, 1, j0);
-    load_tile(v_tile, x, b, h, 2, j0);
-    __syncthreads();
-    if (!active || j0 > i) continue;  // the same for the whole warp
+  float m = -INFINITY, l = 0.0f;  // running maximum and sum of exp(score - m)
+  for_each_key_tile(x, b, h, first, k_tile, v_tile, [&](int j0) {
+    if (!active || j0 > i) return;  // the same for the whole warp
     const int j = j0 + lane;
     const bool seen = j <= i;
     const float s = seen ? dot(q_rows[warp], k_tile[lane], x.hs) * scale : -INFINITY;
@@ -95,7 +119,7 @@ __global__ void __launch_bounds__(kThreads)
     for (float& v : o) v *= alpha;
     add_weighted_rows(o, p, v_tile, x.hs);
     m = m_new;
-  }
+  });
   if (!active) return;
   const float inv = 1.0f / l;
   float* dst = out + (int64_t{b} * x.T + i) * x.C + int64_t{h} * x.hs;
@@ -132,11 +156,9 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float v_tile[kTile][kStride];
   __shared__ float q_rows[kRows][kFlashMaxHeadSize];
   __shared__ float dout_rows[kRows][kFlashMaxHeadSize];
-  const int b = blockIdx.z, h = blockIdx.y;
-  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  const int first = blockIdx.x * kRows;
-  const int i = first + warp;
-  const bool active = i < x.T;
+  const Place at(x.T);
+  const int b = at.b, h = at.h, warp = at.warp, lane = at.lane, first = at.first, i = at.row;
+  const bool active = at.active;
   float row_lse = 0.0f, row_d = 0.0f;
   if (active) {
     const float* d_out = dout + (int64_t{b} * x.T + i) * x.C + int64_t{h} * x.hs;
@@ -144,18 +166,13 @@ __global__ void __launch_bounds__(kThreads)
       q_rows[warp][d] = x.row(b, i, 0, h)[d];
       dout_rows[warp][d] = d_out[d];
     }
-    const int64_t at = (int64_t{b} * NH + h) * x.T + i;
-    row_lse = lse[at];
-    row_d = row_dot[at];
+    const int64_t stat = (int64_t{b} * NH + h) * x.T + i;
+    row_lse = lse[stat];
+    row_d = row_dot[stat];
   }
   float dq[kPerLane] = {};
-  const int last = min(first + kRows, x.T) - 1;
-  for (int j0 = 0; j0 <= last; j0 += kTile) {
-    __syncthreads();
-    load_tile(k_tile, x, b, h, 1, j0);
-    load_tile(v_tile, x, b, h, 2, j0);
-    __syncthreads();
-    if (!active || j0 > i) continue;
+  for_each_key_tile(x, b, h, first, k_tile, v_tile, [&](int j0) {
+    if (!active || j0 > i) return;
     const int j = j0 + lane;
     float ds = 0.0f;
     if (j <= i) {
@@ -163,7 +180,7 @@ __global__ void __launch_bounds__(kThreads)
       ds = p * (dot(dout_rows[warp], v_tile[lane], x.hs) - row_d);
     }
     add_weighted_rows(dq, ds, k_tile, x.hs);
-  }
+  });
   if (!active) return;
   float* dst = dqkv + (int64_t{b} * x.T + i) * 3 * x.C + int64_t{h} * x.hs;
   for (int r = 0; r < kPerLane; ++r) {
@@ -184,11 +201,9 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float dot_tile[kTile];
   __shared__ float k_rows[kRows][kFlashMaxHeadSize];
   __shared__ float v_rows[kRows][kFlashMaxHeadSize];
-  const int b = blockIdx.z, h = blockIdx.y;
-  const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  const int first = blockIdx.x * kRows;
-  const int j = first + warp;
-  const bool active = j < x.T;
+  const Place at(x.T);
+  const int b = at.b, h = at.h, warp = at.warp, lane = at.lane, first = at.first, j = at.row;
+  const bool active = at.active;
   if (active) {
     for (int d = lane; d < x.hs; d += kWarp) {
       k_rows[warp][d] = x.row(b, j, 1, h)[d];
