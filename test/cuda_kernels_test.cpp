@@ -270,8 +270,9 @@ TEST_CASE("cuda GELU, residual and scaling match the CPU", "[cuda]") {
 
   // Summed in double on both sides, in different orders: agree to double rounding.
   const double cpu_sum = cpu::sum_of_squares(out.data(), N);
-  auto d_sum = cuda::DeviceBuffer(sizeof(double) * cuda::kSumOfSquaresScratch);
-  cuda::sum_of_squares(d_sum.as<double>(), d_out.as<float>(), N, gpu.s());
+  auto d_sum = cuda::DeviceBuffer(sizeof(double));
+  auto d_parts = cuda::DeviceBuffer(sizeof(double) * cuda::kSumOfSquaresParts);
+  cuda::sum_of_squares(d_sum.as<double>(), d_parts.as<double>(), d_out.as<float>(), N, gpu.s());
   const double gpu_sum = to_host<double>(d_sum, 1, gpu)[0];
   INFO("sum_of_squares: cpu " << cpu_sum << " gpu " << gpu_sum);
   CHECK(std::abs(gpu_sum - cpu_sum) <= 1e-6 * cpu_sum);

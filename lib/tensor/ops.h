@@ -153,9 +153,12 @@ class Ops {
   virtual void add_scaled_into(void* out, DType out_dtype, const void* in, DType in_dtype,
                                int64_t n, float scale) = 0;
 
-  // Flat fp32 arrays: the gradient norm's sum of x^2 in double (waits for the device),
-  // scaling, and the optimizer updates of tensor/cpu/optimizer_kernels.h.
+  // Flat fp32 arrays: the gradient norm's sum of x^2 in double (waits for the device; the
+  // _into form writes it to one double on device() in order with the other ops, so that a norm
+  // over many pieces waits once), scaling, and the optimizer updates of
+  // tensor/cpu/optimizer_kernels.h.
   virtual double sum_of_squares(const float* x, int64_t n) = 0;
+  virtual void sum_of_squares_into(double* result, const float* x, int64_t n) = 0;
   virtual void scale_inplace(float* x, float scale, int64_t n) = 0;
   virtual void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq,
                          int64_t n, double lr, int64_t step, const AdamOptions& options) = 0;

@@ -93,6 +93,8 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
   int64_t largest_piece = 0;
   for (const LayerShard& o : part_.layers) largest_piece = std::max(largest_piece, o.own.size);
   own_grad_ = Buffer::floats(largest_piece, MemoryCategory::kOther, device);
+  layer_sums_ = Buffer(sizeof(double) * part_.layers.size(), MemoryCategory::kOther, device);
+  host_layer_sums_.assign(part_.layers.size(), 0.0);
   if (!device.is_cpu()) {
     device_comm_ = stage_ctx_.device_data ? stage_ctx_.device_data
                                           : std::make_shared<DeviceStagedComm>(*comm_, ops_);
@@ -244,17 +246,25 @@ void Engine::reduce_gradients() {
 }
 
 std::pair<double, bool> Engine::gradient_norm() {
-  double sum = 0;
+  // Each layer's sum of squares lands in layer_sums_ on the device; one download brings them
+  // all, and the host adds them in layer order.
   float* work = own_grad_.as<float>();
+  double* layer_sums = layer_sums_.as<double>();
   for (size_t l = 0; l < part_.layers.size(); ++l) {
-    if (is_tied_copy(static_cast<int>(l))) continue;
     const LayerShard& o = part_.layers[l];
+    if (is_tied_copy(static_cast<int>(l)) || o.real_size() == 0) {
+      ops_.zero_bytes(layer_sums + l, sizeof(double));
+      continue;
+    }
     const LayerShard& s = dp_part_.layers[l];
     const int64_t offset = stage_ >= 2 ? s.local_offset : s.full_offset + o.own.offset;
     const void* g = static_cast<const char*>(grads_.data()) + esize() * offset;
     ops_.to_f32(work, g, dtype_, o.real_size());
-    sum += ops_.sum_of_squares(work, o.real_size());
+    ops_.sum_of_squares_into(layer_sums + l, work, o.real_size());
   }
+  ops_.download(host_layer_sums_.data(), layer_sums, sizeof(double) * host_layer_sums_.size());
+  double sum = 0;
+  for (double layer : host_layer_sums_) sum += layer;
   // Stage 0 ranks hold the same reduced gradient; above it each holds a disjoint piece.
   if (stage_ > 0) {
     ScopedTimer timer(comm_seconds_);

@@ -205,10 +205,12 @@ class Engine {
   Partition dp_part_;  // the pieces as the data-parallel group splits them
   int64_t micro_, seq_len_, accum_;
 
-  tensor::Buffer params_;    // full (stages 0-2) or own pieces (stage 3), storage dtype
-  tensor::Buffer grads_;     // full (stages 0-1) or own pieces (stages 2-3), storage dtype
-  tensor::Buffer master_;    // fp32 own pieces; empty in fp32 runs
-  tensor::Buffer own_grad_;  // fp32 gradient of one own piece, for the norm and the update
+  tensor::Buffer params_;      // full (stages 0-2) or own pieces (stage 3), storage dtype
+  tensor::Buffer grads_;       // full (stages 0-1) or own pieces (stages 2-3), storage dtype
+  tensor::Buffer master_;      // fp32 own pieces; empty in fp32 runs
+  tensor::Buffer own_grad_;    // fp32 gradient of one own piece, for the norm and the update
+  tensor::Buffer layer_sums_;  // the norm: each layer's sum of squares, on the device
+  std::vector<double> host_layer_sums_;  // and their copy on the host
   std::unique_ptr<optim::Optimizer> optimizer_;
   std::unique_ptr<optim::LrSchedule> schedule_;
   optim::LossScaler scaler_;

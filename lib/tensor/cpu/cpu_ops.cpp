@@ -210,6 +210,10 @@ class CpuOps final : public Ops {
     guard("sum_of_squares", {x});
     return cpu::sum_of_squares(x, n);
   }
+  void sum_of_squares_into(double* result, const float* x, int64_t n) override {
+    guard("sum_of_squares_into", {result, x});
+    *result = cpu::sum_of_squares(x, n);
+  }
   void scale_inplace(float* x, float scale, int64_t n) override {
     guard("scale_inplace", {x});
     cpu::scale_inplace(x, scale, n);

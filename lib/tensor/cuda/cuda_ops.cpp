@@ -35,7 +35,9 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
       fuse_gelu_(precision != MatmulPrecision::kFp32),
       flash_above_bytes_(flash_above_bytes),
       buckets_(std::make_unique<TokenBuckets>()),
-      sum_(sizeof(double) * kSumOfSquaresScratch, MemoryCategory::kOther, Device::cuda(device)) {}
+      // sum_of_squares' result, then the partial sums of every sum_of_squares_into.
+      sum_(sizeof(double) * (1 + kSumOfSquaresParts), MemoryCategory::kOther,
+           Device::cuda(device)) {}
 
 CudaOps::~CudaOps() = default;
 
@@ -263,9 +265,16 @@ void CudaOps::add_scaled_into(void* out, DType out_dtype, const void* in, DType 
 double CudaOps::sum_of_squares(const float* x, int64_t n) {
   double result = 0;
   if (n == 0) return result;
-  cuda::sum_of_squares(sum_.as<double>(), x, n, stream());
+  sum_of_squares_into(sum_.as<double>(), x, n);
   download(&result, sum_.data(), sizeof result);
   return result;
+}
+void CudaOps::sum_of_squares_into(double* result, const float* x, int64_t n) {
+  if (n == 0) {
+    zero_bytes(result, sizeof(double));
+    return;
+  }
+  cuda::sum_of_squares(result, sum_.as<double>() + 1, x, n, stream());
 }
 void CudaOps::scale_inplace(float* x, float scale, int64_t n) {
   cuda::scale_inplace(x, scale, n, stream());

@@ -108,6 +108,7 @@ class CudaOps final : public Ops {
   void add_scaled_into(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
                        float scale) override;
   double sum_of_squares(const float* x, int64_t n) override;
+  void sum_of_squares_into(double* result, const float* x, int64_t n) override;
   void scale_inplace(float* x, float scale, int64_t n) override;
   void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
                  double lr, int64_t step, const AdamOptions& options) override;
@@ -132,7 +133,7 @@ class CudaOps final : public Ops {
   size_t flash_above_bytes_;
   int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS
   std::unique_ptr<TokenBuckets> buckets_;  // the embedding backward's grouping of positions
-  Buffer sum_;  // sum_of_squares' result and partial sums (kernels.h) on the device
+  Buffer sum_;  // sum_of_squares' result, then kSumOfSquaresParts partial sums (kernels.h)
 };
 
 }  // namespace ds::tensor::cuda
