@@ -62,21 +62,21 @@ DeviceChoice choose_rank_device(const config::TrainConfig& cfg, const RankInfo& 
   return choose_device(request);
 }
 
-// NCCL twins of the groups that move GPU buffers: the data-parallel group (the engine's
-// reductions and gathers), the pipeline (activations and their gradients) and the tied
-// embedding's first and last stage. Collective over each group: every member makes the same
-// calls in the same order.
-void add_nccl_twins(TrainGroups& groups, const Bootstrap& boot, int cuda_device,
+// NCCL twins of the groups that move GPU buffers: the pipeline (activations and their
+// gradients) and, when the engine keeps its states on the GPU (no ZeRO-Offload), the
+// data-parallel group (its reductions and gathers) and the tied embedding's first and last
+// stage. Collective over each group: every member makes the same calls in the same order.
+void add_nccl_twins(TrainGroups& groups, const Bootstrap& boot, int cuda_device, bool states_on_gpu,
                     bool tie_embeddings) {
   const auto twin = [cuda_device](comm::ProcessGroup& group) {
     std::vector<int> ranks(static_cast<size_t>(group.size()));
     std::iota(ranks.begin(), ranks.end(), 0);
     return group.new_group(ranks, group.name() + ".nccl", comm::Backend::kNccl, cuda_device);
   };
-  if (boot.groups.data->size() > 1) groups.device_data = twin(*boot.groups.data);
+  if (states_on_gpu && boot.groups.data->size() > 1) groups.device_data = twin(*boot.groups.data);
   if (groups.pipe) {
     groups.device_pipe = twin(*groups.pipe);
-    if (tie_embeddings) {
+    if (states_on_gpu && tie_embeddings) {
       groups.device_tied = groups.device_pipe->new_group({0, groups.pipe->size() - 1}, "tied.nccl");
     }
   }
@@ -153,7 +153,8 @@ void train_command(const TrainOptions& options) {
     // group agrees.
     const bool nccl_everywhere = !groups.world->allreduce_any(!nccl_here);
     if (nccl_everywhere) {
-      add_nccl_twins(groups, boot, device.device.index, cfg.model.tie_embeddings);
+      add_nccl_twins(groups, boot, device.device.index, zero::states_on_device(cfg, device.device),
+                     cfg.model.tie_embeddings);
     }
     if (!device.device.is_cpu()) {
       log::info("collectives on GPU buffers: {}",

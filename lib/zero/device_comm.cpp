@@ -17,15 +17,16 @@ char* grown(Buffer& buffer, size_t bytes, const tensor::Ops& ops) {
 char* DeviceStagedComm::Staging::input(size_t bytes) { return grown(in, bytes, *ops); }
 char* DeviceStagedComm::Staging::output(size_t bytes) { return grown(out, bytes, *ops); }
 
-// A host collective in flight: when waited for, its result goes back to the device and its
-// staging back to the pool.
+// A host collective in flight: when waited for, its result (`host`, in the staging) goes back to
+// the device and its staging back to the pool.
 class DeviceStagedComm::StagedOp final : public PendingOp {
  public:
-  StagedOp(std::unique_ptr<PendingOp> host_op, tensor::Ops& ops, Staging& staging, void* device,
-           size_t bytes)
+  StagedOp(std::unique_ptr<PendingOp> host_op, tensor::Ops& ops, Staging& staging, const char* host,
+           void* device, size_t bytes)
       : host_op_(std::move(host_op)),
         ops_(ops),
         staging_(staging),
+        host_(host),
         device_(device),
         bytes_(bytes) {}
   ~StagedOp() override {
@@ -43,7 +44,7 @@ class DeviceStagedComm::StagedOp final : public PendingOp {
     if (!host_op_) return;
     host_op_->wait();
     host_op_.reset();
-    ops_.upload(device_, staging_.out.data(), bytes_);
+    ops_.upload(device_, host_, bytes_);
     staging_.busy = false;
   }
 
@@ -51,6 +52,7 @@ class DeviceStagedComm::StagedOp final : public PendingOp {
   std::unique_ptr<PendingOp> host_op_;
   tensor::Ops& ops_;
   Staging& staging_;
+  const char* host_;
   void* device_;
   size_t bytes_;
 };
@@ -69,16 +71,23 @@ DeviceStagedComm::Staging& DeviceStagedComm::acquire() {
 }
 
 template <typename Start>
-std::unique_ptr<PendingOp> DeviceStagedComm::staged(Staging& staging, void* device, size_t bytes,
-                                                    Mode mode, Start&& start) {
+std::unique_ptr<PendingOp> DeviceStagedComm::staged(const void* device_in, size_t in_bytes,
+                                                    void* device_out, size_t out_bytes,
+                                                    bool in_place, Mode mode, Start&& start) {
+  Staging& staging = acquire();
+  char* host_out = nullptr;
   std::unique_ptr<PendingOp> host_op;
   try {
-    host_op = start();
+    char* host_in = staging.input(in_bytes);
+    host_out = in_place ? host_in : staging.output(out_bytes);
+    ops_.download(host_in, device_in, in_bytes);
+    host_op = start(host_in, host_out);
   } catch (...) {
     staging.busy = false;
     throw;
   }
-  auto op = std::make_unique<StagedOp>(std::move(host_op), ops_, staging, device, bytes);
+  auto op = std::make_unique<StagedOp>(std::move(host_op), ops_, staging, host_out, device_out,
+                                       out_bytes);
   if (mode == Mode::kBlocking) op->wait();
   return op;
 }
@@ -86,10 +95,7 @@ std::unique_ptr<PendingOp> DeviceStagedComm::staged(Staging& staging, void* devi
 void DeviceStagedComm::allreduce(void* data, tensor::DType dtype, int64_t n, Reduction op) {
   if (size() == 1) return;
   const size_t bytes = tensor::dtype_size(dtype) * static_cast<size_t>(n);
-  Staging& staging = acquire();
-  char* host = staging.output(bytes);
-  staged(staging, data, bytes, Mode::kBlocking, [&] {
-    ops_.download(host, data, bytes);
+  staged(data, bytes, data, bytes, /*in_place=*/true, Mode::kBlocking, [&](char* host, char*) {
     inner_.allreduce(host, dtype, n, op);
     return finished_op();
   });
@@ -104,12 +110,10 @@ std::unique_ptr<PendingOp> DeviceStagedComm::reduce_scatter(const void* full, vo
     return finished_op();
   }
   const size_t full_bytes = piece_bytes * static_cast<size_t>(size());
-  Staging& staging = acquire();
-  char* host_full = staging.input(full_bytes);
-  char* host_out = staging.output(piece_bytes);
-  ops_.download(host_full, full, full_bytes);
-  return staged(staging, out, piece_bytes, mode,
-                [&] { return inner_.reduce_scatter(host_full, host_out, dtype, piece, op, mode); });
+  return staged(full, full_bytes, out, piece_bytes, /*in_place=*/false, mode,
+                [&](char* host_full, char* host_out) {
+                  return inner_.reduce_scatter(host_full, host_out, dtype, piece, op, mode);
+                });
 }
 
 std::unique_ptr<PendingOp> DeviceStagedComm::allgather(const void* piece, void* out,
@@ -120,13 +124,10 @@ std::unique_ptr<PendingOp> DeviceStagedComm::allgather(const void* piece, void* 
     return finished_op();
   }
   const size_t full_bytes = piece_bytes * static_cast<size_t>(size());
-  Staging& staging = acquire();
-  char* host_piece = staging.input(piece_bytes);
-  char* host_out = staging.output(full_bytes);
-  return staged(staging, out, full_bytes, mode, [&] {
-    ops_.download(host_piece, piece, piece_bytes);
-    return inner_.allgather(host_piece, host_out, dtype, n, mode);
-  });
+  return staged(piece, piece_bytes, out, full_bytes, /*in_place=*/false, mode,
+                [&](char* host_piece, char* host_out) {
+                  return inner_.allgather(host_piece, host_out, dtype, n, mode);
+                });
 }
 
 }  // namespace ds::zero

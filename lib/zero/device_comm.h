@@ -47,12 +47,13 @@ class DeviceStagedComm final : public DpComm {
   };
   class StagedOp;
   Staging& acquire();
-  // Runs `start` (which copies the input to the staging and starts the host collective on it;
-  // the staging goes back to the pool if it throws) and copies the result, of
-  // `bytes` bytes, to `device` when the op is waited for (at once for a blocking one).
+  // Copies `in_bytes` of device_in to host staging and runs start(host_in, host_out), which
+  // starts the host collective from the staging's input into its output (the same buffer when
+  // `in_place`); the staging goes back to the pool if that throws. The result, `out_bytes`, is
+  // copied to device_out when the op is waited for (at once for a blocking one).
   template <typename Start>
-  std::unique_ptr<PendingOp> staged(Staging& staging, void* device, size_t bytes, Mode mode,
-                                    Start&& start);
+  std::unique_ptr<PendingOp> staged(const void* device_in, size_t in_bytes, void* device_out,
+                                    size_t out_bytes, bool in_place, Mode mode, Start&& start);
 
   DpComm& inner_;
   tensor::Ops& ops_;

@@ -16,6 +16,14 @@ namespace ds::zero {
 using tensor::Buffer;
 using tensor::DType;
 using tensor::MemoryCategory;
+
+bool states_on_device(const config::TrainConfig& cfg, const tensor::Device& model_device) {
+  const config::ZeroConfig& z = cfg.ds.zero;
+  const bool offloaded = z.offload_optimizer.device != config::OffloadDevice::kNone ||
+                         z.offload_param.device != config::OffloadDevice::kNone;
+  return !model_device.is_cpu() && !offloaded;
+}
+
 namespace {
 
 DType storage_dtype(const config::DsConfig& ds) {
@@ -24,13 +32,9 @@ DType storage_dtype(const config::DsConfig& ds) {
   return DType::kF32;
 }
 
-// The model's ops when it runs on a GPU and the config does not offload the states.
+// The model's ops when the states live with it, else the CPU's.
 tensor::Ops& state_ops(const config::TrainConfig& cfg, model::Gpt& model) {
-  const config::ZeroConfig& z = cfg.ds.zero;
-  const bool offloaded = z.offload_optimizer.device != config::OffloadDevice::kNone ||
-                         z.offload_param.device != config::OffloadDevice::kNone;
-  if (model.ops().device().is_cpu() || offloaded) return tensor::cpu_ops();
-  return model.ops();
+  return states_on_device(cfg, model.ops().device()) ? model.ops() : tensor::cpu_ops();
 }
 
 }  // namespace
@@ -95,13 +99,17 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
   own_grad_ = Buffer::floats(largest_piece, MemoryCategory::kOther, device);
   layer_sums_ = Buffer(sizeof(double) * part_.layers.size(), MemoryCategory::kOther, device);
   host_layer_sums_.assign(part_.layers.size(), 0.0);
-  if (!device.is_cpu()) {
-    device_comm_ = stage_ctx_.device_data ? stage_ctx_.device_data
-                                          : std::make_shared<DeviceStagedComm>(*comm_, ops_);
-    if (stage_ctx_.tied) {
-      device_tied_ = stage_ctx_.device_tied
-                         ? stage_ctx_.device_tied
-                         : std::make_shared<DeviceStagedComm>(*stage_ctx_.tied, ops_);
+  // The groups' device forms: NCCL when the caller made them, else staged through host memory;
+  // none when the states are host memory.
+  if (device.is_cpu()) {
+    stage_ctx_.device_data = nullptr;
+    stage_ctx_.device_tied = nullptr;
+  } else {
+    if (!stage_ctx_.device_data) {
+      stage_ctx_.device_data = std::make_shared<DeviceStagedComm>(*comm_, ops_);
+    }
+    if (stage_ctx_.tied && !stage_ctx_.device_tied) {
+      stage_ctx_.device_tied = std::make_shared<DeviceStagedComm>(*stage_ctx_.tied, ops_);
     }
   }
 
@@ -245,22 +253,25 @@ void Engine::reduce_gradients() {
   if (reducer_) reducer_->finish();
 }
 
+const float* Engine::own_gradient_f32(int l) {
+  const LayerShard& o = part_.layers[l];
+  const LayerShard& s = dp_part_.layers[l];
+  const int64_t offset = stage_ >= 2 ? s.local_offset : s.full_offset + o.own.offset;
+  const void* g = static_cast<const char*>(grads_.data()) + esize() * offset;
+  if (dtype_ == DType::kF32) return static_cast<const float*>(g);
+  ops_.to_f32(own_grad_.as<float>(), g, dtype_, o.real_size());
+  return own_grad_.as<float>();
+}
+
 std::pair<double, bool> Engine::gradient_norm() {
   // Each layer's sum of squares lands in layer_sums_ on the device; one download brings them
-  // all, and the host adds them in layer order.
-  float* work = own_grad_.as<float>();
+  // all, and the host adds them in layer order. The layers skipped here keep the zeros the
+  // buffer was made with.
   double* layer_sums = layer_sums_.as<double>();
   for (size_t l = 0; l < part_.layers.size(); ++l) {
-    const LayerShard& o = part_.layers[l];
-    if (is_tied_copy(static_cast<int>(l)) || o.real_size() == 0) {
-      ops_.zero_bytes(layer_sums + l, sizeof(double));
-      continue;
-    }
-    const LayerShard& s = dp_part_.layers[l];
-    const int64_t offset = stage_ >= 2 ? s.local_offset : s.full_offset + o.own.offset;
-    const void* g = static_cast<const char*>(grads_.data()) + esize() * offset;
-    ops_.to_f32(work, g, dtype_, o.real_size());
-    ops_.sum_of_squares_into(layer_sums + l, work, o.real_size());
+    const int64_t n = part_.layers[l].real_size();
+    if (is_tied_copy(static_cast<int>(l)) || n == 0) continue;
+    ops_.sum_of_squares_into(layer_sums + l, own_gradient_f32(static_cast<int>(l)), n);
   }
   ops_.download(host_layer_sums_.data(), layer_sums, sizeof(double) * host_layer_sums_.size());
   double sum = 0;
@@ -283,10 +294,13 @@ void Engine::update_parameters(double lr, double grad_scale) {
     const LayerShard& o = part_.layers[l];
     const LayerShard& s = dp_part_.layers[l];
     const int64_t n = o.real_size();
-    const int64_t offset = stage_ >= 2 ? s.local_offset : s.full_offset + o.own.offset;
-    ops_.to_f32(work, static_cast<const char*>(grads_.data()) + esize() * offset, dtype_, n);
-    if (grad_scale != 1.0) ops_.scale_inplace(work, static_cast<float>(grad_scale), n);
-    optimizer_->step(master(layer), work, n, lr, applied_steps_, o.local_offset);
+    const float* grad = own_gradient_f32(layer);
+    if (grad_scale != 1.0) {  // scaled in own_grad_, never in the gradients themselves
+      ops_.copy(work, grad, sizeof(float) * static_cast<size_t>(n));
+      ops_.scale_inplace(work, static_cast<float>(grad_scale), n);
+      grad = work;
+    }
+    optimizer_->step(master(layer), grad, n, lr, applied_steps_, o.local_offset);
     if (mixed()) {
       const int64_t param_offset = stage_ == 3 ? s.local_offset : s.full_offset + o.own.offset;
       ops_.from_f32(params + esize() * param_offset, dtype_, master(layer), n);
@@ -319,7 +333,7 @@ void Engine::reduce_tied_gradients() {
   // the summed gradients: both stages hold the same pieces of the embedding.
   const LayerShard& s = dp_part_.layers[0];
   char* grads = static_cast<char*>(grads_.data());
-  DpComm& tied = device_tied_ ? *device_tied_ : *stage_ctx_.tied;
+  DpComm& tied = stage_ctx_.device_tied ? *stage_ctx_.device_tied : *stage_ctx_.tied;
   ScopedTimer timer(comm_seconds_);
   switch (stage_) {
     case 0:
@@ -508,9 +522,8 @@ float* Engine::host_state(const std::vector<optim::StateArray>& arrays, size_t a
   return base + part_.layers[l].local_offset;
 }
 
-void Engine::stage_states_to_host() {
+void Engine::stage_states_to_host(const std::vector<optim::StateArray>& arrays) {
   if (ops_.device().is_cpu()) return;
-  const std::vector<optim::StateArray> arrays = optimizer_->state();
   const int64_t n = part_.local_total;
   if (host_master_.empty()) {
     host_master_ = Buffer::floats(n, MemoryCategory::kOther);
@@ -529,25 +542,11 @@ void Engine::stage_states_to_host() {
   }
 }
 
-void Engine::load_staged_states() {
-  if (ops_.device().is_cpu()) return;
-  const std::vector<optim::StateArray> arrays = optimizer_->state();
-  for (size_t l = 0; l < part_.layers.size(); ++l) {
-    const LayerShard& o = part_.layers[l];
-    if (o.real_size() == 0) continue;
-    ops_.upload(master(static_cast<int>(l)), host_master(static_cast<int>(l)),
-                sizeof(float) * o.real_size());
-  }
-  for (size_t a = 0; a < arrays.size(); ++a) {
-    ops_.upload(arrays[a].data.data(), host_states_[a].data(), sizeof(float) * part_.local_total);
-  }
-}
-
 std::vector<StateSegment> Engine::state_segments() {
   std::vector<StateSegment> out;
   if (stage_ == 0 && comm_->rank() != 0) return out;
-  stage_states_to_host();  // on a device: the segments point at host copies
   const std::vector<optim::StateArray> arrays = optimizer_->state();
+  stage_states_to_host(arrays);  // on a device: the segments point at host copies
   for_each_own_run(
       [&](int l, const model::ParamSpec& p, int64_t begin, int64_t length, int64_t in_piece) {
         if (is_tied_copy(l)) return;  // the first stage saves the embedding
@@ -569,8 +568,6 @@ void Engine::load_state(const FullState& state, int64_t applied_steps,
   // Every rank copies the elements of its own pieces (at stage 0: all of them) from
   // the complete state, whatever layout saved it.
   const std::vector<optim::StateArray> arrays = optimizer_->state();
-  // On a device the pieces are assembled in host copies and then moved there in one go.
-  stage_states_to_host();
   for_each_own_run(
       [&](int l, const model::ParamSpec& p, int64_t begin, int64_t length, int64_t in_piece) {
         const auto found = state.find(p.name);
@@ -578,14 +575,13 @@ void Engine::load_state(const FullState& state, int64_t applied_steps,
         const auto copy = [&](const std::string& name, float* dst) {
           const auto values = found->second.find(name);
           DS_CHECK(values != found->second.end(), "the checkpoint has no {} for {}", name, p.name);
-          std::memcpy(dst, values->second.data() + begin, sizeof(float) * length);
+          ops_.upload(dst, values->second.data() + begin, sizeof(float) * length);
         };
-        copy("master", host_master(l) + in_piece);
+        copy("master", master(l) + in_piece);
         for (size_t a = 0; a < arrays.size(); ++a) {
-          copy(arrays[a].name, host_state(arrays, a, l) + in_piece);
+          copy(arrays[a].name, arrays[a].data.data() + part_.layers[l].local_offset + in_piece);
         }
       });
-  load_staged_states();
   if (mixed()) {
     char* params = static_cast<char*>(params_.data());
     for (size_t l = 0; l < part_.layers.size(); ++l) {

@@ -87,6 +87,10 @@ using BatchFiller = std::function<void(int micro, int32_t* inputs, int32_t* targ
 
 // Where this rank sits in a pipeline (DESIGN.md's pipe x data grid). Without one the
 // defaults say: every layer, no other stages.
+// Whether the engine keeps its states on the model's device: a GPU's (or the emulated one's),
+// unless the config offloads the optimizer or the parameters (ZeRO-Offload).
+bool states_on_device(const config::TrainConfig& cfg, const tensor::Device& model_device);
+
 struct StageContext {
   int first_layer = 0;
   int last_layer = -1;            // inclusive; -1: the model's last layer
@@ -97,7 +101,8 @@ struct StageContext {
   std::shared_ptr<DpComm> world;  // every rank: agreement, checkpoints
   // The data-parallel group's collectives on device buffers when the device has a transport
   // of its own (NCCL: zero/nccl_device_comm.h); null: staged through host memory over the
-  // engine's comm (DeviceStagedComm).
+  // engine's comm (DeviceStagedComm, which the engine makes). Only for states on a device
+  // (states_on_device).
   std::shared_ptr<DpComm> device_data;
   std::shared_ptr<DpComm> device_tied;  // the same for `tied`
 };
@@ -183,11 +188,14 @@ class Engine {
 
   // The comm for collectives on the engine's buffers (which may be on a device); comm_
   // itself serves host memory and scalars.
-  DpComm& buffer_comm() { return device_comm_ ? *device_comm_ : *comm_; }
-  // Checkpoints on a device: the own pieces' master weights and optimizer states copied to
-  // host memory (or back), indexed like the optimizer's states (part_'s local offsets).
-  void stage_states_to_host();
-  void load_staged_states();
+  DpComm& buffer_comm() { return stage_ctx_.device_data ? *stage_ctx_.device_data : *comm_; }
+  // Saving a checkpoint on a device: the own pieces' master weights and optimizer states
+  // (`arrays`, optimizer_->state()) copied to host memory, indexed like the optimizer's states
+  // (part_'s local offsets). Loading uploads straight into the states.
+  void stage_states_to_host(const std::vector<optim::StateArray>& arrays);
+  // Layer l's own piece of the reduced gradient in fp32: the gradients themselves in fp32 runs,
+  // else converted into own_grad_ (which the next call overwrites).
+  const float* own_gradient_f32(int l);
   float* host_master(int l);
   float* host_state(const std::vector<optim::StateArray>& arrays, size_t a, int l);
 
@@ -195,10 +203,8 @@ class Engine {
   model::Gpt& model_;
   std::unique_ptr<DpComm> comm_;
   StageContext stage_ctx_;
-  tensor::Ops& ops_;                     // where the model states live and are computed on
-  std::shared_ptr<DpComm> device_comm_;  // comm_'s group for device buffers
-  std::shared_ptr<DpComm> device_tied_;  // the tied embedding's group for device buffers
-  std::vector<bool> held_;               // the layers this rank holds
+  tensor::Ops& ops_;        // where the model states live and are computed on
+  std::vector<bool> held_;  // the layers this rank holds
   int stage_;
   tensor::DType dtype_;
   Partition part_;     // this rank's pieces (world 1 at stage 0: it updates everything)

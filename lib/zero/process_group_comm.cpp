@@ -93,10 +93,10 @@ double ProcessGroupComm::allreduce_sum(double value) {
   const Tensor in = wrap(mine, 2, DType::kF32);
   Tensor out = wrap(all, 2 * n, DType::kF32);
   group_->allgather(out, in);
-  std::vector<double> values(static_cast<size_t>(n));
-  ops_.download(values.data(), all, sizeof(double) * values.size());
+  gathered_.resize(static_cast<size_t>(n));  // sized once: the group does not change
+  ops_.download(gathered_.data(), all, sizeof(double) * gathered_.size());
   double sum = 0;
-  for (double v : values) sum += v;
+  for (double v : gathered_) sum += v;
   return sum;
 }
 

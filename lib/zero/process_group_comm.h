@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "comm/process_group.h"
 #include "tensor/memory.h"
@@ -40,6 +41,7 @@ class ProcessGroupComm final : public DpComm {
   std::shared_ptr<comm::ProcessGroup> group_;
   tensor::Ops& ops_;
   tensor::Buffer scratch_;
+  std::vector<double> gathered_;  // allreduce_sum's values of every rank, in host memory
 };
 
 }  // namespace ds::zero

@@ -142,14 +142,19 @@ void NcclProcessGroup::wait_event(cudaEvent_t event, std::string_view op, Millis
     DS_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async_error));
     const bool timed_out = Clock::now() - start >= limit;
     if ((async_error != ncclSuccess && async_error != ncclInProgress) || timed_out) {
-      aborted_ = true;
-      ncclCommAbort(comm_);  // frees the kernels stuck waiting for the peer
-      comm_ = nullptr;
-      throw failure(op, timed_out ? fmt::format("no progress within {}", format_duration(limit))
-                                  : std::string(ncclGetErrorString(async_error)));
+      abort_and_throw(op, async_error, timed_out, limit);
     }
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
+}
+
+void NcclProcessGroup::abort_and_throw(std::string_view op, ncclResult_t state, bool timed_out,
+                                       Milliseconds limit) {
+  aborted_ = true;
+  ncclCommAbort(comm_);  // frees the kernels stuck waiting for a peer
+  comm_ = nullptr;
+  throw failure(op, timed_out ? fmt::format("no progress within {}", format_duration(limit))
+                              : std::string(ncclGetErrorString(state)));
 }
 
 // NCCL's non-blocking mode: a call (and the communicator's setup) has finished issuing its work
@@ -161,12 +166,7 @@ void NcclProcessGroup::wait_until_issued(std::string_view op) {
     DS_NCCL_CHECK(ncclCommGetAsyncError(comm_, &state));
     if (state == ncclSuccess) return;
     if (state != ncclInProgress || Clock::now() >= deadline) {
-      aborted_ = true;
-      ncclCommAbort(comm_);
-      comm_ = nullptr;
-      throw failure(op, state == ncclInProgress ? fmt::format("no progress within {}",
-                                                              format_duration(context().timeout))
-                                                : std::string(ncclGetErrorString(state)));
+      abort_and_throw(op, state, state == ncclInProgress, context().timeout);
     }
     std::this_thread::sleep_for(std::chrono::microseconds(20));
   }

@@ -45,6 +45,10 @@ class NcclProcessGroup : public ProcessGroup {
   template <typename Launch>
   WorkPtr enqueue(std::string_view op, bool async_op, Launch&& launch);
   void check_usable(std::string_view op);
+  // Aborts the communicator after `op` failed (`state`) or made no progress within `limit`, and
+  // throws the error naming the group and, when the store knows it, the rank that died.
+  [[noreturn]] void abort_and_throw(std::string_view op, ncclResult_t state, bool timed_out,
+                                    Milliseconds limit);
   // Frees the communicator (aborting it after a failure), the stream and the barrier value.
   void release() noexcept;
   // Waits while NCCL is still issuing the last call's kernels (or setting the communicator up);

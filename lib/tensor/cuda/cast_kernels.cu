@@ -58,8 +58,7 @@ void launch(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t 
   if (n == 0) return;
   if (!accumulate && scale == 1.0f && out_dtype == in_dtype) {
     if (out != in) {
-      const size_t element = in_dtype == DType::kF32 ? 4 : 2;  // dtype_size lives in ds_tensor
-      DS_CUDA_CALL(cudaMemcpyAsync(out, in, element * static_cast<size_t>(n),
+      DS_CUDA_CALL(cudaMemcpyAsync(out, in, dtype_size(in_dtype) * static_cast<size_t>(n),
                                    cudaMemcpyDeviceToDevice, stream));
     }
     return;

@@ -28,11 +28,9 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
     : device_(select(device)),
       stream_(std::make_unique<Stream>()),
       blas_(std::make_unique<Blas>(precision)),
-      lt_(std::make_unique<LtMatmul>(LtMatmul::Options{.precision = precision})),
-      // cuBLASLt's GELU epilogues may use the hardware tanh (about 2^-11 relative, see
-      // lt_matmul.h): below the input rounding of TF32 or bf16 matmuls, but not of fp32 ones,
-      // which keep the separate GELU kernels and so the CPU's numbers.
-      fuse_gelu_(precision != MatmulPrecision::kFp32),
+      // fp32 runs keep GELU out of the epilogues (LtMatmul::Options::fuse_gelu).
+      lt_(std::make_unique<LtMatmul>(LtMatmul::Options{
+          .precision = precision, .fuse_gelu = precision != MatmulPrecision::kFp32})),
       flash_above_bytes_(flash_above_bytes),
       buckets_(std::make_unique<TokenBuckets>()),
       // sum_of_squares' result, then the partial sums of every sum_of_squares_into.
@@ -43,11 +41,10 @@ CudaOps::~CudaOps() = default;
 
 bool CudaOps::lt_usable(std::initializer_list<const void*> pointers, int N, int IC, int OC,
                         WeightLayout layout) {
-  // cuBLASLt's vector loads want 16-byte aligned operands (lt_matmul.h); views into the
-  // parameter buffer of a model with odd sizes may not be, and take cuBLAS instead, as does a
-  // shape for which cuBLASLt's heuristic offers no algorithm.
+  // Views into the parameter buffer of a model with odd sizes may not be aligned as cuBLASLt
+  // wants, and take cuBLAS instead, as does a shape for which it offers no algorithm.
   for (const void* p : pointers) {
-    if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+    if (!LtMatmul::aligned(p)) return false;
   }
   return lt_->supports(N, IC, OC, layout, DType::kF32);
 }
@@ -138,7 +135,7 @@ void CudaOps::matmul_backward(float* dinp, float* dweight, float* dbias, const f
 void CudaOps::matmul_gelu_forward(float* out, float* pre_gelu, const float* inp,
                                   const float* weight, const float* bias, int N, int IC, int OC,
                                   WeightLayout layout) {
-  if (fuse_gelu_ && lt_usable({out, pre_gelu, inp, weight, bias}, N, IC, OC, layout)) {
+  if (lt_usable({out, pre_gelu, inp, weight, bias}, N, IC, OC, layout)) {
     lt_->forward_gelu(out, pre_gelu, inp, weight, bias, N, IC, OC, layout, DType::kF32, stream());
   } else {
     Ops::matmul_gelu_forward(out, pre_gelu, inp, weight, bias, N, IC, OC, layout);
@@ -148,8 +145,7 @@ void CudaOps::matmul_gelu_backward(float* dpre_gelu, float* dweight, float* dbia
                                    const float* dout, const float* inp, const float* weight,
                                    const float* pre_gelu, int N, int IC, int OC,
                                    WeightLayout layout) {
-  if (fuse_gelu_ &&
-      lt_usable({dpre_gelu, dweight, dbias, dout, inp, weight, pre_gelu}, N, IC, OC, layout)) {
+  if (lt_usable({dpre_gelu, dweight, dbias, dout, inp, weight, pre_gelu}, N, IC, OC, layout)) {
     lt_->backward_gelu(dpre_gelu, dweight, dbias, dout, inp, weight, pre_gelu, N, IC, OC, layout,
                        DType::kF32, stream());
   } else {

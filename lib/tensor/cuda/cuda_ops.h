@@ -127,9 +127,9 @@ class CudaOps final : public Ops {
   std::unique_ptr<Stream> stream_;
   // Attention's batched GEMMs, and the matmuls LtMatmul cannot run.
   std::unique_ptr<Blas> blas_;
-  // The matmuls, with their bias, bias-gradient and (fuse_gelu_) GELU steps in the epilogues.
+  // The matmuls, with their bias, bias-gradient and (in mixed precision) GELU steps in the
+  // epilogues.
   std::unique_ptr<LtMatmul> lt_;
-  bool fuse_gelu_;
   size_t flash_above_bytes_;
   int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS
   std::unique_ptr<TokenBuckets> buckets_;  // the embedding backward's grouping of positions

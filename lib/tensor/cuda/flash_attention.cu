@@ -16,8 +16,8 @@ using namespace detail;
 namespace {
 
 constexpr int kTile = kWarp;                         // rows per shared-memory tile
-constexpr int kRows = 8;                             // warps (rows) per block
-constexpr int kThreads = kRows * kWarp;              // 256
+constexpr int kRows = kRowsPerBlock;                 // warps (rows) per block: 8
+constexpr int kThreads = kBlock;                     // 256
 constexpr int kStride = kFlashMaxHeadSize + 1;       // a tile row in shared memory
 constexpr int kPerLane = kFlashMaxHeadSize / kWarp;  // head dimensions a lane accumulates
 constexpr unsigned kFullMask = 0xffffffffu;

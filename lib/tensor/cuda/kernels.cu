@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/kernel_helpers.cuh"
 #include "tensor/cuda/kernels.h"
 
@@ -200,12 +201,9 @@ __global__ void scale_inplace_kernel(float* x, float scale, int64_t N) {
 
 constexpr int kCrossEntropyBlock = 512;
 
-// With kGradient (the fused form) each row's gradient is written where its probabilities would
-// be, rounded as the backward kernel rounds it: p * dloss, then the one-hot subtracted.
-template <bool kGradient>
 __global__ void softmax_cross_entropy_forward_kernel(float* losses, float* probs,
                                                      const float* logits, const int32_t* targets,
-                                                     float dloss, int V) {
+                                                     int V) {
   __shared__ float shared_max[kWarp];
   __shared__ double shared_sum[kWarp];
   const int64_t n = blockIdx.x;
@@ -227,15 +225,7 @@ __global__ void softmax_cross_entropy_forward_kernel(float* losses, float* probs
   }
   sum = block_reduce(sum, shared_sum, Add{});
   const float inv = static_cast<float>(1.0 / sum);
-  for (int i = threadIdx.x; i < V; i += blockDim.x) {
-    const float prob = __fmul_rn(p[i], inv);
-    if constexpr (kGradient) {
-      const float d = __fmul_rn(prob, dloss);
-      p[i] = ignored ? 0.0f : (i == target ? d - dloss : d);
-    } else {
-      p[i] = prob;
-    }
-  }
+  for (int i = threadIdx.x; i < V; i += blockDim.x) p[i] = __fmul_rn(p[i], inv);
   if (threadIdx.x == 0) {
     losses[n] = ignored ? 0.0f : static_cast<float>(log(sum) + double(maxv) - double(target_logit));
   }
@@ -504,18 +494,16 @@ void add_inplace(float* dst, const float* src, int64_t N, cudaStream_t stream) {
 void softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
                                    const int32_t* targets, int N, int V, cudaStream_t stream) {
   if (N == 0) return;
-  softmax_cross_entropy_forward_kernel<false>
-      <<<N, kCrossEntropyBlock, 0, stream>>>(losses, probs, logits, targets, 0.0f, V);
+  softmax_cross_entropy_forward_kernel<<<N, kCrossEntropyBlock, 0, stream>>>(losses, probs, logits,
+                                                                             targets, V);
   DS_CUDA_LAUNCHED();
 }
 
 void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
                                  const int32_t* targets, float dloss, int N, int V,
                                  cudaStream_t stream) {
-  if (N == 0) return;
-  softmax_cross_entropy_forward_kernel<true>
-      <<<N, kCrossEntropyBlock, 0, stream>>>(losses, dlogits, logits, targets, dloss, V);
-  DS_CUDA_LAUNCHED();
+  // The storage-generic kernel at fp32: the same passes and roundings as forward + backward.
+  mixed::softmax_cross_entropy(losses, dlogits, logits, targets, dloss, N, V, DType::kF32, stream);
 }
 
 void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets,

@@ -92,7 +92,7 @@ void set(cublasLtMatmulPreference_t preference, cublasLtMatmulPreferenceAttribut
 }
 
 void check_aligned(const void* pointer, const char* what) {
-  DS_CHECK(reinterpret_cast<uintptr_t>(pointer) % kAlignment == 0,
+  DS_CHECK(LtMatmul::aligned(pointer),
            "LtMatmul: {} ({}) is not {}-byte aligned, which cuBLASLt's kernels need; a view into "
            "a device buffer must start at a multiple of 8 bf16/f16 or 4 f32 elements",
            what, pointer, kAlignment);
@@ -283,6 +283,10 @@ void* LtMatmul::bias_scratch(size_t bytes) {
   return bias_scratch_.data();
 }
 
+bool LtMatmul::aligned(const void* pointer) {
+  return reinterpret_cast<uintptr_t>(pointer) % kAlignment == 0;
+}
+
 bool LtMatmul::supports(int N, int IC, int OC, WeightLayout layout, DType dtype) {
   if (N == 0) return true;
   for (const Gemm& g : {forward_gemm(N, IC, OC, layout), input_grad_gemm(N, IC, OC, layout),
@@ -334,7 +338,7 @@ void LtMatmul::forward_gelu(void* out, void* pre_gelu, const void* inp, const vo
   const Gemm g = forward_gemm(N, IC, OC, layout);
   GemmKey fused{dtype, CUBLASLT_EPILOGUE_GELU_AUX, g.trans_a, g.trans_b, g.m, g.n, g.k};
   if (bias != nullptr) fused.epilogue = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
-  if (options_.fuse_epilogues && OC % kAuxLdMultiple == 0 &&
+  if (options_.fuse_epilogues && options_.fuse_gelu && OC % kAuxLdMultiple == 0 &&
       try_gemm(fused, weight, inp, out, 0.0f, bias, pre_gelu, stream)) {
     ++stats_.fused;
     return;
@@ -378,7 +382,7 @@ void LtMatmul::backward_gelu(void* dpre_gelu, void* dweight, void* dbias, const 
   GemmKey fused = plain;
   fused.epilogue = CUBLASLT_EPILOGUE_DGELU;
   // beta = 0: the epilogue's gelu' multiplies the whole GEMM result, so this WRITES.
-  if (options_.fuse_epilogues && IC % kAuxLdMultiple == 0 &&
+  if (options_.fuse_epilogues && options_.fuse_gelu && IC % kAuxLdMultiple == 0 &&
       try_gemm(fused, weight, dout, dpre_gelu, 0.0f, nullptr, pre_gelu, stream)) {
     ++stats_.fused;
   } else {

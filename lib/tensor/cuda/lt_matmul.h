@@ -64,6 +64,10 @@ class LtMatmul {
     // f32 storage only: how far the GEMMs may round their inputs (tensor/matmul_precision.h).
     MatmulPrecision precision = MatmulPrecision::kFp32;
     bool fuse_epilogues = true;  // false: bias, GELU and bias gradients as separate kernels
+    // false: GELU and its derivative as separate kernels even where an epilogue could fuse
+    // them (cuBLASLt's may use the hardware tanh, about 2^-11 relative: fine next to TF32 or
+    // bf16 inputs, noticeable in an fp32 run).
+    bool fuse_gelu = true;
     size_t workspace_bytes = size_t{32} << 20;  // NVIDIA's recommendation for Hopper
   };
   struct Stats {
@@ -103,7 +107,8 @@ class LtMatmul {
   // take at this shape (each of which otherwise throws): the question is asked once per shape.
   bool supports(int N, int IC, int OC, cpu::WeightLayout layout, DType dtype);
 
-  const Options& options() const { return options_; }
+  // Whether `pointer` (nullptr included) is aligned as every operand must be.
+  static bool aligned(const void* pointer);
   const Stats& stats() const { return stats_; }
 
  private:
