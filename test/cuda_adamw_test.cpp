@@ -48,8 +48,7 @@ TEST_CASE("cuda adam_step matches optim::Adam", "[cuda]") {
     d_grads.upload(grads.data(), sizeof(float) * n, gpu.s());
     adam.step(params.data(), grads.data(), n, lr, step);
     cuda::adam_step(d_params.as<float>(), d_grads.as<float>(), d_m.as<float>(), d_v.as<float>(), n,
-                    lr, step, options.beta1, options.beta2, options.eps, options.weight_decay,
-                    decoupled, gpu.s());
+                    lr, step, options, gpu.s());
   }
   const Vec gpu_params = to_host(d_params, gpu);
   const Vec gpu_m = to_host(d_m, gpu);
@@ -65,7 +64,7 @@ TEST_CASE("cuda adam_step matches optim::Adam", "[cuda]") {
 }
 
 TEST_CASE("cuda adam_step rejects step 0 before touching the device", "[cuda]") {
-  CHECK_THROWS_AS(cuda::adam_step(nullptr, nullptr, nullptr, nullptr, 10, 1e-3, 0, 0.9, 0.999, 1e-8,
-                                  0.0, true, nullptr),
+  CHECK_THROWS_AS(cuda::adam_step(nullptr, nullptr, nullptr, nullptr, 10, 1e-3, 0,
+                                  ds::tensor::AdamOptions{}, nullptr),
                   ds::Error);
 }

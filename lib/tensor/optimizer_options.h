@@ -2,6 +2,9 @@
 // and the update kernels every Ops implements (tensor/ops.h).
 #pragma once
 
+#include <cmath>
+#include <cstdint>
+
 namespace ds::tensor {
 
 struct AdamOptions {
@@ -13,6 +16,31 @@ struct AdamOptions {
   // false: L2, g += wd*p before the moments (type "Adam" with adam_w_mode: false).
   bool decoupled_weight_decay = true;
 };
+
+// The scalars of one Adam step, each computed in double and rounded to float once, so that
+// every implementation (cpu::adam_step, cuda::adam_step) starts its update from the same bits.
+struct AdamCoefficients {
+  float beta1, beta2, one_minus_beta1, one_minus_beta2;
+  float bias_correction1, bias_correction2;
+  float eps, decay, lr;
+  bool decoupled;
+};
+
+inline AdamCoefficients adam_coefficients(const AdamOptions& options, double lr, int64_t step) {
+  const double t = static_cast<double>(step);
+  AdamCoefficients k{};
+  k.beta1 = static_cast<float>(options.beta1);
+  k.beta2 = static_cast<float>(options.beta2);
+  k.one_minus_beta1 = static_cast<float>(1.0 - options.beta1);
+  k.one_minus_beta2 = static_cast<float>(1.0 - options.beta2);
+  k.bias_correction1 = static_cast<float>(1.0 - std::pow(options.beta1, t));
+  k.bias_correction2 = static_cast<float>(1.0 - std::pow(options.beta2, t));
+  k.eps = static_cast<float>(options.eps);
+  k.decay = static_cast<float>(options.weight_decay);
+  k.lr = static_cast<float>(lr);
+  k.decoupled = options.decoupled_weight_decay;
+  return k;
+}
 
 struct SgdOptions {
   double momentum = 0;

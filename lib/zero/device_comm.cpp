@@ -7,15 +7,13 @@ using tensor::MemoryCategory;
 
 namespace {
 
+// `buffer`, made at least `bytes` long (page-locked where `ops` says so).
 char* grown(Buffer& buffer, size_t bytes, const tensor::Ops& ops) {
   if (buffer.size() < bytes) buffer = ops.allocate_staging(bytes, MemoryCategory::kCommunication);
   return buffer.as<char>();
 }
 
 }  // namespace
-
-char* DeviceStagedComm::Staging::input(size_t bytes) { return grown(in, bytes, *ops); }
-char* DeviceStagedComm::Staging::output(size_t bytes) { return grown(out, bytes, *ops); }
 
 // A host collective in flight: when waited for, its result (`host`, in the staging) goes back to
 // the device and its staging back to the pool.
@@ -65,7 +63,6 @@ DeviceStagedComm::Staging& DeviceStagedComm::acquire() {
     }
   }
   pool_.push_back(std::make_unique<Staging>());
-  pool_.back()->ops = &ops_;
   pool_.back()->busy = true;
   return *pool_.back();
 }
@@ -78,8 +75,8 @@ std::unique_ptr<PendingOp> DeviceStagedComm::staged(const void* device_in, size_
   char* host_out = nullptr;
   std::unique_ptr<PendingOp> host_op;
   try {
-    char* host_in = staging.input(in_bytes);
-    host_out = in_place ? host_in : staging.output(out_bytes);
+    char* host_in = grown(staging.in, in_bytes, ops_);
+    host_out = in_place ? host_in : grown(staging.out, out_bytes, ops_);
     ops_.download(host_in, device_in, in_bytes);
     host_op = start(host_in, host_out);
   } catch (...) {

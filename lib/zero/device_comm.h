@@ -39,11 +39,8 @@ class DeviceStagedComm final : public DpComm {
  private:
   // Host staging for one collective: grows to the largest request it serves.
   struct Staging {
-    tensor::Buffer in, out;  // page-locked on a GPU
+    tensor::Buffer in, out;  // page-locked on a GPU (ops_.allocate_staging)
     bool busy = false;
-    const tensor::Ops* ops = nullptr;  // allocates them
-    char* input(size_t bytes);
-    char* output(size_t bytes);
   };
   class StagedOp;
   Staging& acquire();

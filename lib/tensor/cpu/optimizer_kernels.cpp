@@ -6,17 +6,13 @@ namespace ds::tensor::cpu {
 
 void adam_step(float* params, const float* grads, float* m, float* v, int64_t n, double lr,
                int64_t step, const AdamOptions& options) {
-  const double t = static_cast<double>(step);
-  const float beta1 = static_cast<float>(options.beta1);
-  const float beta2 = static_cast<float>(options.beta2);
-  const float one_minus_beta1 = static_cast<float>(1.0 - options.beta1);
-  const float one_minus_beta2 = static_cast<float>(1.0 - options.beta2);
-  const float bias_correction1 = static_cast<float>(1.0 - std::pow(options.beta1, t));
-  const float bias_correction2 = static_cast<float>(1.0 - std::pow(options.beta2, t));
-  const float eps = static_cast<float>(options.eps);
-  const float decay = static_cast<float>(options.weight_decay);
-  const float step_lr = static_cast<float>(lr);
-  const bool decoupled = options.decoupled_weight_decay;
+  const AdamCoefficients k = adam_coefficients(options, lr, step);
+  // Locals, so that the loop vectorises over plain floats.
+  const float beta1 = k.beta1, beta2 = k.beta2;
+  const float one_minus_beta1 = k.one_minus_beta1, one_minus_beta2 = k.one_minus_beta2;
+  const float bias_correction1 = k.bias_correction1, bias_correction2 = k.bias_correction2;
+  const float eps = k.eps, decay = k.decay, step_lr = k.lr;
+  const bool decoupled = k.decoupled;
 
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {

@@ -3,20 +3,12 @@
 // rounds every step, and the point is to reproduce it bit for bit.
 #include <cuda_runtime.h>
 
-#include <cmath>
 
 #include "tensor/cuda/adamw.h"
 #include "tensor/cuda/kernel_helpers.cuh"
 
 namespace ds::tensor::cuda {
 namespace {
-
-struct AdamCoefficients {
-  float beta1, beta2, one_minus_beta1, one_minus_beta2;
-  float bias_correction1, bias_correction2;
-  float eps, decay, lr;
-  bool decoupled;
-};
 
 __global__ void adam_kernel(float* params, const float* grads, float* m, float* v, int64_t n,
                             AdamCoefficients k) {
@@ -66,23 +58,10 @@ void sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t
 }
 
 void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
-               double lr, int64_t step, double beta1, double beta2, double eps, double weight_decay,
-               bool decoupled_weight_decay, cudaStream_t stream) {
+               double lr, int64_t step, const AdamOptions& options, cudaStream_t stream) {
   DS_CUDA_REQUIRE(step >= 1 && n >= 0);
   if (n == 0) return;
-  // As optim::Adam::step: coefficients in double, each rounded to float once.
-  const double t = static_cast<double>(step);
-  AdamCoefficients k{};
-  k.beta1 = static_cast<float>(beta1);
-  k.beta2 = static_cast<float>(beta2);
-  k.one_minus_beta1 = static_cast<float>(1.0 - beta1);
-  k.one_minus_beta2 = static_cast<float>(1.0 - beta2);
-  k.bias_correction1 = static_cast<float>(1.0 - std::pow(beta1, t));
-  k.bias_correction2 = static_cast<float>(1.0 - std::pow(beta2, t));
-  k.eps = static_cast<float>(eps);
-  k.decay = static_cast<float>(weight_decay);
-  k.lr = static_cast<float>(lr);
-  k.decoupled = decoupled_weight_decay;
+  const AdamCoefficients k = adam_coefficients(options, lr, step);
   adam_kernel<<<detail::blocks_for(n), detail::kBlock, 0, stream>>>(params, grads, exp_avg,
                                                                     exp_avg_sq, n, k);
   DS_CUDA_LAUNCHED();

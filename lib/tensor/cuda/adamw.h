@@ -19,8 +19,7 @@ namespace ds::tensor::cuda {
 // Updates params[0, n), exp_avg[0, n) and exp_avg_sq[0, n) from grads[0, n). step: the
 // number of this step, 1 for the first (throws ds::Error below 1). lr is this step's rate.
 void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
-               double lr, int64_t step, double beta1, double beta2, double eps, double weight_decay,
-               bool decoupled_weight_decay, cudaStream_t stream);
+               double lr, int64_t step, const AdamOptions& options, cudaStream_t stream);
 
 // torch.optim.SGD's update, as tensor/cpu/optimizer_kernels.h's sgd_step: momentum_buffer is
 // nullptr without momentum and becomes a copy of the gradient at step 1.

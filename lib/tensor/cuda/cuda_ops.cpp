@@ -277,8 +277,7 @@ void CudaOps::scale_inplace(float* x, float scale, int64_t n) {
 }
 void CudaOps::adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq,
                         int64_t n, double lr, int64_t step, const AdamOptions& o) {
-  cuda::adam_step(params, grads, exp_avg, exp_avg_sq, n, lr, step, o.beta1, o.beta2, o.eps,
-                  o.weight_decay, o.decoupled_weight_decay, stream());
+  cuda::adam_step(params, grads, exp_avg, exp_avg_sq, n, lr, step, o, stream());
 }
 void CudaOps::sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n,
                        double lr, int64_t step, const SgdOptions& options) {
