@@ -3,7 +3,6 @@
 // rounds every step, and the point is to reproduce it bit for bit.
 #include <cuda_runtime.h>
 
-
 #include "tensor/cuda/adamw.h"
 #include "tensor/cuda/kernel_helpers.cuh"
 
