@@ -13,10 +13,12 @@
 #include <cmath>
 #include <string>
 
+#include "attention_reference.h"
 #include "cuda_test_helpers.h"
 #include "tensor/cpu/kernels.h"
 #include "tensor/cuda/flash_attention.h"
 #include "tensor/cuda/kernels.h"
+#include "tensor/cuda/tensor_core_attention.h"
 #include "util/error.h"
 
 namespace cpu = ds::tensor::cpu;
@@ -188,50 +190,54 @@ TEST_CASE("cuda flash-style attention matches the CPU", "[cuda]") {
       GENERATE(std::tuple{2, 7, 48, 3}, std::tuple{1, 70, 64, 4}, std::tuple{2, 65, 192, 3},
                std::tuple{1, 100, 256, 2}, std::tuple{1, 300, 256, 2});
   INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
-  const Vec qkv = random_vec(size_t(B) * T * 3 * C, 34);  // |scores| <= sqrt(hs): no underflow
-  Vec out(size_t(B) * T * C), att(size_t(B) * NH * T * T);
-  cpu::attention_forward(out.data(), att.data(), qkv.data(), B, T, C, NH);
-  auto d_qkv = to_device(qkv, gpu);
-  auto d_out = to_device(random_vec(out.size(), 35), gpu);  // garbage the op must overwrite
+  const AttentionReference want(B, T, C, NH);
+  auto d_qkv = to_device(want.qkv, gpu);
+  auto d_out = to_device(random_vec(want.out.size(), 35), gpu);  // garbage the op must overwrite
   auto d_lse = cuda::DeviceBuffer::floats(int64_t{B} * NH * T);
   cuda::flash_attention_forward(d_out.as<float>(), d_lse.as<float>(), d_qkv.as<float>(), B, T, C,
                                 NH, gpu.s());
-  const Vec gpu_out = to_host(d_out, gpu);
-  check_parity("flash_attention_forward out", gpu_out, out, 1e-4);
+  check_parity("flash_attention_forward out", to_host(d_out, gpu), want.out, 1e-4);
+  check_parity("flash_attention_forward lse", to_host(d_lse, gpu), want.lse, 1e-4);
 
-  // The log-sum-exp of each row, from the CPU's probabilities: lse = score - log p at any key
-  // with p > 0, here key 0 (never masked).
-  const Vec lse = to_host(d_lse, gpu);
-  Vec want_lse(lse.size());
-  const int hs = C / NH;
-  for (int b = 0; b < B; ++b) {
-    for (int h = 0; h < NH; ++h) {
-      for (int t = 0; t < T; ++t) {
-        const float* q = qkv.data() + (size_t(b) * T + t) * 3 * C + size_t(h) * hs;
-        const float* k = qkv.data() + size_t(b) * T * 3 * C + C + size_t(h) * hs;
-        double score = 0;
-        for (int d = 0; d < hs; ++d) score += double(q[d]) * k[d];
-        score /= std::sqrt(double(hs));
-        const size_t row = (size_t(b) * NH + h) * T + t;
-        want_lse[row] = static_cast<float>(score - std::log(double(att[row * T])));
-      }
-    }
-  }
-  check_parity("flash_attention_forward lse", lse, want_lse, 1e-4);
-
-  // dqkv accumulates onto what is there, as the materialised backward does.
-  const Vec dout = random_vec(out.size(), 36);
-  Vec dqkv = random_vec(qkv.size(), 37);
-  Vec datt(att.size());
-  auto d_dout = to_device(dout, gpu);
-  auto d_dqkv = to_device(dqkv, gpu);
+  auto d_dout = to_device(want.dout, gpu);
+  auto d_dqkv = to_device(want.dqkv_start, gpu);
   auto d_row_dot = cuda::DeviceBuffer::floats(int64_t{B} * NH * T);
-  cpu::attention_backward(dqkv.data(), datt.data(), dout.data(), qkv.data(), att.data(), B, T, C,
-                          NH);
   cuda::flash_attention_backward(d_dqkv.as<float>(), d_row_dot.as<float>(), d_dout.as<float>(),
                                  d_qkv.as<float>(), d_out.as<float>(), d_lse.as<float>(), B, T, C,
                                  NH, gpu.s());
-  check_parity("flash_attention_backward dqkv", to_host(d_dqkv, gpu), dqkv, 1e-4);
+  check_parity("flash_attention_backward dqkv", to_host(d_dqkv, gpu), want.dqkv, 1e-4);
+}
+
+// bf16 rounding of Q, K, V, dout, the probabilities and their gradients: the thresholds the
+// emulated test (tensor_core_attention_emulated_test) states for the same kernels.
+TEST_CASE("cuda tensor-core flash attention matches the CPU within bf16 rounding", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  Gpu gpu;
+  // Head sizes 16, 48, 64 and 128; T = 7, 65, 130 and 300 end inside a 64-row tile.
+  const auto [B, T, C, NH] =
+      GENERATE(std::tuple{2, 7, 32, 2}, std::tuple{1, 130, 96, 2}, std::tuple{2, 65, 192, 3},
+               std::tuple{1, 300, 768, 12}, std::tuple{1, 100, 256, 2});
+  INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
+  REQUIRE(cuda::tensor_core_attention_supports(C, NH));
+  const AttentionReference want(B, T, C, NH);
+  auto d_qkv = to_device(want.qkv, gpu);
+  auto d_out = to_device(random_vec(want.out.size(), 35), gpu);
+  auto d_lse = cuda::DeviceBuffer::floats(int64_t{B} * NH * T);
+  cuda::tensor_core_attention_forward(d_out.as<float>(), d_lse.as<float>(), d_qkv.as<float>(), B, T,
+                                      C, NH, gpu.s());
+  check_parity("tensor_core_attention_forward out", to_host(d_out, gpu), want.out,
+               kTensorCoreOutError);
+  check_parity("tensor_core_attention_forward lse", to_host(d_lse, gpu), want.lse,
+               kTensorCoreLseError);
+
+  auto d_dout = to_device(want.dout, gpu);
+  auto d_dqkv = to_device(want.dqkv_start, gpu);
+  auto d_row_dot = cuda::DeviceBuffer::floats(int64_t{B} * NH * T);
+  cuda::tensor_core_attention_backward(d_dqkv.as<float>(), d_row_dot.as<float>(),
+                                       d_dout.as<float>(), d_qkv.as<float>(), d_out.as<float>(),
+                                       d_lse.as<float>(), B, T, C, NH, gpu.s());
+  check_parity("tensor_core_attention_backward dqkv", to_host(d_dqkv, gpu), want.dqkv,
+               kTensorCoreDqkvError);
 }
 
 TEST_CASE("cuda GELU, residual and scaling match the CPU", "[cuda]") {

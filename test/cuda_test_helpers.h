@@ -1,7 +1,5 @@
-// Shared by the cuda_*_test.cpp parity tests: a GPU check that skips with a WARN, random
-// inputs, host/device copies, and the normalised error every parity check uses,
-//   max |gpu - cpu| / max |cpu|,
-// after ggml's test-backend-ops (each backend against the CPU).
+// Shared by the cuda_*_test.cpp parity tests: a GPU check that skips with a WARN, and
+// host/device copies, beside parity_helpers.h's random inputs and normalised error.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -13,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "parity_helpers.h"
 #include "tensor/cpu/cast.h"
 #include "tensor/cuda/blas.h"
 #include "tensor/cuda/device_buffer.h"
@@ -22,8 +21,7 @@
 namespace ds_cuda_test {
 
 namespace cuda = ds::tensor::cuda;
-using Vec = std::vector<float>;
-using Tokens = std::vector<int32_t>;
+using namespace ds_parity_test;
 
 // False (after a WARN naming why) on a machine without a usable GPU.
 inline bool gpu_available() {
@@ -48,22 +46,6 @@ struct Gpu {
   cuda::Blas blas;
   cudaStream_t s() const { return stream.get(); }
 };
-
-inline Vec random_vec(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  Vec v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
-
-inline Tokens random_tokens(size_t n, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> dist(0, vocab - 1);
-  Tokens v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
 
 template <typename T>
 cuda::DeviceBuffer to_device(const std::vector<T>& host, const Gpu& gpu) {
@@ -113,30 +95,6 @@ inline Vec to_host(const cuda::DeviceBuffer& buffer, size_t n, ds::tensor::DType
   Vec out(n);
   ds::tensor::cpu::to_f32(out.data(), stored.data(), dtype, int64_t(n));
   return out;
-}
-
-inline double normalised_error(const Vec& gpu, const Vec& cpu) {
-  double diff = 0.0;
-  double scale = 0.0;
-  for (size_t i = 0; i < cpu.size(); ++i) {
-    diff = std::max(diff, std::abs(double(gpu[i]) - double(cpu[i])));
-    scale = std::max(scale, std::abs(double(cpu[i])));
-  }
-  if (scale == 0.0) return diff;  // an all-zero reference: the absolute error
-  return diff / scale;
-}
-
-inline void check_parity(const std::string& what, const Vec& gpu, const Vec& cpu,
-                         double threshold) {
-  REQUIRE(gpu.size() == cpu.size());
-  const double error = normalised_error(gpu, cpu);
-  // scripts/gpu-check.sh sets this to collect every op's error into its summary.
-  if (std::getenv("DS_PARITY_REPORT") != nullptr) {
-    std::printf("parity %-45s %.3e %.0e %s\n", what.c_str(), error, threshold,
-                error <= threshold ? "ok" : "FAIL");
-  }
-  INFO(what << ": max|gpu-cpu|/max|cpu| = " << error << " (threshold " << threshold << ")");
-  CHECK(error <= threshold);
 }
 
 }  // namespace ds_cuda_test

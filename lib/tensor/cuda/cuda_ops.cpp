@@ -12,6 +12,7 @@
 #include "tensor/cuda/kernels.h"
 #include "tensor/cuda/llama_kernels.h"
 #include "tensor/cuda/lt_matmul.h"
+#include "tensor/cuda/tensor_core_attention.h"
 
 namespace ds::tensor::cuda {
 
@@ -31,6 +32,7 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
       // fp32 runs keep GELU out of the epilogues (LtMatmul::Options::fuse_gelu).
       lt_(std::make_unique<LtMatmul>(LtMatmul::Options{
           .precision = precision, .fuse_gelu = precision != MatmulPrecision::kFp32})),
+      precision_(precision),
       flash_above_bytes_(flash_above_bytes),
       buckets_(std::make_unique<TokenBuckets>()),
       // sum_of_squares' result, then the partial sums of every sum_of_squares_into.
@@ -54,8 +56,12 @@ std::string CudaOps::kernel_report() const {
   return fmt::format(
       "matmuls: {} cuBLASLt GEMM shapes planned; bias/GELU steps fused into the epilogue {} "
       "times, run as separate kernels {} times; {} matmuls on cuBLAS (unaligned operands or no "
-      "cuBLASLt algorithm)",
-      lt.plans, lt.fused, lt.unfused, cublas_matmuls_);
+      "cuBLASLt algorithm); attention forwards: {} tensor-core flash, {} fp32 flash, {} "
+      "materialised",
+      lt.plans, lt.fused, lt.unfused, cublas_matmuls_,
+      attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)],
+      attention_calls_[static_cast<int>(AttentionKernels::kFlash)],
+      attention_calls_[static_cast<int>(AttentionKernels::kMaterialised)]);
 }
 
 cudaStream_t CudaOps::stream() const { return stream_->get(); }
@@ -153,31 +159,50 @@ void CudaOps::matmul_gelu_backward(float* dpre_gelu, float* dweight, float* dbia
                               layout);
   }
 }
-bool CudaOps::flash(int B, int T, int C, int NH) const {
+CudaOps::AttentionKernels CudaOps::attention_kernels(int B, int T, int C, int NH) const {
+  if (precision_ == MatmulPrecision::kBf16 && tensor_core_attention_supports(C, NH)) {
+    return AttentionKernels::kTensorCoreFlash;
+  }
   const double probabilities = sizeof(float) * double(B) * NH * T * T;
-  return NH > 0 && C % NH == 0 && C / NH <= kFlashMaxHeadSize &&
-         probabilities > static_cast<double>(flash_above_bytes_);
+  if (NH > 0 && C % NH == 0 && C / NH <= kFlashMaxHeadSize &&
+      probabilities > static_cast<double>(flash_above_bytes_)) {
+    return AttentionKernels::kFlash;
+  }
+  return AttentionKernels::kMaterialised;
 }
 int64_t CudaOps::attention_saved_floats(int B, int T, int C, int NH) const {
-  // Flash: each row's log-sum-exp, and in the backward each row's dout·out.
-  if (flash(B, T, C, NH)) return int64_t{B} * NH * T;
+  // Flash-style: each row's log-sum-exp, and in the backward each row's dout·out.
+  if (attention_kernels(B, T, C, NH) != AttentionKernels::kMaterialised) {
+    return int64_t{B} * NH * T;
+  }
   return Ops::attention_saved_floats(B, T, C, NH);
 }
 void CudaOps::attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                                 int NH) {
-  if (flash(B, T, C, NH)) {
-    flash_attention_forward(out, att, qkv, B, T, C, NH, stream());
-  } else {
-    cuda::attention_forward(*blas_, out, att, qkv, B, T, C, NH, stream());
+  const AttentionKernels kernels = attention_kernels(B, T, C, NH);
+  ++attention_calls_[static_cast<int>(kernels)];
+  switch (kernels) {
+    case AttentionKernels::kTensorCoreFlash:
+      return tensor_core_attention_forward(out, att, qkv, B, T, C, NH, stream());
+    case AttentionKernels::kFlash:
+      return flash_attention_forward(out, att, qkv, B, T, C, NH, stream());
+    case AttentionKernels::kMaterialised:
+      return cuda::attention_forward(*blas_, out, att, qkv, B, T, C, NH, stream());
   }
 }
 void CudaOps::attention_backward(float* dqkv, float* datt_scratch, const float* dout,
                                  const float* qkv, const float* att, const float* out, int B, int T,
                                  int C, int NH) {
-  if (flash(B, T, C, NH)) {
-    flash_attention_backward(dqkv, datt_scratch, dout, qkv, out, att, B, T, C, NH, stream());
-  } else {
-    cuda::attention_backward(*blas_, dqkv, datt_scratch, dout, qkv, att, B, T, C, NH, stream());
+  switch (attention_kernels(B, T, C, NH)) {
+    case AttentionKernels::kTensorCoreFlash:
+      return tensor_core_attention_backward(dqkv, datt_scratch, dout, qkv, out, att, B, T, C, NH,
+                                            stream());
+    case AttentionKernels::kFlash:
+      return flash_attention_backward(dqkv, datt_scratch, dout, qkv, out, att, B, T, C, NH,
+                                      stream());
+    case AttentionKernels::kMaterialised:
+      return cuda::attention_backward(*blas_, dqkv, datt_scratch, dout, qkv, att, B, T, C, NH,
+                                      stream());
   }
 }
 void CudaOps::gelu_forward(float* out, const float* inp, int64_t N) {

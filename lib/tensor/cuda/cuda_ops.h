@@ -1,8 +1,9 @@
 // tensor::Ops on one CUDA device: every op is queued on the object's compute stream (the
 // kernels of cuda/kernels.h and cuda/llama_kernels.h; the matmuls on cuBLASLt with their bias,
-// bias-gradient and, in mixed precision, GELU steps fused into the GEMMs' epilogues; attention's
-// GEMMs on cuBLAS), so ops run in call order and the host only waits in download() and sync(). A
-// collective backend that works on the same buffers orders itself after this stream with events.
+// bias-gradient and, in mixed precision, GELU steps fused into the GEMMs' epilogues; attention
+// on the tensor cores in bf16 runs, else materialised on cuBLAS or flash-style), so ops run in call
+// order and the host only waits in download() and sync(). A collective backend that works on the
+// same buffers orders itself after this stream with events.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -21,16 +22,19 @@ class TokenBuckets;
 
 class CudaOps final : public Ops {
  public:
-  // Where attention switches to the flash-style kernels by default: 1 GiB of probabilities per
-  // layer and micro-batch (GPT-2 at B = 16, T = 1024 keeps its materialised 805 MB; B = 4,
-  // T = 4096 with 32 heads would need 8 GiB). The materialised path is the one every run so
-  // far measured; the flash path trades its memory for recomputation.
+  // Where fp32 and fp16 runs switch attention to the fp32 flash-style kernels by default: 1 GiB
+  // of probabilities per layer and micro-batch (GPT-2 at B = 16, T = 1024 keeps its
+  // materialised 805 MB, on cuBLAS's TF32 or fp32 GEMMs; B = 4, T = 4096 with 32 heads would need
+  // 8 GiB). Those kernels run on the CUDA cores and trade the memory for recomputation. bf16
+  // runs take the tensor-core flash kernels (tensor_core_attention.h) at every size their head
+  // size allows: they round what the materialised path's bf16 GEMMs round, and never write the
+  // T x T scores.
   static constexpr size_t kFlashAboveBytes = size_t{1} << 30;
 
   // Makes `device` current for the calling thread and creates the stream and handle on it,
   // the matmuls (attention's too) at `precision` (blas.h).
-  // Attention whose materialised probabilities would take more than `flash_above_bytes` per
-  // layer runs flash-style instead (flash_attention.h; 0: always).
+  // Attention outside bf16 whose materialised probabilities would take more than
+  // `flash_above_bytes` per layer runs flash-style instead (flash_attention.h; 0: always).
   explicit CudaOps(int device, MatmulPrecision precision = MatmulPrecision::kFp32,
                    size_t flash_above_bytes = kFlashAboveBytes);
   ~CudaOps() override;
@@ -120,8 +124,9 @@ class CudaOps final : public Ops {
   // 16-byte aligned, and an algorithm for each GEMM of the shape.
   bool lt_usable(std::initializer_list<const void*> pointers, int N, int IC, int OC,
                  WeightLayout layout);
-  // Whether attention at this shape runs flash-style (the forward and its backward agree).
-  bool flash(int B, int T, int C, int NH) const;
+  // Which kernels attention at this shape runs (the forward and its backward agree).
+  enum class AttentionKernels { kMaterialised, kFlash, kTensorCoreFlash };
+  AttentionKernels attention_kernels(int B, int T, int C, int NH) const;
 
   int device_;
   std::unique_ptr<Stream> stream_;
@@ -130,7 +135,9 @@ class CudaOps final : public Ops {
   // The matmuls, with their bias, bias-gradient and (in mixed precision) GELU steps in the
   // epilogues.
   std::unique_ptr<LtMatmul> lt_;
+  MatmulPrecision precision_;
   size_t flash_above_bytes_;
+  int64_t attention_calls_[3] = {};        // forwards per AttentionKernels, for kernel_report()
   int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS
   std::unique_ptr<TokenBuckets> buckets_;  // the embedding backward's grouping of positions
   Buffer sum_;  // sum_of_squares' result, then kSumOfSquaresParts partial sums (kernels.h)

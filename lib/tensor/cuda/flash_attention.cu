@@ -265,6 +265,15 @@ void flash_attention_forward(float* out, float* lse, const float* qkv, int B, in
   DS_CUDA_LAUNCHED();
 }
 
+void attention_row_dot(float* row_dot, const float* dout, const float* out, int B, int T, int C,
+                       int NH, cudaStream_t stream) {
+  const int64_t rows = int64_t{B} * NH * T;
+  if (rows == 0) return;
+  row_dot_kernel<<<blocks_for(rows, kRowsPerBlock), kBlock, 0, stream>>>(row_dot, dout, out, B, T,
+                                                                         C, NH);
+  DS_CUDA_LAUNCHED();
+}
+
 void flash_attention_backward(float* dqkv, float* row_dot, const float* dout, const float* qkv,
                               const float* out, const float* lse, int B, int T, int C, int NH,
                               cudaStream_t stream) {
@@ -272,10 +281,7 @@ void flash_attention_backward(float* dqkv, float* row_dot, const float* dout, co
   if (B == 0 || T == 0) return;
   const int hs = C / NH;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
-  const int64_t rows = int64_t{B} * NH * T;
-  row_dot_kernel<<<blocks_for(rows, kRowsPerBlock), kBlock, 0, stream>>>(row_dot, dout, out, B, T,
-                                                                         C, NH);
-  DS_CUDA_LAUNCHED();
+  attention_row_dot(row_dot, dout, out, B, T, C, NH, stream);
   const Heads x{qkv, T, C, hs};
   flash_dq_kernel<<<row_grid(B, T, NH), kThreads, 0, stream>>>(dqkv, dout, lse, row_dot, x, NH,
                                                                scale);

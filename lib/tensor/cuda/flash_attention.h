@@ -28,5 +28,9 @@ void flash_attention_forward(float* out, float* lse, const float* qkv, int B, in
 void flash_attention_backward(float* dqkv, float* row_dot, const float* dout, const float* qkv,
                               const float* out, const float* lse, int B, int T, int C, int NH,
                               cudaStream_t stream);
+// row_dot[b,h,t] = dout_t · out_t over head h's dimensions: the backward's D (softmax's
+// Σ_j p_tj dp_tj), which both flash-style backwards compute first.
+void attention_row_dot(float* row_dot, const float* dout, const float* out, int B, int T, int C,
+                       int NH, cudaStream_t stream);
 
 }  // namespace ds::tensor::cuda

@@ -1,5 +1,6 @@
-// Device building blocks shared by the .cu files here: launch shapes, warp and block
-// reductions, and the fixed-order column sum behind every parameter-gradient reduction.
+// Device building blocks shared by the .cu files here: launch shapes, block reductions (the
+// warp ones are warp_reduce.cuh), and the fixed-order column sum behind every parameter-gradient
+// reduction.
 // Internal to lib/tensor/cuda.
 #pragma once
 
@@ -8,30 +9,15 @@
 #include <cstdint>
 
 #include "tensor/cuda/cuda_check.h"
+#include "tensor/cuda/warp_reduce.cuh"
 
 namespace ds::tensor::cuda::detail {
 
-constexpr int kWarp = 32;
 constexpr int kBlock = 256;
 constexpr int kRowsPerBlock = kBlock / kWarp;  // row kernels: one warp per row
 
 inline unsigned blocks_for(int64_t n, int per_block = kBlock) {
   return static_cast<unsigned>((n + per_block - 1) / per_block);
-}
-
-// Butterfly reductions: every lane ends with the same value, combined in the same order on
-// every run.
-template <typename T>
-__device__ inline T warp_sum(T x) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2)
-    x += __shfl_xor_sync(0xffffffffu, x, offset);
-  return x;
-}
-__device__ inline float warp_max(float x) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
-  }
-  return x;
 }
 
 // Reduces over a whole block (blockDim.x a multiple of 32, at most 1024); every thread gets

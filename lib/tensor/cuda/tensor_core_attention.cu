@@ -1,0 +1,96 @@
+// The launches of tensor_core_attention.h's kernels (tensor_core_attention_kernels.cuh).
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <type_traits>
+
+#include "tensor/cuda/flash_attention.h"
+#include "tensor/cuda/kernel_helpers.cuh"
+#include "tensor/cuda/tensor_core_attention.h"
+#include "tensor/cuda/tensor_core_attention_kernels.cuh"
+
+namespace ds::tensor::cuda {
+
+using namespace tc_attention;
+using detail::blocks_for;
+
+namespace {
+
+// Calls fn(std::integral_constant<int, F>) for the head size F·16.
+template <typename Fn>
+void with_head_frags(int hs, Fn&& fn) {
+  static_assert(kMaxFrags == 8, "one case per head size");
+  switch (hs / kFrag) {
+    case 1:
+      return fn(std::integral_constant<int, 1>{});
+    case 2:
+      return fn(std::integral_constant<int, 2>{});
+    case 3:
+      return fn(std::integral_constant<int, 3>{});
+    case 4:
+      return fn(std::integral_constant<int, 4>{});
+    case 5:
+      return fn(std::integral_constant<int, 5>{});
+    case 6:
+      return fn(std::integral_constant<int, 6>{});
+    case 7:
+      return fn(std::integral_constant<int, 7>{});
+    case 8:
+      return fn(std::integral_constant<int, 8>{});
+  }
+}
+
+// Launches `kernel` with `bytes` of dynamic shared memory, which past 48 KiB a kernel must opt
+// into.
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), size_t bytes, dim3 grid, cudaStream_t stream, Args... args) {
+  DS_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(bytes)));
+  kernel<<<grid, kThreads, bytes, stream>>>(args...);
+  DS_CUDA_LAUNCHED();
+}
+
+dim3 block_grid(int B, int T, int NH) {
+  return dim3(blocks_for(T, kRows), static_cast<unsigned>(NH), static_cast<unsigned>(B));
+}
+
+float softmax_scale(int hs) { return 1.0f / std::sqrt(static_cast<float>(hs)); }
+
+}  // namespace
+
+bool tensor_core_attention_supports(int C, int NH) {
+  if (NH <= 0 || C % NH != 0) return false;
+  const int hs = C / NH;
+  return hs > 0 && hs % kFrag == 0 && hs <= kMaxFrags * kFrag;
+}
+
+void tensor_core_attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C,
+                                   int NH, cudaStream_t stream) {
+  DS_CUDA_REQUIRE(tensor_core_attention_supports(C, NH));
+  if (B == 0 || T == 0) return;
+  const int hs = C / NH;
+  with_head_frags(hs, [&](auto frags) {
+    constexpr int F = decltype(frags)::value;
+    launch(forward_kernel<F>, shared_bytes<ForwardShared<F>>(), block_grid(B, T, NH), stream, out,
+           lse, qkv, T, C, NH, softmax_scale(hs));
+  });
+}
+
+void tensor_core_attention_backward(float* dqkv, float* row_dot, const float* dout,
+                                    const float* qkv, const float* out, const float* lse, int B,
+                                    int T, int C, int NH, cudaStream_t stream) {
+  DS_CUDA_REQUIRE(tensor_core_attention_supports(C, NH));
+  if (B == 0 || T == 0) return;
+  const int hs = C / NH;
+  attention_row_dot(row_dot, dout, out, B, T, C, NH, stream);
+  with_head_frags(hs, [&](auto frags) {
+    constexpr int F = decltype(frags)::value;
+    const size_t bytes = shared_bytes<BackwardShared<F>>();
+    launch(dq_kernel<F>, bytes, block_grid(B, T, NH), stream, dqkv, dout, lse,
+           static_cast<const float*>(row_dot), qkv, T, C, NH, softmax_scale(hs));
+    launch(dkv_kernel<F>, bytes, block_grid(B, T, NH), stream, dqkv, dout, lse,
+           static_cast<const float*>(row_dot), qkv, T, C, NH, softmax_scale(hs));
+  });
+}
+
+}  // namespace ds::tensor::cuda

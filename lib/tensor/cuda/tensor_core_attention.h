@@ -1,0 +1,32 @@
+// Flash-style causal attention (flash_attention.h's contracts) with its products on the tensor
+// cores, for bf16 runs: each block holds 64 rows of one side (queries, or keys in the dK/dV
+// kernel) and walks the other side in 64-row tiles, and its warps multiply 16-row slices with
+// WMMA's 16x16x16 bf16 fragments, accumulating in fp32. Q, K, V, dout, and the probabilities and
+// their gradients are rounded to bf16 on their way into a product, as the materialised path's
+// bf16 GEMMs round them (blas.h); the softmax, its statistics and every sum stay in fp32. As
+// with FlashAttention-2 (Dao, 2023) the T x T scores never reach memory: per layer, attention
+// reads and writes O(T) per row instead of O(T²).
+//
+// Deterministic like the rest of the CUDA ops: the backward's dQ and dK/dV come from two kernels
+// that each own their rows (the scores are recomputed in both), so no atomics.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace ds::tensor::cuda {
+
+// Head sizes the kernels take: multiples of the fragment's 16, up to 128.
+bool tensor_core_attention_supports(int C, int NH);
+
+// out = softmax(scale Q Kᵀ, causal) V per head; lse[b,h,t] = log Σ_j exp(score_tj). Layouts as
+// flash_attention_forward's: qkv [B,T,3C], out [B,T,C], lse [B,NH,T].
+void tensor_core_attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C,
+                                   int NH, cudaStream_t stream);
+// dqkv += the gradient of out (dout) with respect to qkv; `row_dot` [B,NH,T] is scratch.
+void tensor_core_attention_backward(float* dqkv, float* row_dot, const float* dout,
+                                    const float* qkv, const float* out, const float* lse, int B,
+                                    int T, int C, int NH, cudaStream_t stream);
+
+}  // namespace ds::tensor::cuda
