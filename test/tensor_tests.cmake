@@ -9,3 +9,8 @@ target_include_directories(tensor_core_attention_emulated_test BEFORE PRIVATE
   "${CMAKE_CURRENT_SOURCE_DIR}/emulated_cuda")
 # nvcc's `#pragma unroll` means nothing to the host compiler.
 target_compile_options(tensor_core_attention_emulated_test PRIVATE -Wno-unknown-pragmas)
+ds_add_test(flash_attention_emulated_test LABELS unit
+  SOURCES flash_attention_emulated_test.cpp LIBS ds_tensor Threads::Threads)
+target_include_directories(flash_attention_emulated_test BEFORE PRIVATE
+  "${CMAKE_CURRENT_SOURCE_DIR}/emulated_cuda")
+target_compile_options(flash_attention_emulated_test PRIVATE -Wno-unknown-pragmas)

@@ -3,7 +3,9 @@
 // folder first on the include path). Every thread of a block is a host thread; __syncthreads,
 // __syncwarp and the shuffles are barriers among them, so a kernel that forgets one shows it as
 // a wrong result rather than passing by luck of the hardware's lockstep. Blocks run one after
-// another, so a kernel's dynamic shared memory is one array the test defines.
+// another: a kernel's static __shared__ arrays are its function's statics, and its dynamic
+// shared memory is the running block's (detail::dynamic_shared_memory(), which
+// tensor/cuda/device_primitives.cuh leaves to this file under DS_EMULATED_CUDA).
 //
 // It checks a kernel's logic (indexing, masking, the order of its synchronisation), not its
 // speed, nor what only hardware enforces (alignment, shared-memory limits); those stay with
@@ -18,10 +20,11 @@
 #include <thread>
 #include <vector>
 
+#define DS_EMULATED_CUDA 1
 #define __global__
 #define __device__
 #define __host__
-#define __shared__
+#define __shared__ static
 #define __forceinline__ inline
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
@@ -36,31 +39,38 @@ namespace ds_emulated_cuda {
 
 constexpr unsigned kWarpSize = 32;
 
-// What the threads of the running block share: their barriers and each warp's shuffle slots.
+// What the threads of the running block share: their barriers, each warp's shuffle slots, and
+// the dynamic shared memory.
 struct BlockState {
   struct Warp {
     std::barrier<> barrier{kWarpSize};
     double slots[kWarpSize] = {};
   };
-  explicit BlockState(unsigned threads) : block(threads) {
+  struct alignas(128) SharedChunk {
+    unsigned char bytes[128];
+  };
+  BlockState(unsigned threads, size_t shared_bytes)
+      : block(threads), shared((shared_bytes + sizeof(SharedChunk) - 1) / sizeof(SharedChunk)) {
     for (unsigned w = 0; w < threads / kWarpSize; ++w) warps.push_back(std::make_unique<Warp>());
   }
   std::barrier<> block;
   std::vector<std::unique_ptr<Warp>> warps;
+  std::vector<SharedChunk> shared;
 };
 
 inline thread_local BlockState* current_block = nullptr;
 
 inline BlockState::Warp& my_warp() { return *current_block->warps[threadIdx.x / kWarpSize]; }
 
-// Runs kernel(args...) over `grid` blocks of `block.x` threads (a multiple of 32), block after
-// block.
+// Runs kernel(args...) over `grid` blocks of `block.x` threads (a multiple of 32) with
+// `shared_bytes` of dynamic shared memory, block after block: kernel<<<grid, block,
+// shared_bytes>>>(args...).
 template <typename... Params, typename... Args>
-void launch(void (*kernel)(Params...), dim3 grid, dim3 block, Args... args) {
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, Args... args) {
   for (unsigned z = 0; z < grid.z; ++z) {
     for (unsigned y = 0; y < grid.y; ++y) {
       for (unsigned x = 0; x < grid.x; ++x) {
-        BlockState state(block.x);
+        BlockState state(block.x, shared_bytes);
         std::vector<std::thread> threads;
         for (unsigned t = 0; t < block.x; ++t) {
           threads.emplace_back([&, t] {
@@ -80,19 +90,43 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, Args... args) {
 
 }  // namespace ds_emulated_cuda
 
+namespace ds::tensor::cuda::detail {
+inline unsigned char* dynamic_shared_memory() {
+  return ds_emulated_cuda::current_block->shared.front().bytes;
+}
+}  // namespace ds::tensor::cuda::detail
+
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+
 inline void __syncthreads() { ds_emulated_cuda::current_block->block.arrive_and_wait(); }
 inline void __syncwarp(unsigned = 0xffffffffu) {
   ds_emulated_cuda::my_warp().barrier.arrive_and_wait();
 }
 
-// Every lane of the warp must call it, as with full-mask shuffles on the hardware.
-template <typename T>
-T __shfl_xor_sync(unsigned, T value, int lane_mask) {
-  auto& warp = ds_emulated_cuda::my_warp();
-  const unsigned lane = threadIdx.x % ds_emulated_cuda::kWarpSize;
+namespace ds_emulated_cuda {
+
+// Each lane's `value` from lane source(lane). Every lane of the warp must call it, as with
+// full-mask shuffles on the hardware.
+template <typename T, typename Source>
+T shuffle(T value, Source source) {
+  auto& warp = my_warp();
+  const unsigned lane = threadIdx.x % kWarpSize;
   warp.slots[lane] = static_cast<double>(value);
   warp.barrier.arrive_and_wait();
-  const T other = static_cast<T>(warp.slots[lane ^ static_cast<unsigned>(lane_mask)]);
+  const T other = static_cast<T>(warp.slots[source(lane) % kWarpSize]);
   warp.barrier.arrive_and_wait();  // no lane overwrites its slot before all have read
   return other;
+}
+
+}  // namespace ds_emulated_cuda
+
+template <typename T>
+T __shfl_xor_sync(unsigned, T value, int lane_mask) {
+  return ds_emulated_cuda::shuffle(value,
+                                   [&](unsigned lane) { return lane ^ unsigned(lane_mask); });
+}
+template <typename T>
+T __shfl_sync(unsigned, T value, int source_lane) {
+  return ds_emulated_cuda::shuffle(value, [&](unsigned) { return unsigned(source_lane); });
 }

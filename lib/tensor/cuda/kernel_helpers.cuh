@@ -1,6 +1,6 @@
-// Device building blocks shared by the .cu files here: launch shapes, block reductions (the
-// warp ones are warp_reduce.cuh), and the fixed-order column sum behind every parameter-gradient
-// reduction.
+// Device building blocks shared by the .cu files here: launch shapes, block reductions, and the
+// fixed-order column sum behind every parameter-gradient reduction (with its launch). The
+// launch-free basics under them are device_primitives.cuh.
 // Internal to lib/tensor/cuda.
 #pragma once
 
@@ -9,12 +9,9 @@
 #include <cstdint>
 
 #include "tensor/cuda/cuda_check.h"
-#include "tensor/cuda/warp_reduce.cuh"
+#include "tensor/cuda/device_primitives.cuh"
 
 namespace ds::tensor::cuda::detail {
-
-constexpr int kBlock = 256;
-constexpr int kRowsPerBlock = kBlock / kWarp;  // row kernels: one warp per row
 
 inline unsigned blocks_for(int64_t n, int per_block = kBlock) {
   return static_cast<unsigned>((n + per_block - 1) / per_block);

@@ -21,10 +21,11 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "tensor/cuda/warp_reduce.cuh"
+#include "tensor/cuda/device_primitives.cuh"
 
 namespace ds::tensor::cuda::tc_attention {
 
+using detail::dynamic_shared_memory;
 using detail::kWarp;
 using detail::warp_max;
 using detail::warp_sum;
@@ -307,10 +308,9 @@ struct Place {
 template <int F>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(float* out, float* lse, const float* qkv, int T, int C, int NH, float scale) {
-  extern __shared__ __align__(128) unsigned char shared_memory[];
   constexpr int hs = F * kFrag;
   const Place at(T, C, NH, hs);
-  Carver carver{shared_memory};
+  Carver carver{dynamic_shared_memory()};
   const ForwardShared<F> s(carver, at.warp);
   const int lane = threadIdx.x % kWarp;
   const int q0 = (gridDim.x - 1 - blockIdx.x) * kRows;
@@ -367,10 +367,9 @@ template <int F>
 __global__ void __launch_bounds__(kThreads)
     dq_kernel(float* dqkv, const float* dout, const float* lse, const float* row_dot,
               const float* qkv, int T, int C, int NH, float scale) {
-  extern __shared__ __align__(128) unsigned char shared_memory[];
   constexpr int hs = F * kFrag;
   const Place at(T, C, NH, hs);
-  Carver carver{shared_memory};
+  Carver carver{dynamic_shared_memory()};
   const BackwardShared<F> s(carver, at.warp);
   const int q0 = (gridDim.x - 1 - blockIdx.x) * kRows;
   const int first_row = q0 + at.warp * kFrag;
@@ -408,10 +407,9 @@ template <int F>
 __global__ void __launch_bounds__(kThreads)
     dkv_kernel(float* dqkv, const float* dout, const float* lse, const float* row_dot,
                const float* qkv, int T, int C, int NH, float scale) {
-  extern __shared__ __align__(128) unsigned char shared_memory[];
   constexpr int hs = F * kFrag;
   const Place at(T, C, NH, hs);
-  Carver carver{shared_memory};
+  Carver carver{dynamic_shared_memory()};
   const BackwardShared<F> s(carver, at.warp);
   const int k0 = blockIdx.x * kRows;
   const int first_row = k0 + at.warp * kFrag;
