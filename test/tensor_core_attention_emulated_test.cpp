@@ -23,7 +23,8 @@ void check_against_cpu(int B, int T, int NH) {
   const int C = NH * F * tc::kFrag;
   INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
   const size_t forward_bytes = tc::shared_bytes<tc::ForwardShared<F>>();
-  const size_t backward_bytes = tc::shared_bytes<tc::BackwardShared<F>>();
+  const size_t dq_bytes = tc::shared_bytes<tc::DqShared<F>>();
+  const size_t dkv_bytes = tc::shared_bytes<tc::DkvShared<F>>();
   const AttentionReference want(B, T, C, NH);
   const dim3 grid{static_cast<unsigned>((T + tc::kRows - 1) / tc::kRows), static_cast<unsigned>(NH),
                   static_cast<unsigned>(B)};
@@ -40,12 +41,12 @@ void check_against_cpu(int B, int T, int NH) {
 
   const Vec row_dot = want.row_dot(out);
   Vec dqkv = want.dqkv_start;
-  ds_emulated_cuda::launch(tc::dq_kernel<F>, grid, block, backward_bytes, dqkv.data(),
-                           want.dout.data(), static_cast<const float*>(lse.data()), row_dot.data(),
-                           qkv, T, C, NH, scale);
-  ds_emulated_cuda::launch(tc::dkv_kernel<F>, grid, block, backward_bytes, dqkv.data(),
-                           want.dout.data(), static_cast<const float*>(lse.data()), row_dot.data(),
-                           qkv, T, C, NH, scale);
+  ds_emulated_cuda::launch(tc::dq_kernel<F>, grid, block, dq_bytes, dqkv.data(), want.dout.data(),
+                           static_cast<const float*>(lse.data()), row_dot.data(), qkv, T, C, NH,
+                           scale);
+  ds_emulated_cuda::launch(tc::dkv_kernel<F>, grid, block, dkv_bytes, dqkv.data(), want.dout.data(),
+                           static_cast<const float*>(lse.data()), row_dot.data(), qkv, T, C, NH,
+                           scale);
   check_parity("backward dqkv", dqkv, want.dqkv, kTensorCoreDqkvError);
 }
 

@@ -23,6 +23,15 @@ int select(int device) {
   return device;
 }
 
+// The shared memory a block may opt into on a GPU with bf16 tensor cores (compute capability
+// 8.0 on); 0 on older ones, which the tensor-core attention cannot run on.
+size_t tensor_core_shared_bytes(int device) {
+  int major = 0, optin = 0;
+  DS_CUDA_CALL(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  DS_CUDA_CALL(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return major >= 8 ? static_cast<size_t>(optin) : 0;
+}
+
 }  // namespace
 
 CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes)
@@ -33,6 +42,7 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
       lt_(std::make_unique<LtMatmul>(LtMatmul::Options{
           .precision = precision, .fuse_gelu = precision != MatmulPrecision::kFp32})),
       precision_(precision),
+      tensor_core_shared_bytes_(tensor_core_shared_bytes(device)),
       flash_above_bytes_(flash_above_bytes),
       buckets_(std::make_unique<TokenBuckets>()),
       // sum_of_squares' result, then the partial sums of every sum_of_squares_into.
@@ -160,7 +170,8 @@ void CudaOps::matmul_gelu_backward(float* dpre_gelu, float* dweight, float* dbia
   }
 }
 CudaOps::AttentionKernels CudaOps::attention_kernels(int B, int T, int C, int NH) const {
-  if (precision_ == MatmulPrecision::kBf16 && tensor_core_attention_supports(C, NH)) {
+  if (precision_ == MatmulPrecision::kBf16 && tensor_core_attention_supports(C, NH) &&
+      tensor_core_attention_shared_bytes(C, NH) <= tensor_core_shared_bytes_) {
     return AttentionKernels::kTensorCoreFlash;
   }
   const double probabilities = sizeof(float) * double(B) * NH * T * T;

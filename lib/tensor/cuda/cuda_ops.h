@@ -27,8 +27,8 @@ class CudaOps final : public Ops {
   // materialised 805 MB, on cuBLAS's TF32 or fp32 GEMMs; B = 4, T = 4096 with 32 heads would need
   // 8 GiB). Those kernels run on the CUDA cores and trade the memory for recomputation. bf16
   // runs take the tensor-core flash kernels (tensor_core_attention.h) at every size their head
-  // size allows: they round what the materialised path's bf16 GEMMs round, and never write the
-  // T x T scores.
+  // size and the GPU allow (compute capability 8.0 on, shared memory per block enough): they round
+  // what the materialised path's bf16 GEMMs round, and never write the T x T scores.
   static constexpr size_t kFlashAboveBytes = size_t{1} << 30;
 
   // Makes `device` current for the calling thread and creates the stream and handle on it,
@@ -136,6 +136,7 @@ class CudaOps final : public Ops {
   // epilogues.
   std::unique_ptr<LtMatmul> lt_;
   MatmulPrecision precision_;
+  size_t tensor_core_shared_bytes_;  // per block, for the tensor-core attention (0: no bf16 MMA)
   size_t flash_above_bytes_;
   int64_t attention_calls_[3] = {};        // forwards per AttentionKernels, for kernel_report()
   int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS

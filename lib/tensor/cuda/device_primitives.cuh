@@ -1,7 +1,8 @@
 // The launch-free building blocks of the kernels here: block shapes, the block's dynamic shared
-// memory, and warp-wide reductions by shuffles. Nothing in it needs more than CUDA's device
-// language, so kernel headers built on it also compile against the CPU emulation the tests use
-// (test/emulated_cuda/, which defines DS_EMULATED_CUDA and its own dynamic_shared_memory()).
+// memory, warp- and block-wide reductions, and the fixed-order column sum kernel. Nothing in it
+// needs more than CUDA's device language, so kernel headers built on it also compile against the
+// CPU emulation the tests use (test/emulated_cuda/, which defines DS_EMULATED_CUDA and its own
+// dynamic_shared_memory()).
 #pragma once
 
 namespace ds::tensor::cuda::detail {
@@ -31,6 +32,66 @@ __device__ inline float warp_max(float x) {
     x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
   }
   return x;
+}
+
+// Reduces over a whole block (blockDim.x a multiple of 32, at most 1024); every thread gets
+// the result. `shared` holds 32 values; the block synchronises, so all threads must call it.
+template <typename T, typename Op>
+__device__ inline T block_reduce(T x, T* shared, Op op) {
+  const int lane = threadIdx.x % kWarp;
+  const int warp = threadIdx.x / kWarp;
+  const int warps = blockDim.x / kWarp;
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+    x = op(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  }
+  __syncthreads();  // `shared` may still be read from a previous call
+  if (lane == 0) shared[warp] = x;
+  __syncthreads();
+  T total = shared[0];
+  for (int w = 1; w < warps; ++w) total = op(total, shared[w]);
+  return total;
+}
+
+struct Add {
+  template <typename T>
+  __device__ T operator()(T a, T b) const {
+    return a + b;
+  }
+};
+struct Max {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+// How column_sum adds a column's total into dst: in place for fp32; a 16-bit storage type
+// specialises it (bf16_kernels.cu) to add in fp32 and round once.
+template <typename T>
+struct ColumnAdd {
+  __device__ static void add(T* dst, int c, float total) { dst[c] += total; }
+};
+
+// dst[c] += sum over n of term(n, c), for c in [0, C). A block owns 8 columns (one 32-byte
+// memory sector of each row, so a warp's 4 rows x 8 columns read whole sectors) and 128 rows of
+// threads, which take rows n = y, y + 128, ...; the 128 partial sums are added in y order, so
+// every column is summed in the same order on every run, with no atomics. Narrow tiles give
+// GPT-2's C = 768 columns 96 blocks rather than 24, to keep most SMs reading.
+constexpr int kColumnWidth = 8;
+constexpr int kColumnRows = 128;
+template <typename T, typename Term>
+__global__ void __launch_bounds__(kColumnWidth* kColumnRows)
+    column_sum_kernel(T* dst, int N, int C, Term term) {
+  __shared__ float partial[kColumnRows][kColumnWidth + 1];
+  const int c = blockIdx.x * kColumnWidth + threadIdx.x;
+  float sum = 0.0f;
+  if (c < C) {
+    for (int n = threadIdx.y; n < N; n += kColumnRows) sum += term(n, c);
+  }
+  partial[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    float total = 0.0f;
+    for (int y = 0; y < kColumnRows; ++y) total += partial[y][threadIdx.x];
+    ColumnAdd<T>::add(dst, c, total);
+  }
 }
 
 }  // namespace ds::tensor::cuda::detail

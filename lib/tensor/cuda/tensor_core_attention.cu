@@ -1,6 +1,7 @@
 // The launches of tensor_core_attention.h's kernels (tensor_core_attention_kernels.cuh).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 
@@ -15,6 +16,8 @@ using namespace tc_attention;
 using detail::blocks_for;
 
 namespace {
+
+constexpr int kMaxGridY = 65535;  // and z: the grid takes heads in y and batch rows in z
 
 // Calls fn(std::integral_constant<int, F>) for the head size F·16.
 template <typename Fn>
@@ -51,6 +54,7 @@ void launch(void (*kernel)(Params...), size_t bytes, dim3 grid, cudaStream_t str
 }
 
 dim3 block_grid(int B, int T, int NH) {
+  DS_CUDA_REQUIRE(B <= kMaxGridY && NH <= kMaxGridY);
   return dim3(blocks_for(T, kRows), static_cast<unsigned>(NH), static_cast<unsigned>(B));
 }
 
@@ -62,6 +66,17 @@ bool tensor_core_attention_supports(int C, int NH) {
   if (NH <= 0 || C % NH != 0) return false;
   const int hs = C / NH;
   return hs > 0 && hs % kFrag == 0 && hs <= kMaxFrags * kFrag;
+}
+
+size_t tensor_core_attention_shared_bytes(int C, int NH) {
+  DS_CUDA_REQUIRE(tensor_core_attention_supports(C, NH));
+  size_t bytes = 0;
+  with_head_frags(C / NH, [&](auto frags) {
+    constexpr int F = decltype(frags)::value;
+    bytes = std::max({shared_bytes<ForwardShared<F>>(), shared_bytes<DqShared<F>>(),
+                      shared_bytes<DkvShared<F>>()});
+  });
+  return bytes;
 }
 
 void tensor_core_attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C,
@@ -85,11 +100,10 @@ void tensor_core_attention_backward(float* dqkv, float* row_dot, const float* do
   attention_row_dot(row_dot, dout, out, B, T, C, NH, stream);
   with_head_frags(hs, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
-    const size_t bytes = shared_bytes<BackwardShared<F>>();
-    launch(dq_kernel<F>, bytes, block_grid(B, T, NH), stream, dqkv, dout, lse,
+    launch(dq_kernel<F>, shared_bytes<DqShared<F>>(), block_grid(B, T, NH), stream, dqkv, dout, lse,
            static_cast<const float*>(row_dot), qkv, T, C, NH, softmax_scale(hs));
-    launch(dkv_kernel<F>, bytes, block_grid(B, T, NH), stream, dqkv, dout, lse,
-           static_cast<const float*>(row_dot), qkv, T, C, NH, softmax_scale(hs));
+    launch(dkv_kernel<F>, shared_bytes<DkvShared<F>>(), block_grid(B, T, NH), stream, dqkv, dout,
+           lse, static_cast<const float*>(row_dot), qkv, T, C, NH, softmax_scale(hs));
   });
 }
 

@@ -13,12 +13,16 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace ds::tensor::cuda {
 
-// Head sizes the kernels take: multiples of the fragment's 16, up to 128.
+// Head sizes the kernels take: multiples of the fragment's 16, up to 128. The GPU must also
+// have bf16 tensor cores (compute capability 8.0 on) and, per block, the shared memory below:
+// up to 121 KiB at head size 128, more than consumer Ampere and Ada cards offer (99 KiB).
 bool tensor_core_attention_supports(int C, int NH);
+size_t tensor_core_attention_shared_bytes(int C, int NH);
 
 // out = softmax(scale Q Kᵀ, causal) V per head; lse[b,h,t] = log Σ_j exp(score_tj). Layouts as
 // flash_attention_forward's: qkv [B,T,3C], out [B,T,C], lse [B,NH,T].

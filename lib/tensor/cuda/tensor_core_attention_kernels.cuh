@@ -11,7 +11,7 @@
 //
 // The head size is a template parameter (F fragments of 16), so the fragment loops unroll and
 // the accumulators stay in registers. Each kernel takes its shared memory dynamically:
-// shared_bytes<ForwardShared<F>>() or shared_bytes<BackwardShared<F>>().
+// shared_bytes<ForwardShared<F>>(), <DqShared<F>>() or <DkvShared<F>>().
 #pragma once
 
 #include <cuda_bf16.h>
@@ -109,9 +109,10 @@ struct ForwardShared {
 };
 
 // The backward's: the queries' and dout's rows, the keys' and values' (one side the block's,
-// the other the tile's), per warp the scores with their gradients and the bf16 probabilities
-// and score gradients, and the queries' log-sum-exp and row_dot (the block's or the tile's).
-template <int F>
+// the other the tile's), per warp the scores with their gradients and the bf16 score gradients
+// (and, for dK/dV, the bf16 probabilities; dQ needs none), and the queries' log-sum-exp and
+// row_dot (the block's or the tile's).
+template <int F, bool kWithProbs>
 struct BackwardShared {
   bf16 *q, *dout, *k, *v;
   float* work;  // scores | dprobs
@@ -123,13 +124,17 @@ struct BackwardShared {
         k(take_head_rows<F>(c)),
         v(take_head_rows<F>(c)),
         work(c.take_per_warp<float>(kWorkFloats, warp)),
-        probs(c.take_per_warp<bf16>(kFrag * kProbStride, warp)),
+        probs(kWithProbs ? c.take_per_warp<bf16>(kFrag * kProbStride, warp) : nullptr),
         dscores(c.take_per_warp<bf16>(kFrag * kProbStride, warp)),
         lse(c.take<float>(kRows)),
         row_dot(c.take<float>(kRows)) {}
   __device__ float* scores() const { return work; }
   __device__ float* dprobs() const { return work + kFrag * kScoreStride; }
 };
+template <int F>
+using DqShared = BackwardShared<F, false>;
+template <int F>
+using DkvShared = BackwardShared<F, true>;
 
 template <typename Shared>
 inline size_t shared_bytes() {
@@ -243,7 +248,7 @@ __device__ inline void online_softmax_tile(bf16* probs, float* max, float* sum, 
 // the query sees the key (0 elsewhere, and for queries past T), ds = p (dprob − row_dot), with
 // lse and row_dot the query's. Rows are queries (kRowsAreQueries, the dQ kernel: `lse` and
 // `row_dot` indexed by row) or keys (the dK/dV kernel: indexed by column). probs may be
-// nullptr.
+// nullptr (dQ needs only the gradients).
 template <bool kRowsAreQueries>
 __device__ void probability_gradients(bf16* probs, bf16* dscores, const float* scores,
                                       const float* dprobs, const float* lse, const float* row_dot,
@@ -370,7 +375,7 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int hs = F * kFrag;
   const Place at(T, C, NH, hs);
   Carver carver{dynamic_shared_memory()};
-  const BackwardShared<F> s(carver, at.warp);
+  const DqShared<F> s(carver, at.warp);
   const int q0 = (gridDim.x - 1 - blockIdx.x) * kRows;
   const int first_row = q0 + at.warp * kFrag;
   const float* heads = qkv + at.qkv_offset;
@@ -391,7 +396,7 @@ __global__ void __launch_bounds__(kThreads)
     times_tile_transposed<F>(s.scores(), my_q, s.k);
     times_tile_transposed<F>(s.dprobs(), my_dout, s.v);
     __syncwarp();
-    probability_gradients<true>(nullptr, s.dscores, s.scores(), s.dprobs(), s.lse + at.warp * kFrag,
+    probability_gradients<true>(s.probs, s.dscores, s.scores(), s.dprobs(), s.lse + at.warp * kFrag,
                                 s.row_dot + at.warp * kFrag, first_row, j0, T, scale);
     __syncwarp();
     accumulate_times_tile<F>(dq, s.dscores, s.k);
@@ -410,7 +415,7 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int hs = F * kFrag;
   const Place at(T, C, NH, hs);
   Carver carver{dynamic_shared_memory()};
-  const BackwardShared<F> s(carver, at.warp);
+  const DkvShared<F> s(carver, at.warp);
   const int k0 = blockIdx.x * kRows;
   const int first_row = k0 + at.warp * kFrag;
   const float* heads = qkv + at.qkv_offset;
