@@ -14,3 +14,8 @@ ds_add_test(flash_attention_emulated_test LABELS unit
 target_include_directories(flash_attention_emulated_test BEFORE PRIVATE
   "${CMAKE_CURRENT_SOURCE_DIR}/emulated_cuda")
 target_compile_options(flash_attention_emulated_test PRIVATE -Wno-unknown-pragmas)
+ds_add_test(op_kernels_emulated_test LABELS unit
+  SOURCES op_kernels_emulated_test.cpp LIBS ds_tensor Threads::Threads)
+target_include_directories(op_kernels_emulated_test BEFORE PRIVATE
+  "${CMAKE_CURRENT_SOURCE_DIR}/emulated_cuda")
+target_compile_options(op_kernels_emulated_test PRIVATE -Wno-unknown-pragmas)

@@ -60,9 +60,13 @@ struct BlockState {
 
 inline thread_local BlockState* current_block = nullptr;
 
-inline BlockState::Warp& my_warp() { return *current_block->warps[threadIdx.x / kWarpSize]; }
+// A thread's index within its block, x fastest: warps are runs of 32 of it, as on the hardware.
+inline unsigned linear_thread() {
+  return (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
+}
+inline BlockState::Warp& my_warp() { return *current_block->warps[linear_thread() / kWarpSize]; }
 
-// Runs kernel(args...) over `grid` blocks of `block.x` threads (a multiple of 32) with
+// Runs kernel(args...) over `grid` blocks of `block` threads (a multiple of 32 in all) with
 // `shared_bytes` of dynamic shared memory, block after block: kernel<<<grid, block,
 // shared_bytes>>>(args...).
 template <typename... Params, typename... Args>
@@ -70,11 +74,12 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_byte
   for (unsigned z = 0; z < grid.z; ++z) {
     for (unsigned y = 0; y < grid.y; ++y) {
       for (unsigned x = 0; x < grid.x; ++x) {
-        BlockState state(block.x, shared_bytes);
+        const unsigned count = block.x * block.y * block.z;
+        BlockState state(count, shared_bytes);
         std::vector<std::thread> threads;
-        for (unsigned t = 0; t < block.x; ++t) {
+        for (unsigned t = 0; t < count; ++t) {
           threads.emplace_back([&, t] {
-            threadIdx = {t, 0, 0};
+            threadIdx = {t % block.x, t / block.x % block.y, t / (block.x * block.y)};
             blockIdx = {x, y, z};
             blockDim = block;
             gridDim = grid;
@@ -96,6 +101,11 @@ inline unsigned char* dynamic_shared_memory() {
 }
 }  // namespace ds::tensor::cuda::detail
 
+// Rounded as written, never fused into an FMA (the host compiler contracts none across
+// function boundaries either).
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 
@@ -111,7 +121,7 @@ namespace ds_emulated_cuda {
 template <typename T, typename Source>
 T shuffle(T value, Source source) {
   auto& warp = my_warp();
-  const unsigned lane = threadIdx.x % kWarpSize;
+  const unsigned lane = linear_thread() % kWarpSize;
   warp.slots[lane] = static_cast<double>(value);
   warp.barrier.arrive_and_wait();
   const T other = static_cast<T>(warp.slots[source(lane) % kWarpSize]);

@@ -52,7 +52,7 @@ inline void load_matrix_sync(fragment<accumulator, kSide, kSide, kSide, float>& 
 
 inline void store_matrix_sync(float* p, const fragment<accumulator, kSide, kSide, kSide, float>& f,
                               unsigned ld, layout_t layout) {
-  if (threadIdx.x % 32 != 0) return;
+  if (ds_emulated_cuda::linear_thread() % ds_emulated_cuda::kWarpSize != 0) return;
   for (int r = 0; r < kSide; ++r) {
     for (int c = 0; c < kSide; ++c) {
       (layout == mem_col_major ? p[c * ld + r] : p[r * ld + c]) = f.x[r * kSide + c];

@@ -9,11 +9,13 @@
 
 #include <cstdint>
 
+#include "tensor/cpu/kernels.h"
 #include "tensor/cuda/device_primitives.cuh"
 
 namespace ds::tensor::cuda::op_kernels {
 
 using namespace detail;
+using cpu::kIgnoreTarget;
 
 constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2/pi)
 constexpr float kGeluCubic = 0.044715f;

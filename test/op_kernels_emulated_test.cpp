@@ -1,0 +1,131 @@
+// The fp32 op kernels (op_kernels.cuh) built with the host compiler against the CPU emulation of
+// CUDA in emulated_cuda/, launched as kernels.cu launches them, against the CPU kernels at the
+// thresholds of cuda_kernels_test: their indexing, row and block reductions and synchronisation,
+// checked on machines without a GPU. (The embedding's dwte, the causal softmax and the matmuls
+// need the CUDA runtime or cuBLAS, and stay with the cuda tests.)
+#include <catch2/catch.hpp>
+#include <cstdint>
+
+#include "parity_helpers.h"
+#include "tensor/cpu/kernels.h"
+#include "tensor/cuda/op_kernels.cuh"
+
+namespace {
+
+using namespace ds_parity_test;
+namespace cpu = ds::tensor::cpu;
+namespace k = ds::tensor::cuda::op_kernels;
+using ds_emulated_cuda::launch;
+
+unsigned blocks_for(int64_t n, int per_block = k::kBlock) {
+  return static_cast<unsigned>((n + per_block - 1) / per_block);
+}
+
+// kernels.h's column_sum launch.
+template <typename Term>
+void column_sum(float* dst, int N, int C, Term term) {
+  launch(k::column_sum_kernel<float, Term>, dim3{blocks_for(C, k::kColumnWidth)},
+         dim3{k::kColumnWidth, k::kColumnRows}, 0, dst, N, C, term);
+}
+
+}  // namespace
+
+TEST_CASE("emulated encoder forward and position gradient", "[op_kernels]") {
+  const int B = 2, T = 7, C = 48, V = 97;
+  const Tokens tokens = random_tokens(B * T, V, 1);
+  const Vec wte = random_vec(size_t(V) * C, 2), wpe = random_vec(size_t(T) * C, 3);
+  Vec want(size_t(B) * T * C), got(want.size());
+  cpu::encoder_forward(want.data(), tokens.data(), wte.data(), wpe.data(), B, T, C);
+  launch(k::encoder_forward_kernel, dim3{blocks_for(int64_t(got.size()))}, dim3{k::kBlock}, 0,
+         got.data(), tokens.data(), wte.data(), wpe.data(), int64_t{B} * T, T, C);
+  check_parity("encoder_forward", got, want, 1e-6);
+
+  const Vec dout = random_vec(want.size(), 4);
+  Vec dwte(wte.size()), want_dwpe = random_vec(wpe.size(), 6), got_dwpe = want_dwpe;
+  cpu::encoder_backward(dwte.data(), want_dwpe.data(), dout.data(), tokens.data(), B, T, C);
+  launch(k::wpe_backward_kernel, dim3{blocks_for(int64_t{T} * C)}, dim3{k::kBlock}, 0,
+         got_dwpe.data(), dout.data(), B, T, C);
+  check_parity("encoder_backward dwpe", got_dwpe, want_dwpe, 1e-6);
+}
+
+TEST_CASE("emulated layernorm", "[op_kernels]") {
+  const auto [N, C] = GENERATE(std::pair{14, 48}, std::pair{5, 131}, std::pair{3, 1});
+  INFO("N=" << N << " C=" << C);
+  const Vec inp = random_vec(size_t(N) * C, 10, -2.0f, 3.0f);
+  const Vec weight = random_vec(C, 11), bias = random_vec(C, 12);
+  Vec out(inp.size()), mean(N), rstd(N);
+  cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), weight.data(),
+                         bias.data(), N, C, 1e-5f);
+  Vec got(out.size()), got_mean(N), got_rstd(N);
+  launch(k::layernorm_forward_kernel, dim3{blocks_for(N, k::kRowsPerBlock)}, dim3{k::kBlock}, 0,
+         got.data(), got_mean.data(), got_rstd.data(), inp.data(), weight.data(), bias.data(), N, C,
+         1e-5f);
+  check_parity("layernorm_forward out", got, out, 1e-5);
+  check_parity("layernorm_forward mean", got_mean, mean, 1e-5);
+  check_parity("layernorm_forward rstd", got_rstd, rstd, 1e-5);
+
+  const Vec dout = random_vec(out.size(), 13);
+  Vec dinp = random_vec(inp.size(), 14), dweight = random_vec(C, 15), dbias = random_vec(C, 16);
+  Vec got_dinp = dinp, got_dweight = dweight, got_dbias = dbias;
+  cpu::layernorm_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(),
+                          weight.data(), mean.data(), rstd.data(), N, C);
+  launch(k::layernorm_backward_input_kernel, dim3{blocks_for(N, k::kRowsPerBlock)}, dim3{k::kBlock},
+         0, got_dinp.data(), dout.data(), inp.data(), weight.data(),
+         static_cast<const float*>(mean.data()), static_cast<const float*>(rstd.data()), N, C);
+  column_sum(got_dweight.data(), N, C,
+             k::LayernormWeightTerm{dout.data(), inp.data(), mean.data(), rstd.data(), C});
+  column_sum(got_dbias.data(), N, C, k::RowsTerm{dout.data(), C});
+  check_parity("layernorm_backward dinp", got_dinp, dinp, 1e-5);
+  check_parity("layernorm_backward dweight", got_dweight, dweight, 1e-5);
+  check_parity("layernorm_backward dbias", got_dbias, dbias, 1e-5);
+}
+
+TEST_CASE("emulated GELU", "[op_kernels]") {
+  const int64_t N = 1001;
+  const Vec inp = random_vec(N, 40, -5.0f, 5.0f), dout = random_vec(N, 42);
+  Vec out(N), got(N), dinp = random_vec(N, 43), got_dinp = dinp;
+  cpu::gelu_forward(out.data(), inp.data(), N);
+  launch(k::gelu_forward_kernel, dim3{blocks_for(N)}, dim3{k::kBlock}, 0, got.data(), inp.data(),
+         N);
+  check_parity("gelu_forward", got, out, 1e-5);
+  cpu::gelu_backward(dinp.data(), inp.data(), dout.data(), N);
+  launch(k::gelu_backward_kernel, dim3{blocks_for(N)}, dim3{k::kBlock}, 0, got_dinp.data(),
+         inp.data(), dout.data(), N);
+  check_parity("gelu_backward", got_dinp, dinp, 1e-5);
+}
+
+TEST_CASE("emulated softmax cross-entropy", "[op_kernels]") {
+  const int N = 6, V = 1500;  // rows longer than the 512-thread block
+  const Vec logits = random_vec(size_t(N) * V, 50, -4.0f, 4.0f);
+  Tokens targets = random_tokens(N, V, 51);
+  targets[2] = cpu::kIgnoreTarget;
+  Vec losses(N), probs(logits.size()), got_losses(N), got_probs(probs.size());
+  cpu::softmax_cross_entropy_forward(losses.data(), probs.data(), logits.data(), targets.data(), N,
+                                     V);
+  launch(k::softmax_cross_entropy_forward_kernel, dim3{unsigned(N)}, dim3{k::kCrossEntropyBlock}, 0,
+         got_losses.data(), got_probs.data(), logits.data(), targets.data(), V);
+  check_parity("softmax_cross_entropy_forward losses", got_losses, losses, 1e-5);
+  check_parity("softmax_cross_entropy_forward probs", got_probs, probs, 1e-5);
+
+  Vec dlogits(logits.size()), got_dlogits(logits.size());
+  cpu::softmax_cross_entropy_backward(dlogits.data(), probs.data(), targets.data(), 0.25f, N, V);
+  launch(k::softmax_cross_entropy_backward_kernel, dim3{blocks_for(int64_t{N} * V)},
+         dim3{k::kBlock}, 0, got_dlogits.data(), static_cast<const float*>(probs.data()),
+         targets.data(), 0.25f, int64_t{N}, V);
+  check_parity("softmax_cross_entropy_backward", got_dlogits, dlogits, 1e-6);
+}
+
+TEST_CASE("emulated sum of squares", "[op_kernels]") {
+  const int64_t N = 50'000;
+  const Vec x = random_vec(N, 60);
+  double want = 0;
+  for (float v : x) want += double(v) * v;
+  const int parts = 7;
+  std::vector<double> part_sums(parts);
+  double got = 0;
+  launch(k::sum_of_squares_parts_kernel, dim3{unsigned(parts)}, dim3{k::kSumBlock}, 0,
+         part_sums.data(), x.data(), N);
+  launch(k::sum_parts_kernel, dim3{1}, dim3{k::kSumBlock}, 0, &got,
+         static_cast<const double*>(part_sums.data()), parts);
+  CHECK(got == Approx(want).epsilon(1e-12));
+}
