@@ -181,63 +181,66 @@ TEST_CASE("cuda causal attention matches the CPU", "[cuda]") {
   check_parity("attention_backward dqkv", to_host(d_dqkv, gpu), dqkv, 1e-4);
 }
 
+namespace {
+
+// The flash-style kernels' two entry points (flash_attention.h, tensor_core_attention.h).
+using FlashForward = void (*)(float*, float*, const float*, int, int, int, int, cudaStream_t);
+using FlashBackward = void (*)(float*, float*, const float*, const float*, const float*,
+                               const float*, int, int, int, int, cudaStream_t);
+
+// Thresholds by normalised error for the forward's output and log-sum-exp, and the backward's
+// dqkv.
+struct FlashThresholds {
+  double out, lse, dqkv;
+};
+
+// A flash-style forward and backward on the GPU against the CPU kernels (AttentionReference),
+// the check names starting with `name`.
+void check_flash_style(const std::string& name, FlashForward forward, FlashBackward backward, int B,
+                       int T, int C, int NH, FlashThresholds threshold) {
+  INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
+  Gpu gpu;
+  const AttentionReference want(B, T, C, NH);
+  auto d_qkv = to_device(want.qkv, gpu);
+  auto d_out = to_device(random_vec(want.out.size(), 35), gpu);  // garbage the op must overwrite
+  auto d_lse = cuda::DeviceBuffer::floats(int64_t{B} * NH * T);
+  forward(d_out.as<float>(), d_lse.as<float>(), d_qkv.as<float>(), B, T, C, NH, gpu.s());
+  check_parity(name + "_forward out", to_host(d_out, gpu), want.out, threshold.out);
+  check_parity(name + "_forward lse", to_host(d_lse, gpu), want.lse, threshold.lse);
+
+  auto d_dout = to_device(want.dout, gpu);
+  auto d_dqkv = to_device(want.dqkv_start, gpu);
+  auto d_row_dot = cuda::DeviceBuffer::floats(int64_t{B} * NH * T);
+  backward(d_dqkv.as<float>(), d_row_dot.as<float>(), d_dout.as<float>(), d_qkv.as<float>(),
+           d_out.as<float>(), d_lse.as<float>(), B, T, C, NH, gpu.s());
+  check_parity(name + "_backward dqkv", to_host(d_dqkv, gpu), want.dqkv, threshold.dqkv);
+}
+
+}  // namespace
+
 TEST_CASE("cuda flash-style attention matches the CPU", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
-  Gpu gpu;
   // Head sizes 16, 64 and 128 (the most); T = 65, 70, 100 and 300 cross the 32-row tiles and
   // the 8-row blocks unevenly.
   const auto [B, T, C, NH] =
       GENERATE(std::tuple{2, 7, 48, 3}, std::tuple{1, 70, 64, 4}, std::tuple{2, 65, 192, 3},
                std::tuple{1, 100, 256, 2}, std::tuple{1, 300, 256, 2});
-  INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
-  const AttentionReference want(B, T, C, NH);
-  auto d_qkv = to_device(want.qkv, gpu);
-  auto d_out = to_device(random_vec(want.out.size(), 35), gpu);  // garbage the op must overwrite
-  auto d_lse = cuda::DeviceBuffer::floats(int64_t{B} * NH * T);
-  cuda::flash_attention_forward(d_out.as<float>(), d_lse.as<float>(), d_qkv.as<float>(), B, T, C,
-                                NH, gpu.s());
-  check_parity("flash_attention_forward out", to_host(d_out, gpu), want.out, 1e-4);
-  check_parity("flash_attention_forward lse", to_host(d_lse, gpu), want.lse, 1e-4);
-
-  auto d_dout = to_device(want.dout, gpu);
-  auto d_dqkv = to_device(want.dqkv_start, gpu);
-  auto d_row_dot = cuda::DeviceBuffer::floats(int64_t{B} * NH * T);
-  cuda::flash_attention_backward(d_dqkv.as<float>(), d_row_dot.as<float>(), d_dout.as<float>(),
-                                 d_qkv.as<float>(), d_out.as<float>(), d_lse.as<float>(), B, T, C,
-                                 NH, gpu.s());
-  check_parity("flash_attention_backward dqkv", to_host(d_dqkv, gpu), want.dqkv, 1e-4);
+  check_flash_style("flash_attention", cuda::flash_attention_forward,
+                    cuda::flash_attention_backward, B, T, C, NH, {1e-4, 1e-4, 1e-4});
 }
 
 // bf16 rounding of Q, K, V, dout, the probabilities and their gradients: the thresholds the
 // emulated test (tensor_core_attention_emulated_test) states for the same kernels.
 TEST_CASE("cuda tensor-core flash attention matches the CPU within bf16 rounding", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
-  Gpu gpu;
   // Head sizes 16, 48, 64 and 128; T = 7, 65, 130 and 300 end inside a 64-row tile.
   const auto [B, T, C, NH] =
       GENERATE(std::tuple{2, 7, 32, 2}, std::tuple{1, 130, 96, 2}, std::tuple{2, 65, 192, 3},
                std::tuple{1, 300, 768, 12}, std::tuple{1, 100, 256, 2});
-  INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
   REQUIRE(cuda::tensor_core_attention_supports(C, NH));
-  const AttentionReference want(B, T, C, NH);
-  auto d_qkv = to_device(want.qkv, gpu);
-  auto d_out = to_device(random_vec(want.out.size(), 35), gpu);
-  auto d_lse = cuda::DeviceBuffer::floats(int64_t{B} * NH * T);
-  cuda::tensor_core_attention_forward(d_out.as<float>(), d_lse.as<float>(), d_qkv.as<float>(), B, T,
-                                      C, NH, gpu.s());
-  check_parity("tensor_core_attention_forward out", to_host(d_out, gpu), want.out,
-               kTensorCoreOutError);
-  check_parity("tensor_core_attention_forward lse", to_host(d_lse, gpu), want.lse,
-               kTensorCoreLseError);
-
-  auto d_dout = to_device(want.dout, gpu);
-  auto d_dqkv = to_device(want.dqkv_start, gpu);
-  auto d_row_dot = cuda::DeviceBuffer::floats(int64_t{B} * NH * T);
-  cuda::tensor_core_attention_backward(d_dqkv.as<float>(), d_row_dot.as<float>(),
-                                       d_dout.as<float>(), d_qkv.as<float>(), d_out.as<float>(),
-                                       d_lse.as<float>(), B, T, C, NH, gpu.s());
-  check_parity("tensor_core_attention_backward dqkv", to_host(d_dqkv, gpu), want.dqkv,
-               kTensorCoreDqkvError);
+  check_flash_style("tensor_core_attention", cuda::tensor_core_attention_forward,
+                    cuda::tensor_core_attention_backward, B, T, C, NH,
+                    {kTensorCoreOutError, kTensorCoreLseError, kTensorCoreDqkvError});
 }
 
 TEST_CASE("cuda GELU, residual and scaling match the CPU", "[cuda]") {

@@ -14,10 +14,7 @@ namespace {
 
 using namespace ds_parity_test;
 namespace flash = ds::tensor::cuda::flash;
-
-unsigned blocks_for(int64_t n, int per_block) {
-  return static_cast<unsigned>((n + per_block - 1) / per_block);
-}
+using ds::tensor::cuda::detail::blocks_for;
 
 void check_against_cpu(int B, int T, int C, int NH) {
   INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);

@@ -15,11 +15,8 @@ namespace {
 using namespace ds_parity_test;
 namespace cpu = ds::tensor::cpu;
 namespace k = ds::tensor::cuda::op_kernels;
+using ds::tensor::cuda::detail::blocks_for;
 using ds_emulated_cuda::launch;
-
-unsigned blocks_for(int64_t n, int per_block = k::kBlock) {
-  return static_cast<unsigned>((n + per_block - 1) / per_block);
-}
 
 // kernels.h's column_sum launch.
 template <typename Term>

@@ -26,7 +26,7 @@ void check_against_cpu(int B, int T, int NH) {
   const size_t dq_bytes = tc::shared_bytes<tc::DqShared<F>>();
   const size_t dkv_bytes = tc::shared_bytes<tc::DkvShared<F>>();
   const AttentionReference want(B, T, C, NH);
-  const dim3 grid{static_cast<unsigned>((T + tc::kRows - 1) / tc::kRows), static_cast<unsigned>(NH),
+  const dim3 grid{ds::tensor::cuda::detail::blocks_for(T, tc::kRows), static_cast<unsigned>(NH),
                   static_cast<unsigned>(B)};
   const dim3 block{tc::kThreads};
   const float scale = 1.0f / std::sqrt(static_cast<float>(F * tc::kFrag));

@@ -101,13 +101,10 @@ inline unsigned char* dynamic_shared_memory() {
 }
 }  // namespace ds::tensor::cuda::detail
 
-// Rounded as written, never fused into an FMA (the host compiler contracts none across
-// function boundaries either).
+// Rounded as written, never fused into an FMA.
 inline float __fmul_rn(float a, float b) { return a * b; }
-inline float __fadd_rn(float a, float b) { return a + b; }
 
 inline int min(int a, int b) { return a < b ? a : b; }
-inline int max(int a, int b) { return a > b ? a : b; }
 
 inline void __syncthreads() { ds_emulated_cuda::current_block->block.arrive_and_wait(); }
 inline void __syncwarp(unsigned = 0xffffffffu) {

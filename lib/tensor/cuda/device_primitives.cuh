@@ -1,15 +1,22 @@
-// The launch-free building blocks of the kernels here: block shapes, the block's dynamic shared
-// memory, warp- and block-wide reductions, and the fixed-order column sum kernel. Nothing in it
-// needs more than CUDA's device language, so kernel headers built on it also compile against the
-// CPU emulation the tests use (test/emulated_cuda/, which defines DS_EMULATED_CUDA and its own
-// dynamic_shared_memory()).
+// The launch-free building blocks of the kernels here: block shapes and grid sizes, the block's
+// dynamic shared memory, warp- and block-wide reductions, and the fixed-order column sum kernel.
+// Nothing in it needs more than CUDA's device language, so kernel headers built on it also compile
+// against the CPU emulation the tests use (test/emulated_cuda/, which defines DS_EMULATED_CUDA and
+// its own dynamic_shared_memory()).
 #pragma once
+
+#include <cstdint>
 
 namespace ds::tensor::cuda::detail {
 
 constexpr int kWarp = 32;
 constexpr int kBlock = 256;
 constexpr int kRowsPerBlock = kBlock / kWarp;  // row kernels: one warp per row
+
+// Blocks of `per_block` for n threads (or rows): a launch's grid size.
+inline unsigned blocks_for(int64_t n, int per_block = kBlock) {
+  return static_cast<unsigned>((n + per_block - 1) / per_block);
+}
 
 #ifndef DS_EMULATED_CUDA
 // The block's dynamic shared memory (the launch's third argument), 128-byte aligned.

@@ -1,4 +1,4 @@
-// What the .cu files here share for their launches: launch shapes, and the launch of the
+// What the .cu files here share for their launches: the launch of the
 // fixed-order column sum behind every parameter-gradient reduction. The device code they share
 // is device_primitives.cuh.
 // Internal to lib/tensor/cuda.
@@ -12,10 +12,6 @@
 #include "tensor/cuda/device_primitives.cuh"
 
 namespace ds::tensor::cuda::detail {
-
-inline unsigned blocks_for(int64_t n, int per_block = kBlock) {
-  return static_cast<unsigned>((n + per_block - 1) / per_block);
-}
 
 template <typename T, typename Term>
 void column_sum(T* dst, int N, int C, Term term, cudaStream_t stream) {
