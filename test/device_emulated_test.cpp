@@ -7,7 +7,6 @@
 #include <fmt/format.h>
 
 #include <catch2/catch.hpp>
-#include <filesystem>
 #include <string>
 #include <vector>
 

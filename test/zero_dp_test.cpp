@@ -53,26 +53,17 @@ TEST_CASE("every ZeRO stage on 2 and 4 ranks matches one rank", "[zero][dp]") {
   };
   for (const Variant v : {Variant{1, 0.0}, Variant{2, 0.05}}) {
     // One rank, the whole global batch of 16 per step.
-    const std::string one =
-        dir.write("one.yaml", config(0, 16 / v.accumulation, v.accumulation, v.clipping));
-    const Run reference = run(kBin + "dsworker " + one + " --metrics " + dir.file("one.jsonl"));
-    INFO(reference.out);
-    REQUIRE(reference.code == 0);
-    const auto expected = metric_values(dir.file("one.jsonl"), "loss");
+    const auto expected =
+        ds::testing::run_training(dir, kBin + "dsworker",
+                                  config(0, 16 / v.accumulation, v.accumulation, v.clipping))
+            .losses;
     REQUIRE(expected.size() == 20);
     for (int world : {2, 4}) {
       for (int stage : {0, 1, 2, 3}) {
         INFO("accumulation " << v.accumulation << ", clipping " << v.clipping << ", " << world
                              << " ranks, stage " << stage);
         const int micro = 16 / (v.accumulation * world);
-        const std::string cfg =
-            dir.write("dp.yaml", config(stage, micro, v.accumulation, v.clipping));
-        const std::string metrics = dir.file("dp.jsonl");
-        const Run r = run(kBin + "dslaunch --num_gpus " + std::to_string(world) + " " + cfg +
-                          " --metrics " + metrics);
-        INFO(r.out);
-        REQUIRE(r.code == 0);
-        const auto losses = metric_values(metrics, "loss");
+        const auto losses = losses_on(dir, world, config(stage, micro, v.accumulation, v.clipping));
         REQUIRE(losses.size() == expected.size());
         for (size_t i = 0; i < losses.size(); ++i) {
           CHECK(losses[i] == Approx(expected[i]).epsilon(1e-5));
@@ -158,11 +149,7 @@ TEST_CASE("a checkpoint saved on 4 ranks at ZeRO-3 resumes on 2 ranks, on 1, and
     return cfg + "checkpoint: {dir: " + ckpt + "}\n";
   };
   // The unchanged run: 20 steps on 4 ranks at stage 3.
-  const std::string straight = dir.write("s.yaml", with_dir(config(3, 4, 1, 1.0), "straight"));
-  REQUIRE(
-      run(kBin + "dslaunch --num_gpus 4 " + straight + " --metrics " + dir.file("s.jsonl")).code ==
-      0);
-  const auto expected = metric_values(dir.file("s.jsonl"), "loss");
+  const auto expected = losses_on(dir, 4, with_dir(config(3, 4, 1, 1.0), "straight"));
   REQUIRE(expected.size() == 20);
   // 10 steps on 4 ranks at stage 3, then the rest elsewhere.
   const std::string first = dir.write("f.yaml", with_dir(config(3, 4, 1, 1.0), "ck"));
@@ -180,15 +167,11 @@ TEST_CASE("a checkpoint saved on 4 ranks at ZeRO-3 resumes on 2 ranks, on 1, and
     INFO(l.world << " ranks, stage " << l.stage << " " << l.root);
     const std::string ckpt = fmt::format("ck_{}_{}_{}", l.world, l.stage, l.accumulation);
     std::filesystem::copy(dir.file("ck"), dir.file(ckpt), std::filesystem::copy_options::recursive);
-    const std::string cfg = dir.write(
-        "r.yaml", with_dir(config(l.stage, l.micro, l.accumulation, 1.0, "", l.root), ckpt));
-    const std::string metrics = dir.file(ckpt + ".jsonl");
-    const Run r = run(kBin + "dslaunch --num_gpus " + std::to_string(l.world) + " " + cfg +
-                      " --metrics " + metrics);
-    INFO(r.out);
-    REQUIRE(r.code == 0);
+    const auto r = ds::testing::run_training(
+        dir, kBin + "dslaunch --num_gpus " + std::to_string(l.world),
+        with_dir(config(l.stage, l.micro, l.accumulation, 1.0, "", l.root), ckpt));
     CHECK_THAT(r.out, Contains("resumed from"));
-    const auto losses = metric_values(metrics, "loss");
+    const auto& losses = r.losses;
     REQUIRE(losses.size() == 10);
     for (size_t i = 0; i < losses.size(); ++i) {
       CHECK(losses[i] == Approx(expected[i + 10]).epsilon(1e-5));

@@ -12,7 +12,7 @@ namespace ds::model {
 
 struct BackwardScratch {
   // Allocates on `device` (where the model's ops run) what B x T micro-batches need; attention's
-  // scratch is as large as the ops say (Ops::attention_scratch_floats).
+  // scratch is as large as what it saves (Ops::attention_saved_floats).
   void reserve(int B, int T, const config::ModelConfig& m, int64_t attention_scratch_floats);
   int64_t bytes() const;
 

@@ -68,10 +68,8 @@ const float* DeviceLayerBuffers::tied_wte(int64_t offset_in_layer0) {
 float* DeviceLayerBuffers::tied_dwte(int64_t offset_in_layer0) {
   if (tied_dwte_.empty()) {
     tied_dwte_ = ops_.allocate_floats(wte_numel_, MemoryCategory::kGradients);
-    if (staging_.size() < sizeof(float) * static_cast<size_t>(wte_numel_)) {
-      staging_ = ops_.allocate_staging(sizeof(float) * static_cast<size_t>(wte_numel_),
-                                       MemoryCategory::kCommunication);
-    }
+    ops_.grow_staging(staging_, sizeof(float) * static_cast<size_t>(wte_numel_),
+                      MemoryCategory::kCommunication);
   }
   host_tied_dwte_ = host_.tied_dwte(offset_in_layer0);
   ops_.fill_zero(tied_dwte_.as<float>(), wte_numel_);

@@ -57,8 +57,8 @@ void Gpt::reserve_range(int first, int last, int B, int T, int slots) {
            config_.block_size);
   store_.ensure(layers_, ChunkPlan(layout_, first, last, checkpoint_interval_), B, T, slots);
   scratch_.reserve(B, T, config_,
-                   ops_.attention_scratch_floats(B, T, static_cast<int>(config_.n_embd),
-                                                 static_cast<int>(config_.n_head)));
+                   ops_.attention_saved_floats(B, T, static_cast<int>(config_.n_embd),
+                                               static_cast<int>(config_.n_head)));
   const int64_t hidden = int64_t{B} * T * config_.n_embd;
   tensor::grow_floats(grad_a_, hidden, MemoryCategory::kActivations, ops_.device());
   tensor::grow_floats(grad_b_, hidden, MemoryCategory::kActivations, ops_.device());

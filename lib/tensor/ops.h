@@ -49,6 +49,12 @@ class Ops {
     return Buffer(bytes, category);
   }
 
+  // Makes `buffer` staging memory of at least `bytes`, replacing it when it is smaller (its
+  // contents are then lost).
+  void grow_staging(Buffer& buffer, size_t bytes, MemoryCategory category) const {
+    if (buffer.size() < bytes) buffer = allocate_staging(bytes, category);
+  }
+
   // Memory movement. upload: host → device() (the host memory may be reused on return);
   // download: device() → host, waiting until the data is there; copy: within device().
   virtual void upload(void* dst, const void* host, size_t bytes) = 0;
@@ -76,16 +82,13 @@ class Ops {
   virtual void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                                const float* inp, const float* weight, int N, int IC, int OC,
                                WeightLayout layout) = 0;
-  // Attention keeps `att` for its backward and uses `datt_scratch` there; their sizes in floats
-  // come from the two functions below: by default the T × T probabilities (B·NH·T·T each), as
-  // the CPU kernels materialise them; a flash-style implementation keeps a statistic per row.
-  // The backward also reads the forward's output `out`.
+  // Attention keeps `att` for its backward and uses `datt_scratch`, of the same size, there;
+  // that size in floats comes from the function below: by default the T × T probabilities
+  // (B·NH·T·T), as the CPU kernels materialise them; a flash-style implementation keeps a
+  // statistic per row. The backward also reads the forward's output `out`.
   virtual int64_t attention_saved_floats(int B, int T, int C, int NH) const {
     (void)C;
     return int64_t{B} * NH * T * T;
-  }
-  virtual int64_t attention_scratch_floats(int B, int T, int C, int NH) const {
-    return attention_saved_floats(B, T, C, NH);
   }
   virtual void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                                  int NH) = 0;
@@ -93,16 +96,12 @@ class Ops {
                                   const float* qkv, const float* att, const float* out, int B,
                                   int T, int C, int NH) = 0;
   virtual void gelu_forward(float* out, const float* inp, int64_t N) = 0;
-  virtual void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) = 0;
   virtual void gelu_backward_inplace(float* d, const float* inp, int64_t N) = 0;
   virtual void fill_zero(float* x, int64_t N) = 0;
   virtual void residual_forward(float* out, const float* a, const float* b, int64_t N) = 0;
   virtual void add_inplace(float* dst, const float* src, int64_t N) = 0;
   virtual void softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
                                              const int32_t* targets, int N, int V) = 0;
-  virtual void softmax_cross_entropy_backward(float* dlogits, const float* probs,
-                                              const int32_t* targets, float dloss, int N,
-                                              int V) = 0;
   virtual void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
                                            const int32_t* targets, float dloss, int N, int V) = 0;
 

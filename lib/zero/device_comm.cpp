@@ -9,7 +9,7 @@ namespace {
 
 // `buffer`, made at least `bytes` long (page-locked where `ops` says so).
 char* grown(Buffer& buffer, size_t bytes, const tensor::Ops& ops) {
-  if (buffer.size() < bytes) buffer = ops.allocate_staging(bytes, MemoryCategory::kCommunication);
+  ops.grow_staging(buffer, bytes, MemoryCategory::kCommunication);
   return buffer.as<char>();
 }
 

@@ -102,8 +102,8 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
   // The groups' device forms: NCCL when the caller made them, else staged through host memory;
   // none when the states are host memory.
   if (device.is_cpu()) {
-    stage_ctx_.device_data = nullptr;
-    stage_ctx_.device_tied = nullptr;
+    DS_CHECK(!stage_ctx_.device_data && !stage_ctx_.device_tied,
+             "device comms for an engine whose states are host memory");
   } else {
     if (!stage_ctx_.device_data) {
       stage_ctx_.device_data = std::make_shared<DeviceStagedComm>(*comm_, ops_);
@@ -253,13 +253,13 @@ void Engine::reduce_gradients() {
   if (reducer_) reducer_->finish();
 }
 
-const float* Engine::own_gradient_f32(int l) {
+const float* Engine::own_gradient_f32(int l, float scale) {
   const LayerShard& o = part_.layers[l];
   const LayerShard& s = dp_part_.layers[l];
   const int64_t offset = stage_ >= 2 ? s.local_offset : s.full_offset + o.own.offset;
   const void* g = static_cast<const char*>(grads_.data()) + esize() * offset;
-  if (dtype_ == DType::kF32) return static_cast<const float*>(g);
-  ops_.to_f32(own_grad_.as<float>(), g, dtype_, o.real_size());
+  if (dtype_ == DType::kF32 && scale == 1.0f) return static_cast<const float*>(g);
+  ops_.convert_scaled(own_grad_.data(), DType::kF32, g, dtype_, o.real_size(), scale);
   return own_grad_.as<float>();
 }
 
@@ -287,19 +287,13 @@ std::pair<double, bool> Engine::gradient_norm() {
 }
 
 void Engine::update_parameters(double lr, double grad_scale) {
-  float* work = own_grad_.as<float>();
   char* params = static_cast<char*>(params_.data());
   for (size_t l = 0; l < part_.layers.size(); ++l) {
     const int layer = static_cast<int>(l);
     const LayerShard& o = part_.layers[l];
     const LayerShard& s = dp_part_.layers[l];
     const int64_t n = o.real_size();
-    const float* grad = own_gradient_f32(layer);
-    if (grad_scale != 1.0) {  // scaled in own_grad_, never in the gradients themselves
-      ops_.copy(work, grad, sizeof(float) * static_cast<size_t>(n));
-      ops_.scale_inplace(work, static_cast<float>(grad_scale), n);
-      grad = work;
-    }
+    const float* grad = own_gradient_f32(layer, static_cast<float>(grad_scale));
     optimizer_->step(master(layer), grad, n, lr, applied_steps_, o.local_offset);
     if (mixed()) {
       const int64_t param_offset = stage_ == 3 ? s.local_offset : s.full_offset + o.own.offset;

@@ -85,12 +85,12 @@ using InitialWeights = std::function<void(int64_t offset, int64_t count, float* 
 // Fills the inputs and targets ([MB, T] each) of micro-step `micro` of this rank.
 using BatchFiller = std::function<void(int micro, int32_t* inputs, int32_t* targets)>;
 
-// Where this rank sits in a pipeline (DESIGN.md's pipe x data grid). Without one the
-// defaults say: every layer, no other stages.
 // Whether the engine keeps its states on the model's device: a GPU's (or the emulated one's),
 // unless the config offloads the optimizer or the parameters (ZeRO-Offload).
 bool states_on_device(const config::TrainConfig& cfg, const tensor::Device& model_device);
 
+// Where this rank sits in a pipeline (DESIGN.md's pipe x data grid). Without one the
+// defaults say: every layer, no other stages.
 struct StageContext {
   int first_layer = 0;
   int last_layer = -1;            // inclusive; -1: the model's last layer
@@ -193,9 +193,10 @@ class Engine {
   // (`arrays`, optimizer_->state()) copied to host memory, indexed like the optimizer's states
   // (part_'s local offsets). Loading uploads straight into the states.
   void stage_states_to_host(const std::vector<optim::StateArray>& arrays);
-  // Layer l's own piece of the reduced gradient in fp32: the gradients themselves in fp32 runs,
-  // else converted into own_grad_ (which the next call overwrites).
-  const float* own_gradient_f32(int l);
+  // Layer l's own piece of the reduced gradient in fp32, times `scale`: the gradients themselves
+  // in fp32 runs at scale 1, else converted (and scaled) into own_grad_, which the next call
+  // overwrites; the gradients themselves are never scaled.
+  const float* own_gradient_f32(int l, float scale = 1.0f);
   float* host_master(int l);
   float* host_state(const std::vector<optim::StateArray>& arrays, size_t a, int l);
 

@@ -107,10 +107,6 @@ class CpuOps final : public Ops {
     guard("gelu_forward", {out, inp});
     cpu::gelu_forward(out, inp, N);
   }
-  void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) override {
-    guard("gelu_backward", {dinp, inp, dout});
-    cpu::gelu_backward(dinp, inp, dout, N);
-  }
   void gelu_backward_inplace(float* d, const float* inp, int64_t N) override {
     guard("gelu_backward_inplace", {d, inp});
     cpu::gelu_backward_inplace(d, inp, N);
@@ -131,11 +127,6 @@ class CpuOps final : public Ops {
                                      const int32_t* targets, int N, int V) override {
     guard("softmax_cross_entropy_forward", {losses, probs, logits, targets});
     cpu::softmax_cross_entropy_forward(losses, probs, logits, targets, N, V);
-  }
-  void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets,
-                                      float dloss, int N, int V) override {
-    guard("softmax_cross_entropy_backward", {dlogits, probs, targets});
-    cpu::softmax_cross_entropy_backward(dlogits, probs, targets, dloss, N, V);
   }
   void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
                                    const int32_t* targets, float dloss, int N, int V) override {

@@ -175,8 +175,7 @@ CudaOps::AttentionKernels CudaOps::attention_kernels(int B, int T, int C, int NH
     return AttentionKernels::kTensorCoreFlash;
   }
   const double probabilities = sizeof(float) * double(B) * NH * T * T;
-  if (NH > 0 && C % NH == 0 && C / NH <= kFlashMaxHeadSize &&
-      probabilities > static_cast<double>(flash_above_bytes_)) {
+  if (flash_attention_supports(C, NH) && probabilities > static_cast<double>(flash_above_bytes_)) {
     return AttentionKernels::kFlash;
   }
   return AttentionKernels::kMaterialised;
@@ -219,9 +218,6 @@ void CudaOps::attention_backward(float* dqkv, float* datt_scratch, const float* 
 void CudaOps::gelu_forward(float* out, const float* inp, int64_t N) {
   cuda::gelu_forward(out, inp, N, stream());
 }
-void CudaOps::gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) {
-  cuda::gelu_backward(dinp, inp, dout, N, stream());
-}
 void CudaOps::gelu_backward_inplace(float* d, const float* inp, int64_t N) {
   mixed::gelu_backward_inplace(d, inp, N, DType::kF32, stream());
 }
@@ -235,10 +231,6 @@ void CudaOps::add_inplace(float* dst, const float* src, int64_t N) {
 void CudaOps::softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
                                             const int32_t* targets, int N, int V) {
   cuda::softmax_cross_entropy_forward(losses, probs, logits, targets, N, V, stream());
-}
-void CudaOps::softmax_cross_entropy_backward(float* dlogits, const float* probs,
-                                             const int32_t* targets, float dloss, int N, int V) {
-  cuda::softmax_cross_entropy_backward(dlogits, probs, targets, dloss, N, V, stream());
 }
 void CudaOps::softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
                                           const int32_t* targets, float dloss, int N, int V) {

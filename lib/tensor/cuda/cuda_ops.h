@@ -73,7 +73,6 @@ class CudaOps final : public Ops {
   void attention_backward(float* dqkv, float* datt_scratch, const float* dout, const float* qkv,
                           const float* att, const float* out, int B, int T, int C, int NH) override;
   void gelu_forward(float* out, const float* inp, int64_t N) override;
-  void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N) override;
   void gelu_backward_inplace(float* d, const float* inp, int64_t N) override;
   void matmul_gelu_forward(float* out, float* pre_gelu, const float* inp, const float* weight,
                            const float* bias, int N, int IC, int OC, WeightLayout layout) override;
@@ -85,8 +84,6 @@ class CudaOps final : public Ops {
   void add_inplace(float* dst, const float* src, int64_t N) override;
   void softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
                                      const int32_t* targets, int N, int V) override;
-  void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets,
-                                      float dloss, int N, int V) override;
   void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
                                    const int32_t* targets, float dloss, int N, int V) override;
   void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,

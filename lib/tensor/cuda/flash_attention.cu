@@ -20,9 +20,13 @@ dim3 row_grid(int B, int T, int NH) {
 
 }  // namespace
 
+bool flash_attention_supports(int C, int NH) {
+  return NH > 0 && C % NH == 0 && C / NH <= kFlashMaxHeadSize;
+}
+
 void flash_attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH,
                              cudaStream_t stream) {
-  DS_CUDA_REQUIRE(NH > 0 && C % NH == 0 && C / NH <= kFlashMaxHeadSize);
+  DS_CUDA_REQUIRE(flash_attention_supports(C, NH));
   if (B == 0 || T == 0) return;
   const int hs = C / NH;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
@@ -43,7 +47,7 @@ void attention_row_dot(float* row_dot, const float* dout, const float* out, int 
 void flash_attention_backward(float* dqkv, float* row_dot, const float* dout, const float* qkv,
                               const float* out, const float* lse, int B, int T, int C, int NH,
                               cudaStream_t stream) {
-  DS_CUDA_REQUIRE(NH > 0 && C % NH == 0 && C / NH <= kFlashMaxHeadSize);
+  DS_CUDA_REQUIRE(flash_attention_supports(C, NH));
   if (B == 0 || T == 0) return;
   const int hs = C / NH;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));

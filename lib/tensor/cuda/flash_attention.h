@@ -20,6 +20,9 @@ namespace ds::tensor::cuda {
 
 constexpr int kFlashMaxHeadSize = 128;
 
+// Whether the kernels take C channels in NH heads: whole heads of at most kFlashMaxHeadSize.
+bool flash_attention_supports(int C, int NH);
+
 // out = softmax(scale Q Kᵀ, causal) V per head; lse[b,h,t] = log Σ_j exp(score_tj).
 void flash_attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH,
                              cudaStream_t stream);

@@ -104,7 +104,8 @@ class LtMatmul {
                      cpu::WeightLayout layout, DType dtype, cudaStream_t stream);
 
   // Whether cuBLASLt has plain GEMMs for every product forward, backward and their GELU forms
-  // take at this shape (each of which otherwise throws): the question is asked once per shape.
+  // take at this shape (each of which otherwise throws). cuBLASLt's heuristic is asked once per
+  // shape; later calls look its plans up.
   bool supports(int N, int IC, int OC, cpu::WeightLayout layout, DType dtype);
 
   // Whether `pointer` (nullptr included) is aligned as every operand must be.
