@@ -22,6 +22,7 @@
 #include "tensor/cpu/kernels.h"
 #include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/cast_kernels.h"
+#include "tensor/cuda/kernels.h"
 #include "tensor/dtype.h"
 
 namespace cpu = ds::tensor::cpu;
@@ -86,8 +87,9 @@ TEST_CASE("cuda mixed-precision encoder matches the CPU", "[cuda]") {
   auto d_dwte = to_device(dwte, gpu);
   auto d_dwpe = to_device(dwpe, gpu);
   cpu::encoder_backward(dwte.data(), dwpe.data(), dout.data(), tokens.data(), B, T, C);
+  ds::tensor::cuda::TokenBuckets buckets;
   mixed::encoder_backward(d_dwte.as<float>(), d_dwpe.as<float>(), d_dout.data(),
-                          d_tokens.as<int32_t>(), B, T, C, dtype, gpu.s());
+                          d_tokens.as<int32_t>(), B, T, C, buckets, dtype, gpu.s());
   check_parity(named("mixed encoder_backward dwte", dtype), to_host(d_dwte, gpu), dwte, 1e-6);
   check_parity(named("mixed encoder_backward dwpe", dtype), to_host(d_dwpe, gpu), dwpe, 1e-6);
 }

@@ -1,14 +1,16 @@
-// The fp32 op kernels (op_kernels.cuh) built with the host compiler against the CPU emulation of
-// CUDA in emulated_cuda/, launched as kernels.cu launches them, against the CPU kernels at the
-// thresholds of cuda_kernels_test: their indexing, row and block reductions and synchronisation,
-// checked on machines without a GPU. (The embedding's dwte, the causal softmax and the matmuls
-// need the CUDA runtime or cuBLAS, and stay with the cuda tests.)
+// The fp32 op kernels (the fp32 instances of op_kernels.cuh, and fp32_op_kernels.cuh) built with
+// the host compiler against the CPU emulation of CUDA in emulated_cuda/, launched as kernels.cu
+// and bf16_kernels.cu launch them, against the CPU kernels at the thresholds of cuda_kernels_test:
+// their indexing, row and block reductions and synchronisation, checked on machines without a
+// GPU. (The causal softmax and the matmuls come with cuBLAS's GEMMs, and stay with the cuda
+// tests.)
 #include <catch2/catch.hpp>
 #include <cstdint>
 
+#include "emulated_token_buckets.h"
 #include "parity_helpers.h"
 #include "tensor/cpu/kernels.h"
-#include "tensor/cuda/op_kernels.cuh"
+#include "tensor/cuda/fp32_op_kernels.cuh"
 
 namespace {
 
@@ -33,14 +35,20 @@ TEST_CASE("emulated encoder forward and position gradient", "[op_kernels]") {
   const Vec wte = random_vec(size_t(V) * C, 2), wpe = random_vec(size_t(T) * C, 3);
   Vec want(size_t(B) * T * C), got(want.size());
   cpu::encoder_forward(want.data(), tokens.data(), wte.data(), wpe.data(), B, T, C);
-  launch(k::encoder_forward_kernel, dim3{blocks_for(int64_t(got.size()))}, dim3{k::kBlock}, 0,
-         got.data(), tokens.data(), wte.data(), wpe.data(), int64_t{B} * T, T, C);
+  launch(k::encoder_forward_kernel<float>, dim3{blocks_for(int64_t(got.size()))}, dim3{k::kBlock},
+         0, got.data(), tokens.data(), wte.data(), wpe.data(), int64_t{B} * T, T, C);
   check_parity("encoder_forward", got, want, 1e-6);
 
   const Vec dout = random_vec(want.size(), 4);
-  Vec dwte(wte.size()), want_dwpe = random_vec(wpe.size(), 6), got_dwpe = want_dwpe;
-  cpu::encoder_backward(dwte.data(), want_dwpe.data(), dout.data(), tokens.data(), B, T, C);
-  launch(k::wpe_backward_kernel, dim3{blocks_for(int64_t{T} * C)}, dim3{k::kBlock}, 0,
+  Vec want_dwte = random_vec(wte.size(), 5), got_dwte = want_dwte;
+  Vec want_dwpe = random_vec(wpe.size(), 6), got_dwpe = want_dwpe;
+  cpu::encoder_backward(want_dwte.data(), want_dwpe.data(), dout.data(), tokens.data(), B, T, C);
+  const EmulatedTokenBuckets buckets(tokens);
+  launch(k::wte_backward_kernel<float>, dim3{unsigned(buckets.tokens.size()), blocks_for(C)},
+         dim3{k::kBlock}, 0, got_dwte.data(), dout.data(), buckets.tokens.data(),
+         buckets.offsets.data(), buckets.positions.data(), C);
+  check_parity("encoder_backward dwte", got_dwte, want_dwte, 1e-6);
+  launch(k::wpe_backward_kernel<float>, dim3{blocks_for(int64_t{T} * C)}, dim3{k::kBlock}, 0,
          got_dwpe.data(), dout.data(), B, T, C);
   check_parity("encoder_backward dwpe", got_dwpe, want_dwpe, 1e-6);
 }
@@ -54,9 +62,9 @@ TEST_CASE("emulated layernorm", "[op_kernels]") {
   cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), weight.data(),
                          bias.data(), N, C, 1e-5f);
   Vec got(out.size()), got_mean(N), got_rstd(N);
-  launch(k::layernorm_forward_kernel, dim3{blocks_for(N, k::kRowsPerBlock)}, dim3{k::kBlock}, 0,
-         got.data(), got_mean.data(), got_rstd.data(), inp.data(), weight.data(), bias.data(), N, C,
-         1e-5f);
+  launch(k::layernorm_forward_kernel<float>, dim3{blocks_for(N, k::kRowsPerBlock)}, dim3{k::kBlock},
+         0, got.data(), got_mean.data(), got_rstd.data(), inp.data(), weight.data(), bias.data(), N,
+         C, 1e-5f);
   check_parity("layernorm_forward out", got, out, 1e-5);
   check_parity("layernorm_forward mean", got_mean, mean, 1e-5);
   check_parity("layernorm_forward rstd", got_rstd, rstd, 1e-5);
@@ -66,12 +74,12 @@ TEST_CASE("emulated layernorm", "[op_kernels]") {
   Vec got_dinp = dinp, got_dweight = dweight, got_dbias = dbias;
   cpu::layernorm_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(),
                           weight.data(), mean.data(), rstd.data(), N, C);
-  launch(k::layernorm_backward_input_kernel, dim3{blocks_for(N, k::kRowsPerBlock)}, dim3{k::kBlock},
-         0, got_dinp.data(), dout.data(), inp.data(), weight.data(),
+  launch(k::layernorm_backward_input_kernel<float>, dim3{blocks_for(N, k::kRowsPerBlock)},
+         dim3{k::kBlock}, 0, got_dinp.data(), dout.data(), inp.data(), weight.data(),
          static_cast<const float*>(mean.data()), static_cast<const float*>(rstd.data()), N, C);
   column_sum(got_dweight.data(), N, C,
-             k::LayernormWeightTerm{dout.data(), inp.data(), mean.data(), rstd.data(), C});
-  column_sum(got_dbias.data(), N, C, k::RowsTerm{dout.data(), C});
+             k::LayernormWeightTerm<float>{dout.data(), inp.data(), mean.data(), rstd.data(), C});
+  column_sum(got_dbias.data(), N, C, k::RowsTerm<float>{dout.data(), C});
   check_parity("layernorm_backward dinp", got_dinp, dinp, 1e-5);
   check_parity("layernorm_backward dweight", got_dweight, dweight, 1e-5);
   check_parity("layernorm_backward dbias", got_dbias, dbias, 1e-5);
@@ -82,11 +90,11 @@ TEST_CASE("emulated GELU", "[op_kernels]") {
   const Vec inp = random_vec(N, 40, -5.0f, 5.0f), dout = random_vec(N, 42);
   Vec out(N), got(N), dinp = random_vec(N, 43), got_dinp = dinp;
   cpu::gelu_forward(out.data(), inp.data(), N);
-  launch(k::gelu_forward_kernel, dim3{blocks_for(N)}, dim3{k::kBlock}, 0, got.data(), inp.data(),
-         N);
+  launch(k::gelu_forward_kernel<float>, dim3{blocks_for(N)}, dim3{k::kBlock}, 0, got.data(),
+         inp.data(), N);
   check_parity("gelu_forward", got, out, 1e-5);
   cpu::gelu_backward(dinp.data(), inp.data(), dout.data(), N);
-  launch(k::gelu_backward_kernel, dim3{blocks_for(N)}, dim3{k::kBlock}, 0, got_dinp.data(),
+  launch(k::gelu_backward_kernel<float>, dim3{blocks_for(N)}, dim3{k::kBlock}, 0, got_dinp.data(),
          inp.data(), dout.data(), N);
   check_parity("gelu_backward", got_dinp, dinp, 1e-5);
 }
@@ -110,6 +118,16 @@ TEST_CASE("emulated softmax cross-entropy", "[op_kernels]") {
          dim3{k::kBlock}, 0, got_dlogits.data(), static_cast<const float*>(probs.data()),
          targets.data(), 0.25f, int64_t{N}, V);
   check_parity("softmax_cross_entropy_backward", got_dlogits, dlogits, 1e-6);
+
+  // Both in one pass, in place, as a training step runs them.
+  Vec fused_losses(N), fused = logits, got_fused = logits;
+  cpu::softmax_cross_entropy_fused(fused_losses.data(), fused.data(), fused.data(), targets.data(),
+                                   0.25f, N, V);
+  launch(k::softmax_cross_entropy_kernel<float>, dim3{unsigned(N)}, dim3{k::kCrossEntropyBlock}, 0,
+         got_losses.data(), got_fused.data(), static_cast<const float*>(got_fused.data()),
+         targets.data(), 0.25f, V);
+  check_parity("softmax_cross_entropy_fused losses", got_losses, fused_losses, 1e-5);
+  check_parity("softmax_cross_entropy_fused dlogits", got_fused, fused, 1e-6);
 }
 
 TEST_CASE("emulated sum of squares", "[op_kernels]") {

@@ -17,6 +17,8 @@ inline __nv_bfloat16 __float2bfloat16(float value) {
   return {static_cast<uint16_t>(u >> 16)};
 }
 
+inline __nv_bfloat16 __float2bfloat16_rn(float value) { return __float2bfloat16(value); }
+
 inline float __bfloat162float(__nv_bfloat16 value) {
   const uint32_t u = uint32_t{value.bits} << 16;
   float f;

@@ -11,7 +11,7 @@ namespace {
 
 __global__ void adam_kernel(float* params, const float* grads, float* m, float* v, int64_t n,
                             AdamCoefficients k) {
-  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  const int64_t i = detail::element();
   if (i >= n) return;
   const float p = params[i];
   float g = grads[i];
@@ -30,7 +30,7 @@ __global__ void adam_kernel(float* params, const float* grads, float* m, float* 
 __global__ void sgd_kernel(float* params, const float* grads, float* buf, int64_t n, float decay,
                            float momentum, float one_minus_dampening, float neg_lr, bool nesterov,
                            bool first) {
-  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  const int64_t i = detail::element();
   if (i >= n) return;
   float d = grads[i];
   if (decay != 0.0f) d = __fadd_rn(d, __fmul_rn(decay, params[i]));

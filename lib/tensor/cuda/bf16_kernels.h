@@ -1,7 +1,8 @@
-// The GPT kernels of tensor/cuda/kernels.h for mixed precision: tensors stored as f32, bf16 or
+// The GPT kernels of tensor/cuda/kernels.h for any storage dtype: tensors stored as f32, bf16 or
 // f16 (the `dtype` argument, one per call), every value widened to fp32 on load, all arithmetic
 // and every reduction in fp32 (the cross-entropy row sum in double, as on the CPU), and each
-// result rounded to the storage dtype once, to nearest even, when it is stored.
+// result rounded to the storage dtype once, to nearest even, when it is stored. They are the
+// instances of op_kernels.cuh's storage-generic kernels, and at f32 they are kernels.h's.
 //
 // Arguments are those of kernels.h in the same order, with the DType before the stream. The
 // casts between fp32 and the storage dtypes (to_f32, from_f32, add_f32_into: round to nearest
@@ -16,10 +17,10 @@
 // Which tensors are in `dtype` and which are fp32:
 // - activations, parameters, parameter and activation gradients: `dtype`;
 // - layernorm's mean and rstd, the per-position losses: fp32;
-// - the embedding gradients (encoder_backward's dwte, dwpe): fp32. One thread per channel adds
-//   the positions in order (as kernels.cu does), so a token repeated k times would round k times
-//   into a bf16 row; in fp32 it is an ordinary fp32 sum, which the caller casts or adds into a
-//   bf16 gradient buffer once per step (cast_kernels.h: from_f32, add_f32_into).
+// - the embedding gradients (encoder_backward's dwte, dwpe): fp32. A token's positions are added
+//   one after another (kernels.h), so a token repeated k times would round k times into a bf16
+//   row; in fp32 it is an ordinary fp32 sum, which the caller casts or adds into a bf16 gradient
+//   buffer once per step (cast_kernels.h: from_f32, add_f32_into).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -28,15 +29,20 @@
 
 #include "tensor/dtype.h"
 
+namespace ds::tensor::cuda {
+class TokenBuckets;
+}
+
 namespace ds::tensor::cuda::mixed {
 
 // out = wte[token] + wpe[t] (wpe nullable), summed in fp32 and rounded once.
 void encoder_forward(void* out, const int32_t* tokens, const void* wte, const void* wpe, int B,
                      int T, int C, DType dtype, cudaStream_t stream);
-// dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:] unless dwpe is nullptr. The
+// dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:] unless dwpe is nullptr, in the
+// CPU's order as kernels.h's (`buckets` rebuilt from `tokens`, which waits for the stream). The
 // gradients are fp32 (see above); dout is in `dtype`.
 void encoder_backward(float* dwte, float* dwpe, const void* dout, const int32_t* tokens, int B,
-                      int T, int C, DType dtype, cudaStream_t stream);
+                      int T, int C, TokenBuckets& buckets, DType dtype, cudaStream_t stream);
 
 // One warp per row; mean and rstd (fp32, nullable) are those of the stored (rounded) input.
 void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const void* weight,

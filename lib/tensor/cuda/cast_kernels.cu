@@ -44,7 +44,7 @@ __device__ inline void store(void* p, int kind, int64_t i, float v) {
 // operation rounded on its own.
 __global__ void convert_kernel(void* out, int out_kind, const void* in, int in_kind, int64_t n,
                                float scale, bool accumulate) {
-  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  const int64_t i = detail::element();
   if (i >= n) return;
   float v = load(in, in_kind, i);
   if (scale != 1.0f) v = __fmul_rn(scale, v);

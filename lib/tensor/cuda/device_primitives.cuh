@@ -18,6 +18,12 @@ inline unsigned blocks_for(int64_t n, int per_block = kBlock) {
   return static_cast<unsigned>((n + per_block - 1) / per_block);
 }
 
+// This thread's element of a thread-per-element launch, and its row of a warp-per-row one.
+__device__ inline int64_t element() { return int64_t{blockIdx.x} * blockDim.x + threadIdx.x; }
+__device__ inline int warp_row() {
+  return static_cast<int>(blockIdx.x) * kRowsPerBlock + static_cast<int>(threadIdx.x) / kWarp;
+}
+
 #ifndef DS_EMULATED_CUDA
 // The block's dynamic shared memory (the launch's third argument), 128-byte aligned.
 __device__ inline unsigned char* dynamic_shared_memory() {
@@ -70,7 +76,7 @@ struct Max {
 };
 
 // How column_sum adds a column's total into dst: in place for fp32; a 16-bit storage type
-// specialises it (bf16_kernels.cu) to add in fp32 and round once.
+// specialises it (storage_types.cuh) to add in fp32 and round once.
 template <typename T>
 struct ColumnAdd {
   __device__ static void add(T* dst, int c, float total) { dst[c] += total; }

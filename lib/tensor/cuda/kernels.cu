@@ -1,14 +1,15 @@
-// The launches of kernels.h's kernels (op_kernels.cuh), its matrix products on cuBLAS (blas.h),
-// and the host side of TokenBuckets.
+// kernels.h: the fp32 instances of the storage-generic kernels (bf16_kernels.h), the launches of
+// the fp32-only ones (op_kernels.cuh), the matrix products on cuBLAS (blas.h), and the host side
+// of TokenBuckets.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 
 #include "tensor/cuda/bf16_kernels.h"
-#include "tensor/cuda/kernel_helpers.cuh"
+#include "tensor/cuda/cuda_check.h"
+#include "tensor/cuda/fp32_op_kernels.cuh"
 #include "tensor/cuda/kernels.h"
-#include "tensor/cuda/op_kernels.cuh"
 
 namespace ds::tensor::cuda {
 
@@ -17,11 +18,7 @@ using namespace op_kernels;
 
 void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
                      int T, int C, cudaStream_t stream) {
-  const int64_t total = int64_t{B} * T * C;
-  if (total == 0) return;
-  encoder_forward_kernel<<<blocks_for(total), kBlock, 0, stream>>>(out, tokens, wte, wpe,
-                                                                   int64_t{B} * T, T, C);
-  DS_CUDA_LAUNCHED();
+  mixed::encoder_forward(out, tokens, wte, wpe, B, T, C, DType::kF32, stream);
 }
 
 int group_positions_by_token(const int32_t* tokens, int64_t n, int32_t* distinct_tokens,
@@ -64,35 +61,19 @@ void TokenBuckets::build(const int32_t* device_tokens, int64_t n, cudaStream_t s
 
 void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
                       int T, int C, TokenBuckets& buckets, cudaStream_t stream) {
-  if (C == 0 || int64_t{B} * T == 0) return;
-  buckets.build(tokens, int64_t{B} * T, stream);
-  const dim3 grid(static_cast<unsigned>(buckets.distinct()), blocks_for(C));
-  wte_backward_kernel<<<grid, kBlock, 0, stream>>>(dwte, dout, buckets.tokens(), buckets.offsets(),
-                                                   buckets.positions(), C);
-  DS_CUDA_LAUNCHED();
-  if (dwpe != nullptr) {
-    wpe_backward_kernel<<<blocks_for(int64_t{T} * C), kBlock, 0, stream>>>(dwpe, dout, B, T, C);
-    DS_CUDA_LAUNCHED();
-  }
+  mixed::encoder_backward(dwte, dwpe, dout, tokens, B, T, C, buckets, DType::kF32, stream);
 }
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int N, int C, float eps, cudaStream_t stream) {
-  if (N == 0) return;
-  layernorm_forward_kernel<<<blocks_for(N, kRowsPerBlock), kBlock, 0, stream>>>(
-      out, mean, rstd, inp, weight, bias, N, C, eps);
-  DS_CUDA_LAUNCHED();
+  mixed::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps, DType::kF32, stream);
 }
 
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                         const float* inp, const float* weight, const float* mean, const float* rstd,
                         int N, int C, cudaStream_t stream) {
-  if (N == 0) return;
-  layernorm_backward_input_kernel<<<blocks_for(N, kRowsPerBlock), kBlock, 0, stream>>>(
-      dinp, dout, inp, weight, mean, rstd, N, C);
-  DS_CUDA_LAUNCHED();
-  column_sum(dweight, N, C, LayernormWeightTerm{dout, inp, mean, rstd, C}, stream);
-  column_sum(dbias, N, C, RowsTerm{dout, C}, stream);
+  mixed::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, DType::kF32,
+                            stream);
 }
 
 void matmul_forward(Blas& blas, float* out, const float* inp, const float* weight,
@@ -102,8 +83,7 @@ void matmul_forward(Blas& blas, float* out, const float* inp, const float* weigh
   float beta = 0.0f;
   if (bias != nullptr) {
     // Start from the bias and let the GEMM add to it, as the CPU does.
-    broadcast_rows_kernel<<<blocks_for(int64_t{N} * OC), kBlock, 0, stream>>>(out, bias, N, OC);
-    DS_CUDA_LAUNCHED();
+    mixed::broadcast_rows(out, bias, N, OC, DType::kF32, stream);
     beta = 1.0f;
   }
   if (layout == WeightLayout::kInOut) {
@@ -127,7 +107,7 @@ void matmul_backward(Blas& blas, float* dinp, float* dweight, float* dbias, cons
     }
     gemm(blas, stream, true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC);
   }
-  if (dbias != nullptr) column_sum(dbias, N, OC, RowsTerm{dout, OC}, stream);
+  if (dbias != nullptr) mixed::matmul_bias_backward(dbias, dout, N, OC, DType::kF32, stream);
 }
 
 // Per batch row b, the heads form a strided batch: head h's q, k, v and output start hs floats
@@ -201,16 +181,12 @@ void attention_backward(Blas& blas, float* dqkv, float* datt_scratch, const floa
 }
 
 void gelu_forward(float* out, const float* inp, int64_t N, cudaStream_t stream) {
-  if (N == 0) return;
-  gelu_forward_kernel<<<blocks_for(N), kBlock, 0, stream>>>(out, inp, N);
-  DS_CUDA_LAUNCHED();
+  mixed::gelu_forward(out, inp, N, DType::kF32, stream);
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, int64_t N,
                    cudaStream_t stream) {
-  if (N == 0) return;
-  gelu_backward_kernel<<<blocks_for(N), kBlock, 0, stream>>>(dinp, inp, dout, N);
-  DS_CUDA_LAUNCHED();
+  mixed::gelu_backward(dinp, inp, dout, N, DType::kF32, stream);
 }
 
 void fill_zero(float* x, int64_t N, cudaStream_t stream) {
@@ -219,15 +195,11 @@ void fill_zero(float* x, int64_t N, cudaStream_t stream) {
 }
 
 void residual_forward(float* out, const float* a, const float* b, int64_t N, cudaStream_t stream) {
-  if (N == 0) return;
-  residual_forward_kernel<<<blocks_for(N), kBlock, 0, stream>>>(out, a, b, N);
-  DS_CUDA_LAUNCHED();
+  mixed::residual_forward(out, a, b, N, DType::kF32, stream);
 }
 
 void add_inplace(float* dst, const float* src, int64_t N, cudaStream_t stream) {
-  if (N == 0) return;
-  add_inplace_kernel<<<blocks_for(N), kBlock, 0, stream>>>(dst, src, N);
-  DS_CUDA_LAUNCHED();
+  mixed::add_inplace(dst, src, N, DType::kF32, stream);
 }
 
 void softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
@@ -241,7 +213,7 @@ void softmax_cross_entropy_forward(float* losses, float* probs, const float* log
 void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
                                  const int32_t* targets, float dloss, int N, int V,
                                  cudaStream_t stream) {
-  // The storage-generic kernel at fp32: the same passes and roundings as forward + backward.
+  // The same passes and roundings as forward + backward.
   mixed::softmax_cross_entropy(losses, dlogits, logits, targets, dloss, N, V, DType::kF32, stream);
 }
 

@@ -8,7 +8,7 @@
 //   (parameter gradients included) is done by a fixed set of threads in a fixed order.
 // - Everything is queued on `stream` and returns without waiting; launch errors throw
 //   ds::Error at once, faults inside a kernel at the next synchronising call.
-// fp32 storage and compute only; bf16/fp16 storage is a later step.
+// fp32 storage; bf16_kernels.h has the same kernels for bf16 and f16 storage.
 //
 // What the CPU checks on the host (token and target ranges) is not checked here: the data is
 // on the device. Out-of-range tokens or targets are undefined behaviour.

@@ -12,8 +12,7 @@ namespace {
 
 __global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* inp,
                                        const float* weight, int N, int C, float eps) {
-  const int n =
-      static_cast<int>(blockIdx.x) * kRowsPerBlock + static_cast<int>(threadIdx.x) / kWarp;
+  const int n = warp_row();
   if (n >= N) return;
   const int lane = threadIdx.x % kWarp;
   const float* x = inp + int64_t{n} * C;
@@ -28,8 +27,7 @@ __global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* inp
 __global__ void rmsnorm_backward_input_kernel(float* dinp, const float* dout, const float* inp,
                                               const float* weight, const float* rstd, int N,
                                               int C) {
-  const int n =
-      static_cast<int>(blockIdx.x) * kRowsPerBlock + static_cast<int>(threadIdx.x) / kWarp;
+  const int n = warp_row();
   if (n >= N) return;
   const int lane = threadIdx.x % kWarp;
   const float* x = inp + int64_t{n} * C;
@@ -58,7 +56,7 @@ struct RmsnormWeightTerm {
 __global__ void rope_kernel(float* x, const float* cos, const float* sin, int N, int T, int heads,
                             int hs, int64_t stride, float sign) {
   const int half = hs / 2;
-  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  const int64_t i = element();
   if (i >= int64_t{N} * heads * half) return;
   const int pair = static_cast<int>(i % half);
   const int h = static_cast<int>((i / half) % heads);
@@ -77,7 +75,7 @@ __global__ void rope_kernel(float* x, const float* cos, const float* sin, int N,
 __device__ inline float sigmoid(float g) { return 1.0f / (1.0f + expf(-g)); }
 
 __global__ void swiglu_forward_kernel(float* out, const float* gate, const float* up, int64_t N) {
-  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  const int64_t i = element();
   if (i >= N) return;
   const float g = gate[i];
   out[i] = g * sigmoid(g) * up[i];
@@ -85,7 +83,7 @@ __global__ void swiglu_forward_kernel(float* out, const float* gate, const float
 
 __global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* dout,
                                        const float* gate, const float* up, int64_t N) {
-  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  const int64_t i = element();
   if (i >= N) return;
   // Everything read before dgate (which may be dout) is written.
   const float g = gate[i];
@@ -101,7 +99,7 @@ __global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* do
 __global__ void expand_kv_heads_kernel(float* qkv, const float* q, const float* k, const float* v,
                                        int N, int NH, int KVH, int hs) {
   const int64_t C = int64_t{NH} * hs, KV = int64_t{KVH} * hs;
-  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  const int64_t i = element();
   if (i >= int64_t{N} * 3 * C) return;
   const int64_t n = i / (3 * C), j = i % (3 * C);
   if (j < C) {
@@ -120,7 +118,7 @@ __global__ void reduce_kv_heads_kernel(float* dq, float* dk, float* dv, const fl
                                        int NH, int KVH, int hs) {
   const int64_t C = int64_t{NH} * hs, KV = int64_t{KVH} * hs;
   const int64_t per_row = C + 2 * KV;
-  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  const int64_t i = element();
   if (i >= int64_t{N} * per_row) return;
   const int64_t n = i / per_row, j = i % per_row;
   const float* row = dqkv + n * 3 * C;
