@@ -71,6 +71,7 @@ NcclProcessGroup::NcclProcessGroup(GroupContext context) : ProcessGroup(std::mov
   DS_CUDA_CHECK(cudaSetDevice(ctx.cuda_device));
   try {
     DS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    DS_CUDA_CHECK(cudaEventCreateWithFlags(&producer_ready_, cudaEventDisableTiming));
     DS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&barrier_value_), sizeof(float)));
 
     ncclUniqueId id;
@@ -108,6 +109,8 @@ void NcclProcessGroup::release() noexcept {
   comm_ = nullptr;
   if (barrier_value_ != nullptr) cudaFree(barrier_value_);
   barrier_value_ = nullptr;
+  if (producer_ready_ != nullptr) cudaEventDestroy(producer_ready_);
+  producer_ready_ = nullptr;
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
   stream_ = nullptr;
 }
@@ -131,6 +134,11 @@ void NcclProcessGroup::check_usable(std::string_view op) {
 }
 
 void NcclProcessGroup::wait_event(cudaEvent_t event, std::string_view op, Milliseconds timeout) {
+  // Overlapped work often ends soon after its wait begins, so the wait first polls without
+  // sleeping: a sleep lasts at least the kernel's timer slack, 50 µs, which would be added to
+  // every such wait. Past kSpinFor it sleeps between polls, leaving the core to other threads.
+  constexpr auto kSpinFor = std::chrono::microseconds(200);
+  constexpr auto kPollEvery = std::chrono::microseconds(100);
   const auto start = Clock::now();
   const Milliseconds limit = std::min(timeout, context().timeout);
   while (true) {
@@ -140,11 +148,15 @@ void NcclProcessGroup::wait_event(cudaEvent_t event, std::string_view op, Millis
     if (state != cudaErrorNotReady) DS_CUDA_CHECK(state);
     ncclResult_t async_error = ncclSuccess;
     DS_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async_error));
-    const bool timed_out = Clock::now() - start >= limit;
-    if ((async_error != ncclSuccess && async_error != ncclInProgress) || timed_out) {
-      abort_and_throw(op, async_error, timed_out, limit);
+    const auto waited = Clock::now() - start;
+    if ((async_error != ncclSuccess && async_error != ncclInProgress) || waited >= limit) {
+      abort_and_throw(op, async_error, waited >= limit, limit);
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (waited < kSpinFor) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(kPollEvery);
+    }
   }
 }
 
@@ -179,11 +191,8 @@ WorkPtr NcclProcessGroup::enqueue(std::string_view op, bool async_op, Launch&& l
   DS_CUDA_CHECK(cudaSetDevice(context().cuda_device));
   // Order after the work the caller queued on the producer stream (which made the tensors),
   // without making that stream wait for us.
-  cudaEvent_t ready = nullptr;
-  DS_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
-  DS_CUDA_CHECK(cudaEventRecord(ready, producer_));
-  DS_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready, 0));
-  DS_CUDA_CHECK(cudaEventDestroy(ready));
+  DS_CUDA_CHECK(cudaEventRecord(producer_ready_, producer_));
+  DS_CUDA_CHECK(cudaStreamWaitEvent(stream_, producer_ready_, 0));
   launch();
   // A non-blocking communicator may still be issuing the kernels when the call returns
   // (ncclInProgress): the event below must be recorded after them.

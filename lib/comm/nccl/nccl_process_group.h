@@ -49,7 +49,8 @@ class NcclProcessGroup : public ProcessGroup {
   // throws the error naming the group and, when the store knows it, the rank that died.
   [[noreturn]] void abort_and_throw(std::string_view op, ncclResult_t state, bool timed_out,
                                     Milliseconds limit);
-  // Frees the communicator (aborting it after a failure), the stream and the barrier value.
+  // Frees the communicator (aborting it after a failure), the stream, the event and the barrier
+  // value.
   void release() noexcept;
   // Waits while NCCL is still issuing the last call's kernels (or setting the communicator up);
   // aborts and throws on an error or after the collective timeout.
@@ -58,6 +59,9 @@ class NcclProcessGroup : public ProcessGroup {
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;  // the communication stream
   cudaStream_t producer_ = cudaStreamLegacy;
+  // Recorded on the producer before each operation, for the communication stream to wait on
+  // (cudaStreamWaitEvent takes the record current when it is called, so one event serves all).
+  cudaEvent_t producer_ready_ = nullptr;
   float* barrier_value_ = nullptr;
   std::mutex mutex_;  // NCCL calls on one communicator must not interleave across threads
   std::atomic<bool> aborted_{false};
