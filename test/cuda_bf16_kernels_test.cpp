@@ -88,8 +88,9 @@ TEST_CASE("cuda mixed-precision encoder matches the CPU", "[cuda]") {
   auto d_dwpe = to_device(dwpe, gpu);
   cpu::encoder_backward(dwte.data(), dwpe.data(), dout.data(), tokens.data(), B, T, C);
   ds::tensor::cuda::TokenBuckets buckets;
-  mixed::encoder_backward(d_dwte.as<float>(), d_dwpe.as<float>(), d_dout.data(),
-                          d_tokens.as<int32_t>(), B, T, C, buckets, dtype, gpu.s());
+  buckets.build(d_tokens.as<int32_t>(), int64_t{B} * T, gpu.s());
+  mixed::encoder_backward(d_dwte.as<float>(), d_dwpe.as<float>(), d_dout.data(), B, T, C, buckets,
+                          dtype, gpu.s());
   check_parity(named("mixed encoder_backward dwte", dtype), to_host(d_dwte, gpu), dwte, 1e-6);
   check_parity(named("mixed encoder_backward dwpe", dtype), to_host(d_dwpe, gpu), dwpe, 1e-6);
 }

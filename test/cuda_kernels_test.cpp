@@ -53,11 +53,20 @@ TEST_CASE("cuda encoder matches the CPU", "[cuda]") {
   auto d_dwte = to_device(dwte, gpu);
   auto d_dwpe = to_device(dwpe, gpu);
   cpu::encoder_backward(dwte.data(), dwpe.data(), dout.data(), tokens.data(), B, T, C);
+  // The buckets from the ids on the device, then (for a second, identical sum) from the host's.
   cuda::TokenBuckets buckets;
-  cuda::encoder_backward(d_dwte.as<float>(), d_dwpe.as<float>(), d_dout.as<float>(),
-                         d_tokens.as<int32_t>(), B, T, C, buckets, gpu.s());
+  buckets.build(d_tokens.as<int32_t>(), int64_t{B} * T, gpu.s());
+  cuda::encoder_backward(d_dwte.as<float>(), d_dwpe.as<float>(), d_dout.as<float>(), B, T, C,
+                         buckets, gpu.s());
   check_parity("encoder_backward dwte", to_host(d_dwte, gpu), dwte, 1e-6);
   check_parity("encoder_backward dwpe", to_host(d_dwpe, gpu), dwpe, 1e-6);
+  const Vec once = to_host(d_dwte, gpu);
+  cpu::encoder_backward(dwte.data(), dwpe.data(), dout.data(), tokens.data(), B, T, C);
+  buckets.build_from_host(tokens.data(), int64_t{B} * T, gpu.s());
+  cuda::encoder_backward(d_dwte.as<float>(), d_dwpe.as<float>(), d_dout.as<float>(), B, T, C,
+                         buckets, gpu.s());
+  check_parity("encoder_backward dwte, buckets from the host", to_host(d_dwte, gpu), dwte, 1e-6);
+  CHECK(to_host(d_dwte, gpu) != once);
 }
 
 TEST_CASE("cuda layernorm matches the CPU", "[cuda]") {

@@ -15,7 +15,8 @@ void EmbeddingLayer::forward(const float* w, const MicroBatch& mb, const float*,
 
 void EmbeddingLayer::backward(const float*, float* dw, const MicroBatch& mb, const float*,
                               const float* dy, float*, float*) {
-  ops_.encoder_backward(dw + wte_, wpe_ < 0 ? nullptr : dw + wpe_, dy, mb.tokens, mb.B, mb.T, C_);
+  ops_.encoder_backward(dw + wte_, wpe_ < 0 ? nullptr : dw + wpe_, dy, mb.tokens, mb.host_tokens,
+                        mb.B, mb.T, C_);
 }
 
 }  // namespace ds::model

@@ -87,6 +87,7 @@ MicroBatch Gpt::on_device(const MicroBatch& mb, int slot, bool upload_tokens, bo
   if (upload_tokens) ops_.upload(slot_tokens_[slot].data(), mb.tokens, bytes);
   if (upload_targets) ops_.upload(slot_device_targets_[slot].data(), mb.targets, bytes);
   MicroBatch device = mb;
+  device.host_tokens = mb.tokens;
   device.tokens = slot_tokens_[slot].as<int32_t>();
   device.targets = slot_device_targets_[slot].as<int32_t>();
   return device;

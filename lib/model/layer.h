@@ -28,6 +28,8 @@ struct MicroBatch {
   // micro-batch carries the same dloss to its forward and its backward: the head's forward
   // computes the logits' gradient with the losses when it is not 0.
   float dloss = 0;
+  // Where tokens is a device's copy: the same ids in host memory (nullptr when not at hand).
+  const int32_t* host_tokens = nullptr;
 };
 
 // Positions of a micro-batch that have a target (are not tensor::cpu::kIgnoreTarget).

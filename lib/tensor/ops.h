@@ -69,8 +69,10 @@ class Ops {
   // tensor/cpu/kernels.h
   virtual void encoder_forward(float* out, const int32_t* tokens, const float* wte,
                                const float* wpe, int B, int T, int C) = 0;
+  // host_tokens (nullable): the same ids in host memory, where the caller has them. A GPU groups
+  // the positions by token on the host, and would otherwise wait to read the ids back.
   virtual void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
-                                int B, int T, int C) = 0;
+                                const int32_t* host_tokens, int B, int T, int C) = 0;
   virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
                                  const float* weight, const float* bias, int N, int C,
                                  float eps) = 0;

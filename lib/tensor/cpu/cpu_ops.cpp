@@ -64,8 +64,9 @@ class CpuOps final : public Ops {
     guard("encoder_forward", {out, tokens, wte, wpe});
     cpu::encoder_forward(out, tokens, wte, wpe, B, T, C);
   }
-  void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
-                        int T, int C) override {
+  void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
+                        const int32_t* /*host_tokens: tokens is host memory here*/, int B, int T,
+                        int C) override {
     guard("encoder_backward", {dwte, dwpe, dout, tokens});
     cpu::encoder_backward(dwte, dwpe, dout, tokens, B, T, C);
   }

@@ -52,10 +52,9 @@ void encoder_forward(void* out, const int32_t* tokens, const void* wte, const vo
   DS_CUDA_LAUNCHED();
 }
 
-void encoder_backward(float* dwte, float* dwpe, const void* dout, const int32_t* tokens, int B,
-                      int T, int C, TokenBuckets& buckets, DType dtype, cudaStream_t stream) {
+void encoder_backward(float* dwte, float* dwpe, const void* dout, int B, int T, int C,
+                      const TokenBuckets& buckets, DType dtype, cudaStream_t stream) {
   if (C == 0 || int64_t{B} * T == 0) return;
-  buckets.build(tokens, int64_t{B} * T, stream);
   dispatch(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     const S* d = static_cast<const S*>(dout);

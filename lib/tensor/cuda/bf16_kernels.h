@@ -39,10 +39,10 @@ namespace ds::tensor::cuda::mixed {
 void encoder_forward(void* out, const int32_t* tokens, const void* wte, const void* wpe, int B,
                      int T, int C, DType dtype, cudaStream_t stream);
 // dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:] unless dwpe is nullptr, in the
-// CPU's order as kernels.h's (`buckets` rebuilt from `tokens`, which waits for the stream). The
-// gradients are fp32 (see above); dout is in `dtype`.
-void encoder_backward(float* dwte, float* dwpe, const void* dout, const int32_t* tokens, int B,
-                      int T, int C, TokenBuckets& buckets, DType dtype, cudaStream_t stream);
+// CPU's order as kernels.h's, for the ids `buckets` was last built from. The gradients are fp32
+// (see above); dout is in `dtype`.
+void encoder_backward(float* dwte, float* dwpe, const void* dout, int B, int T, int C,
+                      const TokenBuckets& buckets, DType dtype, cudaStream_t stream);
 
 // One warp per row; mean and rstd (fp32, nullable) are those of the stored (rounded) input.
 void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const void* weight,

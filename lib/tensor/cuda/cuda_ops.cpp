@@ -115,8 +115,14 @@ void CudaOps::encoder_forward(float* out, const int32_t* tokens, const float* wt
   cuda::encoder_forward(out, tokens, wte, wpe, B, T, C, stream());
 }
 void CudaOps::encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
-                               int B, int T, int C) {
-  cuda::encoder_backward(dwte, dwpe, dout, tokens, B, T, C, *buckets_, stream());
+                               const int32_t* host_tokens, int B, int T, int C) {
+  const int64_t n = int64_t{B} * T;
+  if (host_tokens != nullptr) {
+    buckets_->build_from_host(host_tokens, n, stream());
+  } else {
+    buckets_->build(tokens, n, stream());
+  }
+  cuda::encoder_backward(dwte, dwpe, dout, B, T, C, *buckets_, stream());
 }
 void CudaOps::layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
                                 const float* weight, const float* bias, int N, int C, float eps) {

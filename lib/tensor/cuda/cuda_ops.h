@@ -55,8 +55,8 @@ class CudaOps final : public Ops {
 
   void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
                        int T, int C) override;
-  void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
-                        int T, int C) override;
+  void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
+                        const int32_t* host_tokens, int B, int T, int C) override;
   void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
                          const float* weight, const float* bias, int N, int C, float eps) override;
   void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,

@@ -8,6 +8,7 @@
 
 #include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/cuda_check.h"
+#include "tensor/cuda/device_memory.h"
 #include "tensor/cuda/fp32_op_kernels.cuh"
 #include "tensor/cuda/kernels.h"
 
@@ -39,29 +40,48 @@ int group_positions_by_token(const int32_t* tokens, int64_t n, int32_t* distinct
   return distinct;
 }
 
+TokenBuckets::~TokenBuckets() {
+  if (uploaded_ != nullptr) cudaEventDestroy(uploaded_);
+  host_free_pinned(staging_);
+}
+
+void TokenBuckets::build_from_host(const int32_t* host_tokens, int64_t n, cudaStream_t stream) {
+  distinct_ = 0;
+  if (n == 0) return;
+  if (uploaded_ == nullptr) {
+    DS_CUDA_CALL(cudaEventCreateWithFlags(&uploaded_, cudaEventDisableTiming));
+  }
+  // The last copy from staging_ must have read it before it is rewritten or freed (as a rule it
+  // did long ago: a micro-batch apart).
+  DS_CUDA_CALL(cudaEventSynchronize(uploaded_));
+  if (n > capacity_) {
+    // Replacing the device buffer frees it, which waits for kernels that may still read it.
+    capacity_ = n;
+    device_ = DeviceBuffer(bytes());
+    host_free_pinned(staging_);
+    staging_ = nullptr;
+    staging_ =
+        static_cast<int32_t*>(host_allocate_pinned(bytes(), "the embedding's token buckets"));
+  }
+  int32_t* offsets = staging_ + capacity_;
+  distinct_ = group_positions_by_token(host_tokens, n, staging_, offsets, offsets + capacity_ + 1);
+  DS_CUDA_CALL(cudaMemcpyAsync(device_.data(), staging_, bytes(), cudaMemcpyHostToDevice, stream));
+  DS_CUDA_CALL(cudaEventRecord(uploaded_, stream));
+}
+
 void TokenBuckets::build(const int32_t* device_tokens, int64_t n, cudaStream_t stream) {
-  host_tokens_.resize(static_cast<size_t>(n));
+  device_copy_.resize(static_cast<size_t>(n));
   if (n > 0) {
-    DS_CUDA_CALL(cudaMemcpyAsync(host_tokens_.data(), device_tokens, sizeof(int32_t) * n,
+    DS_CUDA_CALL(cudaMemcpyAsync(device_copy_.data(), device_tokens, sizeof(int32_t) * n,
                                  cudaMemcpyDeviceToHost, stream));
   }
   DS_CUDA_CALL(cudaStreamSynchronize(stream));
-  if (n > capacity_) {
-    capacity_ = n;
-    device_ = DeviceBuffer(sizeof(int32_t) * static_cast<size_t>(3 * capacity_ + 1));
-  }
-  host_.assign(static_cast<size_t>(3 * capacity_ + 1), 0);
-  int32_t* tokens = host_.data();
-  int32_t* offsets = tokens + capacity_;
-  distinct_ =
-      group_positions_by_token(host_tokens_.data(), n, tokens, offsets, offsets + capacity_ + 1);
-  // upload() waits until host_ may change again (the next build() rewrites it).
-  device_.upload(host_.data(), sizeof(int32_t) * host_.size(), stream);
+  build_from_host(device_copy_.data(), n, stream);
 }
 
-void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
-                      int T, int C, TokenBuckets& buckets, cudaStream_t stream) {
-  mixed::encoder_backward(dwte, dwpe, dout, tokens, B, T, C, buckets, DType::kF32, stream);
+void encoder_backward(float* dwte, float* dwpe, const float* dout, int B, int T, int C,
+                      const TokenBuckets& buckets, cudaStream_t stream) {
+  mixed::encoder_backward(dwte, dwpe, dout, B, T, C, buckets, DType::kF32, stream);
 }
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,

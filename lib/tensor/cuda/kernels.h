@@ -39,20 +39,38 @@ int group_positions_by_token(const int32_t* tokens, int64_t n, int32_t* distinct
                              int32_t* offsets, int32_t* positions);
 
 // The positions of a micro-batch grouped by token (llm.c's buckets), so that the embedding's
-// backward can give every distinct token its own threads: built on the host from the tokens,
-// which it copies from the device, and kept on the device. Grows once to the largest batch.
+// backward can give every distinct token its own threads: built on the host from the tokens and
+// copied to the device, where they are kept. Grows once to the largest batch.
 class TokenBuckets {
  public:
+  TokenBuckets() = default;
+  ~TokenBuckets();
+  TokenBuckets(const TokenBuckets&) = delete;
+  TokenBuckets& operator=(const TokenBuckets&) = delete;
+
+  // From the ids in host memory (the micro-batch the caller uploaded): nothing waits for the
+  // device, and the copy to it is queued on `stream`, so the grouping overlaps the work already
+  // queued there. `host_tokens` may be reused on return.
+  void build_from_host(const int32_t* host_tokens, int64_t n, cudaStream_t stream);
+  // From the ids in device memory: reads them back, which waits for everything queued on
+  // `stream`.
+  void build(const int32_t* device_tokens, int64_t n, cudaStream_t stream);
+
   // positions() lists [0, n) by token, ascending positions within a token; token u of the
   // distinct ones owns positions()[offsets()[u], offsets()[u + 1]).
-  void build(const int32_t* device_tokens, int64_t n, cudaStream_t stream);
   int distinct() const { return distinct_; }
   const int32_t* tokens() const { return device_.as<int32_t>(); }
   const int32_t* offsets() const { return tokens() + capacity_; }
   const int32_t* positions() const { return offsets() + capacity_ + 1; }
 
  private:
-  std::vector<int32_t> host_tokens_, host_;  // host_: tokens | offsets | positions
+  size_t bytes() const { return sizeof(int32_t) * static_cast<size_t>(3 * capacity_ + 1); }
+
+  std::vector<int32_t> device_copy_;  // build()'s ids, read back from the device
+  // tokens | offsets | positions on the host, page-locked so that the copy to device_ is
+  // asynchronous; `uploaded_` is recorded after it, and waited for before staging_ is rewritten.
+  int32_t* staging_ = nullptr;
+  cudaEvent_t uploaded_ = nullptr;
   DeviceBuffer device_;
   int64_t capacity_ = 0;
   int distinct_ = 0;
@@ -61,9 +79,9 @@ class TokenBuckets {
 // dwte[tokens[b,t],:] += dout[b,t,:]; dwpe[t,:] += dout[b,t,:] unless dwpe is nullptr. A thread
 // per (distinct token, channel) adds that token's positions in order, and one per (position,
 // channel) adds the batch rows in order: the CPU's summation order, so the sums are bitwise the
-// CPU's, with no atomics. `buckets` is rebuilt from `tokens` (which waits for the stream).
-void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
-                      int T, int C, TokenBuckets& buckets, cudaStream_t stream);
+// CPU's, with no atomics. The ids are those `buckets` was last built from.
+void encoder_backward(float* dwte, float* dwpe, const float* dout, int B, int T, int C,
+                      const TokenBuckets& buckets, cudaStream_t stream);
 
 // One warp per row. mean and rstd may be nullptr.
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
