@@ -10,9 +10,6 @@ if(DS_WITH_CUDA)
     LIBS ds_model ds_checkpoint ds_optim)
   # The ZeRO engine with its model on the GPU against the same engine on the CPU.
   ds_add_test(cuda_engine_test LABELS cuda SOURCES cuda_engine_test.cpp LIBS ds_zero)
-  # The host side of the CUDA embedding backward's token buckets (no GPU needed).
-  ds_add_test(cuda_token_buckets_test LABELS unit SOURCES cuda_token_buckets_test.cpp
-    LIBS ds_tensor)
   # The engine-side ops (casts, norms, updates) of CudaOps against cpu_ops().
   ds_add_test(cuda_ops_test LABELS cuda SOURCES cuda_ops_test.cpp LIBS ds_tensor)
   # dsworker and dslaunch with train.device: cuda.

@@ -11,6 +11,7 @@
 #include "tensor/cuda/device_memory.h"
 #include "tensor/cuda/fp32_op_kernels.cuh"
 #include "tensor/cuda/kernels.h"
+#include "tensor/token_grouping.h"
 
 namespace ds::tensor::cuda {
 
@@ -20,24 +21,6 @@ using namespace op_kernels;
 void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
                      int T, int C, cudaStream_t stream) {
   mixed::encoder_forward(out, tokens, wte, wpe, B, T, C, DType::kF32, stream);
-}
-
-int group_positions_by_token(const int32_t* tokens, int64_t n, int32_t* distinct_tokens,
-                             int32_t* offsets, int32_t* positions) {
-  // Positions by token, ascending within a token (a stable sort by token).
-  for (int64_t i = 0; i < n; ++i) positions[i] = static_cast<int32_t>(i);
-  std::stable_sort(positions, positions + n,
-                   [&](int32_t a, int32_t b) { return tokens[a] < tokens[b]; });
-  int distinct = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t token = tokens[positions[i]];
-    if (i == 0 || token != tokens[positions[i - 1]]) {
-      distinct_tokens[distinct] = token;
-      offsets[distinct++] = static_cast<int32_t>(i);
-    }
-  }
-  offsets[distinct] = static_cast<int32_t>(n);
-  return distinct;
 }
 
 TokenBuckets::~TokenBuckets() {

@@ -31,16 +31,11 @@ using cpu::WeightLayout;
 // out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:], or wte's row alone when wpe is nullptr.
 void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
                      int T, int C, cudaStream_t stream);
-// Host side of TokenBuckets: groups positions [0, n) by tokens[position] into `tokens` (the
-// distinct tokens, ascending), `offsets` (distinct + 1 entries: token u owns
-// positions[offsets[u], offsets[u + 1])) and `positions` (ascending within a token). Returns
-// the number of distinct tokens. Each output has room for n (offsets: n + 1) entries.
-int group_positions_by_token(const int32_t* tokens, int64_t n, int32_t* distinct_tokens,
-                             int32_t* offsets, int32_t* positions);
 
 // The positions of a micro-batch grouped by token (llm.c's buckets), so that the embedding's
 // backward can give every distinct token its own threads: built on the host from the tokens and
-// copied to the device, where they are kept. Grows once to the largest batch.
+// copied to the device, where they are kept (the grouping is tensor/token_grouping.h's). Grows
+// once to the largest batch.
 class TokenBuckets {
  public:
   TokenBuckets() = default;

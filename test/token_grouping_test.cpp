@@ -1,33 +1,31 @@
-// The host side of the CUDA embedding backward (tensor/cuda/kernels.h): positions grouped by
+// The host side of the CUDA embedding backward (tensor/token_grouping.h): positions grouped by
 // token, in the order that keeps the GPU's sums bitwise the CPU's. Runs without a GPU.
+#include "tensor/token_grouping.h"
+
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <random>
 #include <vector>
 
 #include "tensor/cpu/kernels.h"
-#include "tensor/cuda/kernels.h"
 
-namespace cuda = ds::tensor::cuda;
-
-TEST_CASE("positions are grouped by token, ascending within each", "[cuda][buckets]") {
+TEST_CASE("positions are grouped by token, ascending within each", "[buckets]") {
   const std::vector<int32_t> tokens = {5, 3, 5, 7, 3, 5};
   std::vector<int32_t> distinct(6), offsets(7), positions(6);
-  const int count = cuda::group_positions_by_token(tokens.data(), 6, distinct.data(),
-                                                   offsets.data(), positions.data());
+  const int count = ds::tensor::group_positions_by_token(tokens.data(), 6, distinct.data(),
+                                                         offsets.data(), positions.data());
   REQUIRE(count == 3);
   CHECK(std::vector<int32_t>(distinct.begin(), distinct.begin() + 3) ==
         std::vector<int32_t>{3, 5, 7});
   CHECK(std::vector<int32_t>(offsets.begin(), offsets.begin() + 4) ==
         std::vector<int32_t>{0, 2, 5, 6});
   CHECK(positions == std::vector<int32_t>{1, 4, 0, 2, 5, 3});
-  CHECK(cuda::group_positions_by_token(tokens.data(), 0, distinct.data(), offsets.data(),
-                                       positions.data()) == 0);
+  CHECK(ds::tensor::group_positions_by_token(tokens.data(), 0, distinct.data(), offsets.data(),
+                                             positions.data()) == 0);
   CHECK(offsets[0] == 0);
 }
 
-TEST_CASE("summing by token buckets gives the CPU's embedding gradient bit for bit",
-          "[cuda][buckets]") {
+TEST_CASE("summing by token buckets gives the CPU's embedding gradient bit for bit", "[buckets]") {
   // What wte_backward_kernel does per (token, channel), on the host: start from the
   // accumulator, add the token's positions in bucket order.
   const int B = 3, T = 17, C = 5, V = 11, N = B * T;
@@ -44,8 +42,8 @@ TEST_CASE("summing by token buckets gives the CPU's embedding gradient bit for b
   ds::tensor::cpu::encoder_backward(cpu.data(), nullptr, dout.data(), tokens.data(), B, T, C);
 
   std::vector<int32_t> distinct(N), offsets(N + 1), positions(N);
-  const int count = cuda::group_positions_by_token(tokens.data(), N, distinct.data(),
-                                                   offsets.data(), positions.data());
+  const int count = ds::tensor::group_positions_by_token(tokens.data(), N, distinct.data(),
+                                                         offsets.data(), positions.data());
   std::vector<float> buckets = start;
   for (int u = 0; u < count; ++u) {
     for (int c = 0; c < C; ++c) {
