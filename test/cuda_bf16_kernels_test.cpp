@@ -213,7 +213,7 @@ TEST_CASE("cuda mixed-precision fused softmax cross-entropy matches the CPU", "[
   auto d_losses = cuda::DeviceBuffer::floats(N);
   // Evaluation first: losses only, the logits untouched.
   mixed::softmax_cross_entropy(d_losses.as<float>(), nullptr, d_logits.data(),
-                               d_targets.as<int32_t>(), dloss, N, V, dtype, gpu.s());
+                               d_targets.as<int32_t>(), dloss, N, V, V, dtype, gpu.s());
   check_parity(named("mixed softmax_cross_entropy losses only", dtype), to_host(d_losses, gpu),
                losses, 1e-5);
   check_parity(named("mixed softmax_cross_entropy logits kept", dtype),
@@ -222,7 +222,7 @@ TEST_CASE("cuda mixed-precision fused softmax cross-entropy matches the CPU", "[
   cuda::DeviceBuffer d_own(in_place ? 0 : bytes_of(logits.size(), dtype));
   void* d_dlogits = in_place ? d_logits.data() : d_own.data();
   mixed::softmax_cross_entropy(d_losses.as<float>(), d_dlogits, d_logits.data(),
-                               d_targets.as<int32_t>(), dloss, N, V, dtype, gpu.s());
+                               d_targets.as<int32_t>(), dloss, N, V, V, dtype, gpu.s());
   const Vec gpu_losses = to_host(d_losses, gpu);
   check_parity(named("mixed softmax_cross_entropy losses", dtype), gpu_losses, losses, 1e-5);
   CHECK(gpu_losses[1] == 0.0f);

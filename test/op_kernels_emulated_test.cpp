@@ -4,8 +4,11 @@
 // their indexing, row and block reductions and synchronisation, checked on machines without a
 // GPU. (The causal softmax and the matmuls come with cuBLAS's GEMMs, and stay with the cuda
 // tests.)
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "emulated_token_buckets.h"
 #include "parity_helpers.h"
@@ -125,9 +128,26 @@ TEST_CASE("emulated softmax cross-entropy", "[op_kernels]") {
                                    0.25f, N, V);
   launch(k::softmax_cross_entropy_kernel<float>, dim3{unsigned(N)}, dim3{k::kCrossEntropyBlock}, 0,
          got_losses.data(), got_fused.data(), static_cast<const float*>(got_fused.data()),
-         targets.data(), 0.25f, V);
+         targets.data(), 0.25f, V, int64_t{V});
   check_parity("softmax_cross_entropy_fused losses", got_losses, fused_losses, 1e-5);
   check_parity("softmax_cross_entropy_fused dlogits", got_fused, fused, 1e-6);
+
+  // Rows padded to ld > V (the GPU classifier's layout): the padding is neither read nor written.
+  const int64_t ld = V + 5;
+  Vec padded(size_t(N) * ld, std::numeric_limits<float>::quiet_NaN());
+  for (int n = 0; n < N; ++n) {
+    std::copy_n(logits.begin() + int64_t{n} * V, V, padded.begin() + n * ld);
+  }
+  launch(k::softmax_cross_entropy_kernel<float>, dim3{unsigned(N)}, dim3{k::kCrossEntropyBlock}, 0,
+         got_losses.data(), padded.data(), static_cast<const float*>(padded.data()), targets.data(),
+         0.25f, V, ld);
+  Vec unpadded(logits.size());
+  for (int n = 0; n < N; ++n) {
+    std::copy_n(padded.begin() + n * ld, V, unpadded.begin() + int64_t{n} * V);
+    for (int64_t i = V; i < ld; ++i) CHECK(std::isnan(padded[n * ld + i]));
+  }
+  check_parity("softmax_cross_entropy_fused losses padded", got_losses, fused_losses, 1e-5);
+  check_parity("softmax_cross_entropy_fused dlogits padded", unpadded, fused, 1e-6);
 }
 
 TEST_CASE("emulated sum of squares", "[op_kernels]") {

@@ -216,11 +216,11 @@ TEMPLATE_TEST_CASE("emulated storage kernels: fused softmax cross-entropy", "[st
   // The training step's use: dlogits written over the logits.
   Vec want = logits, want_losses(N);
   launch(k::softmax_cross_entropy_kernel<float>, grid, block, 0, want_losses.data(), want.data(),
-         static_cast<const float*>(want.data()), targets.data(), dloss, V);
+         static_cast<const float*>(want.data()), targets.data(), dloss, V, int64_t{V});
   std::vector<S> got = narrow<S>(logits);
   Vec got_losses(N);
   launch(k::softmax_cross_entropy_kernel<S>, grid, block, 0, got_losses.data(), got.data(),
-         static_cast<const S*>(got.data()), targets.data(), dloss, V);
+         static_cast<const S*>(got.data()), targets.data(), dloss, V, int64_t{V});
   check_equal("softmax_cross_entropy losses (fp32)", got_losses, want_losses);
   check_rounded("softmax_cross_entropy dlogits in place", got, want);
 
@@ -228,6 +228,6 @@ TEMPLATE_TEST_CASE("emulated storage kernels: fused softmax cross-entropy", "[st
   const std::vector<S> logits_s = narrow<S>(logits);
   Vec eval_losses(N);
   launch(k::softmax_cross_entropy_kernel<S>, grid, block, 0, eval_losses.data(),
-         static_cast<S*>(nullptr), logits_s.data(), targets.data(), dloss, V);
+         static_cast<S*>(nullptr), logits_s.data(), targets.data(), dloss, V, int64_t{V});
   check_equal("softmax_cross_entropy losses without dlogits", eval_losses, want_losses);
 }

@@ -59,7 +59,8 @@ class Gpt {
   // alive until backward_range on the slot. Checks token ids.
   const float* forward_range(int first, int last, const MicroBatch& mb, const float* x,
                              LayerBuffers& buffers, int slot);
-  // After forward_range(first, last, ...) on the slot: accumulates (+=) each layer's
+  // After forward_range(first, last, ...) on the slot, with the forward's micro-batch (its
+  // tokens the same ids: a GPU reads the host's copy): accumulates (+=) each layer's
   // gradient into buffers.grads(layer), last layer first. `dy` is the gradient of the
   // range's output (nullptr when the range ends with the head, which starts from
   // mb.dloss). Returns the gradient w.r.t. `x` (nullptr when first == 0), valid until

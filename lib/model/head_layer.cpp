@@ -1,5 +1,7 @@
 #include "model/head_layer.h"
 
+#include <algorithm>
+
 #include "util/error.h"
 
 namespace ds::model {
@@ -26,7 +28,9 @@ HeadLayer::Saved HeadLayer::carve(FloatCarver& region, int B, int T) const {
   s.lnf = region.take(BT * C_);
   s.lnf_mean = region.take(BT);
   s.lnf_rstd = region.take(BT);
-  s.logits = region.take(BT * V_);
+  // The training step's classifier scratch, or an evaluation's logits and probabilities.
+  s.logits =
+      region.take(std::max(BT * V_, ops_.classifier_scratch_floats(static_cast<int>(BT), V_)));
   return s;
 }
 
@@ -48,12 +52,12 @@ void HeadLayer::forward(const float* w, const MicroBatch& mb, const float* x, fl
   } else {
     ops_.layernorm_forward(s.lnf, s.lnf_mean, s.lnf_rstd, x, w + lnf_w_, w + lnf_b_, N, C_, eps_);
   }
-  ops_.matmul_forward(s.logits, s.lnf, head, nullptr, N, C_, V_, tensor::WeightLayout::kOutIn);
   if (mb.dloss != 0.0f) {
     // Training: the backward's dlogits come out of the same pass as the losses.
-    ops_.softmax_cross_entropy_fused(y, s.logits, s.logits, mb.targets, mb.dloss, N, V_);
+    ops_.classifier_forward(y, s.logits, s.lnf, head, mb.targets, mb.dloss, N, C_, V_);
     probabilities_ = nullptr;
   } else {
+    ops_.matmul_forward(s.logits, s.lnf, head, nullptr, N, C_, V_, tensor::WeightLayout::kOutIn);
     ops_.softmax_cross_entropy_forward(y, s.logits, s.logits, mb.targets, N, V_);
     probabilities_ = s.logits;
   }
@@ -68,13 +72,17 @@ void HeadLayer::backward(const float* w, float* dw, const MicroBatch& mb, const 
            "the tied LM head ran before bind_tied_embedding()");
   FloatCarver region(saved);
   const Saved s = carve(region, mb.B, mb.T);
-  float* dlogits = s.logits;
-  // With a dloss the forward wrote dlogits already; without one the gradient is zero.
-  if (mb.dloss == 0.0f) ops_.fill_zero(dlogits, int64_t{N} * V_);
   float* d_lnf = scratch_->d_ln.as<float>();
   ops_.fill_zero(d_lnf, int64_t{N} * C_);
-  ops_.matmul_backward(d_lnf, dhead, nullptr, dlogits, s.lnf, head, N, C_, V_,
-                       tensor::WeightLayout::kOutIn);
+  if (mb.dloss != 0.0f) {
+    // The forward left the logits' gradient in the classifier's scratch.
+    ops_.classifier_backward(d_lnf, dhead, s.logits, s.lnf, head, N, C_, V_);
+  } else {
+    // An evaluation forward: the gradient is zero.
+    ops_.fill_zero(s.logits, int64_t{N} * V_);
+    ops_.matmul_backward(d_lnf, dhead, nullptr, s.logits, s.lnf, head, N, C_, V_,
+                         tensor::WeightLayout::kOutIn);
+  }
   if (rms_) {
     ops_.rmsnorm_backward(dx, dw + lnf_w_, d_lnf, x, w + lnf_w_, s.lnf_rstd, N, C_);
   } else {

@@ -127,6 +127,25 @@ class Ops {
     gelu_backward_inplace(dpre_gelu, pre_gelu, int64_t{N} * IC);
   }
 
+  // The LM head of a training step, which a GPU runs on its own layout: logits = inp·headᵀ (head
+  // [V, C] as WeightLayout::kOutIn), then the losses and d(objective)/d(logits) in one pass as
+  // softmax_cross_entropy_fused. The logits and their gradient stay in `scratch`
+  // (classifier_scratch_floats(N, V) floats) in a form only classifier_backward reads: here N x V
+  // fp32; a GPU pads the rows for aligned GEMMs and, in bf16 runs, keeps them in bf16 (as
+  // PyTorch's autocast keeps a bf16 matmul's output). classifier_backward: dinp and dhead +=
+  // the gradients through the head.
+  virtual int64_t classifier_scratch_floats(int N, int V) const { return int64_t{N} * V; }
+  virtual void classifier_forward(float* losses, float* scratch, const float* inp,
+                                  const float* head, const int32_t* targets, float dloss, int N,
+                                  int C, int V) {
+    matmul_forward(scratch, inp, head, nullptr, N, C, V, WeightLayout::kOutIn);
+    softmax_cross_entropy_fused(losses, scratch, scratch, targets, dloss, N, V);
+  }
+  virtual void classifier_backward(float* dinp, float* dhead, const float* scratch,
+                                   const float* inp, const float* head, int N, int C, int V) {
+    matmul_backward(dinp, dhead, nullptr, scratch, inp, head, N, C, V, WeightLayout::kOutIn);
+  }
+
   // tensor/cpu/llama_kernels.h
   virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight,
                                int N, int C, float eps) = 0;

@@ -1,6 +1,6 @@
 // The launches of bf16_kernels.h: a host switch on the DType picks the instance of op_kernels.cuh's
-// storage-generic kernels. Launch shapes follow kernels.cu (a thread per element, a warp per row,
-// a block per vocabulary row, detail::column_sum for the fixed-order column sums).
+// storage-generic kernels. A thread per element, a warp per row, a block per vocabulary row, and
+// detail::column_sum for the fixed-order column sums.
 #include <cuda_runtime.h>
 
 #include "tensor/cuda/bf16_kernels.h"
@@ -54,6 +54,7 @@ void encoder_forward(void* out, const int32_t* tokens, const void* wte, const vo
 
 void encoder_backward(float* dwte, float* dwpe, const void* dout, int B, int T, int C,
                       const TokenBuckets& buckets, DType dtype, cudaStream_t stream) {
+  DS_CUDA_REQUIRE(buckets.size() == int64_t{B} * T);
   if (C == 0 || int64_t{B} * T == 0) return;
   dispatch(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
@@ -151,12 +152,14 @@ void add_inplace(void* dst, const void* src, int64_t N, DType dtype, cudaStream_
 }
 
 void softmax_cross_entropy(float* losses, void* dlogits, const void* logits, const int32_t* targets,
-                           float dloss, int N, int V, DType dtype, cudaStream_t stream) {
+                           float dloss, int N, int V, int64_t ld, DType dtype,
+                           cudaStream_t stream) {
+  DS_CUDA_REQUIRE(ld >= V);
   if (N == 0) return;
   dispatch(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     softmax_cross_entropy_kernel<<<N, kCrossEntropyBlock, 0, stream>>>(
-        losses, static_cast<S*>(dlogits), static_cast<const S*>(logits), targets, dloss, V);
+        losses, static_cast<S*>(dlogits), static_cast<const S*>(logits), targets, dloss, V, ld);
   });
   DS_CUDA_LAUNCHED();
 }

@@ -67,9 +67,10 @@ void add_inplace(void* dst, const void* src, int64_t N, DType dtype, cudaStream_
 // nullptr, dlogits = (softmax(logits) - onehot(targets)) * dloss — WRITTEN, not accumulated,
 // in `dtype`. dlogits may alias logits (the training step's in-place use: the logits are read
 // before they are overwritten). Ignored targets (cpu::kIgnoreTarget) give loss 0 and a zero
-// gradient row. With dlogits == nullptr only the losses are computed (evaluation).
+// gradient row. With dlogits == nullptr only the losses are computed (evaluation). Rows are `ld`
+// elements apart in both (ld >= V; the elements past V are neither read nor written).
 void softmax_cross_entropy(float* losses, void* dlogits, const void* logits, const int32_t* targets,
-                           float dloss, int N, int V, DType dtype, cudaStream_t stream);
+                           float dloss, int N, int V, int64_t ld, DType dtype, cudaStream_t stream);
 
 // The separate steps behind LtMatmul's unfused paths (lt_matmul.h), where cuBLASLt offers no
 // fused epilogue for a shape:

@@ -38,10 +38,17 @@ cublasHandle_t Blas::on(cudaStream_t stream) {
 void gemm(Blas& blas, cudaStream_t stream, bool trans_a, bool trans_b, int m, int n, int k,
           float alpha, const float* a, int lda, const float* b, int ldb, float beta, float* c,
           int ldc) {
+  gemm_ex(blas, stream, trans_a, trans_b, m, n, k, alpha, {a, CUDA_R_32F, lda},
+          {b, CUDA_R_32F, ldb}, beta, c, CUDA_R_32F, ldc, blas.compute_type());
+}
+
+void gemm_ex(Blas& blas, cudaStream_t stream, bool trans_a, bool trans_b, int m, int n, int k,
+             float alpha, GemmOperand a, GemmOperand b, float beta, void* c, cudaDataType_t c_type,
+             int64_t ldc, cublasComputeType_t compute) {
   DS_CUBLAS_CALL(cublasGemmEx(blas.on(stream), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                              trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, CUDA_R_32F,
-                              ldb, a, CUDA_R_32F, lda, &beta, c, CUDA_R_32F, ldc,
-                              blas.compute_type(), CUBLAS_GEMM_DEFAULT));
+                              trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b.data, b.type,
+                              static_cast<int>(b.ld), a.data, a.type, static_cast<int>(a.ld), &beta,
+                              c, c_type, static_cast<int>(ldc), compute, CUBLAS_GEMM_DEFAULT));
 }
 
 void gemm_batched(Blas& blas, cudaStream_t stream, bool trans_a, bool trans_b, int m, int n, int k,

@@ -10,6 +10,7 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <library_types.h>
 
 #include <cstdint>
 
@@ -43,6 +44,16 @@ class Blas {
 void gemm(Blas& blas, cudaStream_t stream, bool trans_a, bool trans_b, int m, int n, int k,
           float alpha, const float* a, int lda, const float* b, int ldb, float beta, float* c,
           int ldc);
+// The same for operands of any cuBLAS data type, at an explicit compute type (mixed types, such
+// as bf16 inputs with an fp32 output, at CUBLAS_COMPUTE_32F).
+struct GemmOperand {
+  const void* data;
+  cudaDataType_t type;
+  int64_t ld;
+};
+void gemm_ex(Blas& blas, cudaStream_t stream, bool trans_a, bool trans_b, int m, int n, int k,
+             float alpha, GemmOperand a, GemmOperand b, float beta, void* c, cudaDataType_t c_type,
+             int64_t ldc, cublasComputeType_t compute);
 void gemm_batched(Blas& blas, cudaStream_t stream, bool trans_a, bool trans_b, int m, int n, int k,
                   float alpha, const float* a, int lda, int64_t stride_a, const float* b, int ldb,
                   int64_t stride_b, float beta, float* c, int ldc, int64_t stride_c, int batch);

@@ -6,6 +6,7 @@
 #include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/blas.h"
 #include "tensor/cuda/cast_kernels.h"
+#include "tensor/cuda/classifier.h"
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/device_buffer.h"
 #include "tensor/cuda/flash_attention.h"
@@ -43,6 +44,9 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
           .precision = precision, .fuse_gelu = precision != MatmulPrecision::kFp32})),
       precision_(precision),
       tensor_core_shared_bytes_(tensor_core_shared_bytes(device)),
+      // bf16 logits where the GPU multiplies bf16 (the tensor-core attention's condition too).
+      classifier_(std::make_unique<Classifier>(
+          *blas_, precision == MatmulPrecision::kBf16 && tensor_core_shared_bytes_ > 0)),
       flash_above_bytes_(flash_above_bytes),
       buckets_(std::make_unique<TokenBuckets>()),
       // sum_of_squares' result, then the partial sums of every sum_of_squares_into.
@@ -67,11 +71,12 @@ std::string CudaOps::kernel_report() const {
       "matmuls: {} cuBLASLt GEMM shapes planned; bias/GELU steps fused into the epilogue {} "
       "times, run as separate kernels {} times; {} matmuls on cuBLAS (unaligned operands or no "
       "cuBLASLt algorithm); attention forwards: {} tensor-core flash, {} fp32 flash, {} "
-      "materialised",
+      "materialised; LM head logits in {}",
       lt.plans, lt.fused, lt.unfused, cublas_matmuls_,
       attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)],
       attention_calls_[static_cast<int>(AttentionKernels::kFlash)],
-      attention_calls_[static_cast<int>(AttentionKernels::kMaterialised)]);
+      attention_calls_[static_cast<int>(AttentionKernels::kMaterialised)],
+      classifier_->bf16_logits() ? "bf16" : "fp32");
 }
 
 cudaStream_t CudaOps::stream() const { return stream_->get(); }
@@ -237,6 +242,17 @@ void CudaOps::add_inplace(float* dst, const float* src, int64_t N) {
 void CudaOps::softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
                                             const int32_t* targets, int N, int V) {
   cuda::softmax_cross_entropy_forward(losses, probs, logits, targets, N, V, stream());
+}
+int64_t CudaOps::classifier_scratch_floats(int N, int V) const {
+  return classifier_->scratch_floats(N, V);
+}
+void CudaOps::classifier_forward(float* losses, float* scratch, const float* inp, const float* head,
+                                 const int32_t* targets, float dloss, int N, int C, int V) {
+  classifier_->forward(losses, scratch, inp, head, targets, dloss, N, C, V, stream());
+}
+void CudaOps::classifier_backward(float* dinp, float* dhead, const float* scratch, const float* inp,
+                                  const float* head, int N, int C, int V) {
+  classifier_->backward(dinp, dhead, scratch, inp, head, N, C, V, stream());
 }
 void CudaOps::softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
                                           const int32_t* targets, float dloss, int N, int V) {

@@ -16,6 +16,7 @@
 namespace ds::tensor::cuda {
 
 class Blas;
+class Classifier;
 class LtMatmul;
 class Stream;
 class TokenBuckets;
@@ -86,6 +87,11 @@ class CudaOps final : public Ops {
                                      const int32_t* targets, int N, int V) override;
   void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
                                    const int32_t* targets, float dloss, int N, int V) override;
+  int64_t classifier_scratch_floats(int N, int V) const override;
+  void classifier_forward(float* losses, float* scratch, const float* inp, const float* head,
+                          const int32_t* targets, float dloss, int N, int C, int V) override;
+  void classifier_backward(float* dinp, float* dhead, const float* scratch, const float* inp,
+                           const float* head, int N, int C, int V) override;
   void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N, int C,
                        float eps) override;
   void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
@@ -134,6 +140,7 @@ class CudaOps final : public Ops {
   std::unique_ptr<LtMatmul> lt_;
   MatmulPrecision precision_;
   size_t tensor_core_shared_bytes_;  // per block, for the tensor-core attention (0: no bf16 MMA)
+  std::unique_ptr<Classifier> classifier_;  // the training step's LM head (classifier.h)
   size_t flash_above_bytes_;
   int64_t attention_calls_[3] = {};        // forwards per AttentionKernels, for kernel_report()
   int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS

@@ -3,7 +3,8 @@
 // (test/emulated_cuda/): the materialised attention's causal softmax and its backward, the
 // cross-entropy's separate forward (keeping the probabilities, for evaluation and sampling) and
 // backward, scaling, and the two-level sum of squares behind the gradient norm. The model's
-// storage-generic kernels, and the helpers these use, are op_kernels.cuh's.
+// storage-generic kernels, and the helpers these use, are op_kernels.cuh's. These are not
+// templates: include this header in one translation unit of a program only (kernels.cu; a test).
 #pragma once
 
 #include "tensor/cuda/op_kernels.cuh"

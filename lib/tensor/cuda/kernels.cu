@@ -1,6 +1,6 @@
 // kernels.h: the fp32 instances of the storage-generic kernels (bf16_kernels.h), the launches of
-// the fp32-only ones (op_kernels.cuh), the matrix products on cuBLAS (blas.h), and the host side
-// of TokenBuckets.
+// the fp32-only ones (fp32_op_kernels.cuh), the matrix products on cuBLAS (blas.h), and the host
+// side of TokenBuckets.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -24,12 +24,16 @@ void encoder_forward(float* out, const int32_t* tokens, const float* wte, const 
 }
 
 TokenBuckets::~TokenBuckets() {
-  if (uploaded_ != nullptr) cudaEventDestroy(uploaded_);
+  if (uploaded_ != nullptr) {
+    cudaEventSynchronize(uploaded_);  // the last copy may still read staging_
+    cudaEventDestroy(uploaded_);
+  }
   host_free_pinned(staging_);
 }
 
 void TokenBuckets::build_from_host(const int32_t* host_tokens, int64_t n, cudaStream_t stream) {
   distinct_ = 0;
+  size_ = n;
   if (n == 0) return;
   if (uploaded_ == nullptr) {
     DS_CUDA_CALL(cudaEventCreateWithFlags(&uploaded_, cudaEventDisableTiming));
@@ -38,13 +42,18 @@ void TokenBuckets::build_from_host(const int32_t* host_tokens, int64_t n, cudaSt
   // did long ago: a micro-batch apart).
   DS_CUDA_CALL(cudaEventSynchronize(uploaded_));
   if (n > capacity_) {
-    // Replacing the device buffer frees it, which waits for kernels that may still read it.
-    capacity_ = n;
-    device_ = DeviceBuffer(bytes());
+    // Growing (the first micro-batches only): the kernels queued on `stream` may still read the
+    // old device buffer. Both new buffers exist before anything is replaced, so a failed
+    // allocation leaves the old ones in use.
+    DS_CUDA_CALL(cudaStreamSynchronize(stream));
+    const size_t grown = sizeof(int32_t) * static_cast<size_t>(3 * n + 1);
+    DeviceBuffer device(grown);
+    auto* staging =
+        static_cast<int32_t*>(host_allocate_pinned(grown, "the embedding's token buckets"));
+    device_ = std::move(device);
     host_free_pinned(staging_);
-    staging_ = nullptr;
-    staging_ =
-        static_cast<int32_t*>(host_allocate_pinned(bytes(), "the embedding's token buckets"));
+    staging_ = staging;
+    capacity_ = n;
   }
   int32_t* offsets = staging_ + capacity_;
   distinct_ = group_positions_by_token(host_tokens, n, staging_, offsets, offsets + capacity_ + 1);
@@ -217,7 +226,8 @@ void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* log
                                  const int32_t* targets, float dloss, int N, int V,
                                  cudaStream_t stream) {
   // The same passes and roundings as forward + backward.
-  mixed::softmax_cross_entropy(losses, dlogits, logits, targets, dloss, N, V, DType::kF32, stream);
+  mixed::softmax_cross_entropy(losses, dlogits, logits, targets, dloss, N, V, V, DType::kF32,
+                               stream);
 }
 
 void softmax_cross_entropy_backward(float* dlogits, const float* probs, const int32_t* targets,

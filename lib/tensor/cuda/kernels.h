@@ -43,9 +43,10 @@ class TokenBuckets {
   TokenBuckets(const TokenBuckets&) = delete;
   TokenBuckets& operator=(const TokenBuckets&) = delete;
 
-  // From the ids in host memory (the micro-batch the caller uploaded): nothing waits for the
-  // device, and the copy to it is queued on `stream`, so the grouping overlaps the work already
-  // queued there. `host_tokens` may be reused on return.
+  // From the ids in host memory (the micro-batch the caller uploaded): the copy to the device is
+  // queued on `stream`, and the grouping overlaps the work already queued there. It waits only
+  // for the previous build's copy (done, as a rule, a micro-batch ago) and, when the batch is the
+  // largest yet, for `stream`. `host_tokens` may be reused on return.
   void build_from_host(const int32_t* host_tokens, int64_t n, cudaStream_t stream);
   // From the ids in device memory: reads them back, which waits for everything queued on
   // `stream`.
@@ -53,6 +54,7 @@ class TokenBuckets {
 
   // positions() lists [0, n) by token, ascending positions within a token; token u of the
   // distinct ones owns positions()[offsets()[u], offsets()[u + 1]).
+  int64_t size() const { return size_; }  // the positions of the last build
   int distinct() const { return distinct_; }
   const int32_t* tokens() const { return device_.as<int32_t>(); }
   const int32_t* offsets() const { return tokens() + capacity_; }
@@ -68,6 +70,7 @@ class TokenBuckets {
   cudaEvent_t uploaded_ = nullptr;
   DeviceBuffer device_;
   int64_t capacity_ = 0;
+  int64_t size_ = 0;
   int distinct_ = 0;
 };
 

@@ -1,8 +1,8 @@
 // The GPT kernels of tensor/cpu/kernels.h on the GPU, apart from their launches (bf16_kernels.cu)
-// so that the tests can also build them against the CPU
-// emulation of CUDA (test/emulated_cuda/). Element-wise ops take a thread per element; row ops
-// (normalisations, softmax) a warp per row, or a block per row where rows are long (cross-entropy
-// over the vocabulary); parameter gradients reduce through detail::column_sum_kernel.
+// so that the tests can also build them against the CPU emulation of CUDA (test/emulated_cuda/).
+// Element-wise ops take a thread per element; row ops (normalisations, softmax) a warp per row, or
+// a block per row where rows are long (cross-entropy over the vocabulary); parameter gradients
+// reduce through detail::column_sum_kernel.
 //
 // The model's kernels are templates over the storage type S of their tensors (float,
 // __nv_bfloat16, __half): every value is widened to fp32 on load, all arithmetic and every
@@ -192,18 +192,20 @@ __global__ void add_inplace_kernel(S* dst, const S* src, int64_t N) {
   if (i < N) store(dst, i, load(dst, i) + load(src, i));
 }
 
-// Softmax cross-entropy's forward and backward in one pass per row, one block per row. Three
+// Softmax cross-entropy's forward and backward in one pass per row, one block per row, rows `ld`
+// elements apart (ld >= V: the GPU's classifier pads them for aligned GEMMs). Three
 // passes over the row's logits: the maximum, the sum of exponentials (in double, as the CPU), then
 // the gradient written over dlogits (unless it is nullptr); every element is read and then written
 // by the same thread, and the target's logit is read before the first block synchronisation, so
 // dlogits may alias logits.
 template <typename S>
 __global__ void softmax_cross_entropy_kernel(float* losses, S* dlogits, const S* logits,
-                                             const int32_t* targets, float dloss, int V) {
+                                             const int32_t* targets, float dloss, int V,
+                                             int64_t ld) {
   __shared__ float shared_max[kWarp];
   __shared__ double shared_sum[kWarp];
   const int64_t n = blockIdx.x;
-  const S* x = logits + n * V;
+  const S* x = logits + n * ld;
   const int32_t target = targets[n];
   const bool ignored = target == kIgnoreTarget;
   const float target_logit = ignored ? 0.0f : load(x, target);
@@ -217,7 +219,7 @@ __global__ void softmax_cross_entropy_kernel(float* losses, S* dlogits, const S*
     losses[n] = ignored ? 0.0f : static_cast<float>(log(sum) + double(maxv) - double(target_logit));
   }
   if (dlogits == nullptr) return;
-  S* d = dlogits + n * V;
+  S* d = dlogits + n * ld;
   if (ignored) {
     for (int i = threadIdx.x; i < V; i += blockDim.x) store(d, i, 0.0f);
     return;

@@ -1,0 +1,79 @@
+#include "tensor/cuda/classifier.h"
+
+#include <cuda_bf16.h>
+
+#include "tensor/cuda/bf16_kernels.h"
+#include "tensor/cuda/blas.h"
+#include "tensor/cuda/cast_kernels.h"
+#include "tensor/cuda/cuda_check.h"
+
+namespace ds::tensor::cuda {
+
+namespace {
+
+// Grows `buffer` to at least `bytes` (its contents are then lost).
+void grow(DeviceBuffer& buffer, size_t bytes) {
+  if (buffer.bytes() < bytes) buffer = DeviceBuffer(bytes);
+}
+
+}  // namespace
+
+int64_t Classifier::scratch_floats(int N, int V) const {
+  const int64_t elements = int64_t{N} * padded(V);
+  return bf16_logits_ ? (elements + 1) / 2 : elements;  // two bf16 per float slot
+}
+
+void Classifier::round_operands(const float* inp, const float* head, int N, int C, int V,
+                                cudaStream_t stream) {
+  const int64_t inp_n = int64_t{N} * C, head_n = int64_t{V} * C;
+  grow(inp16_, sizeof(__nv_bfloat16) * static_cast<size_t>(inp_n));
+  grow(head16_, sizeof(__nv_bfloat16) * static_cast<size_t>(head_n));
+  from_f32(inp16_.data(), DType::kBF16, inp, inp_n, stream);
+  from_f32(head16_.data(), DType::kBF16, head, head_n, stream);
+}
+
+// Row-major, as blas.h: logits[N, V] (rows ld apart) = inp[N, C] · head[V, C]ᵀ.
+void Classifier::forward(float* losses, float* scratch, const float* inp, const float* head,
+                         const int32_t* targets, float dloss, int N, int C, int V,
+                         cudaStream_t stream) {
+  if (N == 0) return;
+  const int64_t ld = padded(V);
+  if (bf16_logits_) {
+    round_operands(inp, head, N, C, V, stream);
+    gemm_ex(blas_, stream, false, true, N, V, C, 1.0f, {inp16_.data(), CUDA_R_16BF, C},
+            {head16_.data(), CUDA_R_16BF, C}, 0.0f, scratch, CUDA_R_16BF, ld, CUBLAS_COMPUTE_32F);
+    mixed::softmax_cross_entropy(losses, scratch, scratch, targets, dloss, N, V, ld, DType::kBF16,
+                                 stream);
+    return;
+  }
+  gemm_ex(blas_, stream, false, true, N, V, C, 1.0f, {inp, CUDA_R_32F, C}, {head, CUDA_R_32F, C},
+          0.0f, scratch, CUDA_R_32F, ld, blas_.compute_type());
+  mixed::softmax_cross_entropy(losses, scratch, scratch, targets, dloss, N, V, ld, DType::kF32,
+                               stream);
+}
+
+// dinp[N, C] += dlogits[N, V] · head[V, C];  dhead[V, C] += dlogits[N, V]ᵀ · inp[N, C].
+void Classifier::backward(float* dinp, float* dhead, const float* scratch, const float* inp,
+                          const float* head, int N, int C, int V, cudaStream_t stream) {
+  if (N == 0) return;
+  const int64_t ld = padded(V);
+  if (bf16_logits_) {
+    // Rounded again rather than kept from the forward: other micro-batches' forwards may have run
+    // since (pipelines), and under ZeRO-3 the head may be another gathering of it; the rounding
+    // reads a fraction of what one of the GEMMs reads.
+    round_operands(inp, head, N, C, V, stream);
+    const GemmOperand dlogits{scratch, CUDA_R_16BF, ld};
+    gemm_ex(blas_, stream, false, false, N, C, V, 1.0f, dlogits, {head16_.data(), CUDA_R_16BF, C},
+            1.0f, dinp, CUDA_R_32F, C, CUBLAS_COMPUTE_32F);
+    gemm_ex(blas_, stream, true, false, V, C, N, 1.0f, dlogits, {inp16_.data(), CUDA_R_16BF, C},
+            1.0f, dhead, CUDA_R_32F, C, CUBLAS_COMPUTE_32F);
+    return;
+  }
+  const GemmOperand dlogits{scratch, CUDA_R_32F, ld};
+  gemm_ex(blas_, stream, false, false, N, C, V, 1.0f, dlogits, {head, CUDA_R_32F, C}, 1.0f, dinp,
+          CUDA_R_32F, C, blas_.compute_type());
+  gemm_ex(blas_, stream, true, false, V, C, N, 1.0f, dlogits, {inp, CUDA_R_32F, C}, 1.0f, dhead,
+          CUDA_R_32F, C, blas_.compute_type());
+}
+
+}  // namespace ds::tensor::cuda
