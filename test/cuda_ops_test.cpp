@@ -177,3 +177,55 @@ TEST_CASE("cuda ops matmuls with fused epilogues match the CPU at every precisio
   check_parity("ops matmul_backward dweight", fetch(d_dwfc, dw_fc.size()), dw_fc, grad_tol);
   check_parity("ops matmul_backward dbias", fetch(d_dbfc, db_fc.size()), db_fc, grad_tol);
 }
+
+TEST_CASE("cuda ops classifier matches the CPU at every precision", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  using ds::tensor::MatmulPrecision;
+  const auto [precision, tol] =
+      GENERATE(std::pair{MatmulPrecision::kFp32, 1e-5}, std::pair{MatmulPrecision::kTf32, 2e-3},
+               std::pair{MatmulPrecision::kBf16, 1e-2});
+  INFO("precision " << static_cast<int>(precision));
+  ds::tensor::cuda::CudaOps gpu(0, precision);
+  ds::tensor::Ops& cpu = ds::tensor::cpu_ops();
+  // An odd vocabulary, so that the GPU pads its rows; one position without a target.
+  const int N = 24, C = 32, V = 1001;
+  const Vec inp = random_vec(size_t(N) * C, 80), head = random_vec(size_t(V) * C, 81, -0.5f, 0.5f);
+  std::vector<int32_t> targets(N);
+  for (int n = 0; n < N; ++n) targets[n] = (n * 37 + 5) % V;
+  targets[3] = ds::tensor::cpu::kIgnoreTarget;
+  const float dloss = 1.0f / float(N - 1);
+
+  Vec losses(N), scratch(size_t(cpu.classifier_scratch_floats(N, V)));
+  Vec dinp(inp.size(), 0.25f), dhead(head.size(), 0.5f);
+  cpu.classifier_forward(losses.data(), scratch.data(), inp.data(), head.data(), targets.data(),
+                         dloss, N, C, V);
+  cpu.classifier_backward(dinp.data(), dhead.data(), scratch.data(), inp.data(), head.data(), N, C,
+                          V);
+
+  Mirror d_inp(gpu, inp.data(), sizeof(float) * inp.size());
+  Mirror d_head(gpu, head.data(), sizeof(float) * head.size());
+  Mirror d_targets(gpu, targets.data(), sizeof(int32_t) * targets.size());
+  const Vec zeros(size_t(gpu.classifier_scratch_floats(N, V)));
+  Mirror d_scratch(gpu, zeros.data(), sizeof(float) * zeros.size());
+  Mirror d_losses(gpu, losses.data(), sizeof(float) * N);
+  const Vec dinp0(inp.size(), 0.25f), dhead0(head.size(), 0.5f);
+  Mirror d_dinp(gpu, dinp0.data(), sizeof(float) * dinp0.size());
+  Mirror d_dhead(gpu, dhead0.data(), sizeof(float) * dhead0.size());
+  gpu.classifier_forward(d_losses.buffer.as<float>(), d_scratch.buffer.as<float>(),
+                         d_inp.buffer.as<float>(), d_head.buffer.as<float>(),
+                         d_targets.buffer.as<int32_t>(), dloss, N, C, V);
+  gpu.classifier_backward(d_dinp.buffer.as<float>(), d_dhead.buffer.as<float>(),
+                          d_scratch.buffer.as<float>(), d_inp.buffer.as<float>(),
+                          d_head.buffer.as<float>(), N, C, V);
+  const auto floats = [](Mirror& m, size_t n) {
+    const std::vector<char> raw = m.fetch();
+    Vec out(n);
+    std::memcpy(out.data(), raw.data(), sizeof(float) * n);
+    return out;
+  };
+  const Vec got_losses = floats(d_losses, N);
+  check_parity("ops classifier losses", got_losses, losses, tol);
+  CHECK(got_losses[3] == 0.0f);
+  check_parity("ops classifier dinp", floats(d_dinp, dinp.size()), dinp, tol);
+  check_parity("ops classifier dhead", floats(d_dhead, dhead.size()), dhead, tol);
+}
