@@ -8,9 +8,10 @@
 #
 # Prints tokens/s (the median over the steps after the first two) and MFU against the GPU's
 # dense peak for the precision (worker/mfu.cpp's table) for dstrain and for PyTorch twice (the
-# same model as written, and with F.scaled_dot_product_attention), and the ratios. dsworker's
+# same model as written, and with F.scaled_dot_product_attention), and the ratios; then
+# dsworker's GPU time per op (tensor/cuda/op_profiler.h) from a short profiled run. dsworker's
 # bf16 keeps bf16 weights with fp32 master weights, runs its matmuls on bf16 tensor cores and
-# the other kernels in fp32; PyTorch's runs the forward under bf16 autocast with fp32 weights.
+# the other kernels in fp32 (the LM head's logits in bf16); PyTorch's runs the forward under bf16 autocast with fp32 weights.
 # Exits 77 without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -85,8 +86,27 @@ if rows:
     print("  per step, ms: " + ", ".join(
         f"{k} {statistics.median(r[k] for r in rows):.1f}" for k in rows[0]))' < "$work/ds.jsonl"
 
+# Where dsworker's GPU time goes, op by op, from a short second run with DS_GPU_OP_PROFILE=1 (its
+# timing events cost the host a little, so it is not the run measured above). OP_PROFILE=0 skips
+# it. Runs last, so that a time limit cuts the profile rather than the comparison.
+op_profile() {
+  [ "${OP_PROFILE:-1}" = 1 ] || return 0
+  echo
+  sed "s/steps: $steps,/steps: 4,/" "$work/gpt2.yaml" > "$work/profile.yaml"
+  if DS_GPU_OP_PROFILE=1 LD_LIBRARY_PATH=${DS_LIB_PATH:+$DS_LIB_PATH:}${LD_LIBRARY_PATH:-} \
+      "$build_dir/bin/dsworker" "$work/profile.yaml" > "$work/profile.log" 2>&1; then
+    # The heading, then its indented lines: the 40 ops with the most time.
+    awk '/GPU time by op/ {on = 1; print; next} on && /^  / {print; next} on {exit}' \
+      "$work/profile.log" | head -n 41
+  else
+    echo "the profiled run failed:"
+    tail -n 20 "$work/profile.log"
+  fi
+}
+
 if [ -z "$python" ]; then
   echo "PyTorch with CUDA not found (set PYTHON): no same-GPU comparison"
+  op_profile
   exit 0
 fi
 flag=()
@@ -112,3 +132,4 @@ for variant in eager sdpa; do
   printf '%-34s %14s %8s   dstrain / it: %s\n' "$label" "$pt_tps" "$pt_mfu" \
     "$(python3 -c "print(f'{$ds_tps / $pt_tps:.2f}x')")"
 done
+op_profile

@@ -2,6 +2,8 @@ ds_add_test(tensor_memory_test LABELS unit SOURCES tensor_memory_test.cpp LIBS d
 ds_add_test(cpu_kernels_test LABELS unit SOURCES cpu_kernels_test.cpp LIBS ds_tensor)
 # The host side of the GPU embedding backward's token buckets.
 ds_add_test(token_grouping_test LABELS unit SOURCES token_grouping_test.cpp LIBS ds_tensor)
+# The table of the CUDA ops' profiler.
+ds_add_test(op_times_test LABELS unit SOURCES op_times_test.cpp LIBS ds_tensor)
 # Kernels built with the host compiler against the CPU emulation of CUDA (emulated_cuda/ stands
 # in for the toolkit's headers): no GPU or CUDA toolkit needed.
 find_package(Threads REQUIRED)

@@ -13,6 +13,7 @@
 #include "tensor/cuda/kernels.h"
 #include "tensor/cuda/llama_kernels.h"
 #include "tensor/cuda/lt_matmul.h"
+#include "tensor/cuda/op_profiler.h"
 #include "tensor/cuda/tensor_core_attention.h"
 
 namespace ds::tensor::cuda {
@@ -49,6 +50,7 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
           *blas_, precision == MatmulPrecision::kBf16 && tensor_core_shared_bytes_ > 0)),
       flash_above_bytes_(flash_above_bytes),
       buckets_(std::make_unique<TokenBuckets>()),
+      profiler_(std::make_unique<OpProfiler>()),
       // sum_of_squares' result, then the partial sums of every sum_of_squares_into.
       sum_(sizeof(double) * (1 + kSumOfSquaresParts), MemoryCategory::kOther,
            Device::cuda(device)) {}
@@ -68,15 +70,17 @@ bool CudaOps::lt_usable(std::initializer_list<const void*> pointers, int N, int 
 std::string CudaOps::kernel_report() const {
   const LtMatmul::Stats& lt = lt_->stats();
   return fmt::format(
-      "matmuls: {} cuBLASLt GEMM shapes planned; bias/GELU steps fused into the epilogue {} "
-      "times, run as separate kernels {} times; {} matmuls on cuBLAS (unaligned operands or no "
-      "cuBLASLt algorithm); attention forwards: {} tensor-core flash, {} fp32 flash, {} "
-      "materialised; LM head logits in {}",
-      lt.plans, lt.fused, lt.unfused, cublas_matmuls_,
-      attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)],
-      attention_calls_[static_cast<int>(AttentionKernels::kFlash)],
-      attention_calls_[static_cast<int>(AttentionKernels::kMaterialised)],
-      classifier_->bf16_logits() ? "bf16" : "fp32");
+             "matmuls: {} cuBLASLt GEMM shapes planned; bias/GELU steps fused into the epilogue {} "
+             "times, run as separate kernels {} times; {} matmuls on cuBLAS (unaligned operands or "
+             "no "
+             "cuBLASLt algorithm); attention forwards: {} tensor-core flash, {} fp32 flash, {} "
+             "materialised; LM head logits in {}",
+             lt.plans, lt.fused, lt.unfused, cublas_matmuls_,
+             attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)],
+             attention_calls_[static_cast<int>(AttentionKernels::kFlash)],
+             attention_calls_[static_cast<int>(AttentionKernels::kMaterialised)],
+             classifier_->bf16_logits() ? "bf16" : "fp32") +
+         (profiler_->enabled() ? "\n" + profiler_->report() : "");
 }
 
 cudaStream_t CudaOps::stream() const { return stream_->get(); }
@@ -105,11 +109,13 @@ void CudaOps::download(void* host, const void* src, size_t bytes) {
 }
 
 void CudaOps::copy(void* dst, const void* src, size_t bytes) {
+  const auto timed = profiler_->time("copy", stream());
   if (bytes == 0 || dst == src) return;
   DS_CUDA_CALL(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
 }
 
 void CudaOps::zero_bytes(void* dst, size_t bytes) {
+  const auto timed = profiler_->time("zero_bytes", stream());
   if (bytes != 0) DS_CUDA_CALL(cudaMemsetAsync(dst, 0, bytes, stream()));
 }
 
@@ -117,10 +123,12 @@ void CudaOps::sync() { stream_->synchronize(); }
 
 void CudaOps::encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
                               int B, int T, int C) {
+  const auto timed = profiler_->time("encoder_forward", stream());
   cuda::encoder_forward(out, tokens, wte, wpe, B, T, C, stream());
 }
 void CudaOps::encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
                                const int32_t* host_tokens, int B, int T, int C) {
+  const auto timed = profiler_->time("encoder_backward", stream());
   const int64_t n = int64_t{B} * T;
   if (host_tokens != nullptr) {
     buckets_->build_from_host(host_tokens, n, stream());
@@ -131,15 +139,18 @@ void CudaOps::encoder_backward(float* dwte, float* dwpe, const float* dout, cons
 }
 void CudaOps::layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
                                 const float* weight, const float* bias, int N, int C, float eps) {
+  const auto timed = profiler_->time("layernorm_forward", stream());
   cuda::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps, stream());
 }
 void CudaOps::layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                                  const float* inp, const float* weight, const float* mean,
                                  const float* rstd, int N, int C) {
+  const auto timed = profiler_->time("layernorm_backward", stream());
   cuda::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, stream());
 }
 void CudaOps::matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                              int N, int IC, int OC, WeightLayout layout) {
+  const auto timed = profiler_->time("matmul_forward", stream(), {N, IC, OC});
   if (lt_usable({out, inp, weight, bias}, N, IC, OC, layout)) {
     lt_->forward(out, inp, weight, bias, N, IC, OC, layout, DType::kF32, stream());
   } else {
@@ -150,6 +161,7 @@ void CudaOps::matmul_forward(float* out, const float* inp, const float* weight, 
 void CudaOps::matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                               const float* inp, const float* weight, int N, int IC, int OC,
                               WeightLayout layout) {
+  const auto timed = profiler_->time("matmul_backward", stream(), {N, IC, OC});
   if (lt_usable({dinp, dweight, dbias, dout, inp, weight}, N, IC, OC, layout)) {
     lt_->backward(dinp, dweight, dbias, dout, inp, weight, N, IC, OC, layout, DType::kF32,
                   stream());
@@ -162,6 +174,7 @@ void CudaOps::matmul_backward(float* dinp, float* dweight, float* dbias, const f
 void CudaOps::matmul_gelu_forward(float* out, float* pre_gelu, const float* inp,
                                   const float* weight, const float* bias, int N, int IC, int OC,
                                   WeightLayout layout) {
+  const auto timed = profiler_->time("matmul_gelu_forward", stream(), {N, IC, OC});
   if (lt_usable({out, pre_gelu, inp, weight, bias}, N, IC, OC, layout)) {
     lt_->forward_gelu(out, pre_gelu, inp, weight, bias, N, IC, OC, layout, DType::kF32, stream());
   } else {
@@ -172,6 +185,7 @@ void CudaOps::matmul_gelu_backward(float* dpre_gelu, float* dweight, float* dbia
                                    const float* dout, const float* inp, const float* weight,
                                    const float* pre_gelu, int N, int IC, int OC,
                                    WeightLayout layout) {
+  const auto timed = profiler_->time("matmul_gelu_backward", stream(), {N, IC, OC});
   if (lt_usable({dpre_gelu, dweight, dbias, dout, inp, weight, pre_gelu}, N, IC, OC, layout)) {
     lt_->backward_gelu(dpre_gelu, dweight, dbias, dout, inp, weight, pre_gelu, N, IC, OC, layout,
                        DType::kF32, stream());
@@ -200,6 +214,7 @@ int64_t CudaOps::attention_saved_floats(int B, int T, int C, int NH) const {
 }
 void CudaOps::attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                                 int NH) {
+  const auto timed = profiler_->time("attention_forward", stream());
   const AttentionKernels kernels = attention_kernels(B, T, C, NH);
   ++attention_calls_[static_cast<int>(kernels)];
   switch (kernels) {
@@ -214,6 +229,7 @@ void CudaOps::attention_forward(float* out, float* att, const float* qkv, int B,
 void CudaOps::attention_backward(float* dqkv, float* datt_scratch, const float* dout,
                                  const float* qkv, const float* att, const float* out, int B, int T,
                                  int C, int NH) {
+  const auto timed = profiler_->time("attention_backward", stream());
   switch (attention_kernels(B, T, C, NH)) {
     case AttentionKernels::kTensorCoreFlash:
       return tensor_core_attention_backward(dqkv, datt_scratch, dout, qkv, out, att, B, T, C, NH,
@@ -227,20 +243,28 @@ void CudaOps::attention_backward(float* dqkv, float* datt_scratch, const float* 
   }
 }
 void CudaOps::gelu_forward(float* out, const float* inp, int64_t N) {
+  const auto timed = profiler_->time("gelu_forward", stream());
   cuda::gelu_forward(out, inp, N, stream());
 }
 void CudaOps::gelu_backward_inplace(float* d, const float* inp, int64_t N) {
+  const auto timed = profiler_->time("gelu_backward_inplace", stream());
   mixed::gelu_backward_inplace(d, inp, N, DType::kF32, stream());
 }
-void CudaOps::fill_zero(float* x, int64_t N) { cuda::fill_zero(x, N, stream()); }
+void CudaOps::fill_zero(float* x, int64_t N) {
+  const auto timed = profiler_->time("fill_zero", stream());
+  cuda::fill_zero(x, N, stream());
+}
 void CudaOps::residual_forward(float* out, const float* a, const float* b, int64_t N) {
+  const auto timed = profiler_->time("residual_forward", stream());
   cuda::residual_forward(out, a, b, N, stream());
 }
 void CudaOps::add_inplace(float* dst, const float* src, int64_t N) {
+  const auto timed = profiler_->time("add_inplace", stream());
   cuda::add_inplace(dst, src, N, stream());
 }
 void CudaOps::softmax_cross_entropy_forward(float* losses, float* probs, const float* logits,
                                             const int32_t* targets, int N, int V) {
+  const auto timed = profiler_->time("softmax_cross_entropy_forward", stream());
   cuda::softmax_cross_entropy_forward(losses, probs, logits, targets, N, V, stream());
 }
 int64_t CudaOps::classifier_scratch_floats(int N, int V) const {
@@ -248,67 +272,84 @@ int64_t CudaOps::classifier_scratch_floats(int N, int V) const {
 }
 void CudaOps::classifier_forward(float* losses, float* scratch, const float* inp, const float* head,
                                  const int32_t* targets, float dloss, int N, int C, int V) {
+  const auto timed = profiler_->time("classifier_forward", stream(), {N, C, V});
   classifier_->forward(losses, scratch, inp, head, targets, dloss, N, C, V, stream());
 }
 void CudaOps::classifier_backward(float* dinp, float* dhead, const float* scratch, const float* inp,
                                   const float* head, int N, int C, int V) {
+  const auto timed = profiler_->time("classifier_backward", stream(), {N, C, V});
   classifier_->backward(dinp, dhead, scratch, inp, head, N, C, V, stream());
 }
 void CudaOps::softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
                                           const int32_t* targets, float dloss, int N, int V) {
+  const auto timed = profiler_->time("softmax_cross_entropy_fused", stream());
   cuda::softmax_cross_entropy_fused(losses, dlogits, logits, targets, dloss, N, V, stream());
 }
 void CudaOps::rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int N,
                               int C, float eps) {
+  const auto timed = profiler_->time("rmsnorm_forward", stream());
   cuda::rmsnorm_forward(out, rstd, inp, weight, N, C, eps, stream());
 }
 void CudaOps::rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
                                const float* weight, const float* rstd, int N, int C) {
+  const auto timed = profiler_->time("rmsnorm_backward", stream());
   cuda::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C, stream());
 }
 void CudaOps::rope_forward(float* x, const float* cos, const float* sin, int N, int T, int heads,
                            int hs, int64_t stride) {
+  const auto timed = profiler_->time("rope_forward", stream());
   cuda::rope_forward(x, cos, sin, N, T, heads, hs, stride, stream());
 }
 void CudaOps::rope_backward(float* dx, const float* cos, const float* sin, int N, int T, int heads,
                             int hs, int64_t stride) {
+  const auto timed = profiler_->time("rope_backward", stream());
   cuda::rope_backward(dx, cos, sin, N, T, heads, hs, stride, stream());
 }
 void CudaOps::swiglu_forward(float* out, const float* gate, const float* up, int64_t N) {
+  const auto timed = profiler_->time("swiglu_forward", stream());
   cuda::swiglu_forward(out, gate, up, N, stream());
 }
 void CudaOps::swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                               const float* up, int64_t N) {
+  const auto timed = profiler_->time("swiglu_backward", stream());
   cuda::swiglu_backward(dgate, dup, dout, gate, up, N, stream());
 }
 void CudaOps::expand_kv_heads(float* qkv, const float* q, const float* k, const float* v, int N,
                               int NH, int KVH, int hs) {
+  const auto timed = profiler_->time("expand_kv_heads", stream());
   cuda::expand_kv_heads(qkv, q, k, v, N, NH, KVH, hs, stream());
 }
 void CudaOps::reduce_kv_heads(float* dq, float* dk, float* dv, const float* dqkv, int N, int NH,
                               int KVH, int hs) {
+  const auto timed = profiler_->time("reduce_kv_heads", stream());
   cuda::reduce_kv_heads(dq, dk, dv, dqkv, N, NH, KVH, hs, stream());
 }
 
 void CudaOps::to_f32(float* out, const void* in, DType dtype, int64_t n) {
+  const auto timed = profiler_->time("to_f32", stream());
   cuda::to_f32(out, in, dtype, n, stream());
 }
 void CudaOps::from_f32(void* out, DType dtype, const float* in, int64_t n) {
+  const auto timed = profiler_->time("from_f32", stream());
   cuda::from_f32(out, dtype, in, n, stream());
 }
 void CudaOps::add_f32_into(void* out, DType dtype, const float* in, int64_t n) {
+  const auto timed = profiler_->time("add_f32_into", stream());
   cuda::add_f32_into(out, dtype, in, n, stream());
 }
 void CudaOps::convert_scaled(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
                              float scale) {
+  const auto timed = profiler_->time("convert_scaled", stream());
   cuda::convert_scaled(out, out_dtype, in, in_dtype, n, scale, stream());
 }
 void CudaOps::add_scaled_into(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
                               float scale) {
+  const auto timed = profiler_->time("add_scaled_into", stream());
   cuda::add_scaled_into(out, out_dtype, in, in_dtype, n, scale, stream());
 }
 
 double CudaOps::sum_of_squares(const float* x, int64_t n) {
+  const auto timed = profiler_->time("sum_of_squares", stream());
   double result = 0;
   if (n == 0) return result;
   sum_of_squares_into(sum_.as<double>(), x, n);
@@ -316,6 +357,7 @@ double CudaOps::sum_of_squares(const float* x, int64_t n) {
   return result;
 }
 void CudaOps::sum_of_squares_into(double* result, const float* x, int64_t n) {
+  const auto timed = profiler_->time("sum_of_squares_into", stream());
   if (n == 0) {
     zero_bytes(result, sizeof(double));
     return;
@@ -323,14 +365,17 @@ void CudaOps::sum_of_squares_into(double* result, const float* x, int64_t n) {
   cuda::sum_of_squares(result, sum_.as<double>() + 1, x, n, stream());
 }
 void CudaOps::scale_inplace(float* x, float scale, int64_t n) {
+  const auto timed = profiler_->time("scale_inplace", stream());
   cuda::scale_inplace(x, scale, n, stream());
 }
 void CudaOps::adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq,
                         int64_t n, double lr, int64_t step, const AdamOptions& o) {
+  const auto timed = profiler_->time("adam_step", stream());
   cuda::adam_step(params, grads, exp_avg, exp_avg_sq, n, lr, step, o, stream());
 }
 void CudaOps::sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n,
                        double lr, int64_t step, const SgdOptions& options) {
+  const auto timed = profiler_->time("sgd_step", stream());
   cuda::sgd_step(params, grads, momentum_buffer, n, lr, step, options, stream());
 }
 

@@ -18,6 +18,7 @@ namespace ds::tensor::cuda {
 class Blas;
 class Classifier;
 class LtMatmul;
+class OpProfiler;
 class Stream;
 class TokenBuckets;
 
@@ -145,6 +146,7 @@ class CudaOps final : public Ops {
   int64_t attention_calls_[3] = {};        // forwards per AttentionKernels, for kernel_report()
   int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS
   std::unique_ptr<TokenBuckets> buckets_;  // the embedding backward's grouping of positions
+  std::unique_ptr<OpProfiler> profiler_;   // GPU time per op, with DS_GPU_OP_PROFILE=1
   Buffer sum_;  // sum_of_squares' result, then kSumOfSquaresParts partial sums (kernels.h)
 };
 

@@ -1,0 +1,100 @@
+#include "tensor/cuda/op_profiler.h"
+
+#include <cstdlib>
+#include <string_view>
+#include <utility>
+
+#include "tensor/cuda/cuda_check.h"
+
+namespace ds::tensor::cuda {
+
+namespace {
+
+bool profiling_requested() {
+  const char* value = std::getenv("DS_GPU_OP_PROFILE");
+  return value != nullptr && std::string_view(value) == "1";
+}
+
+}  // namespace
+
+OpProfiler::OpProfiler() : enabled_(profiling_requested()) {}
+
+OpProfiler::~OpProfiler() {
+  for (const Pending& p : pending_) {
+    cudaEventSynchronize(p.stop);
+    cudaEventDestroy(p.start);
+    cudaEventDestroy(p.stop);
+  }
+  for (cudaEvent_t e : spare_) cudaEventDestroy(e);
+}
+
+OpProfiler::Scope::Scope(OpProfiler* profiler, const char* op, std::initializer_list<int64_t> shape,
+                         cudaStream_t stream)
+    : profiler_(profiler), stream_(stream) {
+  if (profiler_ == nullptr) return;
+  op_ = op;
+  const char* separator = " ";
+  for (int64_t extent : shape) {
+    op_ += separator;
+    op_ += std::to_string(extent);
+    separator = "x";
+  }
+  start_ = profiler_->take_event();
+  DS_CUDA_CALL(cudaEventRecord(start_, stream_));
+}
+
+OpProfiler::Scope::~Scope() {
+  if (profiler_ == nullptr) return;
+  try {
+    profiler_->finish(std::move(op_), start_, stream_);
+  } catch (...) {
+    // A failed record loses one sample; the op's own error, if any, is reported by the op.
+  }
+}
+
+cudaEvent_t OpProfiler::take_event() {
+  if (!spare_.empty()) {
+    cudaEvent_t e = spare_.back();
+    spare_.pop_back();
+    return e;
+  }
+  cudaEvent_t e = nullptr;
+  DS_CUDA_CALL(cudaEventCreate(&e));  // with timing, unlike the synchronisation events
+  return e;
+}
+
+void OpProfiler::finish(std::string op, cudaEvent_t start, cudaStream_t stream) {
+  cudaEvent_t stop = take_event();
+  DS_CUDA_CALL(cudaEventRecord(stop, stream));
+  pending_.push_back({std::move(op), start, stop});
+  if (pending_.size() >= kHarvestAt) harvest(false);
+  // Far behind (the host queues faster than the GPU runs): wait rather than grow without bound.
+  if (pending_.size() >= 4 * kHarvestAt) harvest(true);
+}
+
+void OpProfiler::harvest(bool wait) {
+  std::vector<Pending> still;
+  for (Pending& p : pending_) {
+    if (wait) DS_CUDA_CALL(cudaEventSynchronize(p.stop));
+    const cudaError_t state = cudaEventQuery(p.stop);
+    if (state == cudaErrorNotReady) {
+      still.push_back(std::move(p));
+      continue;
+    }
+    DS_CUDA_CALL(state);
+    float ms = 0;
+    DS_CUDA_CALL(cudaEventElapsedTime(&ms, p.start, p.stop));
+    times_.add(p.op, ms);
+    spare_.push_back(p.start);
+    spare_.push_back(p.stop);
+  }
+  pending_ = std::move(still);
+}
+
+std::string OpProfiler::report() {
+  if (!enabled_) return "";
+  harvest(true);
+  return times_.report("GPU time by op (DS_GPU_OP_PROFILE=1)");
+}
+
+}  // namespace ds::tensor::cuda

@@ -1,0 +1,72 @@
+// GPU time per op of the CUDA ops, when the environment sets DS_GPU_OP_PROFILE=1: each op is
+// bracketed by a pair of CUDA events on the compute stream, and the time between them is added to
+// the op's total once the GPU has passed the second. Ops run one after another on that stream, so
+// the totals are where the GPU's time went (plus any gap the host left before an op's kernels).
+// It is a measuring aid, for the profile that comes before an optimisation: the event records cost
+// the host a few microseconds per op, and the report waits for the GPU. Off, it costs a branch.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "tensor/op_times.h"
+
+namespace ds::tensor::cuda {
+
+class OpProfiler {
+ public:
+  OpProfiler();  // on when DS_GPU_OP_PROFILE=1
+  ~OpProfiler();
+  OpProfiler(const OpProfiler&) = delete;
+  OpProfiler& operator=(const OpProfiler&) = delete;
+
+  bool enabled() const { return enabled_; }
+
+  // Times the work queued on `stream` during its lifetime as `op`, followed by its shape when
+  // one is given ("matmul_forward 16384x768x2304"), so that each matmul of a model gets a line.
+  class Scope {
+   public:
+    Scope(OpProfiler* profiler, const char* op, std::initializer_list<int64_t> shape,
+          cudaStream_t stream);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    OpProfiler* profiler_;  // nullptr: profiling is off
+    std::string op_;
+    cudaStream_t stream_;
+    cudaEvent_t start_ = nullptr;
+  };
+  Scope time(const char* op, cudaStream_t stream, std::initializer_list<int64_t> shape = {}) {
+    return Scope(enabled_ ? this : nullptr, op, shape, stream);
+  }
+
+  // Waits for the GPU, then the table of OpTimes::report; "" when off.
+  std::string report();
+
+ private:
+  struct Pending {
+    std::string op;
+    cudaEvent_t start;
+    cudaEvent_t stop;
+  };
+  static constexpr size_t kHarvestAt = 1024;  // pending pairs before finished ones are added up
+
+  cudaEvent_t take_event();
+  void finish(std::string op, cudaEvent_t start, cudaStream_t stream);
+  // Adds up the finished pairs (all of them, waiting for the GPU, when `wait`), recycling their
+  // events.
+  void harvest(bool wait);
+
+  bool enabled_;
+  std::vector<Pending> pending_;
+  std::vector<cudaEvent_t> spare_;
+  OpTimes times_;
+};
+
+}  // namespace ds::tensor::cuda

@@ -1,0 +1,33 @@
+#include "tensor/op_times.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace ds::tensor {
+
+void OpTimes::add(std::string_view op, double ms) {
+  auto it = totals_.find(op);
+  if (it == totals_.end()) it = totals_.emplace(std::string(op), Total{}).first;
+  it->second.calls += 1;
+  it->second.ms += ms;
+  total_ms_ += ms;
+}
+
+std::string OpTimes::report(std::string_view heading) const {
+  std::vector<std::pair<std::string_view, Total>> rows(totals_.begin(), totals_.end());
+  std::stable_sort(rows.begin(), rows.end(),
+                   [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+  size_t width = 0;
+  for (const auto& [op, total] : rows) width = std::max(width, op.size());
+  std::string out = fmt::format("{}: {:.1f} ms in {} ops", heading, total_ms_, rows.size());
+  for (const auto& [op, total] : rows) {
+    const double share = total_ms_ > 0 ? 100.0 * total.ms / total_ms_ : 0.0;
+    out += fmt::format("\n  {:<{}}  {:>7} calls  {:>10.3f} ms  {:>5.1f} %", op, width, total.calls,
+                       total.ms, share);
+  }
+  return out;
+}
+
+}  // namespace ds::tensor
