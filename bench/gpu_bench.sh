@@ -9,7 +9,8 @@
 # Prints tokens/s (the median over the steps after the first two) and MFU against the GPU's
 # dense peak for the precision (worker/mfu.cpp's table) for dstrain and for PyTorch twice (the
 # same model as written, and with F.scaled_dot_product_attention), and the ratios; then
-# dsworker's GPU time per op (tensor/cuda/op_profiler.h) from a short profiled run. dsworker's
+# dsworker's GPU time per op (tensor/cuda/op_profiler.h) from a short profiled run, and the
+# step's matrix products timed alone in each storage form (dsbench gemm). dsworker's
 # bf16 keeps bf16 weights with fp32 master weights, runs its matmuls on bf16 tensor cores and
 # the other kernels in fp32 (the LM head's logits in bf16); PyTorch's runs the forward under bf16 autocast with fp32 weights.
 # Exits 77 without a GPU.
@@ -104,9 +105,19 @@ op_profile() {
   fi
 }
 
+# The step's matrix products alone in each storage form (dsbench gemm): what bf16 activations would
+# buy the matmuls. GEMM_TABLE=0 skips it.
+gemm_table() {
+  [ "${GEMM_TABLE:-1}" = 1 ] || return 0
+  echo
+  LD_LIBRARY_PATH=${DS_LIB_PATH:+$DS_LIB_PATH:}${LD_LIBRARY_PATH:-} "$build_dir/bin/dsbench" gemm \
+    --tokens $((micro * 1024)) || echo "dsbench gemm failed"
+}
+
 if [ -z "$python" ]; then
   echo "PyTorch with CUDA not found (set PYTHON): no same-GPU comparison"
   op_profile
+  gemm_table
   exit 0
 fi
 flag=()
@@ -133,3 +144,4 @@ for variant in eager sdpa; do
     "$(python3 -c "print(f'{$ds_tps / $pt_tps:.2f}x')")"
 done
 op_profile
+gemm_table

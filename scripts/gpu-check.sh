@@ -14,13 +14,13 @@
 #
 # Time: the whole check keeps within GPU_CHECK_BUDGET seconds (default 540, under the device
 # tool's 10 minutes a command): each test binary gets at most TEST_TIMEOUT (default 120) and
-# whatever leaves BENCH_TIMEOUT (default 200) for the benchmark. With $OUT set (the device
+# whatever leaves BENCH_TIMEOUT (default 240) for the benchmark. With $OUT set (the device
 # tool's folder that comes back), the summary and each test's whole output are written there as
 # they happen, so a run cut short still reports what it did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 budget_end=$((SECONDS + ${GPU_CHECK_BUDGET:-540}))
-bench_limit=${BENCH_TIMEOUT:-200}
+bench_limit=${BENCH_TIMEOUT:-240}
 tee_pid=""
 if [ -n "${OUT:-}" ]; then
   mkdir -p "$OUT"

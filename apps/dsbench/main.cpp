@@ -1,7 +1,9 @@
-// dsbench: benchmarks. `dsbench comm` measures collective bandwidth like nccl-tests.
+// dsbench: benchmarks. `dsbench comm` measures collective bandwidth like nccl-tests; `dsbench
+// gemm` times a GPT-2 step's matrix products on one GPU in each storage form.
 #include <CLI/CLI.hpp>
 
 #include "bench/comm_bench.h"
+#include "bench/gemm_bench.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/version.h"
@@ -43,6 +45,24 @@ int main(int argc, char** argv) {
                   "auto)");
   cmd->add_flag("!--no-tcp", comm.tcp_stream, "Skip the plain TCP stream measurement");
 
+  ds::bench::GemmBenchOptions gemm;
+  CLI::App* gemm_cmd = app.add_subcommand(
+      "gemm",
+      "A GPT-2 step's matrix products on one GPU, timed with fp32 operands rounded to bf16 (a "
+      "bf16 run's today), bf16 operands, and TF32");
+  gemm_cmd->add_option("--tokens", gemm.tokens, "Tokens per micro-batch (B x T)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  gemm_cmd->add_option("--embd", gemm.embd, "Model width C")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  gemm_cmd->add_option("--vocab", gemm.vocab, "Vocabulary size V")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  gemm_cmd->add_option("-n,--iters", gemm.iters, "Timed calls per product")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+
   ds::log::set_prefix("dsbench");
   try {
     app.parse(argc, argv);
@@ -50,6 +70,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
+    if (app.got_subcommand(gemm_cmd)) return ds::bench::run_gemm_bench(gemm);
     comm.min_bytes = ds::bench::parse_size(min_bytes, "-b");
     comm.max_bytes = ds::bench::parse_size(max_bytes, "-e");
     comm.check = check != 0;
