@@ -1,9 +1,8 @@
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/kernel_helpers.cuh"
+#include "tensor/cuda/storage_types.cuh"
 
 namespace ds::tensor::cuda {
 namespace {
@@ -24,19 +23,20 @@ Kind kind_of(DType dtype) {
   return kF32;
 }
 
+// storage_types.cuh's typed loads and stores, picked per element by the run-time kind.
 __device__ inline float load(const void* p, int kind, int64_t i) {
-  if (kind == kBF16) return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
-  if (kind == kF16) return __half2float(static_cast<const __half*>(p)[i]);
-  return static_cast<const float*>(p)[i];
+  if (kind == kBF16) return detail::load(static_cast<const __nv_bfloat16*>(p), i);
+  if (kind == kF16) return detail::load(static_cast<const __half*>(p), i);
+  return detail::load(static_cast<const float*>(p), i);
 }
 
 __device__ inline void store(void* p, int kind, int64_t i, float v) {
   if (kind == kBF16) {
-    static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
+    detail::store(static_cast<__nv_bfloat16*>(p), i, v);
   } else if (kind == kF16) {
-    static_cast<__half*>(p)[i] = __float2half_rn(v);
+    detail::store(static_cast<__half*>(p), i, v);
   } else {
-    static_cast<float*>(p)[i] = v;
+    detail::store(static_cast<float*>(p), i, v);
   }
 }
 
