@@ -43,13 +43,15 @@ constexpr int kMaxFrags = 8;              // head size 128
 constexpr int kPerLane = kTile / kWarp;   // a row's tile columns per lane
 
 // Row strides in shared memory. WMMA wants them to be multiples of 8 bf16 or 4 floats, and
-// every fragment 32-byte aligned; the padding beyond that staggers rows across banks.
-constexpr int kScoreStride = kTile + 4;  // fp32 scores [kFrag][kTile]
+// every fragment 32-byte aligned; the padding beyond that staggers rows across banks: 16 bytes
+// for bf16 rows, 32 for fp32 ones, whose accumulator stores write 8-byte pairs, so that the
+// four rows one store instruction touches land in four different groups of 8 banks.
+constexpr int kScoreStride = kTile + 8;  // fp32 scores [kFrag][kTile]
 constexpr int kProbStride = kTile + 8;   // bf16 probabilities [kFrag][kTile]
 template <int F>
 constexpr int kHeadStride = F* kFrag + 8;  // bf16 rows of a head
 template <int F>
-constexpr int kOutStride = F* kFrag + 4;  // fp32 rows of a head
+constexpr int kOutStride = F* kFrag + 8;  // fp32 rows of a head
 
 // Per warp, the fp32 scores and their gradients side by side; after the tiles, the same floats
 // stage the warp's accumulated rows on their way out.
