@@ -5,7 +5,7 @@
 // kFp32 computes in full fp32 (CUBLAS_COMPUTE_32F, no TF32 unless NVIDIA_TF32_OVERRIDE=1 is set
 // in the environment); kTf32 and kBf16 let cuBLAS round the inputs to TF32 or bf16 on the tensor
 // cores (CUBLAS_COMPUTE_32F_FAST_TF32 / _FAST_16BF). Atomics stay disallowed, so results are
-// bitwise repeatable on one GPU model and toolkit.
+// bitwise repeatable for the same toolkit, GPU architecture and SM count, on one stream.
 #pragma once
 
 #include <cublas_v2.h>

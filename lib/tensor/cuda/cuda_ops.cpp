@@ -69,18 +69,21 @@ bool CudaOps::lt_usable(std::initializer_list<const void*> pointers, int N, int 
 
 std::string CudaOps::kernel_report() const {
   const LtMatmul::Stats& lt = lt_->stats();
-  return fmt::format(
-             "matmuls: {} cuBLASLt GEMM shapes planned; bias/GELU steps fused into the epilogue {} "
-             "times, run as separate kernels {} times; {} matmuls on cuBLAS (unaligned operands or "
-             "no "
-             "cuBLASLt algorithm); attention forwards: {} tensor-core flash, {} fp32 flash, {} "
-             "materialised; LM head logits in {}",
-             lt.plans, lt.fused, lt.unfused, cublas_matmuls_,
-             attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)],
-             attention_calls_[static_cast<int>(AttentionKernels::kFlash)],
-             attention_calls_[static_cast<int>(AttentionKernels::kMaterialised)],
-             classifier_->bf16_logits() ? "bf16" : "fp32") +
-         (profiler_->enabled() ? "\n" + profiler_->report() : "");
+  std::string report = fmt::format(
+      "matmuls: {} cuBLASLt GEMM shapes planned; bias/GELU steps fused into the epilogue {} "
+      "times, run as separate kernels {} times; {} matmuls on cuBLAS (unaligned operands or no "
+      "cuBLASLt algorithm); attention forwards: {} tensor-core flash, {} fp32 flash, {} "
+      "materialised; LM head logits in {}",
+      lt.plans, lt.fused, lt.unfused, cublas_matmuls_,
+      attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)],
+      attention_calls_[static_cast<int>(AttentionKernels::kFlash)],
+      attention_calls_[static_cast<int>(AttentionKernels::kMaterialised)],
+      classifier_->bf16_logits() ? "bf16" : "fp32");
+  if (profiler_->enabled()) {
+    report += '\n';
+    report += profiler_->report();
+  }
+  return report;
 }
 
 cudaStream_t CudaOps::stream() const { return stream_->get(); }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <string>
 #include <utility>
 
 #include "tensor/cuda/bf16_kernels.h"
@@ -231,12 +232,23 @@ LtMatmul::Plan& LtMatmul::plan(const GemmKey& key) {
   plan->supported = plan->status == CUBLAS_STATUS_SUCCESS && count > 0;
   if (plan->supported) {
     plan->algo = result.algo;
-  } else if (key.epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
-    log::debug(
-        "LtMatmul: cuBLASLt has no {} algorithm for {} m={} n={} k={} ({}): separate "
-        "kernels instead",
-        epilogue_name(key.epilogue), dtype_name(key.dtype), key.m, key.n, key.k,
-        count > 0 ? cublasGetStatusName(plan->status) : "no algorithm returned");
+  } else {
+    // Anything but "not supported" means cuBLASLt rejected the request itself (a descriptor
+    // attribute, say): still handled by the fallback, but loudly, as a slower step would be the
+    // only other sign of it.
+    const bool refused =
+        plan->status != CUBLAS_STATUS_SUCCESS && plan->status != CUBLAS_STATUS_NOT_SUPPORTED;
+    const std::string what =
+        fmt::format("LtMatmul: cuBLASLt has no {} algorithm for {} m={} n={} k={} ({})",
+                    epilogue_name(key.epilogue), dtype_name(key.dtype), key.m, key.n, key.k,
+                    plan->status != CUBLAS_STATUS_SUCCESS ? cublasGetStatusName(plan->status)
+                                                          : "no algorithm returned");
+    if (refused) {
+      log::warn("{}: {} instead", what,
+                key.epilogue != CUBLASLT_EPILOGUE_DEFAULT ? "separate kernels" : "cuBLAS");
+    } else if (key.epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+      log::debug("{}: separate kernels instead", what);
+    }
   }
   return *plans_.emplace(key, std::move(plan)).first->second;
 }
@@ -413,7 +425,9 @@ void LtMatmul::weight_gradients(void* dweight, void* dbias, const void* dout, co
     fused.epilogue = in_out ? CUBLASLT_EPILOGUE_BGRADA : CUBLASLT_EPILOGUE_BGRADB;
     if (plan(fused).supported) {
       // The epilogue writes the column sums (in the storage dtype) into the scratch; dbias +=
-      // them separately, keeping the accumulate contract. dweight adds with beta = 1.
+      // them separately, keeping the accumulate contract. dweight adds with beta = 1. In 16-bit
+      // storage the sum is thus rounded twice (into the scratch, then into dbias), where the
+      // unfused column sum rounds once.
       void* scratch = bias_scratch(size_t(OC) * dtype_size(dtype));
       try_gemm(fused, a, b, dweight, 1.0f, scratch, nullptr, stream);
       mixed::add_inplace(dbias, scratch, OC, dtype, stream);

@@ -34,7 +34,8 @@
 // Determinism: split-K reductions are limited to CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE (fp32
 // partial sums reduced in a separate step; never INPLACE, which adds partials in the output
 // type), and one algorithm is chosen per shape and kept, so repeated calls give the same bits
-// on one GPU model and toolkit.
+// for the same toolkit, GPU architecture and SM count (an H100 PCIe and an SXM, or MIG slices,
+// may differ), workspace size and operand alignment, on one stream, as cuBLAS promises.
 //
 // Each distinct GEMM (dtype, epilogue, transposes, m, n, k) gets a plan on its first call: the
 // descriptors and the heuristic's algorithm, kept for the life of the object. After a training
@@ -73,8 +74,8 @@ class LtMatmul {
   struct Stats {
     int64_t device_allocations = 0;  // cudaMalloc calls made by this object
     int64_t plans = 0;               // heuristic queries: one per distinct GEMM
-    int64_t fused = 0;               // calls whose epilogue did the bias/GELU/dbias step
-    int64_t unfused = 0;             // calls that ran that step as a separate kernel
+    int64_t fused = 0;               // calls whose epilogue did their bias/GELU/dbias steps
+    int64_t unfused = 0;  // bias/GELU/dbias steps run as separate kernels (a call may run two)
   };
 
   LtMatmul();  // on the current device; allocates the workspace
