@@ -177,9 +177,18 @@ void broadcast_rows(void* out, const void* row, int N, int C, DType dtype, cudaS
 
 void matmul_bias_backward(void* dbias, const void* dout, int N, int OC, DType dtype,
                           cudaStream_t stream) {
-  dispatch(dtype, [&](auto tag) {
-    using S = typename decltype(tag)::type;
-    column_sum(static_cast<S*>(dbias), N, OC, RowsTerm<S>{static_cast<const S*>(dout), OC}, stream);
+  matmul_bias_backward(dbias, dtype, dout, dtype, N, OC, stream);
+}
+
+void matmul_bias_backward(void* dbias, DType dbias_dtype, const void* dout, DType dout_dtype, int N,
+                          int OC, cudaStream_t stream) {
+  dispatch(dbias_dtype, [&](auto grad_tag) {
+    using G = typename decltype(grad_tag)::type;
+    dispatch(dout_dtype, [&](auto tag) {
+      using S = typename decltype(tag)::type;
+      column_sum(static_cast<G*>(dbias), N, OC, RowsTerm<S>{static_cast<const S*>(dout), OC},
+                 stream);
+    });
   });
 }
 

@@ -79,6 +79,10 @@ void broadcast_rows(void* out, const void* row, int N, int C, DType dtype, cudaS
 // dbias[c] += sum over n of dout[n,c] (a fixed-order column sum);
 void matmul_bias_backward(void* dbias, const void* dout, int N, int OC, DType dtype,
                           cudaStream_t stream);
+// The same with the gradient in its own dtype (fp32 gradients of 16-bit activations), the sum
+// kept in fp32 and rounded once into dbias.
+void matmul_bias_backward(void* dbias, DType dbias_dtype, const void* dout, DType dout_dtype, int N,
+                          int OC, cudaStream_t stream);
 // d = gelu'(inp) * d, in place — WRITES (the GELU backward after a GEMM that wrote d).
 void gelu_backward_inplace(void* d, const void* inp, int64_t N, DType dtype, cudaStream_t stream);
 

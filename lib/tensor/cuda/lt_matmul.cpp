@@ -131,6 +131,12 @@ Gemm weight_grad_gemm(int N, int IC, int OC, WeightLayout layout) {
                                         : Gemm{false, true, IC, OC, N};
 }
 
+// The plan key of product `g` (Key: LtMatmul's private GemmKey).
+template <typename Key>
+Key key_of(const Gemm& g, DType operands, DType out, uint32_t epilogue) {
+  return Key{operands, out, epilogue, g.trans_a, g.trans_b, g.m, g.n, g.k};
+}
+
 }  // namespace
 
 struct LtMatmul::Plan {
@@ -205,7 +211,7 @@ LtMatmul::Plan& LtMatmul::plan(const GemmKey& key) {
   // algorithm that any later 16-byte aligned pointer can use.
   const void* probe = static_cast<const char*>(workspace_.data()) + kAlignment;
   if (uses_bias(key.epilogue)) {
-    set(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, static_cast<int32_t>(type));
+    set(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, static_cast<int32_t>(cuda_type(key.out)));
     set(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, probe);
   }
   if (uses_aux(key.epilogue)) {
@@ -219,7 +225,8 @@ LtMatmul::Plan& LtMatmul::plan(const GemmKey& key) {
   const uint64_t b_cols = key.trans_b ? key.k : key.n;
   DS_CUBLAS_CALL(cublasLtMatrixLayoutCreate(&plan->a, type, a_rows, a_cols, int64_t(a_rows)));
   DS_CUBLAS_CALL(cublasLtMatrixLayoutCreate(&plan->b, type, b_rows, b_cols, int64_t(b_rows)));
-  DS_CUBLAS_CALL(cublasLtMatrixLayoutCreate(&plan->d, type, key.m, key.n, int64_t{key.m}));
+  DS_CUBLAS_CALL(
+      cublasLtMatrixLayoutCreate(&plan->d, cuda_type(key.out), key.m, key.n, int64_t{key.m}));
 
   cublasLtMatmulHeuristicResult_t result{};
   int count = 0;
@@ -239,8 +246,9 @@ LtMatmul::Plan& LtMatmul::plan(const GemmKey& key) {
     const bool refused =
         plan->status != CUBLAS_STATUS_SUCCESS && plan->status != CUBLAS_STATUS_NOT_SUPPORTED;
     const std::string what =
-        fmt::format("LtMatmul: cuBLASLt has no {} algorithm for {} m={} n={} k={} ({})",
-                    epilogue_name(key.epilogue), dtype_name(key.dtype), key.m, key.n, key.k,
+        fmt::format("LtMatmul: cuBLASLt has no {} algorithm for {} -> {} m={} n={} k={} ({})",
+                    epilogue_name(key.epilogue), dtype_name(key.dtype), dtype_name(key.out), key.m,
+                    key.n, key.k,
                     plan->status != CUBLAS_STATUS_SUCCESS ? cublasGetStatusName(plan->status)
                                                           : "no algorithm returned");
     if (refused) {
@@ -269,11 +277,11 @@ void LtMatmul::gemm(const GemmKey& key, const void* a, const void* b, void* d, f
                     cudaStream_t stream) {
   if (try_gemm(key, a, b, d, beta, nullptr, nullptr, stream)) return;
   const Plan& p = plan(key);
-  throw Error(fmt::format("cuBLASLt has no algorithm for a {} GEMM (m={} n={} k={}, A{} B{}, "
-                          "epilogue {}, {} compute): {}",
-                          dtype_name(key.dtype), key.m, key.n, key.k, key.trans_a ? "^T" : "",
-                          key.trans_b ? "^T" : "", epilogue_name(key.epilogue),
-                          compute_name(compute_type(key.dtype)),
+  throw Error(fmt::format("cuBLASLt has no algorithm for a {} -> {} GEMM (m={} n={} k={}, A{} "
+                          "B{}, epilogue {}, {} compute): {}",
+                          dtype_name(key.dtype), dtype_name(key.out), key.m, key.n, key.k,
+                          key.trans_a ? "^T" : "", key.trans_b ? "^T" : "",
+                          epilogue_name(key.epilogue), compute_name(compute_type(key.dtype)),
                           p.status == CUBLAS_STATUS_SUCCESS ? "no algorithm returned"
                                                             : cublasGetStatusName(p.status)),
               "CUBLASLT_LOG_LEVEL=5 makes cuBLASLt log why it rejects the call");
@@ -299,26 +307,28 @@ bool LtMatmul::aligned(const void* pointer) {
   return reinterpret_cast<uintptr_t>(pointer) % kAlignment == 0;
 }
 
-bool LtMatmul::supports(int N, int IC, int OC, WeightLayout layout, DType dtype) {
+bool LtMatmul::supports(int N, int IC, int OC, WeightLayout layout, Storage storage) {
   if (N == 0) return true;
-  for (const Gemm& g : {forward_gemm(N, IC, OC, layout), input_grad_gemm(N, IC, OC, layout),
-                        weight_grad_gemm(N, IC, OC, layout)}) {
-    if (!plan({dtype, CUBLASLT_EPILOGUE_DEFAULT, g.trans_a, g.trans_b, g.m, g.n, g.k}).supported) {
+  const std::pair<Gemm, DType> products[] = {
+      {forward_gemm(N, IC, OC, layout), storage.outputs},
+      {input_grad_gemm(N, IC, OC, layout), storage.outputs},
+      {weight_grad_gemm(N, IC, OC, layout), storage.weight_grads}};
+  for (const auto& [g, out] : products) {
+    if (!plan(key_of<GemmKey>(g, storage.operands, out, CUBLASLT_EPILOGUE_DEFAULT)).supported)
       return false;
-    }
   }
   return true;
 }
 
 void LtMatmul::forward(void* out, const void* inp, const void* weight, const void* bias, int N,
-                       int IC, int OC, WeightLayout layout, DType dtype, cudaStream_t stream) {
+                       int IC, int OC, WeightLayout layout, Storage storage, cudaStream_t stream) {
   check_shape(N, IC, OC);
   if (N == 0) return;
   check_aligned(out, "out");
   check_aligned(inp, "inp");
   check_aligned(weight, "weight");
-  const Gemm g = forward_gemm(N, IC, OC, layout);
-  const GemmKey plain{dtype, CUBLASLT_EPILOGUE_DEFAULT, g.trans_a, g.trans_b, g.m, g.n, g.k};
+  const GemmKey plain = key_of<GemmKey>(forward_gemm(N, IC, OC, layout), storage.operands,
+                                        storage.outputs, CUBLASLT_EPILOGUE_DEFAULT);
   if (bias == nullptr) {
     gemm(plain, weight, inp, out, 0.0f, stream);
     return;
@@ -331,14 +341,14 @@ void LtMatmul::forward(void* out, const void* inp, const void* weight, const voi
     return;
   }
   // Start from the bias and let the GEMM add to it, as cuda::matmul_forward does.
-  mixed::broadcast_rows(out, bias, N, OC, dtype, stream);
+  mixed::broadcast_rows(out, bias, N, OC, storage.outputs, stream);
   gemm(plain, weight, inp, out, 1.0f, stream);
   ++stats_.unfused;
 }
 
 void LtMatmul::forward_gelu(void* out, void* pre_gelu, const void* inp, const void* weight,
                             const void* bias, int N, int IC, int OC, WeightLayout layout,
-                            DType dtype, cudaStream_t stream) {
+                            Storage storage, cudaStream_t stream) {
   check_shape(N, IC, OC);
   DS_CHECK(pre_gelu != nullptr, "LtMatmul::forward_gelu needs a pre_gelu buffer");
   if (N == 0) return;
@@ -347,8 +357,8 @@ void LtMatmul::forward_gelu(void* out, void* pre_gelu, const void* inp, const vo
   check_aligned(inp, "inp");
   check_aligned(weight, "weight");
   if (bias != nullptr) check_aligned(bias, "bias");
-  const Gemm g = forward_gemm(N, IC, OC, layout);
-  GemmKey fused{dtype, CUBLASLT_EPILOGUE_GELU_AUX, g.trans_a, g.trans_b, g.m, g.n, g.k};
+  GemmKey fused = key_of<GemmKey>(forward_gemm(N, IC, OC, layout), storage.operands,
+                                  storage.outputs, CUBLASLT_EPILOGUE_GELU_AUX);
   if (bias != nullptr) fused.epilogue = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
   if (options_.fuse_epilogues && options_.fuse_gelu && OC % kAuxLdMultiple == 0 &&
       try_gemm(fused, weight, inp, out, 0.0f, bias, pre_gelu, stream)) {
@@ -356,30 +366,30 @@ void LtMatmul::forward_gelu(void* out, void* pre_gelu, const void* inp, const vo
     return;
   }
   // Unfused: the GEMM with its bias into pre_gelu (that step counted by forward), then GELU.
-  forward(pre_gelu, inp, weight, bias, N, IC, OC, layout, dtype, stream);
-  mixed::gelu_forward(out, pre_gelu, int64_t{N} * OC, dtype, stream);
+  forward(pre_gelu, inp, weight, bias, N, IC, OC, layout, storage, stream);
+  mixed::gelu_forward(out, pre_gelu, int64_t{N} * OC, storage.outputs, stream);
   ++stats_.unfused;
 }
 
 void LtMatmul::backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
-                        const void* weight, int N, int IC, int OC, WeightLayout layout, DType dtype,
-                        cudaStream_t stream) {
+                        const void* weight, int N, int IC, int OC, WeightLayout layout,
+                        Storage storage, cudaStream_t stream) {
   check_shape(N, IC, OC);
   if (N == 0) return;
   check_aligned(dout, "dout");
   if (dinp != nullptr) {
     check_aligned(dinp, "dinp");
     check_aligned(weight, "weight");
-    const Gemm g = input_grad_gemm(N, IC, OC, layout);
-    gemm({dtype, CUBLASLT_EPILOGUE_DEFAULT, g.trans_a, g.trans_b, g.m, g.n, g.k}, weight, dout,
-         dinp, 1.0f, stream);
+    gemm(key_of<GemmKey>(input_grad_gemm(N, IC, OC, layout), storage.operands, storage.outputs,
+                         CUBLASLT_EPILOGUE_DEFAULT),
+         weight, dout, dinp, 1.0f, stream);
   }
-  weight_gradients(dweight, dbias, dout, inp, N, IC, OC, layout, dtype, stream);
+  weight_gradients(dweight, dbias, dout, inp, N, IC, OC, layout, storage, stream);
 }
 
 void LtMatmul::backward_gelu(void* dpre_gelu, void* dweight, void* dbias, const void* dout,
                              const void* inp, const void* weight, const void* pre_gelu, int N,
-                             int IC, int OC, WeightLayout layout, DType dtype,
+                             int IC, int OC, WeightLayout layout, Storage storage,
                              cudaStream_t stream) {
   check_shape(N, IC, OC);
   DS_CHECK(dpre_gelu != nullptr && pre_gelu != nullptr,
@@ -389,8 +399,8 @@ void LtMatmul::backward_gelu(void* dpre_gelu, void* dweight, void* dbias, const 
   check_aligned(pre_gelu, "pre_gelu");
   check_aligned(dout, "dout");
   check_aligned(weight, "weight");
-  const Gemm g = input_grad_gemm(N, IC, OC, layout);
-  const GemmKey plain{dtype, CUBLASLT_EPILOGUE_DEFAULT, g.trans_a, g.trans_b, g.m, g.n, g.k};
+  const GemmKey plain = key_of<GemmKey>(input_grad_gemm(N, IC, OC, layout), storage.operands,
+                                        storage.outputs, CUBLASLT_EPILOGUE_DEFAULT);
   GemmKey fused = plain;
   fused.epilogue = CUBLASLT_EPILOGUE_DGELU;
   // beta = 0: the epilogue's gelu' multiplies the whole GEMM result, so this WRITES.
@@ -399,18 +409,21 @@ void LtMatmul::backward_gelu(void* dpre_gelu, void* dweight, void* dbias, const 
     ++stats_.fused;
   } else {
     gemm(plain, weight, dout, dpre_gelu, 0.0f, stream);
-    mixed::gelu_backward_inplace(dpre_gelu, pre_gelu, int64_t{N} * IC, dtype, stream);
+    mixed::gelu_backward_inplace(dpre_gelu, pre_gelu, int64_t{N} * IC, storage.outputs, stream);
     ++stats_.unfused;
   }
-  weight_gradients(dweight, dbias, dout, inp, N, IC, OC, layout, dtype, stream);
+  weight_gradients(dweight, dbias, dout, inp, N, IC, OC, layout, storage, stream);
 }
 
 void LtMatmul::weight_gradients(void* dweight, void* dbias, const void* dout, const void* inp,
-                                int N, int IC, int OC, WeightLayout layout, DType dtype,
+                                int N, int IC, int OC, WeightLayout layout, Storage storage,
                                 cudaStream_t stream) {
   if (dbias != nullptr) check_aligned(dbias, "dbias");
+  const DType grads = storage.weight_grads;
   if (dweight == nullptr) {
-    if (dbias != nullptr) mixed::matmul_bias_backward(dbias, dout, N, OC, dtype, stream);
+    if (dbias != nullptr) {
+      mixed::matmul_bias_backward(dbias, grads, dout, storage.operands, N, OC, stream);
+    }
     return;
   }
   check_aligned(dweight, "dweight");
@@ -418,26 +431,26 @@ void LtMatmul::weight_gradients(void* dweight, void* dbias, const void* dout, co
   const bool in_out = layout == WeightLayout::kInOut;
   const void* a = in_out ? dout : inp;
   const void* b = in_out ? inp : dout;
-  const Gemm g = weight_grad_gemm(N, IC, OC, layout);
-  const GemmKey plain{dtype, CUBLASLT_EPILOGUE_DEFAULT, g.trans_a, g.trans_b, g.m, g.n, g.k};
+  const GemmKey plain = key_of<GemmKey>(weight_grad_gemm(N, IC, OC, layout), storage.operands,
+                                        grads, CUBLASLT_EPILOGUE_DEFAULT);
   if (dbias != nullptr && options_.fuse_epilogues) {
     GemmKey fused = plain;
     fused.epilogue = in_out ? CUBLASLT_EPILOGUE_BGRADA : CUBLASLT_EPILOGUE_BGRADB;
     if (plan(fused).supported) {
-      // The epilogue writes the column sums (in the storage dtype) into the scratch; dbias +=
+      // The epilogue writes the column sums (in the gradients' dtype) into the scratch; dbias +=
       // them separately, keeping the accumulate contract. dweight adds with beta = 1. In 16-bit
       // storage the sum is thus rounded twice (into the scratch, then into dbias), where the
       // unfused column sum rounds once.
-      void* scratch = bias_scratch(size_t(OC) * dtype_size(dtype));
+      void* scratch = bias_scratch(size_t(OC) * dtype_size(grads));
       try_gemm(fused, a, b, dweight, 1.0f, scratch, nullptr, stream);
-      mixed::add_inplace(dbias, scratch, OC, dtype, stream);
+      mixed::add_inplace(dbias, scratch, OC, grads, stream);
       ++stats_.fused;
       return;
     }
   }
   gemm(plain, a, b, dweight, 1.0f, stream);
   if (dbias != nullptr) {
-    mixed::matmul_bias_backward(dbias, dout, N, OC, dtype, stream);
+    mixed::matmul_bias_backward(dbias, grads, dout, storage.operands, N, OC, stream);
     ++stats_.unfused;
   }
 }

@@ -78,6 +78,21 @@ class LtMatmul {
     int64_t unfused = 0;  // bias/GELU/dbias steps run as separate kernels (a call may run two)
   };
 
+  // The storage of a call's tensors: the GEMMs' operands (inp, weight, dout; the GEMM inputs
+  // of a backward), what the call writes as products (out with its bias, pre_gelu, dinp,
+  // dpre_gelu), and the weight gradients (dweight, dbias). One DType stands for all three; mixed,
+  // 16-bit operands can give fp32 products and gradients (cuBLASLt's bf16 × bf16 → fp32 GEMMs),
+  // as the bf16 MLP does (mlp.h).
+  struct Storage {
+    DType operands;
+    DType outputs;
+    DType weight_grads;
+    Storage(DType all)  // NOLINT(google-explicit-constructor): a DType is the common case
+        : operands(all), outputs(all), weight_grads(all) {}
+    Storage(DType operands_dtype, DType outputs_dtype, DType weight_grads_dtype)
+        : operands(operands_dtype), outputs(outputs_dtype), weight_grads(weight_grads_dtype) {}
+  };
+
   LtMatmul();  // on the current device; allocates the workspace
   explicit LtMatmul(Options options);
   ~LtMatmul();
@@ -86,28 +101,28 @@ class LtMatmul {
 
   // out[N,OC] = inp[N,IC] · W (+ bias[OC] when not nullptr).
   void forward(void* out, const void* inp, const void* weight, const void* bias, int N, int IC,
-               int OC, cpu::WeightLayout layout, DType dtype, cudaStream_t stream);
+               int OC, cpu::WeightLayout layout, Storage storage, cudaStream_t stream);
   // pre_gelu[N,OC] = inp · W (+ bias), kept for the backward; out = GELU(pre_gelu).
   void forward_gelu(void* out, void* pre_gelu, const void* inp, const void* weight,
-                    const void* bias, int N, int IC, int OC, cpu::WeightLayout layout, DType dtype,
-                    cudaStream_t stream);
+                    const void* bias, int N, int IC, int OC, cpu::WeightLayout layout,
+                    Storage storage, cudaStream_t stream);
 
   // dinp (nullable) += dout · W^T; dweight (nullable) += the gradient in W's layout; dbias
   // (nullable) += column sums of dout.
   void backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
-                const void* weight, int N, int IC, int OC, cpu::WeightLayout layout, DType dtype,
-                cudaStream_t stream);
+                const void* weight, int N, int IC, int OC, cpu::WeightLayout layout,
+                Storage storage, cudaStream_t stream);
   // The backward of a layer whose input is GELU(pre_gelu) (GPT-2's c_proj after c_fc): the input
   // gradient goes through the GELU, dpre_gelu[N,IC] = gelu'(pre_gelu) ⊙ (dout · W^T) — WRITTEN;
   // dweight and dbias as in backward (inp is GELU(pre_gelu), the forward's out).
   void backward_gelu(void* dpre_gelu, void* dweight, void* dbias, const void* dout, const void* inp,
                      const void* weight, const void* pre_gelu, int N, int IC, int OC,
-                     cpu::WeightLayout layout, DType dtype, cudaStream_t stream);
+                     cpu::WeightLayout layout, Storage storage, cudaStream_t stream);
 
   // Whether cuBLASLt has plain GEMMs for every product forward, backward and their GELU forms
   // take at this shape (each of which otherwise throws). cuBLASLt's heuristic is asked once per
   // shape; later calls look its plans up.
-  bool supports(int N, int IC, int OC, cpu::WeightLayout layout, DType dtype);
+  bool supports(int N, int IC, int OC, cpu::WeightLayout layout, Storage storage);
 
   // Whether `pointer` (nullptr included) is aligned as every operand must be.
   static bool aligned(const void* pointer);
@@ -116,7 +131,8 @@ class LtMatmul {
  private:
   // One column-major cuBLASLt GEMM, D[m,n] = op(A)[m,k] op(B)[k,n], packed operands (ld = rows).
   struct GemmKey {
-    DType dtype;
+    DType dtype;        // A and B
+    DType out;          // C and D, and the bias or bias gradient of an epilogue
     uint32_t epilogue;  // cublasLtEpilogue_t
     bool trans_a;
     bool trans_b;
@@ -124,9 +140,9 @@ class LtMatmul {
     int n;
     int k;
     bool operator<(const GemmKey& other) const {
-      return std::tie(dtype, epilogue, trans_a, trans_b, m, n, k) <
-             std::tie(other.dtype, other.epilogue, other.trans_a, other.trans_b, other.m, other.n,
-                      other.k);
+      return std::tie(dtype, out, epilogue, trans_a, trans_b, m, n, k) <
+             std::tie(other.dtype, other.out, other.epilogue, other.trans_a, other.trans_b, other.m,
+                      other.n, other.k);
     }
   };
   struct Plan;
@@ -139,7 +155,8 @@ class LtMatmul {
   void gemm(const GemmKey& key, const void* a, const void* b, void* d, float beta,
             cudaStream_t stream);
   void weight_gradients(void* dweight, void* dbias, const void* dout, const void* inp, int N,
-                        int IC, int OC, cpu::WeightLayout layout, DType dtype, cudaStream_t stream);
+                        int IC, int OC, cpu::WeightLayout layout, Storage storage,
+                        cudaStream_t stream);
   void* bias_scratch(size_t bytes);
   cublasComputeType_t compute_type(DType dtype) const;
 
