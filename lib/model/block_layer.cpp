@@ -29,8 +29,7 @@ BlockLayer::Saved BlockLayer::carve(FloatCarver& region, int B, int T) const {
   s.ln2 = region.take(BT * C);
   s.ln2_mean = region.take(BT);
   s.ln2_rstd = region.take(BT);
-  s.fch = region.take(BT * 4 * C);
-  s.fch_gelu = region.take(BT * 4 * C);
+  s.mlp = region.take(ops_.mlp_saved_floats(static_cast<int>(BT), 4 * C_));
   return s;
 }
 
@@ -53,9 +52,8 @@ void BlockLayer::forward(const float* w, const MicroBatch& mb, const float* x, f
   ops_.matmul_forward(y, s.atty, w + proj_w_, w + proj_b_, N, C, C, Layout::kInOut);
   ops_.residual_forward(s.res, x, y, int64_t{N} * C);
   ops_.layernorm_forward(s.ln2, s.ln2_mean, s.ln2_rstd, s.res, w + ln2_w_, w + ln2_b_, N, C, eps_);
-  ops_.matmul_gelu_forward(s.fch_gelu, s.fch, s.ln2, w + fc_w_, w + fc_b_, N, C, 4 * C,
-                           Layout::kInOut);
-  ops_.matmul_forward(y, s.fch_gelu, w + fc_proj_w_, w + fc_proj_b_, N, 4 * C, C, Layout::kInOut);
+  ops_.mlp_forward(y, s.mlp, s.ln2, w + fc_w_, w + fc_b_, w + fc_proj_w_, w + fc_proj_b_, N, C,
+                   4 * C);
   ops_.residual_forward(y, s.res, y, int64_t{N} * C);
 }
 
@@ -74,12 +72,9 @@ void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const
 
   // MLP branch: y = h + mlp(h).
   ops_.copy(d_res, dy, sizeof(float) * NC);
-  // The projection's input gradient straight through the GELU: d_fch is written.
-  ops_.matmul_gelu_backward(d_fch, dw + fc_proj_w_, dw + fc_proj_b_, dy, s.fch_gelu, w + fc_proj_w_,
-                            s.fch, N, 4 * C, C, Layout::kInOut);
   ops_.fill_zero(d_ln, NC);
-  ops_.matmul_backward(d_ln, dw + fc_w_, dw + fc_b_, d_fch, s.ln2, w + fc_w_, N, C, 4 * C,
-                       Layout::kInOut);
+  ops_.mlp_backward(d_ln, dw + fc_w_, dw + fc_b_, dw + fc_proj_w_, dw + fc_proj_b_, d_fch, dy,
+                    s.mlp, s.ln2, w + fc_w_, w + fc_proj_w_, N, C, 4 * C);
   ops_.layernorm_backward(d_res, dw + ln2_w_, dw + ln2_b_, d_ln, s.res, w + ln2_w_, s.ln2_mean,
                           s.ln2_rstd, N, C);
 

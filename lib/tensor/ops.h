@@ -134,6 +134,31 @@ class Ops {
   // fp32; a GPU pads the rows for aligned GEMMs and, in bf16 runs, keeps them in bf16 (as
   // PyTorch's autocast keeps a bf16 matmul's output). classifier_backward: dinp and dhead +=
   // the gradients through the head.
+  // GPT-2's MLP, out = GELU(inp·W_fc + b_fc)·W_proj + b_proj (inp [N, C], hidden width H, both
+  // weights WeightLayout::kInOut), which a GPU runs in a layout of its own. `saved`
+  // (mlp_saved_floats(N, H) floats) keeps what the backward reads: here the pre-GELU and GELU
+  // activations, N x H fp32 each, through the fused ops above; a GPU's bf16 runs keep them in
+  // bf16. mlp_backward: dinp and the four parameter gradients += theirs, from dout (`scratch`:
+  // N x H floats for the hidden gradient).
+  virtual int64_t mlp_saved_floats(int N, int H) const { return 2 * int64_t{N} * H; }
+  virtual void mlp_forward(float* out, float* saved, const float* inp, const float* w_fc,
+                           const float* b_fc, const float* w_proj, const float* b_proj, int N,
+                           int C, int H) {
+    float* pre_gelu = saved;
+    float* act = saved + int64_t{N} * H;
+    matmul_gelu_forward(act, pre_gelu, inp, w_fc, b_fc, N, C, H, WeightLayout::kInOut);
+    matmul_forward(out, act, w_proj, b_proj, N, H, C, WeightLayout::kInOut);
+  }
+  virtual void mlp_backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
+                            float* scratch, const float* dout, const float* saved, const float* inp,
+                            const float* w_fc, const float* w_proj, int N, int C, int H) {
+    const float* pre_gelu = saved;
+    const float* act = saved + int64_t{N} * H;
+    matmul_gelu_backward(scratch, dw_proj, db_proj, dout, act, w_proj, pre_gelu, N, H, C,
+                         WeightLayout::kInOut);
+    matmul_backward(dinp, dw_fc, db_fc, scratch, inp, w_fc, N, C, H, WeightLayout::kInOut);
+  }
+
   virtual int64_t classifier_scratch_floats(int N, int V) const { return int64_t{N} * V; }
   virtual void classifier_forward(float* losses, float* scratch, const float* inp,
                                   const float* head, const int32_t* targets, float dloss, int N,
