@@ -229,3 +229,63 @@ TEST_CASE("cuda ops classifier matches the CPU at every precision", "[cuda]") {
   check_parity("ops classifier dinp", floats(d_dinp, dinp.size()), dinp, tol);
   check_parity("ops classifier dhead", floats(d_dhead, dhead.size()), dhead, tol);
 }
+
+TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  using ds::tensor::MatmulPrecision;
+  // bf16 runs take the bf16 MLP (tensor/cuda/bf16_mlp.h), the others the composed one.
+  const auto [precision, tol] =
+      GENERATE(std::pair{MatmulPrecision::kFp32, 1e-4}, std::pair{MatmulPrecision::kTf32, 2e-3},
+               std::pair{MatmulPrecision::kBf16, 2e-2});
+  // 0: every tensor 16-byte aligned; 1: the output, the input gradient and the parameters'
+  // gradients one float in (the bf16 MLP stages them).
+  const int shift = GENERATE(0, 1);
+  INFO("precision " << static_cast<int>(precision) << " shift " << shift);
+  ds::tensor::cuda::CudaOps gpu(0, precision);
+  ds::tensor::Ops& cpu = ds::tensor::cpu_ops();
+  const int N = 24, C = 32, H = 128;
+  const Vec inp = random_vec(size_t(N) * C, 90), w_fc = random_vec(size_t(C) * H, 91, -0.3f, 0.3f);
+  const Vec b_fc = random_vec(H, 92), w_proj = random_vec(size_t(H) * C, 93, -0.2f, 0.2f);
+  const Vec b_proj = random_vec(C, 94), dout = random_vec(size_t(N) * C, 95);
+
+  Vec out(size_t(N) * C), saved(size_t(cpu.mlp_saved_floats(N, H))), scratch(size_t(N) * H);
+  Vec dinp(inp.size(), 0.25f), dw_fc(w_fc.size(), 0.5f), db_fc(H, 0.5f);
+  Vec dw_proj(w_proj.size(), 0.5f), db_proj(C, 0.5f);
+  cpu.mlp_forward(out.data(), saved.data(), inp.data(), w_fc.data(), b_fc.data(), w_proj.data(),
+                  b_proj.data(), N, C, H);
+  cpu.mlp_backward(dinp.data(), dw_fc.data(), db_fc.data(), dw_proj.data(), db_proj.data(),
+                   scratch.data(), dout.data(), saved.data(), inp.data(), w_fc.data(),
+                   w_proj.data(), N, C, H);
+
+  const auto mirror = [&](const Vec& v, int offset) {
+    Vec padded(v.size() + 1, 0.0f);
+    std::copy(v.begin(), v.end(), padded.begin() + offset);
+    return Mirror(gpu, padded.data(), sizeof(float) * padded.size());
+  };
+  const auto fetch = [&](Mirror& m, size_t n, int offset) {
+    const std::vector<char> raw = m.fetch();
+    Vec values(n);
+    std::memcpy(values.data(), raw.data() + sizeof(float) * offset, sizeof(float) * n);
+    return values;
+  };
+  Mirror d_inp = mirror(inp, 0), d_wfc = mirror(w_fc, 0), d_bfc = mirror(b_fc, 0);
+  Mirror d_wproj = mirror(w_proj, 0), d_bproj = mirror(b_proj, 0), d_dout = mirror(dout, 0);
+  Mirror d_saved = mirror(Vec(saved.size()), 0), d_scratch = mirror(Vec(scratch.size()), 0);
+  Mirror d_out = mirror(Vec(out.size()), shift);
+  Mirror d_dinp = mirror(Vec(inp.size(), 0.25f), shift);
+  Mirror d_dwfc = mirror(Vec(w_fc.size(), 0.5f), shift), d_dbfc = mirror(Vec(H, 0.5f), shift);
+  Mirror d_dwproj = mirror(Vec(w_proj.size(), 0.5f), shift);
+  Mirror d_dbproj = mirror(Vec(C, 0.5f), shift);
+  const auto at = [](Mirror& m, int offset) { return m.buffer.as<float>() + offset; };
+  gpu.mlp_forward(at(d_out, shift), at(d_saved, 0), at(d_inp, 0), at(d_wfc, 0), at(d_bfc, 0),
+                  at(d_wproj, 0), at(d_bproj, 0), N, C, H);
+  gpu.mlp_backward(at(d_dinp, shift), at(d_dwfc, shift), at(d_dbfc, shift), at(d_dwproj, shift),
+                   at(d_dbproj, shift), at(d_scratch, 0), at(d_dout, 0), at(d_saved, 0),
+                   at(d_inp, 0), at(d_wfc, 0), at(d_wproj, 0), N, C, H);
+  check_parity("ops mlp out", fetch(d_out, out.size(), shift), out, tol);
+  check_parity("ops mlp dinp", fetch(d_dinp, dinp.size(), shift), dinp, tol);
+  check_parity("ops mlp dw_fc", fetch(d_dwfc, dw_fc.size(), shift), dw_fc, tol);
+  check_parity("ops mlp db_fc", fetch(d_dbfc, db_fc.size(), shift), db_fc, tol);
+  check_parity("ops mlp dw_proj", fetch(d_dwproj, dw_proj.size(), shift), dw_proj, tol);
+  check_parity("ops mlp db_proj", fetch(d_dbproj, db_proj.size(), shift), db_proj, tol);
+}

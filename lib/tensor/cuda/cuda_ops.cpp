@@ -4,6 +4,7 @@
 
 #include "tensor/cuda/adamw.h"
 #include "tensor/cuda/bf16_kernels.h"
+#include "tensor/cuda/bf16_mlp.h"
 #include "tensor/cuda/blas.h"
 #include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/classifier.h"
@@ -48,6 +49,9 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
       // bf16 logits where the GPU multiplies bf16 (the tensor-core attention's condition too).
       classifier_(std::make_unique<Classifier>(
           *blas_, precision == MatmulPrecision::kBf16 && tensor_core_shared_bytes_ > 0)),
+      bf16_mlp_(precision == MatmulPrecision::kBf16 && tensor_core_shared_bytes_ > 0
+                    ? std::make_unique<Bf16Mlp>(*lt_)
+                    : nullptr),
       flash_above_bytes_(flash_above_bytes),
       buckets_(std::make_unique<TokenBuckets>()),
       profiler_(std::make_unique<OpProfiler>()),
@@ -73,12 +77,12 @@ std::string CudaOps::kernel_report() const {
       "matmuls: {} cuBLASLt GEMM shapes planned; bias/GELU steps fused into the epilogue {} "
       "times, run as separate kernels {} times; {} matmuls on cuBLAS (unaligned operands or no "
       "cuBLASLt algorithm); attention forwards: {} tensor-core flash, {} fp32 flash, {} "
-      "materialised; LM head logits in {}",
+      "materialised; LM head logits in {}; MLP hidden activations in {}",
       lt.plans, lt.fused, lt.unfused, cublas_matmuls_,
       attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)],
       attention_calls_[static_cast<int>(AttentionKernels::kFlash)],
       attention_calls_[static_cast<int>(AttentionKernels::kMaterialised)],
-      classifier_->bf16_logits() ? "bf16" : "fp32");
+      classifier_->bf16_logits() ? "bf16" : "fp32", bf16_mlp_ != nullptr ? "bf16" : "fp32");
   if (profiler_->enabled()) {
     report += '\n';
     report += profiler_->report();
@@ -269,6 +273,30 @@ void CudaOps::softmax_cross_entropy_forward(float* losses, float* probs, const f
                                             const int32_t* targets, int N, int V) {
   const auto timed = profiler_->time("softmax_cross_entropy_forward", stream());
   cuda::softmax_cross_entropy_forward(losses, probs, logits, targets, N, V, stream());
+}
+void CudaOps::mlp_forward(float* out, float* saved, const float* inp, const float* w_fc,
+                          const float* b_fc, const float* w_proj, const float* b_proj, int N, int C,
+                          int H) {
+  if (bf16_mlp_ == nullptr || !Bf16Mlp::supports(H)) {
+    // The composed MLP: its ops are timed on their own.
+    Ops::mlp_forward(out, saved, inp, w_fc, b_fc, w_proj, b_proj, N, C, H);
+    return;
+  }
+  const auto timed = profiler_->time("mlp_forward (bf16)", stream(), {N, C, H});
+  bf16_mlp_->forward(out, saved, inp, w_fc, b_fc, w_proj, b_proj, N, C, H, stream());
+}
+void CudaOps::mlp_backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
+                           float* scratch, const float* dout, const float* saved, const float* inp,
+                           const float* w_fc, const float* w_proj, int N, int C, int H) {
+  // The same choice as the forward's, from the same shape.
+  if (bf16_mlp_ == nullptr || !Bf16Mlp::supports(H)) {
+    Ops::mlp_backward(dinp, dw_fc, db_fc, dw_proj, db_proj, scratch, dout, saved, inp, w_fc, w_proj,
+                      N, C, H);
+    return;
+  }
+  const auto timed = profiler_->time("mlp_backward (bf16)", stream(), {N, C, H});
+  bf16_mlp_->backward(dinp, dw_fc, db_fc, dw_proj, db_proj, scratch, dout, saved, inp, w_fc, w_proj,
+                      N, C, H, stream());
 }
 int64_t CudaOps::classifier_scratch_floats(int N, int V) const {
   return classifier_->scratch_floats(N, V);

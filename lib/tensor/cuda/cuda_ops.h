@@ -15,6 +15,7 @@
 
 namespace ds::tensor::cuda {
 
+class Bf16Mlp;
 class Blas;
 class Classifier;
 class LtMatmul;
@@ -88,6 +89,11 @@ class CudaOps final : public Ops {
                                      const int32_t* targets, int N, int V) override;
   void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
                                    const int32_t* targets, float dloss, int N, int V) override;
+  void mlp_forward(float* out, float* saved, const float* inp, const float* w_fc, const float* b_fc,
+                   const float* w_proj, const float* b_proj, int N, int C, int H) override;
+  void mlp_backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
+                    float* scratch, const float* dout, const float* saved, const float* inp,
+                    const float* w_fc, const float* w_proj, int N, int C, int H) override;
   int64_t classifier_scratch_floats(int N, int V) const override;
   void classifier_forward(float* losses, float* scratch, const float* inp, const float* head,
                           const int32_t* targets, float dloss, int N, int C, int V) override;
@@ -142,6 +148,7 @@ class CudaOps final : public Ops {
   MatmulPrecision precision_;
   size_t tensor_core_shared_bytes_;  // per block, for the tensor-core attention (0: no bf16 MMA)
   std::unique_ptr<Classifier> classifier_;  // the training step's LM head (classifier.h)
+  std::unique_ptr<Bf16Mlp> bf16_mlp_;       // bf16 runs' MLP (bf16_mlp.h); null otherwise
   size_t flash_above_bytes_;
   int64_t attention_calls_[3] = {};        // forwards per AttentionKernels, for kernel_report()
   int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS

@@ -1,0 +1,133 @@
+#include "tensor/cuda/bf16_mlp.h"
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "tensor/cuda/cast_kernels.h"
+#include "tensor/cuda/cuda_check.h"
+#include "tensor/cuda/kernels.h"
+#include "tensor/cuda/lt_matmul.h"
+
+namespace ds::tensor::cuda {
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+// Grows `buffer` to at least `bytes` (its contents are then lost). Work queued before may still
+// read the old memory: wait for it first (only the first steps ever grow these).
+void grow(DeviceBuffer& buffer, size_t bytes, cudaStream_t stream) {
+  if (buffer.bytes() >= bytes) return;
+  if (!buffer.empty()) DS_CUDA_CALL(cudaStreamSynchronize(stream));
+  buffer = DeviceBuffer(bytes);
+}
+
+// The first 16-byte boundary in a float region (the region always has the slack: the bf16
+// tensors take half of it).
+template <typename Float>
+auto bf16_from(Float* region) {
+  const uintptr_t address = (reinterpret_cast<uintptr_t>(region) + 15) & ~uintptr_t{15};
+  using Out = std::conditional_t<std::is_const_v<Float>, const bf16, bf16>;
+  return reinterpret_cast<Out*>(address);
+}
+
+}  // namespace
+
+const void* Bf16Mlp::rounded(const float* values, int64_t n, DeviceBuffer& copy,
+                             cudaStream_t stream) {
+  if (values == nullptr) return nullptr;
+  grow(copy, sizeof(bf16) * static_cast<size_t>(n), stream);
+  from_f32(copy.data(), DType::kBF16, values, n, stream);
+  return copy.data();
+}
+
+Bf16Mlp::Output Bf16Mlp::accumulate_into(float* target, int64_t n, DeviceBuffer& staging,
+                                         cudaStream_t stream) {
+  if (target == nullptr || LtMatmul::aligned(target)) return {target, target, n};
+  grow(staging, sizeof(float) * static_cast<size_t>(n), stream);
+  fill_zero(staging.as<float>(), n, stream);
+  return {target, staging.as<float>(), n};
+}
+
+Bf16Mlp::Output Bf16Mlp::write_into(float* target, int64_t n, DeviceBuffer& staging,
+                                    cudaStream_t stream) {
+  if (LtMatmul::aligned(target)) return {target, target, n};
+  grow(staging, sizeof(float) * static_cast<size_t>(n), stream);
+  return {target, staging.as<float>(), n};
+}
+
+void Bf16Mlp::finish(const Output& output, bool accumulate, cudaStream_t stream) {
+  if (output.at == output.target) return;
+  if (accumulate) {
+    add_inplace(output.target, output.at, output.n, stream);
+  } else {
+    DS_CUDA_CALL(cudaMemcpyAsync(output.target, output.at,
+                                 sizeof(float) * static_cast<size_t>(output.n),
+                                 cudaMemcpyDeviceToDevice, stream));
+  }
+}
+
+void Bf16Mlp::forward(float* out, float* saved, const float* inp, const float* w_fc,
+                      const float* b_fc, const float* w_proj, const float* b_proj, int N, int C,
+                      int H, cudaStream_t stream) {
+  if (N == 0) return;
+  const int64_t NH = int64_t{N} * H;
+  bf16* pre = bf16_from(saved);
+  bf16* act = pre + NH;
+  const void* inp16 = rounded(inp, int64_t{N} * C, inp16_, stream);
+  const void* w_fc16 = rounded(w_fc, int64_t{C} * H, w_fc16_, stream);
+  const void* b_fc16 = rounded(b_fc, H, b_fc16_, stream);
+  const void* w_proj16 = rounded(w_proj, int64_t{H} * C, w_proj16_, stream);
+  lt_.forward_gelu(act, pre, inp16, w_fc16, b_fc16, N, C, H, WeightLayout::kInOut, DType::kBF16,
+                   stream);
+
+  const float* bias = b_proj;
+  if (bias != nullptr && !LtMatmul::aligned(bias)) {
+    grow(b_proj_, sizeof(float) * static_cast<size_t>(C), stream);
+    DS_CUDA_CALL(cudaMemcpyAsync(b_proj_.data(), bias, sizeof(float) * static_cast<size_t>(C),
+                                 cudaMemcpyDeviceToDevice, stream));
+    bias = b_proj_.as<float>();
+  }
+  const Output y = write_into(out, int64_t{N} * C, staged_[0], stream);
+  lt_.forward(y.at, act, w_proj16, bias, N, H, C, WeightLayout::kInOut,
+              {DType::kBF16, DType::kF32, DType::kF32}, stream);
+  finish(y, /*accumulate=*/false, stream);
+}
+
+void Bf16Mlp::backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
+                       float* scratch, const float* dout, const float* saved, const float* inp,
+                       const float* w_fc, const float* w_proj, int N, int C, int H,
+                       cudaStream_t stream) {
+  if (N == 0) return;
+  const int64_t NH = int64_t{N} * H;
+  const bf16* pre = bf16_from(saved);
+  const bf16* act = pre + NH;
+  bf16* dpre = bf16_from(scratch);
+  // Rounded again rather than kept from the forward: the copies are shared by every layer.
+  const void* dout16 = rounded(dout, int64_t{N} * C, dout16_, stream);
+  const void* w_proj16 = rounded(w_proj, int64_t{H} * C, w_proj16_, stream);
+  const void* w_fc16 = rounded(w_fc, int64_t{C} * H, w_fc16_, stream);
+  const void* inp16 = rounded(inp, int64_t{N} * C, inp16_, stream);
+
+  // Through the projection and GELU: dpre in bf16, the projection's gradients in fp32.
+  const Output g_proj = accumulate_into(dw_proj, int64_t{H} * C, staged_[1], stream);
+  const Output g_proj_bias = accumulate_into(db_proj, C, staged_[3], stream);
+  lt_.backward_gelu(dpre, g_proj.at, g_proj_bias.at, dout16, act, w_proj16, pre, N, H, C,
+                    WeightLayout::kInOut, {DType::kBF16, DType::kBF16, DType::kF32}, stream);
+  finish(g_proj, /*accumulate=*/true, stream);
+  finish(g_proj_bias, /*accumulate=*/true, stream);
+
+  // Through the expansion: the input gradient and the expansion's gradients in fp32.
+  const Output g_inp = accumulate_into(dinp, int64_t{N} * C, staged_[0], stream);
+  const Output g_fc = accumulate_into(dw_fc, int64_t{C} * H, staged_[2], stream);
+  const Output g_fc_bias = accumulate_into(db_fc, H, staged_[4], stream);
+  lt_.backward(g_inp.at, g_fc.at, g_fc_bias.at, dpre, inp16, w_fc16, N, C, H, WeightLayout::kInOut,
+               {DType::kBF16, DType::kF32, DType::kF32}, stream);
+  finish(g_inp, /*accumulate=*/true, stream);
+  finish(g_fc, /*accumulate=*/true, stream);
+  finish(g_fc_bias, /*accumulate=*/true, stream);
+}
+
+}  // namespace ds::tensor::cuda

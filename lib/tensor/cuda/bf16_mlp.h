@@ -1,0 +1,70 @@
+// GPT-2's MLP in a bf16 run on the GPU (CudaOps::mlp_forward and mlp_backward). Its hidden
+// activations, the pre-GELU values and GELU's output (N x H, the largest tensors of a layer),
+// and their gradient are stored in bf16, and its four products take bf16 operands and accumulate
+// in fp32 (LtMatmul::Storage):
+//   forward   pre, act (bf16)       = GELU_AUX_BIAS(inp · W_fc + b_fc)
+//             out (fp32)            = act · W_proj + b_proj
+//   backward  dpre (bf16)           = DGELU(dout · W_projᵀ, pre)
+//             dW_proj, db_proj     += actᵀ · dout, column sums of dout          (fp32)
+//             dinp (fp32)          += dpre · W_fcᵀ
+//             dW_fc, db_fc         += inpᵀ · dpre, column sums of dpre          (fp32)
+// inp, dout and the weights arrive in fp32 and are rounded to bf16 on the way in, which is what
+// CUBLAS_COMPUTE_32F_FAST_16BF does to the operands of the other matmuls of such a run. So the
+// numbers are those the composed MLP computes in a bf16 run, except that the pre-GELU values are
+// rounded to bf16 before GELU's derivative reads them, as under PyTorch's autocast (where the
+// linear layer's output is bf16). What the rest of the model reads (out, dinp, the gradients)
+// stays fp32.
+//
+// The saved region is the composed MLP's size (Ops::mlp_saved_floats), so that the choice
+// between the two depends on the shape alone and a forward and its backward always agree; the
+// bf16 tensors take half of it, from its first 16-byte boundary. Rounded copies and any pointer
+// that is not 16-byte aligned go through scratch that grows once.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "tensor/cuda/device_buffer.h"
+
+namespace ds::tensor::cuda {
+
+class LtMatmul;
+
+class Bf16Mlp {
+ public:
+  explicit Bf16Mlp(LtMatmul& lt) : lt_(lt) {}
+
+  // Whether the bf16 MLP runs this shape (its hidden width a multiple of 8, as the GELU
+  // epilogues' leading dimension must be).
+  static bool supports(int H) { return H > 0 && H % 8 == 0; }
+
+  // As Ops::mlp_forward and mlp_backward, on `stream`.
+  void forward(float* out, float* saved, const float* inp, const float* w_fc, const float* b_fc,
+               const float* w_proj, const float* b_proj, int N, int C, int H, cudaStream_t stream);
+  void backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
+                float* scratch, const float* dout, const float* saved, const float* inp,
+                const float* w_fc, const float* w_proj, int N, int C, int H, cudaStream_t stream);
+
+ private:
+  // A tensor of `n` fp32 values the products write or add to: `target` itself when it is
+  // aligned, else staging that finish() adds (or copies) to it.
+  struct Output {
+    float* target;
+    float* at;
+    int64_t n;
+  };
+  Output accumulate_into(float* target, int64_t n, DeviceBuffer& staging, cudaStream_t stream);
+  Output write_into(float* target, int64_t n, DeviceBuffer& staging, cudaStream_t stream);
+  void finish(const Output& output, bool accumulate, cudaStream_t stream);
+  // `n` fp32 values rounded to bf16 into `copy`.
+  static const void* rounded(const float* values, int64_t n, DeviceBuffer& copy,
+                             cudaStream_t stream);
+
+  LtMatmul& lt_;
+  DeviceBuffer inp16_, dout16_, w_fc16_, w_proj16_, b_fc16_;
+  DeviceBuffer staged_[5];  // out or dinp, the two weight gradients, the two bias ones
+  DeviceBuffer b_proj_;     // b_proj, when it is not aligned
+};
+
+}  // namespace ds::tensor::cuda
