@@ -12,7 +12,8 @@
 # dsworker's GPU time per op (tensor/cuda/op_profiler.h) from a short profiled run, and the
 # step's matrix products timed alone in each storage form (dsbench gemm). dsworker's
 # bf16 keeps bf16 weights with fp32 master weights, runs its matmuls on bf16 tensor cores and
-# the other kernels in fp32 (the LM head's logits in bf16); PyTorch's runs the forward under bf16 autocast with fp32 weights.
+# the other kernels in fp32 (the LM head's logits and the MLP's hidden activations in bf16);
+# PyTorch's runs the forward under bf16 autocast with fp32 weights.
 # Exits 77 without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
