@@ -237,8 +237,9 @@ TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
   const auto [precision, tol] =
       GENERATE(std::pair{MatmulPrecision::kFp32, 1e-4}, std::pair{MatmulPrecision::kTf32, 2e-3},
                std::pair{MatmulPrecision::kBf16, 2e-2});
-  // 0: every tensor 16-byte aligned; 1: the output, the input gradient and the parameters'
-  // gradients one float in (the bf16 MLP stages them).
+  // 0: every tensor 16-byte aligned; 1: the output, the input gradient, the parameters'
+  // gradients, b_proj, the saved region and the scratch one float in (the bf16 MLP stages or
+  // realigns them).
   const int shift = GENERATE(0, 1);
   INFO("precision " << static_cast<int>(precision) << " shift " << shift);
   ds::tensor::cuda::CudaOps gpu(0, precision);
@@ -269,18 +270,19 @@ TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
     return values;
   };
   Mirror d_inp = mirror(inp, 0), d_wfc = mirror(w_fc, 0), d_bfc = mirror(b_fc, 0);
-  Mirror d_wproj = mirror(w_proj, 0), d_bproj = mirror(b_proj, 0), d_dout = mirror(dout, 0);
-  Mirror d_saved = mirror(Vec(saved.size()), 0), d_scratch = mirror(Vec(scratch.size()), 0);
+  Mirror d_wproj = mirror(w_proj, 0), d_bproj = mirror(b_proj, shift), d_dout = mirror(dout, 0);
+  Mirror d_saved = mirror(Vec(saved.size()), shift);
+  Mirror d_scratch = mirror(Vec(scratch.size()), shift);
   Mirror d_out = mirror(Vec(out.size()), shift);
   Mirror d_dinp = mirror(Vec(inp.size(), 0.25f), shift);
   Mirror d_dwfc = mirror(Vec(w_fc.size(), 0.5f), shift), d_dbfc = mirror(Vec(H, 0.5f), shift);
   Mirror d_dwproj = mirror(Vec(w_proj.size(), 0.5f), shift);
   Mirror d_dbproj = mirror(Vec(C, 0.5f), shift);
   const auto at = [](Mirror& m, int offset) { return m.buffer.as<float>() + offset; };
-  gpu.mlp_forward(at(d_out, shift), at(d_saved, 0), at(d_inp, 0), at(d_wfc, 0), at(d_bfc, 0),
-                  at(d_wproj, 0), at(d_bproj, 0), N, C, H);
+  gpu.mlp_forward(at(d_out, shift), at(d_saved, shift), at(d_inp, 0), at(d_wfc, 0), at(d_bfc, 0),
+                  at(d_wproj, 0), at(d_bproj, shift), N, C, H);
   gpu.mlp_backward(at(d_dinp, shift), at(d_dwfc, shift), at(d_dbfc, shift), at(d_dwproj, shift),
-                   at(d_dbproj, shift), at(d_scratch, 0), at(d_dout, 0), at(d_saved, 0),
+                   at(d_dbproj, shift), at(d_scratch, shift), at(d_dout, 0), at(d_saved, shift),
                    at(d_inp, 0), at(d_wfc, 0), at(d_wproj, 0), N, C, H);
   check_parity("ops mlp out", fetch(d_out, out.size(), shift), out, tol);
   check_parity("ops mlp dinp", fetch(d_dinp, dinp.size(), shift), dinp, tol);

@@ -127,13 +127,6 @@ class Ops {
     gelu_backward_inplace(dpre_gelu, pre_gelu, int64_t{N} * IC);
   }
 
-  // The LM head of a training step, which a GPU runs on its own layout: logits = inp·headᵀ (head
-  // [V, C] as WeightLayout::kOutIn), then the losses and d(objective)/d(logits) in one pass as
-  // softmax_cross_entropy_fused. The logits and their gradient stay in `scratch`
-  // (classifier_scratch_floats(N, V) floats) in a form only classifier_backward reads: here N x V
-  // fp32; a GPU pads the rows for aligned GEMMs and, in bf16 runs, keeps them in bf16 (as
-  // PyTorch's autocast keeps a bf16 matmul's output). classifier_backward: dinp and dhead +=
-  // the gradients through the head.
   // GPT-2's MLP, out = GELU(inp·W_fc + b_fc)·W_proj + b_proj (inp [N, C], hidden width H, both
   // weights WeightLayout::kInOut), which a GPU runs in a layout of its own. `saved`
   // (mlp_saved_floats(N, H) floats) keeps what the backward reads: here the pre-GELU and GELU
@@ -159,6 +152,13 @@ class Ops {
     matmul_backward(dinp, dw_fc, db_fc, scratch, inp, w_fc, N, C, H, WeightLayout::kInOut);
   }
 
+  // The LM head of a training step, which a GPU runs on its own layout: logits = inp·headᵀ (head
+  // [V, C] as WeightLayout::kOutIn), then the losses and d(objective)/d(logits) in one pass as
+  // softmax_cross_entropy_fused. The logits and their gradient stay in `scratch`
+  // (classifier_scratch_floats(N, V) floats) in a form only classifier_backward reads: here N x V
+  // fp32; a GPU pads the rows for aligned GEMMs and, in bf16 runs, keeps them in bf16 (as
+  // PyTorch's autocast keeps a bf16 matmul's output). classifier_backward: dinp and dhead +=
+  // the gradients through the head.
   virtual int64_t classifier_scratch_floats(int N, int V) const { return int64_t{N} * V; }
   virtual void classifier_forward(float* losses, float* scratch, const float* inp,
                                   const float* head, const int32_t* targets, float dloss, int N,

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/kernels.h"
@@ -34,6 +35,17 @@ auto bf16_from(Float* region) {
 }
 
 }  // namespace
+
+bool Bf16Mlp::supports(int N, int C, int H) {
+  if (H <= 0 || H % 8 != 0) return false;
+  const LtMatmul::Storage bf16_out{DType::kBF16, DType::kBF16, DType::kF32};
+  const LtMatmul::Storage fp32_out{DType::kBF16, DType::kF32, DType::kF32};
+  // The expansion writes bf16 and its input gradient fp32; the projection the other way round.
+  return lt_.supports(N, C, H, WeightLayout::kInOut, bf16_out) &&
+         lt_.supports(N, C, H, WeightLayout::kInOut, fp32_out) &&
+         lt_.supports(N, H, C, WeightLayout::kInOut, bf16_out) &&
+         lt_.supports(N, H, C, WeightLayout::kInOut, fp32_out);
+}
 
 const void* Bf16Mlp::rounded(const float* values, int64_t n, DeviceBuffer& copy,
                              cudaStream_t stream) {
@@ -111,23 +123,27 @@ void Bf16Mlp::backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, 
   const void* w_fc16 = rounded(w_fc, int64_t{C} * H, w_fc16_, stream);
   const void* inp16 = rounded(inp, int64_t{N} * C, inp16_, stream);
 
-  // Through the projection and GELU: dpre in bf16, the projection's gradients in fp32.
+  // Through the projection and GELU: dpre in bf16, the projection's weight gradient in fp32.
+  // The bias gradients are column sums (fixed order, fp32, any alignment): db_proj's of the fp32
+  // dout, db_fc's of dpre.
   const Output g_proj = accumulate_into(dw_proj, int64_t{H} * C, staged_[1], stream);
-  const Output g_proj_bias = accumulate_into(db_proj, C, staged_[3], stream);
-  lt_.backward_gelu(dpre, g_proj.at, g_proj_bias.at, dout16, act, w_proj16, pre, N, H, C,
+  lt_.backward_gelu(dpre, g_proj.at, nullptr, dout16, act, w_proj16, pre, N, H, C,
                     WeightLayout::kInOut, {DType::kBF16, DType::kBF16, DType::kF32}, stream);
   finish(g_proj, /*accumulate=*/true, stream);
-  finish(g_proj_bias, /*accumulate=*/true, stream);
+  if (db_proj != nullptr) {
+    mixed::matmul_bias_backward(db_proj, DType::kF32, dout, DType::kF32, N, C, stream);
+  }
 
-  // Through the expansion: the input gradient and the expansion's gradients in fp32.
+  // Through the expansion: the input gradient and the expansion's weight gradient in fp32.
   const Output g_inp = accumulate_into(dinp, int64_t{N} * C, staged_[0], stream);
   const Output g_fc = accumulate_into(dw_fc, int64_t{C} * H, staged_[2], stream);
-  const Output g_fc_bias = accumulate_into(db_fc, H, staged_[4], stream);
-  lt_.backward(g_inp.at, g_fc.at, g_fc_bias.at, dpre, inp16, w_fc16, N, C, H, WeightLayout::kInOut,
+  lt_.backward(g_inp.at, g_fc.at, nullptr, dpre, inp16, w_fc16, N, C, H, WeightLayout::kInOut,
                {DType::kBF16, DType::kF32, DType::kF32}, stream);
   finish(g_inp, /*accumulate=*/true, stream);
   finish(g_fc, /*accumulate=*/true, stream);
-  finish(g_fc_bias, /*accumulate=*/true, stream);
+  if (db_fc != nullptr) {
+    mixed::matmul_bias_backward(db_fc, DType::kF32, dpre, DType::kBF16, N, H, stream);
+  }
 }
 
 }  // namespace ds::tensor::cuda

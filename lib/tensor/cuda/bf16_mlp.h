@@ -10,9 +10,11 @@
 //             dW_fc, db_fc         += inpᵀ · dpre, column sums of dpre          (fp32)
 // inp, dout and the weights arrive in fp32 and are rounded to bf16 on the way in, which is what
 // CUBLAS_COMPUTE_32F_FAST_16BF does to the operands of the other matmuls of such a run. So the
-// numbers are those the composed MLP computes in a bf16 run, except that the pre-GELU values are
-// rounded to bf16 before GELU's derivative reads them, as under PyTorch's autocast (where the
-// linear layer's output is bf16). What the rest of the model reads (out, dinp, the gradients)
+// numbers are those the composed MLP computes in a bf16 run, except for three roundings, each
+// PyTorch autocast's too (where a linear layer's inputs, bias included, and output are bf16):
+// the pre-GELU values before GELU's derivative reads them, the expansion's bias (a bf16 output's
+// epilogue adds a bf16 bias), and the hidden gradient before its column sums give db_fc. db_proj
+// is summed from the fp32 dout. What the rest of the model reads (out, dinp, the gradients)
 // stays fp32.
 //
 // The saved region is the composed MLP's size (Ops::mlp_saved_floats), so that the choice
@@ -35,9 +37,10 @@ class Bf16Mlp {
  public:
   explicit Bf16Mlp(LtMatmul& lt) : lt_(lt) {}
 
-  // Whether the bf16 MLP runs this shape (its hidden width a multiple of 8, as the GELU
-  // epilogues' leading dimension must be).
-  static bool supports(int H) { return H > 0 && H % 8 == 0; }
+  // Whether the bf16 MLP runs this shape: a hidden width that is a multiple of 8 (the GELU
+  // epilogues' leading dimension must be), and cuBLASLt algorithms for each product's dtypes.
+  // From the shape alone (the plans are kept), so that a forward and its backward agree.
+  bool supports(int N, int C, int H);
 
   // As Ops::mlp_forward and mlp_backward, on `stream`.
   void forward(float* out, float* saved, const float* inp, const float* w_fc, const float* b_fc,
@@ -63,7 +66,7 @@ class Bf16Mlp {
 
   LtMatmul& lt_;
   DeviceBuffer inp16_, dout16_, w_fc16_, w_proj16_, b_fc16_;
-  DeviceBuffer staged_[5];  // out or dinp, the two weight gradients, the two bias ones
+  DeviceBuffer staged_[3];  // out or dinp, and the two weight gradients
   DeviceBuffer b_proj_;     // b_proj, when it is not aligned
 };
 

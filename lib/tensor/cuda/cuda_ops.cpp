@@ -82,7 +82,8 @@ std::string CudaOps::kernel_report() const {
       attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)],
       attention_calls_[static_cast<int>(AttentionKernels::kFlash)],
       attention_calls_[static_cast<int>(AttentionKernels::kMaterialised)],
-      classifier_->bf16_logits() ? "bf16" : "fp32", bf16_mlp_ != nullptr ? "bf16" : "fp32");
+      classifier_->bf16_logits() ? "bf16" : "fp32",
+      bf16_mlp_ != nullptr ? "bf16 (hidden widths that are multiples of 8)" : "fp32");
   if (profiler_->enabled()) {
     report += '\n';
     report += profiler_->report();
@@ -277,7 +278,7 @@ void CudaOps::softmax_cross_entropy_forward(float* losses, float* probs, const f
 void CudaOps::mlp_forward(float* out, float* saved, const float* inp, const float* w_fc,
                           const float* b_fc, const float* w_proj, const float* b_proj, int N, int C,
                           int H) {
-  if (bf16_mlp_ == nullptr || !Bf16Mlp::supports(H)) {
+  if (bf16_mlp_ == nullptr || !bf16_mlp_->supports(N, C, H)) {
     // The composed MLP: its ops are timed on their own.
     Ops::mlp_forward(out, saved, inp, w_fc, b_fc, w_proj, b_proj, N, C, H);
     return;
@@ -289,7 +290,7 @@ void CudaOps::mlp_backward(float* dinp, float* dw_fc, float* db_fc, float* dw_pr
                            float* scratch, const float* dout, const float* saved, const float* inp,
                            const float* w_fc, const float* w_proj, int N, int C, int H) {
   // The same choice as the forward's, from the same shape.
-  if (bf16_mlp_ == nullptr || !Bf16Mlp::supports(H)) {
+  if (bf16_mlp_ == nullptr || !bf16_mlp_->supports(N, C, H)) {
     Ops::mlp_backward(dinp, dw_fc, db_fc, dw_proj, db_proj, scratch, dout, saved, inp, w_fc, w_proj,
                       N, C, H);
     return;

@@ -37,10 +37,10 @@
 // for the same toolkit, GPU architecture and SM count (an H100 PCIe and an SXM, or MIG slices,
 // may differ), workspace size and operand alignment, on one stream, as cuBLAS promises.
 //
-// Each distinct GEMM (dtype, epilogue, transposes, m, n, k) gets a plan on its first call: the
-// descriptors and the heuristic's algorithm, kept for the life of the object. After a training
-// step has run once, later steps query nothing and allocate nothing (stats() counts both). One
-// LtMatmul per stream: the workspace is shared by the calls it queues. Not thread-safe.
+// Each distinct GEMM (operand and output dtypes, epilogue, transposes, m, n, k) gets a plan on its
+// first call: the descriptors and the heuristic's algorithm, kept for the life of the object. After
+// a training step has run once, later steps query nothing and allocate nothing (stats() counts
+// both). One LtMatmul per stream: the workspace is shared by the calls it queues. Not thread-safe.
 #pragma once
 
 #include <cublasLt.h>
@@ -82,7 +82,7 @@ class LtMatmul {
   // of a backward), what the call writes as products (out with its bias, pre_gelu, dinp,
   // dpre_gelu), and the weight gradients (dweight, dbias). One DType stands for all three; mixed,
   // 16-bit operands can give fp32 products and gradients (cuBLASLt's bf16 × bf16 → fp32 GEMMs),
-  // as the bf16 MLP does (mlp.h).
+  // as the bf16 MLP does (bf16_mlp.h).
   struct Storage {
     DType operands;
     DType outputs;
