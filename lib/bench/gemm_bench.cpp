@@ -126,11 +126,11 @@ int run_gemm_bench(const GemmBenchOptions& options) {
         }
       });
       // The GELU's derivative goes with the next product's input gradient (backward_gelu), so
-      // every backward here is a plain one; in "bf16" the weight gradients are bf16 too (LtMatmul
-      // takes one dtype), where a bf16-activation run would keep them in fp32.
+      // every backward here is a plain one. The weight gradients are fp32 in every mode, as the
+      // bf16 MLP keeps them (bf16_mlp.h).
       const double backward = time_ms(options, stream, [&] {
-        lt.backward(dinp.at(t), dw.at(t), dbias.at(t), dout.at(t), inp.at(t), w.at(t), N, s.in,
-                    s.out, WeightLayout::kInOut, t, stream);
+        lt.backward(dinp.at(t), dw.f32.data(), dbias.f32.data(), dout.at(t), inp.at(t), w.at(t), N,
+                    s.in, s.out, WeightLayout::kInOut, {t, t, DType::kF32}, stream);
       });
       fmt::print("{:<28} {:<12} {:>22} {:>22}\n",
                  fmt::format("{} {}x{}x{}", s.name, N, s.in, s.out), m.name, cell(forward, flops),

@@ -2,13 +2,14 @@
 // code the model runs them on (tensor/cuda/lt_matmul.h for the blocks, the classifier's GEMMs for
 // the LM head), in the storage forms a bf16 run could give them:
 // - "f32 → bf16": fp32 operands that cuBLASLt rounds to bf16 (CUBLAS_COMPUTE_32F_FAST_16BF), what
-//   a bf16 run's block matmuls do today;
-// - "bf16": bf16 operands and output, what bf16 activations would give them;
+//   a bf16 run's attention matmuls (qkv, projection) do, and its MLP did before the bf16 MLP;
+// - "bf16": bf16 operands and products with fp32 weight gradients, what the bf16 MLP
+//   (tensor/cuda/bf16_mlp.h) gives its products and 16-bit activations would give the others;
 // - "tf32": fp32 operands rounded to TF32, what fp16 runs use;
 // and for the LM head also with its rows unpadded (GPT-2's odd vocabulary), as before the
 // classifier padded them. Each line gives ms per call and TFLOP/s, forward and backward (input,
 // weight and bias gradients). It answers, on the GPU, how much the storage of the activations
-// costs the matmuls, before that is optimised.
+// costs the matmuls.
 #pragma once
 
 #include <string>
