@@ -35,6 +35,30 @@ struct Mirror {
   size_t bytes;
 };
 
+// `values` on the device `offset` floats into their buffer (0, or 1 for views that are not
+// 16-byte aligned, as cuBLASLt wants), and back.
+struct Shifted {
+  Shifted(ds::tensor::Ops& on, const Vec& values, int offset_floats)
+      : offset(offset_floats),
+        n(values.size()),
+        mirror(on, padded(values, offset).data(), sizeof(float) * (values.size() + 1)) {}
+  float* at() { return mirror.buffer.as<float>() + offset; }
+  Vec fetch() {
+    const std::vector<char> raw = mirror.fetch();
+    Vec values(n);
+    std::memcpy(values.data(), raw.data() + sizeof(float) * offset, sizeof(float) * n);
+    return values;
+  }
+  static Vec padded(const Vec& values, int offset) {
+    Vec out(values.size() + 1, 0.0f);
+    std::copy(values.begin(), values.end(), out.begin() + offset);
+    return out;
+  }
+  int offset;
+  size_t n;
+  Mirror mirror;
+};
+
 std::vector<char> bytes_of(const Vec& v) {
   std::vector<char> out(v.size() * sizeof(float));
   std::memcpy(out.data(), v.data(), out.size());
@@ -125,18 +149,6 @@ TEST_CASE("cuda ops matmuls with fused epilogues match the CPU at every precisio
   const Vec inp = random_vec(size_t(N) * C, 70), w_fc = random_vec(size_t(C) * H, 71, -0.3f, 0.3f);
   const Vec b_fc = random_vec(H, 72), w_proj = random_vec(size_t(H) * C, 73, -0.2f, 0.2f);
   const Vec b_proj = random_vec(C, 74), dout = random_vec(size_t(N) * C, 75);
-  const auto mirror = [&](const Vec& v) {
-    Vec padded(v.size() + 1, 0.0f);
-    std::copy(v.begin(), v.end(), padded.begin() + shift);
-    return Mirror(gpu, padded.data(), sizeof(float) * padded.size());
-  };
-  const auto fetch = [&](Mirror& m, size_t n) {
-    const std::vector<char> raw = m.fetch();
-    Vec out(n);
-    std::memcpy(out.data(), raw.data() + sizeof(float) * shift, sizeof(float) * n);
-    return out;
-  };
-  const auto at = [&](Mirror& m) { return m.buffer.as<float>() + shift; };
 
   // Forward: pre = inp·W_fc + b_fc, act = GELU(pre), y = act·W_proj + b_proj.
   Vec pre(size_t(N) * H), act(pre.size()), y(size_t(N) * C);
@@ -144,15 +156,16 @@ TEST_CASE("cuda ops matmuls with fused epilogues match the CPU at every precisio
                           WeightLayout::kInOut);
   cpu.matmul_forward(y.data(), act.data(), w_proj.data(), b_proj.data(), N, H, C,
                      WeightLayout::kInOut);
-  Mirror d_inp = mirror(inp), d_wfc = mirror(w_fc), d_bfc = mirror(b_fc), d_wproj = mirror(w_proj),
-         d_bproj = mirror(b_proj), d_pre = mirror(Vec(pre.size())), d_act = mirror(Vec(act.size())),
-         d_y = mirror(Vec(y.size()));
-  gpu.matmul_gelu_forward(at(d_act), at(d_pre), at(d_inp), at(d_wfc), at(d_bfc), N, C, H,
+  Shifted d_inp(gpu, inp, shift), d_wfc(gpu, w_fc, shift), d_bfc(gpu, b_fc, shift),
+      d_wproj(gpu, w_proj, shift), d_bproj(gpu, b_proj, shift), d_pre(gpu, Vec(pre.size()), shift),
+      d_act(gpu, Vec(act.size()), shift), d_y(gpu, Vec(y.size()), shift);
+  gpu.matmul_gelu_forward(d_act.at(), d_pre.at(), d_inp.at(), d_wfc.at(), d_bfc.at(), N, C, H,
                           WeightLayout::kInOut);
-  gpu.matmul_forward(at(d_y), at(d_act), at(d_wproj), at(d_bproj), N, H, C, WeightLayout::kInOut);
-  check_parity("ops matmul_gelu_forward pre", fetch(d_pre, pre.size()), pre, tol);
-  check_parity("ops matmul_gelu_forward act", fetch(d_act, act.size()), act, std::max(tol, 1e-3));
-  check_parity("ops matmul_forward", fetch(d_y, y.size()), y, tol);
+  gpu.matmul_forward(d_y.at(), d_act.at(), d_wproj.at(), d_bproj.at(), N, H, C,
+                     WeightLayout::kInOut);
+  check_parity("ops matmul_gelu_forward pre", d_pre.fetch(), pre, tol);
+  check_parity("ops matmul_gelu_forward act", d_act.fetch(), act, std::max(tol, 1e-3));
+  check_parity("ops matmul_forward", d_y.fetch(), y, tol);
 
   // Backward: through the projection and the GELU in one op, then the expansion.
   Vec dpre(pre.size()), dw_proj(w_proj.size(), 0.5f), db_proj(C, 0.5f);
@@ -161,21 +174,21 @@ TEST_CASE("cuda ops matmuls with fused epilogues match the CPU at every precisio
                            w_proj.data(), pre.data(), N, H, C, WeightLayout::kInOut);
   cpu.matmul_backward(dinp.data(), dw_fc.data(), db_fc.data(), dpre.data(), inp.data(), w_fc.data(),
                       N, C, H, WeightLayout::kInOut);
-  Mirror d_dout = mirror(dout), d_dpre = mirror(Vec(dpre.size(), 9.0f)),
-         d_dwproj = mirror(Vec(w_proj.size(), 0.5f)), d_dbproj = mirror(Vec(C, 0.5f)),
-         d_dinp = mirror(Vec(inp.size(), 0.25f)), d_dwfc = mirror(Vec(w_fc.size(), 0.5f)),
-         d_dbfc = mirror(Vec(H, 0.5f));
-  gpu.matmul_gelu_backward(at(d_dpre), at(d_dwproj), at(d_dbproj), at(d_dout), at(d_act),
-                           at(d_wproj), at(d_pre), N, H, C, WeightLayout::kInOut);
-  gpu.matmul_backward(at(d_dinp), at(d_dwfc), at(d_dbfc), at(d_dpre), at(d_inp), at(d_wfc), N, C, H,
-                      WeightLayout::kInOut);
+  Shifted d_dout(gpu, dout, shift), d_dpre(gpu, Vec(dpre.size(), 9.0f), shift),
+      d_dwproj(gpu, Vec(w_proj.size(), 0.5f), shift), d_dbproj(gpu, Vec(C, 0.5f), shift),
+      d_dinp(gpu, Vec(inp.size(), 0.25f), shift), d_dwfc(gpu, Vec(w_fc.size(), 0.5f), shift),
+      d_dbfc(gpu, Vec(H, 0.5f), shift);
+  gpu.matmul_gelu_backward(d_dpre.at(), d_dwproj.at(), d_dbproj.at(), d_dout.at(), d_act.at(),
+                           d_wproj.at(), d_pre.at(), N, H, C, WeightLayout::kInOut);
+  gpu.matmul_backward(d_dinp.at(), d_dwfc.at(), d_dbfc.at(), d_dpre.at(), d_inp.at(), d_wfc.at(), N,
+                      C, H, WeightLayout::kInOut);
   const double grad_tol = std::max(tol, 1e-3);  // through gelu', maybe the hardware tanh
-  check_parity("ops matmul_gelu_backward dpre", fetch(d_dpre, dpre.size()), dpre, grad_tol);
-  check_parity("ops matmul_gelu_backward dweight", fetch(d_dwproj, dw_proj.size()), dw_proj, tol);
-  check_parity("ops matmul_gelu_backward dbias", fetch(d_dbproj, db_proj.size()), db_proj, tol);
-  check_parity("ops matmul_backward dinp", fetch(d_dinp, dinp.size()), dinp, grad_tol);
-  check_parity("ops matmul_backward dweight", fetch(d_dwfc, dw_fc.size()), dw_fc, grad_tol);
-  check_parity("ops matmul_backward dbias", fetch(d_dbfc, db_fc.size()), db_fc, grad_tol);
+  check_parity("ops matmul_gelu_backward dpre", d_dpre.fetch(), dpre, grad_tol);
+  check_parity("ops matmul_gelu_backward dweight", d_dwproj.fetch(), dw_proj, tol);
+  check_parity("ops matmul_gelu_backward dbias", d_dbproj.fetch(), db_proj, tol);
+  check_parity("ops matmul_backward dinp", d_dinp.fetch(), dinp, grad_tol);
+  check_parity("ops matmul_backward dweight", d_dwfc.fetch(), dw_fc, grad_tol);
+  check_parity("ops matmul_backward dbias", d_dbfc.fetch(), db_fc, grad_tol);
 }
 
 TEST_CASE("cuda ops classifier matches the CPU at every precision", "[cuda]") {
@@ -202,32 +215,19 @@ TEST_CASE("cuda ops classifier matches the CPU at every precision", "[cuda]") {
   cpu.classifier_backward(dinp.data(), dhead.data(), scratch.data(), inp.data(), head.data(), N, C,
                           V);
 
-  Mirror d_inp(gpu, inp.data(), sizeof(float) * inp.size());
-  Mirror d_head(gpu, head.data(), sizeof(float) * head.size());
+  Shifted d_inp(gpu, inp, 0), d_head(gpu, head, 0), d_losses(gpu, Vec(N), 0);
+  Shifted d_scratch(gpu, Vec(size_t(gpu.classifier_scratch_floats(N, V))), 0);
+  Shifted d_dinp(gpu, Vec(inp.size(), 0.25f), 0), d_dhead(gpu, Vec(head.size(), 0.5f), 0);
   Mirror d_targets(gpu, targets.data(), sizeof(int32_t) * targets.size());
-  const Vec zeros(size_t(gpu.classifier_scratch_floats(N, V)));
-  Mirror d_scratch(gpu, zeros.data(), sizeof(float) * zeros.size());
-  Mirror d_losses(gpu, losses.data(), sizeof(float) * N);
-  const Vec dinp0(inp.size(), 0.25f), dhead0(head.size(), 0.5f);
-  Mirror d_dinp(gpu, dinp0.data(), sizeof(float) * dinp0.size());
-  Mirror d_dhead(gpu, dhead0.data(), sizeof(float) * dhead0.size());
-  gpu.classifier_forward(d_losses.buffer.as<float>(), d_scratch.buffer.as<float>(),
-                         d_inp.buffer.as<float>(), d_head.buffer.as<float>(),
+  gpu.classifier_forward(d_losses.at(), d_scratch.at(), d_inp.at(), d_head.at(),
                          d_targets.buffer.as<int32_t>(), dloss, N, C, V);
-  gpu.classifier_backward(d_dinp.buffer.as<float>(), d_dhead.buffer.as<float>(),
-                          d_scratch.buffer.as<float>(), d_inp.buffer.as<float>(),
-                          d_head.buffer.as<float>(), N, C, V);
-  const auto floats = [](Mirror& m, size_t n) {
-    const std::vector<char> raw = m.fetch();
-    Vec out(n);
-    std::memcpy(out.data(), raw.data(), sizeof(float) * n);
-    return out;
-  };
-  const Vec got_losses = floats(d_losses, N);
+  gpu.classifier_backward(d_dinp.at(), d_dhead.at(), d_scratch.at(), d_inp.at(), d_head.at(), N, C,
+                          V);
+  const Vec got_losses = d_losses.fetch();
   check_parity("ops classifier losses", got_losses, losses, tol);
   CHECK(got_losses[3] == 0.0f);
-  check_parity("ops classifier dinp", floats(d_dinp, dinp.size()), dinp, tol);
-  check_parity("ops classifier dhead", floats(d_dhead, dhead.size()), dhead, tol);
+  check_parity("ops classifier dinp", d_dinp.fetch(), dinp, tol);
+  check_parity("ops classifier dhead", d_dhead.fetch(), dhead, tol);
 }
 
 TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
@@ -258,36 +258,24 @@ TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
                    scratch.data(), dout.data(), saved.data(), inp.data(), w_fc.data(),
                    w_proj.data(), N, C, H);
 
-  const auto mirror = [&](const Vec& v, int offset) {
-    Vec padded(v.size() + 1, 0.0f);
-    std::copy(v.begin(), v.end(), padded.begin() + offset);
-    return Mirror(gpu, padded.data(), sizeof(float) * padded.size());
-  };
-  const auto fetch = [&](Mirror& m, size_t n, int offset) {
-    const std::vector<char> raw = m.fetch();
-    Vec values(n);
-    std::memcpy(values.data(), raw.data() + sizeof(float) * offset, sizeof(float) * n);
-    return values;
-  };
-  Mirror d_inp = mirror(inp, 0), d_wfc = mirror(w_fc, 0), d_bfc = mirror(b_fc, 0);
-  Mirror d_wproj = mirror(w_proj, 0), d_bproj = mirror(b_proj, shift), d_dout = mirror(dout, 0);
-  Mirror d_saved = mirror(Vec(saved.size()), shift);
-  Mirror d_scratch = mirror(Vec(scratch.size()), shift);
-  Mirror d_out = mirror(Vec(out.size()), shift);
-  Mirror d_dinp = mirror(Vec(inp.size(), 0.25f), shift);
-  Mirror d_dwfc = mirror(Vec(w_fc.size(), 0.5f), shift), d_dbfc = mirror(Vec(H, 0.5f), shift);
-  Mirror d_dwproj = mirror(Vec(w_proj.size(), 0.5f), shift);
-  Mirror d_dbproj = mirror(Vec(C, 0.5f), shift);
-  const auto at = [](Mirror& m, int offset) { return m.buffer.as<float>() + offset; };
-  gpu.mlp_forward(at(d_out, shift), at(d_saved, shift), at(d_inp, 0), at(d_wfc, 0), at(d_bfc, 0),
-                  at(d_wproj, 0), at(d_bproj, shift), N, C, H);
-  gpu.mlp_backward(at(d_dinp, shift), at(d_dwfc, shift), at(d_dbfc, shift), at(d_dwproj, shift),
-                   at(d_dbproj, shift), at(d_scratch, shift), at(d_dout, 0), at(d_saved, shift),
-                   at(d_inp, 0), at(d_wfc, 0), at(d_wproj, 0), N, C, H);
-  check_parity("ops mlp out", fetch(d_out, out.size(), shift), out, tol);
-  check_parity("ops mlp dinp", fetch(d_dinp, dinp.size(), shift), dinp, tol);
-  check_parity("ops mlp dw_fc", fetch(d_dwfc, dw_fc.size(), shift), dw_fc, tol);
-  check_parity("ops mlp db_fc", fetch(d_dbfc, db_fc.size(), shift), db_fc, tol);
-  check_parity("ops mlp dw_proj", fetch(d_dwproj, dw_proj.size(), shift), dw_proj, tol);
-  check_parity("ops mlp db_proj", fetch(d_dbproj, db_proj.size(), shift), db_proj, tol);
+  Shifted d_inp(gpu, inp, 0), d_wfc(gpu, w_fc, 0), d_bfc(gpu, b_fc, 0);
+  Shifted d_wproj(gpu, w_proj, 0), d_bproj(gpu, b_proj, shift), d_dout(gpu, dout, 0);
+  Shifted d_saved(gpu, Vec(saved.size()), shift);
+  Shifted d_scratch(gpu, Vec(scratch.size()), shift);
+  Shifted d_out(gpu, Vec(out.size()), shift);
+  Shifted d_dinp(gpu, Vec(inp.size(), 0.25f), shift);
+  Shifted d_dwfc(gpu, Vec(w_fc.size(), 0.5f), shift), d_dbfc(gpu, Vec(H, 0.5f), shift);
+  Shifted d_dwproj(gpu, Vec(w_proj.size(), 0.5f), shift);
+  Shifted d_dbproj(gpu, Vec(C, 0.5f), shift);
+  gpu.mlp_forward(d_out.at(), d_saved.at(), d_inp.at(), d_wfc.at(), d_bfc.at(), d_wproj.at(),
+                  d_bproj.at(), N, C, H);
+  gpu.mlp_backward(d_dinp.at(), d_dwfc.at(), d_dbfc.at(), d_dwproj.at(), d_dbproj.at(),
+                   d_scratch.at(), d_dout.at(), d_saved.at(), d_inp.at(), d_wfc.at(), d_wproj.at(),
+                   N, C, H);
+  check_parity("ops mlp out", d_out.fetch(), out, tol);
+  check_parity("ops mlp dinp", d_dinp.fetch(), dinp, tol);
+  check_parity("ops mlp dw_fc", d_dwfc.fetch(), dw_fc, tol);
+  check_parity("ops mlp db_fc", d_dbfc.fetch(), db_fc, tol);
+  check_parity("ops mlp dw_proj", d_dwproj.fetch(), dw_proj, tol);
+  check_parity("ops mlp db_proj", d_dbproj.fetch(), db_proj, tol);
 }
