@@ -13,6 +13,7 @@
 
 #include "tensor/cuda/blas.h"
 #include "tensor/cuda/cast_kernels.h"
+#include "tensor/cuda/classifier.h"
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/device_buffer.h"
 #include "tensor/cuda/lt_matmul.h"
@@ -140,7 +141,7 @@ int run_gemm_bench(const GemmBenchOptions& options) {
 
   // The LM head, as the classifier runs it: logits[N, V] = inp · headᵀ, then dinp += dlogits ·
   // head and dhead += dlogitsᵀ · inp, with the logits' rows ld apart.
-  const int64_t padded = (int64_t{V} + 7) / 8 * 8;
+  const int64_t padded = cuda::Classifier::padded(V);
   Operand head(int64_t{V} * C, 10, stream), dhead(int64_t{V} * C, 11, stream);
   Operand logits(int64_t{N} * padded, 12, stream);
   DS_CUDA_CALL(cudaStreamSynchronize(stream));

@@ -17,14 +17,6 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-// Grows `buffer` to at least `bytes` (its contents are then lost). Work queued before may still
-// read the old memory: wait for it first (only the first steps ever grow these).
-void grow(DeviceBuffer& buffer, size_t bytes, cudaStream_t stream) {
-  if (buffer.bytes() >= bytes) return;
-  if (!buffer.empty()) DS_CUDA_CALL(cudaStreamSynchronize(stream));
-  buffer = DeviceBuffer(bytes);
-}
-
 // The first 16-byte boundary in a float region (the region always has the slack: the bf16
 // tensors take half of it).
 template <typename Float>
@@ -47,26 +39,17 @@ bool Bf16Mlp::supports(int N, int C, int H) {
          lt_.supports(N, H, C, WeightLayout::kInOut, fp32_out);
 }
 
-const void* Bf16Mlp::rounded(const float* values, int64_t n, DeviceBuffer& copy,
-                             cudaStream_t stream) {
-  if (values == nullptr) return nullptr;
-  grow(copy, sizeof(bf16) * static_cast<size_t>(n), stream);
-  from_f32(copy.data(), DType::kBF16, values, n, stream);
-  return copy.data();
-}
-
 Bf16Mlp::Output Bf16Mlp::accumulate_into(float* target, int64_t n, DeviceBuffer& staging,
                                          cudaStream_t stream) {
   if (target == nullptr || LtMatmul::aligned(target)) return {target, target, n};
-  grow(staging, sizeof(float) * static_cast<size_t>(n), stream);
+  staging.grow(sizeof(float) * static_cast<size_t>(n));
   fill_zero(staging.as<float>(), n, stream);
   return {target, staging.as<float>(), n};
 }
 
-Bf16Mlp::Output Bf16Mlp::write_into(float* target, int64_t n, DeviceBuffer& staging,
-                                    cudaStream_t stream) {
+Bf16Mlp::Output Bf16Mlp::write_into(float* target, int64_t n, DeviceBuffer& staging) {
   if (LtMatmul::aligned(target)) return {target, target, n};
-  grow(staging, sizeof(float) * static_cast<size_t>(n), stream);
+  staging.grow(sizeof(float) * static_cast<size_t>(n));
   return {target, staging.as<float>(), n};
 }
 
@@ -88,21 +71,21 @@ void Bf16Mlp::forward(float* out, float* saved, const float* inp, const float* w
   const int64_t NH = int64_t{N} * H;
   bf16* pre = bf16_from(saved);
   bf16* act = pre + NH;
-  const void* inp16 = rounded(inp, int64_t{N} * C, inp16_, stream);
-  const void* w_fc16 = rounded(w_fc, int64_t{C} * H, w_fc16_, stream);
-  const void* b_fc16 = rounded(b_fc, H, b_fc16_, stream);
-  const void* w_proj16 = rounded(w_proj, int64_t{H} * C, w_proj16_, stream);
+  const void* inp16 = rounded_to_bf16(inp, int64_t{N} * C, inp16_, stream);
+  const void* w_fc16 = rounded_to_bf16(w_fc, int64_t{C} * H, w_fc16_, stream);
+  const void* b_fc16 = rounded_to_bf16(b_fc, H, b_fc16_, stream);
+  const void* w_proj16 = rounded_to_bf16(w_proj, int64_t{H} * C, w_proj16_, stream);
   lt_.forward_gelu(act, pre, inp16, w_fc16, b_fc16, N, C, H, WeightLayout::kInOut, DType::kBF16,
                    stream);
 
   const float* bias = b_proj;
   if (bias != nullptr && !LtMatmul::aligned(bias)) {
-    grow(b_proj_, sizeof(float) * static_cast<size_t>(C), stream);
+    b_proj_.grow(sizeof(float) * static_cast<size_t>(C));
     DS_CUDA_CALL(cudaMemcpyAsync(b_proj_.data(), bias, sizeof(float) * static_cast<size_t>(C),
                                  cudaMemcpyDeviceToDevice, stream));
     bias = b_proj_.as<float>();
   }
-  const Output y = write_into(out, int64_t{N} * C, staged_[0], stream);
+  const Output y = write_into(out, int64_t{N} * C, staged_[0]);
   lt_.forward(y.at, act, w_proj16, bias, N, H, C, WeightLayout::kInOut,
               {DType::kBF16, DType::kF32, DType::kF32}, stream);
   finish(y, /*accumulate=*/false, stream);
@@ -118,10 +101,10 @@ void Bf16Mlp::backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, 
   const bf16* act = pre + NH;
   bf16* dpre = bf16_from(scratch);
   // Rounded again rather than kept from the forward: the copies are shared by every layer.
-  const void* dout16 = rounded(dout, int64_t{N} * C, dout16_, stream);
-  const void* w_proj16 = rounded(w_proj, int64_t{H} * C, w_proj16_, stream);
-  const void* w_fc16 = rounded(w_fc, int64_t{C} * H, w_fc16_, stream);
-  const void* inp16 = rounded(inp, int64_t{N} * C, inp16_, stream);
+  const void* dout16 = rounded_to_bf16(dout, int64_t{N} * C, dout16_, stream);
+  const void* w_proj16 = rounded_to_bf16(w_proj, int64_t{H} * C, w_proj16_, stream);
+  const void* w_fc16 = rounded_to_bf16(w_fc, int64_t{C} * H, w_fc16_, stream);
+  const void* inp16 = rounded_to_bf16(inp, int64_t{N} * C, inp16_, stream);
 
   // Through the projection and GELU: dpre in bf16, the projection's weight gradient in fp32.
   // The bias gradients are column sums (fixed order, fp32, any alignment): db_proj's of the fp32

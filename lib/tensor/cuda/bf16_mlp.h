@@ -58,11 +58,8 @@ class Bf16Mlp {
     int64_t n;
   };
   Output accumulate_into(float* target, int64_t n, DeviceBuffer& staging, cudaStream_t stream);
-  Output write_into(float* target, int64_t n, DeviceBuffer& staging, cudaStream_t stream);
+  Output write_into(float* target, int64_t n, DeviceBuffer& staging);
   void finish(const Output& output, bool accumulate, cudaStream_t stream);
-  // `n` fp32 values rounded to bf16 into `copy`.
-  static const void* rounded(const float* values, int64_t n, DeviceBuffer& copy,
-                             cudaStream_t stream);
 
   LtMatmul& lt_;
   DeviceBuffer inp16_, dout16_, w_fc16_, w_proj16_, b_fc16_;

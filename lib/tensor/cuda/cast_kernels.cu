@@ -92,4 +92,12 @@ void add_scaled_into(void* out, DType out_dtype, const void* in, DType in_dtype,
   launch(out, out_dtype, in, in_dtype, n, scale, true, stream);
 }
 
+const void* rounded_to_bf16(const float* values, int64_t n, DeviceBuffer& copy,
+                            cudaStream_t stream) {
+  if (values == nullptr) return nullptr;
+  copy.grow(dtype_size(DType::kBF16) * static_cast<size_t>(n));
+  from_f32(copy.data(), DType::kBF16, values, n, stream);
+  return copy.data();
+}
+
 }  // namespace ds::tensor::cuda

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "tensor/cuda/device_buffer.h"
 #include "tensor/dtype.h"
 
 namespace ds::tensor::cuda {
@@ -20,5 +21,9 @@ void convert_scaled(void* out, DType out_dtype, const void* in, DType in_dtype, 
                     float scale, cudaStream_t stream);
 void add_scaled_into(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
                      float scale, cudaStream_t stream);
+// `values` (n fp32, nullable) rounded to bf16 into `copy`, grown to fit: bf16 GEMM operands made
+// from fp32 tensors. Returns the copy (nullptr for nullptr).
+const void* rounded_to_bf16(const float* values, int64_t n, DeviceBuffer& copy,
+                            cudaStream_t stream);
 
 }  // namespace ds::tensor::cuda

@@ -1,22 +1,11 @@
 #include "tensor/cuda/classifier.h"
 
-#include <cuda_bf16.h>
-
 #include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/blas.h"
 #include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/cuda_check.h"
 
 namespace ds::tensor::cuda {
-
-namespace {
-
-// Grows `buffer` to at least `bytes` (its contents are then lost).
-void grow(DeviceBuffer& buffer, size_t bytes) {
-  if (buffer.bytes() < bytes) buffer = DeviceBuffer(bytes);
-}
-
-}  // namespace
 
 int64_t Classifier::scratch_floats(int N, int V) const {
   const int64_t elements = int64_t{N} * padded(V);
@@ -25,11 +14,8 @@ int64_t Classifier::scratch_floats(int N, int V) const {
 
 void Classifier::round_operands(const float* inp, const float* head, int N, int C, int V,
                                 cudaStream_t stream) {
-  const int64_t inp_n = int64_t{N} * C, head_n = int64_t{V} * C;
-  grow(inp16_, sizeof(__nv_bfloat16) * static_cast<size_t>(inp_n));
-  grow(head16_, sizeof(__nv_bfloat16) * static_cast<size_t>(head_n));
-  from_f32(inp16_.data(), DType::kBF16, inp, inp_n, stream);
-  from_f32(head16_.data(), DType::kBF16, head, head_n, stream);
+  rounded_to_bf16(inp, int64_t{N} * C, inp16_, stream);
+  rounded_to_bf16(head, int64_t{V} * C, head16_, stream);
 }
 
 // Row-major, as blas.h: logits[N, V] (rows ld apart) = inp[N, C] · head[V, C]ᵀ.

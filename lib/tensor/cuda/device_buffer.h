@@ -32,6 +32,12 @@ class DeviceBuffer {
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
   bool empty() const { return bytes_ == 0; }
+  // Replaces this buffer with a zeroed one of `bytes` when it is smaller (its contents are then
+  // lost). Freeing the old memory waits for the device (device_free), so kernels still queued to
+  // read it finish first.
+  void grow(size_t bytes) {
+    if (bytes_ < bytes) *this = DeviceBuffer(bytes);
+  }
 
   // Copies `bytes` (at most bytes()) from host memory, ordered on `stream`; returns when the
   // host memory may be reused (pageable memory is staged by the driver).

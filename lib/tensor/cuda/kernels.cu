@@ -42,10 +42,9 @@ void TokenBuckets::build_from_host(const int32_t* host_tokens, int64_t n, cudaSt
   // did long ago: a micro-batch apart).
   DS_CUDA_CALL(cudaEventSynchronize(uploaded_));
   if (n > capacity_) {
-    // Growing (the first micro-batches only): the kernels queued on `stream` may still read the
-    // old device buffer. Both new buffers exist before anything is replaced, so a failed
-    // allocation leaves the old ones in use.
-    DS_CUDA_CALL(cudaStreamSynchronize(stream));
+    // Growing (the first micro-batches only). Both new buffers exist before anything is
+    // replaced, so a failed allocation leaves the old ones in use; freeing the old device buffer
+    // waits for the kernels that may still read it (DeviceBuffer::grow).
     const size_t grown = sizeof(int32_t) * static_cast<size_t>(3 * n + 1);
     DeviceBuffer device(grown);
     auto* staging =
