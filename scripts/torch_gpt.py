@@ -114,7 +114,7 @@ class GPT2(nn.Module):
     def forward(self, idx, targets):
         t = idx.shape[1]
         tr = self.transformer
-        x = tr.wte(idx) + tr.wpe(torch.arange(t, dtype=torch.long))
+        x = tr.wte(idx) + tr.wpe(torch.arange(t, dtype=torch.long, device=idx.device))
         for block in tr.h:
             x = block(x)
         logits = tr.ln_f(x) @ tr.wte.weight.t()  # lm_head tied to wte, no bias

@@ -198,13 +198,14 @@ TEST_CASE("cuda lt matmul GELU epilogues match the CPU's GELU and its backward",
   const Vec dout = rounded(random_vec(size_t(N) * C, 74), dtype);
   Vec dw_proj = rounded(random_vec(w_proj.size(), 75), dtype);
   Vec db_proj = rounded(random_vec(C, 76), dtype);
+  // The device's gradients start from the same values as the CPU's, copied before the CPU adds.
+  auto d_dout = to_device(dout, dtype, gpu);
+  auto d_dw_proj = to_device(dw_proj, dtype, gpu);
+  auto d_db_proj = to_device(db_proj, dtype, gpu);
   Vec d_act_cpu(act.size(), 0.0f), dpre(pre.size(), 0.0f);
   cpu::matmul_backward(d_act_cpu.data(), dw_proj.data(), db_proj.data(), dout.data(), act.data(),
                        w_proj.data(), N, H, C, layout);
   cpu::gelu_backward(dpre.data(), pre.data(), d_act_cpu.data(), int64_t(dpre.size()));
-  auto d_dout = to_device(dout, dtype, gpu);
-  auto d_dw_proj = to_device(dw_proj, dtype, gpu);
-  auto d_db_proj = to_device(db_proj, dtype, gpu);
   auto d_dpre = to_device(random_vec(pre.size(), 77), dtype, gpu);  // garbage the op must overwrite
   before = lt.stats();
   lt.backward_gelu(d_dpre.data(), d_dw_proj.data(), d_db_proj.data(), d_dout.data(), d_act.data(),
