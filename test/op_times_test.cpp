@@ -32,3 +32,18 @@ TEST_CASE("op times add up per op and report the most time first", "[op_times]")
 TEST_CASE("op times report nothing but the heading when empty", "[op_times]") {
   CHECK(OpTimes().report("GPU time by op") == "GPU time by op: 0.0 ms in 0 ops");
 }
+
+TEST_CASE("op times leave out each op's warm-up calls", "[op_times]") {
+  OpTimes times(1);
+  times.add("matmul_forward 16x8x32", 40.0);  // the first call: module loading, heuristics
+  times.add("matmul_forward 16x8x32", 2.0);
+  times.add("adam_step", 9.0);
+  times.add("matmul_forward 16x8x32", 3.0);
+  CHECK(times.total_ms() == Approx(5.0));
+  const std::string report = times.report("GPU time by op");
+  INFO(report);
+  CHECK(report.rfind("GPU time by op: 5.0 ms in 2 ops (each op's first call left out)\n", 0) == 0);
+  CHECK(report.find("      2 calls       5.000 ms  100.0 %") != std::string::npos);
+  CHECK(report.find("adam_step  ") != std::string::npos);
+  CHECK(report.find("      0 calls       0.000 ms    0.0 %") != std::string::npos);
+}

@@ -1,6 +1,6 @@
 // The tensor-core flash attention kernels (tensor_core_attention_kernels.cuh) built with the host
 // compiler against the CPU emulation of CUDA in emulated_cuda/ (a host thread per GPU thread,
-// barriers for the warp and block synchronisation, WMMA as fp32 matrix products on bf16 inputs),
+// barriers for the warp and block synchronisation, mma.sync as fp32 sums of bf16 products),
 // against the CPU attention kernels. This checks their tiling, causal masking, online softmax
 // and synchronisation on machines without a GPU; the cuda test of the same name checks them on
 // one, with the same thresholds.

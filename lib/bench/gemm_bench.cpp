@@ -139,10 +139,11 @@ int run_gemm_bench(const GemmBenchOptions& options) {
     }
   }
 
-  // The LM head, as the classifier runs it: logits[N, V] = inp · headᵀ, then dinp += dlogits ·
-  // head and dhead += dlogitsᵀ · inp, with the logits' rows ld apart.
+  // The LM head: logits[N, V] = inp · headᵀ, then dinp += dlogits · head and dhead += dlogitsᵀ ·
+  // inp, with the logits' rows ld apart and the vocabulary dimension of the GEMMs V or padded
+  // (zero rows of the head), then the whole op as the model runs it (classifier.h).
   const int64_t padded = cuda::Classifier::padded(V);
-  Operand head(int64_t{V} * C, 10, stream), dhead(int64_t{V} * C, 11, stream);
+  Operand head(padded * C, 10, stream), dhead(padded * C, 11, stream);
   Operand logits(int64_t{N} * padded, 12, stream);
   DS_CUDA_CALL(cudaStreamSynchronize(stream));
   cuda::Blas blas(MatmulPrecision::kBf16);
@@ -150,31 +151,48 @@ int run_gemm_bench(const GemmBenchOptions& options) {
     const char* name;
     DType dtype;
     int64_t ld;
+    int64_t vocab;  // the GEMMs' vocabulary dimension
   };
-  const HeadMode head_modes[] = {{"f32 -> bf16", DType::kF32, V},
-                                 {"f32 -> bf16", DType::kF32, padded},
-                                 {"bf16", DType::kBF16, V},
-                                 {"bf16", DType::kBF16, padded}};
+  const HeadMode head_modes[] = {{"f32 -> bf16", DType::kF32, padded, V},
+                                 {"bf16", DType::kBF16, V, V},
+                                 {"bf16", DType::kBF16, padded, V},
+                                 {"bf16", DType::kBF16, padded, padded}};
   const double head_flops = 2.0 * N * C * V;
   for (const HeadMode& h : head_modes) {
     const bool bf16 = h.dtype == DType::kBF16;
     const cudaDataType_t type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
     const cublasComputeType_t compute = bf16 ? CUBLAS_COMPUTE_32F : blas.compute_type();
+    const int vocab = static_cast<int>(h.vocab);
     const double forward = time_ms(options, stream, [&] {
-      cuda::gemm_ex(blas, stream, false, true, N, V, C, 1.0f, {inp.at(h.dtype), type, C},
+      cuda::gemm_ex(blas, stream, false, true, N, vocab, C, 1.0f, {inp.at(h.dtype), type, C},
                     {head.at(h.dtype), type, C}, 0.0f, logits.at(h.dtype), type, h.ld, compute);
     });
     const double backward = time_ms(options, stream, [&] {
       const cuda::GemmOperand d{logits.at(h.dtype), type, h.ld};
-      cuda::gemm_ex(blas, stream, false, false, N, C, V, 1.0f, d, {head.at(h.dtype), type, C}, 1.0f,
-                    dinp.f32.data(), CUDA_R_32F, C, compute);
-      cuda::gemm_ex(blas, stream, true, false, V, C, N, 1.0f, d, {inp.at(h.dtype), type, C}, 1.0f,
-                    dhead.f32.data(), CUDA_R_32F, C, compute);
+      cuda::gemm_ex(blas, stream, false, false, N, C, vocab, 1.0f, d, {head.at(h.dtype), type, C},
+                    1.0f, dinp.f32.data(), CUDA_R_32F, C, compute);
+      cuda::gemm_ex(blas, stream, true, false, vocab, C, N, 1.0f, d, {inp.at(h.dtype), type, C},
+                    1.0f, dhead.f32.data(), CUDA_R_32F, C, compute);
     });
     fmt::print("{:<28} {:<12} {:>22} {:>22}\n",
-               fmt::format("LM head {}x{}x{}, ld {}", N, C, V, h.ld), h.name,
+               fmt::format("LM head {}x{}x{}, ld {}", N, C, h.vocab, h.ld), h.name,
                cell(forward, head_flops), cell(backward, 2 * head_flops));
   }
+  // The whole op: rounding, GEMMs, the fused cross-entropy, the weight gradient's padding.
+  cuda::Classifier classifier(blas, true);
+  cuda::DeviceBuffer losses(sizeof(float) * static_cast<size_t>(N));
+  cuda::DeviceBuffer targets(sizeof(int32_t) * static_cast<size_t>(N));
+  DS_CUDA_CALL(cudaMemsetAsync(targets.data(), 0, targets.bytes(), stream));
+  const double forward = time_ms(options, stream, [&] {
+    classifier.forward(losses.as<float>(), logits.f32.as<float>(), inp.f32.as<float>(),
+                       head.f32.as<float>(), targets.as<int32_t>(), 1.0f / N, N, C, V, stream);
+  });
+  const double backward = time_ms(options, stream, [&] {
+    classifier.backward(dinp.f32.as<float>(), dhead.f32.as<float>(), logits.f32.as<float>(),
+                        inp.f32.as<float>(), head.f32.as<float>(), N, C, V, stream);
+  });
+  fmt::print("{:<28} {:<12} {:>22} {:>22}\n", fmt::format("classifier op {}x{}x{}", N, C, V),
+             "as run", cell(forward, head_flops), cell(backward, 2 * head_flops));
   return 0;
 }
 

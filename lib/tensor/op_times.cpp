@@ -9,7 +9,13 @@ namespace ds::tensor {
 
 void OpTimes::add(std::string_view op, double ms) {
   auto it = totals_.find(op);
-  if (it == totals_.end()) it = totals_.emplace(std::string(op), Total{}).first;
+  if (it == totals_.end()) {
+    it = totals_.emplace(std::string(op), Total{.warmup_left = warmup_calls_}).first;
+  }
+  if (it->second.warmup_left > 0) {
+    --it->second.warmup_left;
+    return;
+  }
   it->second.calls += 1;
   it->second.ms += ms;
   total_ms_ += ms;
@@ -22,6 +28,10 @@ std::string OpTimes::report(std::string_view heading) const {
   size_t width = 0;
   for (const auto& [op, total] : rows) width = std::max(width, op.size());
   std::string out = fmt::format("{}: {:.1f} ms in {} ops", heading, total_ms_, rows.size());
+  if (warmup_calls_ > 0) {
+    out += warmup_calls_ == 1 ? std::string(" (each op's first call left out)")
+                              : fmt::format(" (each op's first {} calls left out)", warmup_calls_);
+  }
   for (const auto& [op, total] : rows) {
     const double share = total_ms_ > 0 ? 100.0 * total.ms / total_ms_ : 0.0;
     out += fmt::format("\n  {:<{}}  {:>7} calls  {:>10.3f} ms  {:>5.1f} %", op, width, total.calls,

@@ -14,8 +14,10 @@
 
 #include <math.h>
 
+#include <array>
 #include <barrier>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -45,6 +47,7 @@ struct BlockState {
   struct Warp {
     std::barrier<> barrier{kWarpSize};
     double slots[kWarpSize] = {};
+    alignas(16) unsigned char exchange[kWarpSize][64] = {};  // warp_all's
   };
   struct alignas(128) SharedChunk {
     unsigned char bytes[128];
@@ -124,6 +127,22 @@ T shuffle(T value, Source source) {
   const T other = static_cast<T>(warp.slots[source(lane) % kWarpSize]);
   warp.barrier.arrive_and_wait();  // no lane overwrites its slot before all have read
   return other;
+}
+
+// Every lane's `mine`, by lane: what a warp-wide instruction that reads the other lanes'
+// registers (mma.sync) sees. Every lane of the warp must call it.
+template <typename T>
+std::array<T, kWarpSize> warp_all(const T& mine) {
+  static_assert(sizeof(T) <= sizeof(BlockState::Warp::exchange[0]), "fits a lane's slot");
+  auto& warp = my_warp();
+  std::memcpy(warp.exchange[linear_thread() % kWarpSize], &mine, sizeof(T));
+  warp.barrier.arrive_and_wait();
+  std::array<T, kWarpSize> all;
+  for (unsigned lane = 0; lane < kWarpSize; ++lane) {
+    std::memcpy(&all[lane], warp.exchange[lane], sizeof(T));
+  }
+  warp.barrier.arrive_and_wait();  // no lane overwrites its slot before all have read
+  return all;
 }
 
 }  // namespace ds_emulated_cuda

@@ -1,9 +1,14 @@
 // The LM head of a training step on the GPU (Ops::classifier_forward and classifier_backward):
 // the logits GEMM, the fused softmax cross-entropy over them in place, and the backward's two
 // GEMMs, in a layout of its own:
-// - Rows padded to a multiple of 8 elements (GPT-2's vocabulary, 50257, is odd). The GEMMs' rows
-//   then start 16-byte aligned, as the tensor cores' vector loads want; llm.c pads its vocabulary
-//   to 50304 for the same reason. The padding is never read or written.
+// - Rows padded to a multiple of 128 elements (GPT-2's vocabulary, 50257, is odd; padded, 50304
+//   as llm.c pads it). The GEMMs' rows then start 16-byte aligned, as the tensor cores' vector
+//   loads want. In bf16 runs the vocabulary dimension of every GEMM is the padded one too: the
+//   bf16 copy of the head has zero rows past V, so the logits' padding is zero, and the
+//   cross-entropy, which reads and rewrites only the first V columns, leaves it zero for the
+//   backward. An odd dimension costs cuBLAS its fast kernels: on an H100 the three GEMMs ran at
+//   100 to 210 TFLOP/s with it. The weight gradient goes through an fp32 scratch [padded V, C]
+//   and its first V rows are added to dhead. fp32 runs pad only the rows.
 // - In bf16 runs the logits and their gradient are stored in bf16, and the GEMMs take the input
 //   and the head weights rounded to bf16 (what CUBLAS_COMPUTE_32F_FAST_16BF rounds them to in
 //   the other matmuls of such a run) and accumulate in fp32; the input and weight gradients come
@@ -13,8 +18,9 @@
 //   twice.
 // - Otherwise fp32 at the run's MatmulPrecision, as the other matmuls.
 //
-// The bf16 copies of the input and the head live in buffers that grow once to the largest shape,
-// so after the first step nothing is allocated. Not thread-safe; one per CudaOps.
+// The bf16 copies of the input and the head, and the padded weight gradient, live in buffers
+// that grow once to the largest shape, so after the first step nothing is allocated. Not
+// thread-safe; one per CudaOps.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -43,15 +49,17 @@ class Classifier {
                 const float* head, int N, int C, int V, cudaStream_t stream);
 
  private:
-  static constexpr int64_t kRowAlign = 8;  // elements: 16 bytes of bf16
+  static constexpr int64_t kRowAlign = 128;  // elements: a multiple of every GEMM tile width
 
-  // inp and head rounded to bf16 into inp16_ and head16_.
+  // inp and head rounded to bf16 into inp16_ and head16_, the head's rows from V to padded(V)
+  // zero.
   void round_operands(const float* inp, const float* head, int N, int C, int V,
                       cudaStream_t stream);
 
   Blas& blas_;
   bool bf16_logits_;
   DeviceBuffer inp16_, head16_;
+  DeviceBuffer dhead_padded_;  // fp32 [padded(V), C], bf16 runs' weight-gradient GEMM output
 };
 
 }  // namespace ds::tensor::cuda

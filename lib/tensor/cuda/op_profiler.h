@@ -2,6 +2,7 @@
 // bracketed by a pair of CUDA events on the compute stream, and the time between them is added to
 // the op's total once the GPU has passed the second. Ops run one after another on that stream, so
 // the totals are where the GPU's time went (plus any gap the host left before an op's kernels).
+// Each op's first call (per shape) is left out: it pays for loading kernels and planning.
 // It is a measuring aid, for the profile that comes before an optimisation: the event records cost
 // the host a few microseconds per op, and the report waits for the GPU. Off, it costs a branch.
 #pragma once
@@ -66,7 +67,7 @@ class OpProfiler {
   bool enabled_;
   std::vector<Pending> pending_;
   std::vector<cudaEvent_t> spare_;
-  OpTimes times_;
+  OpTimes times_{1};  // a first call's one-time costs are not the op's
 };
 
 }  // namespace ds::tensor::cuda

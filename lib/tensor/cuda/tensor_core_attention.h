@@ -1,11 +1,11 @@
 // Flash-style causal attention (flash_attention.h's contracts) with its products on the tensor
 // cores, for bf16 runs: each block holds 64 rows of one side (queries, or keys in the dK/dV
 // kernel) and walks the other side in 64-row tiles, and its warps multiply 16-row slices with
-// WMMA's 16x16x16 bf16 fragments, accumulating in fp32. Q, K, V, dout, and the probabilities and
-// their gradients are rounded to bf16 on their way into a product, as the materialised path's
-// bf16 GEMMs round them (blas.h); the softmax, its statistics and every sum stay in fp32. As
-// with FlashAttention-2 (Dao, 2023) the T x T scores never reach memory: per layer, attention
-// reads and writes O(T) per row instead of O(T²).
+// mma.sync's 16x8x16 bf16 products, accumulating in fp32, the scores and accumulators in registers
+// (FlashAttention-2's scheme, Dao 2023). Q, K, V, dout, and the probabilities and their gradients
+// are rounded to bf16 on their way into a product, as the materialised path's bf16 GEMMs round
+// them (blas.h); the softmax, its statistics and every sum stay in fp32. The T x T scores never
+// reach memory: per layer, attention reads and writes O(T) per row instead of O(T²).
 //
 // Deterministic like the rest of the CUDA ops: the backward's dQ and dK/dV come from two kernels
 // that each own their rows (the scores are recomputed in both), so no atomics.
@@ -20,7 +20,8 @@ namespace ds::tensor::cuda {
 
 // Head sizes the kernels take: multiples of the fragment's 16, up to 128. The GPU must also
 // have bf16 tensor cores (compute capability 8.0 on) and, per block, the shared memory below:
-// up to 121 KiB at head size 128, more than consumer Ampere and Ada cards offer (99 KiB).
+// up to 105 KiB at head size 128 (55 KiB at 64), more than consumer Ampere and Ada cards offer
+// (99 KiB).
 bool tensor_core_attention_supports(int C, int NH);
 size_t tensor_core_attention_shared_bytes(int C, int NH);
 
