@@ -11,6 +11,7 @@
 // ops accumulate (+=) as the CPU ones do. Without a GPU each case WARNs and passes.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <functional>
 #include <string>
 
 #include "attention_reference.h"
@@ -193,9 +194,10 @@ TEST_CASE("cuda causal attention matches the CPU", "[cuda]") {
 namespace {
 
 // The flash-style kernels' two entry points (flash_attention.h, tensor_core_attention.h).
-using FlashForward = void (*)(float*, float*, const float*, int, int, int, int, cudaStream_t);
-using FlashBackward = void (*)(float*, float*, const float*, const float*, const float*,
-                               const float*, int, int, int, int, cudaStream_t);
+using FlashForward =
+    std::function<void(float*, float*, const float*, int, int, int, int, cudaStream_t)>;
+using FlashBackward = std::function<void(float*, float*, const float*, const float*, const float*,
+                                         const float*, int, int, int, int, cudaStream_t)>;
 
 // Thresholds by normalised error for the forward's output and log-sum-exp, and the backward's
 // dqkv.
@@ -247,8 +249,17 @@ TEST_CASE("cuda tensor-core flash attention matches the CPU within bf16 rounding
       GENERATE(std::tuple{2, 7, 32, 2}, std::tuple{1, 130, 96, 2}, std::tuple{2, 65, 192, 3},
                std::tuple{1, 300, 768, 12}, std::tuple{1, 100, 256, 2});
   REQUIRE(cuda::tensor_core_attention_supports(C, NH));
-  check_flash_style("tensor_core_attention", cuda::tensor_core_attention_forward,
-                    cuda::tensor_core_attention_backward, B, T, C, NH,
+  cuda::TensorCoreAttention attention;
+  const auto forward = [&](float* out, float* lse, const float* qkv, int b, int t, int c, int nh,
+                           cudaStream_t stream) {
+    attention.forward(out, lse, qkv, b, t, c, nh, stream);
+  };
+  const auto backward = [&](float* dqkv, float* row_dot, const float* dout, const float* qkv,
+                            const float* out, const float* lse, int b, int t, int c, int nh,
+                            cudaStream_t stream) {
+    attention.backward(dqkv, row_dot, dout, qkv, out, lse, b, t, c, nh, stream);
+  };
+  check_flash_style("tensor_core_attention", forward, backward, B, T, C, NH,
                     {kTensorCoreOutError, kTensorCoreLseError, kTensorCoreDqkvError});
 }
 

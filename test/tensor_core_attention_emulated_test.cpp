@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "attention_reference.h"
 #include "tensor/cuda/tensor_core_attention_kernels.cuh"
@@ -16,37 +17,59 @@ namespace {
 using namespace ds_parity_test;
 namespace tc = ds::tensor::cuda::tc_attention;
 
-// Runs the forward, then the two backward kernels as tensor_core_attention_backward launches
-// them, for head size F·16, against the CPU kernels.
+using Bf16 = tc::Bf16;
+
+// The bf16 copy of one tensor per head (rows, and the transpose when `transposed`), as
+// TensorCoreAttention makes it.
+struct HeadMajorCopy {
+  std::vector<Bf16> rows, columns;
+  tc::HeadMajor view() { return {rows.data(), columns.empty() ? nullptr : columns.data()}; }
+  HeadMajorCopy(const float* src, int64_t batch_stride, int64_t row_stride, int B, int T, int Tp,
+                int NH, int hs, bool transposed)
+      : rows(size_t(B) * NH * Tp * hs), columns(transposed ? rows.size() : 0) {
+    const dim3 grid{static_cast<unsigned>(Tp / tc::kRows), static_cast<unsigned>(NH),
+                    static_cast<unsigned>(B)};
+    ds_emulated_cuda::launch(tc::head_major_kernel, grid, dim3{tc::kThreads}, 0, view(), src,
+                             batch_stride, row_stride, T, Tp, NH, hs);
+  }
+};
+
+// Runs the forward, then the two backward kernels as TensorCoreAttention launches them, for head
+// size F·16, against the CPU kernels.
 template <int F>
 void check_against_cpu(int B, int T, int NH) {
-  const int C = NH * F * tc::kFrag;
+  const int hs = F * tc::kFrag, C = NH * hs;
   INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
-  const size_t forward_bytes = tc::shared_bytes<tc::ForwardShared<F>>();
-  const size_t dq_bytes = tc::shared_bytes<tc::DqShared<F>>();
-  const size_t dkv_bytes = tc::shared_bytes<tc::DkvShared<F>>();
   const AttentionReference want(B, T, C, NH);
-  const dim3 grid{ds::tensor::cuda::detail::blocks_for(T, tc::kRows), static_cast<unsigned>(NH),
-                  static_cast<unsigned>(B)};
+  const unsigned blocks = ds::tensor::cuda::detail::blocks_for(T, tc::kRows);
+  const int Tp = static_cast<int>(blocks) * tc::kRows;
+  const dim3 grid{blocks, static_cast<unsigned>(NH), static_cast<unsigned>(B)};
   const dim3 block{tc::kThreads};
-  const float scale = 1.0f / std::sqrt(static_cast<float>(F * tc::kFrag));
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+  const float* qkv = want.qkv.data();
+  const int64_t batch = int64_t{T} * 3 * C;
+  HeadMajorCopy q(qkv, batch, 3 * C, B, T, Tp, NH, hs, true);
+  HeadMajorCopy k(qkv + C, batch, 3 * C, B, T, Tp, NH, hs, true);
+  HeadMajorCopy v(qkv + 2 * C, batch, 3 * C, B, T, Tp, NH, hs, true);
+  HeadMajorCopy dout(want.dout.data(), int64_t{T} * C, C, B, T, Tp, NH, hs, true);
 
   Vec out = random_vec(want.out.size(), 35);  // garbage the kernel must overwrite
   Vec lse(want.lse.size());
-  const float* qkv = want.qkv.data();
-  ds_emulated_cuda::launch(tc::forward_kernel<F>, grid, block, forward_bytes, out.data(),
-                           lse.data(), qkv, T, C, NH, scale);
+  ds_emulated_cuda::launch(tc::forward_kernel<F>, grid, block,
+                           tc::shared_bytes<tc::ForwardShared<F>>(), out.data(), lse.data(),
+                           q.view(), k.view(), v.view(), T, Tp, C, NH, scale);
   check_parity("forward out", out, want.out, kTensorCoreOutError);
   check_parity("forward lse", lse, want.lse, kTensorCoreLseError);
 
   const Vec row_dot = want.row_dot(out);
   Vec dqkv = want.dqkv_start;
-  ds_emulated_cuda::launch(tc::dq_kernel<F>, grid, block, dq_bytes, dqkv.data(), want.dout.data(),
-                           static_cast<const float*>(lse.data()), row_dot.data(), qkv, T, C, NH,
-                           scale);
-  ds_emulated_cuda::launch(tc::dkv_kernel<F>, grid, block, dkv_bytes, dqkv.data(), want.dout.data(),
-                           static_cast<const float*>(lse.data()), row_dot.data(), qkv, T, C, NH,
-                           scale);
+  const float* stats = lse.data();
+  ds_emulated_cuda::launch(tc::dq_kernel<F>, grid, block, tc::shared_bytes<tc::DqShared<F>>(),
+                           dqkv.data(), dout.view(), stats, row_dot.data(), q.view(), k.view(),
+                           v.view(), T, Tp, C, NH, scale);
+  ds_emulated_cuda::launch(tc::dkv_kernel<F>, grid, block, tc::shared_bytes<tc::DkvShared<F>>(),
+                           dqkv.data(), dout.view(), stats, row_dot.data(), q.view(), k.view(),
+                           v.view(), T, Tp, C, NH, scale);
   check_parity("backward dqkv", dqkv, want.dqkv, kTensorCoreDqkvError);
 }
 

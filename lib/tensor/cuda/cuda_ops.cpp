@@ -52,6 +52,7 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
       bf16_mlp_(precision == MatmulPrecision::kBf16 && tensor_core_shared_bytes_ > 0
                     ? std::make_unique<Bf16Mlp>(*lt_)
                     : nullptr),
+      tc_attention_(std::make_unique<TensorCoreAttention>()),
       flash_above_bytes_(flash_above_bytes),
       buckets_(std::make_unique<TokenBuckets>()),
       profiler_(std::make_unique<OpProfiler>()),
@@ -227,7 +228,7 @@ void CudaOps::attention_forward(float* out, float* att, const float* qkv, int B,
   ++attention_calls_[static_cast<int>(kernels)];
   switch (kernels) {
     case AttentionKernels::kTensorCoreFlash:
-      return tensor_core_attention_forward(out, att, qkv, B, T, C, NH, stream());
+      return tc_attention_->forward(out, att, qkv, B, T, C, NH, stream());
     case AttentionKernels::kFlash:
       return flash_attention_forward(out, att, qkv, B, T, C, NH, stream());
     case AttentionKernels::kMaterialised:
@@ -240,8 +241,8 @@ void CudaOps::attention_backward(float* dqkv, float* datt_scratch, const float* 
   const auto timed = profiler_->time("attention_backward", stream());
   switch (attention_kernels(B, T, C, NH)) {
     case AttentionKernels::kTensorCoreFlash:
-      return tensor_core_attention_backward(dqkv, datt_scratch, dout, qkv, out, att, B, T, C, NH,
-                                            stream());
+      return tc_attention_->backward(dqkv, datt_scratch, dout, qkv, out, att, B, T, C, NH,
+                                     stream());
     case AttentionKernels::kFlash:
       return flash_attention_backward(dqkv, datt_scratch, dout, qkv, out, att, B, T, C, NH,
                                       stream());

@@ -21,6 +21,7 @@ class Classifier;
 class LtMatmul;
 class OpProfiler;
 class Stream;
+class TensorCoreAttention;
 class TokenBuckets;
 
 class CudaOps final : public Ops {
@@ -149,6 +150,8 @@ class CudaOps final : public Ops {
   size_t tensor_core_shared_bytes_;  // per block, for the tensor-core attention (0: no bf16 MMA)
   std::unique_ptr<Classifier> classifier_;  // the training step's LM head (classifier.h)
   std::unique_ptr<Bf16Mlp> bf16_mlp_;       // bf16 runs' MLP (bf16_mlp.h); null otherwise
+  // bf16 runs' attention and its workspace (tensor_core_attention.h)
+  std::unique_ptr<TensorCoreAttention> tc_attention_;
   size_t flash_above_bytes_;
   int64_t attention_calls_[3] = {};        // forwards per AttentionKernels, for kernel_report()
   int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS

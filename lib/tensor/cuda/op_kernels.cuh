@@ -6,7 +6,7 @@
 //
 // The model's kernels are templates over the storage type S of their tensors (float,
 // __nv_bfloat16, __half): every value is widened to fp32 on load, all arithmetic and every
-// reduction is fp32 (the cross-entropy's row sum double, as on the CPU), and each result is
+// reduction is fp32 (the cross-entropy's row sum combined in double), and each result is
 // rounded to S once when stored (storage_types.cuh). So an instance at S gives exactly the fp32
 // instance's result on the widened inputs, rounded to S, and at S = float it is the fp32 kernel.
 // The statistics (layernorm's mean and rstd, the losses) and the embedding's gradients are fp32
@@ -192,12 +192,59 @@ __global__ void add_inplace_kernel(S* dst, const S* src, int64_t N) {
   if (i < N) store(dst, i, load(dst, i) + load(src, i));
 }
 
-// Softmax cross-entropy's forward and backward in one pass per row, one block per row, rows `ld`
-// elements apart (ld >= V: the GPU's classifier pads them for aligned GEMMs). Three
-// passes over the row's logits: the maximum, the sum of exponentials (in double, as the CPU), then
-// the gradient written over dlogits (unless it is nullptr); every element is read and then written
-// by the same thread, and the target's logit is read before the first block synchronisation, so
-// dlogits may alias logits.
+// A row's elements in 16-byte chunks (8 bf16/f16 or 4 floats) when the row starts 16-byte
+// aligned, as the classifier's padded rows do: fn(first, values, count) gets each chunk's values
+// widened to fp32 (count of them; 1 for the elements past the last whole chunk, or everywhere in an
+// unaligned row). Chunk c goes to thread c % blockDim.x, the same thread on every call.
+template <typename S>
+struct alignas(16) Chunk {
+  static constexpr int kCount = 16 / sizeof(S);
+  S x[kCount];
+};
+template <typename S>
+__device__ bool chunked(const S* row) {
+  return reinterpret_cast<uintptr_t>(row) % sizeof(Chunk<S>) == 0;
+}
+template <typename S, typename Fn>
+__device__ void visit_row(const S* row, int V, Fn&& fn) {
+  constexpr int kCount = Chunk<S>::kCount;
+  const int chunks = chunked(row) ? V / kCount : 0;
+  for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+    const Chunk<S> chunk = reinterpret_cast<const Chunk<S>*>(row)[c];
+    float values[kCount];
+#pragma unroll
+    for (int k = 0; k < kCount; ++k) values[k] = load(chunk.x, k);
+    fn(c * kCount, values, kCount);
+  }
+  for (int i = chunks * kCount + threadIdx.x; i < V; i += blockDim.x) {
+    float values[kCount] = {load(row, i)};
+    fn(i, values, 1);
+  }
+}
+// The same walk writing: dst's elements become fn(i, src's element i), chunk by chunk.
+template <typename S, typename Fn>
+__device__ void rewrite_row(S* dst, const S* src, int V, Fn&& fn) {
+  constexpr int kCount = Chunk<S>::kCount;
+  const int chunks = chunked(src) && chunked(dst) ? V / kCount : 0;
+  for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+    const Chunk<S> in = reinterpret_cast<const Chunk<S>*>(src)[c];
+    Chunk<S> out;
+#pragma unroll
+    for (int k = 0; k < kCount; ++k) store(out.x, k, fn(c * kCount + k, load(in.x, k)));
+    reinterpret_cast<Chunk<S>*>(dst)[c] = out;
+  }
+  for (int i = chunks * kCount + threadIdx.x; i < V; i += blockDim.x) {
+    store(dst, i, fn(i, load(src, i)));
+  }
+}
+
+// Softmax cross-entropy's forward and backward for one row per block, rows `ld` elements apart
+// (ld >= V: the GPU's classifier pads them for aligned GEMMs). Two passes over the row's logits:
+// the maximum and the sum of exponentials together (each thread keeps a running maximum and
+// rescales its sum when it grows; the threads' sums are combined in double), then the gradient
+// written over dlogits (unless it is nullptr). Every element is read and then written by the same
+// thread, and the target's logit is read before the first block synchronisation, so dlogits may
+// alias logits.
 template <typename S>
 __global__ void softmax_cross_entropy_kernel(float* losses, S* dlogits, const S* logits,
                                              const int32_t* targets, float dloss, int V,
@@ -209,28 +256,36 @@ __global__ void softmax_cross_entropy_kernel(float* losses, S* dlogits, const S*
   const int32_t target = targets[n];
   const bool ignored = target == kIgnoreTarget;
   const float target_logit = ignored ? 0.0f : load(x, target);
-  float maxv = -INFINITY;
-  for (int i = threadIdx.x; i < V; i += blockDim.x) maxv = fmaxf(maxv, load(x, i));
-  maxv = block_reduce(maxv, shared_max, Max{});
-  double sum = 0.0;
-  for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(load(x, i) - maxv);
-  sum = block_reduce(sum, shared_sum, Add{});
+  float thread_max = -INFINITY, thread_sum = 0.0f;
+  visit_row(x, V, [&](int, const float* values, int count) {
+    float chunk_max = values[0];
+    for (int k = 1; k < count; ++k) chunk_max = fmaxf(chunk_max, values[k]);
+    if (chunk_max > thread_max) {
+      thread_sum *= expf(thread_max - chunk_max);  // 0 before the first chunk
+      thread_max = chunk_max;
+    }
+    for (int k = 0; k < count; ++k) thread_sum += expf(values[k] - thread_max);
+  });
+  const float maxv = block_reduce(thread_max, shared_max, Max{});
+  // A thread that saw no element has thread_sum 0 (and thread_max -inf).
+  const double mine = thread_sum == 0.0f ? 0.0 : double(thread_sum) * expf(thread_max - maxv);
+  const double sum = block_reduce(mine, shared_sum, Add{});
   if (threadIdx.x == 0) {
     losses[n] = ignored ? 0.0f : static_cast<float>(log(sum) + double(maxv) - double(target_logit));
   }
   if (dlogits == nullptr) return;
   S* d = dlogits + n * ld;
   if (ignored) {
-    for (int i = threadIdx.x; i < V; i += blockDim.x) store(d, i, 0.0f);
+    rewrite_row(d, x, V, [](int, float) { return 0.0f; });
     return;
   }
   const float inv = static_cast<float>(1.0 / sum);
-  for (int i = threadIdx.x; i < V; i += blockDim.x) {
+  rewrite_row(d, x, V, [&](int i, float logit) {
     // Rounded as the CPU: p = e * inv, then p * dloss, then the one-hot subtracted.
-    const float p = __fmul_rn(expf(load(x, i) - maxv), inv);
+    const float p = __fmul_rn(expf(logit - maxv), inv);
     const float g = __fmul_rn(p, dloss);
-    store(d, i, i == target ? g - dloss : g);
-  }
+    return i == target ? g - dloss : g;
+  });
 }
 
 }  // namespace ds::tensor::cuda::op_kernels

@@ -79,31 +79,70 @@ size_t tensor_core_attention_shared_bytes(int C, int NH) {
   return bytes;
 }
 
-void tensor_core_attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C,
-                                   int NH, cudaStream_t stream) {
+namespace {
+
+int padded_length(int T) { return static_cast<int>(blocks_for(T, kRows)) * kRows; }
+
+// The bf16 copy of `src` (row t of batch row b at src + b·batch_stride + t·row_stride) into `to`.
+void copy_head_major(HeadMajor to, const float* src, int64_t batch_stride, int64_t row_stride,
+                     int B, int T, int NH, int hs, cudaStream_t stream) {
+  const int Tp = padded_length(T);
+  head_major_kernel<<<block_grid(B, T, NH), kThreads, 0, stream>>>(to, src, batch_stride,
+                                                                   row_stride, T, Tp, NH, hs);
+  DS_CUDA_LAUNCHED();
+}
+
+}  // namespace
+
+void TensorCoreAttention::forward(float* out, float* lse, const float* qkv, int B, int T, int C,
+                                  int NH, cudaStream_t stream) {
   DS_CUDA_REQUIRE(tensor_core_attention_supports(C, NH));
   if (B == 0 || T == 0) return;
-  const int hs = C / NH;
+  const int hs = C / NH, Tp = padded_length(T);
+  const size_t elements = size_t(B) * NH * Tp * hs;
+  operands_.grow(3 * elements * sizeof(Bf16));
+  Bf16* base = operands_.as<Bf16>();
+  const HeadMajor q{base, nullptr}, k{base + elements, nullptr}, v{nullptr, base + 2 * elements};
+  const int64_t batch = int64_t{T} * 3 * C;
+  copy_head_major(q, qkv, batch, 3 * C, B, T, NH, hs, stream);
+  copy_head_major(k, qkv + C, batch, 3 * C, B, T, NH, hs, stream);
+  copy_head_major(v, qkv + 2 * C, batch, 3 * C, B, T, NH, hs, stream);
   with_head_frags(hs, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
     launch(forward_kernel<F>, shared_bytes<ForwardShared<F>>(), block_grid(B, T, NH), stream, out,
-           lse, qkv, T, C, NH, softmax_scale(hs));
+           lse, q, k, v, T, Tp, C, NH, softmax_scale(hs));
   });
 }
 
-void tensor_core_attention_backward(float* dqkv, float* row_dot, const float* dout,
-                                    const float* qkv, const float* out, const float* lse, int B,
-                                    int T, int C, int NH, cudaStream_t stream) {
+void TensorCoreAttention::backward(float* dqkv, float* row_dot, const float* dout, const float* qkv,
+                                   const float* out, const float* lse, int B, int T, int C, int NH,
+                                   cudaStream_t stream) {
   DS_CUDA_REQUIRE(tensor_core_attention_supports(C, NH));
   if (B == 0 || T == 0) return;
-  const int hs = C / NH;
+  const int hs = C / NH, Tp = padded_length(T);
+  const size_t elements = size_t(B) * NH * Tp * hs;
+  operands_.grow(7 * elements * sizeof(Bf16));
+  Bf16* base = operands_.as<Bf16>();
+  const auto next = [&] {
+    Bf16* region = base;
+    base += elements;
+    return region;
+  };
+  HeadMajor q{next(), next()}, k{next(), next()}, v{next(), nullptr}, d{next(), next()};
+  const int64_t batch = int64_t{T} * 3 * C;
+  copy_head_major(q, qkv, batch, 3 * C, B, T, NH, hs, stream);
+  copy_head_major(k, qkv + C, batch, 3 * C, B, T, NH, hs, stream);
+  copy_head_major(v, qkv + 2 * C, batch, 3 * C, B, T, NH, hs, stream);
+  copy_head_major(d, dout, int64_t{T} * C, C, B, T, NH, hs, stream);
   attention_row_dot(row_dot, dout, out, B, T, C, NH, stream);
   with_head_frags(hs, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
-    launch(dq_kernel<F>, shared_bytes<DqShared<F>>(), block_grid(B, T, NH), stream, dqkv, dout, lse,
-           static_cast<const float*>(row_dot), qkv, T, C, NH, softmax_scale(hs));
-    launch(dkv_kernel<F>, shared_bytes<DkvShared<F>>(), block_grid(B, T, NH), stream, dqkv, dout,
-           lse, static_cast<const float*>(row_dot), qkv, T, C, NH, softmax_scale(hs));
+    const float scale = softmax_scale(hs);
+    const float* stats = row_dot;
+    launch(dq_kernel<F>, shared_bytes<DqShared<F>>(), block_grid(B, T, NH), stream, dqkv, d, lse,
+           stats, q, k, v, T, Tp, C, NH, scale);
+    launch(dkv_kernel<F>, shared_bytes<DkvShared<F>>(), block_grid(B, T, NH), stream, dqkv, d, lse,
+           stats, q, k, v, T, Tp, C, NH, scale);
   });
 }
 

@@ -16,6 +16,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "tensor/cuda/device_buffer.h"
+
 namespace ds::tensor::cuda {
 
 // Head sizes the kernels take: multiples of the fragment's 16, up to 128. The GPU must also
@@ -25,13 +27,22 @@ namespace ds::tensor::cuda {
 bool tensor_core_attention_supports(int C, int NH);
 size_t tensor_core_attention_shared_bytes(int C, int NH);
 
-// out = softmax(scale Q Kᵀ, causal) V per head; lse[b,h,t] = log Σ_j exp(score_tj). Layouts as
-// flash_attention_forward's: qkv [B,T,3C], out [B,T,C], lse [B,NH,T].
-void tensor_core_attention_forward(float* out, float* lse, const float* qkv, int B, int T, int C,
-                                   int NH, cudaStream_t stream);
-// dqkv += the gradient of out (dout) with respect to qkv; `row_dot` [B,NH,T] is scratch.
-void tensor_core_attention_backward(float* dqkv, float* row_dot, const float* dout,
-                                    const float* qkv, const float* out, const float* lse, int B,
-                                    int T, int C, int NH, cudaStream_t stream);
+// The kernels read bf16 copies of Q, K, V (and dout) laid out per head, some also transposed,
+// which each call makes first into a workspace owned here: it grows to the largest shape once
+// (7·B·NH·T·hs bf16 for a backward), so after the first step nothing is allocated. One per
+// stream; not thread-safe.
+class TensorCoreAttention {
+ public:
+  // out = softmax(scale Q Kᵀ, causal) V per head; lse[b,h,t] = log Σ_j exp(score_tj). Layouts as
+  // flash_attention_forward's: qkv [B,T,3C], out [B,T,C], lse [B,NH,T].
+  void forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH,
+               cudaStream_t stream);
+  // dqkv += the gradient of out (dout) with respect to qkv; `row_dot` [B,NH,T] is scratch.
+  void backward(float* dqkv, float* row_dot, const float* dout, const float* qkv, const float* out,
+                const float* lse, int B, int T, int C, int NH, cudaStream_t stream);
+
+ private:
+  DeviceBuffer operands_;
+};
 
 }  // namespace ds::tensor::cuda

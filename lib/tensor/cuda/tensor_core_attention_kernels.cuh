@@ -2,15 +2,20 @@
 // build them against a CPU emulation of CUDA (test/emulated_cuda/), which checks their indexing,
 // masking and synchronisation on machines without a GPU.
 //
+// The kernels read bf16 copies of their operands made per head first (head_major_kernel): each
+// tensor's rows of one (batch row, head), [Tp][hs], and where a product reads it along the other
+// axis also transposed, [hs][Tp], T padded with zero rows to Tp, a multiple of the tile. So every
+// tile is a run of whole 16-byte chunks, which the block copies into shared memory with cp.async
+// (async_copy.cuh) while it multiplies the previous tile: two buffers per tile operand.
+//
 // A block has kWarps warps and owns kRows = 64 rows of one (batch row, head): queries in the
 // forward and dQ kernels, keys in the dK/dV kernel; warp w owns rows 16w .. 16w+15 of them. The
-// block walks the other side in tiles of kTile = 64 rows, which its threads stage in shared memory
-// as bf16 (some also transposed, for the products that read them along the other axis). Per tile,
-// each warp multiplies its rows with the tile on the tensor cores (mma.sync, warp_mma.cuh) into
-// fp32 scores held in registers, turns them into probabilities (or their gradients) in place, and
-// multiplies those, rounded to bf16 in registers, with the tile again into fp32 accumulators. So
-// the softmax, its statistics and every sum stay in fp32 and in registers; a row's values are
-// spread over the four lanes of a quad, which reduce with two shuffles.
+// block walks the other side in tiles of kTile = 64 rows. Per tile, each warp multiplies its rows
+// with the tile on the tensor cores (mma.sync, warp_mma.cuh) into fp32 scores held in registers,
+// turns them into probabilities (or their gradients) in place, and multiplies those, rounded to
+// bf16 in registers, with the tile again into fp32 accumulators. So the softmax, its statistics
+// and every sum stay in fp32 and in registers; a row's values are spread over the four lanes of a
+// quad, which reduce with two shuffles.
 //
 // The head size is a template parameter (F fragments of 16), so the loops over it unroll and the
 // accumulators stay in registers. Each kernel takes its shared memory dynamically:
@@ -23,19 +28,22 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "tensor/cuda/async_copy.cuh"
 #include "tensor/cuda/device_primitives.cuh"
 #include "tensor/cuda/warp_mma.cuh"
 
 namespace ds::tensor::cuda::tc_attention {
 
 using detail::a_from_results;
+using detail::commit_copies;
+using detail::copy_async_16;
 using detail::dynamic_shared_memory;
 using detail::FragmentLane;
 using detail::kWarp;
 using detail::load_a;
 using detail::load_b_transposed;
 using detail::mma_bf16;
-using detail::pack_bf16;
+using detail::wait_copies;
 
 using Bf16 = __nv_bfloat16;
 
@@ -83,41 +91,49 @@ __host__ __device__ Bf16* take_transposed(Carver& c) {
   return c.take<Bf16>(size_t{F * kFrag} * kTransposedStride);
 }
 
-// The forward's shared memory: the block's queries, the tile's keys, and its values transposed.
+// The forward's shared memory: the block's queries, and per buffer the tile's keys and its
+// values transposed.
 template <int F>
 struct ForwardShared {
-  Bf16 *q, *k, *v_t;
-  __host__ __device__ explicit ForwardShared(Carver& c)
-      : q(take_rows<F>(c)), k(take_rows<F>(c)), v_t(take_transposed<F>(c)) {}
+  Bf16 *q, *k[2], *v_t[2];
+  __host__ __device__ explicit ForwardShared(Carver& c) : q(take_rows<F>(c)) {
+    for (int b = 0; b < 2; ++b) {
+      k[b] = take_rows<F>(c);
+      v_t[b] = take_transposed<F>(c);
+    }
+  }
 };
 
-// dQ's: the block's queries and dout rows, the tile's keys (also transposed) and values.
+// dQ's: the block's queries and dout rows, per buffer the tile's keys (also transposed) and
+// values.
 template <int F>
 struct DqShared {
-  Bf16 *q, *dout, *k, *k_t, *v;
-  __host__ __device__ explicit DqShared(Carver& c)
-      : q(take_rows<F>(c)),
-        dout(take_rows<F>(c)),
-        k(take_rows<F>(c)),
-        k_t(take_transposed<F>(c)),
-        v(take_rows<F>(c)) {}
+  Bf16 *q, *dout, *k[2], *k_t[2], *v[2];
+  __host__ __device__ explicit DqShared(Carver& c) : q(take_rows<F>(c)), dout(take_rows<F>(c)) {
+    for (int b = 0; b < 2; ++b) {
+      k[b] = take_rows<F>(c);
+      k_t[b] = take_transposed<F>(c);
+      v[b] = take_rows<F>(c);
+    }
+  }
 };
 
-// dK/dV's: the block's keys and values, the tile's queries and dout rows (each also transposed),
-// and the tile's log-sum-exp (log2-scaled) and row_dot.
+// dK/dV's: the block's keys and values, per buffer the tile's queries and dout rows (each also
+// transposed) and their log-sum-exp (log2-scaled) and row_dot.
 template <int F>
 struct DkvShared {
-  Bf16 *k, *v, *q, *q_t, *dout, *dout_t;
-  float *lse, *row_dot;
-  __host__ __device__ explicit DkvShared(Carver& c)
-      : k(take_rows<F>(c)),
-        v(take_rows<F>(c)),
-        q(take_rows<F>(c)),
-        q_t(take_transposed<F>(c)),
-        dout(take_rows<F>(c)),
-        dout_t(take_transposed<F>(c)),
-        lse(c.take<float>(kTile)),
-        row_dot(c.take<float>(kTile)) {}
+  Bf16 *k, *v, *q[2], *q_t[2], *dout[2], *dout_t[2];
+  float *lse[2], *row_dot[2];
+  __host__ __device__ explicit DkvShared(Carver& c) : k(take_rows<F>(c)), v(take_rows<F>(c)) {
+    for (int b = 0; b < 2; ++b) {
+      q[b] = take_rows<F>(c);
+      q_t[b] = take_transposed<F>(c);
+      dout[b] = take_rows<F>(c);
+      dout_t[b] = take_transposed<F>(c);
+      lse[b] = c.take<float>(kTile);
+      row_dot[b] = c.take<float>(kTile);
+    }
+  }
 };
 
 template <typename Shared>
@@ -128,48 +144,59 @@ inline size_t shared_bytes() {
   return c.used;
 }
 
-// Four consecutive floats of a row, zeros for a row past T; one 16-byte load when `p` allows.
-struct alignas(16) Quad {
-  float x[4];
+// One tensor's bf16 copy for the kernels: per (batch row, head) its rows [Tp][hs] and, where a
+// kernel needs it, the transpose [hs][Tp] (nullptr otherwise).
+struct HeadMajor {
+  Bf16* rows;
+  Bf16* columns;
 };
-__device__ __forceinline__ Quad load_quad(const float* p, bool in_range, bool vector) {
-  if (!in_range) return Quad{{0.0f, 0.0f, 0.0f, 0.0f}};
-  if (vector) return *reinterpret_cast<const Quad*>(p);
-  return Quad{{p[0], p[1], p[2], p[3]}};
-}
-__device__ __forceinline__ bool quad_aligned(const float* src, int64_t row_stride) {
-  return reinterpret_cast<uintptr_t>(src) % sizeof(Quad) == 0 && row_stride % 4 == 0;
-}
 
-// Rows first .. first+kRows-1 of the fp32 matrix at `src` (row t at src + t·row_stride, a head's
-// F·16 columns) into dst [kRows][kHeadStride] as bf16, zeros past T. The whole block calls it.
-template <int F>
-__device__ void load_rows(Bf16* dst, const float* src, int64_t row_stride, int T, int first) {
-  struct alignas(8) Pairs {
-    uint32_t low, high;
-  };
-  constexpr int kQuads = F * kFrag / 4;
-  const bool vector = quad_aligned(src, row_stride);
-  for (int e = threadIdx.x; e < kRows * kQuads; e += kThreads) {
-    const int r = e / kQuads, d = e % kQuads * 4, t = first + r;
-    const Quad x = load_quad(src + int64_t{t} * row_stride + d, t < T, vector);
-    *reinterpret_cast<Pairs*>(dst + r * kHeadStride<F> + d) =
-        Pairs{pack_bf16(x.x[0], x.x[1]), pack_bf16(x.x[2], x.x[3])};
+constexpr int kMaxHead = kMaxFrags * kFrag;
+constexpr int kCopyStride = kMaxHead + 2;  // head_major_kernel's tile: odd in words, no conflicts
+
+// Rows t < T of one tensor (row t of batch row b at src + b·batch_stride + t·row_stride, head h
+// at column h·hs, fp32) into `to` as bf16, zeros for t in [T, Tp). Grid (Tp / kRows, NH, B),
+// kThreads threads: a block copies 64 rows of one head, through shared memory for the transpose,
+// so that both the reads and the writes are coalesced.
+__global__ void __launch_bounds__(kThreads)
+    head_major_kernel(HeadMajor to, const float* src, int64_t batch_stride, int64_t row_stride,
+                      int T, int Tp, int NH, int hs) {
+  __shared__ Bf16 tile[kRows * kCopyStride];
+  const int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * kRows;
+  const int64_t head = int64_t{b} * NH + h;
+  const float* from = src + b * batch_stride + int64_t{h} * hs;
+  for (int e = threadIdx.x; e < kRows * hs; e += kThreads) {
+    const int r = e / hs, d = e % hs, t = t0 + r;
+    const Bf16 value = __float2bfloat16(t < T ? from[int64_t{t} * row_stride + d] : 0.0f);
+    tile[r * kCopyStride + d] = value;
+    if (to.rows != nullptr) to.rows[(head * Tp + t) * hs + d] = value;
+  }
+  if (to.columns == nullptr) return;
+  __syncthreads();
+  for (int e = threadIdx.x; e < kRows * hs; e += kThreads) {
+    const int d = e / kRows, r = e % kRows;
+    to.columns[(head * hs + d) * Tp + t0 + r] = tile[r * kCopyStride + d];
   }
 }
 
-// The same rows transposed: dst [F·16][kTransposedStride], dst[d][r] = row first+r, column d.
-// Consecutive lanes take consecutive rows, so their 2-byte stores share no bank.
+// Queues the copy of kRows rows of a head (bf16 at src, hs apart) into dst [kRows][kHeadStride].
 template <int F>
-__device__ void load_rows_transposed(Bf16* dst, const float* src, int64_t row_stride, int T,
-                                     int first) {
-  constexpr int kQuads = F * kFrag / 4;
-  const bool vector = quad_aligned(src, row_stride);
-  for (int e = threadIdx.x; e < kRows * kQuads; e += kThreads) {
-    const int r = e % kRows, d = e / kRows * 4, t = first + r;
-    const Quad x = load_quad(src + int64_t{t} * row_stride + d, t < T, vector);
-#pragma unroll
-    for (int c = 0; c < 4; ++c) dst[(d + c) * kTransposedStride + r] = __float2bfloat16(x.x[c]);
+__device__ void stage_rows(Bf16* dst, const Bf16* src) {
+  constexpr int kChunks = F * kFrag / 8;  // 16-byte chunks per row
+  for (int e = threadIdx.x; e < kRows * kChunks; e += kThreads) {
+    const int r = e / kChunks, c = e % kChunks;
+    copy_async_16(dst + r * kHeadStride<F> + c * 8, src + r * F * kFrag + c * 8);
+  }
+}
+
+// Queues the copy of kTile columns of a transposed head (bf16 at src, rows Tp apart) into dst
+// [F·16][kTransposedStride].
+template <int F>
+__device__ void stage_columns(Bf16* dst, const Bf16* src, int Tp) {
+  constexpr int kChunks = kTile / 8;
+  for (int e = threadIdx.x; e < F * kFrag * kChunks; e += kThreads) {
+    const int d = e / kChunks, c = e % kChunks;
+    copy_async_16(dst + d * kTransposedStride + c * 8, src + int64_t{d} * Tp + c * 8);
   }
 }
 
@@ -252,28 +279,38 @@ __device__ void add_rows(float* dst, int64_t row_stride, const HeadResult<F>& ac
   }
 }
 
-// Where a block works: batch row b and head h (grid z and y), the warp, and the head's columns
-// of batch row b in qkv (q; k at +C, v at +2C), in the [B,T,C] activations and in the [B,NH,T]
-// statistics.
+// Where a block works: batch row b and head h (grid z and y), the warp, the head's columns of
+// batch row b in qkv (q; k at +C, v at +2C), in the [B,T,C] activations and in the [B,NH,T]
+// statistics, and its head-major copies (rows, and transposed).
 struct Place {
   int b, h, warp;
-  int64_t qkv_offset, row_offset, stat_offset;
-  __device__ Place(int T, int C, int NH, int hs)
+  int64_t qkv_offset, row_offset, stat_offset, head_rows, head_columns;
+  __device__ Place(int T, int Tp, int C, int NH, int hs)
       : b(blockIdx.z),
         h(blockIdx.y),
         warp(threadIdx.x / kWarp),
         qkv_offset(int64_t{b} * T * 3 * C + int64_t{h} * hs),
         row_offset(int64_t{b} * T * C + int64_t{h} * hs),
-        stat_offset((int64_t{b} * NH + h) * T) {}
+        stat_offset((int64_t{b} * NH + h) * T),
+        head_rows((int64_t{b} * NH + h) * Tp * hs),
+        head_columns((int64_t{b} * NH + h) * hs * Tp) {}
+  __device__ const Bf16* rows(const HeadMajor& m, int first, int hs) const {
+    return m.rows + head_rows + int64_t{first} * hs;
+  }
+  __device__ const Bf16* columns(const HeadMajor& m, int first) const {
+    return m.columns + head_columns + first;
+  }
 };
 
-// Grid (query blocks, NH, B), the block with the most key tiles first. The scores are kept
-// log2-scaled (scale·log2 e), so that each exponential is one exp2.
+// Grid (query blocks, NH, B), the block with the most key tiles first. Reads q's and k's rows and
+// v's columns. The scores are kept log2-scaled (scale·log2 e), so that each exponential is one
+// exp2.
 template <int F>
 __global__ void __launch_bounds__(kThreads)
-    forward_kernel(float* out, float* lse, const float* qkv, int T, int C, int NH, float scale) {
+    forward_kernel(float* out, float* lse, HeadMajor q, HeadMajor k, HeadMajor v, int T, int Tp,
+                   int C, int NH, float scale) {
   constexpr int hs = F * kFrag;
-  const Place at(T, C, NH, hs);
+  const Place at(T, Tp, C, NH, hs);
   Carver carver{dynamic_shared_memory()};
   const ForwardShared<F> s(carver);
   const FragmentLane lane;
@@ -281,19 +318,28 @@ __global__ void __launch_bounds__(kThreads)
   const int first_row = q0 + at.warp * kFrag;
   const int query[2] = {first_row + lane.g, first_row + lane.g + 8};
   const float scale_log2 = scale * kLog2e;
-  const float* heads = qkv + at.qkv_offset;
+  const auto stage = [&](int j0, int buffer) {
+    stage_rows<F>(s.k[buffer], at.rows(k, j0, hs));
+    stage_columns<F>(s.v_t[buffer], at.columns(v, j0), Tp);
+    commit_copies();
+  };
 
-  load_rows<F>(s.q, heads, 3 * C, T, q0);
+  stage_rows<F>(s.q, at.rows(q, q0, hs));
+  stage(0, 0);
   HeadResult<F> o;
   zero<F>(o);
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};  // sums: this lane's
   for (int j0 = 0; j0 <= q0; j0 += kTile) {
-    __syncthreads();  // every warp is done with the previous tile (and q is loaded)
-    load_rows<F>(s.k, heads + C, 3 * C, T, j0);
-    load_rows_transposed<F>(s.v_t, heads + 2 * C, 3 * C, T, j0);
-    __syncthreads();
+    const int buffer = j0 / kTile % 2;
+    if (j0 + kTile <= q0) {
+      stage(j0 + kTile, 1 - buffer);
+      wait_copies<1>();
+    } else {
+      wait_copies<0>();
+    }
+    __syncthreads();  // the tile (and q) is in
     TileResult p;
-    times_tile_transposed<F>(p, s.q + at.warp * kFrag * kHeadStride<F>, s.k, lane);
+    times_tile_transposed<F>(p, s.q + at.warp * kFrag * kHeadStride<F>, s.k[buffer], lane);
     // Only the diagonal tile has keys after a query. Every row sees key j0 <= q0, so each max
     // is finite.
     const bool diagonal = j0 == q0;
@@ -328,7 +374,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int e = 0; e < 4; ++e) o[n][e] *= rescale[e / 2];
     }
-    accumulate_times_tile<F>(o, p, s.v_t, lane);
+    accumulate_times_tile<F>(o, p, s.v_t[buffer], lane);
+    __syncthreads();  // every warp is done with the buffer the next stage overwrites
   }
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -346,14 +393,14 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // dQ for the block's queries: dq_i = scale Σ_{j<=i} ds_ij k_j over the key tiles up to the
-// block's diagonal, with p = exp(scale·score − lse) and ds = p (dout·v − row_dot). Grid as the
-// forward's.
+// block's diagonal, with p = exp(scale·score − lse) and ds = p (dout·v − row_dot). Reads q's,
+// dout's, k's and v's rows and k's columns. Grid as the forward's.
 template <int F>
 __global__ void __launch_bounds__(kThreads)
-    dq_kernel(float* dqkv, const float* dout, const float* lse, const float* row_dot,
-              const float* qkv, int T, int C, int NH, float scale) {
+    dq_kernel(float* dqkv, HeadMajor dout, const float* lse, const float* row_dot, HeadMajor q,
+              HeadMajor k, HeadMajor v, int T, int Tp, int C, int NH, float scale) {
   constexpr int hs = F * kFrag;
-  const Place at(T, C, NH, hs);
+  const Place at(T, Tp, C, NH, hs);
   Carver carver{dynamic_shared_memory()};
   const DqShared<F> s(carver);
   const FragmentLane lane;
@@ -361,7 +408,12 @@ __global__ void __launch_bounds__(kThreads)
   const int first_row = q0 + at.warp * kFrag;
   const int query[2] = {first_row + lane.g, first_row + lane.g + 8};
   const float scale_log2 = scale * kLog2e;
-  const float* heads = qkv + at.qkv_offset;
+  const auto stage = [&](int j0, int buffer) {
+    stage_rows<F>(s.k[buffer], at.rows(k, j0, hs));
+    stage_columns<F>(s.k_t[buffer], at.columns(k, j0), Tp);
+    stage_rows<F>(s.v[buffer], at.rows(v, j0, hs));
+    commit_copies();
+  };
   float query_lse[2], query_dot[2];  // log2-scaled; zeros past T, whose rows are masked
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -370,19 +422,23 @@ __global__ void __launch_bounds__(kThreads)
     query_dot[r] = valid ? row_dot[at.stat_offset + query[r]] : 0.0f;
   }
 
-  load_rows<F>(s.q, heads, 3 * C, T, q0);
-  load_rows<F>(s.dout, dout + at.row_offset, C, T, q0);
+  stage_rows<F>(s.q, at.rows(q, q0, hs));
+  stage_rows<F>(s.dout, at.rows(dout, q0, hs));
+  stage(0, 0);
   HeadResult<F> dq;
   zero<F>(dq);
   for (int j0 = 0; j0 <= q0; j0 += kTile) {
-    __syncthreads();
-    load_rows<F>(s.k, heads + C, 3 * C, T, j0);
-    load_rows_transposed<F>(s.k_t, heads + C, 3 * C, T, j0);
-    load_rows<F>(s.v, heads + 2 * C, 3 * C, T, j0);
+    const int buffer = j0 / kTile % 2;
+    if (j0 + kTile <= q0) {
+      stage(j0 + kTile, 1 - buffer);
+      wait_copies<1>();
+    } else {
+      wait_copies<0>();
+    }
     __syncthreads();
     TileResult ds, dprobs;
-    times_tile_transposed<F>(ds, s.q + at.warp * kFrag * kHeadStride<F>, s.k, lane);
-    times_tile_transposed<F>(dprobs, s.dout + at.warp * kFrag * kHeadStride<F>, s.v, lane);
+    times_tile_transposed<F>(ds, s.q + at.warp * kFrag * kHeadStride<F>, s.k[buffer], lane);
+    times_tile_transposed<F>(dprobs, s.dout + at.warp * kFrag * kHeadStride<F>, s.v[buffer], lane);
     const bool diagonal = j0 == q0;
 #pragma unroll
     for (int n = 0; n < kTileColumns; ++n) {
@@ -394,21 +450,22 @@ __global__ void __launch_bounds__(kThreads)
         ds[n][e] = p * (dprobs[n][e] - query_dot[r]);
       }
     }
-    accumulate_times_tile<F>(dq, ds, s.k_t, lane);
+    accumulate_times_tile<F>(dq, ds, s.k_t[buffer], lane);
+    __syncthreads();
   }
   add_rows<F>(dqkv + at.qkv_offset, 3 * C, dq, first_row, T, scale, lane);
 }
 
 // dK and dV for the block's keys: dv_j = Σ_{i>=j} p_ij dout_i, dk_j = scale Σ_{i>=j} ds_ij q_i
 // over the query tiles from the block's diagonal on. The warp's products are transposed (keys
-// are its rows, queries the tile's). Grid (key blocks, NH, B), the block with the most query
-// tiles (the first keys) first.
+// are its rows, queries the tile's). Reads k's and v's rows, and q's and dout's rows and columns.
+// Grid (key blocks, NH, B), the block with the most query tiles (the first keys) first.
 template <int F>
 __global__ void __launch_bounds__(kThreads)
-    dkv_kernel(float* dqkv, const float* dout, const float* lse, const float* row_dot,
-               const float* qkv, int T, int C, int NH, float scale) {
+    dkv_kernel(float* dqkv, HeadMajor dout, const float* lse, const float* row_dot, HeadMajor q,
+               HeadMajor k, HeadMajor v, int T, int Tp, int C, int NH, float scale) {
   constexpr int hs = F * kFrag;
-  const Place at(T, C, NH, hs);
+  const Place at(T, Tp, C, NH, hs);
   Carver carver{dynamic_shared_memory()};
   const DkvShared<F> s(carver);
   const FragmentLane lane;
@@ -416,41 +473,68 @@ __global__ void __launch_bounds__(kThreads)
   const int first_row = k0 + at.warp * kFrag;
   const int key[2] = {first_row + lane.g, first_row + lane.g + 8};
   const float scale_log2 = scale * kLog2e;
-  const float* heads = qkv + at.qkv_offset;
+  const auto stage = [&](int i0, int buffer) {
+    stage_rows<F>(s.q[buffer], at.rows(q, i0, hs));
+    stage_columns<F>(s.q_t[buffer], at.columns(q, i0), Tp);
+    stage_rows<F>(s.dout[buffer], at.rows(dout, i0, hs));
+    stage_columns<F>(s.dout_t[buffer], at.columns(dout, i0), Tp);
+    commit_copies();
+  };
+  // A tile's statistics go through registers: read before the products, stored after them.
+  float next_lse = 0.0f, next_dot = 0.0f;
+  const auto read_stats = [&](int i0) {
+    const int i = i0 + static_cast<int>(threadIdx.x);
+    if (threadIdx.x < kTile) {
+      next_lse = i < T ? lse[at.stat_offset + i] * kLog2e : 0.0f;
+      next_dot = i < T ? row_dot[at.stat_offset + i] : 0.0f;
+    }
+  };
+  const auto store_stats = [&](int buffer) {
+    if (threadIdx.x < kTile) {
+      s.lse[buffer][threadIdx.x] = next_lse;
+      s.row_dot[buffer][threadIdx.x] = next_dot;
+    }
+  };
 
-  load_rows<F>(s.k, heads + C, 3 * C, T, k0);
-  load_rows<F>(s.v, heads + 2 * C, 3 * C, T, k0);
+  stage_rows<F>(s.k, at.rows(k, k0, hs));
+  stage_rows<F>(s.v, at.rows(v, k0, hs));
+  stage(k0, 0);
+  read_stats(k0);
+  store_stats(0);
   HeadResult<F> dk, dv;
   zero<F>(dk);
   zero<F>(dv);
   for (int i0 = k0; i0 < T; i0 += kTile) {
-    __syncthreads();
-    load_rows<F>(s.q, heads, 3 * C, T, i0);
-    load_rows_transposed<F>(s.q_t, heads, 3 * C, T, i0);
-    load_rows<F>(s.dout, dout + at.row_offset, C, T, i0);
-    load_rows_transposed<F>(s.dout_t, dout + at.row_offset, C, T, i0);
-    for (int c = threadIdx.x; c < kTile; c += kThreads) {
-      const int i = i0 + c;
-      s.lse[c] = i < T ? lse[at.stat_offset + i] * kLog2e : 0.0f;
-      s.row_dot[c] = i < T ? row_dot[at.stat_offset + i] : 0.0f;
+    const int buffer = (i0 - k0) / kTile % 2;
+    const bool more = i0 + kTile < T;
+    if (more) {
+      stage(i0 + kTile, 1 - buffer);
+      read_stats(i0 + kTile);
+      wait_copies<1>();
+    } else {
+      wait_copies<0>();
     }
     __syncthreads();
     TileResult p, ds;  // transposed: [key][query]
-    times_tile_transposed<F>(p, s.k + at.warp * kFrag * kHeadStride<F>, s.q, lane);
-    times_tile_transposed<F>(ds, s.v + at.warp * kFrag * kHeadStride<F>, s.dout, lane);
+    times_tile_transposed<F>(p, s.k + at.warp * kFrag * kHeadStride<F>, s.q[buffer], lane);
+    times_tile_transposed<F>(ds, s.v + at.warp * kFrag * kHeadStride<F>, s.dout[buffer], lane);
     const bool diagonal = i0 == k0;
+    const float* tile_lse = s.lse[buffer];
+    const float* tile_dot = s.row_dot[buffer];
 #pragma unroll
     for (int n = 0; n < kTileColumns; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int c = n * 8 + 2 * lane.t + e % 2, query = i0 + c;
         const bool seen = query < T && !(diagonal && key[e / 2] > query);
-        p[n][e] = seen ? exp2f(p[n][e] * scale_log2 - s.lse[c]) : 0.0f;
-        ds[n][e] = p[n][e] * (ds[n][e] - s.row_dot[c]);
+        p[n][e] = seen ? exp2f(p[n][e] * scale_log2 - tile_lse[c]) : 0.0f;
+        ds[n][e] = p[n][e] * (ds[n][e] - tile_dot[c]);
       }
     }
-    accumulate_times_tile<F>(dv, p, s.dout_t, lane);
-    accumulate_times_tile<F>(dk, ds, s.q_t, lane);
+    accumulate_times_tile<F>(dv, p, s.dout_t[buffer], lane);
+    accumulate_times_tile<F>(dk, ds, s.q_t[buffer], lane);
+    if (more) store_stats(1 - buffer);  // its last readers finished before the sync above
+    __syncthreads();
   }
   float* dst = dqkv + at.qkv_offset;
   add_rows<F>(dst + C, 3 * C, dk, first_row, T, scale, lane);
