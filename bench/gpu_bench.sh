@@ -115,10 +115,49 @@ gemm_table() {
     --tokens $((micro * 1024)) || echo "dsbench gemm failed"
 }
 
+# Each kernel's GPU time, and the attention kernels' utilisation, from Nsight Compute where the
+# machine has it (KERNEL_PROFILE=0 skips it): a 2-step run with every launch timed, then one
+# launch of each attention kernel with the counters that say what limits it.
+kernel_profile() {
+  [ "${KERNEL_PROFILE:-1}" = 1 ] || return 0
+  local ncu
+  ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2> /dev/null |
+        head -n 1 || true)
+  [ -n "$ncu" ] || { echo; echo "no ncu: no per-kernel profile"; return 0; }
+  echo
+  sed "s/steps: $steps,/steps: 2,/" "$work/gpt2.yaml" > "$work/ncu.yaml"
+  local run=(env LD_LIBRARY_PATH=${DS_LIB_PATH:+$DS_LIB_PATH:}${LD_LIBRARY_PATH:-}
+             "$build_dir/bin/dsworker" "$work/ncu.yaml")
+  "$ncu" --metrics gpu__time_duration.sum --csv "${run[@]}" 2> "$work/ncu.err" |
+    python3 bench/ncu_kernel_table.py --per-step 2 || tail -n 5 "$work/ncu.err"
+  echo
+  # Per step 12 forwards, then the backward's 12 (dq, dkv) pairs, last layer first: skipping a
+  # step and 11 forwards leaves the last layer's forward, dq and dkv.
+  echo "attention kernels (the last layer's forward, dQ and dK/dV of step 2):"
+  local metrics=gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed
+  metrics+=,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
+  metrics+=,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread
+  metrics+=,launch__occupancy_limit_registers,launch__occupancy_limit_shared_mem
+  metrics+=,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum
+  metrics+=,dram__throughput.avg.pct_of_peak_sustained_elapsed,smsp__inst_executed.sum
+  metrics+=,smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio
+  metrics+=,smsp__average_warps_issue_stalled_short_scoreboard_per_issue_active.ratio
+  metrics+=,smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio
+  metrics+=,smsp__average_warps_issue_stalled_math_pipe_throttle_per_issue_active.ratio
+  metrics+=,smsp__average_warps_issue_stalled_mio_throttle_per_issue_active.ratio
+  metrics+=,smsp__average_warps_issue_stalled_wait_per_issue_active.ratio
+  metrics+=,smsp__issue_active.avg.pct_of_peak_sustained_active
+  "$ncu" --metrics "$metrics" --csv --kernel-name-base demangled \
+    -k 'regex:tc_attention::(forward|dq|dkv)_kernel' --launch-skip 47 --launch-count 3 \
+    "${run[@]}" 2> "$work/ncu.err" | python3 bench/ncu_kernel_table.py ||
+    tail -n 5 "$work/ncu.err"
+}
+
 if [ -z "$python" ]; then
   echo "PyTorch with CUDA not found (set PYTHON): no same-GPU comparison"
   op_profile
   gemm_table
+  kernel_profile
   exit 0
 fi
 flag=()
@@ -146,3 +185,4 @@ for variant in eager sdpa; do
 done
 op_profile
 gemm_table
+kernel_profile

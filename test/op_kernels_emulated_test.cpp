@@ -114,6 +114,7 @@ TEST_CASE("emulated softmax cross-entropy", "[op_kernels]") {
          got_losses.data(), got_probs.data(), logits.data(), targets.data(), V);
   check_parity("softmax_cross_entropy_forward losses", got_losses, losses, 1e-5);
   check_parity("softmax_cross_entropy_forward probs", got_probs, probs, 1e-5);
+  const Vec forward_losses = got_losses;
 
   Vec dlogits(logits.size()), got_dlogits(logits.size());
   cpu::softmax_cross_entropy_backward(dlogits.data(), probs.data(), targets.data(), 0.25f, N, V);
@@ -131,6 +132,13 @@ TEST_CASE("emulated softmax cross-entropy", "[op_kernels]") {
          targets.data(), 0.25f, V, int64_t{V});
   check_parity("softmax_cross_entropy_fused losses", got_losses, fused_losses, 1e-5);
   check_parity("softmax_cross_entropy_fused dlogits", got_fused, fused, 1e-6);
+  // Bit for bit the separate kernels' arithmetic (evaluation's losses are training's).
+  Vec chained(logits.size());
+  launch(k::softmax_cross_entropy_backward_kernel, dim3{blocks_for(int64_t{N} * V)},
+         dim3{k::kBlock}, 0, chained.data(), static_cast<const float*>(got_probs.data()),
+         targets.data(), 0.25f, int64_t{N}, V);
+  CHECK(got_losses == forward_losses);
+  CHECK(got_fused == chained);
 
   // Rows padded to ld > V (the GPU classifier's layout): the padding is neither read nor written.
   const int64_t ld = V + 5;

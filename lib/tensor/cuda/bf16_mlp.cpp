@@ -10,6 +10,7 @@
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/kernels.h"
 #include "tensor/cuda/lt_matmul.h"
+#include "tensor/cuda/staged_output.h"
 
 namespace ds::tensor::cuda {
 
@@ -39,31 +40,6 @@ bool Bf16Mlp::supports(int N, int C, int H) {
          lt_.supports(N, H, C, WeightLayout::kInOut, fp32_out);
 }
 
-Bf16Mlp::Output Bf16Mlp::accumulate_into(float* target, int64_t n, DeviceBuffer& staging,
-                                         cudaStream_t stream) {
-  if (target == nullptr || LtMatmul::aligned(target)) return {target, target, n};
-  staging.grow(sizeof(float) * static_cast<size_t>(n));
-  fill_zero(staging.as<float>(), n, stream);
-  return {target, staging.as<float>(), n};
-}
-
-Bf16Mlp::Output Bf16Mlp::write_into(float* target, int64_t n, DeviceBuffer& staging) {
-  if (LtMatmul::aligned(target)) return {target, target, n};
-  staging.grow(sizeof(float) * static_cast<size_t>(n));
-  return {target, staging.as<float>(), n};
-}
-
-void Bf16Mlp::finish(const Output& output, bool accumulate, cudaStream_t stream) {
-  if (output.at == output.target) return;
-  if (accumulate) {
-    add_inplace(output.target, output.at, output.n, stream);
-  } else {
-    DS_CUDA_CALL(cudaMemcpyAsync(output.target, output.at,
-                                 sizeof(float) * static_cast<size_t>(output.n),
-                                 cudaMemcpyDeviceToDevice, stream));
-  }
-}
-
 void Bf16Mlp::forward(float* out, float* saved, const float* inp, const float* w_fc,
                       const float* b_fc, const float* w_proj, const float* b_proj, int N, int C,
                       int H, cudaStream_t stream) {
@@ -78,17 +54,11 @@ void Bf16Mlp::forward(float* out, float* saved, const float* inp, const float* w
   lt_.forward_gelu(act, pre, inp16, w_fc16, b_fc16, N, C, H, WeightLayout::kInOut, DType::kBF16,
                    stream);
 
-  const float* bias = b_proj;
-  if (bias != nullptr && !LtMatmul::aligned(bias)) {
-    b_proj_.grow(sizeof(float) * static_cast<size_t>(C));
-    DS_CUDA_CALL(cudaMemcpyAsync(b_proj_.data(), bias, sizeof(float) * static_cast<size_t>(C),
-                                 cudaMemcpyDeviceToDevice, stream));
-    bias = b_proj_.as<float>();
-  }
-  const Output y = write_into(out, int64_t{N} * C, staged_[0]);
+  const float* bias = aligned_input(b_proj, C, b_proj_, stream);
+  const StagedOutput y = StagedOutput::writing(out, int64_t{N} * C, staged_[0]);
   lt_.forward(y.at, act, w_proj16, bias, N, H, C, WeightLayout::kInOut,
               {DType::kBF16, DType::kF32, DType::kF32}, stream);
-  finish(y, /*accumulate=*/false, stream);
+  y.finish(/*accumulate=*/false, stream);
 }
 
 void Bf16Mlp::backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
@@ -109,21 +79,21 @@ void Bf16Mlp::backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, 
   // Through the projection and GELU: dpre in bf16, the projection's weight gradient in fp32.
   // The bias gradients are column sums (fixed order, fp32, any alignment): db_proj's of the fp32
   // dout, db_fc's of dpre.
-  const Output g_proj = accumulate_into(dw_proj, int64_t{H} * C, staged_[1], stream);
+  const auto g_proj = StagedOutput::accumulating(dw_proj, int64_t{H} * C, staged_[1], stream);
   lt_.backward_gelu(dpre, g_proj.at, nullptr, dout16, act, w_proj16, pre, N, H, C,
                     WeightLayout::kInOut, {DType::kBF16, DType::kBF16, DType::kF32}, stream);
-  finish(g_proj, /*accumulate=*/true, stream);
+  g_proj.finish(/*accumulate=*/true, stream);
   if (db_proj != nullptr) {
     mixed::matmul_bias_backward(db_proj, DType::kF32, dout, DType::kF32, N, C, stream);
   }
 
   // Through the expansion: the input gradient and the expansion's weight gradient in fp32.
-  const Output g_inp = accumulate_into(dinp, int64_t{N} * C, staged_[0], stream);
-  const Output g_fc = accumulate_into(dw_fc, int64_t{C} * H, staged_[2], stream);
+  const auto g_inp = StagedOutput::accumulating(dinp, int64_t{N} * C, staged_[0], stream);
+  const auto g_fc = StagedOutput::accumulating(dw_fc, int64_t{C} * H, staged_[2], stream);
   lt_.backward(g_inp.at, g_fc.at, nullptr, dpre, inp16, w_fc16, N, C, H, WeightLayout::kInOut,
                {DType::kBF16, DType::kF32, DType::kF32}, stream);
-  finish(g_inp, /*accumulate=*/true, stream);
-  finish(g_fc, /*accumulate=*/true, stream);
+  g_inp.finish(/*accumulate=*/true, stream);
+  g_fc.finish(/*accumulate=*/true, stream);
   if (db_fc != nullptr) {
     mixed::matmul_bias_backward(db_fc, DType::kF32, dpre, DType::kBF16, N, H, stream);
   }

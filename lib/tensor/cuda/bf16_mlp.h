@@ -50,17 +50,6 @@ class Bf16Mlp {
                 const float* w_fc, const float* w_proj, int N, int C, int H, cudaStream_t stream);
 
  private:
-  // A tensor of `n` fp32 values the products write or add to: `target` itself when it is
-  // aligned, else staging that finish() adds (or copies) to it.
-  struct Output {
-    float* target;
-    float* at;
-    int64_t n;
-  };
-  Output accumulate_into(float* target, int64_t n, DeviceBuffer& staging, cudaStream_t stream);
-  Output write_into(float* target, int64_t n, DeviceBuffer& staging);
-  void finish(const Output& output, bool accumulate, cudaStream_t stream);
-
   LtMatmul& lt_;
   DeviceBuffer inp16_, dout16_, w_fc16_, w_proj16_, b_fc16_;
   DeviceBuffer staged_[3];  // out or dinp, and the two weight gradients

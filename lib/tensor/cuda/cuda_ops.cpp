@@ -4,6 +4,7 @@
 
 #include "tensor/cuda/adamw.h"
 #include "tensor/cuda/bf16_kernels.h"
+#include "tensor/cuda/bf16_matmul.h"
 #include "tensor/cuda/bf16_mlp.h"
 #include "tensor/cuda/blas.h"
 #include "tensor/cuda/cast_kernels.h"
@@ -52,6 +53,9 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
       bf16_mlp_(precision == MatmulPrecision::kBf16 && tensor_core_shared_bytes_ > 0
                     ? std::make_unique<Bf16Mlp>(*lt_)
                     : nullptr),
+      bf16_matmul_(precision == MatmulPrecision::kBf16 && tensor_core_shared_bytes_ > 0
+                       ? std::make_unique<Bf16Matmul>(*lt_)
+                       : nullptr),
       tc_attention_(std::make_unique<TensorCoreAttention>()),
       flash_above_bytes_(flash_above_bytes),
       buckets_(std::make_unique<TokenBuckets>()),
@@ -78,13 +82,15 @@ std::string CudaOps::kernel_report() const {
       "matmuls: {} cuBLASLt GEMM shapes planned; bias/GELU steps fused into the epilogue {} "
       "times, run as separate kernels {} times; {} matmuls on cuBLAS (unaligned operands or no "
       "cuBLASLt algorithm); attention forwards: {} tensor-core flash, {} fp32 flash, {} "
-      "materialised; LM head logits in {}; MLP hidden activations in {}",
+      "materialised; LM head logits in {}; MLP hidden activations in {}; other matmuls' operands "
+      "{}",
       lt.plans, lt.fused, lt.unfused, cublas_matmuls_,
       attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)],
       attention_calls_[static_cast<int>(AttentionKernels::kFlash)],
       attention_calls_[static_cast<int>(AttentionKernels::kMaterialised)],
       classifier_->bf16_logits() ? "bf16" : "fp32",
-      bf16_mlp_ != nullptr ? "bf16 (hidden widths that are multiples of 8)" : "fp32");
+      bf16_mlp_ != nullptr ? "bf16 (hidden widths that are multiples of 8)" : "fp32",
+      bf16_matmul_ != nullptr ? "rounded to bf16 copies" : "as stored");
   if (profiler_->enabled()) {
     report += '\n';
     report += profiler_->report();
@@ -159,6 +165,10 @@ void CudaOps::layernorm_backward(float* dinp, float* dweight, float* dbias, cons
 }
 void CudaOps::matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                              int N, int IC, int OC, WeightLayout layout) {
+  if (bf16_matmul_ != nullptr && bf16_matmul_->supports(N, IC, OC, layout)) {
+    const auto timed = profiler_->time("matmul_forward (bf16)", stream(), {N, IC, OC});
+    return bf16_matmul_->forward(out, inp, weight, bias, N, IC, OC, layout, stream());
+  }
   const auto timed = profiler_->time("matmul_forward", stream(), {N, IC, OC});
   if (lt_usable({out, inp, weight, bias}, N, IC, OC, layout)) {
     lt_->forward(out, inp, weight, bias, N, IC, OC, layout, DType::kF32, stream());
@@ -170,6 +180,11 @@ void CudaOps::matmul_forward(float* out, const float* inp, const float* weight, 
 void CudaOps::matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                               const float* inp, const float* weight, int N, int IC, int OC,
                               WeightLayout layout) {
+  if (bf16_matmul_ != nullptr && bf16_matmul_->supports(N, IC, OC, layout)) {
+    const auto timed = profiler_->time("matmul_backward (bf16)", stream(), {N, IC, OC});
+    return bf16_matmul_->backward(dinp, dweight, dbias, dout, inp, weight, N, IC, OC, layout,
+                                  stream());
+  }
   const auto timed = profiler_->time("matmul_backward", stream(), {N, IC, OC});
   if (lt_usable({dinp, dweight, dbias, dout, inp, weight}, N, IC, OC, layout)) {
     lt_->backward(dinp, dweight, dbias, dout, inp, weight, N, IC, OC, layout, DType::kF32,

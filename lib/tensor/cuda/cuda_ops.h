@@ -15,6 +15,7 @@
 
 namespace ds::tensor::cuda {
 
+class Bf16Matmul;
 class Bf16Mlp;
 class Blas;
 class Classifier;
@@ -148,8 +149,9 @@ class CudaOps final : public Ops {
   std::unique_ptr<LtMatmul> lt_;
   MatmulPrecision precision_;
   size_t tensor_core_shared_bytes_;  // per block, for the tensor-core attention (0: no bf16 MMA)
-  std::unique_ptr<Classifier> classifier_;  // the training step's LM head (classifier.h)
-  std::unique_ptr<Bf16Mlp> bf16_mlp_;       // bf16 runs' MLP (bf16_mlp.h); null otherwise
+  std::unique_ptr<Classifier> classifier_;   // the training step's LM head (classifier.h)
+  std::unique_ptr<Bf16Mlp> bf16_mlp_;        // bf16 runs' MLP (bf16_mlp.h); null otherwise
+  std::unique_ptr<Bf16Matmul> bf16_matmul_;  // bf16 runs' other matmuls; null otherwise
   // bf16 runs' attention and its workspace (tensor_core_attention.h)
   std::unique_ptr<TensorCoreAttention> tc_attention_;
   size_t flash_above_bytes_;

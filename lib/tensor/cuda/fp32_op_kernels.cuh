@@ -63,19 +63,13 @@ __global__ void softmax_cross_entropy_forward_kernel(float* losses, float* probs
   const bool ignored = target == kIgnoreTarget;
   // Read before p (which may be x) is overwritten: block_reduce below synchronises first.
   const float target_logit = ignored ? 0.0f : x[target];
-  float maxv = -INFINITY;
-  for (int i = threadIdx.x; i < V; i += blockDim.x) maxv = fmaxf(maxv, x[i]);
-  maxv = block_reduce(maxv, shared_max, Max{});
-  // Each element is read and then written by the same thread, so aliasing is safe.
-  double sum = 0.0;
-  for (int i = threadIdx.x; i < V; i += blockDim.x) {
-    const float e = expf(x[i] - maxv);
-    p[i] = e;
-    sum += e;
-  }
-  sum = block_reduce(sum, shared_sum, Add{});
+  const RowStatistics row = row_statistics(x, V, shared_max, shared_sum);
+  const float maxv = row.max;
+  const double sum = row.sum;
+  // As the fused kernel rounds it (op_kernels.cuh). Each element is read and then written by the
+  // same thread, so aliasing is safe.
   const float inv = static_cast<float>(1.0 / sum);
-  for (int i = threadIdx.x; i < V; i += blockDim.x) p[i] = __fmul_rn(p[i], inv);
+  for (int i = threadIdx.x; i < V; i += blockDim.x) p[i] = __fmul_rn(expf(x[i] - maxv), inv);
   if (threadIdx.x == 0) {
     losses[n] = ignored ? 0.0f : static_cast<float>(log(sum) + double(maxv) - double(target_logit));
   }

@@ -238,11 +238,37 @@ __device__ void rewrite_row(S* dst, const S* src, int V, Fn&& fn) {
   }
 }
 
+// A row's softmax statistics: its maximum, and the sum of exp(x − maximum) over it. One pass:
+// each thread keeps a running maximum over its chunks and rescales its fp32 sum when it grows;
+// the threads' sums, rescaled to the row's maximum, are combined in double. The whole block calls
+// it (it synchronises); every softmax of a row over the vocabulary goes through it, so that the
+// fused training kernel and the separate forward give the same bits.
+struct RowStatistics {
+  float max;
+  double sum;
+};
+template <typename S>
+__device__ RowStatistics row_statistics(const S* row, int V, float* shared_max,
+                                        double* shared_sum) {
+  float thread_max = -INFINITY, thread_sum = 0.0f;
+  visit_row(row, V, [&](int, const float* values, int count) {
+    float chunk_max = values[0];
+    for (int k = 1; k < count; ++k) chunk_max = fmaxf(chunk_max, values[k]);
+    if (chunk_max > thread_max) {
+      thread_sum *= expf(thread_max - chunk_max);  // 0 before the first chunk
+      thread_max = chunk_max;
+    }
+    for (int k = 0; k < count; ++k) thread_sum += expf(values[k] - thread_max);
+  });
+  const float row_max = block_reduce(thread_max, shared_max, Max{});
+  // A thread that saw no element has thread_sum 0 (and thread_max -inf).
+  const double mine = thread_sum == 0.0f ? 0.0 : double(thread_sum) * expf(thread_max - row_max);
+  return {row_max, block_reduce(mine, shared_sum, Add{})};
+}
+
 // Softmax cross-entropy's forward and backward for one row per block, rows `ld` elements apart
 // (ld >= V: the GPU's classifier pads them for aligned GEMMs). Two passes over the row's logits:
-// the maximum and the sum of exponentials together (each thread keeps a running maximum and
-// rescales its sum when it grows; the threads' sums are combined in double), then the gradient
-// written over dlogits (unless it is nullptr). Every element is read and then written by the same
+// row_statistics, then the gradient written over dlogits (unless it is nullptr). Every element is read and then written by the same
 // thread, and the target's logit is read before the first block synchronisation, so dlogits may
 // alias logits.
 template <typename S>
@@ -256,20 +282,9 @@ __global__ void softmax_cross_entropy_kernel(float* losses, S* dlogits, const S*
   const int32_t target = targets[n];
   const bool ignored = target == kIgnoreTarget;
   const float target_logit = ignored ? 0.0f : load(x, target);
-  float thread_max = -INFINITY, thread_sum = 0.0f;
-  visit_row(x, V, [&](int, const float* values, int count) {
-    float chunk_max = values[0];
-    for (int k = 1; k < count; ++k) chunk_max = fmaxf(chunk_max, values[k]);
-    if (chunk_max > thread_max) {
-      thread_sum *= expf(thread_max - chunk_max);  // 0 before the first chunk
-      thread_max = chunk_max;
-    }
-    for (int k = 0; k < count; ++k) thread_sum += expf(values[k] - thread_max);
-  });
-  const float maxv = block_reduce(thread_max, shared_max, Max{});
-  // A thread that saw no element has thread_sum 0 (and thread_max -inf).
-  const double mine = thread_sum == 0.0f ? 0.0 : double(thread_sum) * expf(thread_max - maxv);
-  const double sum = block_reduce(mine, shared_sum, Add{});
+  const RowStatistics row = row_statistics(x, V, shared_max, shared_sum);
+  const float maxv = row.max;
+  const double sum = row.sum;
   if (threadIdx.x == 0) {
     losses[n] = ignored ? 0.0f : static_cast<float>(log(sum) + double(maxv) - double(target_logit));
   }
