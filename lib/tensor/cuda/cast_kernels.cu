@@ -1,5 +1,7 @@
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 #include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/kernel_helpers.cuh"
 #include "tensor/cuda/storage_types.cuh"
@@ -52,6 +54,50 @@ __global__ void convert_kernel(void* out, int out_kind, const void* in, int in_k
   store(out, out_kind, i, v);
 }
 
+// Plain conversions (no scale, no accumulation) eight elements a thread, in 16-byte loads and
+// stores: the per-element kernel above moves about a third of what the memory can (an H100 ran
+// the bf16 run's roundings at 1.1 TB/s with it).
+template <typename T>
+struct alignas(16) Eight {
+  T x[8];
+};
+
+template <typename In, typename Out>
+__global__ void convert_eight_kernel(Out* out, const In* in, int64_t groups) {
+  const int64_t g = detail::element();
+  if (g >= groups) return;
+  const Eight<In> a = reinterpret_cast<const Eight<In>*>(in)[g];
+  Eight<Out> b;
+#pragma unroll
+  for (int k = 0; k < 8; ++k) detail::store(b.x, k, detail::load(a.x, k));
+  reinterpret_cast<Eight<Out>*>(out)[g] = b;
+}
+
+bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Calls fn(In{}, Out{}) with the element types of a conversion from in_dtype to out_dtype.
+template <typename Fn>
+void with_types(DType out_dtype, DType in_dtype, Fn&& fn) {
+  const auto with_out = [&](auto in_tag) {
+    switch (out_dtype) {
+      case DType::kBF16:
+        return fn(in_tag, __nv_bfloat16{});
+      case DType::kF16:
+        return fn(in_tag, __half{});
+      case DType::kF32:
+        return fn(in_tag, float{});
+    }
+  };
+  switch (in_dtype) {
+    case DType::kBF16:
+      return with_out(__nv_bfloat16{});
+    case DType::kF16:
+      return with_out(__half{});
+    case DType::kF32:
+      return with_out(float{});
+  }
+}
+
 void launch(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n, float scale,
             bool accumulate, cudaStream_t stream) {
   DS_CUDA_REQUIRE(n >= 0);
@@ -62,6 +108,21 @@ void launch(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t 
                                    cudaMemcpyDeviceToDevice, stream));
     }
     return;
+  }
+  if (!accumulate && scale == 1.0f && aligned_16(out) && aligned_16(in) && n >= 8) {
+    const int64_t groups = n / 8;
+    with_types(out_dtype, in_dtype, [&](auto in_type, auto out_type) {
+      using In = decltype(in_type);
+      using Out = decltype(out_type);
+      convert_eight_kernel<<<detail::blocks_for(groups), detail::kBlock, 0, stream>>>(
+          static_cast<Out*>(out), static_cast<const In*>(in), groups);
+    });
+    DS_CUDA_LAUNCHED();
+    const int64_t done = groups * 8;
+    if (done == n) return;
+    out = static_cast<char*>(out) + dtype_size(out_dtype) * static_cast<size_t>(done);
+    in = static_cast<const char*>(in) + dtype_size(in_dtype) * static_cast<size_t>(done);
+    n -= done;
   }
   convert_kernel<<<detail::blocks_for(n), detail::kBlock, 0, stream>>>(
       out, kind_of(out_dtype), in, kind_of(in_dtype), n, scale, accumulate);

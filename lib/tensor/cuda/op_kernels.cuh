@@ -268,9 +268,9 @@ __device__ RowStatistics row_statistics(const S* row, int V, float* shared_max,
 
 // Softmax cross-entropy's forward and backward for one row per block, rows `ld` elements apart
 // (ld >= V: the GPU's classifier pads them for aligned GEMMs). Two passes over the row's logits:
-// row_statistics, then the gradient written over dlogits (unless it is nullptr). Every element is read and then written by the same
-// thread, and the target's logit is read before the first block synchronisation, so dlogits may
-// alias logits.
+// row_statistics, then the gradient written over dlogits (unless it is nullptr). Every element is
+// read and then written by the same thread, and the target's logit is read before the first block
+// synchronisation, so dlogits may alias logits.
 template <typename S>
 __global__ void softmax_cross_entropy_kernel(float* losses, S* dlogits, const S* logits,
                                              const int32_t* targets, float dloss, int V,

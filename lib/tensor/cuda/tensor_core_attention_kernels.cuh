@@ -41,8 +41,9 @@ using detail::dynamic_shared_memory;
 using detail::FragmentLane;
 using detail::kWarp;
 using detail::load_a;
-using detail::load_b_transposed;
+using detail::load_b_pair_transposed;
 using detail::mma_bf16;
+using detail::pack_bf16;
 using detail::wait_copies;
 
 using Bf16 = __nv_bfloat16;
@@ -154,28 +155,50 @@ struct HeadMajor {
 constexpr int kMaxHead = kMaxFrags * kFrag;
 constexpr int kCopyStride = kMaxHead + 2;  // head_major_kernel's tile: odd in words, no conflicts
 
+// Four consecutive floats of a row, zeros for a row past T; one 16-byte load when the row allows.
+struct alignas(16) Quad {
+  float x[4];
+};
+__device__ __forceinline__ Quad load_quad(const float* p, bool in_range, bool vector) {
+  if (!in_range) return Quad{{0.0f, 0.0f, 0.0f, 0.0f}};
+  if (vector) return *reinterpret_cast<const Quad*>(p);
+  return Quad{{p[0], p[1], p[2], p[3]}};
+}
+
 // Rows t < T of one tensor (row t of batch row b at src + b·batch_stride + t·row_stride, head h
 // at column h·hs, fp32) into `to` as bf16, zeros for t in [T, Tp). Grid (Tp / kRows, NH, B),
-// kThreads threads: a block copies 64 rows of one head, through shared memory for the transpose,
-// so that both the reads and the writes are coalesced.
+// kThreads threads: a block copies 64 rows of one head, four columns a thread, through shared
+// memory for the transpose, so that both the reads and the writes are coalesced.
 __global__ void __launch_bounds__(kThreads)
     head_major_kernel(HeadMajor to, const float* src, int64_t batch_stride, int64_t row_stride,
                       int T, int Tp, int NH, int hs) {
-  __shared__ Bf16 tile[kRows * kCopyStride];
+  __shared__ uint32_t tile[kRows * kCopyStride / 2];  // bf16 pairs
   const int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * kRows;
   const int64_t head = int64_t{b} * NH + h;
   const float* from = src + b * batch_stride + int64_t{h} * hs;
-  for (int e = threadIdx.x; e < kRows * hs; e += kThreads) {
-    const int r = e / hs, d = e % hs, t = t0 + r;
-    const Bf16 value = __float2bfloat16(t < T ? from[int64_t{t} * row_stride + d] : 0.0f);
-    tile[r * kCopyStride + d] = value;
-    if (to.rows != nullptr) to.rows[(head * Tp + t) * hs + d] = value;
+  const bool vector = reinterpret_cast<uintptr_t>(from) % sizeof(Quad) == 0 && row_stride % 4 == 0;
+  const int quads = hs / 4;
+  for (int e = threadIdx.x; e < kRows * quads; e += kThreads) {
+    const int r = e / quads, d = e % quads * 4, t = t0 + r;
+    const Quad x = load_quad(from + int64_t{t} * row_stride + d, t < T, vector);
+    const uint32_t low = pack_bf16(x.x[0], x.x[1]), high = pack_bf16(x.x[2], x.x[3]);
+    tile[(r * kCopyStride + d) / 2] = low;
+    tile[(r * kCopyStride + d) / 2 + 1] = high;
+    if (to.rows != nullptr) {
+      uint32_t* row = reinterpret_cast<uint32_t*>(to.rows + (head * Tp + t) * hs + d);
+      row[0] = low;
+      row[1] = high;
+    }
   }
   if (to.columns == nullptr) return;
   __syncthreads();
-  for (int e = threadIdx.x; e < kRows * hs; e += kThreads) {
-    const int d = e / kRows, r = e % kRows;
-    to.columns[(head * hs + d) * Tp + t0 + r] = tile[r * kCopyStride + d];
+  // Two rows a thread: a column's consecutive elements, one 4-byte store.
+  const Bf16* bf16_tile = reinterpret_cast<const Bf16*>(tile);
+  for (int e = threadIdx.x; e < kRows / 2 * hs; e += kThreads) {
+    const int d = e / (kRows / 2), r = e % (kRows / 2) * 2;
+    const uint32_t pair = uint32_t{detail::bf16_bits(bf16_tile[r * kCopyStride + d])} |
+                          uint32_t{detail::bf16_bits(bf16_tile[(r + 1) * kCopyStride + d])} << 16;
+    *reinterpret_cast<uint32_t*>(to.columns + (head * hs + d) * Tp + t0 + r) = pair;
   }
 }
 
@@ -215,11 +238,13 @@ __device__ void times_tile_transposed(TileResult& result, const Bf16* rows, cons
     uint32_t a[4];
     load_a(a, rows + k * kFrag, kHeadStride<F>, lane);
 #pragma unroll
-    for (int n = 0; n < kTileColumns; ++n) {
+    for (int n = 0; n < kTileColumns; n += 2) {
       // B(k, n) = tile[n][k]: the tile's rows are B's columns.
-      uint32_t b[2];
-      load_b_transposed(b, tile + n * 8 * kHeadStride<F> + k * kFrag, kHeadStride<F>, lane);
+      uint32_t b[2], b_next[2];
+      load_b_pair_transposed(b, b_next, tile + n * 8 * kHeadStride<F> + k * kFrag, kHeadStride<F>,
+                             lane);
       mma_bf16(result[n], a, b);
+      mma_bf16(result[n + 1], a, b_next);
     }
   }
 }
@@ -234,10 +259,12 @@ __device__ void accumulate_times_tile(HeadResult<F>& acc, const TileResult& weig
     uint32_t a[4];
     a_from_results(a, weights[2 * k], weights[2 * k + 1]);
 #pragma unroll
-    for (int n = 0; n < 2 * F; ++n) {
-      uint32_t b[2];  // B(k, n) = tile[k][n] = tile_t[n][k]
-      load_b_transposed(b, tile_t + n * 8 * kTransposedStride + k * kFrag, kTransposedStride, lane);
+    for (int n = 0; n < 2 * F; n += 2) {
+      uint32_t b[2], b_next[2];  // B(k, n) = tile[k][n] = tile_t[n][k]
+      load_b_pair_transposed(b, b_next, tile_t + n * 8 * kTransposedStride + k * kFrag,
+                             kTransposedStride, lane);
       mma_bf16(acc[n], a, b);
+      mma_bf16(acc[n + 1], a, b_next);
     }
   }
 }
@@ -259,6 +286,26 @@ __device__ __forceinline__ float quad_max(float x) {
 __device__ __forceinline__ float quad_sum(float x) {
   x += __shfl_xor_sync(0xffffffffu, x, 1);
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+// On a diagonal tile, the scores of keys after their query become -inf, so that their
+// exponentials are 0. The warp's result rows are `rows` (fragment rows g and g+8), its columns
+// tile rows first_column + c; rows are queries (kRowsAreQueries: the forward and dQ) or keys
+// (dK/dV, whose products are transposed). Only the diagonal tile has such keys. Rows and columns
+// past T need no mask: their bf16 copies are zero rows (head_major_kernel), so they add nothing.
+template <bool kRowsAreQueries>
+__device__ void mask_future_keys(TileResult& scores, const int (&rows)[2], int first_column,
+                                 FragmentLane lane) {
+#pragma unroll
+  for (int n = 0; n < kTileColumns; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int column = first_column + n * 8 + 2 * lane.t + e % 2;
+      const int query = kRowsAreQueries ? rows[e / 2] : column;
+      const int key = kRowsAreQueries ? column : rows[e / 2];
+      if (key > query) scores[n][e] = -INFINITY;
+    }
+  }
 }
 
 // Row first_row + g + 8r (r = 0, 1) of dst (rows row_stride apart) += factor · the warp's head
@@ -340,23 +387,19 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();  // the tile (and q) is in
     TileResult p;
     times_tile_transposed<F>(p, s.q + at.warp * kFrag * kHeadStride<F>, s.k[buffer], lane);
-    // Only the diagonal tile has keys after a query. Every row sees key j0 <= q0, so each max
-    // is finite.
-    const bool diagonal = j0 == q0;
+    // Every row sees key j0 <= q0, so each max is finite. The maximum of the raw scores, scaled,
+    // is the maximum of the scaled ones (scale > 0).
+    if (j0 == q0) mask_future_keys<true>(p, query, j0, lane);
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int n = 0; n < kTileColumns; ++n) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = j0 + n * 8 + 2 * lane.t + e % 2;
-        p[n][e] = diagonal && key > query[e / 2] ? -INFINITY : p[n][e] * scale_log2;
-        tile_max[e / 2] = fmaxf(tile_max[e / 2], p[n][e]);
-      }
+      for (int e = 0; e < 4; ++e) tile_max[e / 2] = fmaxf(tile_max[e / 2], p[n][e]);
     }
     float rescale[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const float new_max = fmaxf(row_max[r], quad_max(tile_max[r]));
+      const float new_max = fmaxf(row_max[r], quad_max(tile_max[r]) * scale_log2);
       rescale[r] = exp2f(row_max[r] - new_max);  // 0 on the first tile
       row_max[r] = new_max;
       row_sum[r] *= rescale[r];
@@ -365,7 +408,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int n = 0; n < kTileColumns; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        p[n][e] = exp2f(p[n][e] - row_max[e / 2]);  // 0 where masked
+        p[n][e] = exp2f(fmaf(p[n][e], scale_log2, -row_max[e / 2]));  // 0 where masked
         row_sum[e / 2] += p[n][e];
       }
     }
@@ -414,7 +457,7 @@ __global__ void __launch_bounds__(kThreads)
     stage_rows<F>(s.v[buffer], at.rows(v, j0, hs));
     commit_copies();
   };
-  float query_lse[2], query_dot[2];  // log2-scaled; zeros past T, whose rows are masked
+  float query_lse[2], query_dot[2];  // log2-scaled; zeros past T (whose rows add nothing)
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const bool valid = query[r] < T;
@@ -439,15 +482,13 @@ __global__ void __launch_bounds__(kThreads)
     TileResult ds, dprobs;
     times_tile_transposed<F>(ds, s.q + at.warp * kFrag * kHeadStride<F>, s.k[buffer], lane);
     times_tile_transposed<F>(dprobs, s.dout + at.warp * kFrag * kHeadStride<F>, s.v[buffer], lane);
-    const bool diagonal = j0 == q0;
+    if (j0 == q0) mask_future_keys<true>(ds, query, j0, lane);
 #pragma unroll
     for (int n = 0; n < kTileColumns; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int r = e / 2, key = j0 + n * 8 + 2 * lane.t + e % 2;
-        const bool seen = query[r] < T && !(diagonal && key > query[r]);
-        const float p = seen ? exp2f(ds[n][e] * scale_log2 - query_lse[r]) : 0.0f;
-        ds[n][e] = p * (dprobs[n][e] - query_dot[r]);
+        const float p = exp2f(fmaf(ds[n][e], scale_log2, -query_lse[e / 2]));
+        ds[n][e] = p * (dprobs[n][e] - query_dot[e / 2]);
       }
     }
     accumulate_times_tile<F>(dq, ds, s.k_t[buffer], lane);
@@ -518,16 +559,15 @@ __global__ void __launch_bounds__(kThreads)
     TileResult p, ds;  // transposed: [key][query]
     times_tile_transposed<F>(p, s.k + at.warp * kFrag * kHeadStride<F>, s.q[buffer], lane);
     times_tile_transposed<F>(ds, s.v + at.warp * kFrag * kHeadStride<F>, s.dout[buffer], lane);
-    const bool diagonal = i0 == k0;
+    if (i0 == k0) mask_future_keys<false>(p, key, i0, lane);
     const float* tile_lse = s.lse[buffer];
     const float* tile_dot = s.row_dot[buffer];
 #pragma unroll
     for (int n = 0; n < kTileColumns; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int c = n * 8 + 2 * lane.t + e % 2, query = i0 + c;
-        const bool seen = query < T && !(diagonal && key[e / 2] > query);
-        p[n][e] = seen ? exp2f(p[n][e] * scale_log2 - tile_lse[c]) : 0.0f;
+        const int c = n * 8 + 2 * lane.t + e % 2;
+        p[n][e] = exp2f(fmaf(p[n][e], scale_log2, -tile_lse[c]));
         ds[n][e] = p[n][e] * (ds[n][e] - tile_dot[c]);
       }
     }

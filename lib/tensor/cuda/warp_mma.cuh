@@ -9,7 +9,8 @@
 //   B, 16x8 bf16 (k x n):      b[0] = (k 2t..2t+1, n g)  b[1] = (k 2t+8..2t+9, n g)
 //   C and D, 16x8 fp32:        c[0], c[1] = (g, 2t), (g, 2t+1)  c[2], c[3] = (g+8, 2t), (g+8, 2t+1)
 //
-// Each 32-bit register holds two bf16, the lower index in the lower half. Under DS_EMULATED_CUDA
+// Each 32-bit register holds two bf16, the lower index in the lower half. The operands come from
+// shared memory by ldmatrix, four 8x8 matrices per instruction. Under DS_EMULATED_CUDA
 // (tests on machines without a GPU, test/emulated_cuda/) the product is computed from every
 // lane's registers, gathered through the emulated warp, in fp32 as the hardware accumulates.
 #pragma once
@@ -28,8 +29,9 @@ using Bf16 = __nv_bfloat16;
 
 // Where the calling lane sits in the fragments above.
 struct FragmentLane {
-  int g, t;
-  __device__ FragmentLane() : g(static_cast<int>(threadIdx.x % kWarp) / 4), t(threadIdx.x % 4) {}
+  int lane, g, t;
+  __device__ FragmentLane()
+      : lane(static_cast<int>(threadIdx.x % kWarp)), g(lane / 4), t(lane % 4) {}
 };
 
 __device__ __forceinline__ uint16_t bf16_bits(Bf16 value) {
@@ -49,22 +51,43 @@ __device__ __forceinline__ uint32_t load_pair(const Bf16* p) {
   return *reinterpret_cast<const uint32_t*>(p);
 }
 
-// A's fragment from the 16x16 block at p of a row-major bf16 matrix with row stride ld.
+// Four 8x8 bf16 matrices from shared memory in one instruction (ldmatrix .x4): lane l gives the
+// address of row l % 8 of matrix l / 8 (16-byte aligned), and gets in d[i] row l / 4, columns
+// 2(l % 4) and 2(l % 4) + 1 of matrix i, the fragments' layout.
+#if defined(DS_EMULATED_CUDA)
+inline void load_matrices(uint32_t (&d)[4], const Bf16* row) {
+  const auto rows = ds_emulated_cuda::warp_all(row);
+  const FragmentLane lane;
+  for (int i = 0; i < 4; ++i) d[i] = load_pair(rows[8 * i + lane.g] + 2 * lane.t);
+}
+#else
+__device__ __forceinline__ void load_matrices(uint32_t (&d)[4], const Bf16* row) {
+  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(address));
+}
+#endif
+
+// A's fragment from the 16x16 block at p of a row-major bf16 matrix in shared memory with row
+// stride ld (a multiple of 8): matrices (rows 0-7, 8-15) x (columns 0-7, 8-15), rows first.
 __device__ __forceinline__ void load_a(uint32_t (&a)[4], const Bf16* p, int ld, FragmentLane lane) {
-  const Bf16* row = p + lane.g * ld + 2 * lane.t;
-  a[0] = load_pair(row);
-  a[1] = load_pair(row + 8 * ld);
-  a[2] = load_pair(row + 8);
-  a[3] = load_pair(row + 8 * ld + 8);
+  const int matrix = lane.lane / 8;
+  load_matrices(a, p + (lane.lane % 8 + 8 * (matrix % 2)) * ld + 8 * (matrix / 2));
 }
 
-// B's fragment (k x n = 16x8) from its transpose: the block at p of a row-major bf16 matrix
-// holding B(k, n) at row n, column k, with row stride ld.
-__device__ __forceinline__ void load_b_transposed(uint32_t (&b)[2], const Bf16* p, int ld,
-                                                  FragmentLane lane) {
-  const Bf16* row = p + lane.g * ld + 2 * lane.t;
-  b[0] = load_pair(row);
-  b[1] = load_pair(row + 8);
+// B's fragments (k x n = 16x8 each) of two neighbouring 8-column blocks, from their transpose:
+// the 16x16 block at p of a row-major bf16 matrix in shared memory holding B(k, n) at row n,
+// column k, with row stride ld (a multiple of 8). first gets columns n 0-7, second 8-15.
+__device__ __forceinline__ void load_b_pair_transposed(uint32_t (&first)[2], uint32_t (&second)[2],
+                                                       const Bf16* p, int ld, FragmentLane lane) {
+  const int matrix = lane.lane / 8;
+  uint32_t d[4];
+  load_matrices(d, p + (lane.lane % 8 + 8 * (matrix / 2)) * ld + 8 * (matrix % 2));
+  first[0] = d[0];
+  first[1] = d[1];
+  second[0] = d[2];
+  second[1] = d[3];
 }
 
 // A's fragment from two result fragments side by side (columns 0..7 and 8..15), rounded to
