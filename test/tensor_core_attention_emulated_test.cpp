@@ -19,14 +19,13 @@ namespace tc = ds::tensor::cuda::tc_attention;
 
 using Bf16 = tc::Bf16;
 
-// The bf16 copy of one tensor per head (rows, and the transpose when `transposed`), as
-// TensorCoreAttention makes it.
+// The bf16 copy of one tensor per head, as TensorCoreAttention makes it.
 struct HeadMajorCopy {
-  std::vector<Bf16> rows, columns;
-  tc::HeadMajor view() { return {rows.data(), columns.empty() ? nullptr : columns.data()}; }
+  std::vector<Bf16> rows;
+  tc::HeadMajor view() { return {rows.data()}; }
   HeadMajorCopy(const float* src, int64_t batch_stride, int64_t row_stride, int B, int T, int Tp,
-                int NH, int hs, bool transposed)
-      : rows(size_t(B) * NH * Tp * hs), columns(transposed ? rows.size() : 0) {
+                int NH, int hs)
+      : rows(size_t(B) * NH * Tp * hs) {
     const dim3 grid{static_cast<unsigned>(Tp / tc::kRows), static_cast<unsigned>(NH),
                     static_cast<unsigned>(B)};
     ds_emulated_cuda::launch(tc::head_major_kernel, grid, dim3{tc::kThreads}, 0, view(), src,
@@ -48,10 +47,10 @@ void check_against_cpu(int B, int T, int NH) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
   const float* qkv = want.qkv.data();
   const int64_t batch = int64_t{T} * 3 * C;
-  HeadMajorCopy q(qkv, batch, 3 * C, B, T, Tp, NH, hs, true);
-  HeadMajorCopy k(qkv + C, batch, 3 * C, B, T, Tp, NH, hs, true);
-  HeadMajorCopy v(qkv + 2 * C, batch, 3 * C, B, T, Tp, NH, hs, true);
-  HeadMajorCopy dout(want.dout.data(), int64_t{T} * C, C, B, T, Tp, NH, hs, true);
+  HeadMajorCopy q(qkv, batch, 3 * C, B, T, Tp, NH, hs);
+  HeadMajorCopy k(qkv + C, batch, 3 * C, B, T, Tp, NH, hs);
+  HeadMajorCopy v(qkv + 2 * C, batch, 3 * C, B, T, Tp, NH, hs);
+  HeadMajorCopy dout(want.dout.data(), int64_t{T} * C, C, B, T, Tp, NH, hs);
 
   Vec out = random_vec(want.out.size(), 35);  // garbage the kernel must overwrite
   Vec lse(want.lse.size());

@@ -89,15 +89,19 @@ __global__ void layernorm_forward_kernel(S* out, float* mean, float* rstd, const
   const S* x = inp + int64_t{n} * C;
   S* o = out + int64_t{n} * C;
   float sum = 0.0f;
+  // Unrolled: a lane's loads of several columns in flight at once (the sums keep their order).
+#pragma unroll 4
   for (int c = lane; c < C; c += kWarp) sum += load(x, c);
   const float m = warp_sum(sum) / C;
   // Two passes, as the CPU: the variance from squared deviations.
   float sq = 0.0f;
+#pragma unroll 4
   for (int c = lane; c < C; c += kWarp) {
     const float dev = load(x, c) - m;
     sq += dev * dev;
   }
   const float s = 1.0f / sqrtf(warp_sum(sq) / C + eps);
+#pragma unroll 4
   for (int c = lane; c < C; c += kWarp) {
     store(o, c, (load(x, c) - m) * s * load(weight, c) + load(bias, c));
   }
@@ -121,6 +125,8 @@ __global__ void layernorm_backward_input_kernel(S* dinp, const S* dout, const S*
   const float s = rstd[n];
   float dnorm = 0.0f;
   float dnorm_norm = 0.0f;
+  // Unrolled: a lane's loads of several columns in flight at once (the sums keep their order).
+#pragma unroll 4
   for (int c = lane; c < C; c += kWarp) {
     const float wd = load(weight, c) * load(d, c);
     dnorm += wd;
@@ -128,6 +134,7 @@ __global__ void layernorm_backward_input_kernel(S* dinp, const S* dout, const S*
   }
   const float dnorm_mean = warp_sum(dnorm) / C;
   const float dnorm_norm_mean = warp_sum(dnorm_norm) / C;
+#pragma unroll 4
   for (int c = lane; c < C; c += kWarp) {
     const float norm = (load(x, c) - m) * s;
     const float grad = (load(weight, c) * load(d, c) - dnorm_mean - norm * dnorm_norm_mean) * s;

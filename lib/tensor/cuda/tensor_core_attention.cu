@@ -102,7 +102,7 @@ void TensorCoreAttention::forward(float* out, float* lse, const float* qkv, int 
   const size_t elements = size_t(B) * NH * Tp * hs;
   operands_.grow(3 * elements * sizeof(Bf16));
   Bf16* base = operands_.as<Bf16>();
-  const HeadMajor q{base, nullptr}, k{base + elements, nullptr}, v{nullptr, base + 2 * elements};
+  const HeadMajor q{base}, k{base + elements}, v{base + 2 * elements};
   const int64_t batch = int64_t{T} * 3 * C;
   copy_head_major(q, qkv, batch, 3 * C, B, T, NH, hs, stream);
   copy_head_major(k, qkv + C, batch, 3 * C, B, T, NH, hs, stream);
@@ -121,14 +121,9 @@ void TensorCoreAttention::backward(float* dqkv, float* row_dot, const float* dou
   if (B == 0 || T == 0) return;
   const int hs = C / NH, Tp = padded_length(T);
   const size_t elements = size_t(B) * NH * Tp * hs;
-  operands_.grow(7 * elements * sizeof(Bf16));
+  operands_.grow(4 * elements * sizeof(Bf16));
   Bf16* base = operands_.as<Bf16>();
-  const auto next = [&] {
-    Bf16* region = base;
-    base += elements;
-    return region;
-  };
-  HeadMajor q{next(), next()}, k{next(), next()}, v{next(), nullptr}, d{next(), next()};
+  const HeadMajor q{base}, k{base + elements}, v{base + 2 * elements}, d{base + 3 * elements};
   const int64_t batch = int64_t{T} * 3 * C;
   copy_head_major(q, qkv, batch, 3 * C, B, T, NH, hs, stream);
   copy_head_major(k, qkv + C, batch, 3 * C, B, T, NH, hs, stream);

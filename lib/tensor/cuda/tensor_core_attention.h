@@ -27,10 +27,9 @@ namespace ds::tensor::cuda {
 bool tensor_core_attention_supports(int C, int NH);
 size_t tensor_core_attention_shared_bytes(int C, int NH);
 
-// The kernels read bf16 copies of Q, K, V (and dout) laid out per head, some also transposed,
-// which each call makes first into a workspace owned here: it grows to the largest shape once
-// (7·B·NH·T·hs bf16 for a backward), so after the first step nothing is allocated. One per
-// stream; not thread-safe.
+// The kernels read bf16 copies of Q, K, V (and dout) laid out per head, which each call makes
+// first into a workspace owned here: it grows to the largest shape once (4·B·NH·T·hs bf16 for a
+// backward), so after the first step nothing is allocated. One per stream; not thread-safe.
 class TensorCoreAttention {
  public:
   // out = softmax(scale Q Kᵀ, causal) V per head; lse[b,h,t] = log Σ_j exp(score_tj). Layouts as

@@ -3,10 +3,11 @@
 // masking and synchronisation on machines without a GPU.
 //
 // The kernels read bf16 copies of their operands made per head first (head_major_kernel): each
-// tensor's rows of one (batch row, head), [Tp][hs], and where a product reads it along the other
-// axis also transposed, [hs][Tp], T padded with zero rows to Tp, a multiple of the tile. So every
-// tile is a run of whole 16-byte chunks, which the block copies into shared memory with cp.async
-// (async_copy.cuh) while it multiplies the previous tile: two buffers per tile operand.
+// tensor's rows of one (batch row, head), [Tp][hs], T padded with zero rows to Tp, a multiple of
+// the tile. So every tile is a run of whole 16-byte chunks, which the block copies into shared
+// memory with cp.async (async_copy.cuh) while it multiplies the previous tile: two buffers per
+// tile operand. A product that reads a tile along its other axis transposes it on the way into
+// registers (ldmatrix .trans, warp_mma.cuh).
 //
 // A block has kWarps warps and owns kRows = 64 rows of one (batch row, head): queries in the
 // forward and dQ kernels, keys in the dK/dV kernel; warp w owns rows 16w .. 16w+15 of them. The
@@ -41,6 +42,7 @@ using detail::dynamic_shared_memory;
 using detail::FragmentLane;
 using detail::kWarp;
 using detail::load_a;
+using detail::load_b_pair;
 using detail::load_b_pair_transposed;
 using detail::mma_bf16;
 using detail::pack_bf16;
@@ -61,8 +63,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 // Row strides in shared memory, in bf16. The 8 of padding puts the rows a fragment load reads
 // (8 rows, 4 lanes each, 4 bytes apart) in 32 different banks, for every head size here.
 template <int F>
-constexpr int kHeadStride = F* kFrag + 8;     // [tile row][head column]
-constexpr int kTransposedStride = kTile + 8;  // [head column][tile row]
+constexpr int kHeadStride = F* kFrag + 8;  // [tile row][head column]
 
 // The warp's result fragments across a tile (16 x kTile scores) and across a head (16 x F·16).
 using TileResult = float[kTileColumns][4];
@@ -87,55 +88,53 @@ template <int F>
 __host__ __device__ Bf16* take_rows(Carver& c) {
   return c.take<Bf16>(size_t{kRows} * kHeadStride<F>);
 }
-template <int F>
-__host__ __device__ Bf16* take_transposed(Carver& c) {
-  return c.take<Bf16>(size_t{F * kFrag} * kTransposedStride);
-}
 
-// The forward's shared memory: the block's queries, and per buffer the tile's keys and its
-// values transposed.
+// The forward's shared memory: the block's queries, and per buffer the tile's keys and values.
 template <int F>
 struct ForwardShared {
-  Bf16 *q, *k[2], *v_t[2];
+  Bf16 *q, *k[2], *v[2];
   __host__ __device__ explicit ForwardShared(Carver& c) : q(take_rows<F>(c)) {
     for (int b = 0; b < 2; ++b) {
       k[b] = take_rows<F>(c);
-      v_t[b] = take_transposed<F>(c);
-    }
-  }
-};
-
-// dQ's: the block's queries and dout rows, per buffer the tile's keys (also transposed) and
-// values.
-template <int F>
-struct DqShared {
-  Bf16 *q, *dout, *k[2], *k_t[2], *v[2];
-  __host__ __device__ explicit DqShared(Carver& c) : q(take_rows<F>(c)), dout(take_rows<F>(c)) {
-    for (int b = 0; b < 2; ++b) {
-      k[b] = take_rows<F>(c);
-      k_t[b] = take_transposed<F>(c);
       v[b] = take_rows<F>(c);
     }
   }
 };
 
-// dK/dV's: the block's keys and values, per buffer the tile's queries and dout rows (each also
-// transposed) and their log-sum-exp (log2-scaled) and row_dot.
+// dQ's: the block's queries and dout rows, per buffer the tile's keys and values.
+template <int F>
+struct DqShared {
+  Bf16 *q, *dout, *k[2], *v[2];
+  __host__ __device__ explicit DqShared(Carver& c) : q(take_rows<F>(c)), dout(take_rows<F>(c)) {
+    for (int b = 0; b < 2; ++b) {
+      k[b] = take_rows<F>(c);
+      v[b] = take_rows<F>(c);
+    }
+  }
+};
+
+// dK/dV's: the block's keys and values, per buffer the tile's queries and dout rows and their
+// log-sum-exp (log2-scaled) and row_dot.
 template <int F>
 struct DkvShared {
-  Bf16 *k, *v, *q[2], *q_t[2], *dout[2], *dout_t[2];
+  Bf16 *k, *v, *q[2], *dout[2];
   float *lse[2], *row_dot[2];
   __host__ __device__ explicit DkvShared(Carver& c) : k(take_rows<F>(c)), v(take_rows<F>(c)) {
     for (int b = 0; b < 2; ++b) {
       q[b] = take_rows<F>(c);
-      q_t[b] = take_transposed<F>(c);
       dout[b] = take_rows<F>(c);
-      dout_t[b] = take_transposed<F>(c);
       lse[b] = c.take<float>(kTile);
       row_dot[b] = c.take<float>(kTile);
     }
   }
 };
+
+// Buffer `b` (0 or 1) of a double-buffered region. A select rather than an index: indexing the
+// array with a run-time value would put the whole layout in local memory.
+template <typename T>
+__device__ __forceinline__ T* pick(T* const (&buffers)[2], int b) {
+  return b == 0 ? buffers[0] : buffers[1];
+}
 
 template <typename Shared>
 inline size_t shared_bytes() {
@@ -145,15 +144,10 @@ inline size_t shared_bytes() {
   return c.used;
 }
 
-// One tensor's bf16 copy for the kernels: per (batch row, head) its rows [Tp][hs] and, where a
-// kernel needs it, the transpose [hs][Tp] (nullptr otherwise).
+// One tensor's bf16 copy for the kernels: per (batch row, head) its rows [Tp][hs].
 struct HeadMajor {
   Bf16* rows;
-  Bf16* columns;
 };
-
-constexpr int kMaxHead = kMaxFrags * kFrag;
-constexpr int kCopyStride = kMaxHead + 2;  // head_major_kernel's tile: odd in words, no conflicts
 
 // Four consecutive floats of a row, zeros for a row past T; one 16-byte load when the row allows.
 struct alignas(16) Quad {
@@ -167,12 +161,13 @@ __device__ __forceinline__ Quad load_quad(const float* p, bool in_range, bool ve
 
 // Rows t < T of one tensor (row t of batch row b at src + b·batch_stride + t·row_stride, head h
 // at column h·hs, fp32) into `to` as bf16, zeros for t in [T, Tp). Grid (Tp / kRows, NH, B),
-// kThreads threads: a block copies 64 rows of one head, four columns a thread, through shared
-// memory for the transpose, so that both the reads and the writes are coalesced.
+// kThreads threads: a block copies 64 rows of one head, four columns a thread.
 __global__ void __launch_bounds__(kThreads)
     head_major_kernel(HeadMajor to, const float* src, int64_t batch_stride, int64_t row_stride,
                       int T, int Tp, int NH, int hs) {
-  __shared__ uint32_t tile[kRows * kCopyStride / 2];  // bf16 pairs
+  struct alignas(8) Pairs {
+    uint32_t low, high;
+  };
   const int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * kRows;
   const int64_t head = int64_t{b} * NH + h;
   const float* from = src + b * batch_stride + int64_t{h} * hs;
@@ -181,24 +176,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int e = threadIdx.x; e < kRows * quads; e += kThreads) {
     const int r = e / quads, d = e % quads * 4, t = t0 + r;
     const Quad x = load_quad(from + int64_t{t} * row_stride + d, t < T, vector);
-    const uint32_t low = pack_bf16(x.x[0], x.x[1]), high = pack_bf16(x.x[2], x.x[3]);
-    tile[(r * kCopyStride + d) / 2] = low;
-    tile[(r * kCopyStride + d) / 2 + 1] = high;
-    if (to.rows != nullptr) {
-      uint32_t* row = reinterpret_cast<uint32_t*>(to.rows + (head * Tp + t) * hs + d);
-      row[0] = low;
-      row[1] = high;
-    }
-  }
-  if (to.columns == nullptr) return;
-  __syncthreads();
-  // Two rows a thread: a column's consecutive elements, one 4-byte store.
-  const Bf16* bf16_tile = reinterpret_cast<const Bf16*>(tile);
-  for (int e = threadIdx.x; e < kRows / 2 * hs; e += kThreads) {
-    const int d = e / (kRows / 2), r = e % (kRows / 2) * 2;
-    const uint32_t pair = uint32_t{detail::bf16_bits(bf16_tile[r * kCopyStride + d])} |
-                          uint32_t{detail::bf16_bits(bf16_tile[(r + 1) * kCopyStride + d])} << 16;
-    *reinterpret_cast<uint32_t*>(to.columns + (head * hs + d) * Tp + t0 + r) = pair;
+    *reinterpret_cast<Pairs*>(to.rows + (head * Tp + t) * hs + d) =
+        Pairs{pack_bf16(x.x[0], x.x[1]), pack_bf16(x.x[2], x.x[3])};
   }
 }
 
@@ -209,17 +188,6 @@ __device__ void stage_rows(Bf16* dst, const Bf16* src) {
   for (int e = threadIdx.x; e < kRows * kChunks; e += kThreads) {
     const int r = e / kChunks, c = e % kChunks;
     copy_async_16(dst + r * kHeadStride<F> + c * 8, src + r * F * kFrag + c * 8);
-  }
-}
-
-// Queues the copy of kTile columns of a transposed head (bf16 at src, rows Tp apart) into dst
-// [F·16][kTransposedStride].
-template <int F>
-__device__ void stage_columns(Bf16* dst, const Bf16* src, int Tp) {
-  constexpr int kChunks = kTile / 8;
-  for (int e = threadIdx.x; e < F * kFrag * kChunks; e += kThreads) {
-    const int d = e / kChunks, c = e % kChunks;
-    copy_async_16(dst + d * kTransposedStride + c * 8, src + int64_t{d} * Tp + c * 8);
   }
 }
 
@@ -250,19 +218,19 @@ __device__ void times_tile_transposed(TileResult& result, const Bf16* rows, cons
 }
 
 // acc (16 rows of a head) += weights · tile: the warp's 16 x kTile weights (result fragments,
-// rounded to bf16 here) against the tile's kTile rows, which `tile_t` holds transposed.
+// rounded to bf16 here) against the tile's kTile rows (bf16 at `tile`, stride kHeadStride), read
+// transposed into B's fragments.
 template <int F>
 __device__ void accumulate_times_tile(HeadResult<F>& acc, const TileResult& weights,
-                                      const Bf16* tile_t, FragmentLane lane) {
+                                      const Bf16* tile, FragmentLane lane) {
 #pragma unroll
   for (int k = 0; k < kTile / kFrag; ++k) {
     uint32_t a[4];
     a_from_results(a, weights[2 * k], weights[2 * k + 1]);
 #pragma unroll
     for (int n = 0; n < 2 * F; n += 2) {
-      uint32_t b[2], b_next[2];  // B(k, n) = tile[k][n] = tile_t[n][k]
-      load_b_pair_transposed(b, b_next, tile_t + n * 8 * kTransposedStride + k * kFrag,
-                             kTransposedStride, lane);
+      uint32_t b[2], b_next[2];  // B(k, n) = tile[k][n]
+      load_b_pair(b, b_next, tile + k * kFrag * kHeadStride<F> + n * 8, kHeadStride<F>, lane);
       mma_bf16(acc[n], a, b);
       mma_bf16(acc[n + 1], a, b_next);
     }
@@ -328,10 +296,10 @@ __device__ void add_rows(float* dst, int64_t row_stride, const HeadResult<F>& ac
 
 // Where a block works: batch row b and head h (grid z and y), the warp, the head's columns of
 // batch row b in qkv (q; k at +C, v at +2C), in the [B,T,C] activations and in the [B,NH,T]
-// statistics, and its head-major copies (rows, and transposed).
+// statistics, and its head-major copies.
 struct Place {
   int b, h, warp;
-  int64_t qkv_offset, row_offset, stat_offset, head_rows, head_columns;
+  int64_t qkv_offset, row_offset, stat_offset, head_rows;
   __device__ Place(int T, int Tp, int C, int NH, int hs)
       : b(blockIdx.z),
         h(blockIdx.y),
@@ -339,19 +307,14 @@ struct Place {
         qkv_offset(int64_t{b} * T * 3 * C + int64_t{h} * hs),
         row_offset(int64_t{b} * T * C + int64_t{h} * hs),
         stat_offset((int64_t{b} * NH + h) * T),
-        head_rows((int64_t{b} * NH + h) * Tp * hs),
-        head_columns((int64_t{b} * NH + h) * hs * Tp) {}
+        head_rows((int64_t{b} * NH + h) * Tp * hs) {}
   __device__ const Bf16* rows(const HeadMajor& m, int first, int hs) const {
     return m.rows + head_rows + int64_t{first} * hs;
   }
-  __device__ const Bf16* columns(const HeadMajor& m, int first) const {
-    return m.columns + head_columns + first;
-  }
 };
 
-// Grid (query blocks, NH, B), the block with the most key tiles first. Reads q's and k's rows and
-// v's columns. The scores are kept log2-scaled (scale·log2 e), so that each exponential is one
-// exp2.
+// Grid (query blocks, NH, B), the block with the most key tiles first. The scores are kept
+// log2-scaled (scale·log2 e), so that each exponential is one exp2.
 template <int F>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(float* out, float* lse, HeadMajor q, HeadMajor k, HeadMajor v, int T, int Tp,
@@ -366,8 +329,8 @@ __global__ void __launch_bounds__(kThreads)
   const int query[2] = {first_row + lane.g, first_row + lane.g + 8};
   const float scale_log2 = scale * kLog2e;
   const auto stage = [&](int j0, int buffer) {
-    stage_rows<F>(s.k[buffer], at.rows(k, j0, hs));
-    stage_columns<F>(s.v_t[buffer], at.columns(v, j0), Tp);
+    stage_rows<F>(pick(s.k, buffer), at.rows(k, j0, hs));
+    stage_rows<F>(pick(s.v, buffer), at.rows(v, j0, hs));
     commit_copies();
   };
 
@@ -386,7 +349,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();  // the tile (and q) is in
     TileResult p;
-    times_tile_transposed<F>(p, s.q + at.warp * kFrag * kHeadStride<F>, s.k[buffer], lane);
+    times_tile_transposed<F>(p, s.q + at.warp * kFrag * kHeadStride<F>, pick(s.k, buffer), lane);
     // Every row sees key j0 <= q0, so each max is finite. The maximum of the raw scores, scaled,
     // is the maximum of the scaled ones (scale > 0).
     if (j0 == q0) mask_future_keys<true>(p, query, j0, lane);
@@ -417,7 +380,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int e = 0; e < 4; ++e) o[n][e] *= rescale[e / 2];
     }
-    accumulate_times_tile<F>(o, p, s.v_t[buffer], lane);
+    accumulate_times_tile<F>(o, p, pick(s.v, buffer), lane);
     __syncthreads();  // every warp is done with the buffer the next stage overwrites
   }
 #pragma unroll
@@ -436,8 +399,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // dQ for the block's queries: dq_i = scale Σ_{j<=i} ds_ij k_j over the key tiles up to the
-// block's diagonal, with p = exp(scale·score − lse) and ds = p (dout·v − row_dot). Reads q's,
-// dout's, k's and v's rows and k's columns. Grid as the forward's.
+// block's diagonal, with p = exp(scale·score − lse) and ds = p (dout·v − row_dot). Grid as the
+// forward's.
 template <int F>
 __global__ void __launch_bounds__(kThreads)
     dq_kernel(float* dqkv, HeadMajor dout, const float* lse, const float* row_dot, HeadMajor q,
@@ -452,9 +415,8 @@ __global__ void __launch_bounds__(kThreads)
   const int query[2] = {first_row + lane.g, first_row + lane.g + 8};
   const float scale_log2 = scale * kLog2e;
   const auto stage = [&](int j0, int buffer) {
-    stage_rows<F>(s.k[buffer], at.rows(k, j0, hs));
-    stage_columns<F>(s.k_t[buffer], at.columns(k, j0), Tp);
-    stage_rows<F>(s.v[buffer], at.rows(v, j0, hs));
+    stage_rows<F>(pick(s.k, buffer), at.rows(k, j0, hs));
+    stage_rows<F>(pick(s.v, buffer), at.rows(v, j0, hs));
     commit_copies();
   };
   float query_lse[2], query_dot[2];  // log2-scaled; zeros past T (whose rows add nothing)
@@ -480,8 +442,9 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
     TileResult ds, dprobs;
-    times_tile_transposed<F>(ds, s.q + at.warp * kFrag * kHeadStride<F>, s.k[buffer], lane);
-    times_tile_transposed<F>(dprobs, s.dout + at.warp * kFrag * kHeadStride<F>, s.v[buffer], lane);
+    times_tile_transposed<F>(ds, s.q + at.warp * kFrag * kHeadStride<F>, pick(s.k, buffer), lane);
+    times_tile_transposed<F>(dprobs, s.dout + at.warp * kFrag * kHeadStride<F>, pick(s.v, buffer),
+                             lane);
     if (j0 == q0) mask_future_keys<true>(ds, query, j0, lane);
 #pragma unroll
     for (int n = 0; n < kTileColumns; ++n) {
@@ -491,7 +454,7 @@ __global__ void __launch_bounds__(kThreads)
         ds[n][e] = p * (dprobs[n][e] - query_dot[e / 2]);
       }
     }
-    accumulate_times_tile<F>(dq, ds, s.k_t[buffer], lane);
+    accumulate_times_tile<F>(dq, ds, pick(s.k, buffer), lane);
     __syncthreads();
   }
   add_rows<F>(dqkv + at.qkv_offset, 3 * C, dq, first_row, T, scale, lane);
@@ -499,10 +462,12 @@ __global__ void __launch_bounds__(kThreads)
 
 // dK and dV for the block's keys: dv_j = Σ_{i>=j} p_ij dout_i, dk_j = scale Σ_{i>=j} ds_ij q_i
 // over the query tiles from the block's diagonal on. The warp's products are transposed (keys
-// are its rows, queries the tile's). Reads k's and v's rows, and q's and dout's rows and columns.
-// Grid (key blocks, NH, B), the block with the most query tiles (the first keys) first.
+// are its rows, queries the tile's). Grid (key blocks, NH, B), the block with the most query
+// tiles (the first keys) first.
+// Up to head size 64 the registers are capped for three blocks an SM (twelve warps, against eight
+// with the registers the compiler would otherwise take).
 template <int F>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, F <= 4 ? 3 : 1)
     dkv_kernel(float* dqkv, HeadMajor dout, const float* lse, const float* row_dot, HeadMajor q,
                HeadMajor k, HeadMajor v, int T, int Tp, int C, int NH, float scale) {
   constexpr int hs = F * kFrag;
@@ -515,10 +480,8 @@ __global__ void __launch_bounds__(kThreads)
   const int key[2] = {first_row + lane.g, first_row + lane.g + 8};
   const float scale_log2 = scale * kLog2e;
   const auto stage = [&](int i0, int buffer) {
-    stage_rows<F>(s.q[buffer], at.rows(q, i0, hs));
-    stage_columns<F>(s.q_t[buffer], at.columns(q, i0), Tp);
-    stage_rows<F>(s.dout[buffer], at.rows(dout, i0, hs));
-    stage_columns<F>(s.dout_t[buffer], at.columns(dout, i0), Tp);
+    stage_rows<F>(pick(s.q, buffer), at.rows(q, i0, hs));
+    stage_rows<F>(pick(s.dout, buffer), at.rows(dout, i0, hs));
     commit_copies();
   };
   // A tile's statistics go through registers: read before the products, stored after them.
@@ -532,8 +495,8 @@ __global__ void __launch_bounds__(kThreads)
   };
   const auto store_stats = [&](int buffer) {
     if (threadIdx.x < kTile) {
-      s.lse[buffer][threadIdx.x] = next_lse;
-      s.row_dot[buffer][threadIdx.x] = next_dot;
+      pick(s.lse, buffer)[threadIdx.x] = next_lse;
+      pick(s.row_dot, buffer)[threadIdx.x] = next_dot;
     }
   };
 
@@ -557,11 +520,12 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
     TileResult p, ds;  // transposed: [key][query]
-    times_tile_transposed<F>(p, s.k + at.warp * kFrag * kHeadStride<F>, s.q[buffer], lane);
-    times_tile_transposed<F>(ds, s.v + at.warp * kFrag * kHeadStride<F>, s.dout[buffer], lane);
+    times_tile_transposed<F>(p, s.k + at.warp * kFrag * kHeadStride<F>, pick(s.q, buffer), lane);
+    times_tile_transposed<F>(ds, s.v + at.warp * kFrag * kHeadStride<F>, pick(s.dout, buffer),
+                             lane);
     if (i0 == k0) mask_future_keys<false>(p, key, i0, lane);
-    const float* tile_lse = s.lse[buffer];
-    const float* tile_dot = s.row_dot[buffer];
+    const float* tile_lse = pick(s.lse, buffer);
+    const float* tile_dot = pick(s.row_dot, buffer);
 #pragma unroll
     for (int n = 0; n < kTileColumns; ++n) {
 #pragma unroll
@@ -571,8 +535,8 @@ __global__ void __launch_bounds__(kThreads)
         ds[n][e] = p[n][e] * (ds[n][e] - tile_dot[c]);
       }
     }
-    accumulate_times_tile<F>(dv, p, s.dout_t[buffer], lane);
-    accumulate_times_tile<F>(dk, ds, s.q_t[buffer], lane);
+    accumulate_times_tile<F>(dv, p, pick(s.dout, buffer), lane);
+    accumulate_times_tile<F>(dk, ds, pick(s.q, buffer), lane);
     if (more) store_stats(1 - buffer);  // its last readers finished before the sync above
     __syncthreads();
   }

@@ -54,16 +54,32 @@ __device__ __forceinline__ uint32_t load_pair(const Bf16* p) {
 // Four 8x8 bf16 matrices from shared memory in one instruction (ldmatrix .x4): lane l gives the
 // address of row l % 8 of matrix l / 8 (16-byte aligned), and gets in d[i] row l / 4, columns
 // 2(l % 4) and 2(l % 4) + 1 of matrix i, the fragments' layout.
+// With .trans (load_matrices_transposed) each matrix arrives transposed: d[i] holds rows
+// 2(l % 4) and 2(l % 4) + 1 of column l / 4 of matrix i.
 #if defined(DS_EMULATED_CUDA)
 inline void load_matrices(uint32_t (&d)[4], const Bf16* row) {
   const auto rows = ds_emulated_cuda::warp_all(row);
   const FragmentLane lane;
   for (int i = 0; i < 4; ++i) d[i] = load_pair(rows[8 * i + lane.g] + 2 * lane.t);
 }
+inline void load_matrices_transposed(uint32_t (&d)[4], const Bf16* row) {
+  const auto rows = ds_emulated_cuda::warp_all(row);
+  const FragmentLane lane;
+  for (int i = 0; i < 4; ++i) {
+    d[i] = uint32_t{bf16_bits(rows[8 * i + 2 * lane.t][lane.g])} |
+           uint32_t{bf16_bits(rows[8 * i + 2 * lane.t + 1][lane.g])} << 16;
+  }
+}
 #else
 __device__ __forceinline__ void load_matrices(uint32_t (&d)[4], const Bf16* row) {
   const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(row));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(address));
+}
+__device__ __forceinline__ void load_matrices_transposed(uint32_t (&d)[4], const Bf16* row) {
+  const auto address = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
                : "r"(address));
 }
@@ -84,6 +100,20 @@ __device__ __forceinline__ void load_b_pair_transposed(uint32_t (&first)[2], uin
   const int matrix = lane.lane / 8;
   uint32_t d[4];
   load_matrices(d, p + (lane.lane % 8 + 8 * (matrix / 2)) * ld + 8 * (matrix % 2));
+  first[0] = d[0];
+  first[1] = d[1];
+  second[0] = d[2];
+  second[1] = d[3];
+}
+
+// B's fragments of two neighbouring 8-column blocks from B itself: the 16x16 block at p of a
+// row-major bf16 matrix in shared memory holding B(k, n) at row k, column n, with row stride ld
+// (a multiple of 8), transposed on the way (matrices (k 0-7, 8-15) x (n 0-7, 8-15), k first).
+__device__ __forceinline__ void load_b_pair(uint32_t (&first)[2], uint32_t (&second)[2],
+                                            const Bf16* p, int ld, FragmentLane lane) {
+  const int matrix = lane.lane / 8;
+  uint32_t d[4];
+  load_matrices_transposed(d, p + (lane.lane % 8 + 8 * (matrix % 2)) * ld + 8 * (matrix / 2));
   first[0] = d[0];
   first[1] = d[1];
   second[0] = d[2];
