@@ -4,13 +4,16 @@
 # MFU by llm.c's formula, 6N + 6·L·C·T FLOPs per token, and faster than PyTorch).
 #
 #   bench/gpu_bench.sh        (BUILD_DIR, STEPS, MICRO_BATCH, PRECISION=bf16|fp32, PYTHON,
-#                              DS_LIB_PATH: library folders for dsworker alone, gpu-check.sh)
+#                              DS_LIB_PATH: library folders for dsworker alone, gpu-check.sh;
+#                              OP_PROFILE, GEMM_TABLE, KERNEL_PROFILE=0 skip a profile,
+#                              NCU_TIMEOUT limits each Nsight Compute run)
 #
 # Prints tokens/s (the median over the steps after the first two) and MFU against the GPU's
 # dense peak for the precision (worker/mfu.cpp's table) for dstrain and for PyTorch twice (the
 # same model as written, and with F.scaled_dot_product_attention), and the ratios; then
-# dsworker's GPU time per op (tensor/cuda/op_profiler.h) from a short profiled run, and the
-# step's matrix products timed alone in each storage form (dsbench gemm). dsworker's
+# dsworker's GPU time per op (tensor/cuda/op_profiler.h) from a short profiled run, the step's
+# matrix products timed alone in each storage form (dsbench gemm), and, where Nsight Compute is
+# installed, each kernel's GPU time per step and the attention kernels' counters. dsworker's
 # bf16 keeps bf16 weights with fp32 master weights, runs its matmuls on bf16 tensor cores and
 # the other kernels in fp32 (the LM head's logits and the MLP's hidden activations in bf16);
 # PyTorch's runs the forward under bf16 autocast with fp32 weights.
@@ -116,8 +119,9 @@ gemm_table() {
 }
 
 # Each kernel's GPU time, and the attention kernels' utilisation, from Nsight Compute where the
-# machine has it (KERNEL_PROFILE=0 skips it): a 2-step run with every launch timed, then one
-# launch of each attention kernel with the counters that say what limits it.
+# machine has it (KERNEL_PROFILE=0 skips it): a 2-step run with every launch timed (the first
+# step's kernels included: ncu times kernels, not the host's one-time work), then one launch of
+# each attention kernel with the counters that say what limits it.
 kernel_profile() {
   [ "${KERNEL_PROFILE:-1}" = 1 ] || return 0
   local ncu
@@ -126,13 +130,18 @@ kernel_profile() {
   [ -n "$ncu" ] || { echo; echo "no ncu: no per-kernel profile"; return 0; }
   echo
   sed "s/steps: $steps,/steps: 2,/" "$work/gpt2.yaml" > "$work/ncu.yaml"
-  local run=(env LD_LIBRARY_PATH=${DS_LIB_PATH:+$DS_LIB_PATH:}${LD_LIBRARY_PATH:-}
+  local run=(env "LD_LIBRARY_PATH=${DS_LIB_PATH:+$DS_LIB_PATH:}${LD_LIBRARY_PATH:-}"
              "$build_dir/bin/dsworker" "$work/ncu.yaml")
-  "$ncu" --metrics gpu__time_duration.sum --csv "${run[@]}" 2> "$work/ncu.err" |
+  # Each ncu run gets a time limit (NCU_TIMEOUT, default 120 s): a profiler lock held elsewhere
+  # must not stall the benchmark.
+  local limit=${NCU_TIMEOUT:-120}
+  timeout -k 10 "$limit" "$ncu" --metrics gpu__time_duration.sum --csv --print-units base \
+    "${run[@]}" 2> "$work/ncu.err" |
     python3 bench/ncu_kernel_table.py --per-step 2 || tail -n 5 "$work/ncu.err"
   echo
-  # Per step 12 forwards, then the backward's 12 (dq, dkv) pairs, last layer first: skipping a
-  # step and 11 forwards leaves the last layer's forward, dq and dkv.
+  # Per step (this config: 12 layers, one micro-batch) 12 forwards, then the backward's 12
+  # (dq, dkv) pairs, last layer first: skipping a step and 11 forwards leaves the last layer's
+  # forward, dq and dkv.
   echo "attention kernels (the last layer's forward, dQ and dK/dV of step 2):"
   local metrics=gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed
   metrics+=,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
@@ -147,7 +156,8 @@ kernel_profile() {
   metrics+=,smsp__average_warps_issue_stalled_mio_throttle_per_issue_active.ratio
   metrics+=,smsp__average_warps_issue_stalled_wait_per_issue_active.ratio
   metrics+=,smsp__issue_active.avg.pct_of_peak_sustained_active
-  "$ncu" --metrics "$metrics" --csv --kernel-name-base demangled \
+  timeout -k 10 "$limit" "$ncu" --metrics "$metrics" --csv --print-units base \
+    --kernel-name-base demangled \
     -k 'regex:tc_attention::(forward|dq|dkv)_kernel' --launch-skip 47 --launch-count 3 \
     "${run[@]}" 2> "$work/ncu.err" | python3 bench/ncu_kernel_table.py ||
     tail -n 5 "$work/ncu.err"

@@ -20,18 +20,27 @@ def short(name, width=70):
     return name if len(name) <= width else name[: width - 3] + "..."
 
 
+# ncu --print-units base gives nanoseconds; the others in case a version scales them anyway.
+MS_PER_UNIT = {"ns": 1e-6, "nsecond": 1e-6, "us": 1e-3, "usecond": 1e-3, "ms": 1.0,
+               "msecond": 1.0, "s": 1e3, "second": 1e3}
+
+
 def per_step(records, steps):
     total = collections.defaultdict(float)
     calls = collections.Counter()
     for r in records:
         if r["Metric Name"] != "gpu__time_duration.sum":
             continue
-        scale = {"ns": 1e-6, "us": 1e-3, "usecond": 1e-3, "nsecond": 1e-6, "ms": 1.0,
-                 "msecond": 1.0}.get(r["Metric Unit"], 1e-6)
+        scale = MS_PER_UNIT.get(r["Metric Unit"])
+        if scale is None:
+            sys.exit(f"ncu_kernel_table: unexpected time unit {r['Metric Unit']!r}")
         value = float(r["Metric Value"].replace(",", "")) * scale
         total[short(r["Kernel Name"])] += value
         calls[short(r["Kernel Name"])] += 1
     grand = sum(total.values())
+    if grand <= 0:
+        print("ncu timed no kernels")
+        return
     print(f"GPU time per step by kernel (Nsight Compute, {steps} steps): {grand / steps:.2f} ms")
     for name, ms in sorted(total.items(), key=lambda kv: -kv[1])[:35]:
         print(f"  {name:<70} {calls[name] / steps:7.1f} calls {ms / steps:9.3f} ms "

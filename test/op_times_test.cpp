@@ -42,8 +42,8 @@ TEST_CASE("op times leave out each op's warm-up calls", "[op_times]") {
   CHECK(times.total_ms() == Approx(5.0));
   const std::string report = times.report("GPU time by op");
   INFO(report);
-  CHECK(report.rfind("GPU time by op: 5.0 ms in 2 ops (each op's first call left out)\n", 0) == 0);
+  // adam_step ran only its warm-up call: no line.
+  CHECK(report.rfind("GPU time by op: 5.0 ms in 1 ops (each op's first call left out)\n", 0) == 0);
   CHECK(report.find("      2 calls       5.000 ms  100.0 %") != std::string::npos);
-  CHECK(report.find("adam_step  ") != std::string::npos);
-  CHECK(report.find("      0 calls       0.000 ms    0.0 %") != std::string::npos);
+  CHECK(report.find("adam_step") == std::string::npos);
 }

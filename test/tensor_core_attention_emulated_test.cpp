@@ -62,13 +62,13 @@ void check_against_cpu(int B, int T, int NH) {
 
   const Vec row_dot = want.row_dot(out);
   Vec dqkv = want.dqkv_start;
-  const float* stats = lse.data();
+  const float* log_sum_exp = lse.data();
   ds_emulated_cuda::launch(tc::dq_kernel<F>, grid, block, tc::shared_bytes<tc::DqShared<F>>(),
-                           dqkv.data(), dout.view(), stats, row_dot.data(), q.view(), k.view(),
-                           v.view(), T, Tp, C, NH, scale);
+                           dqkv.data(), dout.view(), log_sum_exp, row_dot.data(), q.view(),
+                           k.view(), v.view(), T, Tp, C, NH, scale);
   ds_emulated_cuda::launch(tc::dkv_kernel<F>, grid, block, tc::shared_bytes<tc::DkvShared<F>>(),
-                           dqkv.data(), dout.view(), stats, row_dot.data(), q.view(), k.view(),
-                           v.view(), T, Tp, C, NH, scale);
+                           dqkv.data(), dout.view(), log_sum_exp, row_dot.data(), q.view(),
+                           k.view(), v.view(), T, Tp, C, NH, scale);
   check_parity("backward dqkv", dqkv, want.dqkv, kTensorCoreDqkvError);
 }
 

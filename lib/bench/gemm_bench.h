@@ -2,14 +2,14 @@
 // code the model runs them on (tensor/cuda/lt_matmul.h for the blocks, the classifier's GEMMs for
 // the LM head), in the storage forms a bf16 run could give them:
 // - "f32 → bf16": fp32 operands that cuBLASLt rounds to bf16 (CUBLAS_COMPUTE_32F_FAST_16BF), what
-//   a bf16 run's attention matmuls (qkv, projection) do, and its MLP did before the bf16 MLP;
-// - "bf16": bf16 operands and products with fp32 weight gradients, what the bf16 MLP
-//   (tensor/cuda/bf16_mlp.h) gives its products and 16-bit activations would give the others;
+//   a bf16 run's matmuls did before they rounded their operands into bf16 copies (bf16_matmul.h);
+// - "bf16": bf16 operands and products with fp32 weight gradients, what the bf16 MLP and the bf16
+//   matmuls (tensor/cuda/bf16_mlp.h, bf16_matmul.h) give their products;
 // - "tf32": fp32 operands rounded to TF32, what fp16 runs use;
-// and for the LM head also with its rows unpadded (GPT-2's odd vocabulary), as before the
-// classifier padded them. Each line gives ms per call and TFLOP/s, forward and backward (input,
-// weight and bias gradients). It answers, on the GPU, how much the storage of the activations
-// costs the matmuls.
+// and for the LM head with the vocabulary odd (GPT-2's 50257) or padded, in the logits' row
+// length and in the GEMMs' dimension, then the whole classifier op as a bf16 run runs it
+// (tensor/cuda/classifier.h). Each line gives ms per call and TFLOP/s, forward and backward
+// (input, weight and bias gradients): how much the storage of the activations costs the matmuls.
 #pragma once
 
 #include <string>

@@ -74,15 +74,11 @@ void HeadLayer::backward(const float* w, float* dw, const MicroBatch& mb, const 
   const Saved s = carve(region, mb.B, mb.T);
   float* d_lnf = scratch_->d_ln.as<float>();
   ops_.fill_zero(d_lnf, int64_t{N} * C_);
-  if (mb.dloss != 0.0f) {
-    // The forward left the logits' gradient in the classifier's scratch.
-    ops_.classifier_backward(d_lnf, dhead, s.logits, s.lnf, head, N, C_, V_);
-  } else {
-    // An evaluation forward: the gradient is zero.
-    ops_.fill_zero(s.logits, int64_t{N} * V_);
-    ops_.matmul_backward(d_lnf, dhead, nullptr, s.logits, s.lnf, head, N, C_, V_,
-                         tensor::WeightLayout::kOutIn);
-  }
+  // The forward left the logits' gradient in the classifier's scratch. After an evaluation
+  // forward (dloss 0: every target ignored) the gradient is zero, so the head adds nothing to
+  // dhead and d_lnf stays zero; multiplying the zeros would cost the step's largest GEMMs and,
+  // on a GPU, bf16 copies of [N, V].
+  if (mb.dloss != 0.0f) ops_.classifier_backward(d_lnf, dhead, s.logits, s.lnf, head, N, C_, V_);
   if (rms_) {
     ops_.rmsnorm_backward(dx, dw + lnf_w_, d_lnf, x, w + lnf_w_, s.lnf_rstd, N, C_);
   } else {

@@ -22,7 +22,10 @@ void OpTimes::add(std::string_view op, double ms) {
 }
 
 std::string OpTimes::report(std::string_view heading) const {
-  std::vector<std::pair<std::string_view, Total>> rows(totals_.begin(), totals_.end());
+  std::vector<std::pair<std::string_view, Total>> rows;
+  for (const auto& [op, total] : totals_) {
+    if (total.calls > 0) rows.emplace_back(op, total);
+  }
   std::stable_sort(rows.begin(), rows.end(),
                    [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
   size_t width = 0;

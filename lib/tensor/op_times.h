@@ -15,10 +15,11 @@ class OpTimes {
   // Each op's first `warmup_calls` calls are left out of its total: a first call carries one-time
   // costs (loading its kernels' module, cuBLASLt's heuristic, allocations) that a step after the
   // first does not pay.
-  explicit OpTimes(int warmup_calls = 0) : warmup_calls_(warmup_calls) {}
+  explicit OpTimes(int64_t warmup_calls = 0) : warmup_calls_(warmup_calls) {}
   void add(std::string_view op, double ms);
   double total_ms() const { return total_ms_; }
-  // A heading (which says how many first calls were left out), then one line per op, the most time
+  // A heading (which says how many first calls were left out), then one line per op that has a
+  // call counted, the most time
   // first (ties by name):
   //   "  <op>  <calls> calls  <ms> ms  <share> %".
   std::string report(std::string_view heading) const;
@@ -27,9 +28,9 @@ class OpTimes {
   struct Total {
     int64_t calls = 0;
     double ms = 0;
-    int64_t warmup_left;
+    int64_t warmup_left = 0;
   };
-  int warmup_calls_;
+  int64_t warmup_calls_;
   std::map<std::string, Total, std::less<>> totals_;
   double total_ms_ = 0;
 };

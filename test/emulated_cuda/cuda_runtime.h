@@ -17,6 +17,8 @@
 #include <array>
 #include <barrier>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <thread>
@@ -127,6 +129,14 @@ T shuffle(T value, Source source) {
   const T other = static_cast<T>(warp.slots[source(lane) % kWarpSize]);
   warp.barrier.arrive_and_wait();  // no lane overwrites its slot before all have read
   return other;
+}
+
+// What the hardware would fault on: an access `bytes`-aligned instructions need (ldmatrix rows,
+// cp.async) at an address that is not. The emulation stops the test with the address.
+inline void require_aligned(const void* p, size_t bytes, const char* what) {
+  if (reinterpret_cast<uintptr_t>(p) % bytes == 0) return;
+  std::fprintf(stderr, "emulated CUDA: %s at %p is not %zu-byte aligned\n", what, p, bytes);
+  std::abort();
 }
 
 // Every lane's `mine`, by lane: what a warp-wide instruction that reads the other lanes'

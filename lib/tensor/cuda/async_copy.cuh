@@ -2,25 +2,45 @@
 // capability 8.0 on): a kernel queues a tile's 16-byte chunks, commits them as a group, and before
 // reading the tile waits until at most `kPending` later groups are still in flight, then
 // synchronises the block. So the next tile loads while the current one is multiplied (double
-// buffering). Under DS_EMULATED_CUDA (test/emulated_cuda/) a copy happens when it is queued and
-// the waits do nothing; the order of the block's synchronisation still matters there.
+// buffering). Under DS_EMULATED_CUDA (test/emulated_cuda/) the copies wait in the thread's groups
+// and land only when a wait lets them, as late as the hardware may, so that a kernel reading a
+// tile it did not wait for reads stale bytes there too; misaligned addresses stop the test.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace ds::tensor::cuda::detail {
 
 #if defined(DS_EMULATED_CUDA)
 
+struct EmulatedCopy {
+  void* dst;
+  const void* src;
+};
+// The calling thread's copies: the group being queued, and the committed ones, oldest first.
+inline thread_local std::vector<EmulatedCopy> open_copies;
+inline thread_local std::vector<std::vector<EmulatedCopy>> committed_copies;
+
 inline void copy_async_16(void* shared_dst, const void* global_src) {
-  std::memcpy(shared_dst, global_src, 16);
+  ds_emulated_cuda::require_aligned(shared_dst, 16, "a cp.async destination");
+  ds_emulated_cuda::require_aligned(global_src, 16, "a cp.async source");
+  open_copies.push_back({shared_dst, global_src});
 }
-inline void commit_copies() {}
+inline void commit_copies() {
+  committed_copies.push_back(std::move(open_copies));
+  open_copies.clear();
+}
 template <int kPending>
-void wait_copies() {}
+void wait_copies() {
+  while (committed_copies.size() > size_t{kPending}) {
+    for (const EmulatedCopy& copy : committed_copies.front()) std::memcpy(copy.dst, copy.src, 16);
+    committed_copies.erase(committed_copies.begin());
+  }
+}
 
 #else
 

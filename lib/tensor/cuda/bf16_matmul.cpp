@@ -11,12 +11,12 @@ namespace ds::tensor::cuda {
 
 namespace {
 
-const LtMatmul::Storage kBf16In{DType::kBF16, DType::kF32, DType::kF32};
+const LtMatmul::Storage kBf16Operands{DType::kBF16, DType::kF32, DType::kF32};
 
 }  // namespace
 
 bool Bf16Matmul::supports(int N, int IC, int OC, cpu::WeightLayout layout) {
-  return lt_.supports(N, IC, OC, layout, kBf16In);
+  return lt_.supports(N, IC, OC, layout, kBf16Operands);
 }
 
 void Bf16Matmul::forward(float* out, const float* inp, const float* weight, const float* bias,
@@ -26,8 +26,8 @@ void Bf16Matmul::forward(float* out, const float* inp, const float* weight, cons
   const void* weight16 = rounded_to_bf16(weight, int64_t{IC} * OC, weight16_, stream);
   const float* aligned_bias = aligned_input(bias, OC, bias_, stream);
   const StagedOutput y = StagedOutput::writing(out, int64_t{N} * OC, staged_[0]);
-  lt_.forward(y.at, inp16, weight16, aligned_bias, N, IC, OC, layout, kBf16In, stream);
-  y.finish(/*accumulate=*/false, stream);
+  lt_.forward(y.at, inp16, weight16, aligned_bias, N, IC, OC, layout, kBf16Operands, stream);
+  y.finish(stream);
 }
 
 void Bf16Matmul::backward(float* dinp, float* dweight, float* dbias, const float* dout,
@@ -41,10 +41,10 @@ void Bf16Matmul::backward(float* dinp, float* dweight, float* dbias, const float
       dinp == nullptr ? nullptr : rounded_to_bf16(weight, int64_t{IC} * OC, weight16_, stream);
   const auto g_inp = StagedOutput::accumulating(dinp, int64_t{N} * IC, staged_[0], stream);
   const auto g_weight = StagedOutput::accumulating(dweight, int64_t{IC} * OC, staged_[1], stream);
-  lt_.backward(g_inp.at, g_weight.at, nullptr, dout16, inp16, weight16, N, IC, OC, layout, kBf16In,
-               stream);
-  g_inp.finish(/*accumulate=*/true, stream);
-  g_weight.finish(/*accumulate=*/true, stream);
+  lt_.backward(g_inp.at, g_weight.at, nullptr, dout16, inp16, weight16, N, IC, OC, layout,
+               kBf16Operands, stream);
+  g_inp.finish(stream);
+  g_weight.finish(stream);
   if (dbias != nullptr)
     mixed::matmul_bias_backward(dbias, DType::kF32, dout, DType::kF32, N, OC, stream);
 }

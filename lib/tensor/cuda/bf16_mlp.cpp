@@ -58,7 +58,7 @@ void Bf16Mlp::forward(float* out, float* saved, const float* inp, const float* w
   const StagedOutput y = StagedOutput::writing(out, int64_t{N} * C, staged_[0]);
   lt_.forward(y.at, act, w_proj16, bias, N, H, C, WeightLayout::kInOut,
               {DType::kBF16, DType::kF32, DType::kF32}, stream);
-  y.finish(/*accumulate=*/false, stream);
+  y.finish(stream);
 }
 
 void Bf16Mlp::backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
@@ -82,7 +82,7 @@ void Bf16Mlp::backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, 
   const auto g_proj = StagedOutput::accumulating(dw_proj, int64_t{H} * C, staged_[1], stream);
   lt_.backward_gelu(dpre, g_proj.at, nullptr, dout16, act, w_proj16, pre, N, H, C,
                     WeightLayout::kInOut, {DType::kBF16, DType::kBF16, DType::kF32}, stream);
-  g_proj.finish(/*accumulate=*/true, stream);
+  g_proj.finish(stream);
   if (db_proj != nullptr) {
     mixed::matmul_bias_backward(db_proj, DType::kF32, dout, DType::kF32, N, C, stream);
   }
@@ -92,8 +92,8 @@ void Bf16Mlp::backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, 
   const auto g_fc = StagedOutput::accumulating(dw_fc, int64_t{C} * H, staged_[2], stream);
   lt_.backward(g_inp.at, g_fc.at, nullptr, dpre, inp16, w_fc16, N, C, H, WeightLayout::kInOut,
                {DType::kBF16, DType::kF32, DType::kF32}, stream);
-  g_inp.finish(/*accumulate=*/true, stream);
-  g_fc.finish(/*accumulate=*/true, stream);
+  g_inp.finish(stream);
+  g_fc.finish(stream);
   if (db_fc != nullptr) {
     mixed::matmul_bias_backward(db_fc, DType::kF32, dpre, DType::kBF16, N, H, stream);
   }

@@ -8,8 +8,8 @@
 //             dW_proj, db_proj     += actᵀ · dout, column sums of dout          (fp32)
 //             dinp (fp32)          += dpre · W_fcᵀ
 //             dW_fc, db_fc         += inpᵀ · dpre, column sums of dpre          (fp32)
-// inp, dout and the weights arrive in fp32 and are rounded to bf16 on the way in, which is what
-// CUBLAS_COMPUTE_32F_FAST_16BF does to the operands of the other matmuls of such a run. So the
+// inp, dout and the weights arrive in fp32 and are rounded to bf16 on the way in, as the other
+// matmuls of such a run round theirs (bf16_matmul.h). So the
 // numbers are those the composed MLP computes in a bf16 run, except for three roundings, each
 // PyTorch autocast's too (where a linear layer's inputs, bias included, and output are bf16):
 // the pre-GELU values before GELU's derivative reads them, the expansion's bias (a bf16 output's

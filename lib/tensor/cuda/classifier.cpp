@@ -15,15 +15,15 @@ int64_t Classifier::scratch_floats(int N, int V) const {
 
 void Classifier::round_operands(const float* inp, const float* head, int N, int C, int V,
                                 cudaStream_t stream) {
-  constexpr size_t kBf16 = 2;
+  const size_t bf16_bytes = dtype_size(DType::kBF16);
   rounded_to_bf16(inp, int64_t{N} * C, inp16_, stream);
   const auto head_elements = static_cast<size_t>(int64_t{V} * C);
   const auto pad_elements = static_cast<size_t>((padded(V) - V) * C);
-  head16_.grow(kBf16 * (head_elements + pad_elements));
+  head16_.grow(bf16_bytes * (head_elements + pad_elements));
   rounded_to_bf16(head, int64_t{V} * C, head16_, stream);
   // Zeroed on every call (a few hundred KB): the buffer may have held a larger head.
-  DS_CUDA_CALL(cudaMemsetAsync(static_cast<char*>(head16_.data()) + kBf16 * head_elements, 0,
-                               kBf16 * pad_elements, stream));
+  DS_CUDA_CALL(cudaMemsetAsync(static_cast<char*>(head16_.data()) + bf16_bytes * head_elements, 0,
+                               bf16_bytes * pad_elements, stream));
 }
 
 // Row-major, as blas.h: logits[N, V] (rows ld apart) = inp[N, C] · head[V, C]ᵀ.

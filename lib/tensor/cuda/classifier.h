@@ -6,12 +6,13 @@
 //   loads want. In bf16 runs the vocabulary dimension of every GEMM is the padded one too: the
 //   bf16 copy of the head has zero rows past V, so the logits' padding is zero, and the
 //   cross-entropy, which reads and rewrites only the first V columns, leaves it zero for the
-//   backward. An odd dimension costs cuBLAS its fast kernels: on an H100 the three GEMMs ran at
-//   100 to 210 TFLOP/s with it. The weight gradient goes through an fp32 scratch [padded V, C]
-//   and its first V rows are added to dhead. fp32 runs pad only the rows.
+//   backward. An odd dimension costs cuBLAS its fast kernels (dsbench gemm on an H100, bf16,
+//   N = 16384: the forward GEMM at 98 TFLOP/s with V = 50257 against 707 with 50304, the two
+//   backward ones at 208 against 718). The weight gradient goes through an fp32 scratch [padded V,
+//   C] and its first V rows are added to dhead. fp32 runs pad only the rows.
 // - In bf16 runs the logits and their gradient are stored in bf16, and the GEMMs take the input
-//   and the head weights rounded to bf16 (what CUBLAS_COMPUTE_32F_FAST_16BF rounds them to in
-//   the other matmuls of such a run) and accumulate in fp32; the input and weight gradients come
+//   and the head weights rounded to bf16 (as the other matmuls of such a run round theirs,
+//   bf16_matmul.h) and accumulate in fp32; the input and weight gradients come
 //   out in fp32. This is PyTorch's autocast: a bf16 matmul's output (the logits) is bf16, and
 //   cross-entropy computes in fp32 from it. It halves the traffic of the largest activation,
 //   [B·T, V], which the forward writes and then reads and rewrites, and the backward reads

@@ -248,8 +248,9 @@ __device__ void rewrite_row(S* dst, const S* src, int V, Fn&& fn) {
 // A row's softmax statistics: its maximum, and the sum of exp(x − maximum) over it. One pass:
 // each thread keeps a running maximum over its chunks and rescales its fp32 sum when it grows;
 // the threads' sums, rescaled to the row's maximum, are combined in double. The whole block calls
-// it (it synchronises); every softmax of a row over the vocabulary goes through it, so that the
-// fused training kernel and the separate forward give the same bits.
+// it (it synchronises). Both cross-entropy kernels go through it, so on the same rows (the same
+// row length, alignment and block size, as the Ops tests give them) the fused training kernel
+// and the separate forward give the same bits. -inf logits (a masked class) add nothing.
 struct RowStatistics {
   float max;
   double sum;
@@ -261,6 +262,7 @@ __device__ RowStatistics row_statistics(const S* row, int V, float* shared_max,
   visit_row(row, V, [&](int, const float* values, int count) {
     float chunk_max = values[0];
     for (int k = 1; k < count; ++k) chunk_max = fmaxf(chunk_max, values[k]);
+    if (chunk_max == -INFINITY) return;  // exp(-inf - anything) is 0; -inf - -inf is not
     if (chunk_max > thread_max) {
       thread_sum *= expf(thread_max - chunk_max);  // 0 before the first chunk
       thread_max = chunk_max;

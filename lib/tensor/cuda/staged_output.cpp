@@ -14,19 +14,19 @@ size_t float_bytes(int64_t n) { return sizeof(float) * static_cast<size_t>(n); }
 
 StagedOutput StagedOutput::accumulating(float* target, int64_t n, DeviceBuffer& staging,
                                         cudaStream_t stream) {
-  if (target == nullptr || LtMatmul::aligned(target)) return {target, target, n};
+  if (target == nullptr || LtMatmul::aligned(target)) return {target, target, n, true};
   staging.grow(float_bytes(n));
   fill_zero(staging.as<float>(), n, stream);
-  return {target, staging.as<float>(), n};
+  return {target, staging.as<float>(), n, true};
 }
 
 StagedOutput StagedOutput::writing(float* target, int64_t n, DeviceBuffer& staging) {
-  if (LtMatmul::aligned(target)) return {target, target, n};
+  if (LtMatmul::aligned(target)) return {target, target, n, false};
   staging.grow(float_bytes(n));
-  return {target, staging.as<float>(), n};
+  return {target, staging.as<float>(), n, false};
 }
 
-void StagedOutput::finish(bool accumulate, cudaStream_t stream) const {
+void StagedOutput::finish(cudaStream_t stream) const {
   if (at == target) return;
   if (accumulate) {
     add_inplace(target, at, n, stream);

@@ -16,6 +16,7 @@ struct StagedOutput {
   float* target;
   float* at;  // where the call writes: target, or the staging
   int64_t n;
+  bool accumulate;  // the call adds to the target (else it writes it)
 
   // For a result the call adds to (+=): the staging starts at zero. A nullptr target stays
   // nullptr (a gradient nobody wants).
@@ -23,8 +24,9 @@ struct StagedOutput {
                                    cudaStream_t stream);
   // For a result the call writes.
   static StagedOutput writing(float* target, int64_t n, DeviceBuffer& staging);
-  // Adds (accumulate) or copies the staging to the target; nothing when there was none.
-  void finish(bool accumulate, cudaStream_t stream) const;
+  // Adds (accumulating) or copies (writing) the staging to the target; nothing when there was
+  // none.
+  void finish(cudaStream_t stream) const;
 };
 
 // `values` (n floats, nullable) where a cuBLASLt call can read them: itself when aligned, else a

@@ -81,16 +81,38 @@ size_t tensor_core_attention_shared_bytes(int C, int NH) {
 
 namespace {
 
-int padded_length(int T) { return static_cast<int>(blocks_for(T, kRows)) * kRows; }
+// Where the bf16 copies of one call live: `count` tensors of B·NH·Tp·hs elements each, in the
+// workspace, which grows to fit.
+struct Copies {
+  int B, T, Tp, C, NH, hs;
+  size_t elements;
+  Bf16* base;
+  Copies(DeviceBuffer& workspace, int count, int B_, int T_, int C_, int NH_)
+      : B(B_),
+        T(T_),
+        Tp(static_cast<int>(blocks_for(T_, kRows)) * kRows),
+        C(C_),
+        NH(NH_),
+        hs(C_ / NH_),
+        elements(size_t(B_) * NH_ * Tp * hs) {
+    workspace.grow(static_cast<size_t>(count) * elements * sizeof(Bf16));
+    base = workspace.as<Bf16>();
+  }
+  HeadMajor tensor(int i) const { return {base + static_cast<size_t>(i) * elements}; }
 
-// The bf16 copy of `src` (row t of batch row b at src + b·batch_stride + t·row_stride) into `to`.
-void copy_head_major(HeadMajor to, const float* src, int64_t batch_stride, int64_t row_stride,
-                     int B, int T, int NH, int hs, cudaStream_t stream) {
-  const int Tp = padded_length(T);
-  head_major_kernel<<<block_grid(B, T, NH), kThreads, 0, stream>>>(to, src, batch_stride,
-                                                                   row_stride, T, Tp, NH, hs);
-  DS_CUDA_LAUNCHED();
-}
+  // The bf16 copy of `src` (row t of batch row b at src + b·batch_stride + t·row_stride).
+  void copy(HeadMajor to, const float* src, int64_t batch_stride, int64_t row_stride,
+            cudaStream_t stream) const {
+    head_major_kernel<<<block_grid(B, T, NH), kThreads, 0, stream>>>(to, src, batch_stride,
+                                                                     row_stride, T, Tp, NH, hs);
+    DS_CUDA_LAUNCHED();
+  }
+  // Q, K and V from qkv [B,T,3C] into tensors 0, 1 and 2.
+  void copy_qkv(const float* qkv, cudaStream_t stream) const {
+    const int64_t batch = int64_t{T} * 3 * C;
+    for (int i = 0; i < 3; ++i) copy(tensor(i), qkv + int64_t{i} * C, batch, 3 * C, stream);
+  }
+};
 
 }  // namespace
 
@@ -98,19 +120,13 @@ void TensorCoreAttention::forward(float* out, float* lse, const float* qkv, int 
                                   int NH, cudaStream_t stream) {
   DS_CUDA_REQUIRE(tensor_core_attention_supports(C, NH));
   if (B == 0 || T == 0) return;
-  const int hs = C / NH, Tp = padded_length(T);
-  const size_t elements = size_t(B) * NH * Tp * hs;
-  operands_.grow(3 * elements * sizeof(Bf16));
-  Bf16* base = operands_.as<Bf16>();
-  const HeadMajor q{base}, k{base + elements}, v{base + 2 * elements};
-  const int64_t batch = int64_t{T} * 3 * C;
-  copy_head_major(q, qkv, batch, 3 * C, B, T, NH, hs, stream);
-  copy_head_major(k, qkv + C, batch, 3 * C, B, T, NH, hs, stream);
-  copy_head_major(v, qkv + 2 * C, batch, 3 * C, B, T, NH, hs, stream);
-  with_head_frags(hs, [&](auto frags) {
+  const Copies copies(operands_, 3, B, T, C, NH);
+  copies.copy_qkv(qkv, stream);
+  with_head_frags(copies.hs, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
     launch(forward_kernel<F>, shared_bytes<ForwardShared<F>>(), block_grid(B, T, NH), stream, out,
-           lse, q, k, v, T, Tp, C, NH, softmax_scale(hs));
+           lse, copies.tensor(0), copies.tensor(1), copies.tensor(2), T, copies.Tp, C, NH,
+           softmax_scale(copies.hs));
   });
 }
 
@@ -119,25 +135,20 @@ void TensorCoreAttention::backward(float* dqkv, float* row_dot, const float* dou
                                    cudaStream_t stream) {
   DS_CUDA_REQUIRE(tensor_core_attention_supports(C, NH));
   if (B == 0 || T == 0) return;
-  const int hs = C / NH, Tp = padded_length(T);
-  const size_t elements = size_t(B) * NH * Tp * hs;
-  operands_.grow(4 * elements * sizeof(Bf16));
-  Bf16* base = operands_.as<Bf16>();
-  const HeadMajor q{base}, k{base + elements}, v{base + 2 * elements}, d{base + 3 * elements};
-  const int64_t batch = int64_t{T} * 3 * C;
-  copy_head_major(q, qkv, batch, 3 * C, B, T, NH, hs, stream);
-  copy_head_major(k, qkv + C, batch, 3 * C, B, T, NH, hs, stream);
-  copy_head_major(v, qkv + 2 * C, batch, 3 * C, B, T, NH, hs, stream);
-  copy_head_major(d, dout, int64_t{T} * C, C, B, T, NH, hs, stream);
+  const Copies copies(operands_, 4, B, T, C, NH);
+  copies.copy_qkv(qkv, stream);
+  const HeadMajor d = copies.tensor(3);
+  copies.copy(d, dout, int64_t{T} * C, C, stream);
   attention_row_dot(row_dot, dout, out, B, T, C, NH, stream);
-  with_head_frags(hs, [&](auto frags) {
+  const HeadMajor q = copies.tensor(0), k = copies.tensor(1), v = copies.tensor(2);
+  with_head_frags(copies.hs, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
-    const float scale = softmax_scale(hs);
-    const float* stats = row_dot;
+    const float scale = softmax_scale(copies.hs);
+    const float* dots = row_dot;
     launch(dq_kernel<F>, shared_bytes<DqShared<F>>(), block_grid(B, T, NH), stream, dqkv, d, lse,
-           stats, q, k, v, T, Tp, C, NH, scale);
+           dots, q, k, v, T, copies.Tp, C, NH, scale);
     launch(dkv_kernel<F>, shared_bytes<DkvShared<F>>(), block_grid(B, T, NH), stream, dqkv, d, lse,
-           stats, q, k, v, T, Tp, C, NH, scale);
+           dots, q, k, v, T, copies.Tp, C, NH, scale);
   });
 }
 

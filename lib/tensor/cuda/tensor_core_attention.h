@@ -22,14 +22,15 @@ namespace ds::tensor::cuda {
 
 // Head sizes the kernels take: multiples of the fragment's 16, up to 128. The GPU must also
 // have bf16 tensor cores (compute capability 8.0 on) and, per block, the shared memory below:
-// up to 105 KiB at head size 128 (55 KiB at 64), more than consumer Ampere and Ada cards offer
+// up to 103 KiB at head size 128 (55 KiB at 64), more than consumer Ampere and Ada cards offer
 // (99 KiB).
 bool tensor_core_attention_supports(int C, int NH);
 size_t tensor_core_attention_shared_bytes(int C, int NH);
 
 // The kernels read bf16 copies of Q, K, V (and dout) laid out per head, which each call makes
-// first into a workspace owned here: it grows to the largest shape once (4·B·NH·T·hs bf16 for a
-// backward), so after the first step nothing is allocated. One per stream; not thread-safe.
+// first into a workspace owned here: it grows to the largest shape once (4·B·NH·Tp·hs bf16 for a
+// backward, Tp = T rounded up to 64), so after the first step nothing is allocated. One per
+// stream; not thread-safe.
 class TensorCoreAttention {
  public:
   // out = softmax(scale Q Kᵀ, causal) V per head; lse[b,h,t] = log Σ_j exp(score_tj). Layouts as

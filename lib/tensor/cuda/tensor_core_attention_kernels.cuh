@@ -60,12 +60,14 @@ constexpr int kMaxFrags = 8;              // head size 128
 constexpr int kTileColumns = kTile / 8;   // 8-column result fragments across a tile
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Row strides in shared memory, in bf16. The 8 of padding puts the rows a fragment load reads
-// (8 rows, 4 lanes each, 4 bytes apart) in 32 different banks, for every head size here.
+// The row stride in shared memory, in bf16 ([tile row][head column]). With the 8 of padding a
+// row is an odd number of 16-byte units long, so the eight rows an ldmatrix phase reads fall in
+// different banks, for every head size here.
 template <int F>
 constexpr int kHeadStride = F* kFrag + 8;  // [tile row][head column]
 
 // The warp's result fragments across a tile (16 x kTile scores) and across a head (16 x F·16).
+// The helpers below that take them by reference are forced inline, which keeps them in registers.
 using TileResult = float[kTileColumns][4];
 template <int F>
 using HeadResult = float[2 * F][4];
@@ -183,7 +185,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // Queues the copy of kRows rows of a head (bf16 at src, hs apart) into dst [kRows][kHeadStride].
 template <int F>
-__device__ void stage_rows(Bf16* dst, const Bf16* src) {
+__device__ __forceinline__ void stage_rows(Bf16* dst, const Bf16* src) {
   constexpr int kChunks = F * kFrag / 8;  // 16-byte chunks per row
   for (int e = threadIdx.x; e < kRows * kChunks; e += kThreads) {
     const int r = e / kChunks, c = e % kChunks;
@@ -194,8 +196,8 @@ __device__ void stage_rows(Bf16* dst, const Bf16* src) {
 // result = rows · tileᵀ: the warp's 16 rows of a head (bf16 at `rows`, stride kHeadStride)
 // against the tile's kTile rows (at `tile`, the same stride), 16 x kTile in fp32.
 template <int F>
-__device__ void times_tile_transposed(TileResult& result, const Bf16* rows, const Bf16* tile,
-                                      FragmentLane lane) {
+__device__ __forceinline__ void times_tile_transposed(TileResult& result, const Bf16* rows,
+                                                      const Bf16* tile, FragmentLane lane) {
 #pragma unroll
   for (int n = 0; n < kTileColumns; ++n) {
 #pragma unroll
@@ -221,8 +223,8 @@ __device__ void times_tile_transposed(TileResult& result, const Bf16* rows, cons
 // rounded to bf16 here) against the tile's kTile rows (bf16 at `tile`, stride kHeadStride), read
 // transposed into B's fragments.
 template <int F>
-__device__ void accumulate_times_tile(HeadResult<F>& acc, const TileResult& weights,
-                                      const Bf16* tile, FragmentLane lane) {
+__device__ __forceinline__ void accumulate_times_tile(HeadResult<F>& acc, const TileResult& weights,
+                                                      const Bf16* tile, FragmentLane lane) {
 #pragma unroll
   for (int k = 0; k < kTile / kFrag; ++k) {
     uint32_t a[4];
@@ -238,7 +240,7 @@ __device__ void accumulate_times_tile(HeadResult<F>& acc, const TileResult& weig
 }
 
 template <int F>
-__device__ void zero(HeadResult<F>& acc) {
+__device__ __forceinline__ void zero(HeadResult<F>& acc) {
 #pragma unroll
   for (int n = 0; n < 2 * F; ++n) {
 #pragma unroll
@@ -262,8 +264,8 @@ __device__ __forceinline__ float quad_sum(float x) {
 // (dK/dV, whose products are transposed). Only the diagonal tile has such keys. Rows and columns
 // past T need no mask: their bf16 copies are zero rows (head_major_kernel), so they add nothing.
 template <bool kRowsAreQueries>
-__device__ void mask_future_keys(TileResult& scores, const int (&rows)[2], int first_column,
-                                 FragmentLane lane) {
+__device__ __forceinline__ void mask_future_keys(TileResult& scores, const int (&rows)[2],
+                                                 int first_column, FragmentLane lane) {
 #pragma unroll
   for (int n = 0; n < kTileColumns; ++n) {
 #pragma unroll
@@ -279,8 +281,8 @@ __device__ void mask_future_keys(TileResult& scores, const int (&rows)[2], int f
 // Row first_row + g + 8r (r = 0, 1) of dst (rows row_stride apart) += factor · the warp's head
 // result for that row, for rows below T.
 template <int F>
-__device__ void add_rows(float* dst, int64_t row_stride, const HeadResult<F>& acc, int first_row,
-                         int T, float factor, FragmentLane lane) {
+__device__ __forceinline__ void add_rows(float* dst, int64_t row_stride, const HeadResult<F>& acc,
+                                         int first_row, int T, float factor, FragmentLane lane) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int t = first_row + lane.g + 8 * r;

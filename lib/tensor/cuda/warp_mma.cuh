@@ -58,11 +58,13 @@ __device__ __forceinline__ uint32_t load_pair(const Bf16* p) {
 // 2(l % 4) and 2(l % 4) + 1 of column l / 4 of matrix i.
 #if defined(DS_EMULATED_CUDA)
 inline void load_matrices(uint32_t (&d)[4], const Bf16* row) {
+  ds_emulated_cuda::require_aligned(row, 16, "an ldmatrix row");
   const auto rows = ds_emulated_cuda::warp_all(row);
   const FragmentLane lane;
   for (int i = 0; i < 4; ++i) d[i] = load_pair(rows[8 * i + lane.g] + 2 * lane.t);
 }
 inline void load_matrices_transposed(uint32_t (&d)[4], const Bf16* row) {
+  ds_emulated_cuda::require_aligned(row, 16, "an ldmatrix row");
   const auto rows = ds_emulated_cuda::warp_all(row);
   const FragmentLane lane;
   for (int i = 0; i < 4; ++i) {
