@@ -315,6 +315,47 @@ struct Place {
   }
 };
 
+// The rows a block owns (queries, or keys in dK/dV) from `first`, the warp's from warp_first,
+// and the calling lane's two in the result fragments (rows g and g + 8 of the warp's 16).
+struct BlockRows {
+  int first, warp_first, mine[2];
+  __device__ BlockRows(int first_row, int warp, FragmentLane lane)
+      : first(first_row),
+        warp_first(first_row + warp * kFrag),
+        mine{warp_first + lane.g, warp_first + lane.g + 8} {}
+};
+
+// The walk over the other side's tiles t0 = first, first + kTile, ... below `end`, double-
+// buffered: stage(t0, buffer) queues (and commits) a tile's copies, the first tile's before the
+// walk; body(t0, buffer, more) runs once the tile is in, while the next one's copies run (`more`:
+// there is a next tile, going into buffer 1 - buffer). Every warp is done with a buffer before it
+// is refilled.
+template <typename Stage, typename Body>
+__device__ __forceinline__ void for_each_tile(int first, int end, Stage&& stage, Body&& body) {
+  for (int t0 = first; t0 < end; t0 += kTile) {
+    const int buffer = (t0 - first) / kTile % 2;
+    const bool more = t0 + kTile < end;
+    if (more) {
+      stage(t0 + kTile, 1 - buffer);
+      wait_copies<1>();
+    } else {
+      wait_copies<0>();
+    }
+    __syncthreads();  // the tile (and what the block loaded before the walk) is in
+    body(t0, buffer, more);
+    __syncthreads();  // every warp is done with the buffer the next stage overwrites
+  }
+}
+
+// Queues the key and value tiles from row j0 into `buffer` of a forward's or dQ's shared memory.
+template <int F, typename Shared>
+__device__ __forceinline__ void stage_keys_values(const Shared& s, const Place& at, HeadMajor k,
+                                                  HeadMajor v, int j0, int buffer) {
+  stage_rows<F>(pick(s.k, buffer), at.rows(k, j0, F * kFrag));
+  stage_rows<F>(pick(s.v, buffer), at.rows(v, j0, F * kFrag));
+  commit_copies();
+}
+
 // Grid (query blocks, NH, B), the block with the most key tiles first. The scores are kept
 // log2-scaled (scale·log2 e), so that each exponential is one exp2.
 template <int F>
@@ -326,30 +367,18 @@ __global__ void __launch_bounds__(kThreads)
   Carver carver{dynamic_shared_memory()};
   const ForwardShared<F> s(carver);
   const FragmentLane lane;
-  const int q0 = (gridDim.x - 1 - blockIdx.x) * kRows;
-  const int first_row = q0 + at.warp * kFrag;
-  const int query[2] = {first_row + lane.g, first_row + lane.g + 8};
+  const BlockRows queries((gridDim.x - 1 - blockIdx.x) * kRows, at.warp, lane);
+  const int q0 = queries.first;
+  const int(&query)[2] = queries.mine;
   const float scale_log2 = scale * kLog2e;
-  const auto stage = [&](int j0, int buffer) {
-    stage_rows<F>(pick(s.k, buffer), at.rows(k, j0, hs));
-    stage_rows<F>(pick(s.v, buffer), at.rows(v, j0, hs));
-    commit_copies();
-  };
+  const auto stage = [&](int j0, int buffer) { stage_keys_values<F>(s, at, k, v, j0, buffer); };
 
   stage_rows<F>(s.q, at.rows(q, q0, hs));
   stage(0, 0);
   HeadResult<F> o;
   zero<F>(o);
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};  // sums: this lane's
-  for (int j0 = 0; j0 <= q0; j0 += kTile) {
-    const int buffer = j0 / kTile % 2;
-    if (j0 + kTile <= q0) {
-      stage(j0 + kTile, 1 - buffer);
-      wait_copies<1>();
-    } else {
-      wait_copies<0>();
-    }
-    __syncthreads();  // the tile (and q) is in
+  for_each_tile(0, q0 + 1, stage, [&](int j0, int buffer, bool) {
     TileResult p;
     times_tile_transposed<F>(p, s.q + at.warp * kFrag * kHeadStride<F>, pick(s.k, buffer), lane);
     // Every row sees key j0 <= q0, so each max is finite. The maximum of the raw scores, scaled,
@@ -383,8 +412,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int e = 0; e < 4; ++e) o[n][e] *= rescale[e / 2];
     }
     accumulate_times_tile<F>(o, p, pick(s.v, buffer), lane);
-    __syncthreads();  // every warp is done with the buffer the next stage overwrites
-  }
+  });
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     row_sum[r] = quad_sum(row_sum[r]);
@@ -412,15 +440,11 @@ __global__ void __launch_bounds__(kThreads)
   Carver carver{dynamic_shared_memory()};
   const DqShared<F> s(carver);
   const FragmentLane lane;
-  const int q0 = (gridDim.x - 1 - blockIdx.x) * kRows;
-  const int first_row = q0 + at.warp * kFrag;
-  const int query[2] = {first_row + lane.g, first_row + lane.g + 8};
+  const BlockRows queries((gridDim.x - 1 - blockIdx.x) * kRows, at.warp, lane);
+  const int q0 = queries.first;
+  const int(&query)[2] = queries.mine;
   const float scale_log2 = scale * kLog2e;
-  const auto stage = [&](int j0, int buffer) {
-    stage_rows<F>(pick(s.k, buffer), at.rows(k, j0, hs));
-    stage_rows<F>(pick(s.v, buffer), at.rows(v, j0, hs));
-    commit_copies();
-  };
+  const auto stage = [&](int j0, int buffer) { stage_keys_values<F>(s, at, k, v, j0, buffer); };
   float query_lse[2], query_dot[2];  // log2-scaled; zeros past T (whose rows add nothing)
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -434,15 +458,7 @@ __global__ void __launch_bounds__(kThreads)
   stage(0, 0);
   HeadResult<F> dq;
   zero<F>(dq);
-  for (int j0 = 0; j0 <= q0; j0 += kTile) {
-    const int buffer = j0 / kTile % 2;
-    if (j0 + kTile <= q0) {
-      stage(j0 + kTile, 1 - buffer);
-      wait_copies<1>();
-    } else {
-      wait_copies<0>();
-    }
-    __syncthreads();
+  for_each_tile(0, q0 + 1, stage, [&](int j0, int buffer, bool) {
     TileResult ds, dprobs;
     times_tile_transposed<F>(ds, s.q + at.warp * kFrag * kHeadStride<F>, pick(s.k, buffer), lane);
     times_tile_transposed<F>(dprobs, s.dout + at.warp * kFrag * kHeadStride<F>, pick(s.v, buffer),
@@ -457,9 +473,8 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     accumulate_times_tile<F>(dq, ds, pick(s.k, buffer), lane);
-    __syncthreads();
-  }
-  add_rows<F>(dqkv + at.qkv_offset, 3 * C, dq, first_row, T, scale, lane);
+  });
+  add_rows<F>(dqkv + at.qkv_offset, 3 * C, dq, queries.warp_first, T, scale, lane);
 }
 
 // dK and dV for the block's keys: dv_j = Σ_{i>=j} p_ij dout_i, dk_j = scale Σ_{i>=j} ds_ij q_i
@@ -477,18 +492,17 @@ __global__ void __launch_bounds__(kThreads, F <= 4 ? 3 : 1)
   Carver carver{dynamic_shared_memory()};
   const DkvShared<F> s(carver);
   const FragmentLane lane;
-  const int k0 = blockIdx.x * kRows;
-  const int first_row = k0 + at.warp * kFrag;
-  const int key[2] = {first_row + lane.g, first_row + lane.g + 8};
+  const BlockRows keys(blockIdx.x * kRows, at.warp, lane);
+  const int k0 = keys.first;
+  const int(&key)[2] = keys.mine;
   const float scale_log2 = scale * kLog2e;
+  // A tile's statistics go through registers: read when its copies are queued, stored into its
+  // buffer after the products on the tile before.
+  float next_lse = 0.0f, next_dot = 0.0f;
   const auto stage = [&](int i0, int buffer) {
     stage_rows<F>(pick(s.q, buffer), at.rows(q, i0, hs));
     stage_rows<F>(pick(s.dout, buffer), at.rows(dout, i0, hs));
     commit_copies();
-  };
-  // A tile's statistics go through registers: read before the products, stored after them.
-  float next_lse = 0.0f, next_dot = 0.0f;
-  const auto read_stats = [&](int i0) {
     const int i = i0 + static_cast<int>(threadIdx.x);
     if (threadIdx.x < kTile) {
       next_lse = i < T ? lse[at.stat_offset + i] * kLog2e : 0.0f;
@@ -505,22 +519,11 @@ __global__ void __launch_bounds__(kThreads, F <= 4 ? 3 : 1)
   stage_rows<F>(s.k, at.rows(k, k0, hs));
   stage_rows<F>(s.v, at.rows(v, k0, hs));
   stage(k0, 0);
-  read_stats(k0);
   store_stats(0);
   HeadResult<F> dk, dv;
   zero<F>(dk);
   zero<F>(dv);
-  for (int i0 = k0; i0 < T; i0 += kTile) {
-    const int buffer = (i0 - k0) / kTile % 2;
-    const bool more = i0 + kTile < T;
-    if (more) {
-      stage(i0 + kTile, 1 - buffer);
-      read_stats(i0 + kTile);
-      wait_copies<1>();
-    } else {
-      wait_copies<0>();
-    }
-    __syncthreads();
+  for_each_tile(k0, T, stage, [&](int i0, int buffer, bool more) {
     TileResult p, ds;  // transposed: [key][query]
     times_tile_transposed<F>(p, s.k + at.warp * kFrag * kHeadStride<F>, pick(s.q, buffer), lane);
     times_tile_transposed<F>(ds, s.v + at.warp * kFrag * kHeadStride<F>, pick(s.dout, buffer),
@@ -539,12 +542,11 @@ __global__ void __launch_bounds__(kThreads, F <= 4 ? 3 : 1)
     }
     accumulate_times_tile<F>(dv, p, pick(s.dout, buffer), lane);
     accumulate_times_tile<F>(dk, ds, pick(s.q, buffer), lane);
-    if (more) store_stats(1 - buffer);  // its last readers finished before the sync above
-    __syncthreads();
-  }
+    if (more) store_stats(1 - buffer);  // its last readers finished before this tile's sync
+  });
   float* dst = dqkv + at.qkv_offset;
-  add_rows<F>(dst + C, 3 * C, dk, first_row, T, scale, lane);
-  add_rows<F>(dst + 2 * C, 3 * C, dv, first_row, T, 1.0f, lane);
+  add_rows<F>(dst + C, 3 * C, dk, keys.warp_first, T, scale, lane);
+  add_rows<F>(dst + 2 * C, 3 * C, dv, keys.warp_first, T, 1.0f, lane);
 }
 
 }  // namespace ds::tensor::cuda::tc_attention
