@@ -25,9 +25,7 @@ void Bf16Matmul::forward(float* out, const float* inp, const float* weight, cons
   const void* inp16 = rounded_to_bf16(inp, int64_t{N} * IC, inp16_, stream);
   const void* weight16 = rounded_to_bf16(weight, int64_t{IC} * OC, weight16_, stream);
   const float* aligned_bias = aligned_input(bias, OC, bias_, stream);
-  const StagedOutput y = StagedOutput::writing(out, int64_t{N} * OC, staged_[0]);
-  lt_.forward(y.at, inp16, weight16, aligned_bias, N, IC, OC, layout, kBf16Operands, stream);
-  y.finish(stream);
+  lt_.forward(out, inp16, weight16, aligned_bias, N, IC, OC, layout, kBf16Operands, stream);
 }
 
 void Bf16Matmul::backward(float* dinp, float* dweight, float* dbias, const float* dout,
@@ -39,12 +37,8 @@ void Bf16Matmul::backward(float* dinp, float* dweight, float* dbias, const float
       dweight == nullptr ? nullptr : rounded_to_bf16(inp, int64_t{N} * IC, inp16_, stream);
   const void* weight16 =
       dinp == nullptr ? nullptr : rounded_to_bf16(weight, int64_t{IC} * OC, weight16_, stream);
-  const auto g_inp = StagedOutput::accumulating(dinp, int64_t{N} * IC, staged_[0], stream);
-  const auto g_weight = StagedOutput::accumulating(dweight, int64_t{IC} * OC, staged_[1], stream);
-  lt_.backward(g_inp.at, g_weight.at, nullptr, dout16, inp16, weight16, N, IC, OC, layout,
-               kBf16Operands, stream);
-  g_inp.finish(stream);
-  g_weight.finish(stream);
+  lt_.backward(dinp, dweight, nullptr, dout16, inp16, weight16, N, IC, OC, layout, kBf16Operands,
+               stream);
   if (dbias != nullptr)
     mixed::matmul_bias_backward(dbias, DType::kF32, dout, DType::kF32, N, OC, stream);
 }

@@ -10,8 +10,9 @@
 // against 0.09, backward 0.55 against 0.21), more than the rounding costs. The bias gradient is a
 // fixed-order fp32 column sum, as the bf16 MLP's (bf16_mlp.h).
 //
-// The rounded copies and the staging of unaligned outputs grow once to the largest shape. Not
-// thread-safe; one per CudaOps.
+// The outputs (out, dinp, dweight) must be 16-byte aligned, as cuBLASLt wants them (LtMatmul
+// checks; CudaOps sends other matmuls to its other paths); the inputs and the bias may be
+// anywhere. The rounded copies grow once to the largest shape. Not thread-safe; one per CudaOps.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -41,7 +42,6 @@ class Bf16Matmul {
  private:
   LtMatmul& lt_;
   DeviceBuffer inp16_, weight16_, dout16_, bias_;
-  DeviceBuffer staged_[2];  // out or dinp, and dweight
 };
 
 }  // namespace ds::tensor::cuda

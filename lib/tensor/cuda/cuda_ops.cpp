@@ -165,7 +165,11 @@ void CudaOps::layernorm_backward(float* dinp, float* dweight, float* dbias, cons
 }
 void CudaOps::matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                              int N, int IC, int OC, WeightLayout layout) {
-  if (bf16_matmul_ != nullptr && bf16_matmul_->supports(N, IC, OC, layout)) {
+  // bf16 runs' matmuls on bf16 copies of their operands, where the output is aligned as cuBLASLt
+  // wants (a view with odd offsets, such as an evaluation's [N, V] logits, would need staging as
+  // large as itself).
+  if (bf16_matmul_ != nullptr && LtMatmul::aligned(out) &&
+      bf16_matmul_->supports(N, IC, OC, layout)) {
     const auto timed = profiler_->time("matmul_forward (bf16)", stream(), {N, IC, OC});
     return bf16_matmul_->forward(out, inp, weight, bias, N, IC, OC, layout, stream());
   }
@@ -180,7 +184,8 @@ void CudaOps::matmul_forward(float* out, const float* inp, const float* weight, 
 void CudaOps::matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                               const float* inp, const float* weight, int N, int IC, int OC,
                               WeightLayout layout) {
-  if (bf16_matmul_ != nullptr && bf16_matmul_->supports(N, IC, OC, layout)) {
+  if (bf16_matmul_ != nullptr && LtMatmul::aligned(dinp) && LtMatmul::aligned(dweight) &&
+      bf16_matmul_->supports(N, IC, OC, layout)) {
     const auto timed = profiler_->time("matmul_backward (bf16)", stream(), {N, IC, OC});
     return bf16_matmul_->backward(dinp, dweight, dbias, dout, inp, weight, N, IC, OC, layout,
                                   stream());
