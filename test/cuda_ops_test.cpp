@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "cuda_test_helpers.h"
@@ -200,34 +201,43 @@ TEST_CASE("cuda ops classifier matches the CPU at every precision", "[cuda]") {
   INFO("precision " << static_cast<int>(precision));
   ds::tensor::cuda::CudaOps gpu(0, precision);
   ds::tensor::Ops& cpu = ds::tensor::cpu_ops();
-  // An odd vocabulary, so that the GPU pads its rows; one position without a target.
-  const int N = 24, C = 32, V = 1001;
-  const Vec inp = random_vec(size_t(N) * C, 80), head = random_vec(size_t(V) * C, 81, -0.5f, 0.5f);
-  std::vector<int32_t> targets(N);
-  for (int n = 0; n < N; ++n) targets[n] = (n * 37 + 5) % V;
-  targets[3] = ds::tensor::cpu::kIgnoreTarget;
-  const float dloss = 1.0f / float(N - 1);
+  // Odd vocabularies, so that the GPU pads its rows, the larger first, so that the second runs on
+  // buffers that held the first (the bf16 head copy's zero rows past V must be V's); one position
+  // without a target; the scratch starts as NaN, which no padding may carry into the results.
+  for (const int V : {1100, 1001}) {
+    INFO("V=" << V);
+    const int N = 24, C = 32;
+    const Vec inp = random_vec(size_t(N) * C, 80);
+    const Vec head = random_vec(size_t(V) * C, 81, -0.5f, 0.5f);
+    std::vector<int32_t> targets(N);
+    for (int n = 0; n < N; ++n) targets[n] = (n * 37 + 5) % V;
+    targets[3] = ds::tensor::cpu::kIgnoreTarget;
+    const float dloss = 1.0f / float(N - 1);
 
-  Vec losses(N), scratch(size_t(cpu.classifier_scratch_floats(N, V)));
-  Vec dinp(inp.size(), 0.25f), dhead(head.size(), 0.5f);
-  cpu.classifier_forward(losses.data(), scratch.data(), inp.data(), head.data(), targets.data(),
-                         dloss, N, C, V);
-  cpu.classifier_backward(dinp.data(), dhead.data(), scratch.data(), inp.data(), head.data(), N, C,
-                          V);
+    Vec losses(N), scratch(size_t(cpu.classifier_scratch_floats(N, V)));
+    Vec dinp(inp.size(), 0.25f), dhead(head.size(), 0.5f);
+    cpu.classifier_forward(losses.data(), scratch.data(), inp.data(), head.data(), targets.data(),
+                           dloss, N, C, V);
+    cpu.classifier_backward(dinp.data(), dhead.data(), scratch.data(), inp.data(), head.data(), N,
+                            C, V);
 
-  Shifted d_inp(gpu, inp, 0), d_head(gpu, head, 0), d_losses(gpu, Vec(N), 0);
-  Shifted d_scratch(gpu, Vec(size_t(gpu.classifier_scratch_floats(N, V))), 0);
-  Shifted d_dinp(gpu, Vec(inp.size(), 0.25f), 0), d_dhead(gpu, Vec(head.size(), 0.5f), 0);
-  Mirror d_targets(gpu, targets.data(), sizeof(int32_t) * targets.size());
-  gpu.classifier_forward(d_losses.at(), d_scratch.at(), d_inp.at(), d_head.at(),
-                         d_targets.buffer.as<int32_t>(), dloss, N, C, V);
-  gpu.classifier_backward(d_dinp.at(), d_dhead.at(), d_scratch.at(), d_inp.at(), d_head.at(), N, C,
-                          V);
-  const Vec got_losses = d_losses.fetch();
-  check_parity("ops classifier losses", got_losses, losses, tol);
-  CHECK(got_losses[3] == 0.0f);
-  check_parity("ops classifier dinp", d_dinp.fetch(), dinp, tol);
-  check_parity("ops classifier dhead", d_dhead.fetch(), dhead, tol);
+    Shifted d_inp(gpu, inp, 0), d_head(gpu, head, 0), d_losses(gpu, Vec(N), 0);
+    Shifted d_scratch(
+        gpu,
+        Vec(size_t(gpu.classifier_scratch_floats(N, V)), std::numeric_limits<float>::quiet_NaN()),
+        0);
+    Shifted d_dinp(gpu, Vec(inp.size(), 0.25f), 0), d_dhead(gpu, Vec(head.size(), 0.5f), 0);
+    Mirror d_targets(gpu, targets.data(), sizeof(int32_t) * targets.size());
+    gpu.classifier_forward(d_losses.at(), d_scratch.at(), d_inp.at(), d_head.at(),
+                           d_targets.buffer.as<int32_t>(), dloss, N, C, V);
+    gpu.classifier_backward(d_dinp.at(), d_dhead.at(), d_scratch.at(), d_inp.at(), d_head.at(), N,
+                            C, V);
+    const Vec got_losses = d_losses.fetch();
+    check_parity("ops classifier losses", got_losses, losses, tol);
+    CHECK(got_losses[3] == 0.0f);
+    check_parity("ops classifier dinp", d_dinp.fetch(), dinp, tol);
+    check_parity("ops classifier dhead", d_dhead.fetch(), dhead, tol);
+  }
 }
 
 TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
