@@ -29,11 +29,14 @@ for f in "$stage"/bin/* "$stage"/test/*; do ldd "$f"; done |
   grep -v -E '/usr/local/cuda|/(libc|libm|libdl|librt|libpthread|libresolv|libutil|libanl|libnss[^/]*|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so' |
   while read -r lib; do cp -L "$lib" "$stage/lib/"; done
 
-# Which code it holds: gpu-check.sh refuses a bundle older than the checkout it runs in.
+# Which code it holds: gpu-check.sh refuses a bundle built from other sources than the checkout
+# it runs in. The check is by content (every tracked file's sha256, as the files are now), not by
+# commit: the GPU machine's copy of .git need not be the one the bundle was built from.
 {
   git rev-parse HEAD
   git status --porcelain --untracked-files=no | grep -q . && echo "with uncommitted changes"
 } > "$stage/commit.txt" || true
+git ls-files -z | xargs -0 sha256sum > "$stage/sources.sha256"
 tar -C "$stage" -cJf "$out" .
 echo "$out: $(du -h "$out" | cut -f1) ($(wc -l < "$stage/tests.txt") test binaries," \
   "$(ls "$stage/lib" | wc -l) libraries)"

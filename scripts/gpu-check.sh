@@ -46,15 +46,17 @@ if [ -f "$bundle" ]; then
   tar -C "$build_dir" -xJf "$bundle"
   export DS_TEST_BINARY_DIR=$build_dir DS_TEST_SOURCE_DIR=$PWD
   lib_path=$build_dir/lib
-  # A bundle of other code would test what no longer exists (ALLOW_STALE_BUNDLE=1 overrides).
+  # A bundle of other code would test what no longer exists: every file it was built from must be
+  # here as it was (ALLOW_STALE_BUNDLE=1 overrides).
   built_from=$(head -n 1 "$build_dir/commit.txt" 2> /dev/null || echo unknown)
-  checkout=$(git rev-parse HEAD 2> /dev/null || echo unknown)
-  if [ "$built_from" != "$checkout" ] && [ "${ALLOW_STALE_BUNDLE:-0}" != 1 ]; then
-    echo "stale bundle: built from $built_from, this checkout is $checkout" \
-      "(run scripts/gpu-bundle.sh again)" >&2
+  if ! changed=$(sha256sum --quiet -c "$build_dir/sources.sha256" 2>&1) &&
+      [ "${ALLOW_STALE_BUNDLE:-0}" != 1 ]; then
+    echo "stale bundle: built from $built_from, and these files differ here" \
+      "(run scripts/gpu-bundle.sh again):" >&2
+    echo "$changed" | head -n 10 >&2
     exit 1
   fi
-  sed -n 2p "$build_dir/commit.txt"
+  echo "bundle built from $built_from $(sed -n 2p "$build_dir/commit.txt")"
   # CUDA libraries the bundle left to this machine: where its CUDA or PyTorch keeps them.
   for missing in $(LD_LIBRARY_PATH=$lib_path ldd "$build_dir"/bin/dsworker "$build_dir"/test/* |
                    awk '/not found/ { print $1 }' | sort -u); do
