@@ -36,6 +36,12 @@ size_t tensor_core_shared_bytes(int device) {
   return major >= 8 ? static_cast<size_t>(optin) : 0;
 }
 
+// Whether a run multiplies in bf16 on bf16 tensor cores: then the LM head, the MLP and the other
+// matmuls keep bf16 copies of their operands (classifier.h, bf16_mlp.h, bf16_matmul.h).
+bool bf16_on_tensor_cores(MatmulPrecision precision, size_t tensor_core_shared_bytes) {
+  return precision == MatmulPrecision::kBf16 && tensor_core_shared_bytes > 0;
+}
+
 }  // namespace
 
 CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes)
@@ -47,13 +53,12 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
           .precision = precision, .fuse_gelu = precision != MatmulPrecision::kFp32})),
       precision_(precision),
       tensor_core_shared_bytes_(tensor_core_shared_bytes(device)),
-      // bf16 logits where the GPU multiplies bf16 (the tensor-core attention's condition too).
       classifier_(std::make_unique<Classifier>(
-          *blas_, precision == MatmulPrecision::kBf16 && tensor_core_shared_bytes_ > 0)),
-      bf16_mlp_(precision == MatmulPrecision::kBf16 && tensor_core_shared_bytes_ > 0
+          *blas_, bf16_on_tensor_cores(precision, tensor_core_shared_bytes_))),
+      bf16_mlp_(bf16_on_tensor_cores(precision, tensor_core_shared_bytes_)
                     ? std::make_unique<Bf16Mlp>(*lt_)
                     : nullptr),
-      bf16_matmul_(precision == MatmulPrecision::kBf16 && tensor_core_shared_bytes_ > 0
+      bf16_matmul_(bf16_on_tensor_cores(precision, tensor_core_shared_bytes_)
                        ? std::make_unique<Bf16Matmul>(*lt_)
                        : nullptr),
       tc_attention_(std::make_unique<TensorCoreAttention>()),

@@ -199,19 +199,10 @@ __global__ void add_inplace_kernel(S* dst, const S* src, int64_t N) {
   if (i < N) store(dst, i, load(dst, i) + load(src, i));
 }
 
-// A row's elements in 16-byte chunks (8 bf16/f16 or 4 floats) when the row starts 16-byte
-// aligned, as the classifier's padded rows do: fn(first, values, count) gets each chunk's values
-// widened to fp32 (count of them; 1 for the elements past the last whole chunk, or everywhere in an
+// A row's elements in 16-byte chunks (storage_types.cuh) when the row starts 16-byte aligned, as
+// the classifier's padded rows do: fn(first, values, count) gets each chunk's values widened to
+// fp32 (count of them; 1 for the elements past the last whole chunk, or everywhere in an
 // unaligned row). Chunk c goes to thread c % blockDim.x, the same thread on every call.
-template <typename S>
-struct alignas(16) Chunk {
-  static constexpr int kCount = 16 / sizeof(S);
-  S x[kCount];
-};
-template <typename S>
-__device__ bool chunked(const S* row) {
-  return reinterpret_cast<uintptr_t>(row) % sizeof(Chunk<S>) == 0;
-}
 template <typename S, typename Fn>
 __device__ void visit_row(const S* row, int V, Fn&& fn) {
   constexpr int kCount = Chunk<S>::kCount;

@@ -26,6 +26,18 @@ __device__ inline void store(__nv_bfloat16* p, int64_t i, float x) {
 }
 __device__ inline void store(__half* p, int64_t i, float x) { p[i] = __float2half_rn(x); }
 
+// 16 bytes of S (8 bf16/f16 or 4 floats), for kernels that move rows in 16-byte loads and stores
+// where a row starts 16-byte aligned (chunked).
+template <typename S>
+struct alignas(16) Chunk {
+  static constexpr int kCount = 16 / sizeof(S);
+  S x[kCount];
+};
+template <typename S>
+__device__ inline bool chunked(const S* row) {
+  return reinterpret_cast<uintptr_t>(row) % sizeof(Chunk<S>) == 0;
+}
+
 template <>
 struct ColumnAdd<__nv_bfloat16> {
   __device__ static void add(__nv_bfloat16* dst, int c, float total) {

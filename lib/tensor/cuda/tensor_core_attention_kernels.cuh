@@ -31,6 +31,7 @@
 
 #include "tensor/cuda/async_copy.cuh"
 #include "tensor/cuda/device_primitives.cuh"
+#include "tensor/cuda/storage_types.cuh"
 #include "tensor/cuda/warp_mma.cuh"
 
 namespace ds::tensor::cuda::tc_attention {
@@ -43,7 +44,6 @@ using detail::FragmentLane;
 using detail::kWarp;
 using detail::load_a;
 using detail::load_b_pair;
-using detail::load_b_pair_transposed;
 using detail::mma_bf16;
 using detail::pack_bf16;
 using detail::wait_copies;
@@ -152,13 +152,11 @@ struct HeadMajor {
 };
 
 // Four consecutive floats of a row, zeros for a row past T; one 16-byte load when the row allows.
-struct alignas(16) Quad {
-  float x[4];
-};
-__device__ __forceinline__ Quad load_quad(const float* p, bool in_range, bool vector) {
-  if (!in_range) return Quad{{0.0f, 0.0f, 0.0f, 0.0f}};
-  if (vector) return *reinterpret_cast<const Quad*>(p);
-  return Quad{{p[0], p[1], p[2], p[3]}};
+using Four = detail::Chunk<float>;
+__device__ __forceinline__ Four load_four(const float* p, bool in_range, bool vector) {
+  if (!in_range) return Four{{0.0f, 0.0f, 0.0f, 0.0f}};
+  if (vector) return *reinterpret_cast<const Four*>(p);
+  return Four{{p[0], p[1], p[2], p[3]}};
 }
 
 // Rows t < T of one tensor (row t of batch row b at src + b·batch_stride + t·row_stride, head h
@@ -173,11 +171,11 @@ __global__ void __launch_bounds__(kThreads)
   const int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * kRows;
   const int64_t head = int64_t{b} * NH + h;
   const float* from = src + b * batch_stride + int64_t{h} * hs;
-  const bool vector = reinterpret_cast<uintptr_t>(from) % sizeof(Quad) == 0 && row_stride % 4 == 0;
-  const int quads = hs / 4;
+  const bool vector = detail::chunked(from) && row_stride % Four::kCount == 0;
+  const int quads = hs / Four::kCount;
   for (int e = threadIdx.x; e < kRows * quads; e += kThreads) {
-    const int r = e / quads, d = e % quads * 4, t = t0 + r;
-    const Quad x = load_quad(from + int64_t{t} * row_stride + d, t < T, vector);
+    const int r = e / quads, d = e % quads * Four::kCount, t = t0 + r;
+    const Four x = load_four(from + int64_t{t} * row_stride + d, t < T, vector);
     *reinterpret_cast<Pairs*>(to.rows + (head * Tp + t) * hs + d) =
         Pairs{pack_bf16(x.x[0], x.x[1]), pack_bf16(x.x[2], x.x[3])};
   }
@@ -211,8 +209,7 @@ __device__ __forceinline__ void times_tile_transposed(TileResult& result, const 
     for (int n = 0; n < kTileColumns; n += 2) {
       // B(k, n) = tile[n][k]: the tile's rows are B's columns.
       uint32_t b[2], b_next[2];
-      load_b_pair_transposed(b, b_next, tile + n * 8 * kHeadStride<F> + k * kFrag, kHeadStride<F>,
-                             lane);
+      load_b_pair<true>(b, b_next, tile + n * 8 * kHeadStride<F> + k * kFrag, kHeadStride<F>, lane);
       mma_bf16(result[n], a, b);
       mma_bf16(result[n + 1], a, b_next);
     }
@@ -232,7 +229,8 @@ __device__ __forceinline__ void accumulate_times_tile(HeadResult<F>& acc, const 
 #pragma unroll
     for (int n = 0; n < 2 * F; n += 2) {
       uint32_t b[2], b_next[2];  // B(k, n) = tile[k][n]
-      load_b_pair(b, b_next, tile + k * kFrag * kHeadStride<F> + n * 8, kHeadStride<F>, lane);
+      load_b_pair<false>(b, b_next, tile + k * kFrag * kHeadStride<F> + n * 8, kHeadStride<F>,
+                         lane);
       mma_bf16(acc[n], a, b);
       mma_bf16(acc[n + 1], a, b_next);
     }

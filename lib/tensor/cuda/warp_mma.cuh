@@ -46,17 +46,14 @@ __device__ __forceinline__ uint32_t pack_bf16(float low, float high) {
                                                           << 16;
 }
 
-// The two bf16 at p (4-byte aligned), as one register.
-__device__ __forceinline__ uint32_t load_pair(const Bf16* p) {
-  return *reinterpret_cast<const uint32_t*>(p);
-}
-
 // Four 8x8 bf16 matrices from shared memory in one instruction (ldmatrix .x4): lane l gives the
 // address of row l % 8 of matrix l / 8 (16-byte aligned), and gets in d[i] row l / 4, columns
 // 2(l % 4) and 2(l % 4) + 1 of matrix i, the fragments' layout.
 // With .trans (load_matrices_transposed) each matrix arrives transposed: d[i] holds rows
 // 2(l % 4) and 2(l % 4) + 1 of column l / 4 of matrix i.
 #if defined(DS_EMULATED_CUDA)
+// The two bf16 at p (4-byte aligned), as one register.
+inline uint32_t load_pair(const Bf16* p) { return *reinterpret_cast<const uint32_t*>(p); }
 inline void load_matrices(uint32_t (&d)[4], const Bf16* row) {
   ds_emulated_cuda::require_aligned(row, 16, "an ldmatrix row");
   const auto rows = ds_emulated_cuda::warp_all(row);
@@ -94,28 +91,22 @@ __device__ __forceinline__ void load_a(uint32_t (&a)[4], const Bf16* p, int ld, 
   load_matrices(a, p + (lane.lane % 8 + 8 * (matrix % 2)) * ld + 8 * (matrix / 2));
 }
 
-// B's fragments (k x n = 16x8 each) of two neighbouring 8-column blocks, from their transpose:
-// the 16x16 block at p of a row-major bf16 matrix in shared memory holding B(k, n) at row n,
-// column k, with row stride ld (a multiple of 8). first gets columns n 0-7, second 8-15.
-__device__ __forceinline__ void load_b_pair_transposed(uint32_t (&first)[2], uint32_t (&second)[2],
-                                                       const Bf16* p, int ld, FragmentLane lane) {
-  const int matrix = lane.lane / 8;
-  uint32_t d[4];
-  load_matrices(d, p + (lane.lane % 8 + 8 * (matrix / 2)) * ld + 8 * (matrix % 2));
-  first[0] = d[0];
-  first[1] = d[1];
-  second[0] = d[2];
-  second[1] = d[3];
-}
-
-// B's fragments of two neighbouring 8-column blocks from B itself: the 16x16 block at p of a
-// row-major bf16 matrix in shared memory holding B(k, n) at row k, column n, with row stride ld
-// (a multiple of 8), transposed on the way (matrices (k 0-7, 8-15) x (n 0-7, 8-15), k first).
+// B's fragments (k x n = 16x8 each) of two neighbouring 8-column blocks: first gets columns n 0-7,
+// second 8-15, from the 16x16 block at p of a row-major bf16 matrix in shared memory with row
+// stride ld (a multiple of 8). kStoredTransposed: the matrix holds B(k, n) at row n, column k
+// (B's transpose: a tile whose rows are B's columns), read as it is; otherwise at row k, column
+// n, transposed on the way (ldmatrix .trans). Either way the four 8x8 matrices are
+// (k 0-7, 8-15) x (n 0-7, 8-15), k first.
+template <bool kStoredTransposed>
 __device__ __forceinline__ void load_b_pair(uint32_t (&first)[2], uint32_t (&second)[2],
                                             const Bf16* p, int ld, FragmentLane lane) {
-  const int matrix = lane.lane / 8;
+  const int matrix = lane.lane / 8, k_half = matrix % 2, n_half = matrix / 2;
   uint32_t d[4];
-  load_matrices_transposed(d, p + (lane.lane % 8 + 8 * (matrix % 2)) * ld + 8 * (matrix / 2));
+  if constexpr (kStoredTransposed) {
+    load_matrices(d, p + (lane.lane % 8 + 8 * n_half) * ld + 8 * k_half);
+  } else {
+    load_matrices_transposed(d, p + (lane.lane % 8 + 8 * k_half) * ld + 8 * n_half);
+  }
   first[0] = d[0];
   first[1] = d[1];
   second[0] = d[2];
