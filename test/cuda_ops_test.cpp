@@ -6,6 +6,8 @@
 // operands) at each MatmulPrecision: 1e-4 fp32, 2e-3 TF32, 1e-2 bf16-rounded inputs.
 #include "tensor/cuda/cuda_ops.h"
 
+#include <cuda_runtime_api.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
@@ -284,7 +286,7 @@ TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
   const Vec b_fc = random_vec(H, 92), w_proj = random_vec(size_t(H) * C, 93, -0.2f, 0.2f);
   const Vec b_proj = random_vec(C, 94), dout = random_vec(size_t(N) * C, 95);
 
-  Vec out(size_t(N) * C), saved(size_t(cpu.mlp_saved_floats(N, H))), scratch(size_t(N) * H);
+  Vec out(size_t(N) * C), saved(size_t(cpu.mlp_saved_floats(N, C, H))), scratch(size_t(N) * H);
   Vec dinp(inp.size(), 0.25f), dw_fc(w_fc.size(), 0.5f), db_fc(H, 0.5f);
   Vec dw_proj(w_proj.size(), 0.5f), db_proj(C, 0.5f);
   cpu.mlp_forward(out.data(), saved.data(), inp.data(), w_fc.data(), b_fc.data(), w_proj.data(),
@@ -295,7 +297,7 @@ TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
 
   Shifted d_inp(gpu, inp, 0), d_wfc(gpu, w_fc, 0), d_bfc(gpu, b_fc, 0);
   Shifted d_wproj(gpu, w_proj, 0), d_bproj(gpu, b_proj, shift), d_dout(gpu, dout, 0);
-  Shifted d_saved(gpu, Vec(saved.size()), shift);
+  Shifted d_saved(gpu, Vec(size_t(gpu.mlp_saved_floats(N, C, H))), shift);
   Shifted d_scratch(gpu, Vec(scratch.size()), shift);
   Shifted d_out(gpu, Vec(out.size()), shift);
   Shifted d_dinp(gpu, Vec(inp.size(), 0.25f), shift);
@@ -313,4 +315,67 @@ TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
   check_parity("ops mlp db_fc", d_dbfc.fetch(), db_fc, tol);
   check_parity("ops mlp dw_proj", d_dwproj.fetch(), dw_proj, tol);
   check_parity("ops mlp db_proj", d_dbproj.fetch(), db_proj, tol);
+}
+
+TEST_CASE("cuda ops attention sublayer matches the CPU at every precision", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  using ds::tensor::MatmulPrecision;
+  // bf16 runs on a GPU with bf16 tensor cores take the bf16 sublayer
+  // (tensor/cuda/bf16_attention_block.h), the others the composed one.
+  const auto [precision, tol] =
+      GENERATE(std::pair{MatmulPrecision::kFp32, 1e-4}, std::pair{MatmulPrecision::kTf32, 2e-3},
+               std::pair{MatmulPrecision::kBf16, 2e-2});
+  // 0: every tensor 16-byte aligned; 1: the output, the input gradient, the parameters'
+  // gradients, b_proj, the saved region and the scratch one float in.
+  const int shift = GENERATE(0, 1);
+  INFO("precision " << static_cast<int>(precision) << " shift " << shift);
+  ds::tensor::cuda::CudaOps gpu(0, precision);
+  ds::tensor::Ops& cpu = ds::tensor::cpu_ops();
+  // T = 70: a partial last tile, whose rows past T in qkv belong to the next batch row.
+  const int B = 2, T = 70, C = 128, NH = 2, N = B * T;
+  const Vec inp = random_vec(size_t(N) * C, 100);
+  const Vec w_qkv = random_vec(size_t(C) * 3 * C, 101, -0.2f, 0.2f), b_qkv = random_vec(3 * C, 102);
+  const Vec w_proj = random_vec(size_t(C) * C, 103, -0.2f, 0.2f), b_proj = random_vec(C, 104);
+  const Vec dout = random_vec(size_t(N) * C, 105);
+
+  const int64_t cpu_att = cpu.attention_saved_floats(B, T, C, NH);
+  Vec out(size_t(N) * C), saved(size_t(cpu.attention_block_saved_floats(B, T, C, NH)));
+  Vec d_atty(size_t(N) * C), d_qkv(size_t(N) * 3 * C), d_att(static_cast<size_t>(cpu_att));
+  Vec dinp(inp.size(), 0.25f), dw_qkv(w_qkv.size(), 0.5f), db_qkv(b_qkv.size(), 0.5f);
+  Vec dw_proj(w_proj.size(), 0.5f), db_proj(C, 0.5f);
+  cpu.attention_block_forward(out.data(), saved.data(), inp.data(), w_qkv.data(), b_qkv.data(),
+                              w_proj.data(), b_proj.data(), B, T, C, NH);
+  cpu.attention_block_backward(dinp.data(), dw_qkv.data(), db_qkv.data(), dw_proj.data(),
+                               db_proj.data(), {d_atty.data(), d_qkv.data(), d_att.data()},
+                               dout.data(), saved.data(), inp.data(), w_qkv.data(), w_proj.data(),
+                               B, T, C, NH);
+
+  const int64_t gpu_saved = gpu.attention_block_saved_floats(B, T, C, NH);
+  int major = 0;
+  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess);
+  if (precision == MatmulPrecision::kBf16 && major >= 8) {
+    CHECK(gpu_saved < cpu.attention_block_saved_floats(B, T, C, NH));  // bf16 qkv and output
+  }
+  Shifted d_inp(gpu, inp, 0), d_wqkv(gpu, w_qkv, 0), d_bqkv(gpu, b_qkv, 0);
+  Shifted d_wproj(gpu, w_proj, 0), d_bproj(gpu, b_proj, shift), d_dout(gpu, dout, 0);
+  const float nan = std::numeric_limits<float>::quiet_NaN();  // what the sublayer must overwrite
+  Shifted d_saved(gpu, Vec(size_t(gpu_saved), nan), shift);
+  Shifted s_atty(gpu, Vec(d_atty.size(), nan), shift), s_qkv(gpu, Vec(d_qkv.size(), nan), shift);
+  Shifted s_att(gpu, Vec(size_t(gpu.attention_saved_floats(B, T, C, NH)), nan), shift);
+  Shifted d_out(gpu, Vec(out.size(), nan), shift);
+  Shifted d_dinp(gpu, Vec(inp.size(), 0.25f), shift);
+  Shifted d_dwqkv(gpu, Vec(w_qkv.size(), 0.5f), shift),
+      d_dbqkv(gpu, Vec(b_qkv.size(), 0.5f), shift);
+  Shifted d_dwproj(gpu, Vec(w_proj.size(), 0.5f), shift), d_dbproj(gpu, Vec(C, 0.5f), shift);
+  gpu.attention_block_forward(d_out.at(), d_saved.at(), d_inp.at(), d_wqkv.at(), d_bqkv.at(),
+                              d_wproj.at(), d_bproj.at(), B, T, C, NH);
+  gpu.attention_block_backward(d_dinp.at(), d_dwqkv.at(), d_dbqkv.at(), d_dwproj.at(),
+                               d_dbproj.at(), {s_atty.at(), s_qkv.at(), s_att.at()}, d_dout.at(),
+                               d_saved.at(), d_inp.at(), d_wqkv.at(), d_wproj.at(), B, T, C, NH);
+  check_parity("ops attention sublayer out", d_out.fetch(), out, tol);
+  check_parity("ops attention sublayer dinp", d_dinp.fetch(), dinp, tol);
+  check_parity("ops attention sublayer dw_qkv", d_dwqkv.fetch(), dw_qkv, tol);
+  check_parity("ops attention sublayer db_qkv", d_dbqkv.fetch(), db_qkv, tol);
+  check_parity("ops attention sublayer dw_proj", d_dwproj.fetch(), dw_proj, tol);
+  check_parity("ops attention sublayer db_proj", d_dbproj.fetch(), db_proj, tol);
 }

@@ -33,7 +33,7 @@ void check_against_cpu(int B, int T, int C, int NH) {
   check_parity("flash forward lse", lse, want.lse, 1e-4);
 
   Vec row_dot(lse.size());
-  ds_emulated_cuda::launch(flash::row_dot_kernel,
+  ds_emulated_cuda::launch(flash::row_dot_kernel<float>,
                            dim3{blocks_for(int64_t(row_dot.size()), flash::kRowsPerBlock)},
                            dim3{flash::kBlock}, 0, row_dot.data(), want.dout.data(),
                            static_cast<const float*>(out.data()), B, T, C, NH);

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "attention_reference.h"
@@ -19,72 +20,103 @@ namespace tc = ds::tensor::cuda::tc_attention;
 
 using Bf16 = tc::Bf16;
 
-// The bf16 copy of one tensor per head, as TensorCoreAttention makes it.
-struct HeadMajorCopy {
-  std::vector<Bf16> rows;
-  tc::HeadMajor view() { return {rows.data()}; }
-  HeadMajorCopy(const float* src, int64_t batch_stride, int64_t row_stride, int B, int T, int Tp,
-                int NH, int hs)
-      : rows(size_t(B) * NH * Tp * hs) {
-    const dim3 grid{static_cast<unsigned>(Tp / tc::kRows), static_cast<unsigned>(NH),
-                    static_cast<unsigned>(B)};
-    ds_emulated_cuda::launch(tc::head_major_kernel, grid, dim3{tc::kThreads}, 0, view(), src,
-                             batch_stride, row_stride, T, Tp, NH, hs);
-  }
+using Bf16Vec = std::vector<Bf16>;
+
+Bf16Vec to_bf16(const Vec& x) {
+  Bf16Vec rounded(x.size());
+  for (size_t i = 0; i < x.size(); ++i) rounded[i] = __float2bfloat16(x[i]);
+  return rounded;
+}
+Vec to_f32(const Bf16Vec& x) {
+  Vec widened(x.size());
+  for (size_t i = 0; i < x.size(); ++i) widened[i] = __bfloat162float(x[i]);
+  return widened;
+}
+
+// The kernels' views of qkv [B,T,3C] and of a [B,T,C] tensor, as TensorCoreAttention gives them.
+struct Operands {
+  tc::Operand q, k, v, dout;
+  Operands(const Bf16* qkv, const Bf16* d, int T, int C, int NH)
+      : q{qkv, int64_t{T} * 3 * C, C / NH, 3 * C},
+        k{qkv + C, q.batch_stride, q.head_stride, q.row_stride},
+        v{qkv + 2 * C, q.batch_stride, q.head_stride, q.row_stride},
+        dout{d, int64_t{T} * C, C / NH, C} {}
 };
 
 // Runs the forward, then the two backward kernels as TensorCoreAttention launches them, for head
-// size F·16, against the CPU kernels.
-template <int F>
+// size F·16 and results in Out (fp32: out written and dqkv accumulated, as the Ops contracts;
+// bf16: both written), against the CPU kernels. The operands are read in place from bf16 qkv and
+// dout, whose rows past T (the next batch row's) must not leak into a partial tile.
+template <int F, typename Out>
 void check_against_cpu(int B, int T, int NH) {
+  constexpr bool kFp32 = std::is_same_v<Out, float>;
   const int hs = F * tc::kFrag, C = NH * hs;
-  INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
+  INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH << (kFp32 ? " fp32" : " bf16"));
   const AttentionReference want(B, T, C, NH);
-  const unsigned blocks = ds::tensor::cuda::detail::blocks_for(T, tc::kRows);
-  const int Tp = static_cast<int>(blocks) * tc::kRows;
-  const dim3 grid{blocks, static_cast<unsigned>(NH), static_cast<unsigned>(B)};
+  const dim3 grid{ds::tensor::cuda::detail::blocks_for(T, tc::kRows), static_cast<unsigned>(NH),
+                  static_cast<unsigned>(B)};
   const dim3 block{tc::kThreads};
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
-  const float* qkv = want.qkv.data();
-  const int64_t batch = int64_t{T} * 3 * C;
-  HeadMajorCopy q(qkv, batch, 3 * C, B, T, Tp, NH, hs);
-  HeadMajorCopy k(qkv + C, batch, 3 * C, B, T, Tp, NH, hs);
-  HeadMajorCopy v(qkv + 2 * C, batch, 3 * C, B, T, Tp, NH, hs);
-  HeadMajorCopy dout(want.dout.data(), int64_t{T} * C, C, B, T, Tp, NH, hs);
+  const Bf16Vec qkv = to_bf16(want.qkv), dout = to_bf16(want.dout);
+  const Operands x(qkv.data(), dout.data(), T, C, NH);
+  const auto garbage = [](size_t n, uint32_t seed) {  // what the kernels must overwrite
+    if constexpr (kFp32) {
+      return random_vec(n, seed);
+    } else {
+      return to_bf16(random_vec(n, seed));
+    }
+  };
+  const auto as_f32 = [](const std::vector<Out>& v) {
+    if constexpr (kFp32) {
+      return v;
+    } else {
+      return to_f32(v);
+    }
+  };
 
-  Vec out = random_vec(want.out.size(), 35);  // garbage the kernel must overwrite
+  std::vector<Out> out = garbage(want.out.size(), 35);
   Vec lse(want.lse.size());
-  ds_emulated_cuda::launch(tc::forward_kernel<F>, grid, block,
-                           tc::shared_bytes<tc::ForwardShared<F>>(), out.data(), lse.data(),
-                           q.view(), k.view(), v.view(), T, Tp, C, NH, scale);
-  check_parity("forward out", out, want.out, kTensorCoreOutError);
+  ds_emulated_cuda::launch(tc::forward_kernel<F, Out>, grid, block,
+                           tc::shared_bytes<tc::ForwardShared<F>>(), out.data(), lse.data(), x.q,
+                           x.k, x.v, T, C, NH, scale);
+  check_parity("forward out", as_f32(out), want.out, kTensorCoreOutError);
   check_parity("forward lse", lse, want.lse, kTensorCoreLseError);
 
-  const Vec row_dot = want.row_dot(out);
-  Vec dqkv = want.dqkv_start;
+  const Vec row_dot = want.row_dot(as_f32(out));
+  std::vector<Out> dqkv = kFp32 ? std::vector<Out>(want.dqkv_start.begin(), want.dqkv_start.end())
+                                : garbage(want.qkv.size(), 38);
+  Vec expected = want.dqkv;  // fp32: onto the start; bf16: the gradient alone
+  if (!kFp32) {
+    for (size_t i = 0; i < expected.size(); ++i) expected[i] -= want.dqkv_start[i];
+  }
   const float* log_sum_exp = lse.data();
-  ds_emulated_cuda::launch(tc::dq_kernel<F>, grid, block, tc::shared_bytes<tc::DqShared<F>>(),
-                           dqkv.data(), dout.view(), log_sum_exp, row_dot.data(), q.view(),
-                           k.view(), v.view(), T, Tp, C, NH, scale);
-  ds_emulated_cuda::launch(tc::dkv_kernel<F>, grid, block, tc::shared_bytes<tc::DkvShared<F>>(),
-                           dqkv.data(), dout.view(), log_sum_exp, row_dot.data(), q.view(),
-                           k.view(), v.view(), T, Tp, C, NH, scale);
-  check_parity("backward dqkv", dqkv, want.dqkv, kTensorCoreDqkvError);
+  ds_emulated_cuda::launch(tc::dq_kernel<F, Out>, grid, block, tc::shared_bytes<tc::DqShared<F>>(),
+                           dqkv.data(), x.dout, log_sum_exp, row_dot.data(), x.q, x.k, x.v, T, C,
+                           NH, scale);
+  ds_emulated_cuda::launch(tc::dkv_kernel<F, Out>, grid, block,
+                           tc::shared_bytes<tc::DkvShared<F>>(), dqkv.data(), x.dout, log_sum_exp,
+                           row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
+  check_parity("backward dqkv", as_f32(dqkv), expected, kTensorCoreDqkvError);
 }
 
 }  // namespace
 
 // T = 7 (one partial tile), 65 and 130 (a tile and a row or two), 100: every causal branch.
 TEST_CASE("emulated tensor-core attention at head size 16", "[tensor_core_attention]") {
-  check_against_cpu<1>(2, 7, 2);
-  check_against_cpu<1>(1, 130, 1);
+  check_against_cpu<1, float>(2, 7, 2);
+  check_against_cpu<1, float>(1, 130, 1);
 }
 TEST_CASE("emulated tensor-core attention at head size 48", "[tensor_core_attention]") {
-  check_against_cpu<3>(1, 65, 2);
+  check_against_cpu<3, float>(2, 65, 2);
 }
 TEST_CASE("emulated tensor-core attention at head size 64 (GPT-2)", "[tensor_core_attention]") {
-  check_against_cpu<4>(1, 130, 2);
+  check_against_cpu<4, float>(1, 130, 2);
 }
 TEST_CASE("emulated tensor-core attention at head size 128", "[tensor_core_attention]") {
-  check_against_cpu<8>(1, 100, 1);
+  check_against_cpu<8, float>(1, 100, 1);
+}
+// bf16 results (the bf16 attention block's): out and dqkv written, rounded once.
+TEST_CASE("emulated tensor-core attention with bf16 results", "[tensor_core_attention]") {
+  check_against_cpu<1, tc::Bf16>(2, 7, 2);
+  check_against_cpu<4, tc::Bf16>(2, 70, 2);
 }

@@ -22,14 +22,12 @@ BlockLayer::Saved BlockLayer::carve(FloatCarver& region, int B, int T) const {
   s.ln1 = region.take(BT * C);
   s.ln1_mean = region.take(BT);
   s.ln1_rstd = region.take(BT);
-  s.qkv = region.take(BT * 3 * C);
-  s.att = region.take(ops_.attention_saved_floats(B, T, C_, NH_));
-  s.atty = region.take(BT * C);
+  s.attention = region.take(ops_.attention_block_saved_floats(B, T, C_, NH_));
   s.res = region.take(BT * C);
   s.ln2 = region.take(BT * C);
   s.ln2_mean = region.take(BT);
   s.ln2_rstd = region.take(BT);
-  s.mlp = region.take(ops_.mlp_saved_floats(static_cast<int>(BT), 4 * C_));
+  s.mlp = region.take(ops_.mlp_saved_floats(static_cast<int>(BT), C_, 4 * C_));
   return s;
 }
 
@@ -46,10 +44,9 @@ void BlockLayer::forward(const float* w, const MicroBatch& mb, const float* x, f
   const Saved s = carve(region, mb.B, mb.T);
 
   ops_.layernorm_forward(s.ln1, s.ln1_mean, s.ln1_rstd, x, w + ln1_w_, w + ln1_b_, N, C, eps_);
-  ops_.matmul_forward(s.qkv, s.ln1, w + attn_w_, w + attn_b_, N, C, 3 * C, Layout::kInOut);
-  ops_.attention_forward(s.atty, s.att, s.qkv, mb.B, mb.T, C, NH_);
-  // The attention projection goes to y first, then y = x + y is the residual h.
-  ops_.matmul_forward(y, s.atty, w + proj_w_, w + proj_b_, N, C, C, Layout::kInOut);
+  // The attention sublayer goes to y first, then y = x + y is the residual h.
+  ops_.attention_block_forward(y, s.attention, s.ln1, w + attn_w_, w + attn_b_, w + proj_w_,
+                               w + proj_b_, mb.B, mb.T, C, NH_);
   ops_.residual_forward(s.res, x, y, int64_t{N} * C);
   ops_.layernorm_forward(s.ln2, s.ln2_mean, s.ln2_rstd, s.res, w + ln2_w_, w + ln2_b_, N, C, eps_);
   ops_.mlp_forward(y, s.mlp, s.ln2, w + fc_w_, w + fc_b_, w + fc_proj_w_, w + fc_proj_b_, N, C,
@@ -67,8 +64,6 @@ void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const
   float* d_res = t.d_res.as<float>();
   float* d_ln = t.d_ln.as<float>();
   float* d_fch = t.d_fch.as<float>();
-  float* d_atty = t.d_atty.as<float>();
-  float* d_qkv = t.d_qkv.as<float>();
 
   // MLP branch: y = h + mlp(h).
   ops_.copy(d_res, dy, sizeof(float) * NC);
@@ -80,15 +75,12 @@ void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const
 
   // Attention branch: h = x + attn(x).
   ops_.add_inplace(dx, d_res, NC);
-  ops_.fill_zero(d_atty, NC);
-  ops_.matmul_backward(d_atty, dw + proj_w_, dw + proj_b_, d_res, s.atty, w + proj_w_, N, C, C,
-                       Layout::kInOut);
-  ops_.fill_zero(d_qkv, NC * 3);
-  ops_.attention_backward(d_qkv, t.d_att.as<float>(), d_atty, s.qkv, s.att, s.atty, mb.B, mb.T, C,
-                          NH_);
   ops_.fill_zero(d_ln, NC);
-  ops_.matmul_backward(d_ln, dw + attn_w_, dw + attn_b_, d_qkv, s.ln1, w + attn_w_, N, C, 3 * C,
-                       Layout::kInOut);
+  const tensor::Ops::AttentionBlockScratch attention_scratch{
+      t.d_atty.as<float>(), t.d_qkv.as<float>(), t.d_att.as<float>()};
+  ops_.attention_block_backward(d_ln, dw + attn_w_, dw + attn_b_, dw + proj_w_, dw + proj_b_,
+                                attention_scratch, d_res, s.attention, s.ln1, w + attn_w_,
+                                w + proj_w_, mb.B, mb.T, C, NH_);
   ops_.layernorm_backward(dx, dw + ln1_w_, dw + ln1_b_, d_ln, x, w + ln1_w_, s.ln1_mean, s.ln1_rstd,
                           N, C);
 }

@@ -27,8 +27,9 @@ class BlockLayer : public Layer {
  private:
   // The saved activations, cut from one region.
   struct Saved {
-    // mlp: the MLP's own saved activations (Ops::mlp_forward).
-    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *atty, *res, *ln2, *ln2_mean, *ln2_rstd, *mlp;
+    // attention and mlp: the sublayers' own saved activations (Ops::attention_block_forward,
+    // Ops::mlp_forward).
+    float *ln1, *ln1_mean, *ln1_rstd, *attention, *res, *ln2, *ln2_mean, *ln2_rstd, *mlp;
   };
   Saved carve(FloatCarver& region, int B, int T) const;
 

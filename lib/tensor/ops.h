@@ -129,11 +129,14 @@ class Ops {
 
   // GPT-2's MLP, out = GELU(inp·W_fc + b_fc)·W_proj + b_proj (inp [N, C], hidden width H, both
   // weights WeightLayout::kInOut), which a GPU runs in a layout of its own. `saved`
-  // (mlp_saved_floats(N, H) floats) keeps what the backward reads: here the pre-GELU and GELU
-  // activations, N x H fp32 each, through the fused ops above; a GPU's bf16 runs keep them in
-  // bf16. mlp_backward: dinp and the four parameter gradients += theirs, from dout (`scratch`:
-  // N x H floats for the hidden gradient).
-  virtual int64_t mlp_saved_floats(int N, int H) const { return 2 * int64_t{N} * H; }
+  // (mlp_saved_floats(N, C, H) floats) keeps what the backward reads: here the pre-GELU and GELU
+  // activations, N x H fp32 each, through the fused ops above; a GPU's bf16 runs keep them, and a
+  // copy of inp, in bf16, in about half the space. mlp_backward: dinp and the four parameter
+  // gradients += theirs, from dout (`scratch`: N x H floats for the hidden gradient).
+  virtual int64_t mlp_saved_floats(int N, int C, int H) const {
+    (void)C;
+    return 2 * int64_t{N} * H;
+  }
   virtual void mlp_forward(float* out, float* saved, const float* inp, const float* w_fc,
                            const float* b_fc, const float* w_proj, const float* b_proj, int N,
                            int C, int H) {
@@ -150,6 +153,51 @@ class Ops {
     matmul_gelu_backward(scratch, dw_proj, db_proj, dout, act, w_proj, pre_gelu, N, H, C,
                          WeightLayout::kInOut);
     matmul_backward(dinp, dw_fc, db_fc, scratch, inp, w_fc, N, C, H, WeightLayout::kInOut);
+  }
+
+  // GPT-2's attention sublayer, out = attention(inp·W_qkv + b_qkv)·W_proj + b_proj (inp [N, C],
+  // N = B·T; both weights WeightLayout::kInOut), which a GPU runs in a layout of its own. `saved`
+  // (attention_block_saved_floats(B, T, C, NH) floats) keeps what the backward reads: here, through
+  // the ops above, qkv [N, 3C], attention's own (attention_saved_floats) and attention's output
+  // [N, C] in fp32; a GPU's bf16 runs keep qkv and the output in bf16, in half the space.
+  // attention_block_backward: dinp and the four parameter gradients += theirs, from dout, with the
+  // composed backward's scratch (AttentionBlockScratch).
+  struct AttentionBlockScratch {
+    float* d_out;  // [N, C]: the gradient of attention's output
+    float* d_qkv;  // [N, 3C]
+    float* d_att;  // attention_saved_floats(B, T, C, NH)
+  };
+  virtual int64_t attention_block_saved_floats(int B, int T, int C, int NH) const {
+    return 4 * int64_t{B} * T * C + attention_saved_floats(B, T, C, NH);
+  }
+  virtual void attention_block_forward(float* out, float* saved, const float* inp,
+                                       const float* w_qkv, const float* b_qkv, const float* w_proj,
+                                       const float* b_proj, int B, int T, int C, int NH) {
+    const int N = B * T;
+    float* qkv = saved;
+    float* att = qkv + 3 * int64_t{N} * C;
+    float* atty = att + attention_saved_floats(B, T, C, NH);
+    matmul_forward(qkv, inp, w_qkv, b_qkv, N, C, 3 * C, WeightLayout::kInOut);
+    attention_forward(atty, att, qkv, B, T, C, NH);
+    matmul_forward(out, atty, w_proj, b_proj, N, C, C, WeightLayout::kInOut);
+  }
+  virtual void attention_block_backward(float* dinp, float* dw_qkv, float* db_qkv, float* dw_proj,
+                                        float* db_proj, const AttentionBlockScratch& scratch,
+                                        const float* dout, const float* saved, const float* inp,
+                                        const float* w_qkv, const float* w_proj, int B, int T,
+                                        int C, int NH) {
+    const int N = B * T;
+    const int64_t NC = int64_t{N} * C;
+    const float* qkv = saved;
+    const float* att = qkv + 3 * NC;
+    const float* atty = att + attention_saved_floats(B, T, C, NH);
+    fill_zero(scratch.d_out, NC);
+    matmul_backward(scratch.d_out, dw_proj, db_proj, dout, atty, w_proj, N, C, C,
+                    WeightLayout::kInOut);
+    fill_zero(scratch.d_qkv, 3 * NC);
+    attention_backward(scratch.d_qkv, scratch.d_att, scratch.d_out, qkv, att, atty, B, T, C, NH);
+    matmul_backward(dinp, dw_qkv, db_qkv, scratch.d_qkv, inp, w_qkv, N, C, 3 * C,
+                    WeightLayout::kInOut);
   }
 
   // The LM head of a training step, which a GPU runs on its own layout: logits = inp·headᵀ (head

@@ -3,9 +3,9 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
-#include <type_traits>
 
 #include "tensor/cuda/bf16_kernels.h"
+#include "tensor/cuda/bf16_region.h"
 #include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/kernels.h"
@@ -18,16 +18,11 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-// The first 16-byte boundary in a float region (the region always has the slack: the bf16
-// tensors take half of it).
-template <typename Float>
-auto bf16_from(Float* region) {
-  const uintptr_t address = (reinterpret_cast<uintptr_t>(region) + 15) & ~uintptr_t{15};
-  using Out = std::conditional_t<std::is_const_v<Float>, const bf16, bf16>;
-  return reinterpret_cast<Out*>(address);
-}
-
 }  // namespace
+
+int64_t Bf16Mlp::saved_floats(int N, int C, int H) {
+  return 3 + int64_t{N} * H + (int64_t{N} * C + 1) / 2;
+}
 
 bool Bf16Mlp::supports(int N, int C, int H) {
   if (H <= 0 || H % 8 != 0) return false;
@@ -47,7 +42,8 @@ void Bf16Mlp::forward(float* out, float* saved, const float* inp, const float* w
   const int64_t NH = int64_t{N} * H;
   bf16* pre = bf16_from(saved);
   bf16* act = pre + NH;
-  const void* inp16 = rounded_to_bf16(inp, int64_t{N} * C, inp16_, stream);
+  bf16* inp16 = act + NH;  // kept for the expansion's weight gradient
+  from_f32(inp16, DType::kBF16, inp, int64_t{N} * C, stream);
   const void* w_fc16 = rounded_to_bf16(w_fc, int64_t{C} * H, w_fc16_, stream);
   const void* b_fc16 = rounded_to_bf16(b_fc, H, b_fc16_, stream);
   const void* w_proj16 = rounded_to_bf16(w_proj, int64_t{H} * C, w_proj16_, stream);
@@ -62,19 +58,19 @@ void Bf16Mlp::forward(float* out, float* saved, const float* inp, const float* w
 }
 
 void Bf16Mlp::backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
-                       float* scratch, const float* dout, const float* saved, const float* inp,
+                       float* scratch, const float* dout, const float* saved, const float* /*inp*/,
                        const float* w_fc, const float* w_proj, int N, int C, int H,
                        cudaStream_t stream) {
   if (N == 0) return;
   const int64_t NH = int64_t{N} * H;
   const bf16* pre = bf16_from(saved);
   const bf16* act = pre + NH;
+  const bf16* inp16 = act + NH;
   bf16* dpre = bf16_from(scratch);
   // Rounded again rather than kept from the forward: the copies are shared by every layer.
   const void* dout16 = rounded_to_bf16(dout, int64_t{N} * C, dout16_, stream);
   const void* w_proj16 = rounded_to_bf16(w_proj, int64_t{H} * C, w_proj16_, stream);
   const void* w_fc16 = rounded_to_bf16(w_fc, int64_t{C} * H, w_fc16_, stream);
-  const void* inp16 = rounded_to_bf16(inp, int64_t{N} * C, inp16_, stream);
 
   // Through the projection and GELU: dpre in bf16, the projection's weight gradient in fp32.
   // The bias gradients are column sums (fixed order, fp32, any alignment): db_proj's of the fp32

@@ -9,7 +9,8 @@
 //             dinp (fp32)          += dpre · W_fcᵀ
 //             dW_fc, db_fc         += inpᵀ · dpre, column sums of dpre          (fp32)
 // inp, dout and the weights arrive in fp32 and are rounded to bf16 on the way in, as the other
-// matmuls of such a run round theirs (bf16_matmul.h). So the
+// matmuls of such a run round theirs (bf16_matmul.h); inp's copy is saved for the expansion's
+// weight gradient, so the backward does not read inp again. So the
 // numbers are those the composed MLP computes in a bf16 run, except for three roundings, each
 // PyTorch autocast's too (where a linear layer's inputs, bias included, and output are bf16):
 // the pre-GELU values before GELU's derivative reads them, the expansion's bias (a bf16 output's
@@ -17,10 +18,10 @@
 // is summed from the fp32 dout. What the rest of the model reads (out, dinp, the gradients)
 // stays fp32.
 //
-// The saved region is the composed MLP's size (Ops::mlp_saved_floats), so that the choice
-// between the two depends on the shape alone and a forward and its backward always agree; the
-// bf16 tensors take half of it, from its first 16-byte boundary. Rounded copies and any pointer
-// that is not 16-byte aligned go through scratch that grows once.
+// The saved region (saved_floats: pre, act and inp in bf16 from its first 16-byte boundary) is
+// about half the composed MLP's; CudaOps sizes it by the same test of the shape that picks the
+// bf16 MLP, so a forward and its backward always agree. Rounded copies and any pointer that is
+// not 16-byte aligned go through scratch that grows once.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -41,6 +42,8 @@ class Bf16Mlp {
   // epilogues' leading dimension must be), and cuBLASLt algorithms for each product's dtypes.
   // From the shape alone (the plans are kept), so that a forward and its backward agree.
   bool supports(int N, int C, int H);
+  // The floats of the saved region: 3 of slack, then pre and act [N,H] and inp [N,C] in bf16.
+  static int64_t saved_floats(int N, int C, int H);
 
   // As Ops::mlp_forward and mlp_backward, on `stream`.
   void forward(float* out, float* saved, const float* inp, const float* w_fc, const float* b_fc,
@@ -51,7 +54,7 @@ class Bf16Mlp {
 
  private:
   LtMatmul& lt_;
-  DeviceBuffer inp16_, dout16_, w_fc16_, w_proj16_, b_fc16_;
+  DeviceBuffer dout16_, w_fc16_, w_proj16_, b_fc16_;
   DeviceBuffer staged_[3];  // out or dinp, and the two weight gradients
   DeviceBuffer b_proj_;     // b_proj, when it is not aligned
 };

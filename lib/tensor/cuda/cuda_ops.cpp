@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "tensor/cuda/adamw.h"
+#include "tensor/cuda/bf16_attention_block.h"
 #include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/bf16_matmul.h"
 #include "tensor/cuda/bf16_mlp.h"
@@ -62,6 +63,9 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
                        ? std::make_unique<Bf16Matmul>(*lt_)
                        : nullptr),
       tc_attention_(std::make_unique<TensorCoreAttention>()),
+      bf16_attention_block_(bf16_on_tensor_cores(precision, tensor_core_shared_bytes_)
+                                ? std::make_unique<Bf16AttentionBlock>(*lt_, *tc_attention_)
+                                : nullptr),
       flash_above_bytes_(flash_above_bytes),
       buckets_(std::make_unique<TokenBuckets>()),
       profiler_(std::make_unique<OpProfiler>()),
@@ -87,14 +91,15 @@ std::string CudaOps::kernel_report() const {
       "matmuls: {} cuBLASLt GEMM shapes planned; bias/GELU steps fused into the epilogue {} "
       "times, run as separate kernels {} times; {} matmuls on cuBLAS (unaligned operands or no "
       "cuBLASLt algorithm); attention forwards: {} tensor-core flash, {} fp32 flash, {} "
-      "materialised; LM head logits in {}; MLP hidden activations in {}; other matmuls' operands "
-      "{}",
+      "materialised; LM head logits in {}; MLP hidden activations in {}; attention sublayers' qkv "
+      "and output in {}; other matmuls' operands {}",
       lt.plans, lt.fused, lt.unfused, cublas_matmuls_,
       attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)],
       attention_calls_[static_cast<int>(AttentionKernels::kFlash)],
       attention_calls_[static_cast<int>(AttentionKernels::kMaterialised)],
       classifier_->bf16_logits() ? "bf16" : "fp32",
       bf16_mlp_ != nullptr ? "bf16 (hidden widths that are multiples of 8)" : "fp32",
+      bf16_attention_block_ != nullptr ? "bf16 (tensor-core attention's head sizes)" : "fp32",
       bf16_matmul_ != nullptr ? "rounded to bf16 copies" : "as stored");
   if (profiler_->enabled()) {
     report += '\n';
@@ -301,10 +306,17 @@ void CudaOps::softmax_cross_entropy_forward(float* losses, float* probs, const f
   const auto timed = profiler_->time("softmax_cross_entropy_forward", stream());
   cuda::softmax_cross_entropy_forward(losses, probs, logits, targets, N, V, stream());
 }
+bool CudaOps::bf16_mlp_runs(int N, int C, int H) const {
+  // supports() only looks up (or, once per shape, makes) cuBLASLt plans.
+  return bf16_mlp_ != nullptr && bf16_mlp_->supports(N, C, H);
+}
+int64_t CudaOps::mlp_saved_floats(int N, int C, int H) const {
+  return bf16_mlp_runs(N, C, H) ? Bf16Mlp::saved_floats(N, C, H) : Ops::mlp_saved_floats(N, C, H);
+}
 void CudaOps::mlp_forward(float* out, float* saved, const float* inp, const float* w_fc,
                           const float* b_fc, const float* w_proj, const float* b_proj, int N, int C,
                           int H) {
-  if (bf16_mlp_ == nullptr || !bf16_mlp_->supports(N, C, H)) {
+  if (!bf16_mlp_runs(N, C, H)) {
     // The composed MLP: its ops are timed on their own.
     Ops::mlp_forward(out, saved, inp, w_fc, b_fc, w_proj, b_proj, N, C, H);
     return;
@@ -315,8 +327,7 @@ void CudaOps::mlp_forward(float* out, float* saved, const float* inp, const floa
 void CudaOps::mlp_backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
                            float* scratch, const float* dout, const float* saved, const float* inp,
                            const float* w_fc, const float* w_proj, int N, int C, int H) {
-  // The same choice as the forward's, from the same shape.
-  if (bf16_mlp_ == nullptr || !bf16_mlp_->supports(N, C, H)) {
+  if (!bf16_mlp_runs(N, C, H)) {
     Ops::mlp_backward(dinp, dw_fc, db_fc, dw_proj, db_proj, scratch, dout, saved, inp, w_fc, w_proj,
                       N, C, H);
     return;
@@ -324,6 +335,45 @@ void CudaOps::mlp_backward(float* dinp, float* dw_fc, float* db_fc, float* dw_pr
   const auto timed = profiler_->time("mlp_backward (bf16)", stream(), {N, C, H});
   bf16_mlp_->backward(dinp, dw_fc, db_fc, dw_proj, db_proj, scratch, dout, saved, inp, w_fc, w_proj,
                       N, C, H, stream());
+}
+bool CudaOps::bf16_attention_block_runs(int B, int T, int C, int NH) const {
+  // supports() only looks up (or, once per shape, makes) cuBLASLt plans.
+  return bf16_attention_block_ != nullptr &&
+         attention_kernels(B, T, C, NH) == AttentionKernels::kTensorCoreFlash &&
+         bf16_attention_block_->supports(B * T, C);
+}
+int64_t CudaOps::attention_block_saved_floats(int B, int T, int C, int NH) const {
+  if (bf16_attention_block_runs(B, T, C, NH)) {
+    return Bf16AttentionBlock::saved_floats(B, T, C, NH);
+  }
+  return Ops::attention_block_saved_floats(B, T, C, NH);
+}
+void CudaOps::attention_block_forward(float* out, float* saved, const float* inp,
+                                      const float* w_qkv, const float* b_qkv, const float* w_proj,
+                                      const float* b_proj, int B, int T, int C, int NH) {
+  if (!bf16_attention_block_runs(B, T, C, NH)) {
+    // The composed sublayer: its ops are timed on their own.
+    Ops::attention_block_forward(out, saved, inp, w_qkv, b_qkv, w_proj, b_proj, B, T, C, NH);
+    return;
+  }
+  const auto timed = profiler_->time("attention_block_forward (bf16)", stream(), {B * T, C, NH});
+  ++attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)];
+  bf16_attention_block_->forward(out, saved, inp, w_qkv, b_qkv, w_proj, b_proj, B, T, C, NH,
+                                 stream());
+}
+void CudaOps::attention_block_backward(float* dinp, float* dw_qkv, float* db_qkv, float* dw_proj,
+                                       float* db_proj, const AttentionBlockScratch& scratch,
+                                       const float* dout, const float* saved, const float* inp,
+                                       const float* w_qkv, const float* w_proj, int B, int T, int C,
+                                       int NH) {
+  if (!bf16_attention_block_runs(B, T, C, NH)) {
+    Ops::attention_block_backward(dinp, dw_qkv, db_qkv, dw_proj, db_proj, scratch, dout, saved, inp,
+                                  w_qkv, w_proj, B, T, C, NH);
+    return;
+  }
+  const auto timed = profiler_->time("attention_block_backward (bf16)", stream(), {B * T, C, NH});
+  bf16_attention_block_->backward(dinp, dw_qkv, db_qkv, dw_proj, db_proj, scratch, dout, saved, inp,
+                                  w_qkv, w_proj, B, T, C, NH, stream());
 }
 int64_t CudaOps::classifier_scratch_floats(int N, int V) const {
   return classifier_->scratch_floats(N, V);

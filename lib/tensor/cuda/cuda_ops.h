@@ -15,6 +15,7 @@
 
 namespace ds::tensor::cuda {
 
+class Bf16AttentionBlock;
 class Bf16Matmul;
 class Bf16Mlp;
 class Blas;
@@ -91,11 +92,21 @@ class CudaOps final : public Ops {
                                      const int32_t* targets, int N, int V) override;
   void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
                                    const int32_t* targets, float dloss, int N, int V) override;
+  int64_t mlp_saved_floats(int N, int C, int H) const override;
   void mlp_forward(float* out, float* saved, const float* inp, const float* w_fc, const float* b_fc,
                    const float* w_proj, const float* b_proj, int N, int C, int H) override;
   void mlp_backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
                     float* scratch, const float* dout, const float* saved, const float* inp,
                     const float* w_fc, const float* w_proj, int N, int C, int H) override;
+  int64_t attention_block_saved_floats(int B, int T, int C, int NH) const override;
+  void attention_block_forward(float* out, float* saved, const float* inp, const float* w_qkv,
+                               const float* b_qkv, const float* w_proj, const float* b_proj, int B,
+                               int T, int C, int NH) override;
+  void attention_block_backward(float* dinp, float* dw_qkv, float* db_qkv, float* dw_proj,
+                                float* db_proj, const AttentionBlockScratch& scratch,
+                                const float* dout, const float* saved, const float* inp,
+                                const float* w_qkv, const float* w_proj, int B, int T, int C,
+                                int NH) override;
   int64_t classifier_scratch_floats(int N, int V) const override;
   void classifier_forward(float* losses, float* scratch, const float* inp, const float* head,
                           const int32_t* targets, float dloss, int N, int C, int V) override;
@@ -139,6 +150,12 @@ class CudaOps final : public Ops {
   // Which kernels attention at this shape runs (the forward and its backward agree).
   enum class AttentionKernels { kMaterialised, kFlash, kTensorCoreFlash };
   AttentionKernels attention_kernels(int B, int T, int C, int NH) const;
+  // Whether the MLP at this shape runs as Bf16Mlp (else composed from the ops; the forward, its
+  // backward and the saved size agree).
+  bool bf16_mlp_runs(int N, int C, int H) const;
+  // Whether the attention sublayer at this shape runs as Bf16AttentionBlock (else composed from
+  // the ops; the forward, its backward and the saved size agree).
+  bool bf16_attention_block_runs(int B, int T, int C, int NH) const;
 
   int device_;
   std::unique_ptr<Stream> stream_;
@@ -154,6 +171,8 @@ class CudaOps final : public Ops {
   std::unique_ptr<Bf16Matmul> bf16_matmul_;  // bf16 runs' other matmuls; null otherwise
   // bf16 runs' attention and its workspace (tensor_core_attention.h)
   std::unique_ptr<TensorCoreAttention> tc_attention_;
+  // bf16 runs' attention sublayer (bf16_attention_block.h); null otherwise
+  std::unique_ptr<Bf16AttentionBlock> bf16_attention_block_;
   size_t flash_above_bytes_;
   int64_t attention_calls_[3] = {};        // forwards per AttentionKernels, for kernel_report()
   int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS

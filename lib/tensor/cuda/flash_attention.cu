@@ -35,13 +35,27 @@ void flash_attention_forward(float* out, float* lse, const float* qkv, int B, in
   DS_CUDA_LAUNCHED();
 }
 
-void attention_row_dot(float* row_dot, const float* dout, const float* out, int B, int T, int C,
-                       int NH, cudaStream_t stream) {
+namespace {
+
+template <typename S>
+void launch_row_dot(float* row_dot, const S* dout, const S* out, int B, int T, int C, int NH,
+                    cudaStream_t stream) {
   const int64_t rows = int64_t{B} * NH * T;
   if (rows == 0) return;
   row_dot_kernel<<<blocks_for(rows, kRowsPerBlock), kBlock, 0, stream>>>(row_dot, dout, out, B, T,
                                                                          C, NH);
   DS_CUDA_LAUNCHED();
+}
+
+}  // namespace
+
+void attention_row_dot(float* row_dot, const float* dout, const float* out, int B, int T, int C,
+                       int NH, cudaStream_t stream) {
+  launch_row_dot(row_dot, dout, out, B, T, C, NH, stream);
+}
+void attention_row_dot(float* row_dot, const __nv_bfloat16* dout, const __nv_bfloat16* out, int B,
+                       int T, int C, int NH, cudaStream_t stream) {
+  launch_row_dot(row_dot, dout, out, B, T, C, NH, stream);
 }
 
 void flash_attention_backward(float* dqkv, float* row_dot, const float* dout, const float* qkv,

@@ -12,6 +12,7 @@
 // accumulates dQ per query row, another dK and dV per key row.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -35,5 +36,8 @@ void flash_attention_backward(float* dqkv, float* row_dot, const float* dout, co
 // Σ_j p_tj dp_tj), which both flash-style backwards compute first.
 void attention_row_dot(float* row_dot, const float* dout, const float* out, int B, int T, int C,
                        int NH, cudaStream_t stream);
+// The same from bf16 rows (the bf16 attention block's), summed in fp32.
+void attention_row_dot(float* row_dot, const __nv_bfloat16* dout, const __nv_bfloat16* out, int B,
+                       int T, int C, int NH, cudaStream_t stream);
 
 }  // namespace ds::tensor::cuda

@@ -12,6 +12,7 @@
 
 #include "tensor/cuda/device_primitives.cuh"
 #include "tensor/cuda/flash_attention.h"
+#include "tensor/cuda/storage_types.cuh"
 
 namespace ds::tensor::cuda::flash {
 
@@ -136,9 +137,10 @@ __global__ void __launch_bounds__(kThreads)
   if (lane == 0) lse[(int64_t{b} * NH + h) * x.T + i] = m + logf(l);
 }
 
-// row_dot[b,h,t] = dout_t · out_t over head h: a warp per row.
-__global__ void row_dot_kernel(float* row_dot, const float* dout, const float* out, int B, int T,
-                               int C, int NH) {
+// row_dot[b,h,t] = dout_t · out_t over head h: a warp per row, in fp32 from fp32 or bf16 rows.
+template <typename S>
+__global__ void row_dot_kernel(float* row_dot, const S* dout, const S* out, int B, int T, int C,
+                               int NH) {
   const int64_t row = (int64_t{blockIdx.x} * blockDim.x + threadIdx.x) / kWarp;
   if (row >= int64_t{B} * NH * T) return;  // whole warps leave together
   const int lane = threadIdx.x % kWarp;
@@ -148,7 +150,8 @@ __global__ void row_dot_kernel(float* row_dot, const float* dout, const float* o
   const int64_t b = row / (int64_t{T} * NH);
   const int64_t at = (b * T + t) * C + int64_t{h} * hs;
   float sum = 0.0f;
-  for (int d = lane; d < hs; d += kWarp) sum += dout[at + d] * out[at + d];
+  for (int d = lane; d < hs; d += kWarp)
+    sum += detail::load(dout, at + d) * detail::load(out, at + d);
   sum = warp_sum(sum);
   if (lane == 0) row_dot[row] = sum;
 }

@@ -377,14 +377,25 @@ void LtMatmul::backward(void* dinp, void* dweight, void* dbias, const void* dout
   check_shape(N, IC, OC);
   if (N == 0) return;
   check_aligned(dout, "dout");
-  if (dinp != nullptr) {
-    check_aligned(dinp, "dinp");
-    check_aligned(weight, "weight");
-    gemm(key_of<GemmKey>(input_grad_gemm(N, IC, OC, layout), storage.operands, storage.outputs,
-                         CUBLASLT_EPILOGUE_DEFAULT),
-         weight, dout, dinp, 1.0f, stream);
-  }
+  if (dinp != nullptr) input_gemm(dinp, dout, weight, N, IC, OC, layout, storage, 1.0f, stream);
   weight_gradients(dweight, dbias, dout, inp, N, IC, OC, layout, storage, stream);
+}
+
+void LtMatmul::input_gradient(void* dinp, const void* dout, const void* weight, int N, int IC,
+                              int OC, WeightLayout layout, Storage storage, cudaStream_t stream) {
+  check_shape(N, IC, OC);
+  if (N == 0) return;
+  check_aligned(dout, "dout");
+  input_gemm(dinp, dout, weight, N, IC, OC, layout, storage, 0.0f, stream);
+}
+
+void LtMatmul::input_gemm(void* dinp, const void* dout, const void* weight, int N, int IC, int OC,
+                          WeightLayout layout, Storage storage, float beta, cudaStream_t stream) {
+  check_aligned(dinp, "dinp");
+  check_aligned(weight, "weight");
+  gemm(key_of<GemmKey>(input_grad_gemm(N, IC, OC, layout), storage.operands, storage.outputs,
+                       CUBLASLT_EPILOGUE_DEFAULT),
+       weight, dout, dinp, beta, stream);
 }
 
 void LtMatmul::backward_gelu(void* dpre_gelu, void* dweight, void* dbias, const void* dout,

@@ -16,11 +16,12 @@
 // test/cuda_lt_matmul_test.cpp checks it on the device.
 //
 // Contracts, as kernels.h: nothing is allocated per call; every gradient ACCUMULATES (+=)
-// except backward_gelu's dpre_gelu, which is WRITTEN (cuBLASLt applies an epilogue to
-// alpha·AB + beta·C as a whole, so DGELU's gelu' would scale what is already there too; the
-// buffer is a fresh activation gradient in a training step). The bias-gradient epilogues also write
-// rather than add: the fused path writes dbias's sum into a scratch vector owned here and adds it
-// to dbias with a small kernel, so dbias too is +=. The dweight GEMM adds with beta = 1.
+// except input_gradient's dinp and backward_gelu's dpre_gelu, which are WRITTEN (cuBLASLt
+// applies an epilogue to alpha·AB + beta·C as a whole, so DGELU's gelu' would scale what is
+// already there too; the buffer is a fresh activation gradient in a training step). The
+// bias-gradient epilogues also write rather than add: the fused path writes dbias's sum into a
+// scratch vector owned here and adds it to dbias with a small kernel, so dbias too is +=. The
+// dweight GEMM adds with beta = 1.
 //
 // Rules for the arguments (checked; a violation throws ds::Error saying which):
 // - every pointer 16-byte aligned (cuBLASLt's vector loads; a cudaMalloc'd buffer is 256-byte
@@ -112,6 +113,10 @@ class LtMatmul {
   void backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
                 const void* weight, int N, int IC, int OC, cpu::WeightLayout layout,
                 Storage storage, cudaStream_t stream);
+  // dinp[N,IC] = dout · W^T, WRITTEN: a fresh activation gradient, such as the bf16 attention
+  // block's, that nothing else adds to.
+  void input_gradient(void* dinp, const void* dout, const void* weight, int N, int IC, int OC,
+                      cpu::WeightLayout layout, Storage storage, cudaStream_t stream);
   // The backward of a layer whose input is GELU(pre_gelu) (GPT-2's c_proj after c_fc): the input
   // gradient goes through the GELU, dpre_gelu[N,IC] = gelu'(pre_gelu) ⊙ (dout · W^T) — WRITTEN;
   // dweight and dbias as in backward (inp is GELU(pre_gelu), the forward's out).
@@ -154,6 +159,9 @@ class LtMatmul {
                 const void* bias, const void* aux, cudaStream_t stream);
   void gemm(const GemmKey& key, const void* a, const void* b, void* d, float beta,
             cudaStream_t stream);
+  // dinp = dout · W^T + beta dinp.
+  void input_gemm(void* dinp, const void* dout, const void* weight, int N, int IC, int OC,
+                  cpu::WeightLayout layout, Storage storage, float beta, cudaStream_t stream);
   void weight_gradients(void* dweight, void* dbias, const void* dout, const void* inp, int N,
                         int IC, int OC, cpu::WeightLayout layout, Storage storage,
                         cudaStream_t stream);

@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <type_traits>
 
+#include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/flash_attention.h"
 #include "tensor/cuda/kernel_helpers.cuh"
 #include "tensor/cuda/tensor_core_attention.h"
@@ -81,38 +83,43 @@ size_t tensor_core_attention_shared_bytes(int C, int NH) {
 
 namespace {
 
-// Where the bf16 copies of one call live: `count` tensors of B·NH·Tp·hs elements each, in the
-// workspace, which grows to fit.
-struct Copies {
-  int B, T, Tp, C, NH, hs;
-  size_t elements;
-  Bf16* base;
-  Copies(DeviceBuffer& workspace, int count, int B_, int T_, int C_, int NH_)
-      : B(B_),
-        T(T_),
-        Tp(static_cast<int>(blocks_for(T_, kRows)) * kRows),
-        C(C_),
-        NH(NH_),
-        hs(C_ / NH_),
-        elements(size_t(B_) * NH_ * Tp * hs) {
-    workspace.grow(static_cast<size_t>(count) * elements * sizeof(Bf16));
-    base = workspace.as<Bf16>();
-  }
-  HeadMajor tensor(int i) const { return {base + static_cast<size_t>(i) * elements}; }
+bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-  // The bf16 copy of `src` (row t of batch row b at src + b·batch_stride + t·row_stride).
-  void copy(HeadMajor to, const float* src, int64_t batch_stride, int64_t row_stride,
-            cudaStream_t stream) const {
-    head_major_kernel<<<block_grid(B, T, NH), kThreads, 0, stream>>>(to, src, batch_stride,
-                                                                     row_stride, T, Tp, NH, hs);
-    DS_CUDA_LAUNCHED();
-  }
-  // Q, K and V from qkv [B,T,3C] into tensors 0, 1 and 2.
-  void copy_qkv(const float* qkv, cudaStream_t stream) const {
-    const int64_t batch = int64_t{T} * 3 * C;
-    for (int i = 0; i < 3; ++i) copy(tensor(i), qkv + int64_t{i} * C, batch, 3 * C, stream);
-  }
+// The kernels' views of qkv [B,T,3C] (Q, then K at +C and V at +2C) and of a [B,T,C] tensor.
+struct QkvOperands {
+  Operand q, k, v;
+  QkvOperands(const Bf16* qkv, int T, int C, int NH)
+      : q{qkv, int64_t{T} * 3 * C, C / NH, 3 * C},
+        k{qkv + C, q.batch_stride, q.head_stride, q.row_stride},
+        v{qkv + 2 * C, q.batch_stride, q.head_stride, q.row_stride} {}
 };
+Operand rows_operand(const Bf16* x, int T, int C, int NH) { return {x, int64_t{T} * C, C / NH, C}; }
+
+template <typename Out>
+void run_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C, int NH,
+                 cudaStream_t stream) {
+  const QkvOperands x(qkv, T, C, NH);
+  with_head_frags(C / NH, [&](auto frags) {
+    constexpr int F = decltype(frags)::value;
+    launch(forward_kernel<F, Out>, shared_bytes<ForwardShared<F>>(), block_grid(B, T, NH), stream,
+           out, lse, x.q, x.k, x.v, T, C, NH, softmax_scale(C / NH));
+  });
+}
+
+template <typename Out>
+void run_backward(Out* dqkv, const float* row_dot, const Bf16* dout, const Bf16* qkv,
+                  const float* lse, int B, int T, int C, int NH, cudaStream_t stream) {
+  const QkvOperands x(qkv, T, C, NH);
+  const Operand d = rows_operand(dout, T, C, NH);
+  with_head_frags(C / NH, [&](auto frags) {
+    constexpr int F = decltype(frags)::value;
+    const float scale = softmax_scale(C / NH);
+    launch(dq_kernel<F, Out>, shared_bytes<DqShared<F>>(), block_grid(B, T, NH), stream, dqkv, d,
+           lse, row_dot, x.q, x.k, x.v, T, C, NH, scale);
+    launch(dkv_kernel<F, Out>, shared_bytes<DkvShared<F>>(), block_grid(B, T, NH), stream, dqkv, d,
+           lse, row_dot, x.q, x.k, x.v, T, C, NH, scale);
+  });
+}
 
 }  // namespace
 
@@ -120,14 +127,11 @@ void TensorCoreAttention::forward(float* out, float* lse, const float* qkv, int 
                                   int NH, cudaStream_t stream) {
   DS_CUDA_REQUIRE(tensor_core_attention_supports(C, NH));
   if (B == 0 || T == 0) return;
-  const Copies copies(operands_, 3, B, T, C, NH);
-  copies.copy_qkv(qkv, stream);
-  with_head_frags(copies.hs, [&](auto frags) {
-    constexpr int F = decltype(frags)::value;
-    launch(forward_kernel<F>, shared_bytes<ForwardShared<F>>(), block_grid(B, T, NH), stream, out,
-           lse, copies.tensor(0), copies.tensor(1), copies.tensor(2), T, copies.Tp, C, NH,
-           softmax_scale(copies.hs));
-  });
+  const int64_t n = int64_t{B} * T * 3 * C;
+  operands_.grow(sizeof(Bf16) * static_cast<size_t>(n));
+  Bf16* qkv16 = operands_.as<Bf16>();
+  from_f32(qkv16, DType::kBF16, qkv, n, stream);
+  run_forward(out, lse, qkv16, B, T, C, NH, stream);
 }
 
 void TensorCoreAttention::backward(float* dqkv, float* row_dot, const float* dout, const float* qkv,
@@ -135,21 +139,33 @@ void TensorCoreAttention::backward(float* dqkv, float* row_dot, const float* dou
                                    cudaStream_t stream) {
   DS_CUDA_REQUIRE(tensor_core_attention_supports(C, NH));
   if (B == 0 || T == 0) return;
-  const Copies copies(operands_, 4, B, T, C, NH);
-  copies.copy_qkv(qkv, stream);
-  const HeadMajor d = copies.tensor(3);
-  copies.copy(d, dout, int64_t{T} * C, C, stream);
+  const int64_t rows = int64_t{B} * T * C;
+  // qkv's copy, then dout's: 3C and C bf16 a row keep both 16-byte aligned.
+  operands_.grow(sizeof(Bf16) * static_cast<size_t>(4 * rows));
+  Bf16* qkv16 = operands_.as<Bf16>();
+  Bf16* dout16 = qkv16 + 3 * rows;
+  from_f32(qkv16, DType::kBF16, qkv, 3 * rows, stream);
+  from_f32(dout16, DType::kBF16, dout, rows, stream);
   attention_row_dot(row_dot, dout, out, B, T, C, NH, stream);
-  const HeadMajor q = copies.tensor(0), k = copies.tensor(1), v = copies.tensor(2);
-  with_head_frags(copies.hs, [&](auto frags) {
-    constexpr int F = decltype(frags)::value;
-    const float scale = softmax_scale(copies.hs);
-    const float* dots = row_dot;
-    launch(dq_kernel<F>, shared_bytes<DqShared<F>>(), block_grid(B, T, NH), stream, dqkv, d, lse,
-           dots, q, k, v, T, copies.Tp, C, NH, scale);
-    launch(dkv_kernel<F>, shared_bytes<DkvShared<F>>(), block_grid(B, T, NH), stream, dqkv, d, lse,
-           dots, q, k, v, T, copies.Tp, C, NH, scale);
-  });
+  run_backward(dqkv, row_dot, dout16, qkv16, lse, B, T, C, NH, stream);
+}
+
+void TensorCoreAttention::forward(Bf16* out, float* lse, const Bf16* qkv, int B, int T, int C,
+                                  int NH, cudaStream_t stream) {
+  DS_CUDA_REQUIRE(tensor_core_attention_supports(C, NH));
+  DS_CUDA_REQUIRE(aligned_16(out) && aligned_16(qkv));
+  if (B == 0 || T == 0) return;
+  run_forward(out, lse, qkv, B, T, C, NH, stream);
+}
+
+void TensorCoreAttention::backward(Bf16* dqkv, float* row_dot, const Bf16* dout, const Bf16* qkv,
+                                   const Bf16* out, const float* lse, int B, int T, int C, int NH,
+                                   cudaStream_t stream) {
+  DS_CUDA_REQUIRE(tensor_core_attention_supports(C, NH));
+  DS_CUDA_REQUIRE(aligned_16(dqkv) && aligned_16(dout) && aligned_16(qkv));
+  if (B == 0 || T == 0) return;
+  attention_row_dot(row_dot, dout, out, B, T, C, NH, stream);
+  run_backward(dqkv, row_dot, dout, qkv, lse, B, T, C, NH, stream);
 }
 
 }  // namespace ds::tensor::cuda

@@ -11,6 +11,7 @@
 // that each own their rows (the scores are recomputed in both), so no atomics.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -27,18 +28,29 @@ namespace ds::tensor::cuda {
 bool tensor_core_attention_supports(int C, int NH);
 size_t tensor_core_attention_shared_bytes(int C, int NH);
 
-// The kernels read bf16 copies of Q, K, V (and dout) laid out per head, which each call makes
-// first into a workspace owned here: it grows to the largest shape once (4·B·NH·Tp·hs bf16 for a
-// backward, Tp = T rounded up to 64), so after the first step nothing is allocated. One per
-// stream; not thread-safe.
+// The kernels read bf16 operands in place: a bf16 qkv [B,T,3C] and dout [B,T,C] (16-byte
+// aligned). The fp32 entry points (the Ops contracts, for any caller) first round qkv and dout into
+// such copies, in a workspace owned here that grows to the largest shape once (B·T·4C bf16 for a
+// backward), so after the first step nothing is allocated; the bf16 ones (the bf16 attention
+// block's, bf16_attention_block.h) read their operands where they are. One per stream; not
+// thread-safe.
 class TensorCoreAttention {
  public:
+  using Bf16 = __nv_bfloat16;
+
   // out = softmax(scale Q Kᵀ, causal) V per head; lse[b,h,t] = log Σ_j exp(score_tj). Layouts as
   // flash_attention_forward's: qkv [B,T,3C], out [B,T,C], lse [B,NH,T].
   void forward(float* out, float* lse, const float* qkv, int B, int T, int C, int NH,
                cudaStream_t stream);
   // dqkv += the gradient of out (dout) with respect to qkv; `row_dot` [B,NH,T] is scratch.
   void backward(float* dqkv, float* row_dot, const float* dout, const float* qkv, const float* out,
+                const float* lse, int B, int T, int C, int NH, cudaStream_t stream);
+
+  // The same on bf16 tensors, every one 16-byte aligned; out and dqkv are WRITTEN (rounded once
+  // from the fp32 results).
+  void forward(Bf16* out, float* lse, const Bf16* qkv, int B, int T, int C, int NH,
+               cudaStream_t stream);
+  void backward(Bf16* dqkv, float* row_dot, const Bf16* dout, const Bf16* qkv, const Bf16* out,
                 const float* lse, int B, int T, int C, int NH, cudaStream_t stream);
 
  private:

@@ -2,12 +2,13 @@
 // build them against a CPU emulation of CUDA (test/emulated_cuda/), which checks their indexing,
 // masking and synchronisation on machines without a GPU.
 //
-// The kernels read bf16 copies of their operands made per head first (head_major_kernel): each
-// tensor's rows of one (batch row, head), [Tp][hs], T padded with zero rows to Tp, a multiple of
-// the tile. So every tile is a run of whole 16-byte chunks, which the block copies into shared
-// memory with cp.async (async_copy.cuh) while it multiplies the previous tile: two buffers per
-// tile operand. A product that reads a tile along its other axis transposes it on the way into
-// registers (ldmatrix .trans, warp_mma.cuh).
+// The kernels read bf16 operands in place through strided views (Operand): Q, K and V straight
+// from a bf16 qkv [B,T,3C], dout from a bf16 [B,T,C]; a head's hs values of a row are contiguous
+// and 16-byte aligned. So every tile row is a run of whole 16-byte chunks, which the block copies
+// into shared memory with cp.async (async_copy.cuh) while it multiplies the previous tile: two
+// buffers per tile operand. Rows past T arrive as zeros without being read, so a partial last
+// tile needs neither padding nor masking. A product that reads a tile along its other axis
+// transposes it on the way into registers (ldmatrix .trans, warp_mma.cuh).
 //
 // A block has kWarps warps and owns kRows = 64 rows of one (batch row, head): queries in the
 // forward and dQ kernels, keys in the dK/dV kernel; warp w owns rows 16w .. 16w+15 of them. The
@@ -19,8 +20,10 @@
 // quad, which reduce with two shuffles.
 //
 // The head size is a template parameter (F fragments of 16), so the loops over it unroll and the
-// accumulators stay in registers. Each kernel takes its shared memory dynamically:
-// shared_bytes<ForwardShared<F>>(), <DqShared<F>>() or <DkvShared<F>>().
+// accumulators stay in registers; so is the storage of the results (Out): fp32 outputs and
+// gradients (the Ops contracts: out written, dqkv accumulated), or bf16 ones, which are written.
+// Each kernel takes its shared memory dynamically: shared_bytes<ForwardShared<F>>(),
+// <DqShared<F>>() or <DkvShared<F>>().
 #pragma once
 
 #include <cuda_bf16.h>
@@ -28,6 +31,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "tensor/cuda/async_copy.cuh"
 #include "tensor/cuda/device_primitives.cuh"
@@ -38,7 +42,7 @@ namespace ds::tensor::cuda::tc_attention {
 
 using detail::a_from_results;
 using detail::commit_copies;
-using detail::copy_async_16;
+using detail::copy_async_16_or_zeros;
 using detail::dynamic_shared_memory;
 using detail::FragmentLane;
 using detail::kWarp;
@@ -146,48 +150,30 @@ inline size_t shared_bytes() {
   return c.used;
 }
 
-// One tensor's bf16 copy for the kernels: per (batch row, head) its rows [Tp][hs].
-struct HeadMajor {
-  Bf16* rows;
+// One bf16 operand, as the host describes it: row t of head h of batch row b starts at
+// base + b·batch_stride + h·head_stride + t·row_stride (elements), 16-byte aligned.
+struct Operand {
+  const Bf16* base;
+  int64_t batch_stride, head_stride, row_stride;
 };
 
-// Four consecutive floats of a row, zeros for a row past T; one 16-byte load when the row allows.
-using Four = detail::Chunk<float>;
-__device__ __forceinline__ Four load_four(const float* p, bool in_range, bool vector) {
-  if (!in_range) return Four{{0.0f, 0.0f, 0.0f, 0.0f}};
-  if (vector) return *reinterpret_cast<const Four*>(p);
-  return Four{{p[0], p[1], p[2], p[3]}};
-}
+// One (batch row, head)'s rows of an operand.
+struct HeadRows {
+  const Bf16* first;
+  int64_t stride;
+  __device__ const Bf16* row(int t) const { return first + int64_t{t} * stride; }
+};
 
-// Rows t < T of one tensor (row t of batch row b at src + b·batch_stride + t·row_stride, head h
-// at column h·hs, fp32) into `to` as bf16, zeros for t in [T, Tp). Grid (Tp / kRows, NH, B),
-// kThreads threads: a block copies 64 rows of one head, four columns a thread.
-__global__ void __launch_bounds__(kThreads)
-    head_major_kernel(HeadMajor to, const float* src, int64_t batch_stride, int64_t row_stride,
-                      int T, int Tp, int NH, int hs) {
-  struct alignas(8) Pairs {
-    uint32_t low, high;
-  };
-  const int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * kRows;
-  const int64_t head = int64_t{b} * NH + h;
-  const float* from = src + b * batch_stride + int64_t{h} * hs;
-  const bool vector = detail::chunked(from) && row_stride % Four::kCount == 0;
-  const int quads = hs / Four::kCount;
-  for (int e = threadIdx.x; e < kRows * quads; e += kThreads) {
-    const int r = e / quads, d = e % quads * Four::kCount, t = t0 + r;
-    const Four x = load_four(from + int64_t{t} * row_stride + d, t < T, vector);
-    *reinterpret_cast<Pairs*>(to.rows + (head * Tp + t) * hs + d) =
-        Pairs{pack_bf16(x.x[0], x.x[1]), pack_bf16(x.x[2], x.x[3])};
-  }
-}
-
-// Queues the copy of kRows rows of a head (bf16 at src, hs apart) into dst [kRows][kHeadStride].
+// Queues the copy of kRows rows of a head from row `first` (first < T) into dst
+// [kRows][kHeadStride]; rows from T on become zeros (their source, never read, is row `first`).
 template <int F>
-__device__ __forceinline__ void stage_rows(Bf16* dst, const Bf16* src) {
+__device__ __forceinline__ void stage_rows(Bf16* dst, const HeadRows& src, int first, int T) {
   constexpr int kChunks = F * kFrag / 8;  // 16-byte chunks per row
   for (int e = threadIdx.x; e < kRows * kChunks; e += kThreads) {
     const int r = e / kChunks, c = e % kChunks;
-    copy_async_16(dst + r * kHeadStride<F> + c * 8, src + r * F * kFrag + c * 8);
+    const bool in_range = first + r < T;
+    copy_async_16_or_zeros(dst + r * kHeadStride<F> + c * 8,
+                           src.row(in_range ? first + r : first) + c * 8, in_range);
   }
 }
 
@@ -260,7 +246,7 @@ __device__ __forceinline__ float quad_sum(float x) {
 // exponentials are 0. The warp's result rows are `rows` (fragment rows g and g+8), its columns
 // tile rows first_column + c; rows are queries (kRowsAreQueries: the forward and dQ) or keys
 // (dK/dV, whose products are transposed). Only the diagonal tile has such keys. Rows and columns
-// past T need no mask: their bf16 copies are zero rows (head_major_kernel), so they add nothing.
+// past T need no mask: they are staged as zero rows (stage_rows), so they add nothing.
 template <bool kRowsAreQueries>
 __device__ __forceinline__ void mask_future_keys(TileResult& scores, const int (&rows)[2],
                                                  int first_column, FragmentLane lane) {
@@ -276,40 +262,62 @@ __device__ __forceinline__ void mask_future_keys(TileResult& scores, const int (
   }
 }
 
-// Row first_row + g + 8r (r = 0, 1) of dst (rows row_stride apart) += factor · the warp's head
-// result for that row, for rows below T.
-template <int F>
-__device__ __forceinline__ void add_rows(float* dst, int64_t row_stride, const HeadResult<F>& acc,
-                                         int first_row, int T, float factor, FragmentLane lane) {
+// Two adjacent values of a result row into p: fp32 ones added or written (kAdd), bf16 ones written
+// as one rounded pair (4-byte aligned: results start at even columns).
+template <bool kAdd>
+__device__ __forceinline__ void put_pair(float* p, float first, float second) {
+  if (kAdd) {
+    p[0] += first;
+    p[1] += second;
+  } else {
+    p[0] = first;
+    p[1] = second;
+  }
+}
+template <bool kAdd>
+__device__ __forceinline__ void put_pair(Bf16* p, float first, float second) {
+  static_assert(!kAdd, "bf16 results are written, not accumulated");
+  *reinterpret_cast<uint32_t*>(p) = pack_bf16(first, second);
+}
+
+// Gradients accumulate into fp32 (the ops' contract) and are written in bf16 (the bf16 attention
+// block's fresh buffers).
+template <typename Out>
+constexpr bool kGradientsAdd = std::is_same_v<Out, float>;
+
+// Row first_row + g + 8r (r = 0, 1) of dst (rows row_stride apart) gets factor[r] · the warp's
+// head result for that row (put_pair), for rows below T.
+template <int F, bool kAdd, typename Out>
+__device__ __forceinline__ void put_rows(Out* dst, int64_t row_stride, const HeadResult<F>& acc,
+                                         int first_row, int T, const float (&factor)[2],
+                                         FragmentLane lane) {
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int t = first_row + lane.g + 8 * r;
     if (t >= T) continue;
-    float* row = dst + int64_t{t} * row_stride + 2 * lane.t;
+    Out* row = dst + int64_t{t} * row_stride + 2 * lane.t;
 #pragma unroll
     for (int n = 0; n < 2 * F; ++n) {
-      row[n * 8] += factor * acc[n][2 * r];
-      row[n * 8 + 1] += factor * acc[n][2 * r + 1];
+      put_pair<kAdd>(row + n * 8, factor[r] * acc[n][2 * r], factor[r] * acc[n][2 * r + 1]);
     }
   }
 }
 
 // Where a block works: batch row b and head h (grid z and y), the warp, the head's columns of
-// batch row b in qkv (q; k at +C, v at +2C), in the [B,T,C] activations and in the [B,NH,T]
-// statistics, and its head-major copies.
+// batch row b in the results dqkv [B,T,3C] (q; k at +C, v at +2C) and out [B,T,C], and in the
+// [B,NH,T] statistics.
 struct Place {
   int b, h, warp;
-  int64_t qkv_offset, row_offset, stat_offset, head_rows;
-  __device__ Place(int T, int Tp, int C, int NH, int hs)
+  int64_t qkv_offset, row_offset, stat_offset;
+  __device__ Place(int T, int C, int NH, int hs)
       : b(blockIdx.z),
         h(blockIdx.y),
         warp(threadIdx.x / kWarp),
         qkv_offset(int64_t{b} * T * 3 * C + int64_t{h} * hs),
         row_offset(int64_t{b} * T * C + int64_t{h} * hs),
-        stat_offset((int64_t{b} * NH + h) * T),
-        head_rows((int64_t{b} * NH + h) * Tp * hs) {}
-  __device__ const Bf16* rows(const HeadMajor& m, int first, int hs) const {
-    return m.rows + head_rows + int64_t{first} * hs;
+        stat_offset((int64_t{b} * NH + h) * T) {}
+  __device__ HeadRows rows(const Operand& m) const {
+    return {m.base + b * m.batch_stride + h * m.head_stride, m.row_stride};
   }
 };
 
@@ -347,21 +355,20 @@ __device__ __forceinline__ void for_each_tile(int first, int end, Stage&& stage,
 
 // Queues the key and value tiles from row j0 into `buffer` of a forward's or dQ's shared memory.
 template <int F, typename Shared>
-__device__ __forceinline__ void stage_keys_values(const Shared& s, const Place& at, HeadMajor k,
-                                                  HeadMajor v, int j0, int buffer) {
-  stage_rows<F>(pick(s.k, buffer), at.rows(k, j0, F * kFrag));
-  stage_rows<F>(pick(s.v, buffer), at.rows(v, j0, F * kFrag));
+__device__ __forceinline__ void stage_keys_values(const Shared& s, const HeadRows& k,
+                                                  const HeadRows& v, int j0, int T, int buffer) {
+  stage_rows<F>(pick(s.k, buffer), k, j0, T);
+  stage_rows<F>(pick(s.v, buffer), v, j0, T);
   commit_copies();
 }
 
 // Grid (query blocks, NH, B), the block with the most key tiles first. The scores are kept
-// log2-scaled (scale·log2 e), so that each exponential is one exp2.
-template <int F>
+// log2-scaled (scale·log2 e), so that each exponential is one exp2. out is written.
+template <int F, typename Out>
 __global__ void __launch_bounds__(kThreads)
-    forward_kernel(float* out, float* lse, HeadMajor q, HeadMajor k, HeadMajor v, int T, int Tp,
-                   int C, int NH, float scale) {
-  constexpr int hs = F * kFrag;
-  const Place at(T, Tp, C, NH, hs);
+    forward_kernel(Out* out, float* lse, Operand q, Operand k, Operand v, int T, int C, int NH,
+                   float scale) {
+  const Place at(T, C, NH, F * kFrag);
   Carver carver{dynamic_shared_memory()};
   const ForwardShared<F> s(carver);
   const FragmentLane lane;
@@ -369,9 +376,11 @@ __global__ void __launch_bounds__(kThreads)
   const int q0 = queries.first;
   const int(&query)[2] = queries.mine;
   const float scale_log2 = scale * kLog2e;
-  const auto stage = [&](int j0, int buffer) { stage_keys_values<F>(s, at, k, v, j0, buffer); };
+  const auto stage = [&](int j0, int buffer) {
+    stage_keys_values<F>(s, at.rows(k), at.rows(v), j0, T, buffer);
+  };
 
-  stage_rows<F>(s.q, at.rows(q, q0, hs));
+  stage_rows<F>(s.q, at.rows(q), q0, T);
   stage(0, 0);
   HeadResult<F> o;
   zero<F>(o);
@@ -414,27 +423,23 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     row_sum[r] = quad_sum(row_sum[r]);
-    if (query[r] >= T) continue;
-    float* row = out + at.row_offset + int64_t{query[r]} * C + 2 * lane.t;
-    const float inverse = 1.0f / row_sum[r];
-#pragma unroll
-    for (int n = 0; n < 2 * F; ++n) {
-      row[n * 8] = o[n][2 * r] * inverse;
-      row[n * 8 + 1] = o[n][2 * r + 1] * inverse;
+    if (query[r] < T && lane.t == 0) {
+      lse[at.stat_offset + query[r]] = row_max[r] / kLog2e + logf(row_sum[r]);
     }
-    if (lane.t == 0) lse[at.stat_offset + query[r]] = row_max[r] / kLog2e + logf(row_sum[r]);
   }
+  const float inverse[2] = {1.0f / row_sum[0], 1.0f / row_sum[1]};
+  put_rows<F, false>(out + at.row_offset, C, o, queries.warp_first, T, inverse, lane);
 }
 
 // dQ for the block's queries: dq_i = scale Σ_{j<=i} ds_ij k_j over the key tiles up to the
 // block's diagonal, with p = exp(scale·score − lse) and ds = p (dout·v − row_dot). Grid as the
 // forward's.
-template <int F>
+// dQ is added to an fp32 dqkv, written to a bf16 one.
+template <int F, typename Out>
 __global__ void __launch_bounds__(kThreads)
-    dq_kernel(float* dqkv, HeadMajor dout, const float* lse, const float* row_dot, HeadMajor q,
-              HeadMajor k, HeadMajor v, int T, int Tp, int C, int NH, float scale) {
-  constexpr int hs = F * kFrag;
-  const Place at(T, Tp, C, NH, hs);
+    dq_kernel(Out* dqkv, Operand dout, const float* lse, const float* row_dot, Operand q, Operand k,
+              Operand v, int T, int C, int NH, float scale) {
+  const Place at(T, C, NH, F * kFrag);
   Carver carver{dynamic_shared_memory()};
   const DqShared<F> s(carver);
   const FragmentLane lane;
@@ -442,7 +447,9 @@ __global__ void __launch_bounds__(kThreads)
   const int q0 = queries.first;
   const int(&query)[2] = queries.mine;
   const float scale_log2 = scale * kLog2e;
-  const auto stage = [&](int j0, int buffer) { stage_keys_values<F>(s, at, k, v, j0, buffer); };
+  const auto stage = [&](int j0, int buffer) {
+    stage_keys_values<F>(s, at.rows(k), at.rows(v), j0, T, buffer);
+  };
   float query_lse[2], query_dot[2];  // log2-scaled; zeros past T (whose rows add nothing)
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -451,8 +458,8 @@ __global__ void __launch_bounds__(kThreads)
     query_dot[r] = valid ? row_dot[at.stat_offset + query[r]] : 0.0f;
   }
 
-  stage_rows<F>(s.q, at.rows(q, q0, hs));
-  stage_rows<F>(s.dout, at.rows(dout, q0, hs));
+  stage_rows<F>(s.q, at.rows(q), q0, T);
+  stage_rows<F>(s.dout, at.rows(dout), q0, T);
   stage(0, 0);
   HeadResult<F> dq;
   zero<F>(dq);
@@ -472,7 +479,9 @@ __global__ void __launch_bounds__(kThreads)
     }
     accumulate_times_tile<F>(dq, ds, pick(s.k, buffer), lane);
   });
-  add_rows<F>(dqkv + at.qkv_offset, 3 * C, dq, queries.warp_first, T, scale, lane);
+  const float factor[2] = {scale, scale};
+  put_rows<F, kGradientsAdd<Out>>(dqkv + at.qkv_offset, 3 * C, dq, queries.warp_first, T, factor,
+                                  lane);
 }
 
 // dK and dV for the block's keys: dv_j = Σ_{i>=j} p_ij dout_i, dk_j = scale Σ_{i>=j} ds_ij q_i
@@ -481,12 +490,12 @@ __global__ void __launch_bounds__(kThreads)
 // tiles (the first keys) first.
 // Up to head size 64 the registers are capped for three blocks an SM (twelve warps, against eight
 // with the registers the compiler would otherwise take).
-template <int F>
+// dK and dV are added to an fp32 dqkv, written to a bf16 one.
+template <int F, typename Out>
 __global__ void __launch_bounds__(kThreads, F <= 4 ? 3 : 1)
-    dkv_kernel(float* dqkv, HeadMajor dout, const float* lse, const float* row_dot, HeadMajor q,
-               HeadMajor k, HeadMajor v, int T, int Tp, int C, int NH, float scale) {
-  constexpr int hs = F * kFrag;
-  const Place at(T, Tp, C, NH, hs);
+    dkv_kernel(Out* dqkv, Operand dout, const float* lse, const float* row_dot, Operand q,
+               Operand k, Operand v, int T, int C, int NH, float scale) {
+  const Place at(T, C, NH, F * kFrag);
   Carver carver{dynamic_shared_memory()};
   const DkvShared<F> s(carver);
   const FragmentLane lane;
@@ -498,8 +507,8 @@ __global__ void __launch_bounds__(kThreads, F <= 4 ? 3 : 1)
   // buffer after the products on the tile before.
   float next_lse = 0.0f, next_dot = 0.0f;
   const auto stage = [&](int i0, int buffer) {
-    stage_rows<F>(pick(s.q, buffer), at.rows(q, i0, hs));
-    stage_rows<F>(pick(s.dout, buffer), at.rows(dout, i0, hs));
+    stage_rows<F>(pick(s.q, buffer), at.rows(q), i0, T);
+    stage_rows<F>(pick(s.dout, buffer), at.rows(dout), i0, T);
     commit_copies();
     const int i = i0 + static_cast<int>(threadIdx.x);
     if (threadIdx.x < kTile) {
@@ -514,8 +523,8 @@ __global__ void __launch_bounds__(kThreads, F <= 4 ? 3 : 1)
     }
   };
 
-  stage_rows<F>(s.k, at.rows(k, k0, hs));
-  stage_rows<F>(s.v, at.rows(v, k0, hs));
+  stage_rows<F>(s.k, at.rows(k), k0, T);
+  stage_rows<F>(s.v, at.rows(v), k0, T);
   stage(k0, 0);
   store_stats(0);
   HeadResult<F> dk, dv;
@@ -542,9 +551,10 @@ __global__ void __launch_bounds__(kThreads, F <= 4 ? 3 : 1)
     accumulate_times_tile<F>(dk, ds, pick(s.q, buffer), lane);
     if (more) store_stats(1 - buffer);  // its last readers finished before this tile's sync
   });
-  float* dst = dqkv + at.qkv_offset;
-  add_rows<F>(dst + C, 3 * C, dk, keys.warp_first, T, scale, lane);
-  add_rows<F>(dst + 2 * C, 3 * C, dv, keys.warp_first, T, 1.0f, lane);
+  Out* dst = dqkv + at.qkv_offset;
+  const float dk_factor[2] = {scale, scale}, dv_factor[2] = {1.0f, 1.0f};
+  put_rows<F, kGradientsAdd<Out>>(dst + C, 3 * C, dk, keys.warp_first, T, dk_factor, lane);
+  put_rows<F, kGradientsAdd<Out>>(dst + 2 * C, 3 * C, dv, keys.warp_first, T, dv_factor, lane);
 }
 
 }  // namespace ds::tensor::cuda::tc_attention
