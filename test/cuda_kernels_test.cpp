@@ -17,6 +17,7 @@
 #include "attention_reference.h"
 #include "cuda_test_helpers.h"
 #include "tensor/cpu/kernels.h"
+#include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/flash_attention.h"
 #include "tensor/cuda/kernels.h"
 #include "tensor/cuda/tensor_core_attention.h"
@@ -102,11 +103,13 @@ TEST_CASE("cuda layernorm matches the CPU", "[cuda]") {
   auto d_dinp = to_device(dinp, gpu);
   auto d_dweight = to_device(dweight, gpu);
   auto d_dbias = to_device(dbias, gpu);
+  auto d_partials = cuda::DeviceBuffer::floats(cuda::mixed::layernorm_partial_floats(C));
   cpu::layernorm_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(),
                           weight.data(), mean.data(), rstd.data(), N, C);
   cuda::layernorm_backward(d_dinp.as<float>(), d_dweight.as<float>(), d_dbias.as<float>(),
                            d_dout.as<float>(), d_inp.as<float>(), d_weight.as<float>(),
-                           d_mean.as<float>(), d_rstd.as<float>(), N, C, gpu.s());
+                           d_mean.as<float>(), d_rstd.as<float>(), N, C, d_partials.as<float>(),
+                           gpu.s());
   check_parity("layernorm_backward dinp", to_host(d_dinp, gpu), dinp, 1e-5);
   check_parity("layernorm_backward dweight", to_host(d_dweight, gpu), dweight, 1e-5);
   check_parity("layernorm_backward dbias", to_host(d_dbias, gpu), dbias, 1e-5);

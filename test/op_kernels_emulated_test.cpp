@@ -9,7 +9,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <tuple>
 
+#include "emulated_layernorm.h"
 #include "emulated_token_buckets.h"
 #include "parity_helpers.h"
 #include "tensor/cpu/kernels.h"
@@ -57,8 +59,10 @@ TEST_CASE("emulated encoder forward and position gradient", "[op_kernels]") {
 }
 
 TEST_CASE("emulated layernorm", "[op_kernels]") {
-  const auto [N, C] = GENERATE(std::pair{14, 48}, std::pair{5, 131}, std::pair{3, 1});
-  INFO("N=" << N << " C=" << C);
+  // 14 rows on 3 warps a block: blocks of 3 rows, the last with 2 (no rows for its third warp).
+  const auto [N, C, warps] = GENERATE(std::tuple{14, 48, 3}, std::tuple{5, 131, 4},
+                                      std::tuple{3, 1, 1}, std::tuple{1100, 40, 4});
+  INFO("N=" << N << " C=" << C << " warps=" << warps);
   const Vec inp = random_vec(size_t(N) * C, 10, -2.0f, 3.0f);
   const Vec weight = random_vec(C, 11), bias = random_vec(C, 12);
   Vec out(inp.size()), mean(N), rstd(N);
@@ -77,12 +81,8 @@ TEST_CASE("emulated layernorm", "[op_kernels]") {
   Vec got_dinp = dinp, got_dweight = dweight, got_dbias = dbias;
   cpu::layernorm_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(),
                           weight.data(), mean.data(), rstd.data(), N, C);
-  launch(k::layernorm_backward_input_kernel<float>, dim3{blocks_for(N, k::kRowsPerBlock)},
-         dim3{k::kBlock}, 0, got_dinp.data(), dout.data(), inp.data(), weight.data(),
-         static_cast<const float*>(mean.data()), static_cast<const float*>(rstd.data()), N, C);
-  column_sum(got_dweight.data(), N, C,
-             k::LayernormWeightTerm<float>{dout.data(), inp.data(), mean.data(), rstd.data(), C});
-  column_sum(got_dbias.data(), N, C, k::RowsTerm<float>{dout.data(), C});
+  emulated_layernorm_backward(got_dinp.data(), got_dweight.data(), got_dbias.data(), dout.data(),
+                              inp.data(), weight.data(), mean.data(), rstd.data(), N, C, warps);
   check_parity("layernorm_backward dinp", got_dinp, dinp, 1e-5);
   check_parity("layernorm_backward dweight", got_dweight, dweight, 1e-5);
   check_parity("layernorm_backward dbias", got_dbias, dbias, 1e-5);

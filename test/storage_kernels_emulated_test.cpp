@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "emulated_layernorm.h"
 #include "emulated_token_buckets.h"
 #include "parity_helpers.h"
 #include "tensor/cuda/op_kernels.cuh"
@@ -137,25 +138,14 @@ TEMPLATE_TEST_CASE("emulated storage kernels: layernorm", "[storage_kernels]", _
   const std::vector<S> dout_s = narrow<S>(dout);
   const float* mean = want_mean.data();
   const float* rstd = want_rstd.data();
-  launch(k::layernorm_backward_input_kernel<float>, rows, dim3{k::kBlock}, 0, dinp.data(),
-         static_cast<const float*>(dout.data()), static_cast<const float*>(inp.data()),
-         static_cast<const float*>(weight.data()), mean, rstd, N, C);
-  launch(k::layernorm_backward_input_kernel<S>, rows, dim3{k::kBlock}, 0, got_dinp.data(),
-         dout_s.data(), inp_s.data(), weight_s.data(), mean, rstd, N, C);
+  emulated_layernorm_backward(dinp.data(), dweight.data(), dbias.data(),
+                              static_cast<const float*>(dout.data()),
+                              static_cast<const float*>(inp.data()),
+                              static_cast<const float*>(weight.data()), mean, rstd, N, C, 4);
+  emulated_layernorm_backward(got_dinp.data(), got_dweight.data(), got_dbias.data(), dout_s.data(),
+                              inp_s.data(), weight_s.data(), mean, rstd, N, C, 4);
   check_rounded("layernorm_backward dinp", got_dinp, dinp);
-
-  const dim3 columns{blocks_for(C, k::kColumnWidth)}, column_block{k::kColumnWidth, k::kColumnRows};
-  using FloatWeightTerm = k::LayernormWeightTerm<float>;
-  using WeightTerm = k::LayernormWeightTerm<S>;
-  launch(k::column_sum_kernel<float, FloatWeightTerm>, columns, column_block, 0, dweight.data(), N,
-         C, FloatWeightTerm{dout.data(), inp.data(), mean, rstd, C});
-  launch(k::column_sum_kernel<S, WeightTerm>, columns, column_block, 0, got_dweight.data(), N, C,
-         WeightTerm{dout_s.data(), inp_s.data(), mean, rstd, C});
   check_rounded("layernorm_backward dweight", got_dweight, dweight);
-  launch(k::column_sum_kernel<float, k::RowsTerm<float>>, columns, column_block, 0, dbias.data(), N,
-         C, k::RowsTerm<float>{dout.data(), C});
-  launch(k::column_sum_kernel<S, k::RowsTerm<S>>, columns, column_block, 0, got_dbias.data(), N, C,
-         k::RowsTerm<S>{dout_s.data(), C});
   check_rounded("layernorm_backward dbias", got_dbias, dbias);
 }
 

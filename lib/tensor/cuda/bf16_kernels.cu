@@ -83,19 +83,38 @@ void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, con
   DS_CUDA_LAUNCHED();
 }
 
+int64_t layernorm_partial_floats(int C) { return 2 * int64_t{kLayernormBlocks} * C; }
+
 void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
                         const void* weight, const float* mean, const float* rstd, int N, int C,
-                        DType dtype, cudaStream_t stream) {
+                        float* partials, DType dtype, cudaStream_t stream) {
   if (N == 0) return;
+  int device = 0, optin = 0;
+  DS_CUDA_CALL(cudaGetDevice(&device));
+  DS_CUDA_CALL(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  // Up to 4 warps a block, as many as the shared memory of their column sums allows.
+  int warps = 4;
+  while (warps > 1 && layernorm_backward_shared_bytes(warps, C) > static_cast<size_t>(optin)) {
+    --warps;
+  }
+  const LayernormBackwardLaunch launch(N, C, warps);
+  // One warp's sums take 8·C bytes: C up to 12,672 with an A100's or H100's 99 KiB and more.
+  const bool layernorm_width_fits_shared_memory = launch.shared_bytes <= static_cast<size_t>(optin);
+  DS_CUDA_REQUIRE(layernorm_width_fits_shared_memory);
   dispatch(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
-    const S* d = static_cast<const S*>(dout);
-    const S* x = static_cast<const S*>(inp);
-    layernorm_backward_input_kernel<<<blocks_for(N, kRowsPerBlock), kBlock, 0, stream>>>(
-        static_cast<S*>(dinp), d, x, static_cast<const S*>(weight), mean, rstd, N, C);
+    const auto kernel = layernorm_backward_kernel<S>;
+    if (launch.shared_bytes > 48 * 1024) {
+      DS_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        static_cast<int>(launch.shared_bytes)));
+    }
+    kernel<<<launch.blocks, launch.warps * kWarp, launch.shared_bytes, stream>>>(
+        static_cast<S*>(dinp), partials, static_cast<const S*>(dout), static_cast<const S*>(inp),
+        static_cast<const S*>(weight), mean, rstd, N, C, launch.rows);
     DS_CUDA_LAUNCHED();
-    column_sum(static_cast<S*>(dweight), N, C, LayernormWeightTerm<S>{d, x, mean, rstd, C}, stream);
-    column_sum(static_cast<S*>(dbias), N, C, RowsTerm<S>{d, C}, stream);
+    column_sum(static_cast<S*>(dweight), launch.blocks, C, RowsTerm<float>{partials, C}, stream);
+    column_sum(static_cast<S*>(dbias), launch.blocks, C,
+               RowsTerm<float>{partials + int64_t{launch.blocks} * C, C}, stream);
   });
 }
 

@@ -171,7 +171,9 @@ void CudaOps::layernorm_backward(float* dinp, float* dweight, float* dbias, cons
                                  const float* inp, const float* weight, const float* mean,
                                  const float* rstd, int N, int C) {
   const auto timed = profiler_->time("layernorm_backward", stream());
-  cuda::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, stream());
+  layernorm_partials_.grow(sizeof(float) * static_cast<size_t>(mixed::layernorm_partial_floats(C)));
+  cuda::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C,
+                           layernorm_partials_.as<float>(), stream());
 }
 void CudaOps::matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                              int N, int IC, int OC, WeightLayout layout) {

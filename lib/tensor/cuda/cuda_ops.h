@@ -11,6 +11,7 @@
 #include <initializer_list>
 #include <memory>
 
+#include "tensor/cuda/device_buffer.h"
 #include "tensor/ops.h"
 
 namespace ds::tensor::cuda {
@@ -179,6 +180,7 @@ class CudaOps final : public Ops {
   std::unique_ptr<TokenBuckets> buckets_;  // the embedding backward's grouping of positions
   std::unique_ptr<OpProfiler> profiler_;   // GPU time per op, with DS_GPU_OP_PROFILE=1
   Buffer sum_;  // sum_of_squares' result, then kSumOfSquaresParts partial sums (kernels.h)
+  DeviceBuffer layernorm_partials_;  // layernorm_backward's column sums per block; grows once
 };
 
 }  // namespace ds::tensor::cuda

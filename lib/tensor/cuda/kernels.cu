@@ -82,9 +82,9 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
 
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                         const float* inp, const float* weight, const float* mean, const float* rstd,
-                        int N, int C, cudaStream_t stream) {
-  mixed::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, DType::kF32,
-                            stream);
+                        int N, int C, float* partials, cudaStream_t stream) {
+  mixed::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, partials,
+                            DType::kF32, stream);
 }
 
 void matmul_forward(Blas& blas, float* out, const float* inp, const float* weight,

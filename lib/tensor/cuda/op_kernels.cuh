@@ -111,49 +111,83 @@ __global__ void layernorm_forward_kernel(S* out, float* mean, float* rstd, const
   }
 }
 
+// Layernorm's backward in one pass over dout and inp. Block b owns rows [b·rows, (b+1)·rows),
+// its warps a row each in turn; a warp adds the row's input gradient into dinp and the row's
+// terms of the parameter gradients (dout·x̂ for the weight, dout for the bias) to partial sums of
+// its own, a pair per column in shared memory (layernorm_backward_shared_bytes; lane l owns
+// columns l, l + 32, ...). The block then adds its warps' sums in warp order into its row of
+// `partials` (weight sums [blocks][C], then bias sums [blocks][C]), whose column sums
+// (column_sum_kernel over RowsTerm<float>) finish the gradients: every sum has a fixed order, with
+// no atomics.
+constexpr int kLayernormBlocks = 512;  // at most; the partials' rows
+inline size_t layernorm_backward_shared_bytes(int warps, int C) {
+  return sizeof(float) * 2 * static_cast<size_t>(warps) * static_cast<size_t>(C);
+}
+// The kernel's launch for N rows of C with `warps` warps a block: `rows` a block (a whole number
+// per warp) for at most kLayernormBlocks blocks.
+struct LayernormBackwardLaunch {
+  int warps, rows, blocks;
+  size_t shared_bytes;
+  LayernormBackwardLaunch(int N, int C, int warps_per_block)
+      : warps(warps_per_block),
+        rows(static_cast<int>(blocks_for(blocks_for(N, kLayernormBlocks), warps)) * warps),
+        blocks(static_cast<int>(blocks_for(N, rows))),
+        shared_bytes(layernorm_backward_shared_bytes(warps, C)) {}
+};
 template <typename S>
-__global__ void layernorm_backward_input_kernel(S* dinp, const S* dout, const S* inp,
-                                                const S* weight, const float* mean,
-                                                const float* rstd, int N, int C) {
-  const int n = warp_row();
-  if (n >= N) return;
-  const int lane = threadIdx.x % kWarp;
-  const S* x = inp + int64_t{n} * C;
-  const S* d = dout + int64_t{n} * C;
-  S* di = dinp + int64_t{n} * C;
-  const float m = mean[n];
-  const float s = rstd[n];
-  float dnorm = 0.0f;
-  float dnorm_norm = 0.0f;
-  // Unrolled: a lane's loads of several columns in flight at once (the sums keep their order).
-#pragma unroll 4
+__global__ void layernorm_backward_kernel(S* dinp, float* partials, const S* dout, const S* inp,
+                                          const S* weight, const float* mean, const float* rstd,
+                                          int N, int C, int rows) {
+  const int warps = static_cast<int>(blockDim.x) / kWarp;
+  const int warp = static_cast<int>(threadIdx.x) / kWarp;
+  const int lane = static_cast<int>(threadIdx.x) % kWarp;
+  float* weight_sums = reinterpret_cast<float*>(dynamic_shared_memory()) + 2 * warp * C;
+  float* bias_sums = weight_sums + C;
   for (int c = lane; c < C; c += kWarp) {
-    const float wd = load(weight, c) * load(d, c);
-    dnorm += wd;
-    dnorm_norm += wd * (load(x, c) - m) * s;
+    weight_sums[c] = 0.0f;
+    bias_sums[c] = 0.0f;
   }
-  const float dnorm_mean = warp_sum(dnorm) / C;
-  const float dnorm_norm_mean = warp_sum(dnorm_norm) / C;
+  const int first = static_cast<int>(blockIdx.x) * rows;
+  const int end = min(N, first + rows);
+  for (int n = first + warp; n < end; n += warps) {
+    const S* x = inp + int64_t{n} * C;
+    const S* d = dout + int64_t{n} * C;
+    S* di = dinp + int64_t{n} * C;
+    const float m = mean[n];
+    const float s = rstd[n];
+    float dnorm = 0.0f;
+    float dnorm_norm = 0.0f;
+    // Unrolled: a lane's loads of several columns in flight at once (the sums keep their order).
 #pragma unroll 4
-  for (int c = lane; c < C; c += kWarp) {
-    const float norm = (load(x, c) - m) * s;
-    const float grad = (load(weight, c) * load(d, c) - dnorm_mean - norm * dnorm_norm_mean) * s;
-    store(di, c, load(di, c) + grad);
+    for (int c = lane; c < C; c += kWarp) {
+      const float wd = load(weight, c) * load(d, c);
+      dnorm += wd;
+      dnorm_norm += wd * (load(x, c) - m) * s;
+    }
+    const float dnorm_mean = warp_sum(dnorm) / C;
+    const float dnorm_norm_mean = warp_sum(dnorm_norm) / C;
+#pragma unroll 4
+    for (int c = lane; c < C; c += kWarp) {
+      const float norm = (load(x, c) - m) * s;
+      const float dc = load(d, c);
+      const float grad = (load(weight, c) * dc - dnorm_mean - norm * dnorm_norm_mean) * s;
+      store(di, c, load(di, c) + grad);
+      weight_sums[c] += dc * norm;
+      bias_sums[c] += dc;
+    }
+  }
+  __syncthreads();
+  const float* sums = reinterpret_cast<const float*>(dynamic_shared_memory());
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    float weight_total = 0.0f, bias_total = 0.0f;
+    for (int w = 0; w < warps; ++w) {
+      weight_total += sums[2 * w * C + c];
+      bias_total += sums[(2 * w + 1) * C + c];
+    }
+    partials[int64_t{blockIdx.x} * C + c] = weight_total;
+    partials[(int64_t{gridDim.x} + blockIdx.x) * C + c] = bias_total;
   }
 }
-
-template <typename S>
-struct LayernormWeightTerm {
-  const S* dout;
-  const S* inp;
-  const float* mean;
-  const float* rstd;
-  int C;
-  __device__ float operator()(int n, int c) const {
-    const int64_t i = int64_t{n} * C + c;
-    return load(dout, i) * (load(inp, i) - mean[n]) * rstd[n];
-  }
-};
 
 template <typename S>
 struct RowsTerm {  // the matrix itself: column sums of x
