@@ -67,7 +67,6 @@ void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const
 
   // MLP branch: y = h + mlp(h).
   ops_.copy(d_res, dy, sizeof(float) * NC);
-  ops_.fill_zero(d_ln, NC);
   ops_.mlp_backward(d_ln, dw + fc_w_, dw + fc_b_, dw + fc_proj_w_, dw + fc_proj_b_, d_fch, dy,
                     s.mlp, s.ln2, w + fc_w_, w + fc_proj_w_, N, C, 4 * C);
   ops_.layernorm_backward(d_res, dw + ln2_w_, dw + ln2_b_, d_ln, s.res, w + ln2_w_, s.ln2_mean,
@@ -75,7 +74,6 @@ void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const
 
   // Attention branch: h = x + attn(x).
   ops_.add_inplace(dx, d_res, NC);
-  ops_.fill_zero(d_ln, NC);
   const tensor::Ops::AttentionBlockScratch attention_scratch{
       t.d_atty.as<float>(), t.d_qkv.as<float>(), t.d_att.as<float>()};
   ops_.attention_block_backward(d_ln, dw + attn_w_, dw + attn_b_, dw + proj_w_, dw + proj_b_,

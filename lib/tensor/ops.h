@@ -131,8 +131,9 @@ class Ops {
   // weights WeightLayout::kInOut), which a GPU runs in a layout of its own. `saved`
   // (mlp_saved_floats(N, C, H) floats) keeps what the backward reads: here the pre-GELU and GELU
   // activations, N x H fp32 each, through the fused ops above; a GPU's bf16 runs keep them, and a
-  // copy of inp, in bf16, in about half the space. mlp_backward: dinp and the four parameter
-  // gradients += theirs, from dout (`scratch`: N x H floats for the hidden gradient).
+  // copy of inp, in bf16, in about half the space. mlp_backward: dinp is WRITTEN (a fresh
+  // gradient buffer, which a GPU then neither zeroes nor reads) and the four parameter gradients
+  // += theirs, from dout (`scratch`: N x H floats for the hidden gradient).
   virtual int64_t mlp_saved_floats(int N, int C, int H) const {
     (void)C;
     return 2 * int64_t{N} * H;
@@ -152,6 +153,7 @@ class Ops {
     const float* act = saved + int64_t{N} * H;
     matmul_gelu_backward(scratch, dw_proj, db_proj, dout, act, w_proj, pre_gelu, N, H, C,
                          WeightLayout::kInOut);
+    fill_zero(dinp, int64_t{N} * C);
     matmul_backward(dinp, dw_fc, db_fc, scratch, inp, w_fc, N, C, H, WeightLayout::kInOut);
   }
 
@@ -160,8 +162,8 @@ class Ops {
   // (attention_block_saved_floats(B, T, C, NH) floats) keeps what the backward reads: here, through
   // the ops above, qkv [N, 3C], attention's own (attention_saved_floats) and attention's output
   // [N, C] in fp32; a GPU's bf16 runs keep qkv and the output in bf16, in half the space.
-  // attention_block_backward: dinp and the four parameter gradients += theirs, from dout, with the
-  // composed backward's scratch (AttentionBlockScratch).
+  // attention_block_backward: dinp WRITTEN (as mlp_backward's) and the four parameter gradients
+  // += theirs, from dout, with the composed backward's scratch (AttentionBlockScratch).
   struct AttentionBlockScratch {
     float* d_out;  // [N, C]: the gradient of attention's output
     float* d_qkv;  // [N, 3C]
@@ -196,6 +198,7 @@ class Ops {
                     WeightLayout::kInOut);
     fill_zero(scratch.d_qkv, 3 * NC);
     attention_backward(scratch.d_qkv, scratch.d_att, scratch.d_out, qkv, att, atty, B, T, C, NH);
+    fill_zero(dinp, NC);
     matmul_backward(dinp, dw_qkv, db_qkv, scratch.d_qkv, inp, w_qkv, N, C, 3 * C,
                     WeightLayout::kInOut);
   }

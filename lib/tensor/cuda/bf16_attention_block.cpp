@@ -98,13 +98,18 @@ void Bf16AttentionBlock::backward(float* dinp, float* dw_qkv, float* db_qkv, flo
 
   attention_.backward(dqkv, row_dot, dy, s.qkv, s.y, s.lse, B, T, C, NH, stream);
 
-  // Through qkv: the input gradient and the weight gradient in fp32; db_qkv from the bf16 dqkv.
-  const void* w_qkv16 = rounded_to_bf16(w_qkv, 3 * int64_t{C} * C, w_qkv16_, stream);
-  const auto g_inp = StagedOutput::accumulating(dinp, NC, staged_[0], stream);
+  // Through qkv: the input gradient (written) and the weight gradient in fp32; db_qkv from the
+  // bf16 dqkv.
+  if (dinp != nullptr) {
+    const void* w_qkv16 = rounded_to_bf16(w_qkv, 3 * int64_t{C} * C, w_qkv16_, stream);
+    const auto g_inp = StagedOutput::writing(dinp, NC, staged_[0]);
+    lt_.input_gradient(g_inp.at, dqkv, w_qkv16, N, C, 3 * C, WeightLayout::kInOut, kFp32Out,
+                       stream);
+    g_inp.finish(stream);
+  }
   const auto g_qkv = StagedOutput::accumulating(dw_qkv, 3 * int64_t{C} * C, staged_[2], stream);
-  lt_.backward(g_inp.at, g_qkv.at, nullptr, dqkv, s.inp, w_qkv16, N, C, 3 * C, WeightLayout::kInOut,
+  lt_.backward(nullptr, g_qkv.at, nullptr, dqkv, s.inp, nullptr, N, C, 3 * C, WeightLayout::kInOut,
                kFp32Out, stream);
-  g_inp.finish(stream);
   g_qkv.finish(stream);
   if (db_qkv != nullptr) {
     mixed::matmul_bias_backward(db_qkv, DType::kF32, dqkv, DType::kBF16, N, 3 * C, stream);

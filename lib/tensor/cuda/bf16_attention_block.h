@@ -9,7 +9,7 @@
 //   backward  dy (bf16)             = dout · W_projᵀ                              (written)
 //             dW_proj, db_proj     += yᵀ · dout, column sums of dout              (fp32)
 //             dqkv (bf16)           = attention's gradient                       (written)
-//             dinp (fp32)          += dqkv · W_qkvᵀ
+//             dinp (fp32)           = dqkv · W_qkvᵀ                              (written)
 //             dW_qkv, db_qkv       += inpᵀ · dqkv, column sums of dqkv            (fp32)
 // inp, dout and the weights arrive in fp32 and are rounded to bf16 on the way in; inp's copy is
 // saved for the weight gradient, so the backward does not read inp again. So qkv, y, dy

@@ -83,12 +83,17 @@ void Bf16Mlp::backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, 
     mixed::matmul_bias_backward(db_proj, DType::kF32, dout, DType::kF32, N, C, stream);
   }
 
-  // Through the expansion: the input gradient and the expansion's weight gradient in fp32.
-  const auto g_inp = StagedOutput::accumulating(dinp, int64_t{N} * C, staged_[0], stream);
+  // Through the expansion: the input gradient (written) and the expansion's weight gradient in
+  // fp32.
+  const LtMatmul::Storage fp32_out{DType::kBF16, DType::kF32, DType::kF32};
+  if (dinp != nullptr) {
+    const auto g_inp = StagedOutput::writing(dinp, int64_t{N} * C, staged_[0]);
+    lt_.input_gradient(g_inp.at, dpre, w_fc16, N, C, H, WeightLayout::kInOut, fp32_out, stream);
+    g_inp.finish(stream);
+  }
   const auto g_fc = StagedOutput::accumulating(dw_fc, int64_t{C} * H, staged_[2], stream);
-  lt_.backward(g_inp.at, g_fc.at, nullptr, dpre, inp16, w_fc16, N, C, H, WeightLayout::kInOut,
-               {DType::kBF16, DType::kF32, DType::kF32}, stream);
-  g_inp.finish(stream);
+  lt_.backward(nullptr, g_fc.at, nullptr, dpre, inp16, nullptr, N, C, H, WeightLayout::kInOut,
+               fp32_out, stream);
   g_fc.finish(stream);
   if (db_fc != nullptr) {
     mixed::matmul_bias_backward(db_fc, DType::kF32, dpre, DType::kBF16, N, H, stream);

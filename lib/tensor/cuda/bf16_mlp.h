@@ -6,7 +6,7 @@
 //             out (fp32)            = act · W_proj + b_proj
 //   backward  dpre (bf16)           = DGELU(dout · W_projᵀ, pre)
 //             dW_proj, db_proj     += actᵀ · dout, column sums of dout          (fp32)
-//             dinp (fp32)          += dpre · W_fcᵀ
+//             dinp (fp32)           = dpre · W_fcᵀ                               (written)
 //             dW_fc, db_fc         += inpᵀ · dpre, column sums of dpre          (fp32)
 // inp, dout and the weights arrive in fp32 and are rounded to bf16 on the way in, as the other
 // matmuls of such a run round theirs (bf16_matmul.h); inp's copy is saved for the expansion's
