@@ -11,13 +11,13 @@ void BackwardScratch::reserve(int B, int T, const config::ModelConfig& m,
     tensor::grow_floats(b, floats, MemoryCategory::kActivations, device);
   };
   const int64_t BT = int64_t{B} * T, C = m.n_embd, M = m.mlp_width();
-  ensure(d_res, BT * C);
   ensure(d_ln, BT * C);
   ensure(d_atty, BT * C);
   ensure(d_qkv, BT * 3 * C);
   ensure(d_att, attention_scratch_floats);
   ensure(d_fch, BT * M);
   if (m.llama()) {
+    ensure(d_res, BT * C);
     ensure(swiglu_act, BT * M);
     ensure(d_proj, BT * 3 * C);
   }

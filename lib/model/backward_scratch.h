@@ -16,7 +16,8 @@ struct BackwardScratch {
   void reserve(int B, int T, const config::ModelConfig& m, int64_t attention_scratch_floats);
   int64_t bytes() const;
 
-  tensor::Buffer d_res;   // [BT, C]  gradient of a block's residual h
+  // Llama: [BT, C], the gradient of a block's residual h (GPT-2's blocks keep it in their dx).
+  tensor::Buffer d_res;
   tensor::Buffer d_ln;    // [BT, C]  gradient of a LayerNorm's output (blocks and the head)
   tensor::Buffer d_atty;  // [BT, C]
   tensor::Buffer d_qkv;   // [BT, 3C]

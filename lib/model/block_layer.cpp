@@ -61,24 +61,22 @@ void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const
   FloatCarver region(saved);
   const Saved s = carve(region, mb.B, mb.T);
   BackwardScratch& t = *scratch_;
-  float* d_res = t.d_res.as<float>();
   float* d_ln = t.d_ln.as<float>();
   float* d_fch = t.d_fch.as<float>();
 
-  // MLP branch: y = h + mlp(h).
-  ops_.copy(d_res, dy, sizeof(float) * NC);
+  // MLP branch: y = h + mlp(h). dx holds the residual h's gradient, then x's (x + attn(x)).
+  ops_.copy(dx, dy, sizeof(float) * NC);
   ops_.mlp_backward(d_ln, dw + fc_w_, dw + fc_b_, dw + fc_proj_w_, dw + fc_proj_b_, d_fch, dy,
                     s.mlp, s.ln2, w + fc_w_, w + fc_proj_w_, N, C, 4 * C);
-  ops_.layernorm_backward(d_res, dw + ln2_w_, dw + ln2_b_, d_ln, s.res, w + ln2_w_, s.ln2_mean,
+  ops_.layernorm_backward(dx, dw + ln2_w_, dw + ln2_b_, d_ln, s.res, w + ln2_w_, s.ln2_mean,
                           s.ln2_rstd, N, C);
 
   // Attention branch: h = x + attn(x).
-  ops_.add_inplace(dx, d_res, NC);
   const tensor::Ops::AttentionBlockScratch attention_scratch{
       t.d_atty.as<float>(), t.d_qkv.as<float>(), t.d_att.as<float>()};
   ops_.attention_block_backward(d_ln, dw + attn_w_, dw + attn_b_, dw + proj_w_, dw + proj_b_,
-                                attention_scratch, d_res, s.attention, s.ln1, w + attn_w_,
-                                w + proj_w_, mb.B, mb.T, C, NH_);
+                                attention_scratch, dx, s.attention, s.ln1, w + attn_w_, w + proj_w_,
+                                mb.B, mb.T, C, NH_);
   ops_.layernorm_backward(dx, dw + ln1_w_, dw + ln1_b_, d_ln, x, w + ln1_w_, s.ln1_mean, s.ln1_rstd,
                           N, C);
 }

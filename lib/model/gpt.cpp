@@ -215,7 +215,6 @@ const float* Gpt::backward_range(int first, int last, const MicroBatch& mb, cons
                         : chunk.checkpointed ? store_.pool_output(i - 1 - chunk.first)
                                              : store_.output(slot, i - 1);
       float* dx_now = i > 0 ? dx : nullptr;
-      if (dx_now) ops_.fill_zero(dx_now, layers_[i - 1]->output_size(mb.B, mb.T));
       bind_tied_head(layer, buffers, true);
       layer.backward(buffers.weights(i), buffers.grads(i), batch, in, grad, dx_now,
                      store_.saved(slot, i, layer, chunk));

@@ -79,6 +79,7 @@ void HeadLayer::backward(const float* w, float* dw, const MicroBatch& mb, const 
   // dhead and d_lnf stays zero; multiplying the zeros would cost the step's largest GEMMs and,
   // on a GPU, bf16 copies of [N, V].
   if (mb.dloss != 0.0f) ops_.classifier_backward(d_lnf, dhead, s.logits, s.lnf, head, N, C_, V_);
+  ops_.fill_zero(dx, int64_t{N} * C_);  // the norms' backwards add to their input gradient
   if (rms_) {
     ops_.rmsnorm_backward(dx, dw + lnf_w_, d_lnf, x, w + lnf_w_, s.lnf_rstd, N, C_);
   } else {

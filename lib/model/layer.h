@@ -57,7 +57,8 @@ class Layer {
   virtual void forward(const float* weights, const MicroBatch& mb, const float* x, float* y,
                        float* saved) = 0;
   // Accumulates (+=) parameter gradients into `dweights` (this layer's range of the
-  // gradient buffer) and the input gradient into `dx` (nullptr for the embedding).
+  // gradient buffer) and WRITES the input gradient to `dx` (nullptr for the embedding), which
+  // therefore needs no zeroing first; a block uses it as its residual gradient's buffer.
   // `dy` is the output gradient (unused by the head, which starts from mb.dloss).
   // `x` and `saved` are those of the forward of the same micro-batch; the backward
   // may overwrite `saved`.

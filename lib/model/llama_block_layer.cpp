@@ -131,7 +131,7 @@ void LlamaBlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, 
   ops_.rmsnorm_backward(d_res, dw + ln2_, d_ln, s.res, w + ln2_, s.rstd2, N, C);
 
   // Attention branch: h = x + o(attention(...)).
-  ops_.add_inplace(dx, d_res, NC);
+  ops_.copy(dx, d_res, sizeof(float) * NC);
   ops_.fill_zero(d_atty, NC);
   ops_.matmul_backward(d_atty, dw + o_, nullptr, d_res, s.atty, w + o_, N, C, C, Layout::kOutIn);
   ops_.fill_zero(d_qkv, NC * 3);
