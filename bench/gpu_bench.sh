@@ -15,7 +15,8 @@
 # matrix products timed alone in each storage form (dsbench gemm), and, where Nsight Compute is
 # installed, each kernel's GPU time per step and the attention kernels' counters. dsworker's
 # bf16 keeps bf16 weights with fp32 master weights, runs its matmuls on bf16 tensor cores and
-# the other kernels in fp32 (the LM head's logits and the MLP's hidden activations in bf16);
+# the other kernels in fp32 (the LM head's logits, the MLP's hidden activations and the attention
+# sublayer's qkv and output in bf16);
 # PyTorch's runs the forward under bf16 autocast with fp32 weights.
 # Exits 77 without a GPU.
 set -euo pipefail

@@ -92,8 +92,9 @@ void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout
   int device = 0, optin = 0;
   DS_CUDA_CALL(cudaGetDevice(&device));
   DS_CUDA_CALL(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  // Up to 4 warps a block, as many as the shared memory of their column sums allows.
-  int warps = 4;
+  // Up to 8 warps a block (a 512-block grid then keeps 4096 warps reading), as many as the shared
+  // memory of their column sums allows.
+  int warps = 8;
   while (warps > 1 && layernorm_backward_shared_bytes(warps, C) > static_cast<size_t>(optin)) {
     --warps;
   }

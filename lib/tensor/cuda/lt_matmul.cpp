@@ -384,6 +384,7 @@ void LtMatmul::backward(void* dinp, void* dweight, void* dbias, const void* dout
 void LtMatmul::input_gradient(void* dinp, const void* dout, const void* weight, int N, int IC,
                               int OC, WeightLayout layout, Storage storage, cudaStream_t stream) {
   check_shape(N, IC, OC);
+  DS_CHECK(dinp != nullptr, "LtMatmul::input_gradient needs a dinp buffer");
   if (N == 0) return;
   check_aligned(dout, "dout");
   input_gemm(dinp, dout, weight, N, IC, OC, layout, storage, 0.0f, stream);
