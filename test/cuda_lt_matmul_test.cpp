@@ -156,6 +156,53 @@ TEST_CASE("cuda lt matmul matches the CPU in both layouts, fused and not", "[cud
                p.threshold);
 }
 
+// forward_residual (out = residual + inp·W + bias, the residual through the GEMM's C matrix) and
+// input_gradient (dinp = dout·Wᵀ WRITTEN over whatever was there), as GPT-2's sublayers use them.
+TEST_CASE("cuda lt matmul residual forward and written input gradient match the CPU", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  Gpu gpu;
+  const Precision p = GENERATE(kF32, kF32AsBf16, kBf16);
+  const bool with_bias = GENERATE(true, false);
+  const bool fuse = GENERATE(true, false);
+  const int N = 14, IC = 48, OC = 96;
+  const WeightLayout layout = WeightLayout::kInOut;
+  INFO(p.name << " bias=" << with_bias << " fuse=" << fuse);
+  LtMatmul lt(LtMatmul::Options{.precision = p.compute, .fuse_epilogues = fuse});
+  const DType dtype = p.dtype;
+  const std::string where = shape_of(layout, N, IC, OC);
+  const Vec inp = rounded(random_vec(size_t(N) * IC, 30), dtype);
+  const Vec weight = rounded(random_vec(size_t(IC) * OC, 31), dtype);
+  const Vec bias = rounded(random_vec(OC, 32), dtype);
+  const Vec residual = rounded(random_vec(size_t(N) * OC, 33), dtype);
+  Vec out(size_t(N) * OC);
+  cpu::matmul_forward(out.data(), inp.data(), weight.data(), with_bias ? bias.data() : nullptr, N,
+                      IC, OC, layout);
+  for (size_t i = 0; i < out.size(); ++i) out[i] += residual[i];
+  auto d_inp = to_device(inp, dtype, gpu);
+  auto d_weight = to_device(weight, dtype, gpu);
+  auto d_bias = to_device(bias, dtype, gpu);
+  auto d_residual = to_device(residual, dtype, gpu);
+  auto d_out = to_device(random_vec(out.size(), 34), dtype, gpu);  // garbage it must overwrite
+  const LtMatmul::Stats before = lt.stats();
+  lt.forward_residual(d_out.data(), d_residual.data(), d_inp.data(), d_weight.data(),
+                      with_bias ? d_bias.data() : nullptr, N, IC, OC, layout, dtype, gpu.s());
+  check_parity(named("forward_residual", p, where, with_bias ? path(lt, before) : ""),
+               to_host(d_out, out.size(), dtype, gpu), out, p.threshold);
+  check_parity(named("forward_residual leaves residual", p, where, ""),
+               to_host(d_residual, residual.size(), dtype, gpu), residual, 0.0);
+
+  const Vec dout = rounded(random_vec(out.size(), 35), dtype);
+  Vec dinp(inp.size(), 0.0f), dweight(weight.size(), 0.0f);
+  cpu::matmul_backward(dinp.data(), dweight.data(), nullptr, dout.data(), inp.data(), weight.data(),
+                       N, IC, OC, layout);
+  auto d_dout = to_device(dout, dtype, gpu);
+  auto d_dinp = to_device(random_vec(dinp.size(), 36), dtype, gpu);
+  lt.input_gradient(d_dinp.data(), d_dout.data(), d_weight.data(), N, IC, OC, layout, dtype,
+                    gpu.s());
+  check_parity(named("input_gradient", p, where, ""), to_host(d_dinp, dinp.size(), dtype, gpu),
+               dinp, p.threshold);
+}
+
 // GPT-2's MLP: c_fc [C -> H] with GELU, c_proj [H -> C]. forward_gelu on c_fc, backward_gelu on
 // c_proj (its input gradient through the GELU, into the pre-GELU buffer c_fc's forward kept).
 TEST_CASE("cuda lt matmul GELU epilogues match the CPU's GELU and its backward", "[cuda]") {

@@ -274,9 +274,9 @@ TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
   const auto [precision, tol] =
       GENERATE(std::pair{MatmulPrecision::kFp32, 1e-4}, std::pair{MatmulPrecision::kTf32, 2e-3},
                std::pair{MatmulPrecision::kBf16, 2e-2});
-  // 0: every tensor 16-byte aligned; 1: the output, the input gradient, the parameters'
-  // gradients, b_proj, the saved region and the scratch one float in (the bf16 MLP stages or
-  // realigns them).
+  // 0: every tensor 16-byte aligned; 1: the output, the residual, the input gradient, the
+  // parameters' gradients, b_proj, the saved region and the scratch one float in (the bf16 MLP
+  // stages or realigns them).
   const int shift = GENERATE(0, 1);
   INFO("precision " << static_cast<int>(precision) << " shift " << shift);
   ds::tensor::cuda::CudaOps gpu(0, precision);
@@ -285,18 +285,20 @@ TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
   const Vec inp = random_vec(size_t(N) * C, 90), w_fc = random_vec(size_t(C) * H, 91, -0.3f, 0.3f);
   const Vec b_fc = random_vec(H, 92), w_proj = random_vec(size_t(H) * C, 93, -0.2f, 0.2f);
   const Vec b_proj = random_vec(C, 94), dout = random_vec(size_t(N) * C, 95);
+  const Vec residual = random_vec(size_t(N) * C, 96);
 
   Vec out(size_t(N) * C), saved(size_t(cpu.mlp_saved_floats(N, C, H))), scratch(size_t(N) * H);
   Vec dinp(inp.size(), 0.25f), dw_fc(w_fc.size(), 0.5f), db_fc(H, 0.5f);
   Vec dw_proj(w_proj.size(), 0.5f), db_proj(C, 0.5f);
-  cpu.mlp_forward(out.data(), saved.data(), inp.data(), w_fc.data(), b_fc.data(), w_proj.data(),
-                  b_proj.data(), N, C, H);
+  cpu.mlp_forward(out.data(), saved.data(), inp.data(), residual.data(), w_fc.data(), b_fc.data(),
+                  w_proj.data(), b_proj.data(), N, C, H);
   cpu.mlp_backward(dinp.data(), dw_fc.data(), db_fc.data(), dw_proj.data(), db_proj.data(),
                    scratch.data(), dout.data(), saved.data(), inp.data(), w_fc.data(),
                    w_proj.data(), N, C, H);
 
   Shifted d_inp(gpu, inp, 0), d_wfc(gpu, w_fc, 0), d_bfc(gpu, b_fc, 0);
   Shifted d_wproj(gpu, w_proj, 0), d_bproj(gpu, b_proj, shift), d_dout(gpu, dout, 0);
+  Shifted d_residual(gpu, residual, shift);
   Shifted d_saved(gpu, Vec(size_t(gpu.mlp_saved_floats(N, C, H))), shift);
   Shifted d_scratch(gpu, Vec(scratch.size()), shift);
   Shifted d_out(gpu, Vec(out.size()), shift);
@@ -304,8 +306,8 @@ TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
   Shifted d_dwfc(gpu, Vec(w_fc.size(), 0.5f), shift), d_dbfc(gpu, Vec(H, 0.5f), shift);
   Shifted d_dwproj(gpu, Vec(w_proj.size(), 0.5f), shift);
   Shifted d_dbproj(gpu, Vec(C, 0.5f), shift);
-  gpu.mlp_forward(d_out.at(), d_saved.at(), d_inp.at(), d_wfc.at(), d_bfc.at(), d_wproj.at(),
-                  d_bproj.at(), N, C, H);
+  gpu.mlp_forward(d_out.at(), d_saved.at(), d_inp.at(), d_residual.at(), d_wfc.at(), d_bfc.at(),
+                  d_wproj.at(), d_bproj.at(), N, C, H);
   gpu.mlp_backward(d_dinp.at(), d_dwfc.at(), d_dbfc.at(), d_dwproj.at(), d_dbproj.at(),
                    d_scratch.at(), d_dout.at(), d_saved.at(), d_inp.at(), d_wfc.at(), d_wproj.at(),
                    N, C, H);
@@ -325,8 +327,8 @@ TEST_CASE("cuda ops attention sublayer matches the CPU at every precision", "[cu
   const auto [precision, tol] =
       GENERATE(std::pair{MatmulPrecision::kFp32, 1e-4}, std::pair{MatmulPrecision::kTf32, 2e-3},
                std::pair{MatmulPrecision::kBf16, 2e-2});
-  // 0: every tensor 16-byte aligned; 1: the output, the input gradient, the parameters'
-  // gradients, b_proj, the saved region and the scratch one float in.
+  // 0: every tensor 16-byte aligned; 1: the output, the residual, the input gradient, the
+  // parameters' gradients, b_proj, the saved region and the scratch one float in.
   const int shift = GENERATE(0, 1);
   INFO("precision " << static_cast<int>(precision) << " shift " << shift);
   ds::tensor::cuda::CudaOps gpu(0, precision);
@@ -336,15 +338,15 @@ TEST_CASE("cuda ops attention sublayer matches the CPU at every precision", "[cu
   const Vec inp = random_vec(size_t(N) * C, 100);
   const Vec w_qkv = random_vec(size_t(C) * 3 * C, 101, -0.2f, 0.2f), b_qkv = random_vec(3 * C, 102);
   const Vec w_proj = random_vec(size_t(C) * C, 103, -0.2f, 0.2f), b_proj = random_vec(C, 104);
-  const Vec dout = random_vec(size_t(N) * C, 105);
+  const Vec dout = random_vec(size_t(N) * C, 105), residual = random_vec(size_t(N) * C, 106);
 
   const int64_t cpu_att = cpu.attention_saved_floats(B, T, C, NH);
   Vec out(size_t(N) * C), saved(size_t(cpu.attention_block_saved_floats(B, T, C, NH)));
   Vec d_atty(size_t(N) * C), d_qkv(size_t(N) * 3 * C), d_att(static_cast<size_t>(cpu_att));
   Vec dinp(inp.size(), 0.25f), dw_qkv(w_qkv.size(), 0.5f), db_qkv(b_qkv.size(), 0.5f);
   Vec dw_proj(w_proj.size(), 0.5f), db_proj(C, 0.5f);
-  cpu.attention_block_forward(out.data(), saved.data(), inp.data(), w_qkv.data(), b_qkv.data(),
-                              w_proj.data(), b_proj.data(), B, T, C, NH);
+  cpu.attention_block_forward(out.data(), saved.data(), inp.data(), residual.data(), w_qkv.data(),
+                              b_qkv.data(), w_proj.data(), b_proj.data(), B, T, C, NH);
   cpu.attention_block_backward(dinp.data(), dw_qkv.data(), db_qkv.data(), dw_proj.data(),
                                db_proj.data(), {d_atty.data(), d_qkv.data(), d_att.data()},
                                dout.data(), saved.data(), inp.data(), w_qkv.data(), w_proj.data(),
@@ -358,6 +360,7 @@ TEST_CASE("cuda ops attention sublayer matches the CPU at every precision", "[cu
   }
   Shifted d_inp(gpu, inp, 0), d_wqkv(gpu, w_qkv, 0), d_bqkv(gpu, b_qkv, 0);
   Shifted d_wproj(gpu, w_proj, 0), d_bproj(gpu, b_proj, shift), d_dout(gpu, dout, 0);
+  Shifted d_residual(gpu, residual, shift);
   const float nan = std::numeric_limits<float>::quiet_NaN();  // what the sublayer must overwrite
   Shifted d_saved(gpu, Vec(size_t(gpu_saved), nan), shift);
   Shifted s_atty(gpu, Vec(d_atty.size(), nan), shift), s_qkv(gpu, Vec(d_qkv.size(), nan), shift);
@@ -367,8 +370,8 @@ TEST_CASE("cuda ops attention sublayer matches the CPU at every precision", "[cu
   Shifted d_dwqkv(gpu, Vec(w_qkv.size(), 0.5f), shift),
       d_dbqkv(gpu, Vec(b_qkv.size(), 0.5f), shift);
   Shifted d_dwproj(gpu, Vec(w_proj.size(), 0.5f), shift), d_dbproj(gpu, Vec(C, 0.5f), shift);
-  gpu.attention_block_forward(d_out.at(), d_saved.at(), d_inp.at(), d_wqkv.at(), d_bqkv.at(),
-                              d_wproj.at(), d_bproj.at(), B, T, C, NH);
+  gpu.attention_block_forward(d_out.at(), d_saved.at(), d_inp.at(), d_residual.at(), d_wqkv.at(),
+                              d_bqkv.at(), d_wproj.at(), d_bproj.at(), B, T, C, NH);
   gpu.attention_block_backward(d_dinp.at(), d_dwqkv.at(), d_dbqkv.at(), d_dwproj.at(),
                                d_dbproj.at(), {s_atty.at(), s_qkv.at(), s_att.at()}, d_dout.at(),
                                d_saved.at(), d_inp.at(), d_wqkv.at(), d_wproj.at(), B, T, C, NH);

@@ -44,14 +44,13 @@ void BlockLayer::forward(const float* w, const MicroBatch& mb, const float* x, f
   const Saved s = carve(region, mb.B, mb.T);
 
   ops_.layernorm_forward(s.ln1, s.ln1_mean, s.ln1_rstd, x, w + ln1_w_, w + ln1_b_, N, C, eps_);
-  // The attention sublayer goes to y first, then y = x + y is the residual h.
-  ops_.attention_block_forward(y, s.attention, s.ln1, w + attn_w_, w + attn_b_, w + proj_w_,
+  // The residual h = x + attn(ln1(x)), then y = h + mlp(ln2(h)), each sublayer adding its
+  // residual connection.
+  ops_.attention_block_forward(s.res, s.attention, s.ln1, x, w + attn_w_, w + attn_b_, w + proj_w_,
                                w + proj_b_, mb.B, mb.T, C, NH_);
-  ops_.residual_forward(s.res, x, y, int64_t{N} * C);
   ops_.layernorm_forward(s.ln2, s.ln2_mean, s.ln2_rstd, s.res, w + ln2_w_, w + ln2_b_, N, C, eps_);
-  ops_.mlp_forward(y, s.mlp, s.ln2, w + fc_w_, w + fc_b_, w + fc_proj_w_, w + fc_proj_b_, N, C,
-                   4 * C);
-  ops_.residual_forward(y, s.res, y, int64_t{N} * C);
+  ops_.mlp_forward(y, s.mlp, s.ln2, s.res, w + fc_w_, w + fc_b_, w + fc_proj_w_, w + fc_proj_b_, N,
+                   C, 4 * C);
 }
 
 void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const float* x,

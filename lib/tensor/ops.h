@@ -127,8 +127,10 @@ class Ops {
     gelu_backward_inplace(dpre_gelu, pre_gelu, int64_t{N} * IC);
   }
 
-  // GPT-2's MLP, out = GELU(inp·W_fc + b_fc)·W_proj + b_proj (inp [N, C], hidden width H, both
-  // weights WeightLayout::kInOut), which a GPU runs in a layout of its own. `saved`
+  // GPT-2's MLP with its residual connection, out = residual + GELU(inp·W_fc + b_fc)·W_proj +
+  // b_proj (inp, residual and out [N, C], out not overlapping residual; hidden width H; both
+  // weights WeightLayout::kInOut), which a GPU runs in a layout of its own (adding the residual
+  // in the projection's GEMM). `saved`
   // (mlp_saved_floats(N, C, H) floats) keeps what the backward reads: here the pre-GELU and GELU
   // activations, N x H fp32 each, through the fused ops above; a GPU's bf16 runs keep them, and a
   // copy of inp, in bf16, in about half the space. mlp_backward: dinp is WRITTEN (a fresh
@@ -138,13 +140,14 @@ class Ops {
     (void)C;
     return 2 * int64_t{N} * H;
   }
-  virtual void mlp_forward(float* out, float* saved, const float* inp, const float* w_fc,
-                           const float* b_fc, const float* w_proj, const float* b_proj, int N,
-                           int C, int H) {
+  virtual void mlp_forward(float* out, float* saved, const float* inp, const float* residual,
+                           const float* w_fc, const float* b_fc, const float* w_proj,
+                           const float* b_proj, int N, int C, int H) {
     float* pre_gelu = saved;
     float* act = saved + int64_t{N} * H;
     matmul_gelu_forward(act, pre_gelu, inp, w_fc, b_fc, N, C, H, WeightLayout::kInOut);
     matmul_forward(out, act, w_proj, b_proj, N, H, C, WeightLayout::kInOut);
+    residual_forward(out, residual, out, int64_t{N} * C);
   }
   virtual void mlp_backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
                             float* scratch, const float* dout, const float* saved, const float* inp,
@@ -157,8 +160,10 @@ class Ops {
     matmul_backward(dinp, dw_fc, db_fc, scratch, inp, w_fc, N, C, H, WeightLayout::kInOut);
   }
 
-  // GPT-2's attention sublayer, out = attention(inp·W_qkv + b_qkv)·W_proj + b_proj (inp [N, C],
-  // N = B·T; both weights WeightLayout::kInOut), which a GPU runs in a layout of its own. `saved`
+  // GPT-2's attention sublayer with its residual connection, out = residual +
+  // attention(inp·W_qkv + b_qkv)·W_proj + b_proj (inp, residual and out [N, C], N = B·T, out not
+  // overlapping residual; both weights WeightLayout::kInOut), which a GPU runs in a layout of its
+  // own. `saved`
   // (attention_block_saved_floats(B, T, C, NH) floats) keeps what the backward reads: here, through
   // the ops above, qkv [N, 3C], attention's own (attention_saved_floats) and attention's output
   // [N, C] in fp32; a GPU's bf16 runs keep qkv and the output in bf16, in half the space.
@@ -173,8 +178,9 @@ class Ops {
     return 4 * int64_t{B} * T * C + attention_saved_floats(B, T, C, NH);
   }
   virtual void attention_block_forward(float* out, float* saved, const float* inp,
-                                       const float* w_qkv, const float* b_qkv, const float* w_proj,
-                                       const float* b_proj, int B, int T, int C, int NH) {
+                                       const float* residual, const float* w_qkv,
+                                       const float* b_qkv, const float* w_proj, const float* b_proj,
+                                       int B, int T, int C, int NH) {
     const int N = B * T;
     float* qkv = saved;
     float* att = qkv + 3 * int64_t{N} * C;
@@ -182,6 +188,7 @@ class Ops {
     matmul_forward(qkv, inp, w_qkv, b_qkv, N, C, 3 * C, WeightLayout::kInOut);
     attention_forward(atty, att, qkv, B, T, C, NH);
     matmul_forward(out, atty, w_proj, b_proj, N, C, C, WeightLayout::kInOut);
+    residual_forward(out, residual, out, int64_t{N} * C);
   }
   virtual void attention_block_backward(float* dinp, float* dw_qkv, float* db_qkv, float* dw_proj,
                                         float* db_proj, const AttentionBlockScratch& scratch,

@@ -49,9 +49,10 @@ int64_t Bf16AttentionBlock::saved_floats(int B, int T, int C, int NH) {
   return 3 + (5 * N * C + 1) / 2 + N * NH;
 }
 
-void Bf16AttentionBlock::forward(float* out, float* saved, const float* inp, const float* w_qkv,
-                                 const float* b_qkv, const float* w_proj, const float* b_proj,
-                                 int B, int T, int C, int NH, cudaStream_t stream) {
+void Bf16AttentionBlock::forward(float* out, float* saved, const float* inp, const float* residual,
+                                 const float* w_qkv, const float* b_qkv, const float* w_proj,
+                                 const float* b_proj, int B, int T, int C, int NH,
+                                 cudaStream_t stream) {
   const int N = B * T;
   if (N == 0) return;
   const int64_t NC = int64_t{N} * C;
@@ -65,8 +66,10 @@ void Bf16AttentionBlock::forward(float* out, float* saved, const float* inp, con
 
   const void* w_proj16 = rounded_to_bf16(w_proj, int64_t{C} * C, w_proj16_, stream);
   const float* bias = aligned_input(b_proj, C, b_proj_, stream);
+  const float* onto = aligned_input(residual, NC, residual_, stream);
   const StagedOutput projected = StagedOutput::writing(out, NC, staged_[0]);
-  lt_.forward(projected.at, s.y, w_proj16, bias, N, C, C, WeightLayout::kInOut, kFp32Out, stream);
+  lt_.forward_residual(projected.at, onto, s.y, w_proj16, bias, N, C, C, WeightLayout::kInOut,
+                       kFp32Out, stream);
   projected.finish(stream);
 }
 

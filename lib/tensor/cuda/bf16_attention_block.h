@@ -5,7 +5,7 @@
 // accumulate in fp32 (LtMatmul::Storage):
 //   forward   qkv (bf16)            = inp · W_qkv + b_qkv
 //             y (bf16), lse         = causal attention over qkv's heads, read in place
-//             out (fp32)            = y · W_proj + b_proj
+//             out (fp32)            = residual + y · W_proj + b_proj  (residual: GEMM's C)
 //   backward  dy (bf16)             = dout · W_projᵀ                              (written)
 //             dW_proj, db_proj     += yᵀ · dout, column sums of dout              (fp32)
 //             dqkv (bf16)           = attention's gradient                       (written)
@@ -51,9 +51,9 @@ class Bf16AttentionBlock {
   static int64_t saved_floats(int B, int T, int C, int NH);
 
   // As Ops::attention_block_forward and attention_block_backward, on `stream`.
-  void forward(float* out, float* saved, const float* inp, const float* w_qkv, const float* b_qkv,
-               const float* w_proj, const float* b_proj, int B, int T, int C, int NH,
-               cudaStream_t stream);
+  void forward(float* out, float* saved, const float* inp, const float* residual,
+               const float* w_qkv, const float* b_qkv, const float* w_proj, const float* b_proj,
+               int B, int T, int C, int NH, cudaStream_t stream);
   void backward(float* dinp, float* dw_qkv, float* db_qkv, float* dw_proj, float* db_proj,
                 const Ops::AttentionBlockScratch& scratch, const float* dout, const float* saved,
                 const float* inp, const float* w_qkv, const float* w_proj, int B, int T, int C,
@@ -65,6 +65,7 @@ class Bf16AttentionBlock {
   DeviceBuffer dout16_, w_qkv16_, b_qkv16_, w_proj16_;
   DeviceBuffer staged_[3];  // out or dinp, and the two weight gradients
   DeviceBuffer b_proj_;     // b_proj, when it is not aligned
+  DeviceBuffer residual_;   // the residual, when it is not aligned
 };
 
 }  // namespace ds::tensor::cuda

@@ -35,9 +35,9 @@ bool Bf16Mlp::supports(int N, int C, int H) {
          lt_.supports(N, H, C, WeightLayout::kInOut, fp32_out);
 }
 
-void Bf16Mlp::forward(float* out, float* saved, const float* inp, const float* w_fc,
-                      const float* b_fc, const float* w_proj, const float* b_proj, int N, int C,
-                      int H, cudaStream_t stream) {
+void Bf16Mlp::forward(float* out, float* saved, const float* inp, const float* residual,
+                      const float* w_fc, const float* b_fc, const float* w_proj,
+                      const float* b_proj, int N, int C, int H, cudaStream_t stream) {
   if (N == 0) return;
   const int64_t NH = int64_t{N} * H;
   bf16* pre = bf16_from(saved);
@@ -51,9 +51,10 @@ void Bf16Mlp::forward(float* out, float* saved, const float* inp, const float* w
                    stream);
 
   const float* bias = aligned_input(b_proj, C, b_proj_, stream);
+  const float* onto = aligned_input(residual, int64_t{N} * C, residual_, stream);
   const StagedOutput y = StagedOutput::writing(out, int64_t{N} * C, staged_[0]);
-  lt_.forward(y.at, act, w_proj16, bias, N, H, C, WeightLayout::kInOut,
-              {DType::kBF16, DType::kF32, DType::kF32}, stream);
+  lt_.forward_residual(y.at, onto, act, w_proj16, bias, N, H, C, WeightLayout::kInOut,
+                       {DType::kBF16, DType::kF32, DType::kF32}, stream);
   y.finish(stream);
 }
 

@@ -3,7 +3,7 @@
 // and their gradient are stored in bf16, and its four products take bf16 operands and accumulate
 // in fp32 (LtMatmul::Storage):
 //   forward   pre, act (bf16)       = GELU_AUX_BIAS(inp · W_fc + b_fc)
-//             out (fp32)            = act · W_proj + b_proj
+//             out (fp32)            = residual + act · W_proj + b_proj  (residual: GEMM's C)
 //   backward  dpre (bf16)           = DGELU(dout · W_projᵀ, pre)
 //             dW_proj, db_proj     += actᵀ · dout, column sums of dout          (fp32)
 //             dinp (fp32)           = dpre · W_fcᵀ                               (written)
@@ -46,8 +46,9 @@ class Bf16Mlp {
   static int64_t saved_floats(int N, int C, int H);
 
   // As Ops::mlp_forward and mlp_backward, on `stream`.
-  void forward(float* out, float* saved, const float* inp, const float* w_fc, const float* b_fc,
-               const float* w_proj, const float* b_proj, int N, int C, int H, cudaStream_t stream);
+  void forward(float* out, float* saved, const float* inp, const float* residual, const float* w_fc,
+               const float* b_fc, const float* w_proj, const float* b_proj, int N, int C, int H,
+               cudaStream_t stream);
   void backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
                 float* scratch, const float* dout, const float* saved, const float* inp,
                 const float* w_fc, const float* w_proj, int N, int C, int H, cudaStream_t stream);
@@ -57,6 +58,7 @@ class Bf16Mlp {
   DeviceBuffer dout16_, w_fc16_, w_proj16_, b_fc16_;
   DeviceBuffer staged_[3];  // out or dinp, and the two weight gradients
   DeviceBuffer b_proj_;     // b_proj, when it is not aligned
+  DeviceBuffer residual_;   // the residual, when it is not aligned
 };
 
 }  // namespace ds::tensor::cuda

@@ -315,16 +315,16 @@ bool CudaOps::bf16_mlp_runs(int N, int C, int H) const {
 int64_t CudaOps::mlp_saved_floats(int N, int C, int H) const {
   return bf16_mlp_runs(N, C, H) ? Bf16Mlp::saved_floats(N, C, H) : Ops::mlp_saved_floats(N, C, H);
 }
-void CudaOps::mlp_forward(float* out, float* saved, const float* inp, const float* w_fc,
-                          const float* b_fc, const float* w_proj, const float* b_proj, int N, int C,
-                          int H) {
+void CudaOps::mlp_forward(float* out, float* saved, const float* inp, const float* residual,
+                          const float* w_fc, const float* b_fc, const float* w_proj,
+                          const float* b_proj, int N, int C, int H) {
   if (!bf16_mlp_runs(N, C, H)) {
     // The composed MLP: its ops are timed on their own.
-    Ops::mlp_forward(out, saved, inp, w_fc, b_fc, w_proj, b_proj, N, C, H);
+    Ops::mlp_forward(out, saved, inp, residual, w_fc, b_fc, w_proj, b_proj, N, C, H);
     return;
   }
   const auto timed = profiler_->time("mlp_forward (bf16)", stream(), {N, C, H});
-  bf16_mlp_->forward(out, saved, inp, w_fc, b_fc, w_proj, b_proj, N, C, H, stream());
+  bf16_mlp_->forward(out, saved, inp, residual, w_fc, b_fc, w_proj, b_proj, N, C, H, stream());
 }
 void CudaOps::mlp_backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
                            float* scratch, const float* dout, const float* saved, const float* inp,
@@ -351,17 +351,19 @@ int64_t CudaOps::attention_block_saved_floats(int B, int T, int C, int NH) const
   return Ops::attention_block_saved_floats(B, T, C, NH);
 }
 void CudaOps::attention_block_forward(float* out, float* saved, const float* inp,
-                                      const float* w_qkv, const float* b_qkv, const float* w_proj,
-                                      const float* b_proj, int B, int T, int C, int NH) {
+                                      const float* residual, const float* w_qkv, const float* b_qkv,
+                                      const float* w_proj, const float* b_proj, int B, int T, int C,
+                                      int NH) {
   if (!bf16_attention_block_runs(B, T, C, NH)) {
     // The composed sublayer: its ops are timed on their own.
-    Ops::attention_block_forward(out, saved, inp, w_qkv, b_qkv, w_proj, b_proj, B, T, C, NH);
+    Ops::attention_block_forward(out, saved, inp, residual, w_qkv, b_qkv, w_proj, b_proj, B, T, C,
+                                 NH);
     return;
   }
   const auto timed = profiler_->time("attention_block_forward (bf16)", stream(), {B * T, C, NH});
   ++attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)];
-  bf16_attention_block_->forward(out, saved, inp, w_qkv, b_qkv, w_proj, b_proj, B, T, C, NH,
-                                 stream());
+  bf16_attention_block_->forward(out, saved, inp, residual, w_qkv, b_qkv, w_proj, b_proj, B, T, C,
+                                 NH, stream());
 }
 void CudaOps::attention_block_backward(float* dinp, float* dw_qkv, float* db_qkv, float* dw_proj,
                                        float* db_proj, const AttentionBlockScratch& scratch,

@@ -94,15 +94,16 @@ class CudaOps final : public Ops {
   void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
                                    const int32_t* targets, float dloss, int N, int V) override;
   int64_t mlp_saved_floats(int N, int C, int H) const override;
-  void mlp_forward(float* out, float* saved, const float* inp, const float* w_fc, const float* b_fc,
-                   const float* w_proj, const float* b_proj, int N, int C, int H) override;
+  void mlp_forward(float* out, float* saved, const float* inp, const float* residual,
+                   const float* w_fc, const float* b_fc, const float* w_proj, const float* b_proj,
+                   int N, int C, int H) override;
   void mlp_backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
                     float* scratch, const float* dout, const float* saved, const float* inp,
                     const float* w_fc, const float* w_proj, int N, int C, int H) override;
   int64_t attention_block_saved_floats(int B, int T, int C, int NH) const override;
-  void attention_block_forward(float* out, float* saved, const float* inp, const float* w_qkv,
-                               const float* b_qkv, const float* w_proj, const float* b_proj, int B,
-                               int T, int C, int NH) override;
+  void attention_block_forward(float* out, float* saved, const float* inp, const float* residual,
+                               const float* w_qkv, const float* b_qkv, const float* w_proj,
+                               const float* b_proj, int B, int T, int C, int NH) override;
   void attention_block_backward(float* dinp, float* dw_qkv, float* db_qkv, float* dw_proj,
                                 float* db_proj, const AttentionBlockScratch& scratch,
                                 const float* dout, const float* saved, const float* inp,

@@ -261,21 +261,21 @@ LtMatmul::Plan& LtMatmul::plan(const GemmKey& key) {
   return *plans_.emplace(key, std::move(plan)).first->second;
 }
 
-bool LtMatmul::try_gemm(const GemmKey& key, const void* a, const void* b, void* d, float beta,
-                        const void* bias, const void* aux, cudaStream_t stream) {
+bool LtMatmul::try_gemm(const GemmKey& key, const void* a, const void* b, const void* c, void* d,
+                        float beta, const void* bias, const void* aux, cudaStream_t stream) {
   Plan& p = plan(key);
   if (!p.supported) return false;
   if (uses_bias(key.epilogue)) set(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
   if (uses_aux(key.epilogue)) set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux);
   const float alpha = 1.0f;
-  DS_CUBLAS_CALL(cublasLtMatmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, d, p.d, d, p.d,
+  DS_CUBLAS_CALL(cublasLtMatmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c, p.d, d, p.d,
                                 &p.algo, workspace_.data(), workspace_.bytes(), stream));
   return true;
 }
 
 void LtMatmul::gemm(const GemmKey& key, const void* a, const void* b, void* d, float beta,
                     cudaStream_t stream) {
-  if (try_gemm(key, a, b, d, beta, nullptr, nullptr, stream)) return;
+  if (try_gemm(key, a, b, d, d, beta, nullptr, nullptr, stream)) return;
   const Plan& p = plan(key);
   throw Error(fmt::format("cuBLASLt has no algorithm for a {} -> {} GEMM (m={} n={} k={}, A{} "
                           "B{}, epilogue {}, {} compute): {}",
@@ -322,26 +322,42 @@ bool LtMatmul::supports(int N, int IC, int OC, WeightLayout layout, Storage stor
 
 void LtMatmul::forward(void* out, const void* inp, const void* weight, const void* bias, int N,
                        int IC, int OC, WeightLayout layout, Storage storage, cudaStream_t stream) {
+  forward_residual(out, nullptr, inp, weight, bias, N, IC, OC, layout, storage, stream);
+}
+
+void LtMatmul::forward_residual(void* out, const void* residual, const void* inp,
+                                const void* weight, const void* bias, int N, int IC, int OC,
+                                WeightLayout layout, Storage storage, cudaStream_t stream) {
   check_shape(N, IC, OC);
   if (N == 0) return;
   check_aligned(out, "out");
   check_aligned(inp, "inp");
   check_aligned(weight, "weight");
+  check_aligned(residual, "residual");
+  // The residual comes in as the GEMM's C matrix: D = A·B + 1·C (+ the bias epilogue).
+  const void* c = residual == nullptr ? out : residual;
+  const float beta = residual == nullptr ? 0.0f : 1.0f;
   const GemmKey plain = key_of<GemmKey>(forward_gemm(N, IC, OC, layout), storage.operands,
                                         storage.outputs, CUBLASLT_EPILOGUE_DEFAULT);
   if (bias == nullptr) {
-    gemm(plain, weight, inp, out, 0.0f, stream);
+    if (!try_gemm(plain, weight, inp, c, out, beta, nullptr, nullptr, stream)) {
+      gemm(plain, weight, inp, out, beta, stream);  // throws, saying why
+    }
     return;
   }
   check_aligned(bias, "bias");
   GemmKey fused = plain;
   fused.epilogue = CUBLASLT_EPILOGUE_BIAS;
-  if (options_.fuse_epilogues && try_gemm(fused, weight, inp, out, 0.0f, bias, nullptr, stream)) {
+  if (options_.fuse_epilogues &&
+      try_gemm(fused, weight, inp, c, out, beta, bias, nullptr, stream)) {
     ++stats_.fused;
     return;
   }
-  // Start from the bias and let the GEMM add to it, as cuda::matmul_forward does.
+  // Start from the bias (and the residual) and let the GEMM add to it, as cuda::matmul_forward
+  // does.
   mixed::broadcast_rows(out, bias, N, OC, storage.outputs, stream);
+  if (residual != nullptr)
+    mixed::add_inplace(out, residual, int64_t{N} * OC, storage.outputs, stream);
   gemm(plain, weight, inp, out, 1.0f, stream);
   ++stats_.unfused;
 }
@@ -361,7 +377,7 @@ void LtMatmul::forward_gelu(void* out, void* pre_gelu, const void* inp, const vo
                                   storage.outputs, CUBLASLT_EPILOGUE_GELU_AUX);
   if (bias != nullptr) fused.epilogue = CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
   if (options_.fuse_epilogues && options_.fuse_gelu && OC % kAuxLdMultiple == 0 &&
-      try_gemm(fused, weight, inp, out, 0.0f, bias, pre_gelu, stream)) {
+      try_gemm(fused, weight, inp, out, out, 0.0f, bias, pre_gelu, stream)) {
     ++stats_.fused;
     return;
   }
@@ -417,7 +433,7 @@ void LtMatmul::backward_gelu(void* dpre_gelu, void* dweight, void* dbias, const 
   fused.epilogue = CUBLASLT_EPILOGUE_DGELU;
   // beta = 0: the epilogue's gelu' multiplies the whole GEMM result, so this WRITES.
   if (options_.fuse_epilogues && options_.fuse_gelu && IC % kAuxLdMultiple == 0 &&
-      try_gemm(fused, weight, dout, dpre_gelu, 0.0f, nullptr, pre_gelu, stream)) {
+      try_gemm(fused, weight, dout, dpre_gelu, dpre_gelu, 0.0f, nullptr, pre_gelu, stream)) {
     ++stats_.fused;
   } else {
     gemm(plain, weight, dout, dpre_gelu, 0.0f, stream);
@@ -454,7 +470,7 @@ void LtMatmul::weight_gradients(void* dweight, void* dbias, const void* dout, co
       // storage the sum is thus rounded twice (into the scratch, then into dbias), where the
       // unfused column sum rounds once.
       void* scratch = bias_scratch(size_t(OC) * dtype_size(grads));
-      try_gemm(fused, a, b, dweight, 1.0f, scratch, nullptr, stream);
+      try_gemm(fused, a, b, dweight, dweight, 1.0f, scratch, nullptr, stream);
       mixed::add_inplace(dbias, scratch, OC, grads, stream);
       ++stats_.fused;
       return;

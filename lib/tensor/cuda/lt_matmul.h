@@ -103,6 +103,12 @@ class LtMatmul {
   // out[N,OC] = inp[N,IC] · W (+ bias[OC] when not nullptr).
   void forward(void* out, const void* inp, const void* weight, const void* bias, int N, int IC,
                int OC, cpu::WeightLayout layout, Storage storage, cudaStream_t stream);
+  // out = residual + inp · W (+ bias): a residual connection added through the GEMM's C matrix
+  // (beta = 1), so that it costs no pass of its own. residual (same shape and dtype as out) must
+  // not overlap out; nullptr gives forward.
+  void forward_residual(void* out, const void* residual, const void* inp, const void* weight,
+                        const void* bias, int N, int IC, int OC, cpu::WeightLayout layout,
+                        Storage storage, cudaStream_t stream);
   // pre_gelu[N,OC] = inp · W (+ bias), kept for the backward; out = GELU(pre_gelu).
   void forward_gelu(void* out, void* pre_gelu, const void* inp, const void* weight,
                     const void* bias, int N, int IC, int OC, cpu::WeightLayout layout,
@@ -153,10 +159,10 @@ class LtMatmul {
   struct Plan;
 
   Plan& plan(const GemmKey& key);
-  // D = op(A) op(B) + beta D with the key's epilogue on `bias` and `aux`; false (having queued
-  // nothing) when cuBLASLt has no algorithm for it.
-  bool try_gemm(const GemmKey& key, const void* a, const void* b, void* d, float beta,
-                const void* bias, const void* aux, cudaStream_t stream);
+  // D = op(A) op(B) + beta C with the key's epilogue on `bias` and `aux` (C: D itself, or a
+  // matrix laid out as D); false (having queued nothing) when cuBLASLt has no algorithm for it.
+  bool try_gemm(const GemmKey& key, const void* a, const void* b, const void* c, void* d,
+                float beta, const void* bias, const void* aux, cudaStream_t stream);
   void gemm(const GemmKey& key, const void* a, const void* b, void* d, float beta,
             cudaStream_t stream);
   // dinp = dout · W^T + beta dinp.
