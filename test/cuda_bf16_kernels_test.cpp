@@ -132,9 +132,9 @@ TEST_CASE("cuda mixed-precision layernorm matches the CPU", "[cuda]") {
   auto d_partials = ds::tensor::cuda::DeviceBuffer::floats(mixed::layernorm_partial_floats(C));
   cpu::layernorm_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(),
                           weight.data(), mean.data(), rstd.data(), N, C);
-  mixed::layernorm_backward(d_dinp.data(), d_dweight.data(), d_dbias.data(), d_dout.data(),
-                            d_inp.data(), d_weight.data(), d_mean.as<float>(), d_rstd.as<float>(),
-                            N, C, d_partials.as<float>(), dtype, gpu.s());
+  mixed::layernorm_backward(d_dinp.data(), d_dinp.data(), d_dweight.data(), d_dbias.data(),
+                            d_dout.data(), d_inp.data(), d_weight.data(), d_mean.as<float>(),
+                            d_rstd.as<float>(), N, C, d_partials.as<float>(), dtype, gpu.s());
   check_parity(named("mixed layernorm_backward dinp", dtype),
                to_host(d_dinp, dinp.size(), dtype, gpu), dinp, limit);
   check_parity(named("mixed layernorm_backward dweight", dtype),

@@ -74,7 +74,10 @@ TEST_CASE("cuda encoder matches the CPU", "[cuda]") {
 TEST_CASE("cuda layernorm matches the CPU", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
   Gpu gpu;
-  const auto [N, C] = GENERATE(std::pair{14, 48}, std::pair{5, 131}, std::pair{3, 1});
+  // 2100 x 1600: GPT-2 XL's width, whose backward's column sums take more than 48 KiB of shared
+  // memory a block (opted into), over more rows than its 512 blocks have warps.
+  const auto [N, C] =
+      GENERATE(std::pair{14, 48}, std::pair{5, 131}, std::pair{3, 1}, std::pair{2100, 1600});
   INFO("N=" << N << " C=" << C);
   const Vec inp = random_vec(size_t(N) * C, 10, -2.0f, 3.0f);
   const Vec weight = random_vec(C, 11);
@@ -106,13 +109,28 @@ TEST_CASE("cuda layernorm matches the CPU", "[cuda]") {
   auto d_partials = cuda::DeviceBuffer::floats(cuda::mixed::layernorm_partial_floats(C));
   cpu::layernorm_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(),
                           weight.data(), mean.data(), rstd.data(), N, C);
-  cuda::layernorm_backward(d_dinp.as<float>(), d_dweight.as<float>(), d_dbias.as<float>(),
-                           d_dout.as<float>(), d_inp.as<float>(), d_weight.as<float>(),
-                           d_mean.as<float>(), d_rstd.as<float>(), N, C, d_partials.as<float>(),
-                           gpu.s());
+  cuda::layernorm_backward(d_dinp.as<float>(), d_dinp.as<float>(), d_dweight.as<float>(),
+                           d_dbias.as<float>(), d_dout.as<float>(), d_inp.as<float>(),
+                           d_weight.as<float>(), d_mean.as<float>(), d_rstd.as<float>(), N, C,
+                           d_partials.as<float>(), gpu.s());
   check_parity("layernorm_backward dinp", to_host(d_dinp, gpu), dinp, 1e-5);
   check_parity("layernorm_backward dweight", to_host(d_dweight, gpu), dweight, 1e-5);
   check_parity("layernorm_backward dbias", to_host(d_dbias, gpu), dbias, 1e-5);
+
+  // Onto a residual's gradient (Ops::layernorm_backward_onto): dinp written, its old values unread.
+  const Vec dresidual = random_vec(inp.size(), 17);
+  Vec onto = dresidual;
+  cpu::layernorm_backward(onto.data(), dweight.data(), dbias.data(), dout.data(), inp.data(),
+                          weight.data(), mean.data(), rstd.data(), N, C);
+  auto d_dresidual = to_device(dresidual, gpu);
+  auto d_onto = to_device(random_vec(inp.size(), 18), gpu);
+  cuda::layernorm_backward(d_onto.as<float>(), d_dresidual.as<float>(), d_dweight.as<float>(),
+                           d_dbias.as<float>(), d_dout.as<float>(), d_inp.as<float>(),
+                           d_weight.as<float>(), d_mean.as<float>(), d_rstd.as<float>(), N, C,
+                           d_partials.as<float>(), gpu.s());
+  check_parity("layernorm_backward onto a residual dinp", to_host(d_onto, gpu), onto, 1e-5);
+  check_parity("layernorm_backward onto a residual dweight", to_host(d_dweight, gpu), dweight,
+               1e-5);
 }
 
 TEST_CASE("cuda matmul matches the CPU in both weight layouts at every precision", "[cuda]") {

@@ -6,11 +6,12 @@
 
 #include "tensor/cuda/op_kernels.cuh"
 
-// dinp, dweight and dbias (stored in S) += the gradients, with `warps` warps a block.
+// dinp = dresidual + the input gradient (dresidual == dinp: +=), dweight and dbias (stored in S)
+// += theirs, with `warps` warps a block.
 template <typename S>
-void emulated_layernorm_backward(S* dinp, S* dweight, S* dbias, const S* dout, const S* inp,
-                                 const S* weight, const float* mean, const float* rstd, int N,
-                                 int C, int warps) {
+void emulated_layernorm_backward(S* dinp, const S* dresidual, S* dweight, S* dbias, const S* dout,
+                                 const S* inp, const S* weight, const float* mean,
+                                 const float* rstd, int N, int C, int warps) {
   namespace k = ds::tensor::cuda::op_kernels;
   using ds::tensor::cuda::detail::blocks_for;
   using Rows = k::RowsTerm<float>;
@@ -18,7 +19,8 @@ void emulated_layernorm_backward(S* dinp, S* dweight, S* dbias, const S* dout, c
   std::vector<float> partials(2 * static_cast<size_t>(launch.blocks) * C);
   ds_emulated_cuda::launch(k::layernorm_backward_kernel<S>, dim3{unsigned(launch.blocks)},
                            dim3{unsigned(launch.warps * k::kWarp)}, launch.shared_bytes, dinp,
-                           partials.data(), dout, inp, weight, mean, rstd, N, C, launch.rows);
+                           dresidual, partials.data(), dout, inp, weight, mean, rstd, N, C,
+                           launch.rows);
   const dim3 columns{blocks_for(C, k::kColumnWidth)}, column_block{k::kColumnWidth, k::kColumnRows};
   const float* weight_sums = partials.data();
   const float* bias_sums = weight_sums + static_cast<size_t>(launch.blocks) * C;

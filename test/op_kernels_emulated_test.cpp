@@ -81,11 +81,24 @@ TEST_CASE("emulated layernorm", "[op_kernels]") {
   Vec got_dinp = dinp, got_dweight = dweight, got_dbias = dbias;
   cpu::layernorm_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(),
                           weight.data(), mean.data(), rstd.data(), N, C);
-  emulated_layernorm_backward(got_dinp.data(), got_dweight.data(), got_dbias.data(), dout.data(),
-                              inp.data(), weight.data(), mean.data(), rstd.data(), N, C, warps);
+  emulated_layernorm_backward(got_dinp.data(), static_cast<const float*>(got_dinp.data()),
+                              got_dweight.data(), got_dbias.data(), dout.data(), inp.data(),
+                              weight.data(), mean.data(), rstd.data(), N, C, warps);
   check_parity("layernorm_backward dinp", got_dinp, dinp, 1e-5);
   check_parity("layernorm_backward dweight", got_dweight, dweight, 1e-5);
   check_parity("layernorm_backward dbias", got_dbias, dbias, 1e-5);
+
+  // Onto a residual's gradient (Ops::layernorm_backward_onto): dinp is written, its old values
+  // unread.
+  const Vec dresidual = random_vec(inp.size(), 17);
+  Vec onto = dresidual, got_onto = random_vec(inp.size(), 18);
+  cpu::layernorm_backward(onto.data(), dweight.data(), dbias.data(), dout.data(), inp.data(),
+                          weight.data(), mean.data(), rstd.data(), N, C);
+  emulated_layernorm_backward(got_onto.data(), dresidual.data(), got_dweight.data(),
+                              got_dbias.data(), dout.data(), inp.data(), weight.data(), mean.data(),
+                              rstd.data(), N, C, warps);
+  check_parity("layernorm_backward onto a residual dinp", got_onto, onto, 1e-5);
+  check_parity("layernorm_backward onto a residual dweight", got_dweight, dweight, 1e-5);
 }
 
 TEST_CASE("emulated GELU", "[op_kernels]") {

@@ -138,12 +138,13 @@ TEMPLATE_TEST_CASE("emulated storage kernels: layernorm", "[storage_kernels]", _
   const std::vector<S> dout_s = narrow<S>(dout);
   const float* mean = want_mean.data();
   const float* rstd = want_rstd.data();
-  emulated_layernorm_backward(dinp.data(), dweight.data(), dbias.data(),
-                              static_cast<const float*>(dout.data()),
+  emulated_layernorm_backward(dinp.data(), static_cast<const float*>(dinp.data()), dweight.data(),
+                              dbias.data(), static_cast<const float*>(dout.data()),
                               static_cast<const float*>(inp.data()),
                               static_cast<const float*>(weight.data()), mean, rstd, N, C, 4);
-  emulated_layernorm_backward(got_dinp.data(), got_dweight.data(), got_dbias.data(), dout_s.data(),
-                              inp_s.data(), weight_s.data(), mean, rstd, N, C, 4);
+  emulated_layernorm_backward(got_dinp.data(), static_cast<const S*>(got_dinp.data()),
+                              got_dweight.data(), got_dbias.data(), dout_s.data(), inp_s.data(),
+                              weight_s.data(), mean, rstd, N, C, 4);
   check_rounded("layernorm_backward dinp", got_dinp, dinp);
   check_rounded("layernorm_backward dweight", got_dweight, dweight);
   check_rounded("layernorm_backward dbias", got_dbias, dbias);

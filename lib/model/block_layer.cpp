@@ -56,19 +56,18 @@ void BlockLayer::forward(const float* w, const MicroBatch& mb, const float* x, f
 void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const float* x,
                           const float* dy, float* dx, float* saved) {
   const int N = mb.B * mb.T, C = C_;
-  const int64_t NC = int64_t{N} * C;
   FloatCarver region(saved);
   const Saved s = carve(region, mb.B, mb.T);
   BackwardScratch& t = *scratch_;
   float* d_ln = t.d_ln.as<float>();
   float* d_fch = t.d_fch.as<float>();
 
-  // MLP branch: y = h + mlp(h). dx holds the residual h's gradient, then x's (x + attn(x)).
-  ops_.copy(dx, dy, sizeof(float) * NC);
+  // MLP branch: y = h + mlp(h). dx holds the residual h's gradient (dy, the residual
+  // connection's, joined by the norm's), then x's (x + attn(x)).
   ops_.mlp_backward(d_ln, dw + fc_w_, dw + fc_b_, dw + fc_proj_w_, dw + fc_proj_b_, d_fch, dy,
                     s.mlp, s.ln2, w + fc_w_, w + fc_proj_w_, N, C, 4 * C);
-  ops_.layernorm_backward(dx, dw + ln2_w_, dw + ln2_b_, d_ln, s.res, w + ln2_w_, s.ln2_mean,
-                          s.ln2_rstd, N, C);
+  ops_.layernorm_backward_onto(dx, dy, dw + ln2_w_, dw + ln2_b_, d_ln, s.res, w + ln2_w_,
+                               s.ln2_mean, s.ln2_rstd, N, C);
 
   // Attention branch: h = x + attn(x).
   const tensor::Ops::AttentionBlockScratch attention_scratch{

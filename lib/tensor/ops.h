@@ -79,6 +79,16 @@ class Ops {
   virtual void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                                   const float* inp, const float* weight, const float* mean,
                                   const float* rstd, int N, int C) = 0;
+  // dinp = dresidual + layernorm's input gradient, WRITTEN (a residual connection's gradient
+  // joined where the norm's is made; a GPU does both in one pass); dweight and dbias += theirs.
+  // dresidual must not overlap dinp.
+  virtual void layernorm_backward_onto(float* dinp, const float* dresidual, float* dweight,
+                                       float* dbias, const float* dout, const float* inp,
+                                       const float* weight, const float* mean, const float* rstd,
+                                       int N, int C) {
+    copy(dinp, dresidual, sizeof(float) * static_cast<size_t>(int64_t{N} * C));
+    layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+  }
   virtual void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                               int N, int IC, int OC, WeightLayout layout) = 0;
   virtual void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,

@@ -85,9 +85,10 @@ void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, con
 
 int64_t layernorm_partial_floats(int C) { return 2 * int64_t{kLayernormBlocks} * C; }
 
-void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
-                        const void* weight, const float* mean, const float* rstd, int N, int C,
-                        float* partials, DType dtype, cudaStream_t stream) {
+void layernorm_backward(void* dinp, const void* dresidual, void* dweight, void* dbias,
+                        const void* dout, const void* inp, const void* weight, const float* mean,
+                        const float* rstd, int N, int C, float* partials, DType dtype,
+                        cudaStream_t stream) {
   if (N == 0) return;
   int device = 0, optin = 0;
   DS_CUDA_CALL(cudaGetDevice(&device));
@@ -110,8 +111,9 @@ void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout
                                         static_cast<int>(launch.shared_bytes)));
     }
     kernel<<<launch.blocks, launch.warps * kWarp, launch.shared_bytes, stream>>>(
-        static_cast<S*>(dinp), partials, static_cast<const S*>(dout), static_cast<const S*>(inp),
-        static_cast<const S*>(weight), mean, rstd, N, C, launch.rows);
+        static_cast<S*>(dinp), static_cast<const S*>(dresidual), partials,
+        static_cast<const S*>(dout), static_cast<const S*>(inp), static_cast<const S*>(weight),
+        mean, rstd, N, C, launch.rows);
     DS_CUDA_LAUNCHED();
     column_sum(static_cast<S*>(dweight), launch.blocks, C, RowsTerm<float>{partials, C}, stream);
     column_sum(static_cast<S*>(dbias), launch.blocks, C,

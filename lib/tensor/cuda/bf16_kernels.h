@@ -47,12 +47,14 @@ void encoder_backward(float* dwte, float* dwpe, const void* dout, int B, int T, 
 // One warp per row; mean and rstd (fp32, nullable) are those of the stored (rounded) input.
 void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const void* weight,
                        const void* bias, int N, int C, float eps, DType dtype, cudaStream_t stream);
-// dinp, dweight and dbias += their gradients (all in `dtype`), in one pass over dout and inp.
-// `partials`: layernorm_partial_floats(C) floats of device memory for the blocks' column sums.
+// dinp = dresidual + the input gradient (dresidual == dinp: dinp +=), dweight and dbias += theirs
+// (all in `dtype`), in one pass over dout and inp. `partials`: layernorm_partial_floats(C) floats
+// of device memory for the blocks' column sums.
 int64_t layernorm_partial_floats(int C);
-void layernorm_backward(void* dinp, void* dweight, void* dbias, const void* dout, const void* inp,
-                        const void* weight, const float* mean, const float* rstd, int N, int C,
-                        float* partials, DType dtype, cudaStream_t stream);
+void layernorm_backward(void* dinp, const void* dresidual, void* dweight, void* dbias,
+                        const void* dout, const void* inp, const void* weight, const float* mean,
+                        const float* rstd, int N, int C, float* partials, DType dtype,
+                        cudaStream_t stream);
 
 // GELU, tanh approximation (as GPT-2 and tensor/cpu). out may alias inp; dinp += gelu'(inp) dout.
 void gelu_forward(void* out, const void* inp, int64_t N, DType dtype, cudaStream_t stream);

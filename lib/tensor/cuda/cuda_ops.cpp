@@ -170,9 +170,16 @@ void CudaOps::layernorm_forward(float* out, float* mean, float* rstd, const floa
 void CudaOps::layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                                  const float* inp, const float* weight, const float* mean,
                                  const float* rstd, int N, int C) {
+  layernorm_backward_onto(dinp, dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+}
+void CudaOps::layernorm_backward_onto(float* dinp, const float* dresidual, float* dweight,
+                                      float* dbias, const float* dout, const float* inp,
+                                      const float* weight, const float* mean, const float* rstd,
+                                      int N, int C) {
+  // dresidual == dinp (layernorm_backward) accumulates: the kernel adds to what it reads.
   const auto timed = profiler_->time("layernorm_backward", stream());
   layernorm_partials_.grow(sizeof(float) * static_cast<size_t>(mixed::layernorm_partial_floats(C)));
-  cuda::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C,
+  cuda::layernorm_backward(dinp, dresidual, dweight, dbias, dout, inp, weight, mean, rstd, N, C,
                            layernorm_partials_.as<float>(), stream());
 }
 void CudaOps::matmul_forward(float* out, const float* inp, const float* weight, const float* bias,

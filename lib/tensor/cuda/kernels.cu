@@ -80,11 +80,11 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
   mixed::layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps, DType::kF32, stream);
 }
 
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                        const float* inp, const float* weight, const float* mean, const float* rstd,
-                        int N, int C, float* partials, cudaStream_t stream) {
-  mixed::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C, partials,
-                            DType::kF32, stream);
+void layernorm_backward(float* dinp, const float* dresidual, float* dweight, float* dbias,
+                        const float* dout, const float* inp, const float* weight, const float* mean,
+                        const float* rstd, int N, int C, float* partials, cudaStream_t stream) {
+  mixed::layernorm_backward(dinp, dresidual, dweight, dbias, dout, inp, weight, mean, rstd, N, C,
+                            partials, DType::kF32, stream);
 }
 
 void matmul_forward(Blas& blas, float* out, const float* inp, const float* weight,

@@ -85,10 +85,11 @@ void encoder_backward(float* dwte, float* dwpe, const float* dout, int B, int T,
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, int N, int C, float eps, cudaStream_t stream);
 // One pass over dout and inp; `partials` is mixed::layernorm_partial_floats(C) floats of device
-// memory (bf16_kernels.h).
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                        const float* inp, const float* weight, const float* mean, const float* rstd,
-                        int N, int C, float* partials, cudaStream_t stream);
+// memory (bf16_kernels.h). dinp = dresidual + the input gradient: dresidual == dinp accumulates,
+// as every backward here; another buffer joins a residual connection's gradient (WRITTEN).
+void layernorm_backward(float* dinp, const float* dresidual, float* dweight, float* dbias,
+                        const float* dout, const float* inp, const float* weight, const float* mean,
+                        const float* rstd, int N, int C, float* partials, cudaStream_t stream);
 
 // out[N,OC] = inp[N,IC] · W (+ bias when not nullptr), through cuBLAS.
 void matmul_forward(Blas& blas, float* out, const float* inp, const float* weight,

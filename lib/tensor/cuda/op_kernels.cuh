@@ -112,7 +112,9 @@ __global__ void layernorm_forward_kernel(S* out, float* mean, float* rstd, const
 }
 
 // Layernorm's backward in one pass over dout and inp. Block b owns rows [b·rows, (b+1)·rows),
-// its warps a row each in turn; a warp adds the row's input gradient into dinp and the row's
+// its warps a row each in turn; a warp writes dinp = dresidual + the row's input gradient
+// (dresidual == dinp: accumulates; else a residual connection's gradient joins in the same pass)
+// and adds the row's
 // terms of the parameter gradients (dout·x̂ for the weight, dout for the bias) to partial sums of
 // its own, a pair per column in shared memory (layernorm_backward_shared_bytes; lane l owns
 // columns l, l + 32, ...). The block then adds its warps' sums in warp order into its row of
@@ -135,9 +137,10 @@ struct LayernormBackwardLaunch {
         shared_bytes(layernorm_backward_shared_bytes(warps, C)) {}
 };
 template <typename S>
-__global__ void layernorm_backward_kernel(S* dinp, float* partials, const S* dout, const S* inp,
-                                          const S* weight, const float* mean, const float* rstd,
-                                          int N, int C, int rows) {
+__global__ void layernorm_backward_kernel(S* dinp, const S* dresidual, float* partials,
+                                          const S* dout, const S* inp, const S* weight,
+                                          const float* mean, const float* rstd, int N, int C,
+                                          int rows) {
   const int warps = static_cast<int>(blockDim.x) / kWarp;
   const int warp = static_cast<int>(threadIdx.x) / kWarp;
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
@@ -153,6 +156,7 @@ __global__ void layernorm_backward_kernel(S* dinp, float* partials, const S* dou
     const S* x = inp + int64_t{n} * C;
     const S* d = dout + int64_t{n} * C;
     S* di = dinp + int64_t{n} * C;
+    const S* dr = dresidual + int64_t{n} * C;
     const float m = mean[n];
     const float s = rstd[n];
     float dnorm = 0.0f;
@@ -171,7 +175,7 @@ __global__ void layernorm_backward_kernel(S* dinp, float* partials, const S* dou
       const float norm = (load(x, c) - m) * s;
       const float dc = load(d, c);
       const float grad = (load(weight, c) * dc - dnorm_mean - norm * dnorm_norm_mean) * s;
-      store(di, c, load(di, c) + grad);
+      store(di, c, load(dr, c) + grad);
       weight_sums[c] += dc * norm;
       bias_sums[c] += dc;
     }
