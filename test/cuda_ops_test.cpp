@@ -62,6 +62,17 @@ struct Shifted {
   Mirror mirror;
 };
 
+// Each matmul precision with the parity threshold of a GPT-2 sublayer (MLP or attention) run at
+// it: two products in a row, each with its inputs rounded at bf16.
+Catch::Generators::GeneratorWrapper<std::pair<ds::tensor::MatmulPrecision, double>>
+sublayer_precisions() {
+  using ds::tensor::MatmulPrecision;
+  return Catch::Generators::values<std::pair<MatmulPrecision, double>>(
+      {{MatmulPrecision::kFp32, 1e-4},
+       {MatmulPrecision::kTf32, 2e-3},
+       {MatmulPrecision::kBf16, 2e-2}});
+}
+
 std::vector<char> bytes_of(const Vec& v) {
   std::vector<char> out(v.size() * sizeof(float));
   std::memcpy(out.data(), v.data(), out.size());
@@ -269,11 +280,8 @@ TEST_CASE("cuda ops classifier matches the CPU at every precision", "[cuda]") {
 
 TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
-  using ds::tensor::MatmulPrecision;
   // bf16 runs take the bf16 MLP (tensor/cuda/bf16_mlp.h), the others the composed one.
-  const auto [precision, tol] =
-      GENERATE(std::pair{MatmulPrecision::kFp32, 1e-4}, std::pair{MatmulPrecision::kTf32, 2e-3},
-               std::pair{MatmulPrecision::kBf16, 2e-2});
+  const auto [precision, tol] = GENERATE(sublayer_precisions());
   // 0: every tensor 16-byte aligned; 1: the output, the residual, the input gradient, the
   // parameters' gradients, b_proj, the saved region and the scratch one float in (the bf16 MLP
   // stages or realigns them).
@@ -324,9 +332,7 @@ TEST_CASE("cuda ops attention sublayer matches the CPU at every precision", "[cu
   using ds::tensor::MatmulPrecision;
   // bf16 runs on a GPU with bf16 tensor cores take the bf16 sublayer
   // (tensor/cuda/bf16_attention_block.h), the others the composed one.
-  const auto [precision, tol] =
-      GENERATE(std::pair{MatmulPrecision::kFp32, 1e-4}, std::pair{MatmulPrecision::kTf32, 2e-3},
-               std::pair{MatmulPrecision::kBf16, 2e-2});
+  const auto [precision, tol] = GENERATE(sublayer_precisions());
   // 0: every tensor 16-byte aligned; 1: the output, the residual, the input gradient, the
   // parameters' gradients, b_proj, the saved region and the scratch one float in.
   const int shift = GENERATE(0, 1);
