@@ -278,53 +278,84 @@ TEST_CASE("cuda ops classifier matches the CPU at every precision", "[cuda]") {
   }
 }
 
+namespace {
+
+using ds::tensor::Ops;
+
+// A GPT-2 sublayer's six parameters (layernorm, first product, projection) for a width C and a
+// first product of C x M, with their gradients' start values, on the host and on the GPU (the
+// gradients `shift` floats in, as views into a layer's gradients may be).
+struct SublayerParams {
+  std::vector<Vec> host, grads;
+  std::vector<Shifted> device, device_grads;
+  SublayerParams(Ops& gpu, int C, int M, int shift, uint32_t seed) {
+    const size_t sizes[] = {size_t(C), size_t(C),     size_t(C) * M,
+                            size_t(M), size_t(M) * C, size_t(C)};
+    for (int i = 0; i < 6; ++i) {
+      const float range = i % 2 == 0 && i > 0 ? 0.2f : 1.0f;  // the two weights small
+      host.push_back(random_vec(sizes[i], seed + i, -range, range));
+      grads.emplace_back(sizes[i], 0.5f);
+      device.emplace_back(gpu, host.back(), 0);
+      device_grads.emplace_back(gpu, grads.back(), shift);
+    }
+  }
+  Ops::SublayerWeights weights() const { return view<Ops::SublayerWeights>(host); }
+  Ops::SublayerGrads host_grads() { return view<Ops::SublayerGrads>(grads); }
+  Ops::SublayerWeights gpu_weights() {
+    return {device[0].at(), device[1].at(), device[2].at(),
+            device[3].at(), device[4].at(), device[5].at()};
+  }
+  Ops::SublayerGrads gpu_grads() {
+    return {device_grads[0].at(), device_grads[1].at(), device_grads[2].at(),
+            device_grads[3].at(), device_grads[4].at(), device_grads[5].at()};
+  }
+  void check(const std::string& what, double tol) {
+    const char* names[] = {"ln_w", "ln_b", "w1", "b1", "w2", "b2"};
+    for (int i = 0; i < 6; ++i) {
+      check_parity(what + " d" + names[i], device_grads[i].fetch(), grads[i], tol);
+    }
+  }
+
+ private:
+  template <typename View, typename Vecs>
+  static View view(Vecs& v) {
+    return {v[0].data(), v[1].data(), v[2].data(), v[3].data(), v[4].data(), v[5].data()};
+  }
+};
+
+}  // namespace
+
 TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
   // bf16 runs take the bf16 MLP (tensor/cuda/bf16_mlp.h), the others the composed one.
   const auto [precision, tol] = GENERATE(sublayer_precisions());
-  // 0: every tensor 16-byte aligned; 1: the output, the residual, the input gradient, the
-  // parameters' gradients, b_proj, the saved region and the scratch one float in (the bf16 MLP
-  // stages or realigns them).
+  // 0: every tensor 16-byte aligned; 1: the input, the output, dx, the parameters' gradients,
+  // the saved region and the scratch one float in (the bf16 MLP stages or realigns them).
   const int shift = GENERATE(0, 1);
   INFO("precision " << static_cast<int>(precision) << " shift " << shift);
   ds::tensor::cuda::CudaOps gpu(0, precision);
-  ds::tensor::Ops& cpu = ds::tensor::cpu_ops();
+  Ops& cpu = ds::tensor::cpu_ops();
   const int N = 24, C = 32, H = 128;
-  const Vec inp = random_vec(size_t(N) * C, 90), w_fc = random_vec(size_t(C) * H, 91, -0.3f, 0.3f);
-  const Vec b_fc = random_vec(H, 92), w_proj = random_vec(size_t(H) * C, 93, -0.2f, 0.2f);
-  const Vec b_proj = random_vec(C, 94), dout = random_vec(size_t(N) * C, 95);
-  const Vec residual = random_vec(size_t(N) * C, 96);
+  SublayerParams p(gpu, C, H, shift, 90);
+  const Vec x = random_vec(size_t(N) * C, 96, -2.0f, 3.0f), dout = random_vec(size_t(N) * C, 97);
 
-  Vec out(size_t(N) * C), saved(size_t(cpu.mlp_saved_floats(N, C, H))), scratch(size_t(N) * H);
-  Vec dinp(inp.size(), 0.25f), dw_fc(w_fc.size(), 0.5f), db_fc(H, 0.5f);
-  Vec dw_proj(w_proj.size(), 0.5f), db_proj(C, 0.5f);
-  cpu.mlp_forward(out.data(), saved.data(), inp.data(), residual.data(), w_fc.data(), b_fc.data(),
-                  w_proj.data(), b_proj.data(), N, C, H);
-  cpu.mlp_backward(dinp.data(), dw_fc.data(), db_fc.data(), dw_proj.data(), db_proj.data(),
-                   scratch.data(), dout.data(), saved.data(), inp.data(), w_fc.data(),
-                   w_proj.data(), N, C, H);
+  Vec out(x.size()), saved(size_t(cpu.mlp_saved_floats(N, C, H))), dx(x.size());
+  Vec d_ln(x.size()), d_hidden(size_t(N) * H);
+  cpu.mlp_forward(out.data(), saved.data(), x.data(), p.weights(), 1e-5f, N, C, H);
+  cpu.mlp_backward(dx.data(), p.host_grads(), {d_ln.data(), d_hidden.data(), nullptr, nullptr},
+                   dout.data(), saved.data(), x.data(), p.weights(), N, C, H);
 
-  Shifted d_inp(gpu, inp, 0), d_wfc(gpu, w_fc, 0), d_bfc(gpu, b_fc, 0);
-  Shifted d_wproj(gpu, w_proj, 0), d_bproj(gpu, b_proj, shift), d_dout(gpu, dout, 0);
-  Shifted d_residual(gpu, residual, shift);
-  Shifted d_saved(gpu, Vec(size_t(gpu.mlp_saved_floats(N, C, H))), shift);
-  Shifted d_scratch(gpu, Vec(scratch.size()), shift);
-  Shifted d_out(gpu, Vec(out.size()), shift);
-  Shifted d_dinp(gpu, Vec(inp.size(), 0.25f), shift);
-  Shifted d_dwfc(gpu, Vec(w_fc.size(), 0.5f), shift), d_dbfc(gpu, Vec(H, 0.5f), shift);
-  Shifted d_dwproj(gpu, Vec(w_proj.size(), 0.5f), shift);
-  Shifted d_dbproj(gpu, Vec(C, 0.5f), shift);
-  gpu.mlp_forward(d_out.at(), d_saved.at(), d_inp.at(), d_residual.at(), d_wfc.at(), d_bfc.at(),
-                  d_wproj.at(), d_bproj.at(), N, C, H);
-  gpu.mlp_backward(d_dinp.at(), d_dwfc.at(), d_dbfc.at(), d_dwproj.at(), d_dbproj.at(),
-                   d_scratch.at(), d_dout.at(), d_saved.at(), d_inp.at(), d_wfc.at(), d_wproj.at(),
-                   N, C, H);
-  check_parity("ops mlp out", d_out.fetch(), out, tol);
-  check_parity("ops mlp dinp", d_dinp.fetch(), dinp, tol);
-  check_parity("ops mlp dw_fc", d_dwfc.fetch(), dw_fc, tol);
-  check_parity("ops mlp db_fc", d_dbfc.fetch(), db_fc, tol);
-  check_parity("ops mlp dw_proj", d_dwproj.fetch(), dw_proj, tol);
-  check_parity("ops mlp db_proj", d_dbproj.fetch(), db_proj, tol);
+  const float nan = std::numeric_limits<float>::quiet_NaN();  // what the sublayer must overwrite
+  Shifted g_x(gpu, x, shift), g_dout(gpu, dout, 0);
+  Shifted g_saved(gpu, Vec(size_t(gpu.mlp_saved_floats(N, C, H)), nan), shift);
+  Shifted g_dln(gpu, Vec(d_ln.size(), nan), shift), g_hidden(gpu, Vec(d_hidden.size(), nan), shift);
+  Shifted g_out(gpu, Vec(out.size(), nan), shift), g_dx(gpu, Vec(dx.size(), nan), shift);
+  gpu.mlp_forward(g_out.at(), g_saved.at(), g_x.at(), p.gpu_weights(), 1e-5f, N, C, H);
+  gpu.mlp_backward(g_dx.at(), p.gpu_grads(), {g_dln.at(), g_hidden.at(), nullptr, nullptr},
+                   g_dout.at(), g_saved.at(), g_x.at(), p.gpu_weights(), N, C, H);
+  check_parity("ops mlp out", g_out.fetch(), out, tol);
+  check_parity("ops mlp dx", g_dx.fetch(), dx, tol);
+  p.check("ops mlp", tol);
 }
 
 TEST_CASE("cuda ops attention sublayer matches the CPU at every precision", "[cuda]") {
@@ -333,58 +364,49 @@ TEST_CASE("cuda ops attention sublayer matches the CPU at every precision", "[cu
   // bf16 runs on a GPU with bf16 tensor cores take the bf16 sublayer
   // (tensor/cuda/bf16_attention_block.h), the others the composed one.
   const auto [precision, tol] = GENERATE(sublayer_precisions());
-  // 0: every tensor 16-byte aligned; 1: the output, the residual, the input gradient, the
-  // parameters' gradients, b_proj, the saved region and the scratch one float in.
+  // 0: every tensor 16-byte aligned; 1: the input, the output, dx, the parameters' gradients, the
+  // saved region and the scratch one float in. in_place: dx is dout itself, as a GPT-2 block
+  // passes it.
   const int shift = GENERATE(0, 1);
-  INFO("precision " << static_cast<int>(precision) << " shift " << shift);
+  const bool in_place = GENERATE(false, true);
+  INFO("precision " << static_cast<int>(precision) << " shift " << shift << " in place "
+                    << in_place);
   ds::tensor::cuda::CudaOps gpu(0, precision);
-  ds::tensor::Ops& cpu = ds::tensor::cpu_ops();
+  Ops& cpu = ds::tensor::cpu_ops();
   // T = 70: a partial last tile, whose rows past T in qkv belong to the next batch row.
   const int B = 2, T = 70, C = 128, NH = 2, N = B * T;
-  const Vec inp = random_vec(size_t(N) * C, 100);
-  const Vec w_qkv = random_vec(size_t(C) * 3 * C, 101, -0.2f, 0.2f), b_qkv = random_vec(3 * C, 102);
-  const Vec w_proj = random_vec(size_t(C) * C, 103, -0.2f, 0.2f), b_proj = random_vec(C, 104);
-  const Vec dout = random_vec(size_t(N) * C, 105), residual = random_vec(size_t(N) * C, 106);
+  SublayerParams p(gpu, C, 3 * C, shift, 100);
+  const Vec x = random_vec(size_t(N) * C, 106, -2.0f, 3.0f), dout = random_vec(size_t(N) * C, 107);
 
   const int64_t cpu_att = cpu.attention_saved_floats(B, T, C, NH);
-  Vec out(size_t(N) * C), saved(size_t(cpu.attention_block_saved_floats(B, T, C, NH)));
-  Vec d_atty(size_t(N) * C), d_qkv(size_t(N) * 3 * C), d_att(static_cast<size_t>(cpu_att));
-  Vec dinp(inp.size(), 0.25f), dw_qkv(w_qkv.size(), 0.5f), db_qkv(b_qkv.size(), 0.5f);
-  Vec dw_proj(w_proj.size(), 0.5f), db_proj(C, 0.5f);
-  cpu.attention_block_forward(out.data(), saved.data(), inp.data(), residual.data(), w_qkv.data(),
-                              b_qkv.data(), w_proj.data(), b_proj.data(), B, T, C, NH);
-  cpu.attention_block_backward(dinp.data(), dw_qkv.data(), db_qkv.data(), dw_proj.data(),
-                               db_proj.data(), {d_atty.data(), d_qkv.data(), d_att.data()},
-                               dout.data(), saved.data(), inp.data(), w_qkv.data(), w_proj.data(),
-                               B, T, C, NH);
+  Vec out(x.size()), saved(size_t(cpu.attention_block_saved_floats(B, T, C, NH))), dx(x.size());
+  Vec d_ln(x.size()), d_atty(x.size()), d_qkv(size_t(N) * 3 * C),
+      d_att(static_cast<size_t>(cpu_att));
+  cpu.attention_block_forward(out.data(), saved.data(), x.data(), p.weights(), 1e-5f, B, T, C, NH);
+  cpu.attention_block_backward(dx.data(), p.host_grads(),
+                               {d_ln.data(), d_atty.data(), d_qkv.data(), d_att.data()},
+                               dout.data(), saved.data(), x.data(), p.weights(), B, T, C, NH);
 
   const int64_t gpu_saved = gpu.attention_block_saved_floats(B, T, C, NH);
   int major = 0;
   REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess);
   if (precision == MatmulPrecision::kBf16 && major >= 8) {
-    CHECK(gpu_saved < cpu.attention_block_saved_floats(B, T, C, NH));  // bf16 qkv and output
+    CHECK(gpu_saved < cpu.attention_block_saved_floats(B, T, C, NH));  // bf16 activations
   }
-  Shifted d_inp(gpu, inp, 0), d_wqkv(gpu, w_qkv, 0), d_bqkv(gpu, b_qkv, 0);
-  Shifted d_wproj(gpu, w_proj, 0), d_bproj(gpu, b_proj, shift), d_dout(gpu, dout, 0);
-  Shifted d_residual(gpu, residual, shift);
   const float nan = std::numeric_limits<float>::quiet_NaN();  // what the sublayer must overwrite
-  Shifted d_saved(gpu, Vec(size_t(gpu_saved), nan), shift);
-  Shifted s_atty(gpu, Vec(d_atty.size(), nan), shift), s_qkv(gpu, Vec(d_qkv.size(), nan), shift);
-  Shifted s_att(gpu, Vec(size_t(gpu.attention_saved_floats(B, T, C, NH)), nan), shift);
-  Shifted d_out(gpu, Vec(out.size(), nan), shift);
-  Shifted d_dinp(gpu, Vec(inp.size(), 0.25f), shift);
-  Shifted d_dwqkv(gpu, Vec(w_qkv.size(), 0.5f), shift),
-      d_dbqkv(gpu, Vec(b_qkv.size(), 0.5f), shift);
-  Shifted d_dwproj(gpu, Vec(w_proj.size(), 0.5f), shift), d_dbproj(gpu, Vec(C, 0.5f), shift);
-  gpu.attention_block_forward(d_out.at(), d_saved.at(), d_inp.at(), d_residual.at(), d_wqkv.at(),
-                              d_bqkv.at(), d_wproj.at(), d_bproj.at(), B, T, C, NH);
-  gpu.attention_block_backward(d_dinp.at(), d_dwqkv.at(), d_dbqkv.at(), d_dwproj.at(),
-                               d_dbproj.at(), {s_atty.at(), s_qkv.at(), s_att.at()}, d_dout.at(),
-                               d_saved.at(), d_inp.at(), d_wqkv.at(), d_wproj.at(), B, T, C, NH);
-  check_parity("ops attention sublayer out", d_out.fetch(), out, tol);
-  check_parity("ops attention sublayer dinp", d_dinp.fetch(), dinp, tol);
-  check_parity("ops attention sublayer dw_qkv", d_dwqkv.fetch(), dw_qkv, tol);
-  check_parity("ops attention sublayer db_qkv", d_dbqkv.fetch(), db_qkv, tol);
-  check_parity("ops attention sublayer dw_proj", d_dwproj.fetch(), dw_proj, tol);
-  check_parity("ops attention sublayer db_proj", d_dbproj.fetch(), db_proj, tol);
+  Shifted g_x(gpu, x, shift), g_dout(gpu, dout, shift);
+  Shifted g_saved(gpu, Vec(size_t(gpu_saved), nan), shift);
+  Shifted g_dln(gpu, Vec(d_ln.size(), nan), shift), g_atty(gpu, Vec(d_atty.size(), nan), shift);
+  Shifted g_qkv(gpu, Vec(d_qkv.size(), nan), shift);
+  Shifted g_att(gpu, Vec(size_t(gpu.attention_saved_floats(B, T, C, NH)), nan), shift);
+  Shifted g_out(gpu, Vec(out.size(), nan), shift), g_dx(gpu, Vec(dx.size(), nan), shift);
+  gpu.attention_block_forward(g_out.at(), g_saved.at(), g_x.at(), p.gpu_weights(), 1e-5f, B, T, C,
+                              NH);
+  float* d_x = in_place ? g_dout.at() : g_dx.at();
+  gpu.attention_block_backward(d_x, p.gpu_grads(),
+                               {g_dln.at(), g_atty.at(), g_qkv.at(), g_att.at()}, g_dout.at(),
+                               g_saved.at(), g_x.at(), p.gpu_weights(), B, T, C, NH);
+  check_parity("ops attention sublayer out", g_out.fetch(), out, tol);
+  check_parity("ops attention sublayer dx", in_place ? g_dout.fetch() : g_dx.fetch(), dx, tol);
+  p.check("ops attention sublayer", tol);
 }

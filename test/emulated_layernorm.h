@@ -7,9 +7,9 @@
 #include "tensor/cuda/op_kernels.cuh"
 
 // dinp = dresidual + the input gradient (dresidual == dinp: +=), dweight and dbias (stored in S)
-// += theirs, with `warps` warps a block.
-template <typename S>
-void emulated_layernorm_backward(S* dinp, const S* dresidual, S* dweight, S* dbias, const S* dout,
+// += theirs, from dout stored in G, with `warps` warps a block.
+template <typename S, typename G>
+void emulated_layernorm_backward(S* dinp, const S* dresidual, S* dweight, S* dbias, const G* dout,
                                  const S* inp, const S* weight, const float* mean,
                                  const float* rstd, int N, int C, int warps) {
   namespace k = ds::tensor::cuda::op_kernels;
@@ -17,7 +17,7 @@ void emulated_layernorm_backward(S* dinp, const S* dresidual, S* dweight, S* dbi
   using Rows = k::RowsTerm<float>;
   const k::LayernormBackwardLaunch launch(N, C, warps);
   std::vector<float> partials(2 * static_cast<size_t>(launch.blocks) * C);
-  ds_emulated_cuda::launch(k::layernorm_backward_kernel<S>, dim3{unsigned(launch.blocks)},
+  ds_emulated_cuda::launch(k::layernorm_backward_kernel<S, G>, dim3{unsigned(launch.blocks)},
                            dim3{unsigned(launch.warps * k::kWarp)}, launch.shared_bytes, dinp,
                            dresidual, partials.data(), dout, inp, weight, mean, rstd, N, C,
                            launch.rows);

@@ -150,6 +150,40 @@ TEMPLATE_TEST_CASE("emulated storage kernels: layernorm", "[storage_kernels]", _
   check_rounded("layernorm_backward dbias", got_dbias, dbias);
 }
 
+// The bf16 sublayers' layernorm (tensor/cuda/bf16_mlp.h): fp32 input normalised into bf16, and
+// the backward from a bf16 gradient into fp32 ones.
+TEST_CASE("emulated storage kernels: layernorm between fp32 and bf16", "[storage_kernels]") {
+  using bf16 = __nv_bfloat16;
+  const int N = 11, C = 72;
+  const Vec inp = random_vec(size_t(N) * C, 20, -2.0f, 3.0f);
+  const Vec weight = random_vec(C, 21), bias = random_vec(C, 22);
+  const dim3 rows{blocks_for(N, k::kRowsPerBlock)};
+  Vec want(inp.size()), mean(N), rstd(N);
+  launch(k::layernorm_forward_kernel<float>, rows, dim3{k::kBlock}, 0, want.data(), mean.data(),
+         rstd.data(), inp.data(), weight.data(), bias.data(), N, C, 1e-5f);
+  std::vector<bf16> got(want.size());
+  Vec got_mean(N), got_rstd(N);
+  launch(k::layernorm_forward_kernel<float, bf16>, rows, dim3{k::kBlock}, 0, got.data(),
+         got_mean.data(), got_rstd.data(), inp.data(), weight.data(), bias.data(), N, C, 1e-5f);
+  check_rounded("layernorm_forward into bf16", got, want);
+  check_equal("layernorm_forward into bf16: mean", got_mean, mean);
+  check_equal("layernorm_forward into bf16: rstd", got_rstd, rstd);
+
+  const Vec dout = representable<bf16>(inp.size(), 23), dresidual = random_vec(inp.size(), 24);
+  const std::vector<bf16> dout_s = narrow<bf16>(dout);
+  Vec dinp(inp.size()), dweight = random_vec(C, 25), dbias = random_vec(C, 26);
+  Vec got_dinp(inp.size()), got_dweight = dweight, got_dbias = dbias;
+  emulated_layernorm_backward(dinp.data(), dresidual.data(), dweight.data(), dbias.data(),
+                              dout.data(), inp.data(), weight.data(), mean.data(), rstd.data(), N,
+                              C, 4);
+  emulated_layernorm_backward(got_dinp.data(), dresidual.data(), got_dweight.data(),
+                              got_dbias.data(), dout_s.data(), inp.data(), weight.data(),
+                              mean.data(), rstd.data(), N, C, 4);
+  check_equal("layernorm_backward from bf16: dinp", got_dinp, dinp);
+  check_equal("layernorm_backward from bf16: dweight", got_dweight, dweight);
+  check_equal("layernorm_backward from bf16: dbias", got_dbias, dbias);
+}
+
 TEMPLATE_TEST_CASE("emulated storage kernels: element-wise", "[storage_kernels]", __nv_bfloat16,
                    __half) {
   using S = TestType;

@@ -25,20 +25,28 @@ class BlockLayer : public Layer {
                 const float* dy, float* dx, float* saved) override;
 
  private:
-  // The saved activations, cut from one region.
+  // The saved activations, cut from one region: each sublayer's own (Ops::attention_block_forward,
+  // Ops::mlp_forward; the layernorms' included) and the residual h between them.
   struct Saved {
-    // attention and mlp: the sublayers' own saved activations (Ops::attention_block_forward,
-    // Ops::mlp_forward).
-    float *ln1, *ln1_mean, *ln1_rstd, *attention, *res, *ln2, *ln2_mean, *ln2_rstd, *mlp;
+    float *attention, *res, *mlp;
   };
   Saved carve(FloatCarver& region, int B, int T) const;
+
+  // A sublayer's parameters (layernorm, first product, projection) as views into a layer's
+  // weights or gradients.
+  using Offsets = int64_t[6];
+  template <typename View, typename Float>
+  static View sublayer_at(Float* base, const Offsets& offsets) {
+    return {base + offsets[0], base + offsets[1], base + offsets[2],
+            base + offsets[3], base + offsets[4], base + offsets[5]};
+  }
 
   int C_, NH_;
   float eps_;
   BackwardScratch* scratch_;
-  // Parameter offsets inside the layer's range, in layout order.
-  int64_t ln1_w_, ln1_b_, attn_w_, attn_b_, proj_w_, proj_b_, ln2_w_, ln2_b_, fc_w_, fc_b_,
-      fc_proj_w_, fc_proj_b_;
+  // Parameter offsets inside the layer's range, in layout order: ln_1, c_attn, attn_proj, then
+  // ln_2, c_fc, mlp_proj (each weight, then bias).
+  Offsets attention_, mlp_;
 };
 
 }  // namespace ds::model

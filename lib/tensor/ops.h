@@ -81,12 +81,13 @@ class Ops {
                                   const float* rstd, int N, int C) = 0;
   // dinp = dresidual + layernorm's input gradient, WRITTEN (a residual connection's gradient
   // joined where the norm's is made; a GPU does both in one pass); dweight and dbias += theirs.
-  // dresidual must not overlap dinp.
+  // dresidual may be dinp itself (then this is layernorm_backward), but not overlap it otherwise.
   virtual void layernorm_backward_onto(float* dinp, const float* dresidual, float* dweight,
                                        float* dbias, const float* dout, const float* inp,
                                        const float* weight, const float* mean, const float* rstd,
                                        int N, int C) {
-    copy(dinp, dresidual, sizeof(float) * static_cast<size_t>(int64_t{N} * C));
+    if (dinp != dresidual)
+      copy(dinp, dresidual, sizeof(float) * static_cast<size_t>(int64_t{N} * C));
     layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
   }
   virtual void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
@@ -137,87 +138,92 @@ class Ops {
     gelu_backward_inplace(dpre_gelu, pre_gelu, int64_t{N} * IC);
   }
 
-  // GPT-2's MLP with its residual connection, out = residual + GELU(inp·W_fc + b_fc)·W_proj +
-  // b_proj (inp, residual and out [N, C], out not overlapping residual; hidden width H; both
-  // weights WeightLayout::kInOut), which a GPU runs in a layout of its own (adding the residual
-  // in the projection's GEMM). `saved`
-  // (mlp_saved_floats(N, C, H) floats) keeps what the backward reads: here the pre-GELU and GELU
-  // activations, N x H fp32 each, through the fused ops above; a GPU's bf16 runs keep them, and a
-  // copy of inp, in bf16, in about half the space. mlp_backward: dinp is WRITTEN (a fresh
-  // gradient buffer, which a GPU then neither zeroes nor reads) and the four parameter gradients
-  // += theirs, from dout (`scratch`: N x H floats for the hidden gradient).
+  // GPT-2's pre-norm sublayers, each with its layernorm and residual connection:
+  //   out = x + f(layernorm(x))       (x and out [N, C], N = B·T, not overlapping)
+  // the MLP, f(h) = GELU(h·W1 + b1)·W2 + b2 with hidden width H, or attention, f(h) =
+  // attention(h·W1 + b1)·W2 + b2 with W1 the qkv weights; both weights WeightLayout::kInOut. A GPU
+  // runs each in a layout of its own. `saved` keeps what the backward reads (mlp_saved_floats,
+  // attention_block_saved_floats): here, through the ops above, the norm's output, mean and rstd,
+  // then the MLP's pre-GELU and GELU activations (N x H each), or qkv [N, 3C], attention's own
+  // (attention_saved_floats) and attention's output [N, C], all fp32; a GPU's bf16 runs keep the
+  // norm's output and those activations in bf16, in about half the space. The backwards WRITE
+  // dx = dout + the gradient through f and the norm (dx may be dout itself: then it adds) and add
+  // the parameters' gradients into `grads`, using SublayerScratch.
+  struct SublayerWeights {
+    const float *ln_w, *ln_b;  // the layernorm's
+    const float *w1, *b1;      // the MLP's expansion, or qkv
+    const float *w2, *b2;      // the projection
+  };
+  struct SublayerGrads {
+    float *ln_w, *ln_b, *w1, *b1, *w2, *b2;
+  };
+  struct SublayerScratch {
+    float* d_ln;   // [N, C]: the gradient of the norm's output
+    float* d_mid;  // the MLP's hidden gradient [N, H], or attention's output's [N, C]
+    float* d_qkv;  // attention: [N, 3C]
+    float* d_att;  // attention: attention_saved_floats(B, T, C, NH)
+  };
+
   virtual int64_t mlp_saved_floats(int N, int C, int H) const {
-    (void)C;
-    return 2 * int64_t{N} * H;
+    return int64_t{N} * C + 2 * int64_t{N} + 2 * int64_t{N} * H;
   }
-  virtual void mlp_forward(float* out, float* saved, const float* inp, const float* residual,
-                           const float* w_fc, const float* b_fc, const float* w_proj,
-                           const float* b_proj, int N, int C, int H) {
-    float* pre_gelu = saved;
-    float* act = saved + int64_t{N} * H;
-    matmul_gelu_forward(act, pre_gelu, inp, w_fc, b_fc, N, C, H, WeightLayout::kInOut);
-    matmul_forward(out, act, w_proj, b_proj, N, H, C, WeightLayout::kInOut);
-    residual_forward(out, residual, out, int64_t{N} * C);
+  virtual void mlp_forward(float* out, float* saved, const float* x, const SublayerWeights& w,
+                           float eps, int N, int C, int H) {
+    const auto n = norm_in(saved, N, C);
+    float* pre_gelu = n.end;
+    float* act = pre_gelu + int64_t{N} * H;
+    layernorm_forward(n.out, n.mean, n.rstd, x, w.ln_w, w.ln_b, N, C, eps);
+    matmul_gelu_forward(act, pre_gelu, n.out, w.w1, w.b1, N, C, H, WeightLayout::kInOut);
+    matmul_forward(out, act, w.w2, w.b2, N, H, C, WeightLayout::kInOut);
+    residual_forward(out, x, out, int64_t{N} * C);
   }
-  virtual void mlp_backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
-                            float* scratch, const float* dout, const float* saved, const float* inp,
-                            const float* w_fc, const float* w_proj, int N, int C, int H) {
-    const float* pre_gelu = saved;
-    const float* act = saved + int64_t{N} * H;
-    matmul_gelu_backward(scratch, dw_proj, db_proj, dout, act, w_proj, pre_gelu, N, H, C,
+  virtual void mlp_backward(float* dx, const SublayerGrads& g, const SublayerScratch& t,
+                            const float* dout, const float* saved, const float* x,
+                            const SublayerWeights& w, int N, int C, int H) {
+    const auto n = norm_in(saved, N, C);
+    const float* pre_gelu = n.end;
+    const float* act = pre_gelu + int64_t{N} * H;
+    matmul_gelu_backward(t.d_mid, g.w2, g.b2, dout, act, w.w2, pre_gelu, N, H, C,
                          WeightLayout::kInOut);
-    fill_zero(dinp, int64_t{N} * C);
-    matmul_backward(dinp, dw_fc, db_fc, scratch, inp, w_fc, N, C, H, WeightLayout::kInOut);
+    fill_zero(t.d_ln, int64_t{N} * C);
+    matmul_backward(t.d_ln, g.w1, g.b1, t.d_mid, n.out, w.w1, N, C, H, WeightLayout::kInOut);
+    layernorm_backward_onto(dx, dout, g.ln_w, g.ln_b, t.d_ln, x, w.ln_w, n.mean, n.rstd, N, C);
   }
 
-  // GPT-2's attention sublayer with its residual connection, out = residual +
-  // attention(inp·W_qkv + b_qkv)·W_proj + b_proj (inp, residual and out [N, C], N = B·T, out not
-  // overlapping residual; both weights WeightLayout::kInOut), which a GPU runs in a layout of its
-  // own. `saved`
-  // (attention_block_saved_floats(B, T, C, NH) floats) keeps what the backward reads: here, through
-  // the ops above, qkv [N, 3C], attention's own (attention_saved_floats) and attention's output
-  // [N, C] in fp32; a GPU's bf16 runs keep qkv and the output in bf16, in half the space.
-  // attention_block_backward: dinp WRITTEN (as mlp_backward's) and the four parameter gradients
-  // += theirs, from dout, with the composed backward's scratch (AttentionBlockScratch).
-  struct AttentionBlockScratch {
-    float* d_out;  // [N, C]: the gradient of attention's output
-    float* d_qkv;  // [N, 3C]
-    float* d_att;  // attention_saved_floats(B, T, C, NH)
-  };
   virtual int64_t attention_block_saved_floats(int B, int T, int C, int NH) const {
-    return 4 * int64_t{B} * T * C + attention_saved_floats(B, T, C, NH);
+    const int64_t N = int64_t{B} * T;
+    return N * C + 2 * N + 4 * N * C + attention_saved_floats(B, T, C, NH);
   }
-  virtual void attention_block_forward(float* out, float* saved, const float* inp,
-                                       const float* residual, const float* w_qkv,
-                                       const float* b_qkv, const float* w_proj, const float* b_proj,
-                                       int B, int T, int C, int NH) {
+  virtual void attention_block_forward(float* out, float* saved, const float* x,
+                                       const SublayerWeights& w, float eps, int B, int T, int C,
+                                       int NH) {
     const int N = B * T;
-    float* qkv = saved;
+    const auto n = norm_in(saved, N, C);
+    float* qkv = n.end;
     float* att = qkv + 3 * int64_t{N} * C;
     float* atty = att + attention_saved_floats(B, T, C, NH);
-    matmul_forward(qkv, inp, w_qkv, b_qkv, N, C, 3 * C, WeightLayout::kInOut);
+    layernorm_forward(n.out, n.mean, n.rstd, x, w.ln_w, w.ln_b, N, C, eps);
+    matmul_forward(qkv, n.out, w.w1, w.b1, N, C, 3 * C, WeightLayout::kInOut);
     attention_forward(atty, att, qkv, B, T, C, NH);
-    matmul_forward(out, atty, w_proj, b_proj, N, C, C, WeightLayout::kInOut);
-    residual_forward(out, residual, out, int64_t{N} * C);
+    matmul_forward(out, atty, w.w2, w.b2, N, C, C, WeightLayout::kInOut);
+    residual_forward(out, x, out, int64_t{N} * C);
   }
-  virtual void attention_block_backward(float* dinp, float* dw_qkv, float* db_qkv, float* dw_proj,
-                                        float* db_proj, const AttentionBlockScratch& scratch,
-                                        const float* dout, const float* saved, const float* inp,
-                                        const float* w_qkv, const float* w_proj, int B, int T,
-                                        int C, int NH) {
+  virtual void attention_block_backward(float* dx, const SublayerGrads& g, const SublayerScratch& t,
+                                        const float* dout, const float* saved, const float* x,
+                                        const SublayerWeights& w, int B, int T, int C, int NH) {
     const int N = B * T;
     const int64_t NC = int64_t{N} * C;
-    const float* qkv = saved;
+    const auto n = norm_in(saved, N, C);
+    const float* qkv = n.end;
     const float* att = qkv + 3 * NC;
     const float* atty = att + attention_saved_floats(B, T, C, NH);
-    fill_zero(scratch.d_out, NC);
-    matmul_backward(scratch.d_out, dw_proj, db_proj, dout, atty, w_proj, N, C, C,
-                    WeightLayout::kInOut);
-    fill_zero(scratch.d_qkv, 3 * NC);
-    attention_backward(scratch.d_qkv, scratch.d_att, scratch.d_out, qkv, att, atty, B, T, C, NH);
-    fill_zero(dinp, NC);
-    matmul_backward(dinp, dw_qkv, db_qkv, scratch.d_qkv, inp, w_qkv, N, C, 3 * C,
-                    WeightLayout::kInOut);
+    fill_zero(t.d_mid, NC);
+    matmul_backward(t.d_mid, g.w2, g.b2, dout, atty, w.w2, N, C, C, WeightLayout::kInOut);
+    fill_zero(t.d_qkv, 3 * NC);
+    attention_backward(t.d_qkv, t.d_att, t.d_mid, qkv, att, atty, B, T, C, NH);
+    fill_zero(t.d_ln, NC);
+    matmul_backward(t.d_ln, g.w1, g.b1, t.d_qkv, n.out, w.w1, N, C, 3 * C, WeightLayout::kInOut);
+    layernorm_backward_onto(dx, dout, g.ln_w, g.ln_b, t.d_ln, x, w.ln_w, n.mean, n.rstd, N, C);
   }
 
   // The LM head of a training step, which a GPU runs on its own layout: logits = inp·headᵀ (head
@@ -277,6 +283,19 @@ class Ops {
                          int64_t n, double lr, int64_t step, const AdamOptions& options) = 0;
   virtual void sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n,
                         double lr, int64_t step, const SgdOptions& options) = 0;
+
+ protected:
+  // Where the composed sublayers keep their layernorm's output [N, C], mean and rstd [N] at the
+  // start of their saved region, and where the rest begins.
+  template <typename Float>  // float, or const float
+  struct Norm {
+    Float *out, *mean, *rstd, *end;
+  };
+  template <typename Float>
+  static Norm<Float> norm_in(Float* saved, int N, int C) {
+    Float* mean = saved + int64_t{N} * C;
+    return {saved, mean, mean + N, mean + 2 * int64_t{N}};
+  }
 };
 
 // The CPU implementation (OpenBLAS + OpenMP); one object serves every thread.

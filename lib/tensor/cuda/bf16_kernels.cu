@@ -70,25 +70,21 @@ void encoder_backward(float* dwte, float* dwpe, const void* dout, int B, int T, 
   });
 }
 
-void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const void* weight,
-                       const void* bias, int N, int C, float eps, DType dtype,
-                       cudaStream_t stream) {
+namespace {
+
+template <typename S, typename Out>
+void launch_layernorm_forward(Out* out, float* mean, float* rstd, const S* inp, const S* weight,
+                              const S* bias, int N, int C, float eps, cudaStream_t stream) {
   if (N == 0) return;
-  dispatch(dtype, [&](auto tag) {
-    using S = typename decltype(tag)::type;
-    layernorm_forward_kernel<<<blocks_for(N, kRowsPerBlock), kBlock, 0, stream>>>(
-        static_cast<S*>(out), mean, rstd, static_cast<const S*>(inp), static_cast<const S*>(weight),
-        static_cast<const S*>(bias), N, C, eps);
-  });
+  layernorm_forward_kernel<S, Out><<<blocks_for(N, kRowsPerBlock), kBlock, 0, stream>>>(
+      out, mean, rstd, inp, weight, bias, N, C, eps);
   DS_CUDA_LAUNCHED();
 }
 
-int64_t layernorm_partial_floats(int C) { return 2 * int64_t{kLayernormBlocks} * C; }
-
-void layernorm_backward(void* dinp, const void* dresidual, void* dweight, void* dbias,
-                        const void* dout, const void* inp, const void* weight, const float* mean,
-                        const float* rstd, int N, int C, float* partials, DType dtype,
-                        cudaStream_t stream) {
+template <typename S, typename G>
+void launch_layernorm_backward(S* dinp, const S* dresidual, S* dweight, S* dbias, const G* dout,
+                               const S* inp, const S* weight, const float* mean, const float* rstd,
+                               int N, int C, float* partials, cudaStream_t stream) {
   if (N == 0) return;
   int device = 0, optin = 0;
   DS_CUDA_CALL(cudaGetDevice(&device));
@@ -103,22 +99,59 @@ void layernorm_backward(void* dinp, const void* dresidual, void* dweight, void* 
   // One warp's sums take 8·C bytes: C up to 12,672 with an A100's or H100's 99 KiB and more.
   const bool layernorm_width_fits_shared_memory = launch.shared_bytes <= static_cast<size_t>(optin);
   DS_CUDA_REQUIRE(layernorm_width_fits_shared_memory);
+  const auto kernel = layernorm_backward_kernel<S, G>;
+  if (launch.shared_bytes > 48 * 1024) {
+    DS_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(launch.shared_bytes)));
+  }
+  kernel<<<launch.blocks, launch.warps * kWarp, launch.shared_bytes, stream>>>(
+      dinp, dresidual, partials, dout, inp, weight, mean, rstd, N, C, launch.rows);
+  DS_CUDA_LAUNCHED();
+  column_sum(dweight, launch.blocks, C, RowsTerm<float>{partials, C}, stream);
+  column_sum(dbias, launch.blocks, C, RowsTerm<float>{partials + int64_t{launch.blocks} * C, C},
+             stream);
+}
+
+}  // namespace
+
+void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const void* weight,
+                       const void* bias, int N, int C, float eps, DType dtype,
+                       cudaStream_t stream) {
   dispatch(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
-    const auto kernel = layernorm_backward_kernel<S>;
-    if (launch.shared_bytes > 48 * 1024) {
-      DS_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(launch.shared_bytes)));
-    }
-    kernel<<<launch.blocks, launch.warps * kWarp, launch.shared_bytes, stream>>>(
-        static_cast<S*>(dinp), static_cast<const S*>(dresidual), partials,
-        static_cast<const S*>(dout), static_cast<const S*>(inp), static_cast<const S*>(weight),
-        mean, rstd, N, C, launch.rows);
-    DS_CUDA_LAUNCHED();
-    column_sum(static_cast<S*>(dweight), launch.blocks, C, RowsTerm<float>{partials, C}, stream);
-    column_sum(static_cast<S*>(dbias), launch.blocks, C,
-               RowsTerm<float>{partials + int64_t{launch.blocks} * C, C}, stream);
+    launch_layernorm_forward(static_cast<S*>(out), mean, rstd, static_cast<const S*>(inp),
+                             static_cast<const S*>(weight), static_cast<const S*>(bias), N, C, eps,
+                             stream);
   });
+}
+
+void layernorm_forward_to_bf16(__nv_bfloat16* out, float* mean, float* rstd, const float* inp,
+                               const float* weight, const float* bias, int N, int C, float eps,
+                               cudaStream_t stream) {
+  launch_layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps, stream);
+}
+
+int64_t layernorm_partial_floats(int C) { return 2 * int64_t{kLayernormBlocks} * C; }
+
+void layernorm_backward(void* dinp, const void* dresidual, void* dweight, void* dbias,
+                        const void* dout, const void* inp, const void* weight, const float* mean,
+                        const float* rstd, int N, int C, float* partials, DType dtype,
+                        cudaStream_t stream) {
+  dispatch(dtype, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    launch_layernorm_backward(static_cast<S*>(dinp), static_cast<const S*>(dresidual),
+                              static_cast<S*>(dweight), static_cast<S*>(dbias),
+                              static_cast<const S*>(dout), static_cast<const S*>(inp),
+                              static_cast<const S*>(weight), mean, rstd, N, C, partials, stream);
+  });
+}
+
+void layernorm_backward_from_bf16(float* dinp, const float* dresidual, float* dweight, float* dbias,
+                                  const __nv_bfloat16* dout, const float* inp, const float* weight,
+                                  const float* mean, const float* rstd, int N, int C,
+                                  float* partials, cudaStream_t stream) {
+  launch_layernorm_backward(dinp, dresidual, dweight, dbias, dout, inp, weight, mean, rstd, N, C,
+                            partials, stream);
 }
 
 void gelu_forward(void* out, const void* inp, int64_t N, DType dtype, cudaStream_t stream) {

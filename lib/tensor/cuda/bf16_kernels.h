@@ -23,6 +23,7 @@
 //   buffer once per step (cast_kernels.h: from_f32, add_f32_into).
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -47,6 +48,11 @@ void encoder_backward(float* dwte, float* dwpe, const void* dout, int B, int T, 
 // One warp per row; mean and rstd (fp32, nullable) are those of the stored (rounded) input.
 void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const void* weight,
                        const void* bias, int N, int C, float eps, DType dtype, cudaStream_t stream);
+// fp32 input and parameters normalised into a bf16 output: the fp32 result rounded once (the bf16
+// sublayers' GEMM operand).
+void layernorm_forward_to_bf16(__nv_bfloat16* out, float* mean, float* rstd, const float* inp,
+                               const float* weight, const float* bias, int N, int C, float eps,
+                               cudaStream_t stream);
 // dinp = dresidual + the input gradient (dresidual == dinp: dinp +=), dweight and dbias += theirs
 // (all in `dtype`), in one pass over dout and inp. `partials`: layernorm_partial_floats(C) floats
 // of device memory for the blocks' column sums.
@@ -55,6 +61,11 @@ void layernorm_backward(void* dinp, const void* dresidual, void* dweight, void* 
                         const void* dout, const void* inp, const void* weight, const float* mean,
                         const float* rstd, int N, int C, float* partials, DType dtype,
                         cudaStream_t stream);
+// The same in fp32 from a bf16 dout (a bf16 GEMM's input gradient), widened exactly.
+void layernorm_backward_from_bf16(float* dinp, const float* dresidual, float* dweight, float* dbias,
+                                  const __nv_bfloat16* dout, const float* inp, const float* weight,
+                                  const float* mean, const float* rstd, int N, int C,
+                                  float* partials, cudaStream_t stream);
 
 // GELU, tanh approximation (as GPT-2 and tensor/cpu). out may alias inp; dinp += gelu'(inp) dout.
 void gelu_forward(void* out, const void* inp, int64_t N, DType dtype, cudaStream_t stream);

@@ -57,15 +57,16 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
       classifier_(std::make_unique<Classifier>(
           *blas_, bf16_on_tensor_cores(precision, tensor_core_shared_bytes_))),
       bf16_mlp_(bf16_on_tensor_cores(precision, tensor_core_shared_bytes_)
-                    ? std::make_unique<Bf16Mlp>(*lt_)
+                    ? std::make_unique<Bf16Mlp>(*lt_, layernorm_partials_)
                     : nullptr),
       bf16_matmul_(bf16_on_tensor_cores(precision, tensor_core_shared_bytes_)
                        ? std::make_unique<Bf16Matmul>(*lt_)
                        : nullptr),
       tc_attention_(std::make_unique<TensorCoreAttention>()),
-      bf16_attention_block_(bf16_on_tensor_cores(precision, tensor_core_shared_bytes_)
-                                ? std::make_unique<Bf16AttentionBlock>(*lt_, *tc_attention_)
-                                : nullptr),
+      bf16_attention_block_(
+          bf16_on_tensor_cores(precision, tensor_core_shared_bytes_)
+              ? std::make_unique<Bf16AttentionBlock>(*lt_, *tc_attention_, layernorm_partials_)
+              : nullptr),
       flash_above_bytes_(flash_above_bytes),
       buckets_(std::make_unique<TokenBuckets>()),
       profiler_(std::make_unique<OpProfiler>()),
@@ -322,28 +323,25 @@ bool CudaOps::bf16_mlp_runs(int N, int C, int H) const {
 int64_t CudaOps::mlp_saved_floats(int N, int C, int H) const {
   return bf16_mlp_runs(N, C, H) ? Bf16Mlp::saved_floats(N, C, H) : Ops::mlp_saved_floats(N, C, H);
 }
-void CudaOps::mlp_forward(float* out, float* saved, const float* inp, const float* residual,
-                          const float* w_fc, const float* b_fc, const float* w_proj,
-                          const float* b_proj, int N, int C, int H) {
+void CudaOps::mlp_forward(float* out, float* saved, const float* x, const SublayerWeights& w,
+                          float eps, int N, int C, int H) {
   if (!bf16_mlp_runs(N, C, H)) {
     // The composed MLP: its ops are timed on their own.
-    Ops::mlp_forward(out, saved, inp, residual, w_fc, b_fc, w_proj, b_proj, N, C, H);
+    Ops::mlp_forward(out, saved, x, w, eps, N, C, H);
     return;
   }
   const auto timed = profiler_->time("mlp_forward (bf16)", stream(), {N, C, H});
-  bf16_mlp_->forward(out, saved, inp, residual, w_fc, b_fc, w_proj, b_proj, N, C, H, stream());
+  bf16_mlp_->forward(out, saved, x, w, eps, N, C, H, stream());
 }
-void CudaOps::mlp_backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
-                           float* scratch, const float* dout, const float* saved, const float* inp,
-                           const float* w_fc, const float* w_proj, int N, int C, int H) {
+void CudaOps::mlp_backward(float* dx, const SublayerGrads& g, const SublayerScratch& t,
+                           const float* dout, const float* saved, const float* x,
+                           const SublayerWeights& w, int N, int C, int H) {
   if (!bf16_mlp_runs(N, C, H)) {
-    Ops::mlp_backward(dinp, dw_fc, db_fc, dw_proj, db_proj, scratch, dout, saved, inp, w_fc, w_proj,
-                      N, C, H);
+    Ops::mlp_backward(dx, g, t, dout, saved, x, w, N, C, H);
     return;
   }
   const auto timed = profiler_->time("mlp_backward (bf16)", stream(), {N, C, H});
-  bf16_mlp_->backward(dinp, dw_fc, db_fc, dw_proj, db_proj, scratch, dout, saved, inp, w_fc, w_proj,
-                      N, C, H, stream());
+  bf16_mlp_->backward(dx, g, t, dout, saved, x, w, N, C, H, stream());
 }
 bool CudaOps::bf16_attention_block_runs(int B, int T, int C, int NH) const {
   // supports() only looks up (or, once per shape, makes) cuBLASLt plans.
@@ -357,34 +355,27 @@ int64_t CudaOps::attention_block_saved_floats(int B, int T, int C, int NH) const
   }
   return Ops::attention_block_saved_floats(B, T, C, NH);
 }
-void CudaOps::attention_block_forward(float* out, float* saved, const float* inp,
-                                      const float* residual, const float* w_qkv, const float* b_qkv,
-                                      const float* w_proj, const float* b_proj, int B, int T, int C,
+void CudaOps::attention_block_forward(float* out, float* saved, const float* x,
+                                      const SublayerWeights& w, float eps, int B, int T, int C,
                                       int NH) {
   if (!bf16_attention_block_runs(B, T, C, NH)) {
     // The composed sublayer: its ops are timed on their own.
-    Ops::attention_block_forward(out, saved, inp, residual, w_qkv, b_qkv, w_proj, b_proj, B, T, C,
-                                 NH);
+    Ops::attention_block_forward(out, saved, x, w, eps, B, T, C, NH);
     return;
   }
   const auto timed = profiler_->time("attention_block_forward (bf16)", stream(), {B * T, C, NH});
   ++attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)];
-  bf16_attention_block_->forward(out, saved, inp, residual, w_qkv, b_qkv, w_proj, b_proj, B, T, C,
-                                 NH, stream());
+  bf16_attention_block_->forward(out, saved, x, w, eps, B, T, C, NH, stream());
 }
-void CudaOps::attention_block_backward(float* dinp, float* dw_qkv, float* db_qkv, float* dw_proj,
-                                       float* db_proj, const AttentionBlockScratch& scratch,
-                                       const float* dout, const float* saved, const float* inp,
-                                       const float* w_qkv, const float* w_proj, int B, int T, int C,
-                                       int NH) {
+void CudaOps::attention_block_backward(float* dx, const SublayerGrads& g, const SublayerScratch& t,
+                                       const float* dout, const float* saved, const float* x,
+                                       const SublayerWeights& w, int B, int T, int C, int NH) {
   if (!bf16_attention_block_runs(B, T, C, NH)) {
-    Ops::attention_block_backward(dinp, dw_qkv, db_qkv, dw_proj, db_proj, scratch, dout, saved, inp,
-                                  w_qkv, w_proj, B, T, C, NH);
+    Ops::attention_block_backward(dx, g, t, dout, saved, x, w, B, T, C, NH);
     return;
   }
   const auto timed = profiler_->time("attention_block_backward (bf16)", stream(), {B * T, C, NH});
-  bf16_attention_block_->backward(dinp, dw_qkv, db_qkv, dw_proj, db_proj, scratch, dout, saved, inp,
-                                  w_qkv, w_proj, B, T, C, NH, stream());
+  bf16_attention_block_->backward(dx, g, t, dout, saved, x, w, B, T, C, NH, stream());
 }
 int64_t CudaOps::classifier_scratch_floats(int N, int V) const {
   return classifier_->scratch_floats(N, V);

@@ -97,21 +97,17 @@ class CudaOps final : public Ops {
   void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* logits,
                                    const int32_t* targets, float dloss, int N, int V) override;
   int64_t mlp_saved_floats(int N, int C, int H) const override;
-  void mlp_forward(float* out, float* saved, const float* inp, const float* residual,
-                   const float* w_fc, const float* b_fc, const float* w_proj, const float* b_proj,
+  void mlp_forward(float* out, float* saved, const float* x, const SublayerWeights& w, float eps,
                    int N, int C, int H) override;
-  void mlp_backward(float* dinp, float* dw_fc, float* db_fc, float* dw_proj, float* db_proj,
-                    float* scratch, const float* dout, const float* saved, const float* inp,
-                    const float* w_fc, const float* w_proj, int N, int C, int H) override;
+  void mlp_backward(float* dx, const SublayerGrads& g, const SublayerScratch& t, const float* dout,
+                    const float* saved, const float* x, const SublayerWeights& w, int N, int C,
+                    int H) override;
   int64_t attention_block_saved_floats(int B, int T, int C, int NH) const override;
-  void attention_block_forward(float* out, float* saved, const float* inp, const float* residual,
-                               const float* w_qkv, const float* b_qkv, const float* w_proj,
-                               const float* b_proj, int B, int T, int C, int NH) override;
-  void attention_block_backward(float* dinp, float* dw_qkv, float* db_qkv, float* dw_proj,
-                                float* db_proj, const AttentionBlockScratch& scratch,
-                                const float* dout, const float* saved, const float* inp,
-                                const float* w_qkv, const float* w_proj, int B, int T, int C,
-                                int NH) override;
+  void attention_block_forward(float* out, float* saved, const float* x, const SublayerWeights& w,
+                               float eps, int B, int T, int C, int NH) override;
+  void attention_block_backward(float* dx, const SublayerGrads& g, const SublayerScratch& t,
+                                const float* dout, const float* saved, const float* x,
+                                const SublayerWeights& w, int B, int T, int C, int NH) override;
   int64_t classifier_scratch_floats(int N, int V) const override;
   void classifier_forward(float* losses, float* scratch, const float* inp, const float* head,
                           const int32_t* targets, float dloss, int N, int C, int V) override;
@@ -171,6 +167,8 @@ class CudaOps final : public Ops {
   std::unique_ptr<LtMatmul> lt_;
   MatmulPrecision precision_;
   size_t tensor_core_shared_bytes_;  // per block, for the tensor-core attention (0: no bf16 MMA)
+  // Every layernorm backward's column sums per block (the bf16 sublayers' too); grows once.
+  DeviceBuffer layernorm_partials_;
   std::unique_ptr<Classifier> classifier_;   // the training step's LM head (classifier.h)
   std::unique_ptr<Bf16Mlp> bf16_mlp_;        // bf16 runs' MLP (bf16_mlp.h); null otherwise
   std::unique_ptr<Bf16Matmul> bf16_matmul_;  // bf16 runs' other matmuls; null otherwise
@@ -184,7 +182,6 @@ class CudaOps final : public Ops {
   std::unique_ptr<TokenBuckets> buckets_;  // the embedding backward's grouping of positions
   std::unique_ptr<OpProfiler> profiler_;   // GPU time per op, with DS_GPU_OP_PROFILE=1
   Buffer sum_;  // sum_of_squares' result, then kSumOfSquaresParts partial sums (kernels.h)
-  DeviceBuffer layernorm_partials_;  // layernorm_backward's column sums per block; grows once
 };
 
 }  // namespace ds::tensor::cuda

@@ -79,15 +79,16 @@ __global__ void wpe_backward_kernel(float* dwpe, const S* dout, int B, int T, in
   dwpe[i] = sum;
 }
 
-// mean and rstd (nullable) are those of the stored input.
-template <typename S>
-__global__ void layernorm_forward_kernel(S* out, float* mean, float* rstd, const S* inp,
+// mean and rstd (nullable) are those of the stored input. The output may be stored in another
+// type (Out: fp32 inputs normalised into bf16, where only a bf16 GEMM reads the output).
+template <typename S, typename Out = S>
+__global__ void layernorm_forward_kernel(Out* out, float* mean, float* rstd, const S* inp,
                                          const S* weight, const S* bias, int N, int C, float eps) {
   const int n = warp_row();
   if (n >= N) return;
   const int lane = threadIdx.x % kWarp;
   const S* x = inp + int64_t{n} * C;
-  S* o = out + int64_t{n} * C;
+  Out* o = out + int64_t{n} * C;
   float sum = 0.0f;
   // Unrolled: a lane's loads of several columns in flight at once (the sums keep their order).
 #pragma unroll 4
@@ -120,7 +121,7 @@ __global__ void layernorm_forward_kernel(S* out, float* mean, float* rstd, const
 // columns l, l + 32, ...). The block then adds its warps' sums in warp order into its row of
 // `partials` (weight sums [blocks][C], then bias sums [blocks][C]), whose column sums
 // (column_sum_kernel over RowsTerm<float>) finish the gradients: every sum has a fixed order, with
-// no atomics.
+// no atomics. dout may be stored in another type (G: a bf16 gradient from a bf16 GEMM).
 constexpr int kLayernormBlocks = 512;  // at most; the partials' rows
 inline size_t layernorm_backward_shared_bytes(int warps, int C) {
   return sizeof(float) * 2 * static_cast<size_t>(warps) * static_cast<size_t>(C);
@@ -136,9 +137,9 @@ struct LayernormBackwardLaunch {
         blocks(static_cast<int>(blocks_for(N, rows))),
         shared_bytes(layernorm_backward_shared_bytes(warps, C)) {}
 };
-template <typename S>
+template <typename S, typename G = S>
 __global__ void layernorm_backward_kernel(S* dinp, const S* dresidual, float* partials,
-                                          const S* dout, const S* inp, const S* weight,
+                                          const G* dout, const S* inp, const S* weight,
                                           const float* mean, const float* rstd, int N, int C,
                                           int rows) {
   const int warps = static_cast<int>(blockDim.x) / kWarp;
@@ -154,7 +155,7 @@ __global__ void layernorm_backward_kernel(S* dinp, const S* dresidual, float* pa
   const int end = min(N, first + rows);
   for (int n = first + warp; n < end; n += warps) {
     const S* x = inp + int64_t{n} * C;
-    const S* d = dout + int64_t{n} * C;
+    const G* d = dout + int64_t{n} * C;
     S* di = dinp + int64_t{n} * C;
     const S* dr = dresidual + int64_t{n} * C;
     const float m = mean[n];
