@@ -283,8 +283,8 @@ namespace {
 using ds::tensor::Ops;
 
 // A GPT-2 sublayer's six parameters (layernorm, first product, projection) for a width C and a
-// first product of C x M, with their gradients' start values, on the host and on the GPU (the
-// gradients `shift` floats in, as views into a layer's gradients may be).
+// first product of C x M, with their gradients' start values, on the host and on the GPU (all
+// `shift` floats in, as views into a layer's parameters and gradients may be).
 struct SublayerParams {
   std::vector<Vec> host, grads;
   std::vector<Shifted> device, device_grads;
@@ -295,7 +295,7 @@ struct SublayerParams {
       const float range = i % 2 == 0 && i > 0 ? 0.2f : 1.0f;  // the two weights small
       host.push_back(random_vec(sizes[i], seed + i, -range, range));
       grads.emplace_back(sizes[i], 0.5f);
-      device.emplace_back(gpu, host.back(), 0);
+      device.emplace_back(gpu, host.back(), shift);
       device_grads.emplace_back(gpu, grads.back(), shift);
     }
   }
@@ -327,12 +327,16 @@ struct SublayerParams {
 
 TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
+  using ds::tensor::MatmulPrecision;
   // bf16 runs take the bf16 MLP (tensor/cuda/bf16_mlp.h), the others the composed one.
   const auto [precision, tol] = GENERATE(sublayer_precisions());
-  // 0: every tensor 16-byte aligned; 1: the input, the output, dx, the parameters' gradients,
-  // the saved region and the scratch one float in (the bf16 MLP stages or realigns them).
+  // 0: every tensor 16-byte aligned; 1: the input, the output, dout, dx, the parameters and their
+  // gradients, the saved region and the scratch one float in (the bf16 MLP stages or realigns
+  // them). in_place: dx is dout itself, as the Ops contract allows.
   const int shift = GENERATE(0, 1);
-  INFO("precision " << static_cast<int>(precision) << " shift " << shift);
+  const bool in_place = GENERATE(false, true);
+  INFO("precision " << static_cast<int>(precision) << " shift " << shift << " in place "
+                    << in_place);
   ds::tensor::cuda::CudaOps gpu(0, precision);
   Ops& cpu = ds::tensor::cpu_ops();
   const int N = 24, C = 32, H = 128;
@@ -345,16 +349,23 @@ TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
   cpu.mlp_backward(dx.data(), p.host_grads(), {d_ln.data(), d_hidden.data(), nullptr, nullptr},
                    dout.data(), saved.data(), x.data(), p.weights(), N, C, H);
 
+  const int64_t gpu_saved = gpu.mlp_saved_floats(N, C, H);
+  int major = 0;
+  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess);
+  if (precision == MatmulPrecision::kBf16 && major >= 8) {
+    CHECK(gpu_saved < cpu.mlp_saved_floats(N, C, H));  // the bf16 MLP ran
+  }
   const float nan = std::numeric_limits<float>::quiet_NaN();  // what the sublayer must overwrite
-  Shifted g_x(gpu, x, shift), g_dout(gpu, dout, 0);
-  Shifted g_saved(gpu, Vec(size_t(gpu.mlp_saved_floats(N, C, H)), nan), shift);
+  Shifted g_x(gpu, x, shift), g_dout(gpu, dout, shift);
+  Shifted g_saved(gpu, Vec(size_t(gpu_saved), nan), shift);
   Shifted g_dln(gpu, Vec(d_ln.size(), nan), shift), g_hidden(gpu, Vec(d_hidden.size(), nan), shift);
   Shifted g_out(gpu, Vec(out.size(), nan), shift), g_dx(gpu, Vec(dx.size(), nan), shift);
   gpu.mlp_forward(g_out.at(), g_saved.at(), g_x.at(), p.gpu_weights(), 1e-5f, N, C, H);
-  gpu.mlp_backward(g_dx.at(), p.gpu_grads(), {g_dln.at(), g_hidden.at(), nullptr, nullptr},
-                   g_dout.at(), g_saved.at(), g_x.at(), p.gpu_weights(), N, C, H);
+  float* d_x = in_place ? g_dout.at() : g_dx.at();
+  gpu.mlp_backward(d_x, p.gpu_grads(), {g_dln.at(), g_hidden.at(), nullptr, nullptr}, g_dout.at(),
+                   g_saved.at(), g_x.at(), p.gpu_weights(), N, C, H);
   check_parity("ops mlp out", g_out.fetch(), out, tol);
-  check_parity("ops mlp dx", g_dx.fetch(), dx, tol);
+  check_parity("ops mlp dx", in_place ? g_dout.fetch() : g_dx.fetch(), dx, tol);
   p.check("ops mlp", tol);
 }
 
@@ -364,9 +375,9 @@ TEST_CASE("cuda ops attention sublayer matches the CPU at every precision", "[cu
   // bf16 runs on a GPU with bf16 tensor cores take the bf16 sublayer
   // (tensor/cuda/bf16_attention_block.h), the others the composed one.
   const auto [precision, tol] = GENERATE(sublayer_precisions());
-  // 0: every tensor 16-byte aligned; 1: the input, the output, dx, the parameters' gradients, the
-  // saved region and the scratch one float in. in_place: dx is dout itself, as a GPT-2 block
-  // passes it.
+  // 0: every tensor 16-byte aligned; 1: the input, the output, dout, dx, the parameters and their
+  // gradients, the saved region and the scratch one float in. in_place: dx is dout itself, as a
+  // GPT-2 block passes it.
   const int shift = GENERATE(0, 1);
   const bool in_place = GENERATE(false, true);
   INFO("precision " << static_cast<int>(precision) << " shift " << shift << " in place "
@@ -391,7 +402,7 @@ TEST_CASE("cuda ops attention sublayer matches the CPU at every precision", "[cu
   int major = 0;
   REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess);
   if (precision == MatmulPrecision::kBf16 && major >= 8) {
-    CHECK(gpu_saved < cpu.attention_block_saved_floats(B, T, C, NH));  // bf16 activations
+    CHECK(gpu_saved < cpu.attention_block_saved_floats(B, T, C, NH));  // the bf16 sublayer ran
   }
   const float nan = std::numeric_limits<float>::quiet_NaN();  // what the sublayer must overwrite
   Shifted g_x(gpu, x, shift), g_dout(gpu, dout, shift);

@@ -35,11 +35,15 @@ inline Tokens random_tokens(size_t n, int vocab, uint32_t seed) {
   return v;
 }
 
+// max|got - cpu| / max|cpu|; NaN where either side has a NaN, so that an output left unwritten
+// in a NaN-filled buffer (or a NaN computed) fails every threshold.
 inline double normalised_error(const Vec& got, const Vec& cpu) {
   double diff = 0.0;
   double scale = 0.0;
   for (size_t i = 0; i < cpu.size(); ++i) {
-    diff = std::max(diff, std::abs(double(got[i]) - double(cpu[i])));
+    const double d = std::abs(double(got[i]) - double(cpu[i]));
+    if (std::isnan(d)) return d;  // std::max would drop it: every comparison with NaN is false
+    diff = std::max(diff, d);
     scale = std::max(scale, std::abs(double(cpu[i])));
   }
   if (scale == 0.0) return diff;  // an all-zero reference: the absolute error
