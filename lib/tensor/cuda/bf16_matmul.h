@@ -1,6 +1,7 @@
-// The plain matmuls of a bf16 run on the GPU (CudaOps::matmul_forward and matmul_backward: GPT-2's
-// qkv and attention projection): the fp32 operands are rounded to bf16 copies and the GEMMs take
-// bf16 × bf16 and accumulate in fp32 into the fp32 outputs and gradients (LtMatmul::Storage):
+// The plain matmuls of a bf16 run on the GPU (CudaOps::matmul_forward and matmul_backward: those
+// outside GPT-2's fused sublayers, such as Llama's): the fp32 operands are rounded to bf16 copies
+// and the GEMMs take bf16 × bf16 and accumulate in fp32 into the fp32 outputs and gradients
+// (LtMatmul::Storage):
 //   forward   out (fp32)            = inp · W + bias
 //   backward  dinp (fp32)          += dout · Wᵀ
 //             dW (fp32)            += the inp-and-dout GEMM;  db += column sums of the fp32 dout
