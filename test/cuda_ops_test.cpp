@@ -62,15 +62,40 @@ struct Shifted {
   Mirror mirror;
 };
 
-// Each matmul precision with the parity threshold of a GPT-2 sublayer (MLP or attention) run at
-// it: two products in a row, each with its inputs rounded at bf16.
-Catch::Generators::GeneratorWrapper<std::pair<ds::tensor::MatmulPrecision, double>>
-sublayer_precisions() {
+// The runs of a GPT-2 sublayer test: each matmul precision with the parity threshold of a
+// sublayer run at it (two products in a row, each with its inputs rounded at bf16); every tensor
+// 16-byte aligned (shift 0) or one float in (shift 1: views into a layer's buffers may be); dx
+// apart from dout or dout itself (in_place, as a GPT-2 block passes it to attention).
+struct SublayerCase {
+  ds::tensor::MatmulPrecision precision;
+  double tol;
+  int shift;
+  bool in_place;
+};
+std::ostream& operator<<(std::ostream& out, const SublayerCase& c) {
+  return out << "precision " << static_cast<int>(c.precision) << " shift " << c.shift
+             << " in place " << c.in_place;
+}
+Catch::Generators::GeneratorWrapper<SublayerCase> sublayer_cases() {
   using ds::tensor::MatmulPrecision;
-  return Catch::Generators::values<std::pair<MatmulPrecision, double>>(
-      {{MatmulPrecision::kFp32, 1e-4},
-       {MatmulPrecision::kTf32, 2e-3},
-       {MatmulPrecision::kBf16, 2e-2}});
+  const std::pair<MatmulPrecision, double> precisions[] = {{MatmulPrecision::kFp32, 1e-4},
+                                                           {MatmulPrecision::kTf32, 2e-3},
+                                                           {MatmulPrecision::kBf16, 2e-2}};
+  std::vector<SublayerCase> cases;
+  for (const auto& [precision, tol] : precisions) {
+    for (const int shift : {0, 1}) {
+      for (const bool in_place : {false, true}) cases.push_back({precision, tol, shift, in_place});
+    }
+  }
+  return Catch::Generators::from_range(cases.begin(), cases.end());
+}
+
+// Whether a sublayer at `precision` takes its bf16 path on this GPU (one with bf16 tensor cores),
+// which the tests see by its smaller saved region.
+bool bf16_sublayer_expected(ds::tensor::MatmulPrecision precision) {
+  int major = 0;
+  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess);
+  return precision == ds::tensor::MatmulPrecision::kBf16 && major >= 8;
 }
 
 std::vector<char> bytes_of(const Vec& v) {
@@ -327,16 +352,12 @@ struct SublayerParams {
 
 TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
-  using ds::tensor::MatmulPrecision;
-  // bf16 runs take the bf16 MLP (tensor/cuda/bf16_mlp.h), the others the composed one.
-  const auto [precision, tol] = GENERATE(sublayer_precisions());
-  // 0: every tensor 16-byte aligned; 1: the input, the output, dout, dx, the parameters and their
-  // gradients, the saved region and the scratch one float in (the bf16 MLP stages or realigns
-  // them). in_place: dx is dout itself, as the Ops contract allows.
-  const int shift = GENERATE(0, 1);
-  const bool in_place = GENERATE(false, true);
-  INFO("precision " << static_cast<int>(precision) << " shift " << shift << " in place "
-                    << in_place);
+  // bf16 runs take the bf16 MLP (tensor/cuda/bf16_mlp.h), the others the composed one. Shifted:
+  // the input, the output, dout, dx, the parameters and their gradients, the saved region and the
+  // scratch (the bf16 MLP stages or realigns them).
+  const SublayerCase c = GENERATE(sublayer_cases());
+  INFO(c);
+  const auto [precision, tol, shift, in_place] = c;
   ds::tensor::cuda::CudaOps gpu(0, precision);
   Ops& cpu = ds::tensor::cpu_ops();
   const int N = 24, C = 32, H = 128;
@@ -350,11 +371,7 @@ TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
                    dout.data(), saved.data(), x.data(), p.weights(), N, C, H);
 
   const int64_t gpu_saved = gpu.mlp_saved_floats(N, C, H);
-  int major = 0;
-  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess);
-  if (precision == MatmulPrecision::kBf16 && major >= 8) {
-    CHECK(gpu_saved < cpu.mlp_saved_floats(N, C, H));  // the bf16 MLP ran
-  }
+  if (bf16_sublayer_expected(precision)) CHECK(gpu_saved < cpu.mlp_saved_floats(N, C, H));
   const float nan = std::numeric_limits<float>::quiet_NaN();  // what the sublayer must overwrite
   Shifted g_x(gpu, x, shift), g_dout(gpu, dout, shift);
   Shifted g_saved(gpu, Vec(size_t(gpu_saved), nan), shift);
@@ -371,17 +388,11 @@ TEST_CASE("cuda ops MLP matches the CPU at every precision", "[cuda]") {
 
 TEST_CASE("cuda ops attention sublayer matches the CPU at every precision", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
-  using ds::tensor::MatmulPrecision;
   // bf16 runs on a GPU with bf16 tensor cores take the bf16 sublayer
-  // (tensor/cuda/bf16_attention_block.h), the others the composed one.
-  const auto [precision, tol] = GENERATE(sublayer_precisions());
-  // 0: every tensor 16-byte aligned; 1: the input, the output, dout, dx, the parameters and their
-  // gradients, the saved region and the scratch one float in. in_place: dx is dout itself, as a
-  // GPT-2 block passes it.
-  const int shift = GENERATE(0, 1);
-  const bool in_place = GENERATE(false, true);
-  INFO("precision " << static_cast<int>(precision) << " shift " << shift << " in place "
-                    << in_place);
+  // (tensor/cuda/bf16_attention_block.h), the others the composed one. Shifted as the MLP's.
+  const SublayerCase c = GENERATE(sublayer_cases());
+  INFO(c);
+  const auto [precision, tol, shift, in_place] = c;
   ds::tensor::cuda::CudaOps gpu(0, precision);
   Ops& cpu = ds::tensor::cpu_ops();
   // T = 70: a partial last tile, whose rows past T in qkv belong to the next batch row.
@@ -399,10 +410,8 @@ TEST_CASE("cuda ops attention sublayer matches the CPU at every precision", "[cu
                                dout.data(), saved.data(), x.data(), p.weights(), B, T, C, NH);
 
   const int64_t gpu_saved = gpu.attention_block_saved_floats(B, T, C, NH);
-  int major = 0;
-  REQUIRE(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess);
-  if (precision == MatmulPrecision::kBf16 && major >= 8) {
-    CHECK(gpu_saved < cpu.attention_block_saved_floats(B, T, C, NH));  // the bf16 sublayer ran
+  if (bf16_sublayer_expected(precision)) {
+    CHECK(gpu_saved < cpu.attention_block_saved_floats(B, T, C, NH));
   }
   const float nan = std::numeric_limits<float>::quiet_NaN();  // what the sublayer must overwrite
   Shifted g_x(gpu, x, shift), g_dout(gpu, dout, shift);

@@ -17,9 +17,6 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-const LtMatmul::Storage kBf16Out{DType::kBF16, DType::kBF16, DType::kF32};
-const LtMatmul::Storage kFp32Out{DType::kBF16, DType::kF32, DType::kF32};
-
 // The saved region's tensors: qkv [N,3C], y [N,C] and the norm's output ln [N,C] in bf16 from its
 // first 16-byte boundary (each stays aligned: C is a multiple of 16 for the tensor-core
 // attention), then lse [B,NH,T] and the norm's mean and rstd [N].
@@ -40,10 +37,10 @@ struct Saved {
 
 bool Bf16AttentionBlock::supports(int N, int C) {
   // qkv writes bf16, the projection fp32; the backward's input gradients are bf16.
-  return lt_.supports(N, C, 3 * C, WeightLayout::kInOut, kBf16Out) &&
-         lt_.supports(N, C, 3 * C, WeightLayout::kInOut, kFp32Out) &&
-         lt_.supports(N, C, C, WeightLayout::kInOut, kBf16Out) &&
-         lt_.supports(N, C, C, WeightLayout::kInOut, kFp32Out);
+  return lt_.supports(N, C, 3 * C, WeightLayout::kInOut, kBf16Products) &&
+         lt_.supports(N, C, 3 * C, WeightLayout::kInOut, kFp32Products) &&
+         lt_.supports(N, C, C, WeightLayout::kInOut, kBf16Products) &&
+         lt_.supports(N, C, C, WeightLayout::kInOut, kFp32Products);
 }
 
 int64_t Bf16AttentionBlock::saved_floats(int B, int T, int C, int NH) {
@@ -61,7 +58,8 @@ void Bf16AttentionBlock::forward(float* out, float* saved, const float* x,
   mixed::layernorm_forward_to_bf16(s.ln, s.mean, s.rstd, x, w.ln_w, w.ln_b, N, C, eps, stream);
   const void* w_qkv16 = rounded_to_bf16(w.w1, 3 * int64_t{C} * C, w_qkv16_, stream);
   const void* b_qkv16 = rounded_to_bf16(w.b1, 3 * C, b_qkv16_, stream);
-  lt_.forward(s.qkv, s.ln, w_qkv16, b_qkv16, N, C, 3 * C, WeightLayout::kInOut, kBf16Out, stream);
+  lt_.forward(s.qkv, s.ln, w_qkv16, b_qkv16, N, C, 3 * C, WeightLayout::kInOut, kBf16Products,
+              stream);
 
   attention_.forward(s.y, s.lse, s.qkv, B, T, C, NH, stream);
 
@@ -70,7 +68,7 @@ void Bf16AttentionBlock::forward(float* out, float* saved, const float* x,
   const float* residual = aligned_input(x, NC, residual_, stream);
   const StagedOutput projected = StagedOutput::writing(out, NC, staged_[0]);
   lt_.forward_residual(projected.at, residual, s.y, w_proj16, bias, N, C, C, WeightLayout::kInOut,
-                       kFp32Out, stream);
+                       kFp32Products, stream);
   projected.finish(stream);
 }
 
@@ -91,10 +89,10 @@ void Bf16AttentionBlock::backward(float* dx, const Ops::SublayerGrads& g,
   // bias gradient is a fixed-order fp32 column sum of the fp32 dout.
   const void* dout16 = rounded_to_bf16(dout, NC, dout16_, stream);
   const void* w_proj16 = rounded_to_bf16(w.w2, int64_t{C} * C, w_proj16_, stream);
-  lt_.input_gradient(dy, dout16, w_proj16, N, C, C, WeightLayout::kInOut, kBf16Out, stream);
+  lt_.input_gradient(dy, dout16, w_proj16, N, C, C, WeightLayout::kInOut, kBf16Products, stream);
   const auto g_proj = StagedOutput::accumulating(g.w2, int64_t{C} * C, staged_[1], stream);
   lt_.backward(nullptr, g_proj.at, nullptr, dout16, s.y, nullptr, N, C, C, WeightLayout::kInOut,
-               kFp32Out, stream);
+               kFp32Products, stream);
   g_proj.finish(stream);
   if (g.b2 != nullptr) {
     mixed::matmul_bias_backward(g.b2, DType::kF32, dout, DType::kF32, N, C, stream);
@@ -105,19 +103,18 @@ void Bf16AttentionBlock::backward(float* dx, const Ops::SublayerGrads& g,
   // Through qkv: the norm's output gradient in bf16 (written), the weight gradient in fp32;
   // db_qkv from the bf16 dqkv.
   const void* w_qkv16 = rounded_to_bf16(w.w1, 3 * int64_t{C} * C, w_qkv16_, stream);
-  lt_.input_gradient(dln, dqkv, w_qkv16, N, C, 3 * C, WeightLayout::kInOut, kBf16Out, stream);
+  lt_.input_gradient(dln, dqkv, w_qkv16, N, C, 3 * C, WeightLayout::kInOut, kBf16Products, stream);
   const auto g_qkv = StagedOutput::accumulating(g.w1, 3 * int64_t{C} * C, staged_[2], stream);
   lt_.backward(nullptr, g_qkv.at, nullptr, dqkv, s.ln, nullptr, N, C, 3 * C, WeightLayout::kInOut,
-               kFp32Out, stream);
+               kFp32Products, stream);
   g_qkv.finish(stream);
   if (g.b1 != nullptr) {
     mixed::matmul_bias_backward(g.b1, DType::kF32, dqkv, DType::kBF16, N, 3 * C, stream);
   }
 
   // Through the norm, joining dout (the residual connection's gradient; dx may be dout).
-  norm_partials_.grow(sizeof(float) * static_cast<size_t>(mixed::layernorm_partial_floats(C)));
   mixed::layernorm_backward_from_bf16(dx, dout, g.ln_w, g.ln_b, dln, x, w.ln_w, s.mean, s.rstd, N,
-                                      C, norm_partials_.as<float>(), stream);
+                                      C, mixed::layernorm_partials(norm_partials_, C), stream);
 }
 
 }  // namespace ds::tensor::cuda

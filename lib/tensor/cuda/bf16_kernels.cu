@@ -133,6 +133,11 @@ void layernorm_forward_to_bf16(__nv_bfloat16* out, float* mean, float* rstd, con
 
 int64_t layernorm_partial_floats(int C) { return 2 * int64_t{kLayernormBlocks} * C; }
 
+float* layernorm_partials(DeviceBuffer& buffer, int C) {
+  buffer.grow(sizeof(float) * static_cast<size_t>(layernorm_partial_floats(C)));
+  return buffer.as<float>();
+}
+
 void layernorm_backward(void* dinp, const void* dresidual, void* dweight, void* dbias,
                         const void* dout, const void* inp, const void* weight, const float* mean,
                         const float* rstd, int N, int C, float* partials, DType dtype,

@@ -31,8 +31,9 @@
 #include "tensor/dtype.h"
 
 namespace ds::tensor::cuda {
+class DeviceBuffer;
 class TokenBuckets;
-}
+}  // namespace ds::tensor::cuda
 
 namespace ds::tensor::cuda::mixed {
 
@@ -57,6 +58,8 @@ void layernorm_forward_to_bf16(__nv_bfloat16* out, float* mean, float* rstd, con
 // (all in `dtype`), in one pass over dout and inp. `partials`: layernorm_partial_floats(C) floats
 // of device memory for the blocks' column sums.
 int64_t layernorm_partial_floats(int C);
+// `buffer` grown to layernorm_partial_floats(C) (once per width), as the partials.
+float* layernorm_partials(DeviceBuffer& buffer, int C);
 void layernorm_backward(void* dinp, const void* dresidual, void* dweight, void* dbias,
                         const void* dout, const void* inp, const void* weight, const float* mean,
                         const float* rstd, int N, int C, float* partials, DType dtype,

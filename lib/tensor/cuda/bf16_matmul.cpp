@@ -9,14 +9,8 @@
 
 namespace ds::tensor::cuda {
 
-namespace {
-
-const LtMatmul::Storage kBf16Operands{DType::kBF16, DType::kF32, DType::kF32};
-
-}  // namespace
-
 bool Bf16Matmul::supports(int N, int IC, int OC, cpu::WeightLayout layout) {
-  return lt_.supports(N, IC, OC, layout, kBf16Operands);
+  return lt_.supports(N, IC, OC, layout, kFp32Products);
 }
 
 void Bf16Matmul::forward(float* out, const float* inp, const float* weight, const float* bias,
@@ -25,7 +19,7 @@ void Bf16Matmul::forward(float* out, const float* inp, const float* weight, cons
   const void* inp16 = rounded_to_bf16(inp, int64_t{N} * IC, inp16_, stream);
   const void* weight16 = rounded_to_bf16(weight, int64_t{IC} * OC, weight16_, stream);
   const float* aligned_bias = aligned_input(bias, OC, bias_, stream);
-  lt_.forward(out, inp16, weight16, aligned_bias, N, IC, OC, layout, kBf16Operands, stream);
+  lt_.forward(out, inp16, weight16, aligned_bias, N, IC, OC, layout, kFp32Products, stream);
 }
 
 void Bf16Matmul::backward(float* dinp, float* dweight, float* dbias, const float* dout,
@@ -37,7 +31,7 @@ void Bf16Matmul::backward(float* dinp, float* dweight, float* dbias, const float
       dweight == nullptr ? nullptr : rounded_to_bf16(inp, int64_t{N} * IC, inp16_, stream);
   const void* weight16 =
       dinp == nullptr ? nullptr : rounded_to_bf16(weight, int64_t{IC} * OC, weight16_, stream);
-  lt_.backward(dinp, dweight, nullptr, dout16, inp16, weight16, N, IC, OC, layout, kBf16Operands,
+  lt_.backward(dinp, dweight, nullptr, dout16, inp16, weight16, N, IC, OC, layout, kFp32Products,
                stream);
   if (dbias != nullptr)
     mixed::matmul_bias_backward(dbias, DType::kF32, dout, DType::kF32, N, OC, stream);

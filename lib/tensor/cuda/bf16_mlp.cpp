@@ -19,9 +19,6 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-const LtMatmul::Storage kBf16Out{DType::kBF16, DType::kBF16, DType::kF32};
-const LtMatmul::Storage kFp32Out{DType::kBF16, DType::kF32, DType::kF32};
-
 // The saved region's tensors: pre and act [N,H] and the norm's output ln [N,C] in bf16 from its
 // first 16-byte boundary (each stays aligned: H and C are multiples of 8), then the norm's mean
 // and rstd [N].
@@ -47,10 +44,10 @@ bool Bf16Mlp::supports(int N, int C, int H) {
   if (H <= 0 || H % 8 != 0 || C % 8 != 0) return false;
   // The expansion writes bf16 and its input gradient bf16 too (the norm's backward reads it); the
   // projection writes fp32 and its input gradient bf16.
-  return lt_.supports(N, C, H, WeightLayout::kInOut, kBf16Out) &&
-         lt_.supports(N, C, H, WeightLayout::kInOut, kFp32Out) &&
-         lt_.supports(N, H, C, WeightLayout::kInOut, kBf16Out) &&
-         lt_.supports(N, H, C, WeightLayout::kInOut, kFp32Out);
+  return lt_.supports(N, C, H, WeightLayout::kInOut, kBf16Products) &&
+         lt_.supports(N, C, H, WeightLayout::kInOut, kFp32Products) &&
+         lt_.supports(N, H, C, WeightLayout::kInOut, kBf16Products) &&
+         lt_.supports(N, H, C, WeightLayout::kInOut, kFp32Products);
 }
 
 void Bf16Mlp::forward(float* out, float* saved, const float* x, const Ops::SublayerWeights& w,
@@ -68,7 +65,7 @@ void Bf16Mlp::forward(float* out, float* saved, const float* x, const Ops::Subla
   const float* residual = aligned_input(x, int64_t{N} * C, residual_, stream);
   const StagedOutput y = StagedOutput::writing(out, int64_t{N} * C, staged_[0]);
   lt_.forward_residual(y.at, residual, s.act, w_proj16, bias, N, H, C, WeightLayout::kInOut,
-                       kFp32Out, stream);
+                       kFp32Products, stream);
   y.finish(stream);
 }
 
@@ -89,7 +86,7 @@ void Bf16Mlp::backward(float* dx, const Ops::SublayerGrads& g, const Ops::Sublay
   // dout, db_fc's of dpre.
   const auto g_proj = StagedOutput::accumulating(g.w2, int64_t{H} * C, staged_[1], stream);
   lt_.backward_gelu(dpre, g_proj.at, nullptr, dout16, s.act, w_proj16, s.pre, N, H, C,
-                    WeightLayout::kInOut, kBf16Out, stream);
+                    WeightLayout::kInOut, kBf16Products, stream);
   g_proj.finish(stream);
   if (g.b2 != nullptr) {
     mixed::matmul_bias_backward(g.b2, DType::kF32, dout, DType::kF32, N, C, stream);
@@ -97,19 +94,18 @@ void Bf16Mlp::backward(float* dx, const Ops::SublayerGrads& g, const Ops::Sublay
 
   // Through the expansion: the norm's output gradient (bf16, written) and the expansion's weight
   // gradient in fp32.
-  lt_.input_gradient(dln, dpre, w_fc16, N, C, H, WeightLayout::kInOut, kBf16Out, stream);
+  lt_.input_gradient(dln, dpre, w_fc16, N, C, H, WeightLayout::kInOut, kBf16Products, stream);
   const auto g_fc = StagedOutput::accumulating(g.w1, int64_t{C} * H, staged_[2], stream);
   lt_.backward(nullptr, g_fc.at, nullptr, dpre, s.ln, nullptr, N, C, H, WeightLayout::kInOut,
-               kFp32Out, stream);
+               kFp32Products, stream);
   g_fc.finish(stream);
   if (g.b1 != nullptr) {
     mixed::matmul_bias_backward(g.b1, DType::kF32, dpre, DType::kBF16, N, H, stream);
   }
 
   // Through the norm, joining dout (the residual connection's gradient; dx may be dout).
-  norm_partials_.grow(sizeof(float) * static_cast<size_t>(mixed::layernorm_partial_floats(C)));
   mixed::layernorm_backward_from_bf16(dx, dout, g.ln_w, g.ln_b, dln, x, w.ln_w, s.mean, s.rstd, N,
-                                      C, norm_partials_.as<float>(), stream);
+                                      C, mixed::layernorm_partials(norm_partials_, C), stream);
 }
 
 }  // namespace ds::tensor::cuda

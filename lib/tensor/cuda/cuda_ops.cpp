@@ -179,9 +179,8 @@ void CudaOps::layernorm_backward_onto(float* dinp, const float* dresidual, float
                                       int N, int C) {
   // dresidual == dinp (layernorm_backward) accumulates: the kernel adds to what it reads.
   const auto timed = profiler_->time("layernorm_backward", stream());
-  layernorm_partials_.grow(sizeof(float) * static_cast<size_t>(mixed::layernorm_partial_floats(C)));
   cuda::layernorm_backward(dinp, dresidual, dweight, dbias, dout, inp, weight, mean, rstd, N, C,
-                           layernorm_partials_.as<float>(), stream());
+                           mixed::layernorm_partials(layernorm_partials_, C), stream());
 }
 void CudaOps::matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
                              int N, int IC, int OC, WeightLayout layout) {

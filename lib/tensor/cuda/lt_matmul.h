@@ -183,4 +183,9 @@ class LtMatmul {
   std::map<GemmKey, std::unique_ptr<Plan>> plans_;
 };
 
+// bf16 runs' products on the GPU: bf16 operands, fp32 weight gradients, and bf16 or fp32 products
+// (the bf16 sublayers' and matmuls', bf16_mlp.h, bf16_attention_block.h and bf16_matmul.h).
+inline const LtMatmul::Storage kBf16Products{DType::kBF16, DType::kBF16, DType::kF32};
+inline const LtMatmul::Storage kFp32Products{DType::kBF16, DType::kF32, DType::kF32};
+
 }  // namespace ds::tensor::cuda
