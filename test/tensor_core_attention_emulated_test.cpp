@@ -33,16 +33,6 @@ Vec to_f32(const Bf16Vec& x) {
   return widened;
 }
 
-// The kernels' views of qkv [B,T,3C] and of a [B,T,C] tensor, as TensorCoreAttention gives them.
-struct Operands {
-  tc::Operand q, k, v, dout;
-  Operands(const Bf16* qkv, const Bf16* d, int T, int C, int NH)
-      : q{qkv, int64_t{T} * 3 * C, C / NH, 3 * C},
-        k{qkv + C, q.batch_stride, q.head_stride, q.row_stride},
-        v{qkv + 2 * C, q.batch_stride, q.head_stride, q.row_stride},
-        dout{d, int64_t{T} * C, C / NH, C} {}
-};
-
 // Runs the forward, then the two backward kernels as TensorCoreAttention launches them, for head
 // size F·16 and results in Out (fp32: out written and dqkv accumulated, as the Ops contracts;
 // bf16: both written), against the CPU kernels. The operands are read in place from bf16 qkv and
@@ -58,7 +48,7 @@ void check_against_cpu(int B, int T, int NH) {
   const dim3 block{tc::kThreads};
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
   const Bf16Vec qkv = to_bf16(want.qkv), dout = to_bf16(want.dout);
-  const Operands x(qkv.data(), dout.data(), T, C, NH);
+  const tc::Operands x(qkv.data(), dout.data(), T, C, NH);
   const auto garbage = [](size_t n, uint32_t seed) {  // what the kernels must overwrite
     if constexpr (kFp32) {
       return random_vec(n, seed);

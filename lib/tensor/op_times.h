@@ -19,8 +19,7 @@ class OpTimes {
   void add(std::string_view op, double ms);
   double total_ms() const { return total_ms_; }
   // A heading (which says how many first calls were left out), then one line per op that has a
-  // call counted, the most time
-  // first (ties by name):
+  // call counted, the most time first (ties by name):
   //   "  <op>  <calls> calls  <ms> ms  <share> %".
   std::string report(std::string_view heading) const;
 

@@ -8,7 +8,6 @@
 #include "tensor/cuda/bf16_region.h"
 #include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/lt_matmul.h"
-#include "tensor/cuda/staged_output.h"
 #include "tensor/cuda/tensor_core_attention.h"
 
 namespace ds::tensor::cuda {
@@ -37,10 +36,7 @@ struct Saved {
 
 bool Bf16AttentionBlock::supports(int N, int C) {
   // qkv writes bf16, the projection fp32; the backward's input gradients are bf16.
-  return lt_.supports(N, C, 3 * C, WeightLayout::kInOut, kBf16Products) &&
-         lt_.supports(N, C, 3 * C, WeightLayout::kInOut, kFp32Products) &&
-         lt_.supports(N, C, C, WeightLayout::kInOut, kBf16Products) &&
-         lt_.supports(N, C, C, WeightLayout::kInOut, kFp32Products);
+  return products_.supports(N, C, 3 * C) && products_.supports(N, C, C);
 }
 
 int64_t Bf16AttentionBlock::saved_floats(int B, int T, int C, int NH) {
@@ -53,7 +49,6 @@ void Bf16AttentionBlock::forward(float* out, float* saved, const float* x,
                                  int NH, cudaStream_t stream) {
   const int N = B * T;
   if (N == 0) return;
-  const int64_t NC = int64_t{N} * C;
   const Saved<float> s(saved, N, C, NH);
   mixed::layernorm_forward_to_bf16(s.ln, s.mean, s.rstd, x, w.ln_w, w.ln_b, N, C, eps, stream);
   const void* w_qkv16 = rounded_to_bf16(w.w1, 3 * int64_t{C} * C, w_qkv16_, stream);
@@ -64,12 +59,7 @@ void Bf16AttentionBlock::forward(float* out, float* saved, const float* x,
   attention_.forward(s.y, s.lse, s.qkv, B, T, C, NH, stream);
 
   const void* w_proj16 = rounded_to_bf16(w.w2, int64_t{C} * C, w_proj16_, stream);
-  const float* bias = aligned_input(w.b2, C, b_proj_, stream);
-  const float* residual = aligned_input(x, NC, residual_, stream);
-  const StagedOutput projected = StagedOutput::writing(out, NC, staged_[0]);
-  lt_.forward_residual(projected.at, residual, s.y, w_proj16, bias, N, C, C, WeightLayout::kInOut,
-                       kFp32Products, stream);
-  projected.finish(stream);
+  products_.project(out, x, s.y, w_proj16, w.b2, N, C, C, stream);
 }
 
 void Bf16AttentionBlock::backward(float* dx, const Ops::SublayerGrads& g,
@@ -90,10 +80,7 @@ void Bf16AttentionBlock::backward(float* dx, const Ops::SublayerGrads& g,
   const void* dout16 = rounded_to_bf16(dout, NC, dout16_, stream);
   const void* w_proj16 = rounded_to_bf16(w.w2, int64_t{C} * C, w_proj16_, stream);
   lt_.input_gradient(dy, dout16, w_proj16, N, C, C, WeightLayout::kInOut, kBf16Products, stream);
-  const auto g_proj = StagedOutput::accumulating(g.w2, int64_t{C} * C, staged_[1], stream);
-  lt_.backward(nullptr, g_proj.at, nullptr, dout16, s.y, nullptr, N, C, C, WeightLayout::kInOut,
-               kFp32Products, stream);
-  g_proj.finish(stream);
+  products_.add_weight_gradient(g.w2, dout16, s.y, N, C, C, stream);
   if (g.b2 != nullptr) {
     mixed::matmul_bias_backward(g.b2, DType::kF32, dout, DType::kF32, N, C, stream);
   }
@@ -104,17 +91,13 @@ void Bf16AttentionBlock::backward(float* dx, const Ops::SublayerGrads& g,
   // db_qkv from the bf16 dqkv.
   const void* w_qkv16 = rounded_to_bf16(w.w1, 3 * int64_t{C} * C, w_qkv16_, stream);
   lt_.input_gradient(dln, dqkv, w_qkv16, N, C, 3 * C, WeightLayout::kInOut, kBf16Products, stream);
-  const auto g_qkv = StagedOutput::accumulating(g.w1, 3 * int64_t{C} * C, staged_[2], stream);
-  lt_.backward(nullptr, g_qkv.at, nullptr, dqkv, s.ln, nullptr, N, C, 3 * C, WeightLayout::kInOut,
-               kFp32Products, stream);
-  g_qkv.finish(stream);
+  products_.add_weight_gradient(g.w1, dqkv, s.ln, N, C, 3 * C, stream);
   if (g.b1 != nullptr) {
     mixed::matmul_bias_backward(g.b1, DType::kF32, dqkv, DType::kBF16, N, 3 * C, stream);
   }
 
   // Through the norm, joining dout (the residual connection's gradient; dx may be dout).
-  mixed::layernorm_backward_from_bf16(dx, dout, g.ln_w, g.ln_b, dln, x, w.ln_w, s.mean, s.rstd, N,
-                                      C, mixed::layernorm_partials(norm_partials_, C), stream);
+  products_.norm_backward(dx, dout, g.ln_w, g.ln_b, dln, x, w.ln_w, s.mean, s.rstd, N, C, stream);
 }
 
 }  // namespace ds::tensor::cuda

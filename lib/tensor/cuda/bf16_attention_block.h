@@ -34,6 +34,7 @@
 
 #include <cstdint>
 
+#include "tensor/cuda/bf16_sublayer_products.h"
 #include "tensor/cuda/device_buffer.h"
 #include "tensor/ops.h"
 
@@ -46,7 +47,7 @@ class Bf16AttentionBlock {
  public:
   // norm_partials: the layernorm backward's workspace, shared with the caller's other ops.
   Bf16AttentionBlock(LtMatmul& lt, TensorCoreAttention& attention, DeviceBuffer& norm_partials)
-      : lt_(lt), attention_(attention), norm_partials_(norm_partials) {}
+      : lt_(lt), attention_(attention), products_(lt, norm_partials) {}
 
   // Whether cuBLASLt has the bf16 GEMMs of both products at N = B·T rows (asked once per shape;
   // the plans are kept). The caller checks that the tensor-core attention runs C and NH.
@@ -65,11 +66,8 @@ class Bf16AttentionBlock {
  private:
   LtMatmul& lt_;
   TensorCoreAttention& attention_;
-  DeviceBuffer& norm_partials_;
-  DeviceBuffer dout16_, w_qkv16_, b_qkv16_, w_proj16_;
-  DeviceBuffer staged_[3];  // out, and the two weight gradients
-  DeviceBuffer b_proj_;     // b_proj, when it is not aligned
-  DeviceBuffer residual_;   // x, when it is not aligned
+  Bf16SublayerProducts products_;
+  DeviceBuffer dout16_, w_qkv16_, b_qkv16_, w_proj16_;  // rounded copies
 };
 
 }  // namespace ds::tensor::cuda

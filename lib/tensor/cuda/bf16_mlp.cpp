@@ -8,10 +8,7 @@
 #include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/bf16_region.h"
 #include "tensor/cuda/cast_kernels.h"
-#include "tensor/cuda/cuda_check.h"
-#include "tensor/cuda/kernels.h"
 #include "tensor/cuda/lt_matmul.h"
-#include "tensor/cuda/staged_output.h"
 
 namespace ds::tensor::cuda {
 
@@ -44,10 +41,7 @@ bool Bf16Mlp::supports(int N, int C, int H) {
   if (H <= 0 || H % 8 != 0 || C % 8 != 0) return false;
   // The expansion writes bf16 and its input gradient bf16 too (the norm's backward reads it); the
   // projection writes fp32 and its input gradient bf16.
-  return lt_.supports(N, C, H, WeightLayout::kInOut, kBf16Products) &&
-         lt_.supports(N, C, H, WeightLayout::kInOut, kFp32Products) &&
-         lt_.supports(N, H, C, WeightLayout::kInOut, kBf16Products) &&
-         lt_.supports(N, H, C, WeightLayout::kInOut, kFp32Products);
+  return products_.supports(N, C, H) && products_.supports(N, H, C);
 }
 
 void Bf16Mlp::forward(float* out, float* saved, const float* x, const Ops::SublayerWeights& w,
@@ -61,12 +55,7 @@ void Bf16Mlp::forward(float* out, float* saved, const float* x, const Ops::Subla
   lt_.forward_gelu(s.act, s.pre, s.ln, w_fc16, b_fc16, N, C, H, WeightLayout::kInOut, DType::kBF16,
                    stream);
 
-  const float* bias = aligned_input(w.b2, C, b_proj_, stream);
-  const float* residual = aligned_input(x, int64_t{N} * C, residual_, stream);
-  const StagedOutput y = StagedOutput::writing(out, int64_t{N} * C, staged_[0]);
-  lt_.forward_residual(y.at, residual, s.act, w_proj16, bias, N, H, C, WeightLayout::kInOut,
-                       kFp32Products, stream);
-  y.finish(stream);
+  products_.project(out, x, s.act, w_proj16, w.b2, N, H, C, stream);
 }
 
 void Bf16Mlp::backward(float* dx, const Ops::SublayerGrads& g, const Ops::SublayerScratch& t,
@@ -84,10 +73,9 @@ void Bf16Mlp::backward(float* dx, const Ops::SublayerGrads& g, const Ops::Sublay
   // Through the projection and GELU: dpre in bf16, the projection's weight gradient in fp32.
   // The bias gradients are column sums (fixed order, fp32, any alignment): db_proj's of the fp32
   // dout, db_fc's of dpre.
-  const auto g_proj = StagedOutput::accumulating(g.w2, int64_t{H} * C, staged_[1], stream);
-  lt_.backward_gelu(dpre, g_proj.at, nullptr, dout16, s.act, w_proj16, s.pre, N, H, C,
+  lt_.backward_gelu(dpre, nullptr, nullptr, dout16, s.act, w_proj16, s.pre, N, H, C,
                     WeightLayout::kInOut, kBf16Products, stream);
-  g_proj.finish(stream);
+  products_.add_weight_gradient(g.w2, dout16, s.act, N, H, C, stream);
   if (g.b2 != nullptr) {
     mixed::matmul_bias_backward(g.b2, DType::kF32, dout, DType::kF32, N, C, stream);
   }
@@ -95,17 +83,13 @@ void Bf16Mlp::backward(float* dx, const Ops::SublayerGrads& g, const Ops::Sublay
   // Through the expansion: the norm's output gradient (bf16, written) and the expansion's weight
   // gradient in fp32.
   lt_.input_gradient(dln, dpre, w_fc16, N, C, H, WeightLayout::kInOut, kBf16Products, stream);
-  const auto g_fc = StagedOutput::accumulating(g.w1, int64_t{C} * H, staged_[2], stream);
-  lt_.backward(nullptr, g_fc.at, nullptr, dpre, s.ln, nullptr, N, C, H, WeightLayout::kInOut,
-               kFp32Products, stream);
-  g_fc.finish(stream);
+  products_.add_weight_gradient(g.w1, dpre, s.ln, N, C, H, stream);
   if (g.b1 != nullptr) {
     mixed::matmul_bias_backward(g.b1, DType::kF32, dpre, DType::kBF16, N, H, stream);
   }
 
   // Through the norm, joining dout (the residual connection's gradient; dx may be dout).
-  mixed::layernorm_backward_from_bf16(dx, dout, g.ln_w, g.ln_b, dln, x, w.ln_w, s.mean, s.rstd, N,
-                                      C, mixed::layernorm_partials(norm_partials_, C), stream);
+  products_.norm_backward(dx, dout, g.ln_w, g.ln_b, dln, x, w.ln_w, s.mean, s.rstd, N, C, stream);
 }
 
 }  // namespace ds::tensor::cuda

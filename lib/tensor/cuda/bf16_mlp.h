@@ -30,6 +30,7 @@
 
 #include <cstdint>
 
+#include "tensor/cuda/bf16_sublayer_products.h"
 #include "tensor/cuda/device_buffer.h"
 #include "tensor/ops.h"
 
@@ -40,7 +41,7 @@ class LtMatmul;
 class Bf16Mlp {
  public:
   // norm_partials: the layernorm backward's workspace, shared with the caller's other ops.
-  Bf16Mlp(LtMatmul& lt, DeviceBuffer& norm_partials) : lt_(lt), norm_partials_(norm_partials) {}
+  Bf16Mlp(LtMatmul& lt, DeviceBuffer& norm_partials) : lt_(lt), products_(lt, norm_partials) {}
 
   // Whether the bf16 MLP runs this shape: a width and hidden width that are multiples of 8 (the
   // GELU epilogues' and the bf16 tensors' alignment), and cuBLASLt algorithms for each product's
@@ -59,11 +60,8 @@ class Bf16Mlp {
 
  private:
   LtMatmul& lt_;
-  DeviceBuffer& norm_partials_;
-  DeviceBuffer dout16_, w_fc16_, w_proj16_, b_fc16_;
-  DeviceBuffer staged_[3];  // out, and the two weight gradients
-  DeviceBuffer b_proj_;     // b_proj, when it is not aligned
-  DeviceBuffer residual_;   // x, when it is not aligned
+  Bf16SublayerProducts products_;
+  DeviceBuffer dout16_, w_fc16_, w_proj16_, b_fc16_;  // rounded copies
 };
 
 }  // namespace ds::tensor::cuda

@@ -73,8 +73,6 @@ __global__ void convert_eight_kernel(Out* out, const In* in, int64_t groups) {
   reinterpret_cast<Eight<Out>*>(out)[g] = b;
 }
 
-bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 // Calls fn(In{}, Out{}) with the element types of a conversion from in_dtype to out_dtype.
 template <typename Fn>
 void with_types(DType out_dtype, DType in_dtype, Fn&& fn) {

@@ -54,19 +54,15 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
           .precision = precision, .fuse_gelu = precision != MatmulPrecision::kFp32})),
       precision_(precision),
       tensor_core_shared_bytes_(tensor_core_shared_bytes(device)),
-      classifier_(std::make_unique<Classifier>(
-          *blas_, bf16_on_tensor_cores(precision, tensor_core_shared_bytes_))),
-      bf16_mlp_(bf16_on_tensor_cores(precision, tensor_core_shared_bytes_)
-                    ? std::make_unique<Bf16Mlp>(*lt_, layernorm_partials_)
-                    : nullptr),
-      bf16_matmul_(bf16_on_tensor_cores(precision, tensor_core_shared_bytes_)
-                       ? std::make_unique<Bf16Matmul>(*lt_)
-                       : nullptr),
+      bf16_on_tensor_cores_(bf16_on_tensor_cores(precision, tensor_core_shared_bytes_)),
+      classifier_(std::make_unique<Classifier>(*blas_, bf16_on_tensor_cores_)),
+      bf16_mlp_(bf16_on_tensor_cores_ ? std::make_unique<Bf16Mlp>(*lt_, layernorm_partials_)
+                                      : nullptr),
+      bf16_matmul_(bf16_on_tensor_cores_ ? std::make_unique<Bf16Matmul>(*lt_) : nullptr),
       tc_attention_(std::make_unique<TensorCoreAttention>()),
-      bf16_attention_block_(
-          bf16_on_tensor_cores(precision, tensor_core_shared_bytes_)
-              ? std::make_unique<Bf16AttentionBlock>(*lt_, *tc_attention_, layernorm_partials_)
-              : nullptr),
+      bf16_attention_block_(bf16_on_tensor_cores_ ? std::make_unique<Bf16AttentionBlock>(
+                                                        *lt_, *tc_attention_, layernorm_partials_)
+                                                  : nullptr),
       flash_above_bytes_(flash_above_bytes),
       buckets_(std::make_unique<TokenBuckets>()),
       profiler_(std::make_unique<OpProfiler>()),

@@ -167,6 +167,7 @@ class CudaOps final : public Ops {
   std::unique_ptr<LtMatmul> lt_;
   MatmulPrecision precision_;
   size_t tensor_core_shared_bytes_;  // per block, for the tensor-core attention (0: no bf16 MMA)
+  bool bf16_on_tensor_cores_;        // the run's products in bf16 on them: the bf16 ops below exist
   // Every layernorm backward's column sums per block (the bf16 sublayers' too); grows once.
   DeviceBuffer layernorm_partials_;
   std::unique_ptr<Classifier> classifier_;   // the training step's LM head (classifier.h)

@@ -11,6 +11,13 @@
 
 namespace ds::tensor::cuda {
 
+// Whether `pointer` starts a 16-byte vector access: what cuBLASLt's kernels and the 16-byte
+// loads and stores of the kernels here need. cudaMalloc gives 256-byte alignment; a view into a
+// buffer keeps it when it starts at a multiple of 16 bytes.
+inline bool aligned_16(const void* pointer) {
+  return reinterpret_cast<uintptr_t>(pointer) % 16 == 0;
+}
+
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;

@@ -274,8 +274,8 @@ bool LtMatmul::try_gemm(const GemmKey& key, const void* a, const void* b, const 
 }
 
 void LtMatmul::gemm(const GemmKey& key, const void* a, const void* b, void* d, float beta,
-                    cudaStream_t stream) {
-  if (try_gemm(key, a, b, d, d, beta, nullptr, nullptr, stream)) return;
+                    cudaStream_t stream, const void* c) {
+  if (try_gemm(key, a, b, c == nullptr ? d : c, d, beta, nullptr, nullptr, stream)) return;
   const Plan& p = plan(key);
   throw Error(fmt::format("cuBLASLt has no algorithm for a {} -> {} GEMM (m={} n={} k={}, A{} "
                           "B{}, epilogue {}, {} compute): {}",
@@ -304,7 +304,8 @@ void* LtMatmul::bias_scratch(size_t bytes) {
 }
 
 bool LtMatmul::aligned(const void* pointer) {
-  return reinterpret_cast<uintptr_t>(pointer) % kAlignment == 0;
+  static_assert(kAlignment == 16, "aligned_16 is cuBLASLt's alignment");
+  return aligned_16(pointer);
 }
 
 bool LtMatmul::supports(int N, int IC, int OC, WeightLayout layout, Storage storage) {
@@ -340,9 +341,7 @@ void LtMatmul::forward_residual(void* out, const void* residual, const void* inp
   const GemmKey plain = key_of<GemmKey>(forward_gemm(N, IC, OC, layout), storage.operands,
                                         storage.outputs, CUBLASLT_EPILOGUE_DEFAULT);
   if (bias == nullptr) {
-    if (!try_gemm(plain, weight, inp, c, out, beta, nullptr, nullptr, stream)) {
-      gemm(plain, weight, inp, out, beta, stream);  // throws, saying why
-    }
+    gemm(plain, weight, inp, out, beta, stream, c);
     return;
   }
   check_aligned(bias, "bias");

@@ -163,8 +163,9 @@ class LtMatmul {
   // matrix laid out as D); false (having queued nothing) when cuBLASLt has no algorithm for it.
   bool try_gemm(const GemmKey& key, const void* a, const void* b, const void* c, void* d,
                 float beta, const void* bias, const void* aux, cudaStream_t stream);
+  // As try_gemm without an epilogue (C is D unless given), throwing when there is no algorithm.
   void gemm(const GemmKey& key, const void* a, const void* b, void* d, float beta,
-            cudaStream_t stream);
+            cudaStream_t stream, const void* c = nullptr);
   // dinp = dout · W^T + beta dinp.
   void input_gemm(void* dinp, const void* dout, const void* weight, int N, int IC, int OC,
                   cpu::WeightLayout layout, Storage storage, float beta, cudaStream_t stream);

@@ -115,11 +115,10 @@ __global__ void layernorm_forward_kernel(Out* out, float* mean, float* rstd, con
 // Layernorm's backward in one pass over dout and inp. Block b owns rows [b·rows, (b+1)·rows),
 // its warps a row each in turn; a warp writes dinp = dresidual + the row's input gradient
 // (dresidual == dinp: accumulates; else a residual connection's gradient joins in the same pass)
-// and adds the row's
-// terms of the parameter gradients (dout·x̂ for the weight, dout for the bias) to partial sums of
-// its own, a pair per column in shared memory (layernorm_backward_shared_bytes; lane l owns
-// columns l, l + 32, ...). The block then adds its warps' sums in warp order into its row of
-// `partials` (weight sums [blocks][C], then bias sums [blocks][C]), whose column sums
+// and adds the row's terms of the parameter gradients (dout·x̂ for the weight, dout for the bias)
+// to partial sums of its own, a pair per column in shared memory (layernorm_backward_shared_bytes;
+// lane l owns columns l, l + 32, ...). The block then adds its warps' sums in warp order into its
+// row of `partials` (weight sums [blocks][C], then bias sums [blocks][C]), whose column sums
 // (column_sum_kernel over RowsTerm<float>) finish the gradients: every sum has a fixed order, with
 // no atomics. dout may be stored in another type (G: a bf16 gradient from a bf16 GEMM).
 constexpr int kLayernormBlocks = 512;  // at most; the partials' rows

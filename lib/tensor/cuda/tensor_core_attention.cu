@@ -83,22 +83,10 @@ size_t tensor_core_attention_shared_bytes(int C, int NH) {
 
 namespace {
 
-bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-// The kernels' views of qkv [B,T,3C] (Q, then K at +C and V at +2C) and of a [B,T,C] tensor.
-struct QkvOperands {
-  Operand q, k, v;
-  QkvOperands(const Bf16* qkv, int T, int C, int NH)
-      : q{qkv, int64_t{T} * 3 * C, C / NH, 3 * C},
-        k{qkv + C, q.batch_stride, q.head_stride, q.row_stride},
-        v{qkv + 2 * C, q.batch_stride, q.head_stride, q.row_stride} {}
-};
-Operand rows_operand(const Bf16* x, int T, int C, int NH) { return {x, int64_t{T} * C, C / NH, C}; }
-
 template <typename Out>
 void run_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C, int NH,
                  cudaStream_t stream) {
-  const QkvOperands x(qkv, T, C, NH);
+  const Operands x(qkv, nullptr, T, C, NH);
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
     launch(forward_kernel<F, Out>, shared_bytes<ForwardShared<F>>(), block_grid(B, T, NH), stream,
@@ -109,15 +97,14 @@ void run_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C, int
 template <typename Out>
 void run_backward(Out* dqkv, const float* row_dot, const Bf16* dout, const Bf16* qkv,
                   const float* lse, int B, int T, int C, int NH, cudaStream_t stream) {
-  const QkvOperands x(qkv, T, C, NH);
-  const Operand d = rows_operand(dout, T, C, NH);
+  const Operands x(qkv, dout, T, C, NH);
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
     const float scale = softmax_scale(C / NH);
-    launch(dq_kernel<F, Out>, shared_bytes<DqShared<F>>(), block_grid(B, T, NH), stream, dqkv, d,
-           lse, row_dot, x.q, x.k, x.v, T, C, NH, scale);
-    launch(dkv_kernel<F, Out>, shared_bytes<DkvShared<F>>(), block_grid(B, T, NH), stream, dqkv, d,
-           lse, row_dot, x.q, x.k, x.v, T, C, NH, scale);
+    launch(dq_kernel<F, Out>, shared_bytes<DqShared<F>>(), block_grid(B, T, NH), stream, dqkv,
+           x.dout, lse, row_dot, x.q, x.k, x.v, T, C, NH, scale);
+    launch(dkv_kernel<F, Out>, shared_bytes<DkvShared<F>>(), block_grid(B, T, NH), stream, dqkv,
+           x.dout, lse, row_dot, x.q, x.k, x.v, T, C, NH, scale);
   });
 }
 

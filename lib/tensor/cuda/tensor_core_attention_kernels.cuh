@@ -157,6 +157,17 @@ struct Operand {
   int64_t batch_stride, head_stride, row_stride;
 };
 
+// The kernels' views of qkv [B,T,3C] (Q, then K at +C and V at +2C) and of dout [B,T,C], for a
+// head size of C / NH (dout may be nullptr: the forward reads none).
+struct Operands {
+  Operand q, k, v, dout;
+  __host__ __device__ Operands(const Bf16* qkv, const Bf16* d, int T, int C, int NH)
+      : q{qkv, int64_t{T} * 3 * C, C / NH, 3 * C},
+        k{qkv + C, q.batch_stride, q.head_stride, q.row_stride},
+        v{qkv + 2 * C, q.batch_stride, q.head_stride, q.row_stride},
+        dout{d, int64_t{T} * C, C / NH, C} {}
+};
+
 // One (batch row, head)'s rows of an operand.
 struct HeadRows {
   const Bf16* first;
@@ -353,12 +364,14 @@ __device__ __forceinline__ void for_each_tile(int first, int end, Stage&& stage,
   }
 }
 
-// Queues the key and value tiles from row j0 into `buffer` of a forward's or dQ's shared memory.
+// Queues the block's key and value tiles from row j0 into `buffer` of a forward's or dQ's shared
+// memory.
 template <int F, typename Shared>
-__device__ __forceinline__ void stage_keys_values(const Shared& s, const HeadRows& k,
-                                                  const HeadRows& v, int j0, int T, int buffer) {
-  stage_rows<F>(pick(s.k, buffer), k, j0, T);
-  stage_rows<F>(pick(s.v, buffer), v, j0, T);
+__device__ __forceinline__ void stage_keys_values(const Shared& s, const Place& at,
+                                                  const Operand& k, const Operand& v, int j0, int T,
+                                                  int buffer) {
+  stage_rows<F>(pick(s.k, buffer), at.rows(k), j0, T);
+  stage_rows<F>(pick(s.v, buffer), at.rows(v), j0, T);
   commit_copies();
 }
 
@@ -376,9 +389,7 @@ __global__ void __launch_bounds__(kThreads)
   const int q0 = queries.first;
   const int(&query)[2] = queries.mine;
   const float scale_log2 = scale * kLog2e;
-  const auto stage = [&](int j0, int buffer) {
-    stage_keys_values<F>(s, at.rows(k), at.rows(v), j0, T, buffer);
-  };
+  const auto stage = [&](int j0, int buffer) { stage_keys_values<F>(s, at, k, v, j0, T, buffer); };
 
   stage_rows<F>(s.q, at.rows(q), q0, T);
   stage(0, 0);
@@ -433,8 +444,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // dQ for the block's queries: dq_i = scale Σ_{j<=i} ds_ij k_j over the key tiles up to the
 // block's diagonal, with p = exp(scale·score − lse) and ds = p (dout·v − row_dot). Grid as the
-// forward's.
-// dQ is added to an fp32 dqkv, written to a bf16 one.
+// forward's. dQ is added to an fp32 dqkv, written to a bf16 one.
 template <int F, typename Out>
 __global__ void __launch_bounds__(kThreads)
     dq_kernel(Out* dqkv, Operand dout, const float* lse, const float* row_dot, Operand q, Operand k,
@@ -447,9 +457,7 @@ __global__ void __launch_bounds__(kThreads)
   const int q0 = queries.first;
   const int(&query)[2] = queries.mine;
   const float scale_log2 = scale * kLog2e;
-  const auto stage = [&](int j0, int buffer) {
-    stage_keys_values<F>(s, at.rows(k), at.rows(v), j0, T, buffer);
-  };
+  const auto stage = [&](int j0, int buffer) { stage_keys_values<F>(s, at, k, v, j0, T, buffer); };
   float query_lse[2], query_dot[2];  // log2-scaled; zeros past T (whose rows add nothing)
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
