@@ -72,6 +72,7 @@ if [ "$status" -ne 0 ]; then
 fi
 grep -m1 "device:" "$work/ds.log" || true
 grep -m1 "matmuls:" "$work/ds.log" || true
+grep -m1 "tensor-core attention block shapes:" "$work/ds.log" || true
 
 summary() {  # JSON lines on stdin → "tokens/s mfu%" (medians over steps >= 3)
   python3 -c '

@@ -11,13 +11,16 @@
 // ops accumulate (+=) as the CPU ones do. Without a GPU each case WARNs and passes.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "attention_reference.h"
 #include "cuda_test_helpers.h"
 #include "tensor/cpu/kernels.h"
 #include "tensor/cuda/bf16_kernels.h"
+#include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/flash_attention.h"
 #include "tensor/cuda/kernels.h"
 #include "tensor/cuda/tensor_core_attention.h"
@@ -282,6 +285,49 @@ TEST_CASE("cuda tensor-core flash attention matches the CPU within bf16 rounding
   };
   check_flash_style("tensor_core_attention", forward, backward, B, T, C, NH,
                     {kTensorCoreOutError, kTensorCoreLseError, kTensorCoreDqkvError});
+}
+
+// The forward and dQ come in 64- and 128-row blocks, which must give the same numbers bit for
+// bit (the faster is chosen at run time): on bf16 operands, as the bf16 attention block runs them.
+TEST_CASE("cuda tensor-core attention's block shapes agree bit for bit", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  Gpu gpu;
+  // Head sizes 16 and 64 (GPT-2's, the largest with 128-row blocks); T = 200 leaves the first
+  // warps of the last 128-row block a key tile to skip.
+  const auto [B, T, C, NH] = GENERATE(std::tuple{2, 200, 32, 2}, std::tuple{1, 300, 768, 12});
+  INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
+  const AttentionReference inputs(B, T, C, NH);
+  const auto bf16_copy = [&](const Vec& v) {
+    auto f32 = to_device(v, gpu);
+    cuda::DeviceBuffer copy(bytes_of(v.size(), ds::tensor::DType::kBF16));
+    cuda::from_f32(copy.data(), ds::tensor::DType::kBF16, f32.as<float>(), int64_t(v.size()),
+                   gpu.s());
+    return copy;
+  };
+  using Bf16 = cuda::TensorCoreAttention::Bf16;
+  const auto qkv = bf16_copy(inputs.qkv), dout = bf16_copy(inputs.dout);
+  const size_t rows = size_t(B) * T;
+  struct Results {
+    std::vector<uint16_t> out, dqkv;
+    Vec lse;
+  };
+  const auto run = [&](int block_rows) {
+    cuda::TensorCoreAttention attention;
+    attention.set_block_rows(block_rows);
+    auto out = bf16_copy(random_vec(rows * C, 36));  // garbage the kernels must overwrite
+    auto dqkv = bf16_copy(random_vec(rows * 3 * C, 37));
+    auto lse = cuda::DeviceBuffer::floats(int64_t{B} * NH * T);
+    auto row_dot = cuda::DeviceBuffer::floats(int64_t{B} * NH * T);
+    attention.forward(out.as<Bf16>(), lse.as<float>(), qkv.as<Bf16>(), B, T, C, NH, gpu.s());
+    attention.backward(dqkv.as<Bf16>(), row_dot.as<float>(), dout.as<Bf16>(), qkv.as<Bf16>(),
+                       out.as<Bf16>(), lse.as<float>(), B, T, C, NH, gpu.s());
+    return Results{to_host<uint16_t>(out, rows * C, gpu),
+                   to_host<uint16_t>(dqkv, rows * 3 * C, gpu), to_host(lse, gpu)};
+  };
+  const Results narrow = run(64), wide = run(128);
+  CHECK(wide.out == narrow.out);
+  CHECK(wide.lse == narrow.lse);
+  CHECK(wide.dqkv == narrow.dqkv);
 }
 
 TEST_CASE("cuda GELU, residual and scaling match the CPU", "[cuda]") {

@@ -66,11 +66,22 @@ void check_against_cpu(int B, int T, int NH) {
 
   std::vector<Out> out = garbage(want.out.size(), 35);
   Vec lse(want.lse.size());
-  ds_emulated_cuda::launch(tc::forward_kernel<F, Out>, grid, block,
-                           tc::shared_bytes<tc::ForwardShared<F>>(), out.data(), lse.data(), x.q,
+  ds_emulated_cuda::launch(tc::forward_kernel<F, 1, Out>, grid, block,
+                           tc::shared_bytes<tc::ForwardShared<F, 1>>(), out.data(), lse.data(), x.q,
                            x.k, x.v, T, C, NH, scale);
   check_parity("forward out", as_f32(out), want.out, kTensorCoreOutError);
   check_parity("forward lse", lse, want.lse, kTensorCoreLseError);
+  if constexpr (tc::kMaxRowFrags<F> == 2) {
+    // 128-row blocks, two row fragments a warp: the same numbers bit for bit.
+    std::vector<Out> out_128 = garbage(want.out.size(), 36);
+    Vec lse_128 = random_vec(want.lse.size(), 37);
+    const dim3 grid_128{ds::tensor::cuda::detail::blocks_for(T, tc::kBlockRows<2>), grid.y, grid.z};
+    ds_emulated_cuda::launch(tc::forward_kernel<F, 2, Out>, grid_128, block,
+                             tc::shared_bytes<tc::ForwardShared<F, 2>>(), out_128.data(),
+                             lse_128.data(), x.q, x.k, x.v, T, C, NH, scale);
+    CHECK(as_f32(out_128) == as_f32(out));
+    CHECK(lse_128 == lse);
+  }
 
   const Vec row_dot = want.row_dot(as_f32(out));
   std::vector<Out> dqkv = kFp32 ? std::vector<Out>(want.dqkv_start.begin(), want.dqkv_start.end())
@@ -80,9 +91,19 @@ void check_against_cpu(int B, int T, int NH) {
     for (size_t i = 0; i < expected.size(); ++i) expected[i] -= want.dqkv_start[i];
   }
   const float* log_sum_exp = lse.data();
-  ds_emulated_cuda::launch(tc::dq_kernel<F, Out>, grid, block, tc::shared_bytes<tc::DqShared<F>>(),
-                           dqkv.data(), x.dout, log_sum_exp, row_dot.data(), x.q, x.k, x.v, T, C,
-                           NH, scale);
+  const std::vector<Out> dqkv_start = dqkv;
+  ds_emulated_cuda::launch(tc::dq_kernel<F, 1, Out>, grid, block,
+                           tc::shared_bytes<tc::DqShared<F, 1>>(), dqkv.data(), x.dout, log_sum_exp,
+                           row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
+  if constexpr (tc::kMaxRowFrags<F> == 2) {
+    // dQ in 128-row blocks: the same numbers bit for bit.
+    std::vector<Out> dqkv_128 = dqkv_start;
+    const dim3 grid_128{ds::tensor::cuda::detail::blocks_for(T, tc::kBlockRows<2>), grid.y, grid.z};
+    ds_emulated_cuda::launch(tc::dq_kernel<F, 2, Out>, grid_128, block,
+                             tc::shared_bytes<tc::DqShared<F, 2>>(), dqkv_128.data(), x.dout,
+                             log_sum_exp, row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
+    CHECK(as_f32(dqkv_128) == as_f32(dqkv));
+  }
   ds_emulated_cuda::launch(tc::dkv_kernel<F, Out>, grid, block,
                            tc::shared_bytes<tc::DkvShared<F>>(), dqkv.data(), x.dout, log_sum_exp,
                            row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
@@ -91,10 +112,13 @@ void check_against_cpu(int B, int T, int NH) {
 
 }  // namespace
 
-// T = 7 (one partial tile), 65 and 130 (a tile and a row or two), 100: every causal branch.
+// T = 7 (one partial tile), 65 and 130 (a tile and a row or two), 100, 200: every causal branch,
+// for both block shapes of the forward and dQ (200: 128-row blocks whose first warps skip the last
+// key tile below T, and whose last has rows past T).
 TEST_CASE("emulated tensor-core attention at head size 16", "[tensor_core_attention]") {
   check_against_cpu<1, float>(2, 7, 2);
   check_against_cpu<1, float>(1, 130, 1);
+  check_against_cpu<1, float>(1, 200, 1);
 }
 TEST_CASE("emulated tensor-core attention at head size 48", "[tensor_core_attention]") {
   check_against_cpu<3, float>(2, 65, 2);

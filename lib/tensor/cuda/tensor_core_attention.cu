@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <type_traits>
 
 #include "tensor/cuda/cast_kernels.h"
@@ -55,9 +56,10 @@ void launch(void (*kernel)(Params...), size_t bytes, dim3 grid, cudaStream_t str
   DS_CUDA_LAUNCHED();
 }
 
-dim3 block_grid(int B, int T, int NH) {
+// Blocks of `rows` rows of one (batch row, head) each.
+dim3 block_grid(int B, int T, int NH, int rows = kRows) {
   DS_CUDA_REQUIRE(B <= kMaxGridY && NH <= kMaxGridY);
-  return dim3(blocks_for(T, kRows), static_cast<unsigned>(NH), static_cast<unsigned>(B));
+  return dim3(blocks_for(T, rows), static_cast<unsigned>(NH), static_cast<unsigned>(B));
 }
 
 float softmax_scale(int hs) { return 1.0f / std::sqrt(static_cast<float>(hs)); }
@@ -75,7 +77,8 @@ size_t tensor_core_attention_shared_bytes(int C, int NH) {
   size_t bytes = 0;
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
-    bytes = std::max({shared_bytes<ForwardShared<F>>(), shared_bytes<DqShared<F>>(),
+    constexpr int M = kMaxRowFrags<F>;
+    bytes = std::max({shared_bytes<ForwardShared<F, M>>(), shared_bytes<DqShared<F, M>>(),
                       shared_bytes<DkvShared<F>>()});
   });
   return bytes;
@@ -83,32 +86,133 @@ size_t tensor_core_attention_shared_bytes(int C, int NH) {
 
 namespace {
 
-template <typename Out>
-void run_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C, int NH,
-                 cudaStream_t stream) {
+// Launches the forward with M row fragments a warp (64·M query rows a block).
+template <int M, typename Out>
+void launch_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C, int NH,
+                    cudaStream_t stream) {
   const Operands x(qkv, nullptr, T, C, NH);
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
-    launch(forward_kernel<F, Out>, shared_bytes<ForwardShared<F>>(), block_grid(B, T, NH), stream,
-           out, lse, x.q, x.k, x.v, T, C, NH, softmax_scale(C / NH));
+    constexpr int kM = M <= kMaxRowFrags<F> ? M : 1;
+    launch(forward_kernel<F, kM, Out>, shared_bytes<ForwardShared<F, kM>>(),
+           block_grid(B, T, NH, kBlockRows<kM>), stream, out, lse, x.q, x.k, x.v, T, C, NH,
+           softmax_scale(C / NH));
+  });
+}
+
+// The GPU time of run(), the fastest of three after a first run (which loads the kernel).
+template <typename Run>
+float fastest_ms(Run&& run, cudaStream_t stream) {
+  cudaEvent_t start, stop;
+  DS_CUDA_CALL(cudaEventCreate(&start));
+  DS_CUDA_CALL(cudaEventCreate(&stop));
+  run();
+  float best = 0;
+  for (int i = 0; i < 3; ++i) {
+    DS_CUDA_CALL(cudaEventRecord(start, stream));
+    run();
+    DS_CUDA_CALL(cudaEventRecord(stop, stream));
+    DS_CUDA_CALL(cudaEventSynchronize(stop));
+    float ms = 0;
+    DS_CUDA_CALL(cudaEventElapsedTime(&ms, start, stop));
+    best = i == 0 ? ms : std::min(best, ms);
+  }
+  DS_CUDA_CALL(cudaEventDestroy(start));
+  DS_CUDA_CALL(cudaEventDestroy(stop));
+  return best;
+}
+
+// Launches dQ with M row fragments a warp, as launch_forward the forward.
+template <int M, typename Out>
+void launch_dq(Out* dqkv, const Operands& x, const float* row_dot, const float* lse, int B, int T,
+               int C, int NH, cudaStream_t stream) {
+  with_head_frags(C / NH, [&](auto frags) {
+    constexpr int F = decltype(frags)::value;
+    constexpr int kM = M <= kMaxRowFrags<F> ? M : 1;
+    launch(dq_kernel<F, kM, Out>, shared_bytes<DqShared<F, kM>>(),
+           block_grid(B, T, NH, kBlockRows<kM>), stream, dqkv, x.dout, lse, row_dot, x.q, x.k, x.v,
+           T, C, NH, softmax_scale(C / NH));
   });
 }
 
 template <typename Out>
-void run_backward(Out* dqkv, const float* row_dot, const Bf16* dout, const Bf16* qkv,
-                  const float* lse, int B, int T, int C, int NH, cudaStream_t stream) {
-  const Operands x(qkv, dout, T, C, NH);
+void launch_dkv(Out* dqkv, const Operands& x, const float* row_dot, const float* lse, int B, int T,
+                int C, int NH, cudaStream_t stream) {
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
-    const float scale = softmax_scale(C / NH);
-    launch(dq_kernel<F, Out>, shared_bytes<DqShared<F>>(), block_grid(B, T, NH), stream, dqkv,
-           x.dout, lse, row_dot, x.q, x.k, x.v, T, C, NH, scale);
     launch(dkv_kernel<F, Out>, shared_bytes<DkvShared<F>>(), block_grid(B, T, NH), stream, dqkv,
-           x.dout, lse, row_dot, x.q, x.k, x.v, T, C, NH, scale);
+           x.dout, lse, row_dot, x.q, x.k, x.v, T, C, NH, softmax_scale(C / NH));
   });
 }
 
+bool has_two_shapes(int C, int NH) {
+  bool two = false;
+  with_head_frags(C / NH, [&](auto frags) { two = kMaxRowFrags<decltype(frags)::value> > 1; });
+  return two;
+}
+
 }  // namespace
+
+void TensorCoreAttention::set_block_rows(int rows) {
+  DS_CUDA_REQUIRE(rows == 0 || rows == 64 || rows == 128);
+  set_rows_ = rows;
+}
+
+template <typename Run>
+int TensorCoreAttention::block_rows(BlockChoices& choices, const std::array<int, 4>& size,
+                                    Run&& run, cudaStream_t stream) {
+  if (set_rows_ != 0) return set_rows_;
+  const auto [known, fresh] = choices.try_emplace(size);
+  BlockChoice& choice = known->second;
+  if (fresh) {
+    choice.ms[0] = fastest_ms([&] { run(64); }, stream);
+    choice.ms[1] = fastest_ms([&] { run(128); }, stream);
+    choice.rows = choice.ms[1] < choice.ms[0] ? 128 : 64;
+  }
+  return choice.rows;
+}
+
+template <typename Out>
+void TensorCoreAttention::run_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C,
+                                      int NH, cudaStream_t stream) {
+  const auto run = [&](int rows) {
+    if (rows == 128) return launch_forward<2>(out, lse, qkv, B, T, C, NH, stream);
+    launch_forward<1>(out, lse, qkv, B, T, C, NH, stream);
+  };
+  run(has_two_shapes(C, NH) ? block_rows(forward_rows_, {B, T, C, NH}, run, stream) : 64);
+}
+
+template <typename Out>
+void TensorCoreAttention::run_backward(Out* dqkv, const float* row_dot, const Bf16* dout,
+                                       const Bf16* qkv, const float* lse, int B, int T, int C,
+                                       int NH, cudaStream_t stream) {
+  const Operands x(qkv, dout, T, C, NH);
+  const auto run_dq = [&](int rows) {
+    if (rows == 128) return launch_dq<2>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
+    launch_dq<1>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
+  };
+  constexpr bool kWritten = !kGradientsAdd<Out>;
+  const bool timed = kWritten || set_rows_ != 0;  // block_rows times only what it may run again
+  run_dq(timed && has_two_shapes(C, NH) ? block_rows(dq_rows_, {B, T, C, NH}, run_dq, stream) : 64);
+  launch_dkv(dqkv, x, row_dot, lse, B, T, C, NH, stream);
+}
+
+std::string TensorCoreAttention::report() const {
+  std::string report;
+  for (const auto& [kernel, choices] :
+       {std::pair{"forward", &forward_rows_}, std::pair{"dQ", &dq_rows_}}) {
+    for (const auto& [size, choice] : *choices) {
+      if (!report.empty()) report += "; ";
+      char line[200];
+      std::snprintf(line, sizeof line,
+                    "%s at B=%d T=%d C=%d NH=%d: %d-row blocks (64 rows %.3f ms, 128 rows %.3f ms)",
+                    kernel, size[0], size[1], size[2], size[3], choice.rows, choice.ms[0],
+                    choice.ms[1]);
+      report += line;
+    }
+  }
+  return report;
+}
 
 void TensorCoreAttention::forward(float* out, float* lse, const float* qkv, int B, int T, int C,
                                   int NH, cudaStream_t stream) {

@@ -14,8 +14,11 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <string>
 
 #include "tensor/cuda/device_buffer.h"
 
@@ -53,8 +56,41 @@ class TensorCoreAttention {
   void backward(Bf16* dqkv, float* row_dot, const Bf16* dout, const Bf16* qkv, const Bf16* out,
                 const float* lse, int B, int T, int C, int NH, cudaStream_t stream);
 
+  // Tests and benchmarks: every forward and dQ in blocks of `rows` query rows (64, or 128 where
+  // the head size allows it) instead of the faster shape; 0 goes back to choosing.
+  void set_block_rows(int rows);
+
+  // The block shapes of the forward and of dQ at each size they ran, and the times that chose
+  // them, for the run's log ("" before any choice).
+  std::string report() const;
+
  private:
+  // The forward and dQ kernels come in two block shapes, 64 and 128 query rows (the kernels'
+  // header), which give the same numbers bit for bit; which one is faster depends on the GPU and
+  // the size. So the first call at each size (up to head size 64: the 128-row blocks' registers)
+  // times both on its own operands and keeps the faster for the run. dQ is timed only where it
+  // writes its results (bf16 dqkv): an fp32 dqkv accumulates, so it cannot run twice, and keeps
+  // 64-row blocks.
+  struct BlockChoice {
+    int rows = 64;
+    float ms[2] = {0, 0};  // one run each, 64 and 128 rows, the fastest of a few
+  };
+  using BlockChoices = std::map<std::array<int, 4>, BlockChoice>;  // by (B, T, C, NH)
+
+  // The rows for `size` from `choices`, timing run(64) and run(128) the first time.
+  template <typename Run>
+  int block_rows(BlockChoices& choices, const std::array<int, 4>& size, Run&& run,
+                 cudaStream_t stream);
+  template <typename Out>
+  void run_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C, int NH,
+                   cudaStream_t stream);
+  template <typename Out>
+  void run_backward(Out* dqkv, const float* row_dot, const Bf16* dout, const Bf16* qkv,
+                    const float* lse, int B, int T, int C, int NH, cudaStream_t stream);
+
   DeviceBuffer operands_;
+  BlockChoices forward_rows_, dq_rows_;
+  int set_rows_ = 0;  // set_block_rows
 };
 
 }  // namespace ds::tensor::cuda

@@ -12,7 +12,12 @@
 //
 // A block has kWarps warps and owns kRows = 64 rows of one (batch row, head): queries in the
 // forward and dQ kernels, keys in the dK/dV kernel; warp w owns rows 16w .. 16w+15 of them. The
-// block walks the other side in tiles of kTile = 64 rows. Per tile, each warp multiplies its rows
+// forward and dQ also come with 128-row blocks, whose warps own 32 rows each, two 16-row fragments
+// that share every key and value fragment a warp loads from shared memory (FlashAttention-2's
+// forward shape): half the shared-memory reads per product, for twice the registers. The two shapes
+// compute every row with the same operations in the same order, so their results are the same
+// bit for bit. The block walks the other side in tiles of kTile = 64 rows. Per tile, each warp
+// multiplies its rows
 // with the tile on the tensor cores (mma.sync, warp_mma.cuh) into fp32 scores held in registers,
 // turns them into probabilities (or their gradients) in place, and multiplies those, rounded to
 // bf16 in registers, with the tile again into fp32 accumulators. So the softmax, its statistics
@@ -56,9 +61,9 @@ using Bf16 = __nv_bfloat16;
 
 constexpr int kFrag = 16;                 // rows of a warp's slice, and the products' k
 constexpr int kWarps = 4;                 // warps per block
-constexpr int kRows = kWarps * kFrag;     // rows a block owns: 64
+constexpr int kRows = kWarps * kFrag;     // rows a block owns: 64 (the forward: 64 or 128)
 constexpr int kTile = kRows;              // rows of the other side per tile; the causal loop
-                                          // bounds below rely on the two being equal
+                                          // bounds of dQ and dK/dV rely on the two being equal
 constexpr int kThreads = kWarps * kWarp;  // 128
 constexpr int kMaxFrags = 8;              // head size 128
 constexpr int kTileColumns = kTile / 8;   // 8-column result fragments across a tile
@@ -70,11 +75,24 @@ constexpr float kLog2e = 1.4426950408889634f;
 template <int F>
 constexpr int kHeadStride = F* kFrag + 8;  // [tile row][head column]
 
-// The warp's result fragments across a tile (16 x kTile scores) and across a head (16 x F·16).
-// The helpers below that take them by reference are forced inline, which keeps them in registers.
+// The warp's result fragments across a tile (16 x kTile scores) and across a head (16 x F·16),
+// and M of each for a warp that owns M 16-row fragments. The helpers below that take them by
+// reference are forced inline, which keeps them in registers.
 using TileResult = float[kTileColumns][4];
 template <int F>
 using HeadResult = float[2 * F][4];
+template <int M>
+using TileResults = TileResult[M];
+template <int F, int M>
+using HeadResults = HeadResult<F>[M];
+
+// Rows a forward or dQ block owns when each warp owns M fragments of 16, and the most fragments
+// such a warp takes at head size F·16: two up to 64 (the accumulators of 32 rows of a larger head
+// would not fit in a thread's registers).
+template <int M>
+constexpr int kBlockRows = kRows* M;
+template <int F>
+constexpr int kMaxRowFrags = F <= 4 ? 2 : 1;
 
 // Lays a block's shared-memory regions out one after another: on the host (base nullptr) to
 // size the launch, on the device over the dynamic shared memory to find them, from the same
@@ -90,16 +108,17 @@ struct Carver {
   }
 };
 
-template <int F>
+template <int F, int kCount = kRows>
 __host__ __device__ Bf16* take_rows(Carver& c) {
-  return c.take<Bf16>(size_t{kRows} * kHeadStride<F>);
+  return c.take<Bf16>(size_t{kCount} * kHeadStride<F>);
 }
 
-// The forward's shared memory: the block's queries, and per buffer the tile's keys and values.
-template <int F>
+// The forward's shared memory: the block's queries (kBlockRows<M>), and per buffer the tile's
+// keys and values.
+template <int F, int M>
 struct ForwardShared {
   Bf16 *q, *k[2], *v[2];
-  __host__ __device__ explicit ForwardShared(Carver& c) : q(take_rows<F>(c)) {
+  __host__ __device__ explicit ForwardShared(Carver& c) : q(take_rows<F, kBlockRows<M>>(c)) {
     for (int b = 0; b < 2; ++b) {
       k[b] = take_rows<F>(c);
       v[b] = take_rows<F>(c);
@@ -107,11 +126,13 @@ struct ForwardShared {
   }
 };
 
-// dQ's: the block's queries and dout rows, per buffer the tile's keys and values.
-template <int F>
+// dQ's: the block's queries and dout rows (kBlockRows<M> each), per buffer the tile's keys and
+// values.
+template <int F, int M = 1>
 struct DqShared {
   Bf16 *q, *dout, *k[2], *v[2];
-  __host__ __device__ explicit DqShared(Carver& c) : q(take_rows<F>(c)), dout(take_rows<F>(c)) {
+  __host__ __device__ explicit DqShared(Carver& c)
+      : q(take_rows<F, kBlockRows<M>>(c)), dout(take_rows<F, kBlockRows<M>>(c)) {
     for (int b = 0; b < 2; ++b) {
       k[b] = take_rows<F>(c);
       v[b] = take_rows<F>(c);
@@ -175,12 +196,12 @@ struct HeadRows {
   __device__ const Bf16* row(int t) const { return first + int64_t{t} * stride; }
 };
 
-// Queues the copy of kRows rows of a head from row `first` (first < T) into dst
-// [kRows][kHeadStride]; rows from T on become zeros (their source, never read, is row `first`).
-template <int F>
+// Queues the copy of kCount rows of a head from row `first` (first < T) into dst
+// [kCount][kHeadStride]; rows from T on become zeros (their source, never read, is row `first`).
+template <int F, int kCount = kRows>
 __device__ __forceinline__ void stage_rows(Bf16* dst, const HeadRows& src, int first, int T) {
   constexpr int kChunks = F * kFrag / 8;  // 16-byte chunks per row
-  for (int e = threadIdx.x; e < kRows * kChunks; e += kThreads) {
+  for (int e = threadIdx.x; e < kCount * kChunks; e += kThreads) {
     const int r = e / kChunks, c = e % kChunks;
     const bool in_range = first + r < T;
     copy_async_16_or_zeros(dst + r * kHeadStride<F> + c * 8,
@@ -188,48 +209,63 @@ __device__ __forceinline__ void stage_rows(Bf16* dst, const HeadRows& src, int f
   }
 }
 
-// result = rows · tileᵀ: the warp's 16 rows of a head (bf16 at `rows`, stride kHeadStride)
-// against the tile's kTile rows (at `tile`, the same stride), 16 x kTile in fp32.
-template <int F>
-__device__ __forceinline__ void times_tile_transposed(TileResult& result, const Bf16* rows,
+// result[m] = rows · tileᵀ for the warp's M fragments of 16 rows of a head (bf16 from `rows`,
+// stride kHeadStride, fragment m at row 16m) against the tile's kTile rows (at `tile`, the same
+// stride), 16 x kTile each in fp32. Each of the tile's fragments is loaded once for the M products.
+template <int F, int M>
+__device__ __forceinline__ void times_tile_transposed(TileResults<M>& result, const Bf16* rows,
                                                       const Bf16* tile, FragmentLane lane) {
 #pragma unroll
-  for (int n = 0; n < kTileColumns; ++n) {
+  for (int m = 0; m < M; ++m) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) result[n][e] = 0.0f;
+    for (int n = 0; n < kTileColumns; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) result[m][n][e] = 0.0f;
+    }
   }
 #pragma unroll
   for (int k = 0; k < F; ++k) {
-    uint32_t a[4];
-    load_a(a, rows + k * kFrag, kHeadStride<F>, lane);
+    uint32_t a[M][4];
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      load_a(a[m], rows + m * kFrag * kHeadStride<F> + k * kFrag, kHeadStride<F>, lane);
+    }
 #pragma unroll
     for (int n = 0; n < kTileColumns; n += 2) {
       // B(k, n) = tile[n][k]: the tile's rows are B's columns.
       uint32_t b[2], b_next[2];
       load_b_pair<true>(b, b_next, tile + n * 8 * kHeadStride<F> + k * kFrag, kHeadStride<F>, lane);
-      mma_bf16(result[n], a, b);
-      mma_bf16(result[n + 1], a, b_next);
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        mma_bf16(result[m][n], a[m], b);
+        mma_bf16(result[m][n + 1], a[m], b_next);
+      }
     }
   }
 }
 
-// acc (16 rows of a head) += weights · tile: the warp's 16 x kTile weights (result fragments,
-// rounded to bf16 here) against the tile's kTile rows (bf16 at `tile`, stride kHeadStride), read
-// transposed into B's fragments.
-template <int F>
-__device__ __forceinline__ void accumulate_times_tile(HeadResult<F>& acc, const TileResult& weights,
+// acc[m] (16 rows of a head each) += weights[m] · tile: the warp's M fragments of 16 x kTile
+// weights (result fragments, rounded to bf16 here) against the tile's kTile rows (bf16 at `tile`,
+// stride kHeadStride), read transposed into B's fragments, each loaded once for the M products.
+template <int F, int M>
+__device__ __forceinline__ void accumulate_times_tile(HeadResults<F, M>& acc,
+                                                      const TileResults<M>& weights,
                                                       const Bf16* tile, FragmentLane lane) {
 #pragma unroll
   for (int k = 0; k < kTile / kFrag; ++k) {
-    uint32_t a[4];
-    a_from_results(a, weights[2 * k], weights[2 * k + 1]);
+    uint32_t a[M][4];
+#pragma unroll
+    for (int m = 0; m < M; ++m) a_from_results(a[m], weights[m][2 * k], weights[m][2 * k + 1]);
 #pragma unroll
     for (int n = 0; n < 2 * F; n += 2) {
       uint32_t b[2], b_next[2];  // B(k, n) = tile[k][n]
       load_b_pair<false>(b, b_next, tile + k * kFrag * kHeadStride<F> + n * 8, kHeadStride<F>,
                          lane);
-      mma_bf16(acc[n], a, b);
-      mma_bf16(acc[n + 1], a, b_next);
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        mma_bf16(acc[m][n], a[m], b);
+        mma_bf16(acc[m][n + 1], a[m], b_next);
+      }
     }
   }
 }
@@ -256,7 +292,8 @@ __device__ __forceinline__ float quad_sum(float x) {
 // On a diagonal tile, the scores of keys after their query become -inf, so that their
 // exponentials are 0. The warp's result rows are `rows` (fragment rows g and g+8), its columns
 // tile rows first_column + c; rows are queries (kRowsAreQueries: the forward and dQ) or keys
-// (dK/dV, whose products are transposed). Only the diagonal tile has such keys. Rows and columns
+// (dK/dV, whose products are transposed). Only the tiles that reach the block's own rows have
+// such keys (one tile; two for 128-row forward blocks). Rows and columns
 // past T need no mask: they are staged as zero rows (stage_rows), so they add nothing.
 template <bool kRowsAreQueries>
 __device__ __forceinline__ void mask_future_keys(TileResult& scores, const int (&rows)[2],
@@ -332,14 +369,33 @@ struct Place {
   }
 };
 
-// The rows a block owns (queries, or keys in dK/dV) from `first`, the warp's from warp_first,
-// and the calling lane's two in the result fragments (rows g and g + 8 of the warp's 16).
+// The rows a block owns (queries, or keys in dK/dV) from `first`, the warp's M·16 from
+// warp_first, and the calling lane's two in each of its result fragments (rows g and g + 8 of
+// fragment m's 16).
+template <int M = 1>
 struct BlockRows {
-  int first, warp_first, mine[2];
+  int first, warp_first, mine[M][2];
   __device__ BlockRows(int first_row, int warp, FragmentLane lane)
-      : first(first_row),
-        warp_first(first_row + warp * kFrag),
-        mine{warp_first + lane.g, warp_first + lane.g + 8} {}
+      : first(first_row), warp_first(first_row + warp * M * kFrag) {
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      mine[m][0] = warp_first + m * kFrag + lane.g;
+      mine[m][1] = mine[m][0] + 8;
+    }
+  }
+
+  // For query rows (the forward and dQ): the key tiles from 0 below key_tiles_end are those up
+  // to the block's last row, below T; a warp skips a tile after all of its rows and masks one
+  // that reaches past its first. A 64-row block walks up to its first row, masks only that tile
+  // and skips none (spelled so, which keeps its registers where they were).
+  __device__ int key_tiles_end(int T) const {
+    if (M == 1) return first + 1;
+    return first + kBlockRows<M> < T ? first + kBlockRows<M> : T;
+  }
+  __device__ bool skips_tile(int j0) const { return M > 1 && j0 >= warp_first + M * kFrag; }
+  __device__ bool masks_tile(int j0) const {
+    return M == 1 ? j0 == first : j0 + kTile > warp_first;
+  }
 };
 
 // The walk over the other side's tiles t0 = first, first + kTile, ... below `end`, double-
@@ -375,121 +431,153 @@ __device__ __forceinline__ void stage_keys_values(const Shared& s, const Place& 
   commit_copies();
 }
 
-// Grid (query blocks, NH, B), the block with the most key tiles first. The scores are kept
-// log2-scaled (scale·log2 e), so that each exponential is one exp2. out is written.
-template <int F, typename Out>
+// Grid (query blocks of kBlockRows<M>, NH, B), the block with the most key tiles first. The
+// scores are kept log2-scaled (scale·log2 e), so that each exponential is one exp2. out is
+// written.
+template <int F, int M, typename Out>
 __global__ void __launch_bounds__(kThreads)
     forward_kernel(Out* out, float* lse, Operand q, Operand k, Operand v, int T, int C, int NH,
                    float scale) {
+  constexpr int kOwn = kBlockRows<M>;
   const Place at(T, C, NH, F * kFrag);
   Carver carver{dynamic_shared_memory()};
-  const ForwardShared<F> s(carver);
+  const ForwardShared<F, M> s(carver);
   const FragmentLane lane;
-  const BlockRows queries((gridDim.x - 1 - blockIdx.x) * kRows, at.warp, lane);
+  const BlockRows<M> queries((gridDim.x - 1 - blockIdx.x) * kOwn, at.warp, lane);
   const int q0 = queries.first;
-  const int(&query)[2] = queries.mine;
   const float scale_log2 = scale * kLog2e;
   const auto stage = [&](int j0, int buffer) { stage_keys_values<F>(s, at, k, v, j0, T, buffer); };
 
-  stage_rows<F>(s.q, at.rows(q), q0, T);
+  stage_rows<F, kOwn>(s.q, at.rows(q), q0, T);
   stage(0, 0);
-  HeadResult<F> o;
-  zero<F>(o);
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};  // sums: this lane's
-  for_each_tile(0, q0 + 1, stage, [&](int j0, int buffer, bool) {
-    TileResult p;
-    times_tile_transposed<F>(p, s.q + at.warp * kFrag * kHeadStride<F>, pick(s.k, buffer), lane);
-    // Every row sees key j0 <= q0, so each max is finite. The maximum of the raw scores, scaled,
-    // is the maximum of the scaled ones (scale > 0).
-    if (j0 == q0) mask_future_keys<true>(p, query, j0, lane);
-    float tile_max[2] = {-INFINITY, -INFINITY};
+  HeadResults<F, M> o;
+  float row_max[M][2], row_sum[M][2];  // sums: this lane's
 #pragma unroll
-    for (int n = 0; n < kTileColumns; ++n) {
+  for (int m = 0; m < M; ++m) {
+    zero<F>(o[m]);
+    row_max[m][0] = row_max[m][1] = -INFINITY;
+    row_sum[m][0] = row_sum[m][1] = 0.0f;
+  }
+  for_each_tile(0, queries.key_tiles_end(T), stage, [&](int j0, int buffer, bool) {
+    if (queries.skips_tile(j0)) return;
+    TileResults<M> p;
+    times_tile_transposed<F, M>(p, s.q + at.warp * M * kFrag * kHeadStride<F>, pick(s.k, buffer),
+                                lane);
+    // Every row sees key j0 <= its own, so each max is finite. The maximum of the raw scores,
+    // scaled, is the maximum of the scaled ones (scale > 0).
+    if (queries.masks_tile(j0)) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) tile_max[e / 2] = fmaxf(tile_max[e / 2], p[n][e]);
-    }
-    float rescale[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const float new_max = fmaxf(row_max[r], quad_max(tile_max[r]) * scale_log2);
-      rescale[r] = exp2f(row_max[r] - new_max);  // 0 on the first tile
-      row_max[r] = new_max;
-      row_sum[r] *= rescale[r];
+      for (int m = 0; m < M; ++m) mask_future_keys<true>(p[m], queries.mine[m], j0, lane);
     }
 #pragma unroll
-    for (int n = 0; n < kTileColumns; ++n) {
+    for (int m = 0; m < M; ++m) {
+      float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        p[n][e] = exp2f(fmaf(p[n][e], scale_log2, -row_max[e / 2]));  // 0 where masked
-        row_sum[e / 2] += p[n][e];
+      for (int n = 0; n < kTileColumns; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) tile_max[e / 2] = fmaxf(tile_max[e / 2], p[m][n][e]);
+      }
+      float rescale[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float new_max = fmaxf(row_max[m][r], quad_max(tile_max[r]) * scale_log2);
+        rescale[r] = exp2f(row_max[m][r] - new_max);  // 0 on the first tile
+        row_max[m][r] = new_max;
+        row_sum[m][r] *= rescale[r];
+      }
+#pragma unroll
+      for (int n = 0; n < kTileColumns; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          p[m][n][e] = exp2f(fmaf(p[m][n][e], scale_log2, -row_max[m][e / 2]));  // 0 where masked
+          row_sum[m][e / 2] += p[m][n][e];
+        }
+      }
+#pragma unroll
+      for (int n = 0; n < 2 * F; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[m][n][e] *= rescale[e / 2];
       }
     }
-#pragma unroll
-    for (int n = 0; n < 2 * F; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) o[n][e] *= rescale[e / 2];
-    }
-    accumulate_times_tile<F>(o, p, pick(s.v, buffer), lane);
+    accumulate_times_tile<F, M>(o, p, pick(s.v, buffer), lane);
   });
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] = quad_sum(row_sum[r]);
-    if (query[r] < T && lane.t == 0) {
-      lse[at.stat_offset + query[r]] = row_max[r] / kLog2e + logf(row_sum[r]);
+  for (int m = 0; m < M; ++m) {
+    float inverse[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float sum = quad_sum(row_sum[m][r]);
+      const int query = queries.mine[m][r];
+      if (query < T && lane.t == 0) {
+        lse[at.stat_offset + query] = row_max[m][r] / kLog2e + logf(sum);
+      }
+      inverse[r] = 1.0f / sum;
     }
+    put_rows<F, false>(out + at.row_offset, C, o[m], queries.warp_first + m * kFrag, T, inverse,
+                       lane);
   }
-  const float inverse[2] = {1.0f / row_sum[0], 1.0f / row_sum[1]};
-  put_rows<F, false>(out + at.row_offset, C, o, queries.warp_first, T, inverse, lane);
 }
 
 // dQ for the block's queries: dq_i = scale Σ_{j<=i} ds_ij k_j over the key tiles up to the
-// block's diagonal, with p = exp(scale·score − lse) and ds = p (dout·v − row_dot). Grid as the
-// forward's. dQ is added to an fp32 dqkv, written to a bf16 one.
-template <int F, typename Out>
+// block's last row, with p = exp(scale·score − lse) and ds = p (dout·v − row_dot). Grid and
+// block shapes as the forward's. dQ is added to an fp32 dqkv, written to a bf16 one.
+template <int F, int M, typename Out>
 __global__ void __launch_bounds__(kThreads)
     dq_kernel(Out* dqkv, Operand dout, const float* lse, const float* row_dot, Operand q, Operand k,
               Operand v, int T, int C, int NH, float scale) {
+  constexpr int kOwn = kBlockRows<M>;
   const Place at(T, C, NH, F * kFrag);
   Carver carver{dynamic_shared_memory()};
-  const DqShared<F> s(carver);
+  const DqShared<F, M> s(carver);
   const FragmentLane lane;
-  const BlockRows queries((gridDim.x - 1 - blockIdx.x) * kRows, at.warp, lane);
+  const BlockRows<M> queries((gridDim.x - 1 - blockIdx.x) * kOwn, at.warp, lane);
   const int q0 = queries.first;
-  const int(&query)[2] = queries.mine;
   const float scale_log2 = scale * kLog2e;
   const auto stage = [&](int j0, int buffer) { stage_keys_values<F>(s, at, k, v, j0, T, buffer); };
-  float query_lse[2], query_dot[2];  // log2-scaled; zeros past T (whose rows add nothing)
+  float query_lse[M][2], query_dot[M][2];  // log2-scaled; zeros past T (whose rows add nothing)
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const bool valid = query[r] < T;
-    query_lse[r] = valid ? lse[at.stat_offset + query[r]] * kLog2e : 0.0f;
-    query_dot[r] = valid ? row_dot[at.stat_offset + query[r]] : 0.0f;
+  for (int m = 0; m < M; ++m) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int query = queries.mine[m][r];
+      const bool valid = query < T;
+      query_lse[m][r] = valid ? lse[at.stat_offset + query] * kLog2e : 0.0f;
+      query_dot[m][r] = valid ? row_dot[at.stat_offset + query] : 0.0f;
+    }
   }
 
-  stage_rows<F>(s.q, at.rows(q), q0, T);
-  stage_rows<F>(s.dout, at.rows(dout), q0, T);
+  stage_rows<F, kOwn>(s.q, at.rows(q), q0, T);
+  stage_rows<F, kOwn>(s.dout, at.rows(dout), q0, T);
   stage(0, 0);
-  HeadResult<F> dq;
-  zero<F>(dq);
-  for_each_tile(0, q0 + 1, stage, [&](int j0, int buffer, bool) {
-    TileResult ds, dprobs;
-    times_tile_transposed<F>(ds, s.q + at.warp * kFrag * kHeadStride<F>, pick(s.k, buffer), lane);
-    times_tile_transposed<F>(dprobs, s.dout + at.warp * kFrag * kHeadStride<F>, pick(s.v, buffer),
-                             lane);
-    if (j0 == q0) mask_future_keys<true>(ds, query, j0, lane);
+  HeadResults<F, M> dq;
 #pragma unroll
-    for (int n = 0; n < kTileColumns; ++n) {
+  for (int m = 0; m < M; ++m) zero<F>(dq[m]);
+  for_each_tile(0, queries.key_tiles_end(T), stage, [&](int j0, int buffer, bool) {
+    if (queries.skips_tile(j0)) return;
+    TileResults<M> ds, dprobs;
+    const int warp_row = at.warp * M * kFrag * kHeadStride<F>;
+    times_tile_transposed<F, M>(ds, s.q + warp_row, pick(s.k, buffer), lane);
+    times_tile_transposed<F, M>(dprobs, s.dout + warp_row, pick(s.v, buffer), lane);
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float p = exp2f(fmaf(ds[n][e], scale_log2, -query_lse[e / 2]));
-        ds[n][e] = p * (dprobs[n][e] - query_dot[e / 2]);
+    for (int m = 0; m < M; ++m) {
+      if (queries.masks_tile(j0)) mask_future_keys<true>(ds[m], queries.mine[m], j0, lane);
+#pragma unroll
+      for (int n = 0; n < kTileColumns; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float p = exp2f(fmaf(ds[m][n][e], scale_log2, -query_lse[m][e / 2]));
+          ds[m][n][e] = p * (dprobs[m][n][e] - query_dot[m][e / 2]);
+        }
       }
     }
-    accumulate_times_tile<F>(dq, ds, pick(s.k, buffer), lane);
+    accumulate_times_tile<F, M>(dq, ds, pick(s.k, buffer), lane);
   });
   const float factor[2] = {scale, scale};
-  put_rows<F, kGradientsAdd<Out>>(dqkv + at.qkv_offset, 3 * C, dq, queries.warp_first, T, factor,
-                                  lane);
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    put_rows<F, kGradientsAdd<Out>>(dqkv + at.qkv_offset, 3 * C, dq[m],
+                                    queries.warp_first + m * kFrag, T, factor, lane);
+  }
 }
 
 // dK and dV for the block's keys: dv_j = Σ_{i>=j} p_ij dout_i, dk_j = scale Σ_{i>=j} ds_ij q_i
@@ -507,9 +595,9 @@ __global__ void __launch_bounds__(kThreads, F <= 4 ? 3 : 1)
   Carver carver{dynamic_shared_memory()};
   const DkvShared<F> s(carver);
   const FragmentLane lane;
-  const BlockRows keys(blockIdx.x * kRows, at.warp, lane);
+  const BlockRows<> keys(blockIdx.x * kRows, at.warp, lane);
   const int k0 = keys.first;
-  const int(&key)[2] = keys.mine;
+  const int(&key)[2] = keys.mine[0];
   const float scale_log2 = scale * kLog2e;
   // A tile's statistics go through registers: read when its copies are queued, stored into its
   // buffer after the products on the tile before.
@@ -535,14 +623,16 @@ __global__ void __launch_bounds__(kThreads, F <= 4 ? 3 : 1)
   stage_rows<F>(s.v, at.rows(v), k0, T);
   stage(k0, 0);
   store_stats(0);
-  HeadResult<F> dk, dv;
-  zero<F>(dk);
-  zero<F>(dv);
+  HeadResults<F, 1> dk, dv;
+  zero<F>(dk[0]);
+  zero<F>(dv[0]);
   for_each_tile(k0, T, stage, [&](int i0, int buffer, bool more) {
-    TileResult p, ds;  // transposed: [key][query]
-    times_tile_transposed<F>(p, s.k + at.warp * kFrag * kHeadStride<F>, pick(s.q, buffer), lane);
-    times_tile_transposed<F>(ds, s.v + at.warp * kFrag * kHeadStride<F>, pick(s.dout, buffer),
-                             lane);
+    TileResults<1> probs, dscores;  // transposed: [key][query]
+    times_tile_transposed<F, 1>(probs, s.k + at.warp * kFrag * kHeadStride<F>, pick(s.q, buffer),
+                                lane);
+    times_tile_transposed<F, 1>(dscores, s.v + at.warp * kFrag * kHeadStride<F>,
+                                pick(s.dout, buffer), lane);
+    TileResult &p = probs[0], &ds = dscores[0];
     if (i0 == k0) mask_future_keys<false>(p, key, i0, lane);
     const float* tile_lse = pick(s.lse, buffer);
     const float* tile_dot = pick(s.row_dot, buffer);
@@ -555,14 +645,14 @@ __global__ void __launch_bounds__(kThreads, F <= 4 ? 3 : 1)
         ds[n][e] = p[n][e] * (ds[n][e] - tile_dot[c]);
       }
     }
-    accumulate_times_tile<F>(dv, p, pick(s.dout, buffer), lane);
-    accumulate_times_tile<F>(dk, ds, pick(s.q, buffer), lane);
+    accumulate_times_tile<F, 1>(dv, probs, pick(s.dout, buffer), lane);
+    accumulate_times_tile<F, 1>(dk, dscores, pick(s.q, buffer), lane);
     if (more) store_stats(1 - buffer);  // its last readers finished before this tile's sync
   });
   Out* dst = dqkv + at.qkv_offset;
   const float dk_factor[2] = {scale, scale}, dv_factor[2] = {1.0f, 1.0f};
-  put_rows<F, kGradientsAdd<Out>>(dst + C, 3 * C, dk, keys.warp_first, T, dk_factor, lane);
-  put_rows<F, kGradientsAdd<Out>>(dst + 2 * C, 3 * C, dv, keys.warp_first, T, dv_factor, lane);
+  put_rows<F, kGradientsAdd<Out>>(dst + C, 3 * C, dk[0], keys.warp_first, T, dk_factor, lane);
+  put_rows<F, kGradientsAdd<Out>>(dst + 2 * C, 3 * C, dv[0], keys.warp_first, T, dv_factor, lane);
 }
 
 }  // namespace ds::tensor::cuda::tc_attention
