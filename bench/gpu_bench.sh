@@ -5,12 +5,14 @@
 #
 #   bench/gpu_bench.sh        (BUILD_DIR, STEPS, MICRO_BATCH, PRECISION=bf16|fp32, PYTHON,
 #                              DS_LIB_PATH: library folders for dsworker alone, gpu-check.sh;
+#                              LLMC_MICRO_BATCH (default 64, 0 skips: the second batch),
 #                              OP_PROFILE, GEMM_TABLE, KERNEL_PROFILE=0 skip a profile,
 #                              NCU_TIMEOUT limits each Nsight Compute run)
 #
 # Prints tokens/s (the median over the steps after the first two) and MFU against the GPU's
 # dense peak for the precision (worker/mfu.cpp's table) for dstrain and for PyTorch twice (the
-# same model as written, and with F.scaled_dot_product_attention), and the ratios; then
+# same model as written, and with F.scaled_dot_product_attention), and the ratios; the same for
+# dstrain and PyTorch with SDPA at llm.c's batch (B=64), where llm.c reports its MFU; then
 # dsworker's GPU time per op (tensor/cuda/op_profiler.h) from a short profiled run, the step's
 # matrix products timed alone in each storage form (dsbench gemm), and, where Nsight Compute is
 # installed, each kernel's GPU time per step and the attention kernels' counters. dsworker's
@@ -49,11 +51,12 @@ if [ ! -s "$corpus" ]; then
 fi
 bf16=false
 [ "$precision" = bf16 ] && bf16=true
-cat > "$work/gpt2.yaml" <<CFG
+write_config() {  # micro-batch file
+  cat > "$2" <<CFG
 model: {n_layer: 12, n_head: 12, n_embd: 768, vocab_size: 50257, block_size: 1024}
 data: {train: $(realpath "$corpus"), seq_len: 1024, shuffle: false, val_fraction: 0}
 deepspeed:
-  train_micro_batch_size_per_gpu: $micro
+  train_micro_batch_size_per_gpu: $1
   steps_per_print: 1
   wall_clock_breakdown: true
   gradient_clipping: 1.0
@@ -61,6 +64,8 @@ deepspeed:
   optimizer: {type: AdamW, params: {lr: 0.0003, weight_decay: 0.1}}
 train: {steps: $steps, device: cuda}
 CFG
+}
+write_config "$micro" "$work/gpt2.yaml"
 
 status=0
 LD_LIBRARY_PATH=${DS_LIB_PATH:+$DS_LIB_PATH:}${LD_LIBRARY_PATH:-} "$build_dir/bin/dsworker" \
@@ -165,36 +170,66 @@ kernel_profile() {
     tail -n 5 "$work/ncu.err"
 }
 
+flag=()
+[ "$bf16" = true ] && flag=(--bf16)
+version=""
+[ -n "$python" ] && version=$("$python" -c 'import torch; print(torch.__version__)')
+# PyTorch at micro-batch $1 in the given variants, each row against dstrain's $2 tokens/s and $3
+# MFU at the same batch: "eager" is the same model as written (attention spelled out, as dstrain
+# computes it), "sdpa" uses PyTorch's fused attention (FlashAttention), the stronger baseline.
+torch_rows() {
+  local batch=$1 tps=$2 mfu=$3
+  shift 3
+  for variant in "$@"; do
+    extra=()
+    [ "$variant" = sdpa ] && extra=(--sdpa)
+    label="PyTorch $version eager"
+    [ "$variant" = sdpa ] && label="$label + SDPA"
+    if ! "$python" scripts/torch_train.py --data "$corpus" --n-layer 12 --n-head 12 \
+        --n-embd 768 --vocab-size 50257 --block-size 1024 --micro-batch "$batch" \
+        --steps "$steps" --lr 0.0003 --weight-decay 0.1 --clip 1.0 --device cuda "${flag[@]}" \
+        "${extra[@]}" --json > "$work/pt-$variant-$batch.jsonl"; then
+      echo "$label: did not run (its error is above)"
+      continue
+    fi
+    read -r pt_tps _ < <(summary < "$work/pt-$variant-$batch.jsonl")
+    # The same model and peak: PyTorch's MFU scales with its tokens/s.
+    pt_mfu=$(python3 -c "m='$mfu'; print('-' if m == '-' else f'{float(m) * $pt_tps / $tps:.1f}')")
+    printf '%-34s %14s %8s   dstrain / it: %s\n' "$label" "$pt_tps" "$pt_mfu" \
+      "$(python3 -c "print(f'{$tps / $pt_tps:.2f}x')")"
+  done
+}
+
+# llm.c's batch for GPT-2 124M on one GPU (-b 64 -t 1024), at which it reports its MFU:
+# dsworker, and PyTorch with SDPA (as written, its T x T probabilities would not fit).
+# LLMC_MICRO_BATCH=0 skips it.
+llmc_micro=${LLMC_MICRO_BATCH:-64}
+llmc_rows() {
+  [ "$llmc_micro" -gt 0 ] && [ "$llmc_micro" -ne "$micro" ] || return 0
+  echo
+  write_config "$llmc_micro" "$work/gpt2-llmc.yaml"
+  if LD_LIBRARY_PATH=${DS_LIB_PATH:+$DS_LIB_PATH:}${LD_LIBRARY_PATH:-} "$build_dir/bin/dsworker" \
+      "$work/gpt2-llmc.yaml" --metrics "$work/ds-llmc.jsonl" > "$work/ds-llmc.log" 2>&1; then
+    read -r big_tps big_mfu < <(summary < "$work/ds-llmc.jsonl")
+    printf '%-34s %14s %8s\n' "GPT-2 124M, B=$llmc_micro T=1024, $precision" "tokens/s" "MFU %"
+    printf '%-34s %14s %8s\n' "dstrain (dsworker)" "$big_tps" "$big_mfu"
+    grep -m1 "tensor-core attention block shapes:" "$work/ds-llmc.log" || true
+    [ -z "$python" ] || torch_rows "$llmc_micro" "$big_tps" "$big_mfu" sdpa
+  else
+    echo "dstrain at B=$llmc_micro did not run:"
+    tail -n 3 "$work/ds-llmc.log"
+  fi
+}
 if [ -z "$python" ]; then
   echo "PyTorch with CUDA not found (set PYTHON): no same-GPU comparison"
+  llmc_rows
   op_profile
   gemm_table
   kernel_profile
   exit 0
 fi
-flag=()
-[ "$bf16" = true ] && flag=(--bf16)
-version=$("$python" -c 'import torch; print(torch.__version__)')
-# The same model as written (attention spelled out, as dstrain computes it), then with PyTorch's
-# fused attention (FlashAttention), the stronger baseline.
-for variant in eager sdpa; do
-  extra=()
-  [ "$variant" = sdpa ] && extra=(--sdpa)
-  label="PyTorch $version eager"
-  [ "$variant" = sdpa ] && label="$label + SDPA"
-  if ! "$python" scripts/torch_train.py --data "$corpus" --n-layer 12 --n-head 12 \
-      --n-embd 768 --vocab-size 50257 --block-size 1024 --micro-batch "$micro" --steps "$steps" \
-      --lr 0.0003 --weight-decay 0.1 --clip 1.0 --device cuda "${flag[@]}" "${extra[@]}" --json \
-      > "$work/pt-$variant.jsonl"; then
-    echo "$label: did not run (its error is above)"
-    continue
-  fi
-  read -r pt_tps _ < <(summary < "$work/pt-$variant.jsonl")
-  # The same model and peak: PyTorch's MFU scales with its tokens/s.
-  pt_mfu=$(python3 -c "m='$ds_mfu'; print('-' if m == '-' else f'{float(m) * $pt_tps / $ds_tps:.1f}')")
-  printf '%-34s %14s %8s   dstrain / it: %s\n' "$label" "$pt_tps" "$pt_mfu" \
-    "$(python3 -c "print(f'{$ds_tps / $pt_tps:.2f}x')")"
-done
+torch_rows "$micro" "$ds_tps" "$ds_mfu" eager sdpa
+llmc_rows
 op_profile
 gemm_table
 kernel_profile
