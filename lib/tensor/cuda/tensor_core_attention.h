@@ -1,6 +1,7 @@
 // Flash-style causal attention (flash_attention.h's contracts) with its products on the tensor
 // cores, for bf16 runs: each block holds 64 rows of one side (queries, or keys in the dK/dV
-// kernel) and walks the other side in 64-row tiles, and its warps multiply 16-row slices with
+// kernel; the forward and dQ also in 128-row blocks, below) and walks the other side in 64-row
+// tiles, and its warps multiply 16-row slices with
 // mma.sync's 16x8x16 bf16 products, accumulating in fp32, the scores and accumulators in registers
 // (FlashAttention-2's scheme, Dao 2023). Q, K, V, dout, and the probabilities and their gradients
 // are rounded to bf16 on their way into a product, as the materialised path's bf16 GEMMs round
