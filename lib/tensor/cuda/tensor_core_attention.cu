@@ -77,8 +77,7 @@ size_t tensor_core_attention_shared_bytes(int C, int NH) {
   size_t bytes = 0;
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
-    constexpr int M = kMaxRowFrags<F>;
-    bytes = std::max({shared_bytes<ForwardShared<F, M>>(), shared_bytes<DqShared<F, M>>(),
+    bytes = std::max({shared_bytes<ForwardShared<F, 1>>(), shared_bytes<DqShared<F, 1>>(),
                       shared_bytes<DkvShared<F>>()});
   });
   return bytes;
@@ -145,15 +144,22 @@ void launch_dkv(Out* dqkv, const Operands& x, const float* row_dot, const float*
   });
 }
 
-bool has_two_shapes(int C, int NH) {
-  bool two = false;
-  with_head_frags(C / NH, [&](auto frags) { two = kMaxRowFrags<decltype(frags)::value> > 1; });
-  return two;
+// The shared memory a block of the 128-row forward or dQ takes at this head size, 0 where the
+// head size has no such blocks.
+size_t wide_block_shared_bytes(int C, int NH) {
+  size_t bytes = 0;
+  with_head_frags(C / NH, [&](auto frags) {
+    constexpr int F = decltype(frags)::value;
+    if constexpr (kMaxRowFrags < F >> 1) {
+      bytes = std::max(shared_bytes<ForwardShared<F, 2>>(), shared_bytes<DqShared<F, 2>>());
+    }
+  });
+  return bytes;
 }
 
 }  // namespace
 
-void TensorCoreAttention::set_block_rows(int rows) {
+void TensorCoreAttention::set_block_rows(int rows) {  // 128 only where wide_blocks allows
   DS_CUDA_REQUIRE(rows == 0 || rows == 64 || rows == 128);
   set_rows_ = rows;
 }
@@ -172,6 +178,18 @@ int TensorCoreAttention::block_rows(BlockChoices& choices, const std::array<int,
   return choice.rows;
 }
 
+bool TensorCoreAttention::wide_blocks(int C, int NH) {
+  const size_t bytes = wide_block_shared_bytes(C, NH);
+  if (bytes == 0) return false;
+  if (shared_limit_ < 0) {
+    int device = 0;
+    DS_CUDA_CALL(cudaGetDevice(&device));
+    DS_CUDA_CALL(
+        cudaDeviceGetAttribute(&shared_limit_, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  }
+  return bytes <= static_cast<size_t>(shared_limit_);
+}
+
 template <typename Out>
 void TensorCoreAttention::run_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C,
                                       int NH, cudaStream_t stream) {
@@ -179,7 +197,7 @@ void TensorCoreAttention::run_forward(Out* out, float* lse, const Bf16* qkv, int
     if (rows == 128) return launch_forward<2>(out, lse, qkv, B, T, C, NH, stream);
     launch_forward<1>(out, lse, qkv, B, T, C, NH, stream);
   };
-  run(has_two_shapes(C, NH) ? block_rows(forward_rows_, {B, T, C, NH}, run, stream) : 64);
+  run(wide_blocks(C, NH) ? block_rows(forward_rows_, {B, T, C, NH}, run, stream) : 64);
 }
 
 template <typename Out>
@@ -193,7 +211,7 @@ void TensorCoreAttention::run_backward(Out* dqkv, const float* row_dot, const Bf
   };
   constexpr bool kWritten = !kGradientsAdd<Out>;
   const bool timed = kWritten || set_rows_ != 0;  // block_rows times only what it may run again
-  run_dq(timed && has_two_shapes(C, NH) ? block_rows(dq_rows_, {B, T, C, NH}, run_dq, stream) : 64);
+  run_dq(timed && wide_blocks(C, NH) ? block_rows(dq_rows_, {B, T, C, NH}, run_dq, stream) : 64);
   launch_dkv(dqkv, x, row_dot, lse, B, T, C, NH, stream);
 }
 

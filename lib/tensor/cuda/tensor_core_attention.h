@@ -58,7 +58,7 @@ class TensorCoreAttention {
                 const float* lse, int B, int T, int C, int NH, cudaStream_t stream);
 
   // Tests and benchmarks: every forward and dQ in blocks of `rows` query rows (64, or 128 where
-  // the head size allows it) instead of the faster shape; 0 goes back to choosing.
+  // the head size and the GPU allow it) instead of the faster shape; 0 goes back to choosing.
   void set_block_rows(int rows);
 
   // The block shapes of the forward and of dQ at each size they ran, and the times that chose
@@ -78,6 +78,10 @@ class TensorCoreAttention {
   };
   using BlockChoices = std::map<std::array<int, 4>, BlockChoice>;  // by (B, T, C, NH)
 
+  // Whether this head size has 128-row blocks and the GPU gives a block their shared memory
+  // (72 KiB at head size 64; the 64-row kernels need tensor_core_attention_shared_bytes).
+  bool wide_blocks(int C, int NH);
+
   // The rows for `size` from `choices`, timing run(64) and run(128) the first time.
   template <typename Run>
   int block_rows(BlockChoices& choices, const std::array<int, 4>& size, Run&& run,
@@ -91,7 +95,8 @@ class TensorCoreAttention {
 
   DeviceBuffer operands_;
   BlockChoices forward_rows_, dq_rows_;
-  int set_rows_ = 0;  // set_block_rows
+  int set_rows_ = 0;       // set_block_rows
+  int shared_limit_ = -1;  // the GPU's shared memory per block (opt-in), read on first use
 };
 
 }  // namespace ds::tensor::cuda
