@@ -77,7 +77,7 @@ if [ "$status" -ne 0 ]; then
 fi
 grep -m1 "device:" "$work/ds.log" || true
 grep -m1 "matmuls:" "$work/ds.log" || true
-grep -m1 "tensor-core attention block shapes:" "$work/ds.log" || true
+grep -m1 "tensor-core attention variants:" "$work/ds.log" || true
 
 summary() {  # JSON lines on stdin → "tokens/s mfu%" (medians over steps >= 3)
   python3 -c '
@@ -213,7 +213,7 @@ llmc_rows() {
     read -r big_tps big_mfu < <(summary < "$work/ds-llmc.jsonl")
     printf '%-34s %14s %8s\n' "GPT-2 124M, B=$llmc_micro T=1024, $precision" "tokens/s" "MFU %"
     printf '%-34s %14s %8s\n' "dstrain (dsworker)" "$big_tps" "$big_mfu"
-    grep -m1 "tensor-core attention block shapes:" "$work/ds-llmc.log" || true
+    grep -m1 "tensor-core attention variants:" "$work/ds-llmc.log" || true
     [ -z "$python" ] || torch_rows "$llmc_micro" "$big_tps" "$big_mfu" sdpa
   else
     echo "dstrain at B=$llmc_micro did not run:"

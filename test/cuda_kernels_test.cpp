@@ -287,13 +287,15 @@ TEST_CASE("cuda tensor-core flash attention matches the CPU within bf16 rounding
                     {kTensorCoreOutError, kTensorCoreLseError, kTensorCoreDqkvError});
 }
 
-// The forward and dQ come in 64- and 128-row blocks, which must give the same numbers bit for
-// bit (the faster is chosen at run time): on bf16 operands, as the bf16 attention block runs them.
-TEST_CASE("cuda tensor-core attention's block shapes agree bit for bit", "[cuda]") {
+// The forward, dQ and dK/dV come in two variants each (64- and 128-row blocks; fragments
+// reloaded or held), which must give the same numbers bit for bit (the faster is chosen at run
+// time): through both entry points, bf16 as the bf16 attention block runs them, and fp32 (dqkv
+// accumulated).
+TEST_CASE("cuda tensor-core attention's variants agree bit for bit", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
   Gpu gpu;
-  // Head sizes 16 and 64 (GPT-2's, the largest with 128-row blocks); T = 200 leaves the first
-  // warps of the last 128-row block a key tile to skip.
+  // Head sizes 16 and 64 (GPT-2's, the largest with variants); T = 200 leaves the first warps
+  // of the last 128-row block a key tile to skip.
   const auto [B, T, C, NH] = GENERATE(std::tuple{2, 200, 32, 2}, std::tuple{1, 300, 768, 12});
   INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
   const AttentionReference inputs(B, T, C, NH);
@@ -306,28 +308,44 @@ TEST_CASE("cuda tensor-core attention's block shapes agree bit for bit", "[cuda]
   };
   using Bf16 = cuda::TensorCoreAttention::Bf16;
   const auto qkv = bf16_copy(inputs.qkv), dout = bf16_copy(inputs.dout);
-  const size_t rows = size_t(B) * T;
+  const auto qkv32 = to_device(inputs.qkv, gpu), dout32 = to_device(inputs.dout, gpu);
+  const size_t rows = size_t(B) * T, stats = size_t(B) * NH * T;
   struct Results {
     std::vector<uint16_t> out, dqkv;
-    Vec lse;
+    Vec lse, out32, lse32, dqkv32;
   };
-  const auto run = [&](int block_rows) {
+  const auto run = [&](int variant) {
     cuda::TensorCoreAttention attention;
-    attention.set_block_rows(block_rows);
+    attention.set_variant(variant);
     auto out = bf16_copy(random_vec(rows * C, 36));  // garbage the kernels must overwrite
     auto dqkv = bf16_copy(random_vec(rows * 3 * C, 37));
-    auto lse = cuda::DeviceBuffer::floats(int64_t{B} * NH * T);
-    auto row_dot = cuda::DeviceBuffer::floats(int64_t{B} * NH * T);
+    auto lse = cuda::DeviceBuffer::floats(int64_t(stats));
+    auto row_dot = cuda::DeviceBuffer::floats(int64_t(stats));
     attention.forward(out.as<Bf16>(), lse.as<float>(), qkv.as<Bf16>(), B, T, C, NH, gpu.s());
     attention.backward(dqkv.as<Bf16>(), row_dot.as<float>(), dout.as<Bf16>(), qkv.as<Bf16>(),
                        out.as<Bf16>(), lse.as<float>(), B, T, C, NH, gpu.s());
+    auto out32 = to_device(random_vec(rows * C, 38), gpu);
+    auto dqkv32 = to_device(inputs.dqkv_start, gpu);  // added to
+    auto lse32 = cuda::DeviceBuffer::floats(int64_t(stats));
+    attention.forward(out32.as<float>(), lse32.as<float>(), qkv32.as<float>(), B, T, C, NH,
+                      gpu.s());
+    attention.backward(dqkv32.as<float>(), row_dot.as<float>(), dout32.as<float>(),
+                       qkv32.as<float>(), out32.as<float>(), lse32.as<float>(), B, T, C, NH,
+                       gpu.s());
     return Results{to_host<uint16_t>(out, rows * C, gpu),
-                   to_host<uint16_t>(dqkv, rows * 3 * C, gpu), to_host(lse, gpu)};
+                   to_host<uint16_t>(dqkv, rows * 3 * C, gpu),
+                   to_host(lse, gpu),
+                   to_host(out32, gpu),
+                   to_host(lse32, gpu),
+                   to_host(dqkv32, gpu)};
   };
-  const Results narrow = run(64), wide = run(128);
-  CHECK(wide.out == narrow.out);
-  CHECK(wide.lse == narrow.lse);
-  CHECK(wide.dqkv == narrow.dqkv);
+  const Results first = run(0), second = run(1);
+  CHECK(second.out == first.out);
+  CHECK(second.lse == first.lse);
+  CHECK(second.dqkv == first.dqkv);
+  CHECK(second.out32 == first.out32);
+  CHECK(second.lse32 == first.lse32);
+  CHECK(second.dqkv32 == first.dqkv32);
 }
 
 TEST_CASE("cuda GELU, residual and scaling match the CPU", "[cuda]") {

@@ -104,10 +104,19 @@ void check_against_cpu(int B, int T, int NH) {
                              log_sum_exp, row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
     CHECK(as_f32(dqkv_128) == as_f32(dqkv));
   }
-  ds_emulated_cuda::launch(tc::dkv_kernel<F, Out>, grid, block,
+  const std::vector<Out> dq_done = dqkv;
+  ds_emulated_cuda::launch(tc::dkv_kernel<F, false, Out>, grid, block,
                            tc::shared_bytes<tc::DkvShared<F>>(), dqkv.data(), x.dout, log_sum_exp,
                            row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
   check_parity("backward dqkv", as_f32(dqkv), expected, kTensorCoreDqkvError);
+  if constexpr (tc::kHasHeldVariant<F>) {
+    // dK/dV with its fragments held in registers: the same numbers bit for bit.
+    std::vector<Out> dqkv_held = dq_done;
+    ds_emulated_cuda::launch(tc::dkv_kernel<F, true, Out>, grid, block,
+                             tc::shared_bytes<tc::DkvShared<F>>(), dqkv_held.data(), x.dout,
+                             log_sum_exp, row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
+    CHECK(as_f32(dqkv_held) == as_f32(dqkv));
+  }
 }
 
 }  // namespace

@@ -99,7 +99,7 @@ std::string CudaOps::kernel_report() const {
       bf16_attention_block_ != nullptr ? "bf16 (tensor-core attention's head sizes)" : "fp32",
       bf16_matmul_ != nullptr ? "rounded to bf16 copies" : "as stored");
   const std::string attention = tc_attention_->report();
-  if (!attention.empty()) report += "\ntensor-core attention block shapes: " + attention;
+  if (!attention.empty()) report += "\ntensor-core attention variants: " + attention;
   if (profiler_->enabled()) {
     report += '\n';
     report += profiler_->report();

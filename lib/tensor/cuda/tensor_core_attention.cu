@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
+#include <string>
 #include <type_traits>
 
 #include "tensor/cuda/cast_kernels.h"
@@ -99,28 +99,6 @@ void launch_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C, 
   });
 }
 
-// The GPU time of run(), the fastest of three after a first run (which loads the kernel).
-template <typename Run>
-float fastest_ms(Run&& run, cudaStream_t stream) {
-  cudaEvent_t start, stop;
-  DS_CUDA_CALL(cudaEventCreate(&start));
-  DS_CUDA_CALL(cudaEventCreate(&stop));
-  run();
-  float best = 0;
-  for (int i = 0; i < 3; ++i) {
-    DS_CUDA_CALL(cudaEventRecord(start, stream));
-    run();
-    DS_CUDA_CALL(cudaEventRecord(stop, stream));
-    DS_CUDA_CALL(cudaEventSynchronize(stop));
-    float ms = 0;
-    DS_CUDA_CALL(cudaEventElapsedTime(&ms, start, stop));
-    best = i == 0 ? ms : std::min(best, ms);
-  }
-  DS_CUDA_CALL(cudaEventDestroy(start));
-  DS_CUDA_CALL(cudaEventDestroy(stop));
-  return best;
-}
-
 // Launches dQ with M row fragments a warp, as launch_forward the forward.
 template <int M, typename Out>
 void launch_dq(Out* dqkv, const Operands& x, const float* row_dot, const float* lse, int B, int T,
@@ -134,24 +112,28 @@ void launch_dq(Out* dqkv, const Operands& x, const float* row_dot, const float* 
   });
 }
 
-template <typename Out>
+// Launches dK/dV, holding its fragments in registers where kHold and the head size has that.
+template <bool kHold, typename Out>
 void launch_dkv(Out* dqkv, const Operands& x, const float* row_dot, const float* lse, int B, int T,
                 int C, int NH, cudaStream_t stream) {
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
-    launch(dkv_kernel<F, Out>, shared_bytes<DkvShared<F>>(), block_grid(B, T, NH), stream, dqkv,
-           x.dout, lse, row_dot, x.q, x.k, x.v, T, C, NH, softmax_scale(C / NH));
+    launch(dkv_kernel < F, kHold && kHasHeldVariant<F>, Out >, shared_bytes<DkvShared<F>>(),
+           block_grid(B, T, NH), stream, dqkv, x.dout, lse, row_dot, x.q, x.k, x.v, T, C, NH,
+           softmax_scale(C / NH));
   });
 }
 
-// The shared memory a block of the 128-row forward or dQ takes at this head size, 0 where the
-// head size has no such blocks.
-size_t wide_block_shared_bytes(int C, int NH) {
+// The shared memory of the variants' largest block at this head size (dQ's 128 rows), 0 where
+// the head size has no variants.
+size_t variant_shared_bytes(int C, int NH) {
   size_t bytes = 0;
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
-    if constexpr (kMaxRowFrags < F >> 1) {
-      bytes = std::max(shared_bytes<ForwardShared<F, 2>>(), shared_bytes<DqShared<F, 2>>());
+    static_assert(kHasHeldVariant<F> == (kMaxRowFrags<F> == 2), "the variants come together");
+    if constexpr (kMaxRowFrags<F> == 2) {
+      bytes = std::max({shared_bytes<ForwardShared<F, 2>>(), shared_bytes<DqShared<F, 2>>(),
+                        shared_bytes<DkvShared<F>>()});
     }
   });
   return bytes;
@@ -159,27 +141,13 @@ size_t wide_block_shared_bytes(int C, int NH) {
 
 }  // namespace
 
-void TensorCoreAttention::set_block_rows(int rows) {  // 128 only where wide_blocks allows
-  DS_CUDA_REQUIRE(rows == 0 || rows == 64 || rows == 128);
-  set_rows_ = rows;
+void TensorCoreAttention::set_variant(int variant) {
+  DS_CUDA_REQUIRE(variant >= -1 && variant <= 1);
+  set_variant_ = variant;
 }
 
-template <typename Run>
-int TensorCoreAttention::block_rows(BlockChoices& choices, const std::array<int, 4>& size,
-                                    Run&& run, cudaStream_t stream) {
-  if (set_rows_ != 0) return set_rows_;
-  const auto [known, fresh] = choices.try_emplace(size);
-  BlockChoice& choice = known->second;
-  if (fresh) {
-    choice.ms[0] = fastest_ms([&] { run(64); }, stream);
-    choice.ms[1] = fastest_ms([&] { run(128); }, stream);
-    choice.rows = choice.ms[1] < choice.ms[0] ? 128 : 64;
-  }
-  return choice.rows;
-}
-
-bool TensorCoreAttention::wide_blocks(int C, int NH) {
-  const size_t bytes = wide_block_shared_bytes(C, NH);
+bool TensorCoreAttention::has_variants(int C, int NH) {
+  const size_t bytes = variant_shared_bytes(C, NH);
   if (bytes == 0) return false;
   if (shared_limit_ < 0) {
     int device = 0;
@@ -190,14 +158,30 @@ bool TensorCoreAttention::wide_blocks(int C, int NH) {
   return bytes <= static_cast<size_t>(shared_limit_);
 }
 
+int TensorCoreAttention::variant(VariantChoice& choice, bool repeatable, bool bf16, int B, int T,
+                                 int C, int NH, const std::function<void(int)>& run,
+                                 cudaStream_t stream) {
+  if (!has_variants(C, NH)) return 0;
+  if (set_variant_ >= 0) return set_variant_;
+  if (!repeatable) return 0;
+  // Sizes by T's 128-row blocks: generation grows T a token at a time, and would otherwise time
+  // the kernels at every length.
+  const int blocks = (T + 127) / 128;
+  return choice.pick("B=" + std::to_string(B) + " T<=" + std::to_string(blocks * 128) +
+                         " C=" + std::to_string(C) + " NH=" + std::to_string(NH) +
+                         (bf16 ? " bf16" : " fp32"),
+                     run, stream);
+}
+
 template <typename Out>
 void TensorCoreAttention::run_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C,
                                       int NH, cudaStream_t stream) {
-  const auto run = [&](int rows) {
-    if (rows == 128) return launch_forward<2>(out, lse, qkv, B, T, C, NH, stream);
+  const auto run = [&](int v) {
+    if (v == 1) return launch_forward<2>(out, lse, qkv, B, T, C, NH, stream);
     launch_forward<1>(out, lse, qkv, B, T, C, NH, stream);
   };
-  run(wide_blocks(C, NH) ? block_rows(forward_rows_, {B, T, C, NH}, run, stream) : 64);
+  constexpr bool kBf16 = std::is_same_v<Out, Bf16>;
+  run(variant(forward_, true, kBf16, B, T, C, NH, run, stream));
 }
 
 template <typename Out>
@@ -205,29 +189,24 @@ void TensorCoreAttention::run_backward(Out* dqkv, const float* row_dot, const Bf
                                        const Bf16* qkv, const float* lse, int B, int T, int C,
                                        int NH, cudaStream_t stream) {
   const Operands x(qkv, dout, T, C, NH);
-  const auto run_dq = [&](int rows) {
-    if (rows == 128) return launch_dq<2>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
+  const auto run_dq = [&](int v) {
+    if (v == 1) return launch_dq<2>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
     launch_dq<1>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
   };
-  constexpr bool kWritten = !kGradientsAdd<Out>;
-  const bool timed = kWritten || set_rows_ != 0;  // block_rows times only what it may run again
-  run_dq(timed && wide_blocks(C, NH) ? block_rows(dq_rows_, {B, T, C, NH}, run_dq, stream) : 64);
-  launch_dkv(dqkv, x, row_dot, lse, B, T, C, NH, stream);
+  const auto run_dkv = [&](int v) {
+    if (v == 1) return launch_dkv<true>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
+    launch_dkv<false>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
+  };
+  constexpr bool kWritten = !kGradientsAdd<Out>;  // bf16 dqkv; fp32 accumulates
+  run_dq(variant(dq_, kWritten, kWritten, B, T, C, NH, run_dq, stream));
+  run_dkv(variant(dkv_, kWritten, kWritten, B, T, C, NH, run_dkv, stream));
 }
 
 std::string TensorCoreAttention::report() const {
   std::string report;
-  for (const auto& [kernel, choices] :
-       {std::pair{"forward", &forward_rows_}, std::pair{"dQ", &dq_rows_}}) {
-    for (const auto& [size, choice] : *choices) {
-      if (!report.empty()) report += "; ";
-      char line[200];
-      std::snprintf(line, sizeof line,
-                    "%s at B=%d T=%d C=%d NH=%d: %d-row blocks (64 rows %.3f ms, 128 rows %.3f ms)",
-                    kernel, size[0], size[1], size[2], size[3], choice.rows, choice.ms[0],
-                    choice.ms[1]);
-      report += line;
-    }
+  for (const VariantChoice* choice : {&forward_, &dq_, &dkv_}) {
+    const std::string mine = choice->report();
+    if (!mine.empty()) report += (report.empty() ? "" : "; ") + mine;
   }
   return report;
 }

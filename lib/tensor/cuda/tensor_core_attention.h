@@ -15,13 +15,13 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
-#include <map>
+#include <functional>
 #include <string>
 
 #include "tensor/cuda/device_buffer.h"
+#include "tensor/cuda/variant_choice.h"
 
 namespace ds::tensor::cuda {
 
@@ -57,35 +57,28 @@ class TensorCoreAttention {
   void backward(Bf16* dqkv, float* row_dot, const Bf16* dout, const Bf16* qkv, const Bf16* out,
                 const float* lse, int B, int T, int C, int NH, cudaStream_t stream);
 
-  // Tests and benchmarks: every forward and dQ in blocks of `rows` query rows (64, or 128 where
-  // the head size and the GPU allow it) instead of the faster shape; 0 goes back to choosing.
-  void set_block_rows(int rows);
+  // Three kernels come in two variants that give the same numbers bit for bit (the kernels'
+  // header), up to head size 64, where the GPU has the shared memory: the forward and dQ in 64-
+  // or 128-row blocks (variant 1), and dK/dV with its keys' and values' fragments reloaded for
+  // every tile or held in registers (1). Which is faster depends on the GPU and the size, so the
+  // first call at each size times both on its own operands and keeps the faster for the run. A
+  // kernel that adds into an fp32 dqkv cannot run twice, so it is not timed and takes variant 0.
+  //
+  // Tests and benchmarks: every such kernel in `variant` (0 or 1) instead of the faster; -1 goes
+  // back to choosing.
+  void set_variant(int variant);
 
-  // The block shapes of the forward and of dQ at each size they ran, and the times that chose
-  // them, for the run's log ("" before any choice).
+  // The choices and the times that made them, for the run's log ("" before any).
   std::string report() const;
 
  private:
-  // The forward and dQ kernels come in two block shapes, 64 and 128 query rows (the kernels'
-  // header), which give the same numbers bit for bit; which one is faster depends on the GPU and
-  // the size. So the first call at each size (up to head size 64: the 128-row blocks' registers)
-  // times both on its own operands and keeps the faster for the run. dQ is timed only where it
-  // writes its results (bf16 dqkv): an fp32 dqkv accumulates, so it cannot run twice, and keeps
-  // 64-row blocks.
-  struct BlockChoice {
-    int rows = 64;
-    float ms[2] = {0, 0};  // one run each, 64 and 128 rows, the fastest of a few
-  };
-  using BlockChoices = std::map<std::array<int, 4>, BlockChoice>;  // by (B, T, C, NH)
-
-  // Whether this head size has 128-row blocks and the GPU gives a block their shared memory
-  // (72 KiB at head size 64; the 64-row kernels need tensor_core_attention_shared_bytes).
-  bool wide_blocks(int C, int NH);
-
-  // The rows for `size` from `choices`, timing run(64) and run(128) the first time.
-  template <typename Run>
-  int block_rows(BlockChoices& choices, const std::array<int, 4>& size, Run&& run,
-                 cudaStream_t stream);
+  // Whether the head size has the variants and the GPU gives a block their shared memory (72 KiB
+  // for dQ's 128-row blocks at head size 64; variant 0 needs tensor_core_attention_shared_bytes).
+  bool has_variants(int C, int NH);
+  // The variant of `choice` for this call: set_variant's, else the chosen one where `repeatable`
+  // (the kernel writes its results), else 0.
+  int variant(VariantChoice& choice, bool repeatable, bool bf16, int B, int T, int C, int NH,
+              const std::function<void(int)>& run, cudaStream_t stream);
   template <typename Out>
   void run_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C, int NH,
                    cudaStream_t stream);
@@ -94,8 +87,10 @@ class TensorCoreAttention {
                     const float* lse, int B, int T, int C, int NH, cudaStream_t stream);
 
   DeviceBuffer operands_;
-  BlockChoices forward_rows_, dq_rows_;
-  int set_rows_ = 0;       // set_block_rows
+  VariantChoice forward_{"forward", {"64-row blocks", "128-row blocks"}};
+  VariantChoice dq_{"dQ", {"64-row blocks", "128-row blocks"}};
+  VariantChoice dkv_{"dK/dV", {"fragments reloaded", "fragments held"}};
+  int set_variant_ = -1;
   int shared_limit_ = -1;  // the GPU's shared memory per block (opt-in), read on first use
 };
 

@@ -27,8 +27,8 @@
 // The head size is a template parameter (F fragments of 16), so the loops over it unroll and the
 // accumulators stay in registers; so is the storage of the results (Out): fp32 outputs and
 // gradients (the Ops contracts: out written, dqkv accumulated), or bf16 ones, which are written.
-// Each kernel takes its shared memory dynamically: shared_bytes<ForwardShared<F>>(),
-// <DqShared<F>>() or <DkvShared<F>>().
+// Each kernel takes its shared memory dynamically: shared_bytes<ForwardShared<F, M>>(),
+// <DqShared<F, M>>() or <DkvShared<F>>().
 #pragma once
 
 #include <cuda_bf16.h>
@@ -61,7 +61,7 @@ using Bf16 = __nv_bfloat16;
 
 constexpr int kFrag = 16;                 // rows of a warp's slice, and the products' k
 constexpr int kWarps = 4;                 // warps per block
-constexpr int kRows = kWarps * kFrag;     // rows a block owns: 64 (the forward: 64 or 128)
+constexpr int kRows = kWarps * kFrag;     // rows a block owns: 64 (forward, dQ: 64 or 128)
 constexpr int kTile = kRows;              // rows of the other side per tile; the causal loop
                                           // bounds of dQ and dK/dV rely on the two being equal
 constexpr int kThreads = kWarps * kWarp;  // 128
@@ -93,6 +93,10 @@ template <int M>
 constexpr int kBlockRows = kRows* M;
 template <int F>
 constexpr int kMaxRowFrags = F <= 4 ? 2 : 1;
+// Whether dK/dV comes with held fragments at head size F·16 (up to 64, as 128-row blocks: the
+// registers).
+template <int F>
+constexpr bool kHasHeldVariant = F <= 4;
 
 // Lays a block's shared-memory regions out one after another: on the host (base nullptr) to
 // size the launch, on the device over the dynamic shared memory to find them, from the same
@@ -209,11 +213,40 @@ __device__ __forceinline__ void stage_rows(Bf16* dst, const HeadRows& src, int f
   }
 }
 
-// result[m] = rows · tileᵀ for the warp's M fragments of 16 rows of a head (bf16 from `rows`,
-// stride kHeadStride, fragment m at row 16m) against the tile's kTile rows (at `tile`, the same
-// stride), 16 x kTile each in fp32. Each of the tile's fragments is loaded once for the M products.
+// A's fragments of the warp's M fragments of 16 rows of a head, as times_tile_transposed reads
+// them: from shared memory at each use (SharedRows), or loaded once and held in registers
+// (HeldRows: F·M·4 more registers a thread, for a kernel whose rows stay while it walks the
+// tiles). Either way the products get the same operands.
 template <int F, int M>
-__device__ __forceinline__ void times_tile_transposed(TileResults<M>& result, const Bf16* rows,
+struct SharedRows {
+  const Bf16* rows;  // fragment m from row 16m, rows kHeadStride apart
+  __device__ __forceinline__ void fragment(uint32_t (&a)[4], int m, int k,
+                                           FragmentLane lane) const {
+    load_a(a, rows + m * kFrag * kHeadStride<F> + k * kFrag, kHeadStride<F>, lane);
+  }
+};
+template <int F, int M>
+struct HeldRows {
+  uint32_t held[M][F][4];
+  __device__ __forceinline__ void load(const Bf16* rows, FragmentLane lane) {
+    const SharedRows<F, M> from{rows};
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+#pragma unroll
+      for (int k = 0; k < F; ++k) from.fragment(held[m][k], m, k, lane);
+    }
+  }
+  __device__ __forceinline__ void fragment(uint32_t (&a)[4], int m, int k, FragmentLane) const {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) a[i] = held[m][k][i];
+  }
+};
+
+// result[m] = rows · tileᵀ for the warp's M fragments of 16 rows of a head (SharedRows or
+// HeldRows) against the tile's kTile rows (bf16 at `tile`, stride kHeadStride), 16 x kTile each
+// in fp32. Each of the tile's fragments is loaded once for the M products.
+template <int F, int M, typename Rows>
+__device__ __forceinline__ void times_tile_transposed(TileResults<M>& result, const Rows& rows,
                                                       const Bf16* tile, FragmentLane lane) {
 #pragma unroll
   for (int m = 0; m < M; ++m) {
@@ -227,9 +260,7 @@ __device__ __forceinline__ void times_tile_transposed(TileResults<M>& result, co
   for (int k = 0; k < F; ++k) {
     uint32_t a[M][4];
 #pragma unroll
-    for (int m = 0; m < M; ++m) {
-      load_a(a[m], rows + m * kFrag * kHeadStride<F> + k * kFrag, kHeadStride<F>, lane);
-    }
+    for (int m = 0; m < M; ++m) rows.fragment(a[m], m, k, lane);
 #pragma unroll
     for (int n = 0; n < kTileColumns; n += 2) {
       // B(k, n) = tile[n][k]: the tile's rows are B's columns.
@@ -293,7 +324,7 @@ __device__ __forceinline__ float quad_sum(float x) {
 // exponentials are 0. The warp's result rows are `rows` (fragment rows g and g+8), its columns
 // tile rows first_column + c; rows are queries (kRowsAreQueries: the forward and dQ) or keys
 // (dK/dV, whose products are transposed). Only the tiles that reach the block's own rows have
-// such keys (one tile; two for 128-row forward blocks). Rows and columns
+// such keys (one tile; two for 128-row blocks). Rows and columns
 // past T need no mask: they are staged as zero rows (stage_rows), so they add nothing.
 template <bool kRowsAreQueries>
 __device__ __forceinline__ void mask_future_keys(TileResult& scores, const int (&rows)[2],
@@ -461,8 +492,8 @@ __global__ void __launch_bounds__(kThreads)
   for_each_tile(0, queries.key_tiles_end(T), stage, [&](int j0, int buffer, bool) {
     if (queries.skips_tile(j0)) return;
     TileResults<M> p;
-    times_tile_transposed<F, M>(p, s.q + at.warp * M * kFrag * kHeadStride<F>, pick(s.k, buffer),
-                                lane);
+    times_tile_transposed<F, M>(p, SharedRows<F, M>{s.q + at.warp * M * kFrag * kHeadStride<F>},
+                                pick(s.k, buffer), lane);
     // Every row sees key j0 <= its own, so each max is finite. The maximum of the raw scores,
     // scaled, is the maximum of the scaled ones (scale > 0).
     if (queries.masks_tile(j0)) {
@@ -556,8 +587,9 @@ __global__ void __launch_bounds__(kThreads)
     if (queries.skips_tile(j0)) return;
     TileResults<M> ds, dprobs;
     const int warp_row = at.warp * M * kFrag * kHeadStride<F>;
-    times_tile_transposed<F, M>(ds, s.q + warp_row, pick(s.k, buffer), lane);
-    times_tile_transposed<F, M>(dprobs, s.dout + warp_row, pick(s.v, buffer), lane);
+    times_tile_transposed<F, M>(ds, SharedRows<F, M>{s.q + warp_row}, pick(s.k, buffer), lane);
+    times_tile_transposed<F, M>(dprobs, SharedRows<F, M>{s.dout + warp_row}, pick(s.v, buffer),
+                                lane);
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       if (queries.masks_tile(j0)) mask_future_keys<true>(ds[m], queries.mine[m], j0, lane);
@@ -585,10 +617,14 @@ __global__ void __launch_bounds__(kThreads)
 // are its rows, queries the tile's). Grid (key blocks, NH, B), the block with the most query
 // tiles (the first keys) first.
 // Up to head size 64 the registers are capped for three blocks an SM (twelve warps, against eight
-// with the registers the compiler would otherwise take).
+// with the registers the compiler would otherwise take), unless kHold: then two blocks an SM,
+// whose warps hold their keys' and values' fragments in registers instead of reloading them for
+// every tile (the same numbers bit for bit).
 // dK and dV are added to an fp32 dqkv, written to a bf16 one.
-template <int F, typename Out>
-__global__ void __launch_bounds__(kThreads, F <= 4 ? 3 : 1)
+template <int F, bool kHold, typename Out>
+__global__ void __launch_bounds__(kThreads, kHold    ? 2
+                                            : F <= 4 ? 3
+                                                     : 1)
     dkv_kernel(Out* dqkv, Operand dout, const float* lse, const float* row_dot, Operand q,
                Operand k, Operand v, int T, int C, int NH, float scale) {
   const Place at(T, C, NH, F * kFrag);
@@ -626,12 +662,23 @@ __global__ void __launch_bounds__(kThreads, F <= 4 ? 3 : 1)
   HeadResults<F, 1> dk, dv;
   zero<F>(dk[0]);
   zero<F>(dv[0]);
+  const Bf16* warp_keys = s.k + at.warp * kFrag * kHeadStride<F>;
+  const Bf16* warp_values = s.v + at.warp * kFrag * kHeadStride<F>;
+  [[maybe_unused]] HeldRows<F, 1> held_keys, held_values;  // kHold
   for_each_tile(k0, T, stage, [&](int i0, int buffer, bool more) {
     TileResults<1> probs, dscores;  // transposed: [key][query]
-    times_tile_transposed<F, 1>(probs, s.k + at.warp * kFrag * kHeadStride<F>, pick(s.q, buffer),
-                                lane);
-    times_tile_transposed<F, 1>(dscores, s.v + at.warp * kFrag * kHeadStride<F>,
-                                pick(s.dout, buffer), lane);
+    if constexpr (kHold) {
+      if (i0 == k0) {  // the block's keys and values are in from the first tile on
+        held_keys.load(warp_keys, lane);
+        held_values.load(warp_values, lane);
+      }
+      times_tile_transposed<F, 1>(probs, held_keys, pick(s.q, buffer), lane);
+      times_tile_transposed<F, 1>(dscores, held_values, pick(s.dout, buffer), lane);
+    } else {
+      times_tile_transposed<F, 1>(probs, SharedRows<F, 1>{warp_keys}, pick(s.q, buffer), lane);
+      times_tile_transposed<F, 1>(dscores, SharedRows<F, 1>{warp_values}, pick(s.dout, buffer),
+                                  lane);
+    }
     TileResult &p = probs[0], &ds = dscores[0];
     if (i0 == k0) mask_future_keys<false>(p, key, i0, lane);
     const float* tile_lse = pick(s.lse, buffer);
