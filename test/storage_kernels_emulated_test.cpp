@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "emulated_layernorm.h"
@@ -255,4 +256,37 @@ TEMPLATE_TEST_CASE("emulated storage kernels: fused softmax cross-entropy", "[st
   launch(k::softmax_cross_entropy_kernel<S>, grid, block, 0, eval_losses.data(),
          static_cast<S*>(nullptr), logits_s.data(), targets.data(), dloss, V, int64_t{V});
   check_equal("softmax_cross_entropy losses without dlogits", eval_losses, want_losses);
+}
+
+// The bias gradient's two passes (bf16_kernels.cu's bias_gradient and
+// rounded_with_bias_gradient): 300 rows end inside a third 128-row chunk, 264 columns inside a
+// second block of 256; the sums are added to dbias.
+TEMPLATE_TEST_CASE("emulated storage kernels: bias gradient in chunks", "[storage_kernels]", float,
+                   __nv_bfloat16) {
+  using S = TestType;
+  const int N = 300, C = 264;
+  const Vec dout = representable<S>(size_t(N) * C, 60);
+  const std::vector<S> stored = narrow<S>(dout);
+  const Vec start = random_vec(size_t(C), 61);
+  Vec want = start;
+  for (int c = 0; c < C; ++c) {
+    double sum = 0;
+    for (int n = 0; n < N; ++n) sum += dout[size_t(n) * C + c];
+    want[c] += static_cast<float>(sum);
+  }
+  const int chunks = k::bias_chunks(N);
+  // An fp32 dout is also rounded to bf16 on the way (as a bf16 GEMM's copy), a bf16 one not.
+  constexpr bool kRound = std::is_same_v<S, float>;
+  std::vector<__nv_bfloat16> rounded;
+  if (kRound) rounded = narrow<__nv_bfloat16>(random_vec(dout.size(), 63));
+  Vec partials = random_vec(size_t(chunks) * C, 62), got = start;  // every partial is written
+  launch(k::bias_partials_kernel<S>,
+         dim3{blocks_for(C, 8 * k::kBiasGroups), static_cast<unsigned>(chunks)},
+         dim3{k::kBiasGroups, k::kBiasLanes}, 0, partials.data(), stored.data(), N, C,
+         kRound ? rounded.data() : nullptr);
+  launch(k::column_sum_kernel<float, k::RowsTerm<float>>, dim3{blocks_for(C, k::kColumnWidth)},
+         dim3{k::kColumnWidth, k::kColumnRows}, 0, got.data(), chunks, C,
+         k::RowsTerm<float>{partials.data(), C});
+  check_parity("bias gradient", got, want, 1e-6);
+  if (kRound) check_rounded("bf16 copy", rounded, dout);
 }

@@ -68,7 +68,6 @@ void Bf16AttentionBlock::backward(float* dx, const Ops::SublayerGrads& g,
                                   int B, int T, int C, int NH, cudaStream_t stream) {
   const int N = B * T;
   if (N == 0) return;
-  const int64_t NC = int64_t{N} * C;
   const Saved<const float> s(saved, N, C, NH);
   bf16* dy = bf16_from(t.d_mid);
   bf16* dqkv = bf16_from(t.d_qkv);
@@ -77,13 +76,10 @@ void Bf16AttentionBlock::backward(float* dx, const Ops::SublayerGrads& g,
 
   // Through the projection: dy in bf16, the projection's weight gradient from the saved y. The
   // bias gradient is a fixed-order fp32 column sum of the fp32 dout.
-  const void* dout16 = rounded_to_bf16(dout, NC, dout16_, stream);
+  const void* dout16 = products_.rounded_with_bias_gradient(g.b2, dout, N, C, dout16_, stream);
   const void* w_proj16 = rounded_to_bf16(w.w2, int64_t{C} * C, w_proj16_, stream);
   lt_.input_gradient(dy, dout16, w_proj16, N, C, C, WeightLayout::kInOut, kBf16Products, stream);
   products_.add_weight_gradient(g.w2, dout16, s.y, N, C, C, stream);
-  if (g.b2 != nullptr) {
-    mixed::matmul_bias_backward(g.b2, DType::kF32, dout, DType::kF32, N, C, stream);
-  }
 
   attention_.backward(dqkv, row_dot, dy, s.qkv, s.y, s.lse, B, T, C, NH, stream);
 
@@ -92,9 +88,7 @@ void Bf16AttentionBlock::backward(float* dx, const Ops::SublayerGrads& g,
   const void* w_qkv16 = rounded_to_bf16(w.w1, 3 * int64_t{C} * C, w_qkv16_, stream);
   lt_.input_gradient(dln, dqkv, w_qkv16, N, C, 3 * C, WeightLayout::kInOut, kBf16Products, stream);
   products_.add_weight_gradient(g.w1, dqkv, s.ln, N, C, 3 * C, stream);
-  if (g.b1 != nullptr) {
-    mixed::matmul_bias_backward(g.b1, DType::kF32, dqkv, DType::kBF16, N, 3 * C, stream);
-  }
+  products_.add_bias_gradient(g.b1, dqkv, DType::kBF16, N, 3 * C, stream);
 
   // Through the norm, joining dout (the residual connection's gradient; dx may be dout).
   products_.norm_backward(dx, dout, g.ln_w, g.ln_b, dln, x, w.ln_w, s.mean, s.rstd, N, C, stream);

@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 
 #include "tensor/cuda/bf16_kernels.h"
+#include "tensor/cuda/cast_kernels.h"
+#include "tensor/cuda/device_buffer.h"
 #include "tensor/cuda/kernel_helpers.cuh"
 #include "tensor/cuda/kernels.h"
 #include "tensor/cuda/op_kernels.cuh"
@@ -250,6 +252,54 @@ void matmul_bias_backward(void* dbias, DType dbias_dtype, const void* dout, DTyp
                  stream);
     });
   });
+}
+
+int64_t bias_partial_floats(int N, int C) { return int64_t{bias_chunks(N)} * C; }
+
+namespace {
+
+// Whether bias_partials_kernel takes dout.
+bool chunked_columns(const void* dout, int C) { return C % 8 == 0 && aligned_16(dout); }
+
+// The two passes of bias_gradient; `rounded`: dout's bf16 copy too (fp32 dout).
+void launch_bias_gradient(float* dbias, const void* dout, DType dout_dtype, int N, int C,
+                          DeviceBuffer& partials, __nv_bfloat16* rounded, cudaStream_t stream) {
+  DS_CUDA_REQUIRE(bias_chunks(N) <= 65535);  // grid y
+  partials.grow(sizeof(float) * static_cast<size_t>(bias_partial_floats(N, C)));
+  float* sums = partials.as<float>();
+  dispatch(dout_dtype, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    bias_partials_kernel<S>
+        <<<dim3(blocks_for(C, 8 * kBiasGroups), static_cast<unsigned>(bias_chunks(N))),
+           dim3(kBiasGroups, kBiasLanes), 0, stream>>>(sums, static_cast<const S*>(dout), N, C,
+                                                       rounded);
+    DS_CUDA_LAUNCHED();
+  });
+  column_sum(dbias, bias_chunks(N), C, RowsTerm<float>{sums, C}, stream);
+}
+
+}  // namespace
+
+void bias_gradient(float* dbias, const void* dout, DType dout_dtype, int N, int C,
+                   DeviceBuffer& partials, cudaStream_t stream) {
+  if (N == 0 || C == 0) return;
+  if (!chunked_columns(dout, C)) {
+    return matmul_bias_backward(dbias, DType::kF32, dout, dout_dtype, N, C, stream);
+  }
+  launch_bias_gradient(dbias, dout, dout_dtype, N, C, partials, nullptr, stream);
+}
+
+const void* rounded_with_bias_gradient(float* dbias, const float* dout, int N, int C,
+                                       DeviceBuffer& copy, DeviceBuffer& partials,
+                                       cudaStream_t stream) {
+  if (dbias == nullptr || N == 0 || C == 0 || !chunked_columns(dout, C)) {
+    const void* rounded = rounded_to_bf16(dout, int64_t{N} * C, copy, stream);
+    if (dbias != nullptr) bias_gradient(dbias, dout, DType::kF32, N, C, partials, stream);
+    return rounded;
+  }
+  copy.grow(sizeof(__nv_bfloat16) * static_cast<size_t>(int64_t{N} * C));
+  launch_bias_gradient(dbias, dout, DType::kF32, N, C, partials, copy.as<__nv_bfloat16>(), stream);
+  return copy.data();
 }
 
 }  // namespace ds::tensor::cuda::mixed

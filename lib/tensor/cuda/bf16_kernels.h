@@ -101,6 +101,20 @@ void matmul_bias_backward(void* dbias, const void* dout, int N, int OC, DType dt
 // kept in fp32 and rounded once into dbias.
 void matmul_bias_backward(void* dbias, DType dbias_dtype, const void* dout, DType dout_dtype, int N,
                           int OC, cudaStream_t stream);
+// dbias (fp32) += the column sums of dout [N, C] (fp32, bf16 or f16), as matmul_bias_backward
+// but in two fixed-order passes that read dout in 16-byte chunks (op_kernels.cuh,
+// bias_partials_kernel), with `partials` grown to bias_partial_floats(N, C) floats for the
+// first's sums, where dout is 16-byte aligned and C a multiple of 8; otherwise through
+// matmul_bias_backward.
+int64_t bias_partial_floats(int N, int C);
+void bias_gradient(float* dbias, const void* dout, DType dout_dtype, int N, int C,
+                   DeviceBuffer& partials, cudaStream_t stream);
+// dout (fp32) rounded to bf16 into `copy` (grown to fit) as rounded_to_bf16, and, unless dbias
+// is nullptr, bias_gradient's sums of it, in one pass where bias_gradient takes it. Returns the
+// copy.
+const void* rounded_with_bias_gradient(float* dbias, const float* dout, int N, int C,
+                                       DeviceBuffer& copy, DeviceBuffer& partials,
+                                       cudaStream_t stream);
 // d = gelu'(inp) * d, in place — WRITES (the GELU backward after a GEMM that wrote d).
 void gelu_backward_inplace(void* d, const void* inp, int64_t N, DType dtype, cudaStream_t stream);
 

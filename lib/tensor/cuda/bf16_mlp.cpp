@@ -65,28 +65,23 @@ void Bf16Mlp::backward(float* dx, const Ops::SublayerGrads& g, const Ops::Sublay
   const Saved<const float> s(saved, N, C, H);
   bf16* dpre = bf16_from(t.d_mid);
   bf16* dln = bf16_from(t.d_ln);
-  // Rounded again rather than kept from the forward: the copies are shared by every layer.
-  const void* dout16 = rounded_to_bf16(dout, int64_t{N} * C, dout16_, stream);
+  // dout's bf16 copy for the GEMMs, and db_proj, a fixed-order fp32 column sum of the fp32 dout,
+  // in one pass. The weights are rounded again rather than kept from the forward: the copies are
+  // shared by every layer.
+  const void* dout16 = products_.rounded_with_bias_gradient(g.b2, dout, N, C, dout16_, stream);
   const void* w_proj16 = rounded_to_bf16(w.w2, int64_t{H} * C, w_proj16_, stream);
   const void* w_fc16 = rounded_to_bf16(w.w1, int64_t{C} * H, w_fc16_, stream);
 
   // Through the projection and GELU: dpre in bf16, the projection's weight gradient in fp32.
-  // The bias gradients are column sums (fixed order, fp32, any alignment): db_proj's of the fp32
-  // dout, db_fc's of dpre.
   lt_.backward_gelu(dpre, nullptr, nullptr, dout16, s.act, w_proj16, s.pre, N, H, C,
                     WeightLayout::kInOut, kBf16Products, stream);
   products_.add_weight_gradient(g.w2, dout16, s.act, N, H, C, stream);
-  if (g.b2 != nullptr) {
-    mixed::matmul_bias_backward(g.b2, DType::kF32, dout, DType::kF32, N, C, stream);
-  }
 
-  // Through the expansion: the norm's output gradient (bf16, written) and the expansion's weight
-  // gradient in fp32.
+  // Through the expansion: the norm's output gradient (bf16, written), the expansion's weight
+  // gradient in fp32, and db_fc, a fixed-order fp32 column sum of dpre.
   lt_.input_gradient(dln, dpre, w_fc16, N, C, H, WeightLayout::kInOut, kBf16Products, stream);
   products_.add_weight_gradient(g.w1, dpre, s.ln, N, C, H, stream);
-  if (g.b1 != nullptr) {
-    mixed::matmul_bias_backward(g.b1, DType::kF32, dpre, DType::kBF16, N, H, stream);
-  }
+  products_.add_bias_gradient(g.b1, dpre, DType::kBF16, N, H, stream);
 
   // Through the norm, joining dout (the residual connection's gradient; dx may be dout).
   products_.norm_backward(dx, dout, g.ln_w, g.ln_b, dln, x, w.ln_w, s.mean, s.rstd, N, C, stream);

@@ -37,6 +37,17 @@ void Bf16SublayerProducts::add_weight_gradient(float* dweight, const void* dout1
   staged.finish(stream);
 }
 
+void Bf16SublayerProducts::add_bias_gradient(float* dbias, const void* dout, DType dtype, int N,
+                                             int C, cudaStream_t stream) {
+  if (dbias != nullptr) mixed::bias_gradient(dbias, dout, dtype, N, C, norm_partials_, stream);
+}
+
+const void* Bf16SublayerProducts::rounded_with_bias_gradient(float* dbias, const float* dout, int N,
+                                                             int C, DeviceBuffer& copy,
+                                                             cudaStream_t stream) {
+  return mixed::rounded_with_bias_gradient(dbias, dout, N, C, copy, norm_partials_, stream);
+}
+
 void Bf16SublayerProducts::norm_backward(float* dx, const float* dresidual, float* dweight,
                                          float* dbias, const __nv_bfloat16* dln, const float* x,
                                          const float* weight, const float* mean, const float* rstd,

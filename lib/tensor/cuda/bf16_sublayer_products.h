@@ -1,14 +1,15 @@
 // What GPT-2's two bf16 sublayers (bf16_mlp.h, bf16_attention_block.h) do alike around their
 // products: asking cuBLASLt for them, the projection onto the residual connection, the weight
-// gradients accumulated into fp32 views of any alignment, and the layernorm's backward onto the
-// residual connection's gradient. One per sublayer: its staging buffers grow once to the largest
-// shape. Not thread-safe.
+// and bias gradients accumulated into fp32 views of any alignment, and the layernorm's backward
+// onto the residual connection's gradient. One per sublayer: its staging buffers grow once to the
+// largest shape. Not thread-safe.
 #pragma once
 
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include "tensor/cuda/device_buffer.h"
+#include "tensor/dtype.h"
 
 namespace ds::tensor::cuda {
 
@@ -32,6 +33,14 @@ class Bf16SublayerProducts {
   // dweight (fp32 [IC, OC], any alignment) += inp16ᵀ · dout16.
   void add_weight_gradient(float* dweight, const void* dout16, const void* inp16, int N, int IC,
                            int OC, cudaStream_t stream);
+  // dbias (fp32, any alignment; nullptr: none) += the column sums of dout [N, C] in `dtype`
+  // (mixed::bias_gradient, through the norm's workspace).
+  void add_bias_gradient(float* dbias, const void* dout, DType dtype, int N, int C,
+                         cudaStream_t stream);
+  // dout (fp32) rounded to bf16 into `copy` for the GEMMs, and dbias (nullptr: none) += its
+  // column sums, in one pass where it can (mixed::rounded_with_bias_gradient). Returns the copy.
+  const void* rounded_with_bias_gradient(float* dbias, const float* dout, int N, int C,
+                                         DeviceBuffer& copy, cudaStream_t stream);
   // dx = dresidual + layernorm's input gradient from the bf16 dln (dx may be dresidual), dweight
   // and dbias += theirs (mixed::layernorm_backward_from_bf16).
   void norm_backward(float* dx, const float* dresidual, float* dweight, float* dbias,

@@ -200,6 +200,63 @@ struct RowsTerm {  // the matrix itself: column sums of x
   __device__ float operator()(int n, int c) const { return load(x, int64_t{n} * C + c); }
 };
 
+// A bias gradient's column sums of dout [N, C] in two fixed-order passes, for rows that start
+// 16-byte aligned with C a multiple of 8: this kernel's blocks each own kBiasChunkRows rows and
+// 256 columns, each thread 8 neighbouring columns (16-byte loads: a warp reads 512 contiguous
+// bytes of a bf16 row, 1 KiB of an fp32 one) of every kBiasLanes-th row, and write their
+// columns' sums over the chunk into partials [chunks][C]; column_sum_kernel over RowsTerm<float>
+// then adds the chunks' sums in chunk order. column_sum_kernel alone reads a column's rows down
+// one block, 8 columns wide (half a sector of a bf16 row), with fewer blocks than SMs at C = 768.
+// An fp32 dout can also be written rounded to bf16 on the way (`rounded`, [N, C], 16-byte
+// aligned; nullptr: not), the copy a bf16 GEMM reads, in the same pass.
+constexpr int kBiasChunkRows = 128;
+constexpr int kBiasGroups = 32;  // 8-column groups a block: 256 columns
+constexpr int kBiasLanes = 8;    // threads down the rows
+inline int bias_chunks(int N) { return (N + kBiasChunkRows - 1) / kBiasChunkRows; }
+
+template <typename S>
+__global__ void __launch_bounds__(kBiasGroups* kBiasLanes)
+    bias_partials_kernel(float* partials, const S* dout, int N, int C, __nv_bfloat16* rounded) {
+  constexpr int kLoads = 8 / Chunk<S>::kCount;  // 16-byte chunks in 8 columns
+  __shared__ float lanes[kBiasLanes][8][kBiasGroups];
+  const int c0 = (blockIdx.x * kBiasGroups + threadIdx.x) * 8;
+  const int first = blockIdx.y * kBiasChunkRows;
+  const int end = first + kBiasChunkRows < N ? first + kBiasChunkRows : N;
+  float sum[8] = {};
+  if (c0 < C) {
+#pragma unroll 4
+    for (int n = first + threadIdx.y; n < end; n += kBiasLanes) {
+      const auto* row = reinterpret_cast<const Chunk<S>*>(dout + int64_t{n} * C + c0);
+      float values[8];
+#pragma unroll
+      for (int l = 0; l < kLoads; ++l) {
+        const Chunk<S> chunk = row[l];
+#pragma unroll
+        for (int k = 0; k < Chunk<S>::kCount; ++k)
+          values[l * Chunk<S>::kCount + k] = load(chunk.x, k);
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j) sum[j] += values[j];
+      if (rounded != nullptr) {
+        Chunk<__nv_bfloat16> out;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) store(out.x, j, values[j]);
+        *reinterpret_cast<Chunk<__nv_bfloat16>*>(rounded + int64_t{n} * C + c0) = out;
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < 8; ++j) lanes[threadIdx.y][j][threadIdx.x] = sum[j];
+  __syncthreads();
+  if (threadIdx.y != 0 || c0 >= C) return;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    float total = 0.0f;
+    for (int y = 0; y < kBiasLanes; ++y) total += lanes[y][j][threadIdx.x];
+    partials[int64_t{blockIdx.y} * C + c0 + j] = total;
+  }
+}
+
 template <typename S>
 __global__ void broadcast_rows_kernel(S* out, const S* row, int64_t N, int C) {
   const int64_t i = element();
