@@ -386,7 +386,8 @@ TEST_CASE("cuda GELU, residual and scaling match the CPU", "[cuda]") {
   const double cpu_sum = cpu::sum_of_squares(out.data(), N);
   auto d_sum = cuda::DeviceBuffer(sizeof(double));
   auto d_parts = cuda::DeviceBuffer(sizeof(double) * cuda::kSumOfSquaresParts);
-  cuda::sum_of_squares(d_sum.as<double>(), d_parts.as<double>(), d_out.as<float>(), N, gpu.s());
+  cuda::sum_of_squares(d_sum.as<double>(), d_parts.as<double>(), d_out.as<float>(),
+                       ds::tensor::DType::kF32, N, gpu.s());
   const double gpu_sum = to_host<double>(d_sum, 1, gpu)[0];
   INFO("sum_of_squares: cpu " << cpu_sum << " gpu " << gpu_sum);
   CHECK(std::abs(gpu_sum - cpu_sum) <= 1e-6 * cpu_sum);

@@ -163,8 +163,9 @@ TEST_CASE("cuda sum of squares and SGD match the CPU", "[cuda]") {
   for (int64_t step = 1; step <= 3; ++step) {
     const Vec grads = random_vec(n, 50 + uint32_t(step), -0.1f, 0.1f);
     Mirror d_grads(gpu, grads.data(), sizeof(float) * n);
-    cpu.sgd_step(params.data(), grads.data(), buffer.data(), n, 0.01, step, options);
-    gpu.sgd_step(d_params.buffer.as<float>(), d_grads.buffer.as<float>(),
+    cpu.sgd_step(params.data(), ds::tensor::StepIo{grads.data()}, buffer.data(), n, 0.01, step,
+                 options);
+    gpu.sgd_step(d_params.buffer.as<float>(), ds::tensor::StepIo{d_grads.buffer.as<float>()},
                  d_buffer.buffer.as<float>(), n, 0.01, step, options);
   }
   Vec got(n);

@@ -179,7 +179,7 @@ TEST_CASE("emulated sum of squares", "[op_kernels]") {
   const int parts = 7;
   std::vector<double> part_sums(parts);
   double got = 0;
-  launch(k::sum_of_squares_parts_kernel, dim3{unsigned(parts)}, dim3{k::kSumBlock}, 0,
+  launch(k::sum_of_squares_parts_kernel<float>, dim3{unsigned(parts)}, dim3{k::kSumBlock}, 0,
          part_sums.data(), x.data(), N);
   launch(k::sum_parts_kernel, dim3{1}, dim3{k::kSumBlock}, 0, &got,
          static_cast<const double*>(part_sums.data()), parts);

@@ -8,10 +8,14 @@
 //       print(p)   # and opt.state[p][...] after the last step
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "optim/optimizer.h"
+#include "tensor/cpu/cast.h"
+#include "tensor/cpu/kernels.h"
 #include "util/error.h"
 
 using ds::optim::Adam;
@@ -144,6 +148,49 @@ TEST_CASE("stepping sub-ranges equals stepping the whole range", "[optim]") {
   }
   CHECK(a == b);
   CHECK(to_row(whole.exp_avg_sq()) == to_row(parts.exp_avg_sq()));
+}
+
+// Mixed precision's step reads the stored 16-bit gradient, unscaled as it is read, and writes the
+// 16-bit parameters in its one pass: bit for bit the separate passes it replaces (the gradient
+// converted to fp32 with its scale, the step, the parameters rounded from the updated fp32).
+TEST_CASE("a step on a 16-bit gradient with a 16-bit parameter copy equals the separate passes",
+          "[optim]") {
+  namespace tensor = ds::tensor;
+  const tensor::DType dtype = GENERATE(tensor::DType::kBF16, tensor::DType::kF16);
+  const bool adam = GENERATE(true, false);
+  INFO(tensor::dtype_name(dtype) << (adam ? " Adam" : " SGD"));
+  SgdOptions sgd_options;
+  sgd_options.momentum = 0.9;
+  sgd_options.weight_decay = 0.01;
+  const auto make = [&]() -> std::unique_ptr<ds::optim::Optimizer> {
+    if (adam) return std::make_unique<Adam>(6, AdamOptions{0.9, 0.999, 1e-8, 0.1, true});
+    return std::make_unique<Sgd>(6, sgd_options);
+  };
+  const auto fused = make(), separate = make();
+  Row a = kP0, b = kP0;
+  std::vector<uint16_t> a16(6), b16(6), g16(6);
+  const float scale = 0.5f;
+  for (size_t s = 0; s < kGrads.size(); ++s) {
+    const auto step = static_cast<int64_t>(s) + 1;
+    tensor::cpu::from_f32(g16.data(), dtype, kGrads[s].data(), 6);
+    fused->step(a.data(), tensor::StepIo{g16.data(), dtype, scale, a16.data(), dtype}, 6, kLrs[s],
+                step);
+    Row g32(6);
+    tensor::cpu::convert_scaled(g32.data(), tensor::DType::kF32, g16.data(), dtype, 6, scale);
+    separate->step(b.data(), g32.data(), 6, kLrs[s], step);
+    tensor::cpu::from_f32(b16.data(), dtype, b.data(), 6);
+  }
+  CHECK(a == b);
+  CHECK(a16 == b16);
+  CHECK(fused->state().size() == separate->state().size());
+  for (size_t i = 0; i < fused->state().size(); ++i) {
+    CHECK(to_row(fused->state()[i].data) == to_row(separate->state()[i].data));
+  }
+  // And the gradient norm's sum of squares from the stored gradient.
+  Row widened(6);
+  tensor::cpu::to_f32(widened.data(), g16.data(), dtype, 6);
+  CHECK(tensor::cpu::sum_of_squares(g16.data(), dtype, 6) ==
+        tensor::cpu::sum_of_squares(widened.data(), 6));
 }
 
 TEST_CASE("restoring saved state resumes exactly", "[optim]") {

@@ -31,11 +31,11 @@ void Adam::set_betas(double beta1, double beta2) {
   options_.beta2 = beta2;
 }
 
-void Adam::step(float* params, const float* grads, int64_t n, double lr, int64_t step,
+void Adam::step(float* params, const tensor::StepIo& io, int64_t n, double lr, int64_t step,
                 int64_t offset) {
   check_range(n, offset);
   DS_CHECK(step >= 1, "Adam step numbers start at 1, got {}", step);
-  ops().adam_step(params, grads, m_.as<float>() + offset, v_.as<float>() + offset, n, lr, step,
+  ops().adam_step(params, io, m_.as<float>() + offset, v_.as<float>() + offset, n, lr, step,
                   options_);
 }
 
@@ -50,12 +50,12 @@ Sgd::Sgd(int64_t size, SgdOptions options, const StateAllocator& allocate, tenso
                   ? allocate("momentum_buffer", sizeof(float) * static_cast<size_t>(size))
                   : tensor::Buffer()) {}
 
-void Sgd::step(float* params, const float* grads, int64_t n, double lr, int64_t step,
+void Sgd::step(float* params, const tensor::StepIo& io, int64_t n, double lr, int64_t step,
                int64_t offset) {
   check_range(n, offset);
   DS_CHECK(step >= 1, "SGD step numbers start at 1, got {}", step);
-  ops().sgd_step(params, grads, buffer_.empty() ? nullptr : buffer_.as<float>() + offset, n, lr,
-                 step, options_);
+  ops().sgd_step(params, io, buffer_.empty() ? nullptr : buffer_.as<float>() + offset, n, lr, step,
+                 options_);
 }
 
 std::vector<StateArray> Sgd::state() {

@@ -40,11 +40,18 @@ class Optimizer {
  public:
   virtual ~Optimizer() = default;
 
-  // Updates params[0, n) with grads[0, n) for the state elements [offset, offset + n).
-  // lr: this step's learning rate (from LrSchedule); step: the number of this applied
-  // step, 1 for the first (Adam's bias correction; SGD's momentum buffer starts at step 1).
-  virtual void step(float* params, const float* grads, int64_t n, double lr, int64_t step,
+  // Updates params[0, n) with the gradient `io` gives (stored in its dtype, scaled as it is read;
+  // and the parameters' 16-bit copy written where io has one: tensor/optimizer_options.h) for the
+  // state elements [offset, offset + n). lr: this step's learning rate (from LrSchedule); step:
+  // the number of this applied step, 1 for the first (Adam's bias correction; SGD's momentum
+  // buffer starts at step 1).
+  virtual void step(float* params, const tensor::StepIo& io, int64_t n, double lr, int64_t step,
                     int64_t offset = 0) = 0;
+  // The same from fp32 grads[0, n).
+  void step(float* params, const float* grads, int64_t n, double lr, int64_t step,
+            int64_t offset = 0) {
+    this->step(params, tensor::StepIo{grads}, n, lr, step, offset);
+  }
 
   // The state arrays, for checkpoints: write into them to restore a saved state.
   virtual std::vector<StateArray> state() = 0;
@@ -68,7 +75,8 @@ class Adam final : public Optimizer {
   Adam(int64_t size, AdamOptions options, const StateAllocator& allocate = host_state_allocator(),
        tensor::Ops& ops = tensor::cpu_ops());
 
-  void step(float* params, const float* grads, int64_t n, double lr, int64_t step,
+  using Optimizer::step;
+  void step(float* params, const tensor::StepIo& io, int64_t n, double lr, int64_t step,
             int64_t offset = 0) override;
   std::vector<StateArray> state() override;
   int64_t state_bytes_per_element() const override { return 8; }
@@ -91,7 +99,8 @@ class Sgd final : public Optimizer {
   Sgd(int64_t size, SgdOptions options, const StateAllocator& allocate = host_state_allocator(),
       tensor::Ops& ops = tensor::cpu_ops());
 
-  void step(float* params, const float* grads, int64_t n, double lr, int64_t step,
+  using Optimizer::step;
+  void step(float* params, const tensor::StepIo& io, int64_t n, double lr, int64_t step,
             int64_t offset = 0) override;
   // No state without momentum, as in torch.
   std::vector<StateArray> state() override;

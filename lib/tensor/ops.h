@@ -272,16 +272,17 @@ class Ops {
   virtual void add_scaled_into(void* out, DType out_dtype, const void* in, DType in_dtype,
                                int64_t n, float scale) = 0;
 
-  // Flat fp32 arrays: the gradient norm's sum of x^2 in double (waits for the device; the
-  // _into form writes it to one double on device() in order with the other ops, so that a norm
-  // over many pieces waits once), scaling, and the optimizer updates of
-  // tensor/cpu/optimizer_kernels.h.
+  // Flat arrays: the gradient norm's sum of x^2 in double (waits for the device; the _into form,
+  // over x stored as `dtype` and widened to fp32 first, writes it to one double on device() in
+  // order with the other ops, so that a norm over many pieces waits once), scaling, and the
+  // optimizer updates of tensor/cpu/optimizer_kernels.h, which read the gradient and write the
+  // parameters' 16-bit copy as `io` says (optimizer_options.h).
   virtual double sum_of_squares(const float* x, int64_t n) = 0;
-  virtual void sum_of_squares_into(double* result, const float* x, int64_t n) = 0;
+  virtual void sum_of_squares_into(double* result, const void* x, DType dtype, int64_t n) = 0;
   virtual void scale_inplace(float* x, float scale, int64_t n) = 0;
-  virtual void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq,
+  virtual void adam_step(float* params, const StepIo& io, float* exp_avg, float* exp_avg_sq,
                          int64_t n, double lr, int64_t step, const AdamOptions& options) = 0;
-  virtual void sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n,
+  virtual void sgd_step(float* params, const StepIo& io, float* momentum_buffer, int64_t n,
                         double lr, int64_t step, const SgdOptions& options) = 0;
 
  protected:

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "tensor/dtype.h"
+
 namespace ds::tensor {
 
 struct AdamOptions {
@@ -41,6 +43,19 @@ inline AdamCoefficients adam_coefficients(const AdamOptions& options, double lr,
   k.decoupled = options.decoupled_weight_decay;
   return k;
 }
+
+// What an update reads and writes besides the fp32 parameters and its states: the gradient as it
+// is stored, n values of grad_dtype each multiplied by grad_scale as it is read (the fp32 values
+// convert_scaled would make of them), and, unless params16 is nullptr, a 16-bit copy of the
+// updated parameters (as from_f32 would round them), which mixed precision's model computes
+// with. So a mixed-precision step reads its gradient and writes its parameters once.
+struct StepIo {
+  const void* grads = nullptr;
+  DType grad_dtype = DType::kF32;
+  float grad_scale = 1.0f;
+  void* params16 = nullptr;
+  DType params16_dtype = DType::kBF16;
+};
 
 struct SgdOptions {
   double momentum = 0;

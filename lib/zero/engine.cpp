@@ -94,9 +94,6 @@ Engine::Engine(const config::TrainConfig& cfg, model::Gpt& model, const InitialW
     master_ = nvme_optimizer ? nvme_optimizer->allocate("master", master_bytes)
                              : Buffer(master_bytes, MemoryCategory::kOptimizerState, device);
   }
-  int64_t largest_piece = 0;
-  for (const LayerShard& o : part_.layers) largest_piece = std::max(largest_piece, o.own.size);
-  own_grad_ = Buffer::floats(largest_piece, MemoryCategory::kOther, device);
   layer_sums_ = Buffer(sizeof(double) * part_.layers.size(), MemoryCategory::kOther, device);
   host_layer_sums_.assign(part_.layers.size(), 0.0);
   // The groups' device forms: NCCL when the caller made them, else staged through host memory;
@@ -253,14 +250,11 @@ void Engine::reduce_gradients() {
   if (reducer_) reducer_->finish();
 }
 
-const float* Engine::own_gradient_f32(int l, float scale) {
+const void* Engine::own_gradient(int l) const {
   const LayerShard& o = part_.layers[l];
   const LayerShard& s = dp_part_.layers[l];
   const int64_t offset = stage_ >= 2 ? s.local_offset : s.full_offset + o.own.offset;
-  const void* g = static_cast<const char*>(grads_.data()) + esize() * offset;
-  if (dtype_ == DType::kF32 && scale == 1.0f) return static_cast<const float*>(g);
-  ops_.convert_scaled(own_grad_.data(), DType::kF32, g, dtype_, o.real_size(), scale);
-  return own_grad_.as<float>();
+  return static_cast<const char*>(grads_.data()) + esize() * offset;
 }
 
 std::pair<double, bool> Engine::gradient_norm() {
@@ -271,7 +265,7 @@ std::pair<double, bool> Engine::gradient_norm() {
   for (size_t l = 0; l < part_.layers.size(); ++l) {
     const int64_t n = part_.layers[l].real_size();
     if (is_tied_copy(static_cast<int>(l)) || n == 0) continue;
-    ops_.sum_of_squares_into(layer_sums + l, own_gradient_f32(static_cast<int>(l)), n);
+    ops_.sum_of_squares_into(layer_sums + l, own_gradient(static_cast<int>(l)), dtype_, n);
   }
   ops_.download(host_layer_sums_.data(), layer_sums, sizeof(double) * host_layer_sums_.size());
   double sum = 0;
@@ -293,12 +287,15 @@ void Engine::update_parameters(double lr, double grad_scale) {
     const LayerShard& o = part_.layers[l];
     const LayerShard& s = dp_part_.layers[l];
     const int64_t n = o.real_size();
-    const float* grad = own_gradient_f32(layer, static_cast<float>(grad_scale));
-    optimizer_->step(master(layer), grad, n, lr, applied_steps_, o.local_offset);
+    // The stored gradient, unscaled as it is read, and the 16-bit parameters rounded from the
+    // updated master weights, in the update's one pass.
+    tensor::StepIo io{own_gradient(layer), dtype_, static_cast<float>(grad_scale)};
     if (mixed()) {
       const int64_t param_offset = stage_ == 3 ? s.local_offset : s.full_offset + o.own.offset;
-      ops_.from_f32(params + esize() * param_offset, dtype_, master(layer), n);
+      io.params16 = params + esize() * param_offset;
+      io.params16_dtype = dtype_;
     }
+    optimizer_->step(master(layer), io, n, lr, applied_steps_, o.local_offset);
   }
 }
 

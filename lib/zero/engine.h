@@ -193,10 +193,8 @@ class Engine {
   // (`arrays`, optimizer_->state()) copied to host memory, indexed like the optimizer's states
   // (part_'s local offsets). Loading uploads straight into the states.
   void stage_states_to_host(const std::vector<optim::StateArray>& arrays);
-  // Layer l's own piece of the reduced gradient in fp32, times `scale`: the gradients themselves
-  // in fp32 runs at scale 1, else converted (and scaled) into own_grad_, which the next call
-  // overwrites; the gradients themselves are never scaled.
-  const float* own_gradient_f32(int l, float scale = 1.0f);
+  // Layer l's own piece of the reduced gradient, where it is stored (in the storage dtype).
+  const void* own_gradient(int l) const;
   float* host_master(int l);
   float* host_state(const std::vector<optim::StateArray>& arrays, size_t a, int l);
 
@@ -215,7 +213,6 @@ class Engine {
   tensor::Buffer params_;      // full (stages 0-2) or own pieces (stage 3), storage dtype
   tensor::Buffer grads_;       // full (stages 0-1) or own pieces (stages 2-3), storage dtype
   tensor::Buffer master_;      // fp32 own pieces; empty in fp32 runs
-  tensor::Buffer own_grad_;    // fp32 gradient of one own piece, for the norm and the update
   tensor::Buffer layer_sums_;  // the norm: each layer's sum of squares, on the device
   std::vector<double> host_layer_sums_;  // and their copy on the host
   std::unique_ptr<optim::Optimizer> optimizer_;

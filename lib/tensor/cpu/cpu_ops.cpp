@@ -202,23 +202,23 @@ class CpuOps final : public Ops {
     guard("sum_of_squares", {x});
     return cpu::sum_of_squares(x, n);
   }
-  void sum_of_squares_into(double* result, const float* x, int64_t n) override {
+  void sum_of_squares_into(double* result, const void* x, DType dtype, int64_t n) override {
     guard("sum_of_squares_into", {result, x});
-    *result = cpu::sum_of_squares(x, n);
+    *result = cpu::sum_of_squares(x, dtype, n);
   }
   void scale_inplace(float* x, float scale, int64_t n) override {
     guard("scale_inplace", {x});
     cpu::scale_inplace(x, scale, n);
   }
-  void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
+  void adam_step(float* params, const StepIo& io, float* exp_avg, float* exp_avg_sq, int64_t n,
                  double lr, int64_t step, const AdamOptions& options) override {
-    guard("adam_step", {params, grads, exp_avg, exp_avg_sq});
-    cpu::adam_step(params, grads, exp_avg, exp_avg_sq, n, lr, step, options);
+    guard("adam_step", {params, io.grads, io.params16, exp_avg, exp_avg_sq});
+    cpu::adam_step(params, io, exp_avg, exp_avg_sq, n, lr, step, options);
   }
-  void sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n, double lr,
+  void sgd_step(float* params, const StepIo& io, float* momentum_buffer, int64_t n, double lr,
                 int64_t step, const SgdOptions& options) override {
-    guard("sgd_step", {params, grads, momentum_buffer});
-    cpu::sgd_step(params, grads, momentum_buffer, n, lr, step, options);
+    guard("sgd_step", {params, io.grads, io.params16, momentum_buffer});
+    cpu::sgd_step(params, io, momentum_buffer, n, lr, step, options);
   }
 
  private:

@@ -388,7 +388,11 @@ void softmax_cross_entropy_backward(float* dlogits, const float* probs, const in
 
 void fill_zero(float* x, int64_t N) { std::memset(x, 0, sizeof(float) * static_cast<size_t>(N)); }
 
-double sum_of_squares(const float* x, int64_t N) {
+namespace {
+
+// Σ value(i)² in double for i in [0, N).
+template <typename Value>
+double sum_of_squares_of(int64_t N, Value value) {
   // Per-thread partials added in thread order: a float-atomic or omp reduction would make the
   // gradient norm (and so clipping) differ from run to run.
   constexpr int kMaxThreads = 256;
@@ -401,14 +405,34 @@ double sum_of_squares(const float* x, int64_t N) {
     const int id = omp_get_thread_num();
     const int64_t begin = N * id / threads;
     const int64_t end = N * (id + 1) / threads;
-    const float* part = x + begin;
-    partial[id] =
-        lane_sum<double>(end - begin, [&](int64_t i) { return double(part[i]) * part[i]; });
+    partial[id] = lane_sum<double>(end - begin, [&](int64_t i) {
+      const float v = value(begin + i);
+      return double(v) * v;
+    });
     if (id == 0) used = threads;
   }
   double total = 0.0;
   for (int i = 0; i < used; ++i) total += partial[i];
   return total;
+}
+
+}  // namespace
+
+double sum_of_squares(const float* x, int64_t N) {
+  return sum_of_squares_of(N, [x](int64_t i) { return x[i]; });
+}
+
+double sum_of_squares(const void* x, DType dtype, int64_t N) {
+  const auto* bits = static_cast<const uint16_t*>(x);
+  switch (dtype) {
+    case DType::kBF16:
+      return sum_of_squares_of(N, [bits](int64_t i) { return bf16_to_f32(bits[i]); });
+    case DType::kF16:
+      return sum_of_squares_of(N, [bits](int64_t i) { return f16_to_f32(bits[i]); });
+    case DType::kF32:
+      break;
+  }
+  return sum_of_squares(static_cast<const float*>(x), N);
 }
 
 void scale_inplace(float* x, float scale, int64_t N) {

@@ -13,6 +13,8 @@
 
 #include <cstdint>
 
+#include "tensor/dtype.h"
+
 namespace ds::tensor::cpu {
 
 // out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:], or wte's row alone when wpe is nullptr (a
@@ -92,6 +94,8 @@ void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* log
 
 // Sum of x^2 in double (for the gradient norm); x *= scale.
 double sum_of_squares(const float* x, int64_t N);
+// The same over x stored as `dtype`, each element widened to fp32 first.
+double sum_of_squares(const void* x, DType dtype, int64_t N);
 void scale_inplace(float* x, float scale, int64_t N);
 
 }  // namespace ds::tensor::cpu

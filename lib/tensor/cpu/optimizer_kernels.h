@@ -12,12 +12,13 @@
 
 namespace ds::tensor::cpu {
 
-// `step` counts applied steps from 1 (the bias correction).
-void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
+// `step` counts applied steps from 1 (the bias correction). The gradient and the 16-bit copy of
+// the parameters as `io` says (optimizer_options.h).
+void adam_step(float* params, const StepIo& io, float* exp_avg, float* exp_avg_sq, int64_t n,
                double lr, int64_t step, const AdamOptions& options);
 // momentum_buffer: nullptr without momentum; at step 1 it becomes a copy of the gradient
 // (torch creates it so, without dampening).
-void sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n, double lr,
+void sgd_step(float* params, const StepIo& io, float* momentum_buffer, int64_t n, double lr,
               int64_t step, const SgdOptions& options);
 
 }  // namespace ds::tensor::cpu

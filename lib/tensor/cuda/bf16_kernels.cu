@@ -15,37 +15,13 @@ namespace ds::tensor::cuda::mixed {
 using namespace detail;
 using namespace op_kernels;
 
-namespace {
-
-template <typename T>
-struct Tag {
-  using type = T;
-};
-
-// Calls fn(Tag<S>{}) with S the storage type of `dtype`.
-template <typename Fn>
-void dispatch(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case DType::kF32:
-      fn(Tag<float>{});
-      return;
-    case DType::kBF16:
-      fn(Tag<__nv_bfloat16>{});
-      return;
-    case DType::kF16:
-      fn(Tag<__half>{});
-      return;
-  }
-  DS_CUDA_REQUIRE(!"unknown DType");
-}
-
-}  // namespace
+namespace {}  // namespace
 
 void encoder_forward(void* out, const int32_t* tokens, const void* wte, const void* wpe, int B,
                      int T, int C, DType dtype, cudaStream_t stream) {
   const int64_t total = int64_t{B} * T * C;
   if (total == 0) return;
-  dispatch(dtype, [&](auto tag) {
+  dispatch_storage(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     encoder_forward_kernel<<<blocks_for(total), kBlock, 0, stream>>>(
         static_cast<S*>(out), tokens, static_cast<const S*>(wte), static_cast<const S*>(wpe),
@@ -58,7 +34,7 @@ void encoder_backward(float* dwte, float* dwpe, const void* dout, int B, int T, 
                       const TokenBuckets& buckets, DType dtype, cudaStream_t stream) {
   DS_CUDA_REQUIRE(buckets.size() == int64_t{B} * T);
   if (C == 0 || int64_t{B} * T == 0) return;
-  dispatch(dtype, [&](auto tag) {
+  dispatch_storage(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     const S* d = static_cast<const S*>(dout);
     const dim3 grid(static_cast<unsigned>(buckets.distinct()), blocks_for(C));
@@ -119,7 +95,7 @@ void launch_layernorm_backward(S* dinp, const S* dresidual, S* dweight, S* dbias
 void layernorm_forward(void* out, float* mean, float* rstd, const void* inp, const void* weight,
                        const void* bias, int N, int C, float eps, DType dtype,
                        cudaStream_t stream) {
-  dispatch(dtype, [&](auto tag) {
+  dispatch_storage(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     launch_layernorm_forward(static_cast<S*>(out), mean, rstd, static_cast<const S*>(inp),
                              static_cast<const S*>(weight), static_cast<const S*>(bias), N, C, eps,
@@ -144,7 +120,7 @@ void layernorm_backward(void* dinp, const void* dresidual, void* dweight, void* 
                         const void* dout, const void* inp, const void* weight, const float* mean,
                         const float* rstd, int N, int C, float* partials, DType dtype,
                         cudaStream_t stream) {
-  dispatch(dtype, [&](auto tag) {
+  dispatch_storage(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     launch_layernorm_backward(static_cast<S*>(dinp), static_cast<const S*>(dresidual),
                               static_cast<S*>(dweight), static_cast<S*>(dbias),
@@ -163,7 +139,7 @@ void layernorm_backward_from_bf16(float* dinp, const float* dresidual, float* dw
 
 void gelu_forward(void* out, const void* inp, int64_t N, DType dtype, cudaStream_t stream) {
   if (N == 0) return;
-  dispatch(dtype, [&](auto tag) {
+  dispatch_storage(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     gelu_forward_kernel<<<blocks_for(N), kBlock, 0, stream>>>(static_cast<S*>(out),
                                                               static_cast<const S*>(inp), N);
@@ -174,7 +150,7 @@ void gelu_forward(void* out, const void* inp, int64_t N, DType dtype, cudaStream
 void gelu_backward(void* dinp, const void* inp, const void* dout, int64_t N, DType dtype,
                    cudaStream_t stream) {
   if (N == 0) return;
-  dispatch(dtype, [&](auto tag) {
+  dispatch_storage(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     gelu_backward_kernel<<<blocks_for(N), kBlock, 0, stream>>>(
         static_cast<S*>(dinp), static_cast<const S*>(inp), static_cast<const S*>(dout), N);
@@ -184,7 +160,7 @@ void gelu_backward(void* dinp, const void* inp, const void* dout, int64_t N, DTy
 
 void gelu_backward_inplace(void* d, const void* inp, int64_t N, DType dtype, cudaStream_t stream) {
   if (N == 0) return;
-  dispatch(dtype, [&](auto tag) {
+  dispatch_storage(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     gelu_backward_inplace_kernel<<<blocks_for(N), kBlock, 0, stream>>>(
         static_cast<S*>(d), static_cast<const S*>(inp), N);
@@ -195,7 +171,7 @@ void gelu_backward_inplace(void* d, const void* inp, int64_t N, DType dtype, cud
 void residual_forward(void* out, const void* a, const void* b, int64_t N, DType dtype,
                       cudaStream_t stream) {
   if (N == 0) return;
-  dispatch(dtype, [&](auto tag) {
+  dispatch_storage(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     residual_forward_kernel<<<blocks_for(N), kBlock, 0, stream>>>(
         static_cast<S*>(out), static_cast<const S*>(a), static_cast<const S*>(b), N);
@@ -205,7 +181,7 @@ void residual_forward(void* out, const void* a, const void* b, int64_t N, DType 
 
 void add_inplace(void* dst, const void* src, int64_t N, DType dtype, cudaStream_t stream) {
   if (N == 0) return;
-  dispatch(dtype, [&](auto tag) {
+  dispatch_storage(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     add_inplace_kernel<<<blocks_for(N), kBlock, 0, stream>>>(static_cast<S*>(dst),
                                                              static_cast<const S*>(src), N);
@@ -218,7 +194,7 @@ void softmax_cross_entropy(float* losses, void* dlogits, const void* logits, con
                            cudaStream_t stream) {
   DS_CUDA_REQUIRE(ld >= V);
   if (N == 0) return;
-  dispatch(dtype, [&](auto tag) {
+  dispatch_storage(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     softmax_cross_entropy_kernel<<<N, kCrossEntropyBlock, 0, stream>>>(
         losses, static_cast<S*>(dlogits), static_cast<const S*>(logits), targets, dloss, V, ld);
@@ -229,7 +205,7 @@ void softmax_cross_entropy(float* losses, void* dlogits, const void* logits, con
 void broadcast_rows(void* out, const void* row, int N, int C, DType dtype, cudaStream_t stream) {
   const int64_t total = int64_t{N} * C;
   if (total == 0) return;
-  dispatch(dtype, [&](auto tag) {
+  dispatch_storage(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     broadcast_rows_kernel<<<blocks_for(total), kBlock, 0, stream>>>(
         static_cast<S*>(out), static_cast<const S*>(row), int64_t{N}, C);
@@ -244,9 +220,9 @@ void matmul_bias_backward(void* dbias, const void* dout, int N, int OC, DType dt
 
 void matmul_bias_backward(void* dbias, DType dbias_dtype, const void* dout, DType dout_dtype, int N,
                           int OC, cudaStream_t stream) {
-  dispatch(dbias_dtype, [&](auto grad_tag) {
+  dispatch_storage(dbias_dtype, [&](auto grad_tag) {
     using G = typename decltype(grad_tag)::type;
-    dispatch(dout_dtype, [&](auto tag) {
+    dispatch_storage(dout_dtype, [&](auto tag) {
       using S = typename decltype(tag)::type;
       column_sum(static_cast<G*>(dbias), N, OC, RowsTerm<S>{static_cast<const S*>(dout), OC},
                  stream);
@@ -258,16 +234,17 @@ int64_t bias_partial_floats(int N, int C) { return int64_t{bias_chunks(N)} * C; 
 
 namespace {
 
-// Whether bias_partials_kernel takes dout.
-bool chunked_columns(const void* dout, int C) { return C % 8 == 0 && aligned_16(dout); }
+// Whether bias_partials_kernel takes dout [N, C] (its chunks are the grid's y).
+bool chunked_columns(const void* dout, int N, int C) {
+  return C % 8 == 0 && aligned_16(dout) && bias_chunks(N) <= 65535;
+}
 
 // The two passes of bias_gradient; `rounded`: dout's bf16 copy too (fp32 dout).
 void launch_bias_gradient(float* dbias, const void* dout, DType dout_dtype, int N, int C,
                           DeviceBuffer& partials, __nv_bfloat16* rounded, cudaStream_t stream) {
-  DS_CUDA_REQUIRE(bias_chunks(N) <= 65535);  // grid y
   partials.grow(sizeof(float) * static_cast<size_t>(bias_partial_floats(N, C)));
   float* sums = partials.as<float>();
-  dispatch(dout_dtype, [&](auto tag) {
+  dispatch_storage(dout_dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
     bias_partials_kernel<S>
         <<<dim3(blocks_for(C, 8 * kBiasGroups), static_cast<unsigned>(bias_chunks(N))),
@@ -283,7 +260,7 @@ void launch_bias_gradient(float* dbias, const void* dout, DType dout_dtype, int 
 void bias_gradient(float* dbias, const void* dout, DType dout_dtype, int N, int C,
                    DeviceBuffer& partials, cudaStream_t stream) {
   if (N == 0 || C == 0) return;
-  if (!chunked_columns(dout, C)) {
+  if (!chunked_columns(dout, N, C)) {
     return matmul_bias_backward(dbias, DType::kF32, dout, dout_dtype, N, C, stream);
   }
   launch_bias_gradient(dbias, dout, dout_dtype, N, C, partials, nullptr, stream);
@@ -292,7 +269,7 @@ void bias_gradient(float* dbias, const void* dout, DType dout_dtype, int N, int 
 const void* rounded_with_bias_gradient(float* dbias, const float* dout, int N, int C,
                                        DeviceBuffer& copy, DeviceBuffer& partials,
                                        cudaStream_t stream) {
-  if (dbias == nullptr || N == 0 || C == 0 || !chunked_columns(dout, C)) {
+  if (dbias == nullptr || N == 0 || C == 0 || !chunked_columns(dout, N, C)) {
     const void* rounded = rounded_to_bf16(dout, int64_t{N} * C, copy, stream);
     if (dbias != nullptr) bias_gradient(dbias, dout, DType::kF32, N, C, partials, stream);
     return rounded;

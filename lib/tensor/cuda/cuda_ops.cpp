@@ -459,31 +459,31 @@ double CudaOps::sum_of_squares(const float* x, int64_t n) {
   const auto timed = profiler_->time("sum_of_squares", stream());
   double result = 0;
   if (n == 0) return result;
-  sum_of_squares_into(sum_.as<double>(), x, n);
+  sum_of_squares_into(sum_.as<double>(), x, DType::kF32, n);
   download(&result, sum_.data(), sizeof result);
   return result;
 }
-void CudaOps::sum_of_squares_into(double* result, const float* x, int64_t n) {
+void CudaOps::sum_of_squares_into(double* result, const void* x, DType dtype, int64_t n) {
   const auto timed = profiler_->time("sum_of_squares_into", stream());
   if (n == 0) {
     zero_bytes(result, sizeof(double));
     return;
   }
-  cuda::sum_of_squares(result, sum_.as<double>() + 1, x, n, stream());
+  cuda::sum_of_squares(result, sum_.as<double>() + 1, x, dtype, n, stream());
 }
 void CudaOps::scale_inplace(float* x, float scale, int64_t n) {
   const auto timed = profiler_->time("scale_inplace", stream());
   cuda::scale_inplace(x, scale, n, stream());
 }
-void CudaOps::adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq,
+void CudaOps::adam_step(float* params, const StepIo& io, float* exp_avg, float* exp_avg_sq,
                         int64_t n, double lr, int64_t step, const AdamOptions& o) {
   const auto timed = profiler_->time("adam_step", stream());
-  cuda::adam_step(params, grads, exp_avg, exp_avg_sq, n, lr, step, o, stream());
+  cuda::adam_step(params, io, exp_avg, exp_avg_sq, n, lr, step, o, stream());
 }
-void CudaOps::sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n,
+void CudaOps::sgd_step(float* params, const StepIo& io, float* momentum_buffer, int64_t n,
                        double lr, int64_t step, const SgdOptions& options) {
   const auto timed = profiler_->time("sgd_step", stream());
-  cuda::sgd_step(params, grads, momentum_buffer, n, lr, step, options, stream());
+  cuda::sgd_step(params, io, momentum_buffer, n, lr, step, options, stream());
 }
 
 }  // namespace ds::tensor::cuda

@@ -136,11 +136,11 @@ class CudaOps final : public Ops {
   void add_scaled_into(void* out, DType out_dtype, const void* in, DType in_dtype, int64_t n,
                        float scale) override;
   double sum_of_squares(const float* x, int64_t n) override;
-  void sum_of_squares_into(double* result, const float* x, int64_t n) override;
+  void sum_of_squares_into(double* result, const void* x, DType dtype, int64_t n) override;
   void scale_inplace(float* x, float scale, int64_t n) override;
-  void adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, int64_t n,
+  void adam_step(float* params, const StepIo& io, float* exp_avg, float* exp_avg_sq, int64_t n,
                  double lr, int64_t step, const AdamOptions& options) override;
-  void sgd_step(float* params, const float* grads, float* momentum_buffer, int64_t n, double lr,
+  void sgd_step(float* params, const StepIo& io, float* momentum_buffer, int64_t n, double lr,
                 int64_t step, const SgdOptions& options) override;
 
  private:
@@ -168,7 +168,8 @@ class CudaOps final : public Ops {
   MatmulPrecision precision_;
   size_t tensor_core_shared_bytes_;  // per block, for the tensor-core attention (0: no bf16 MMA)
   bool bf16_on_tensor_cores_;        // the run's products in bf16 on them: the bf16 ops below exist
-  // Every layernorm backward's column sums per block (the bf16 sublayers' too); grows once.
+  // Every layernorm backward's column sums per block, and the bf16 sublayers' bias sums per
+  // 128-row chunk: grown to the largest need, in the first step (and where N grows).
   DeviceBuffer layernorm_partials_;
   std::unique_ptr<Classifier> classifier_;   // the training step's LM head (classifier.h)
   std::unique_ptr<Bf16Mlp> bf16_mlp_;        // bf16 runs' MLP (bf16_mlp.h); null otherwise

@@ -57,10 +57,13 @@ void* device_allocate_zeroed(size_t bytes, int device, std::string_view what) {
 
 void device_free(void* data, int device) noexcept {
   // Statuses are dropped: this runs in destructors, and a sticky error from an earlier fault
-  // has been (or will be) reported by the call that saw it. cudaFree waits for the device.
+  // has been (or will be) reported by the call that saw it. The device is synchronised first:
+  // kernels still queued on any stream may read the memory (a workspace replaced by a larger one
+  // in the middle of a step), and cudaFree's own wait is not promised by its documentation.
   int previous = 0;
   cudaGetDevice(&previous);
   cudaSetDevice(device);
+  cudaDeviceSynchronize();
   cudaFree(data);
   cudaSetDevice(previous);
 }

@@ -95,14 +95,17 @@ __global__ void softmax_cross_entropy_backward_kernel(float* dlogits, const floa
 constexpr int kSumBlock = 1024;
 
 // Block b sums elements b*kSumBlock + t, advancing by the whole grid: each part in a fixed
-// order (the threads' sums combined by block_reduce's fixed tree).
+// order (the threads' sums combined by block_reduce's fixed tree). x is stored as S (a 16-bit
+// gradient widened exactly).
+template <typename S>
 __global__ void __launch_bounds__(kSumBlock)
-    sum_of_squares_parts_kernel(double* parts, const float* x, int64_t N) {
+    sum_of_squares_parts_kernel(double* parts, const S* x, int64_t N) {
   __shared__ double shared[kWarp];
   double sum = 0.0;
   const int64_t stride = int64_t{gridDim.x} * blockDim.x;
   for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < N; i += stride) {
-    sum += double(x[i]) * x[i];
+    const float v = load(x, i);
+    sum += double(v) * v;
   }
   sum = block_reduce(sum, shared, Add{});
   if (threadIdx.x == 0) parts[blockIdx.x] = sum;

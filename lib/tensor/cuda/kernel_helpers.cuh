@@ -1,17 +1,42 @@
-// What the .cu files here share for their launches: the launch of the
-// fixed-order column sum behind every parameter-gradient reduction. The device code they share
-// is device_primitives.cuh.
+// What the .cu files here share for their launches: the storage type of a DType for a template,
+// and the launch of the fixed-order column sum behind every parameter-gradient reduction. The
+// device code they share is device_primitives.cuh.
 // Internal to lib/tensor/cuda.
 #pragma once
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/device_primitives.cuh"
+#include "tensor/dtype.h"
 
 namespace ds::tensor::cuda::detail {
+
+template <typename T>
+struct Tag {
+  using type = T;
+};
+
+// Calls fn(Tag<S>{}) with S the storage type of `dtype` (float, __nv_bfloat16, __half).
+template <typename Fn>
+void dispatch_storage(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::kF32:
+      fn(Tag<float>{});
+      return;
+    case DType::kBF16:
+      fn(Tag<__nv_bfloat16>{});
+      return;
+    case DType::kF16:
+      fn(Tag<__half>{});
+      return;
+  }
+  DS_CUDA_REQUIRE(!"unknown DType");
+}
 
 template <typename T, typename Term>
 void column_sum(T* dst, int N, int C, Term term, cudaStream_t stream) {

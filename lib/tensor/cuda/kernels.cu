@@ -10,6 +10,7 @@
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/device_memory.h"
 #include "tensor/cuda/fp32_op_kernels.cuh"
+#include "tensor/cuda/kernel_helpers.cuh"
 #include "tensor/cuda/kernels.h"
 #include "tensor/token_grouping.h"
 
@@ -238,13 +239,17 @@ void softmax_cross_entropy_backward(float* dlogits, const float* probs, const in
   DS_CUDA_LAUNCHED();
 }
 
-void sum_of_squares(double* result, double* parts_out, const float* x, int64_t N,
+void sum_of_squares(double* result, double* parts_out, const void* x, DType dtype, int64_t N,
                     cudaStream_t stream) {
   // As many blocks as the data fills (each thread at least a few elements), at most the parts.
   const int64_t wanted = (N + int64_t{kSumBlock} * 4 - 1) / (int64_t{kSumBlock} * 4);
   const int parts = static_cast<int>(std::clamp<int64_t>(wanted, 1, kSumOfSquaresParts));
-  sum_of_squares_parts_kernel<<<parts, kSumBlock, 0, stream>>>(parts_out, x, N);
-  DS_CUDA_LAUNCHED();
+  dispatch_storage(dtype, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    sum_of_squares_parts_kernel<S>
+        <<<parts, kSumBlock, 0, stream>>>(parts_out, static_cast<const S*>(x), N);
+    DS_CUDA_LAUNCHED();
+  });
   sum_parts_kernel<<<1, kSumBlock, 0, stream>>>(result, parts_out, parts);
   DS_CUDA_LAUNCHED();
 }

@@ -133,12 +133,14 @@ void softmax_cross_entropy_fused(float* losses, float* dlogits, const float* log
                                  const int32_t* targets, float dloss, int N, int V,
                                  cudaStream_t stream);
 
-// *result = sum of x^2, in double (one double of device memory). `parts` is kSumOfSquaresParts
+// *result = sum of x^2, in double (one double of device memory), x stored as `dtype` and widened
+// to fp32 first. `parts` is kSumOfSquaresParts
 // doubles of device memory: up to that many blocks each sum a fixed strided part into parts[block],
 // then one block adds the parts in order, so the sum is the same on every run and the whole GPU
 // reads x.
 inline constexpr int kSumOfSquaresParts = 512;
-void sum_of_squares(double* result, double* parts, const float* x, int64_t N, cudaStream_t stream);
+void sum_of_squares(double* result, double* parts, const void* x, DType dtype, int64_t N,
+                    cudaStream_t stream);
 // x *= scale.
 void scale_inplace(float* x, float scale, int64_t N, cudaStream_t stream);
 
