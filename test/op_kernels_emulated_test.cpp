@@ -184,4 +184,23 @@ TEST_CASE("emulated sum of squares", "[op_kernels]") {
   launch(k::sum_parts_kernel, dim3{1}, dim3{k::kSumBlock}, 0, &got,
          static_cast<const double*>(part_sums.data()), parts);
   CHECK(got == Approx(want).epsilon(1e-12));
+
+  // A bf16 gradient is summed from its widened values, in the same order: the fp32 kernel's sum
+  // over the widened copy, bit for bit.
+  std::vector<__nv_bfloat16> x16(N);
+  Vec widened(N);
+  for (int64_t i = 0; i < N; ++i) {
+    x16[i] = __float2bfloat16(x[i]);
+    widened[i] = __bfloat162float(x16[i]);
+  }
+  double got16 = 0, want16 = 0;
+  launch(k::sum_of_squares_parts_kernel<__nv_bfloat16>, dim3{unsigned(parts)}, dim3{k::kSumBlock},
+         0, part_sums.data(), x16.data(), N);
+  launch(k::sum_parts_kernel, dim3{1}, dim3{k::kSumBlock}, 0, &got16,
+         static_cast<const double*>(part_sums.data()), parts);
+  launch(k::sum_of_squares_parts_kernel<float>, dim3{unsigned(parts)}, dim3{k::kSumBlock}, 0,
+         part_sums.data(), widened.data(), N);
+  launch(k::sum_parts_kernel, dim3{1}, dim3{k::kSumBlock}, 0, &want16,
+         static_cast<const double*>(part_sums.data()), parts);
+  CHECK(got16 == want16);
 }

@@ -158,12 +158,16 @@ TEST_CASE("a step on a 16-bit gradient with a 16-bit parameter copy equals the s
   namespace tensor = ds::tensor;
   const tensor::DType dtype = GENERATE(tensor::DType::kBF16, tensor::DType::kF16);
   const bool adam = GENERATE(true, false);
-  INFO(tensor::dtype_name(dtype) << (adam ? " Adam" : " SGD"));
+
   SgdOptions sgd_options;
   sgd_options.momentum = 0.9;
   sgd_options.weight_decay = 0.01;
+  // Adam in L2 mode and SGD with decay add to the gradient as they read it.
+  const bool decoupled = GENERATE(true, false);
+  sgd_options.nesterov = !decoupled;
+  INFO(tensor::dtype_name(dtype) << (adam ? " Adam" : " SGD") << " decoupled " << decoupled);
   const auto make = [&]() -> std::unique_ptr<ds::optim::Optimizer> {
-    if (adam) return std::make_unique<Adam>(6, AdamOptions{0.9, 0.999, 1e-8, 0.1, true});
+    if (adam) return std::make_unique<Adam>(6, AdamOptions{0.9, 0.999, 1e-8, 0.1, decoupled});
     return std::make_unique<Sgd>(6, sgd_options);
   };
   const auto fused = make(), separate = make();

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "util/error.h"
+
 namespace ds::tensor::cpu {
 namespace {
 
@@ -40,6 +42,7 @@ void with_step_io(const StepIo& io, Fn&& fn) {
       return run([g, scale](int64_t i) { return scale * f16_to_f32(g[i]); });
     }
   }
+  DS_CHECK(false, "optimizer step: unknown gradient dtype");
 }
 
 }  // namespace

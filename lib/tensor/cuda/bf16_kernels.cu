@@ -15,8 +15,6 @@ namespace ds::tensor::cuda::mixed {
 using namespace detail;
 using namespace op_kernels;
 
-namespace {}  // namespace
-
 void encoder_forward(void* out, const int32_t* tokens, const void* wte, const void* wpe, int B,
                      int T, int C, DType dtype, cudaStream_t stream) {
   const int64_t total = int64_t{B} * T * C;

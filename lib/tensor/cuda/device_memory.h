@@ -1,6 +1,6 @@
 // Device memory for tensor::Buffer (tensor/memory.cpp), behind a plain C++ interface so that
 // ds_tensor's host code needs no CUDA headers. Nothing is allocated inside a training step after
-// the first (DESIGN.md), so these synchronise freely.
+// the first, so these synchronise freely.
 #pragma once
 
 #include <cstddef>
