@@ -4,6 +4,8 @@ ds_add_test(cpu_kernels_test LABELS unit SOURCES cpu_kernels_test.cpp LIBS ds_te
 ds_add_test(token_grouping_test LABELS unit SOURCES token_grouping_test.cpp LIBS ds_tensor)
 # The table of the CUDA ops' profiler.
 ds_add_test(op_times_test LABELS unit SOURCES op_times_test.cpp LIBS ds_tensor)
+# The bookkeeping behind the CUDA kernels' run-time choice between variants.
+ds_add_test(variant_choice_test LABELS unit SOURCES variant_choice_test.cpp LIBS ds_tensor)
 # Kernels built with the host compiler against the CPU emulation of CUDA (emulated_cuda/ stands
 # in for the toolkit's headers): no GPU or CUDA toolkit needed.
 find_package(Threads REQUIRED)

@@ -12,6 +12,7 @@
 #include "tensor/cuda/kernel_helpers.cuh"
 #include "tensor/cuda/tensor_core_attention.h"
 #include "tensor/cuda/tensor_core_attention_kernels.cuh"
+#include "tensor/cuda/variant_timing.h"
 
 namespace ds::tensor::cuda {
 
@@ -170,7 +171,7 @@ int TensorCoreAttention::variant(VariantChoice& choice, bool repeatable, bool bf
   return choice.pick("B=" + std::to_string(B) + " T<=" + std::to_string(blocks * 128) +
                          " C=" + std::to_string(C) + " NH=" + std::to_string(NH) +
                          (bf16 ? " bf16" : " fp32"),
-                     run, stream);
+                     [&] { return time_variants(run, stream); });
 }
 
 template <typename Out>

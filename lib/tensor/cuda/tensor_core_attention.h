@@ -21,7 +21,7 @@
 #include <string>
 
 #include "tensor/cuda/device_buffer.h"
-#include "tensor/cuda/variant_choice.h"
+#include "tensor/variant_choice.h"
 
 namespace ds::tensor::cuda {
 
