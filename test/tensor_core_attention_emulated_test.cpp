@@ -71,7 +71,7 @@ void check_against_cpu(int B, int T, int NH) {
                            x.k, x.v, T, C, NH, scale);
   check_parity("forward out", as_f32(out), want.out, kTensorCoreOutError);
   check_parity("forward lse", lse, want.lse, kTensorCoreLseError);
-  if constexpr (tc::kMaxRowFrags<F> == 2) {
+  if constexpr (tc::kHasVariants<F>) {
     // 128-row blocks, two row fragments a warp: the same numbers bit for bit.
     std::vector<Out> out_128 = garbage(want.out.size(), 36);
     Vec lse_128 = random_vec(want.lse.size(), 37);
@@ -95,7 +95,7 @@ void check_against_cpu(int B, int T, int NH) {
   ds_emulated_cuda::launch(tc::dq_kernel<F, 1, Out>, grid, block,
                            tc::shared_bytes<tc::DqShared<F, 1>>(), dqkv.data(), x.dout, log_sum_exp,
                            row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
-  if constexpr (tc::kMaxRowFrags<F> == 2) {
+  if constexpr (tc::kHasVariants<F>) {
     // dQ in 128-row blocks: the same numbers bit for bit.
     std::vector<Out> dqkv_128 = dqkv_start;
     const dim3 grid_128{ds::tensor::cuda::detail::blocks_for(T, tc::kBlockRows<2>), grid.y, grid.z};
@@ -109,7 +109,7 @@ void check_against_cpu(int B, int T, int NH) {
                            tc::shared_bytes<tc::DkvShared<F>>(), dqkv.data(), x.dout, log_sum_exp,
                            row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
   check_parity("backward dqkv", as_f32(dqkv), expected, kTensorCoreDqkvError);
-  if constexpr (tc::kHasHeldVariant<F>) {
+  if constexpr (tc::kHasVariants<F>) {
     // dK/dV with its fragments held in registers: the same numbers bit for bit.
     std::vector<Out> dqkv_held = dq_done;
     ds_emulated_cuda::launch(tc::dkv_kernel<F, true, Out>, grid, block,

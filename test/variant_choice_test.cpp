@@ -9,7 +9,8 @@ using ds::tensor::VariantChoice;
 
 TEST_CASE("a variant choice keeps the faster variant per size and times each size once",
           "[variant_choice]") {
-  VariantChoice choice("forward", {"64-row blocks", "128-row blocks"});
+  VariantChoice choice("forward", {"64-row blocks", "128-row blocks"},
+                       {"B=", " T<=", nullptr, nullptr, nullptr});
   CHECK(choice.report().empty());
   int timings = 0;
   const auto timed = [&](float first, float second) {
@@ -18,11 +19,11 @@ TEST_CASE("a variant choice keeps the faster variant per size and times each siz
       return VariantChoice::Times{first, second};
     };
   };
-  CHECK(choice.pick("B=16 T<=1024", timed(0.19f, 0.13f)) == 1);
-  CHECK(choice.pick("B=16 T<=1024", timed(0.10f, 0.50f)) == 1);  // kept, not timed again
+  CHECK(choice.pick({16, 1024}, timed(0.19f, 0.13f)) == 1);
+  CHECK(choice.pick({16, 1024}, timed(0.10f, 0.50f)) == 1);  // kept, not timed again
   CHECK(timings == 1);
-  CHECK(choice.pick("B=64 T<=1024", timed(0.50f, 0.70f)) == 0);
-  CHECK(choice.pick("B=1 T<=128", timed(0.02f, 0.02f)) == 0);  // a tie keeps variant 0
+  CHECK(choice.pick({64, 1024}, timed(0.50f, 0.70f)) == 0);
+  CHECK(choice.pick({1, 128}, timed(0.02f, 0.02f)) == 0);  // a tie keeps variant 0
   CHECK(timings == 3);
   CHECK(choice.report() ==
         "forward at B=1 T<=128: 64-row blocks (64-row blocks 0.020 ms, 128-row blocks 0.020 ms); "

@@ -16,14 +16,17 @@ class VariantChoice {
  public:
   // Milliseconds of variant 0 and variant 1.
   using Times = std::array<float, 2>;
+  // The numbers that tell the caller's sizes apart (unused ones 0), and their names for the log:
+  // "B=16 T<=1024" from {16, 1024} and {"B=", " T<="}.
+  using Size = std::array<int, 5>;
+  using SizeNames = std::array<const char*, 5>;
 
   // `kernel` and what variants 0 and 1 are, for report().
-  VariantChoice(std::string kernel, std::array<std::string, 2> variants);
+  VariantChoice(std::string kernel, std::array<std::string, 2> variants, SizeNames size_names);
 
-  // The variant for `size` (a description that tells the caller's shapes apart, for the log
-  // too): the faster by time_both(), which runs only the first time the size comes (a tie keeps
-  // variant 0).
-  int pick(const std::string& size, const std::function<Times()>& time_both);
+  // The variant for `size`: the faster by time_both(), which runs only the first time the size
+  // comes (a tie keeps variant 0). A lookup of five numbers after that.
+  int pick(const Size& size, const std::function<Times()>& time_both);
 
   // Per size: "<kernel> at <size>: <variant> (<variant 0> x ms, <variant 1> y ms)", "; " apart;
   // "" before the first choice.
@@ -36,7 +39,8 @@ class VariantChoice {
   };
   std::string kernel_;
   std::array<std::string, 2> variants_;
-  std::map<std::string, Choice> choices_;
+  SizeNames size_names_;
+  std::map<Size, Choice> choices_;
 };
 
 }  // namespace ds::tensor

@@ -86,40 +86,40 @@ size_t tensor_core_attention_shared_bytes(int C, int NH) {
 
 namespace {
 
-// Launches the forward with M row fragments a warp (64·M query rows a block).
-template <int M, typename Out>
+// Launches variant V of the forward (kRowFrags row fragments a warp, 64 rows a block each).
+template <int V, typename Out>
 void launch_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C, int NH,
                     cudaStream_t stream) {
   const Operands x(qkv, nullptr, T, C, NH);
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
-    constexpr int kM = M <= kMaxRowFrags<F> ? M : 1;
+    constexpr int kM = kRowFrags<F, V>;
     launch(forward_kernel<F, kM, Out>, shared_bytes<ForwardShared<F, kM>>(),
            block_grid(B, T, NH, kBlockRows<kM>), stream, out, lse, x.q, x.k, x.v, T, C, NH,
            softmax_scale(C / NH));
   });
 }
 
-// Launches dQ with M row fragments a warp, as launch_forward the forward.
-template <int M, typename Out>
+// Launches variant V of dQ, as launch_forward the forward's.
+template <int V, typename Out>
 void launch_dq(Out* dqkv, const Operands& x, const float* row_dot, const float* lse, int B, int T,
                int C, int NH, cudaStream_t stream) {
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
-    constexpr int kM = M <= kMaxRowFrags<F> ? M : 1;
+    constexpr int kM = kRowFrags<F, V>;
     launch(dq_kernel<F, kM, Out>, shared_bytes<DqShared<F, kM>>(),
            block_grid(B, T, NH, kBlockRows<kM>), stream, dqkv, x.dout, lse, row_dot, x.q, x.k, x.v,
            T, C, NH, softmax_scale(C / NH));
   });
 }
 
-// Launches dK/dV, holding its fragments in registers where kHold and the head size has that.
-template <bool kHold, typename Out>
+// Launches variant V of dK/dV.
+template <int V, typename Out>
 void launch_dkv(Out* dqkv, const Operands& x, const float* row_dot, const float* lse, int B, int T,
                 int C, int NH, cudaStream_t stream) {
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
-    launch(dkv_kernel < F, kHold && kHasHeldVariant<F>, Out >, shared_bytes<DkvShared<F>>(),
+    launch(dkv_kernel<F, kHoldsFragments<F, V>, Out>, shared_bytes<DkvShared<F>>(),
            block_grid(B, T, NH), stream, dqkv, x.dout, lse, row_dot, x.q, x.k, x.v, T, C, NH,
            softmax_scale(C / NH));
   });
@@ -131,8 +131,7 @@ size_t variant_shared_bytes(int C, int NH) {
   size_t bytes = 0;
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
-    static_assert(kHasHeldVariant<F> == (kMaxRowFrags<F> == 2), "the variants come together");
-    if constexpr (kMaxRowFrags<F> == 2) {
+    if constexpr (kHasVariants<F>) {
       bytes = std::max({shared_bytes<ForwardShared<F, 2>>(), shared_bytes<DqShared<F, 2>>(),
                         shared_bytes<DkvShared<F>>()});
     }
@@ -167,10 +166,7 @@ int TensorCoreAttention::variant(VariantChoice& choice, bool repeatable, bool bf
   if (!repeatable) return 0;
   // Sizes by T's 128-row blocks: generation grows T a token at a time, and would otherwise time
   // the kernels at every length.
-  const int blocks = (T + 127) / 128;
-  return choice.pick("B=" + std::to_string(B) + " T<=" + std::to_string(blocks * 128) +
-                         " C=" + std::to_string(C) + " NH=" + std::to_string(NH) +
-                         (bf16 ? " bf16" : " fp32"),
+  return choice.pick({B, (T + 127) / 128 * 128, C, NH, bf16 ? 1 : 0},
                      [&] { return time_variants(run, stream); });
 }
 
@@ -178,8 +174,8 @@ template <typename Out>
 void TensorCoreAttention::run_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C,
                                       int NH, cudaStream_t stream) {
   const auto run = [&](int v) {
-    if (v == 1) return launch_forward<2>(out, lse, qkv, B, T, C, NH, stream);
-    launch_forward<1>(out, lse, qkv, B, T, C, NH, stream);
+    if (v == 1) return launch_forward<1>(out, lse, qkv, B, T, C, NH, stream);
+    launch_forward<0>(out, lse, qkv, B, T, C, NH, stream);
   };
   constexpr bool kBf16 = std::is_same_v<Out, Bf16>;
   run(variant(forward_, true, kBf16, B, T, C, NH, run, stream));
@@ -191,12 +187,12 @@ void TensorCoreAttention::run_backward(Out* dqkv, const float* row_dot, const Bf
                                        int NH, cudaStream_t stream) {
   const Operands x(qkv, dout, T, C, NH);
   const auto run_dq = [&](int v) {
-    if (v == 1) return launch_dq<2>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
-    launch_dq<1>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
+    if (v == 1) return launch_dq<1>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
+    launch_dq<0>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
   };
   const auto run_dkv = [&](int v) {
-    if (v == 1) return launch_dkv<true>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
-    launch_dkv<false>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
+    if (v == 1) return launch_dkv<1>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
+    launch_dkv<0>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
   };
   constexpr bool kWritten = !kGradientsAdd<Out>;  // bf16 dqkv; fp32 accumulates
   run_dq(variant(dq_, kWritten, kWritten, B, T, C, NH, run_dq, stream));

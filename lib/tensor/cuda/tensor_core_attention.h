@@ -87,9 +87,11 @@ class TensorCoreAttention {
                     const float* lse, int B, int T, int C, int NH, cudaStream_t stream);
 
   DeviceBuffer operands_;
-  VariantChoice forward_{"forward", {"64-row blocks", "128-row blocks"}};
-  VariantChoice dq_{"dQ", {"64-row blocks", "128-row blocks"}};
-  VariantChoice dkv_{"dK/dV", {"fragments reloaded", "fragments held"}};
+  // Sizes: B, T rounded up to 128 rows, C, NH and whether the results are bf16.
+  static constexpr VariantChoice::SizeNames kSizeNames{"B=", " T<=", " C=", " NH=", " bf16="};
+  VariantChoice forward_{"forward", {"64-row blocks", "128-row blocks"}, kSizeNames};
+  VariantChoice dq_{"dQ", {"64-row blocks", "128-row blocks"}, kSizeNames};
+  VariantChoice dkv_{"dK/dV", {"fragments reloaded", "fragments held"}, kSizeNames};
   int set_variant_ = -1;
   int shared_limit_ = -1;  // the GPU's shared memory per block (opt-in), read on first use
 };

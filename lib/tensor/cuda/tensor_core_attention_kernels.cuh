@@ -86,17 +86,18 @@ using TileResults = TileResult[M];
 template <int F, int M>
 using HeadResults = HeadResult<F>[M];
 
-// Rows a forward or dQ block owns when each warp owns M fragments of 16, and the most fragments
-// such a warp takes at head size F·16: two up to 64 (the accumulators of 32 rows of a larger head
-// would not fit in a thread's registers).
+// Rows a forward or dQ block owns when each warp owns M fragments of 16.
 template <int M>
 constexpr int kBlockRows = kRows* M;
+// Up to head size 64 every kernel has a second variant (variant 1): the forward and dQ with two
+// row fragments a warp, dK/dV holding its fragments in registers. Above it their accumulators or
+// held fragments would not fit in a thread's registers. A variant a head size lacks is variant 0.
 template <int F>
-constexpr int kMaxRowFrags = F <= 4 ? 2 : 1;
-// Whether dK/dV comes with held fragments at head size F·16 (up to 64, as 128-row blocks: the
-// registers).
-template <int F>
-constexpr bool kHasHeldVariant = F <= 4;
+constexpr bool kHasVariants = F <= 4;
+template <int F, int V>  // the row fragments a forward or dQ warp takes in variant V
+constexpr int kRowFrags = V == 1 && kHasVariants<F> ? 2 : 1;
+template <int F, int V>  // whether dK/dV holds its fragments in variant V
+constexpr bool kHoldsFragments = V == 1 && kHasVariants<F>;
 
 // Lays a block's shared-memory regions out one after another: on the host (base nullptr) to
 // size the launch, on the device over the dynamic shared memory to find them, from the same
