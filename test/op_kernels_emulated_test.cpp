@@ -60,18 +60,24 @@ TEST_CASE("emulated encoder forward and position gradient", "[op_kernels]") {
 
 TEST_CASE("emulated layernorm", "[op_kernels]") {
   // 14 rows on 3 warps a block: blocks of 3 rows, the last with 2 (no rows for its third warp).
-  const auto [N, C, warps] = GENERATE(std::tuple{14, 48, 3}, std::tuple{5, 131, 4},
-                                      std::tuple{3, 1, 1}, std::tuple{1100, 40, 4});
-  INFO("N=" << N << " C=" << C << " warps=" << warps);
+  // The row kernels take widths that are multiples of 8, up to 1024: C = 48 and 40 (a lane's octet
+  // or none), 264 (lane 0 two octets), 776 (four); `blocks` makes their warps walk several rows.
+  const auto [N, C, warps, blocks] =
+      GENERATE(std::tuple{14, 48, 3, 2}, std::tuple{5, 131, 4, 512}, std::tuple{3, 1, 1, 512},
+               std::tuple{1100, 40, 4, 7}, std::tuple{9, 264, 2, 1}, std::tuple{6, 776, 4, 512});
+  const bool rows = GENERATE(false, true);
+  const EmulatedLayernorm how{rows, warps, blocks};
+  if (rows && !k::layernorm_rows_apply(C, {})) return;
+  INFO("N=" << N << " C=" << C << (rows ? " row kernels" : " column kernels") << " warps=" << warps
+            << " blocks=" << blocks);
   const Vec inp = random_vec(size_t(N) * C, 10, -2.0f, 3.0f);
   const Vec weight = random_vec(C, 11), bias = random_vec(C, 12);
   Vec out(inp.size()), mean(N), rstd(N);
   cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), weight.data(),
                          bias.data(), N, C, 1e-5f);
-  Vec got(out.size()), got_mean(N), got_rstd(N);
-  launch(k::layernorm_forward_kernel<float>, dim3{blocks_for(N, k::kRowsPerBlock)}, dim3{k::kBlock},
-         0, got.data(), got_mean.data(), got_rstd.data(), inp.data(), weight.data(), bias.data(), N,
-         C, 1e-5f);
+  Vec got = random_vec(out.size(), 19), got_mean(N), got_rstd(N);
+  emulated_layernorm_forward(got.data(), got_mean.data(), got_rstd.data(), inp.data(),
+                             weight.data(), bias.data(), N, C, how);
   check_parity("layernorm_forward out", got, out, 1e-5);
   check_parity("layernorm_forward mean", got_mean, mean, 1e-5);
   check_parity("layernorm_forward rstd", got_rstd, rstd, 1e-5);
@@ -83,7 +89,7 @@ TEST_CASE("emulated layernorm", "[op_kernels]") {
                           weight.data(), mean.data(), rstd.data(), N, C);
   emulated_layernorm_backward(got_dinp.data(), static_cast<const float*>(got_dinp.data()),
                               got_dweight.data(), got_dbias.data(), dout.data(), inp.data(),
-                              weight.data(), mean.data(), rstd.data(), N, C, warps);
+                              weight.data(), mean.data(), rstd.data(), N, C, how);
   check_parity("layernorm_backward dinp", got_dinp, dinp, 1e-5);
   check_parity("layernorm_backward dweight", got_dweight, dweight, 1e-5);
   check_parity("layernorm_backward dbias", got_dbias, dbias, 1e-5);
@@ -96,7 +102,7 @@ TEST_CASE("emulated layernorm", "[op_kernels]") {
                           weight.data(), mean.data(), rstd.data(), N, C);
   emulated_layernorm_backward(got_onto.data(), dresidual.data(), got_dweight.data(),
                               got_dbias.data(), dout.data(), inp.data(), weight.data(), mean.data(),
-                              rstd.data(), N, C, warps);
+                              rstd.data(), N, C, how);
   check_parity("layernorm_backward onto a residual dinp", got_onto, onto, 1e-5);
   check_parity("layernorm_backward onto a residual dweight", got_dweight, dweight, 1e-5);
 }

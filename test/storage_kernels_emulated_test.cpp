@@ -112,20 +112,20 @@ TEMPLATE_TEST_CASE("emulated storage kernels: layernorm", "[storage_kernels]", _
                    __half) {
   using S = TestType;
   const int N = 11, C = 72;
+  const EmulatedLayernorm how{GENERATE(false, true)};  // op_kernels.cuh's, or the row kernels
+  INFO((how.rows ? "row kernels" : "column kernels"));
   const Vec inp = representable<S>(size_t(N) * C, 10, -2.0f, 3.0f);
   const Vec weight = representable<S>(C, 11), bias = representable<S>(C, 12);
-  const dim3 rows{blocks_for(N, k::kRowsPerBlock)};
   Vec want(inp.size()), want_mean(N), want_rstd(N);
-  launch(k::layernorm_forward_kernel<float>, rows, dim3{k::kBlock}, 0, want.data(),
-         want_mean.data(), want_rstd.data(), static_cast<const float*>(inp.data()),
-         static_cast<const float*>(weight.data()), static_cast<const float*>(bias.data()), N, C,
-         1e-5f);
+  emulated_layernorm_forward(
+      want.data(), want_mean.data(), want_rstd.data(), static_cast<const float*>(inp.data()),
+      static_cast<const float*>(weight.data()), static_cast<const float*>(bias.data()), N, C, how);
   const std::vector<S> inp_s = narrow<S>(inp), weight_s = narrow<S>(weight);
   const std::vector<S> bias_s = narrow<S>(bias);
   std::vector<S> got(want.size());
   Vec got_mean(N), got_rstd(N);
-  launch(k::layernorm_forward_kernel<S>, rows, dim3{k::kBlock}, 0, got.data(), got_mean.data(),
-         got_rstd.data(), inp_s.data(), weight_s.data(), bias_s.data(), N, C, 1e-5f);
+  emulated_layernorm_forward(got.data(), got_mean.data(), got_rstd.data(), inp_s.data(),
+                             weight_s.data(), bias_s.data(), N, C, how);
   check_rounded("layernorm_forward out", got, want);
   check_equal("layernorm_forward mean (fp32)", got_mean, want_mean);
   check_equal("layernorm_forward rstd (fp32)", got_rstd, want_rstd);
@@ -142,10 +142,10 @@ TEMPLATE_TEST_CASE("emulated storage kernels: layernorm", "[storage_kernels]", _
   emulated_layernorm_backward(dinp.data(), static_cast<const float*>(dinp.data()), dweight.data(),
                               dbias.data(), static_cast<const float*>(dout.data()),
                               static_cast<const float*>(inp.data()),
-                              static_cast<const float*>(weight.data()), mean, rstd, N, C, 4);
+                              static_cast<const float*>(weight.data()), mean, rstd, N, C, how);
   emulated_layernorm_backward(got_dinp.data(), static_cast<const S*>(got_dinp.data()),
                               got_dweight.data(), got_dbias.data(), dout_s.data(), inp_s.data(),
-                              weight_s.data(), mean, rstd, N, C, 4);
+                              weight_s.data(), mean, rstd, N, C, how);
   check_rounded("layernorm_backward dinp", got_dinp, dinp);
   check_rounded("layernorm_backward dweight", got_dweight, dweight);
   check_rounded("layernorm_backward dbias", got_dbias, dbias);
@@ -156,16 +156,17 @@ TEMPLATE_TEST_CASE("emulated storage kernels: layernorm", "[storage_kernels]", _
 TEST_CASE("emulated storage kernels: layernorm between fp32 and bf16", "[storage_kernels]") {
   using bf16 = __nv_bfloat16;
   const int N = 11, C = 72;
+  const EmulatedLayernorm how{GENERATE(false, true)};  // op_kernels.cuh's, or the row kernels
+  INFO((how.rows ? "row kernels" : "column kernels"));
   const Vec inp = random_vec(size_t(N) * C, 20, -2.0f, 3.0f);
   const Vec weight = random_vec(C, 21), bias = random_vec(C, 22);
-  const dim3 rows{blocks_for(N, k::kRowsPerBlock)};
   Vec want(inp.size()), mean(N), rstd(N);
-  launch(k::layernorm_forward_kernel<float>, rows, dim3{k::kBlock}, 0, want.data(), mean.data(),
-         rstd.data(), inp.data(), weight.data(), bias.data(), N, C, 1e-5f);
+  emulated_layernorm_forward(want.data(), mean.data(), rstd.data(), inp.data(), weight.data(),
+                             bias.data(), N, C, how);
   std::vector<bf16> got(want.size());
   Vec got_mean(N), got_rstd(N);
-  launch(k::layernorm_forward_kernel<float, bf16>, rows, dim3{k::kBlock}, 0, got.data(),
-         got_mean.data(), got_rstd.data(), inp.data(), weight.data(), bias.data(), N, C, 1e-5f);
+  emulated_layernorm_forward(got.data(), got_mean.data(), got_rstd.data(), inp.data(),
+                             weight.data(), bias.data(), N, C, how);
   check_rounded("layernorm_forward into bf16", got, want);
   check_equal("layernorm_forward into bf16: mean", got_mean, mean);
   check_equal("layernorm_forward into bf16: rstd", got_rstd, rstd);
@@ -176,10 +177,10 @@ TEST_CASE("emulated storage kernels: layernorm between fp32 and bf16", "[storage
   Vec got_dinp(inp.size()), got_dweight = dweight, got_dbias = dbias;
   emulated_layernorm_backward(dinp.data(), dresidual.data(), dweight.data(), dbias.data(),
                               dout.data(), inp.data(), weight.data(), mean.data(), rstd.data(), N,
-                              C, 4);
+                              C, how);
   emulated_layernorm_backward(got_dinp.data(), dresidual.data(), got_dweight.data(),
                               got_dbias.data(), dout_s.data(), inp.data(), weight.data(),
-                              mean.data(), rstd.data(), N, C, 4);
+                              mean.data(), rstd.data(), N, C, how);
   check_equal("layernorm_backward from bf16: dinp", got_dinp, dinp);
   check_equal("layernorm_backward from bf16: dweight", got_dweight, dweight);
   check_equal("layernorm_backward from bf16: dbias", got_dbias, dbias);

@@ -3,11 +3,14 @@
 // detail::column_sum for the fixed-order column sums.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/device_buffer.h"
 #include "tensor/cuda/kernel_helpers.cuh"
 #include "tensor/cuda/kernels.h"
+#include "tensor/cuda/layernorm_row_kernels.cuh"
 #include "tensor/cuda/op_kernels.cuh"
 
 namespace ds::tensor::cuda::mixed {
@@ -52,16 +55,47 @@ template <typename S, typename Out>
 void launch_layernorm_forward(Out* out, float* mean, float* rstd, const S* inp, const S* weight,
                               const S* bias, int N, int C, float eps, cudaStream_t stream) {
   if (N == 0) return;
-  layernorm_forward_kernel<S, Out><<<blocks_for(N, kRowsPerBlock), kBlock, 0, stream>>>(
-      out, mean, rstd, inp, weight, bias, N, C, eps);
+  const unsigned blocks = blocks_for(N, kRowsPerBlock);
+  if (layernorm_rows_apply(C, {out, inp, weight, bias})) {
+    with_lane_octets(C, [&](auto octets) {
+      layernorm_forward_rows_kernel<decltype(octets)::value, S, Out>
+          <<<blocks, kBlock, 0, stream>>>(out, mean, rstd, inp, weight, bias, N, C, eps);
+    });
+  } else {
+    layernorm_forward_kernel<S, Out>
+        <<<blocks, kBlock, 0, stream>>>(out, mean, rstd, inp, weight, bias, N, C, eps);
+  }
   DS_CUDA_LAUNCHED();
 }
 
+// Layernorm's backward into partials, by the row kernel where it applies: the number of blocks,
+// whose partial sums column_sum then adds.
 template <typename S, typename G>
-void launch_layernorm_backward(S* dinp, const S* dresidual, S* dweight, S* dbias, const G* dout,
-                               const S* inp, const S* weight, const float* mean, const float* rstd,
-                               int N, int C, float* partials, cudaStream_t stream) {
-  if (N == 0) return;
+int layernorm_backward_rows(S* dinp, const S* dresidual, const G* dout, const S* inp,
+                            const S* weight, const float* mean, const float* rstd, int N, int C,
+                            float* partials, cudaStream_t stream) {
+  int blocks = 0;
+  with_lane_octets(C, [&](auto octets) {
+    const auto kernel = layernorm_backward_rows_kernel<decltype(octets)::value, S, G>;
+    constexpr int kThreads = kLayernormRowsWarps * kWarp;
+    // Asked once per instance: the most shared memory any width it takes uses.
+    static const int wave =
+        one_wave(kernel, kThreads, layernorm_rows_shared_bytes(kMaxLaneOctets * kRowOctetsPerWarp));
+    const LayernormBackwardLaunch launch(N, C, kLayernormRowsWarps,
+                                         std::min(wave, kLayernormBlocks));
+    kernel<<<launch.blocks, kThreads, layernorm_rows_shared_bytes(C), stream>>>(
+        dinp, dresidual, partials, dout, inp, weight, mean, rstd, N, C, launch.rows);
+    blocks = launch.blocks;
+  });
+  DS_CUDA_LAUNCHED();
+  return blocks;
+}
+
+// The same by layernorm_backward_kernel, for any width its sums fit in shared memory.
+template <typename S, typename G>
+int layernorm_backward_columns(S* dinp, const S* dresidual, const G* dout, const S* inp,
+                               const S* weight, const float* mean, const float* rstd, int N, int C,
+                               float* partials, cudaStream_t stream) {
   int device = 0, optin = 0;
   DS_CUDA_CALL(cudaGetDevice(&device));
   DS_CUDA_CALL(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
@@ -83,9 +117,21 @@ void launch_layernorm_backward(S* dinp, const S* dresidual, S* dweight, S* dbias
   kernel<<<launch.blocks, launch.warps * kWarp, launch.shared_bytes, stream>>>(
       dinp, dresidual, partials, dout, inp, weight, mean, rstd, N, C, launch.rows);
   DS_CUDA_LAUNCHED();
-  column_sum(dweight, launch.blocks, C, RowsTerm<float>{partials, C}, stream);
-  column_sum(dbias, launch.blocks, C, RowsTerm<float>{partials + int64_t{launch.blocks} * C, C},
-             stream);
+  return launch.blocks;
+}
+
+template <typename S, typename G>
+void launch_layernorm_backward(S* dinp, const S* dresidual, S* dweight, S* dbias, const G* dout,
+                               const S* inp, const S* weight, const float* mean, const float* rstd,
+                               int N, int C, float* partials, cudaStream_t stream) {
+  if (N == 0) return;
+  const auto into_partials = layernorm_rows_apply(C, {dinp, dresidual, dout, inp, weight})
+                                 ? layernorm_backward_rows<S, G>
+                                 : layernorm_backward_columns<S, G>;
+  const int blocks =
+      into_partials(dinp, dresidual, dout, inp, weight, mean, rstd, N, C, partials, stream);
+  column_sum(dweight, blocks, C, RowsTerm<float>{partials, C}, stream);
+  column_sum(dbias, blocks, C, RowsTerm<float>{partials + int64_t{blocks} * C, C}, stream);
 }
 
 }  // namespace

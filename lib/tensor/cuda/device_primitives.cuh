@@ -40,6 +40,13 @@ __device__ inline T warp_sum(T x) {
     x += __shfl_xor_sync(0xffffffffu, x, offset);
   return x;
 }
+// The same over aligned groups of `group` lanes (a power of two, at most 32): lanes
+// [g·group, (g+1)·group) each end with their group's sum. The whole warp must call it.
+__device__ inline float group_sum(float x, int group) {
+  for (int offset = group / 2; offset > 0; offset /= 2)
+    x += __shfl_xor_sync(0xffffffffu, x, offset);
+  return x;
+}
 __device__ inline float warp_max(float x) {
   for (int offset = kWarp / 2; offset > 0; offset /= 2) {
     x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));

@@ -42,6 +42,13 @@ void launch_row_dot(float* row_dot, const S* dout, const S* out, int B, int T, i
                     cudaStream_t stream) {
   const int64_t rows = int64_t{B} * NH * T;
   if (rows == 0) return;
+  if (const int group = row_dot_group(dout, out, C, NH); group > 0) {
+    const int64_t chunks = int64_t{B} * T * (C / detail::Chunk<S>::kCount);
+    row_dot_chunks_kernel<<<blocks_for(chunks), kBlock, 0, stream>>>(row_dot, dout, out, chunks, T,
+                                                                     C, NH, group);
+    DS_CUDA_LAUNCHED();
+    return;
+  }
   row_dot_kernel<<<blocks_for(rows, kRowsPerBlock), kBlock, 0, stream>>>(row_dot, dout, out, B, T,
                                                                          C, NH);
   DS_CUDA_LAUNCHED();

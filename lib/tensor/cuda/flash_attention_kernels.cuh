@@ -156,6 +156,41 @@ __global__ void row_dot_kernel(float* row_dot, const S* dout, const S* out, int 
   if (lane == 0) row_dot[row] = sum;
 }
 
+// The same in 16-byte chunks (Chunk<S>) where each head's slice of a row is a power-of-two number
+// `group` <= 32 of them and dout and out start 16-byte aligned: a thread per chunk
+// in memory order, so a warp reads 512 contiguous bytes of each, and the `group` threads of a
+// slice add their chunks' products by shuffles. `chunks` is B·T·C / kCount. row_dot_group gives
+// `group`, or 0 where this kernel does not apply.
+template <typename S>
+inline int row_dot_group(const S* dout, const S* out, int C, int NH) {
+  constexpr int kCount = detail::Chunk<S>::kCount;
+  const int hs = C / NH;
+  const int group = hs / kCount;
+  const bool aligned = reinterpret_cast<uintptr_t>(dout) % sizeof(detail::Chunk<S>) == 0 &&
+                       reinterpret_cast<uintptr_t>(out) % sizeof(detail::Chunk<S>) == 0;
+  const bool power_of_two = group > 0 && group <= kWarp && (group & (group - 1)) == 0;
+  return aligned && hs % kCount == 0 && power_of_two ? group : 0;
+}
+template <typename S>
+__global__ void row_dot_chunks_kernel(float* row_dot, const S* dout, const S* out, int64_t chunks,
+                                      int T, int C, int NH, int group) {
+  constexpr int kCount = detail::Chunk<S>::kCount;
+  const int64_t i = detail::element();
+  float sum = 0.0f;
+  if (i < chunks) {  // no early return: the whole warp shuffles
+    const detail::Chunk<S> d = reinterpret_cast<const detail::Chunk<S>*>(dout)[i];
+    const detail::Chunk<S> o = reinterpret_cast<const detail::Chunk<S>*>(out)[i];
+#pragma unroll
+    for (int k = 0; k < kCount; ++k) sum += detail::load(d.x, k) * detail::load(o.x, k);
+  }
+  sum = detail::group_sum(sum, group);
+  if (i >= chunks || i % group != 0) return;
+  const int row_chunks = C / kCount;
+  const int64_t token = i / row_chunks;
+  const int h = static_cast<int>(i % row_chunks) / group;
+  row_dot[(token / T * NH + h) * T + token % T] = sum;
+}
+
 // dQ per query row: dq_i = scale Σ_{j<=i} ds_ij k_j, with p_ij = exp(scale q_i·k_j - lse_i),
 // ds_ij = p_ij (dout_i·v_j - row_dot_i). Grid and rows as the forward's.
 __global__ void __launch_bounds__(kThreads)

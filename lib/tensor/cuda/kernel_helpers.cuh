@@ -38,6 +38,18 @@ void dispatch_storage(DType dtype, Fn&& fn) {
   DS_CUDA_REQUIRE(!"unknown DType");
 }
 
+// The blocks of `kernel` (`threads` a block, `shared_bytes` of dynamic shared memory) that the
+// current device runs at once: a grid of one wave, for kernels whose blocks loop over their work.
+template <typename Kernel>
+int one_wave(Kernel kernel, int threads, size_t shared_bytes) {
+  int device = 0, sms = 0, per_sm = 0;
+  DS_CUDA_CALL(cudaGetDevice(&device));
+  DS_CUDA_CALL(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  DS_CUDA_CALL(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, shared_bytes));
+  return sms * per_sm > 0 ? sms * per_sm : 1;
+}
+
 template <typename T, typename Term>
 void column_sum(T* dst, int N, int C, Term term, cudaStream_t stream) {
   if (C == 0) return;

@@ -126,13 +126,13 @@ inline size_t layernorm_backward_shared_bytes(int warps, int C) {
   return sizeof(float) * 2 * static_cast<size_t>(warps) * static_cast<size_t>(C);
 }
 // The kernel's launch for N rows of C with `warps` warps a block: `rows` a block (a whole number
-// per warp) for at most kLayernormBlocks blocks.
+// per warp) for at most max_blocks (<= kLayernormBlocks) blocks.
 struct LayernormBackwardLaunch {
   int warps, rows, blocks;
   size_t shared_bytes;
-  LayernormBackwardLaunch(int N, int C, int warps_per_block)
+  LayernormBackwardLaunch(int N, int C, int warps_per_block, int max_blocks = kLayernormBlocks)
       : warps(warps_per_block),
-        rows(static_cast<int>(blocks_for(blocks_for(N, kLayernormBlocks), warps)) * warps),
+        rows(static_cast<int>(blocks_for(blocks_for(N, max_blocks), warps)) * warps),
         blocks(static_cast<int>(blocks_for(N, rows))),
         shared_bytes(layernorm_backward_shared_bytes(warps, C)) {}
 };
