@@ -148,7 +148,7 @@ TEST_CASE("emulated softmax cross-entropy", "[op_kernels]") {
                                    0.25f, N, V);
   launch(k::softmax_cross_entropy_kernel<float>, dim3{unsigned(N)}, dim3{k::kCrossEntropyBlock}, 0,
          got_losses.data(), got_fused.data(), static_cast<const float*>(got_fused.data()),
-         targets.data(), 0.25f, V, int64_t{V});
+         targets.data(), 0.25f, V, int64_t{V}, false);
   check_parity("softmax_cross_entropy_fused losses", got_losses, fused_losses, 1e-5);
   check_parity("softmax_cross_entropy_fused dlogits", got_fused, fused, 1e-6);
   // Bit for bit the separate kernels' arithmetic (evaluation's losses are training's).
@@ -167,7 +167,7 @@ TEST_CASE("emulated softmax cross-entropy", "[op_kernels]") {
   }
   launch(k::softmax_cross_entropy_kernel<float>, dim3{unsigned(N)}, dim3{k::kCrossEntropyBlock}, 0,
          got_losses.data(), padded.data(), static_cast<const float*>(padded.data()), targets.data(),
-         0.25f, V, ld);
+         0.25f, V, ld, false);
   Vec unpadded(logits.size());
   for (int n = 0; n < N; ++n) {
     std::copy_n(padded.begin() + n * ld, V, unpadded.begin() + int64_t{n} * V);

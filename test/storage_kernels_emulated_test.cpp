@@ -5,6 +5,7 @@
 // each fp32 output (statistics, losses, embedding gradients) exactly the fp32 instance's. The fp32
 // instance itself is checked against the CPU kernels by op_kernels_emulated_test; what this adds
 // is the load/store plumbing of every instance, on every CI run.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <cstring>
@@ -243,11 +244,11 @@ TEMPLATE_TEST_CASE("emulated storage kernels: fused softmax cross-entropy", "[st
   // The training step's use: dlogits written over the logits.
   Vec want = logits, want_losses(N);
   launch(k::softmax_cross_entropy_kernel<float>, grid, block, 0, want_losses.data(), want.data(),
-         static_cast<const float*>(want.data()), targets.data(), dloss, V, int64_t{V});
+         static_cast<const float*>(want.data()), targets.data(), dloss, V, int64_t{V}, false);
   std::vector<S> got = narrow<S>(logits);
   Vec got_losses(N);
   launch(k::softmax_cross_entropy_kernel<S>, grid, block, 0, got_losses.data(), got.data(),
-         static_cast<const S*>(got.data()), targets.data(), dloss, V, int64_t{V});
+         static_cast<const S*>(got.data()), targets.data(), dloss, V, int64_t{V}, false);
   check_equal("softmax_cross_entropy losses (fp32)", got_losses, want_losses);
   check_rounded("softmax_cross_entropy dlogits in place", got, want);
 
@@ -255,8 +256,25 @@ TEMPLATE_TEST_CASE("emulated storage kernels: fused softmax cross-entropy", "[st
   const std::vector<S> logits_s = narrow<S>(logits);
   Vec eval_losses(N);
   launch(k::softmax_cross_entropy_kernel<S>, grid, block, 0, eval_losses.data(),
-         static_cast<S*>(nullptr), logits_s.data(), targets.data(), dloss, V, int64_t{V});
+         static_cast<S*>(nullptr), logits_s.data(), targets.data(), dloss, V, int64_t{V}, false);
   check_equal("softmax_cross_entropy losses without dlogits", eval_losses, want_losses);
+
+  // Staged in shared memory, as the classifier's rows are (16-byte aligned: padded to a whole
+  // number of chunks): the same bits.
+  const int64_t ld = (V + 7) / 8 * 8;
+  std::vector<S> plain(size_t(N) * ld);
+  for (int n = 0; n < N; ++n) {
+    std::copy_n(logits_s.begin() + int64_t{n} * V, V, plain.begin() + n * ld);
+  }
+  std::vector<S> staged = plain;
+  Vec plain_losses(N), staged_losses(N);
+  launch(k::softmax_cross_entropy_kernel<S>, grid, block, 0, plain_losses.data(), plain.data(),
+         static_cast<const S*>(plain.data()), targets.data(), dloss, V, ld, false);
+  launch(k::softmax_cross_entropy_kernel<S>, grid, block, k::cross_entropy_staged_bytes<S>(V),
+         staged_losses.data(), staged.data(), static_cast<const S*>(staged.data()), targets.data(),
+         dloss, V, ld, true);
+  check_equal("softmax_cross_entropy staged: losses", staged_losses, plain_losses);
+  check_rounded("softmax_cross_entropy staged: dlogits", staged, widen(plain));
 }
 
 // The bias gradient's two passes (bf16_kernels.cu's bias_gradient and

@@ -240,8 +240,17 @@ void softmax_cross_entropy(float* losses, void* dlogits, const void* logits, con
   if (N == 0) return;
   dispatch_storage(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
-    softmax_cross_entropy_kernel<<<N, kCrossEntropyBlock, 0, stream>>>(
-        losses, static_cast<S*>(dlogits), static_cast<const S*>(logits), targets, dloss, V, ld);
+    const auto kernel = softmax_cross_entropy_kernel<S>;
+    // Staged in shared memory where every row starts 16-byte aligned and one fits.
+    const size_t bytes = cross_entropy_staged_bytes<S>(V);
+    static const size_t room = allow_dynamic_shared_memory(kernel);
+    const bool aligned = reinterpret_cast<uintptr_t>(logits) % 16 == 0 &&
+                         reinterpret_cast<uintptr_t>(dlogits) % 16 == 0 &&
+                         ld % Chunk<S>::kCount == 0;
+    const bool staged = aligned && bytes <= room;
+    kernel<<<N, kCrossEntropyBlock, staged ? bytes : 0, stream>>>(losses, static_cast<S*>(dlogits),
+                                                                  static_cast<const S*>(logits),
+                                                                  targets, dloss, V, ld, staged);
   });
   DS_CUDA_LAUNCHED();
 }

@@ -50,6 +50,20 @@ int one_wave(Kernel kernel, int threads, size_t shared_bytes) {
   return sms * per_sm > 0 ? sms * per_sm : 1;
 }
 
+// Lets `kernel` take all the dynamic shared memory a block may have on the current device (the
+// static shared memory it declares aside), and returns how much that is.
+template <typename Kernel>
+size_t allow_dynamic_shared_memory(Kernel kernel) {
+  int device = 0, optin = 0;
+  DS_CUDA_CALL(cudaGetDevice(&device));
+  DS_CUDA_CALL(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  cudaFuncAttributes attributes{};
+  DS_CUDA_CALL(cudaFuncGetAttributes(&attributes, kernel));
+  const int room = optin - static_cast<int>(attributes.sharedSizeBytes);
+  DS_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, room));
+  return static_cast<size_t>(room);
+}
+
 template <typename T, typename Term>
 void column_sum(T* dst, int N, int C, Term term, cudaStream_t stream) {
   if (C == 0) return;

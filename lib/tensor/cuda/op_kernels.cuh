@@ -331,6 +331,20 @@ __device__ void rewrite_row(S* dst, const S* src, int V, Fn&& fn) {
   }
 }
 
+// A 16-byte aligned row copied into `staged` (shared memory), each chunk by the thread that
+// visit_row and rewrite_row give it: a thread reads back only what it wrote, so no barrier.
+template <typename S>
+__device__ const S* stage_row(const S* row, int V, S* staged) {
+  constexpr int kCount = Chunk<S>::kCount;
+  const int chunks = V / kCount;
+#pragma unroll 4
+  for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+    reinterpret_cast<Chunk<S>*>(staged)[c] = reinterpret_cast<const Chunk<S>*>(row)[c];
+  }
+  for (int i = chunks * kCount + threadIdx.x; i < V; i += blockDim.x) staged[i] = row[i];
+  return staged;
+}
+
 // A row's softmax statistics: its maximum, and the sum of exp(x − maximum) over it. One pass:
 // each thread keeps a running maximum over its chunks and rescales its fp32 sum when it grows;
 // the threads' sums, rescaled to the row's maximum, are combined in double. The whole block calls
@@ -361,15 +375,27 @@ __device__ RowStatistics row_statistics(const S* row, int V, float* shared_max,
   return {row_max, block_reduce(mine, shared_sum, Add{})};
 }
 
+// The dynamic shared memory of a row of V elements of S staged by softmax_cross_entropy_kernel.
+template <typename S>
+inline size_t cross_entropy_staged_bytes(int V) {
+  return (sizeof(S) * static_cast<size_t>(V) + 15) / 16 * 16;
+}
+
 // Softmax cross-entropy's forward and backward for one row per block, rows `ld` elements apart
 // (ld >= V: the GPU's classifier pads them for aligned GEMMs). Two passes over the row's logits:
 // row_statistics, then the gradient written over dlogits (unless it is nullptr). Every element is
 // read and then written by the same thread, and the target's logit is read before the first block
 // synchronisation, so dlogits may alias logits.
+//
+// `staged` (for rows that start 16-byte aligned, with cross_entropy_staged_bytes(V) of dynamic
+// shared memory): the row is first copied into shared memory and both passes read it there, so
+// the logits cross DRAM once; without, the second pass finds them in L2 only while the rows in
+// flight fit it (50304 bf16 logits a row: 100 KB). Each thread copies the chunks it later visits,
+// the same ones either way, so staging changes no bit of the result.
 template <typename S>
 __global__ void softmax_cross_entropy_kernel(float* losses, S* dlogits, const S* logits,
-                                             const int32_t* targets, float dloss, int V,
-                                             int64_t ld) {
+                                             const int32_t* targets, float dloss, int V, int64_t ld,
+                                             bool staged) {
   __shared__ float shared_max[kWarp];
   __shared__ double shared_sum[kWarp];
   const int64_t n = blockIdx.x;
@@ -377,6 +403,7 @@ __global__ void softmax_cross_entropy_kernel(float* losses, S* dlogits, const S*
   const int32_t target = targets[n];
   const bool ignored = target == kIgnoreTarget;
   const float target_logit = ignored ? 0.0f : load(x, target);
+  if (staged) x = stage_row(x, V, reinterpret_cast<S*>(dynamic_shared_memory()));
   const RowStatistics row = row_statistics(x, V, shared_max, shared_sum);
   const float maxv = row.max;
   const double sum = row.sum;
