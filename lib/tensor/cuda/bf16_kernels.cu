@@ -96,24 +96,16 @@ template <typename S, typename G>
 int layernorm_backward_columns(S* dinp, const S* dresidual, const G* dout, const S* inp,
                                const S* weight, const float* mean, const float* rstd, int N, int C,
                                float* partials, cudaStream_t stream) {
-  int device = 0, optin = 0;
-  DS_CUDA_CALL(cudaGetDevice(&device));
-  DS_CUDA_CALL(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  const auto kernel = layernorm_backward_kernel<S, G>;
+  static const size_t room = allow_dynamic_shared_memory(kernel);  // asked once per instance
   // Up to 8 warps a block (a 512-block grid then keeps 4096 warps reading), as many as the shared
   // memory of their column sums allows.
   int warps = 8;
-  while (warps > 1 && layernorm_backward_shared_bytes(warps, C) > static_cast<size_t>(optin)) {
-    --warps;
-  }
+  while (warps > 1 && layernorm_backward_shared_bytes(warps, C) > room) --warps;
   const LayernormBackwardLaunch launch(N, C, warps);
   // One warp's sums take 8·C bytes: C up to 12,672 with an A100's or H100's 99 KiB and more.
-  const bool layernorm_width_fits_shared_memory = launch.shared_bytes <= static_cast<size_t>(optin);
+  const bool layernorm_width_fits_shared_memory = launch.shared_bytes <= room;
   DS_CUDA_REQUIRE(layernorm_width_fits_shared_memory);
-  const auto kernel = layernorm_backward_kernel<S, G>;
-  if (launch.shared_bytes > 48 * 1024) {
-    DS_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      static_cast<int>(launch.shared_bytes)));
-  }
   kernel<<<launch.blocks, launch.warps * kWarp, launch.shared_bytes, stream>>>(
       dinp, dresidual, partials, dout, inp, weight, mean, rstd, N, C, launch.rows);
   DS_CUDA_LAUNCHED();

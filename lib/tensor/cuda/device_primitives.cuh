@@ -6,12 +6,23 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 namespace ds::tensor::cuda::detail {
 
 constexpr int kWarp = 32;
 constexpr int kBlock = 256;
 constexpr int kRowsPerBlock = kBlock / kWarp;  // row kernels: one warp per row
+
+// Calls fn(std::integral_constant<int, n>{}) where 1 <= n <= kMax (nothing otherwise): a run-time
+// count as a template argument, for kernels that hold that many values in registers.
+template <int kMax, int kN = 1, typename Fn>
+void with_constant(int n, Fn&& fn) {
+  if constexpr (kN <= kMax) {
+    if (n == kN) return fn(std::integral_constant<int, kN>{});
+    with_constant<kMax, kN + 1>(n, fn);
+  }
+}
 
 // Blocks of `per_block` for n threads (or rows): a launch's grid size.
 inline unsigned blocks_for(int64_t n, int per_block = kBlock) {

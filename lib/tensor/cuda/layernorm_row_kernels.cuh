@@ -15,7 +15,6 @@
 
 #include <cstdint>
 #include <initializer_list>
-#include <type_traits>
 
 #include "tensor/cuda/device_primitives.cuh"
 #include "tensor/cuda/storage_types.cuh"
@@ -37,20 +36,11 @@ inline bool layernorm_rows_apply(int C, std::initializer_list<const void*> tenso
   }
   return true;
 }
-// Calls fn(std::integral_constant<int, K>{}) with K the octets a lane holds of a row of C.
+// Calls fn(std::integral_constant<int, K>{}) with K the octets a lane holds of a row of C
+// (layernorm_rows_apply: 1 to kMaxLaneOctets).
 template <typename Fn>
 void with_lane_octets(int C, Fn&& fn) {
-  static_assert(kMaxLaneOctets == 4, "one case per lane octet count");
-  switch ((C + kRowOctetsPerWarp - 1) / kRowOctetsPerWarp) {
-    case 1:
-      return fn(std::integral_constant<int, 1>{});
-    case 2:
-      return fn(std::integral_constant<int, 2>{});
-    case 3:
-      return fn(std::integral_constant<int, 3>{});
-    default:
-      return fn(std::integral_constant<int, 4>{});
-  }
+  detail::with_constant<kMaxLaneOctets>((C + kRowOctetsPerWarp - 1) / kRowOctetsPerWarp, fn);
 }
 
 // Octet `o` of a row, widened to fp32 (one 16-byte load of bf16/f16, two of fp32), and stored.

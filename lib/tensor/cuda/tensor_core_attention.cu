@@ -26,25 +26,7 @@ constexpr int kMaxGridY = 65535;  // and z: the grid takes heads in y and batch 
 // Calls fn(std::integral_constant<int, F>) for the head size F·16.
 template <typename Fn>
 void with_head_frags(int hs, Fn&& fn) {
-  static_assert(kMaxFrags == 8, "one case per head size");
-  switch (hs / kFrag) {
-    case 1:
-      return fn(std::integral_constant<int, 1>{});
-    case 2:
-      return fn(std::integral_constant<int, 2>{});
-    case 3:
-      return fn(std::integral_constant<int, 3>{});
-    case 4:
-      return fn(std::integral_constant<int, 4>{});
-    case 5:
-      return fn(std::integral_constant<int, 5>{});
-    case 6:
-      return fn(std::integral_constant<int, 6>{});
-    case 7:
-      return fn(std::integral_constant<int, 7>{});
-    case 8:
-      return fn(std::integral_constant<int, 8>{});
-  }
+  detail::with_constant<kMaxFrags>(hs / kFrag, fn);
 }
 
 // Launches `kernel` with `bytes` of dynamic shared memory, which past 48 KiB a kernel must opt
