@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -289,8 +290,8 @@ TEST_CASE("cuda tensor-core flash attention matches the CPU within bf16 rounding
 
 // The forward, dQ and dK/dV come in two variants each (64- and 128-row blocks; fragments
 // reloaded or held), which must give the same numbers bit for bit (the faster is chosen at run
-// time): through both entry points, bf16 as the bf16 attention block runs them, and fp32 (dqkv
-// accumulated).
+// time): through both entry points, bf16 as the bf16 attention block runs them (with the qkv bias
+// gradient, which must be the column sums of the bf16 dqkv written), and fp32 (dqkv accumulated).
 TEST_CASE("cuda tensor-core attention's variants agree bit for bit", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();
   Gpu gpu;
@@ -312,8 +313,9 @@ TEST_CASE("cuda tensor-core attention's variants agree bit for bit", "[cuda]") {
   const size_t rows = size_t(B) * T, stats = size_t(B) * NH * T;
   struct Results {
     std::vector<uint16_t> out, dqkv;
-    Vec lse, out32, lse32, dqkv32;
+    Vec dbias, lse, out32, lse32, dqkv32;
   };
+  const Vec dbias_start = random_vec(size_t(3) * C, 39);  // added to
   const auto run = [&](int variant) {
     cuda::TensorCoreAttention attention;
     attention.set_variant(variant);
@@ -321,9 +323,10 @@ TEST_CASE("cuda tensor-core attention's variants agree bit for bit", "[cuda]") {
     auto dqkv = bf16_copy(random_vec(rows * 3 * C, 37));
     auto lse = cuda::DeviceBuffer::floats(int64_t(stats));
     auto row_dot = cuda::DeviceBuffer::floats(int64_t(stats));
+    auto dbias = to_device(dbias_start, gpu);
     attention.forward(out.as<Bf16>(), lse.as<float>(), qkv.as<Bf16>(), B, T, C, NH, gpu.s());
-    attention.backward(dqkv.as<Bf16>(), row_dot.as<float>(), dout.as<Bf16>(), qkv.as<Bf16>(),
-                       out.as<Bf16>(), lse.as<float>(), B, T, C, NH, gpu.s());
+    attention.backward(dqkv.as<Bf16>(), dbias.as<float>(), row_dot.as<float>(), dout.as<Bf16>(),
+                       qkv.as<Bf16>(), out.as<Bf16>(), lse.as<float>(), B, T, C, NH, gpu.s());
     auto out32 = to_device(random_vec(rows * C, 38), gpu);
     auto dqkv32 = to_device(inputs.dqkv_start, gpu);  // added to
     auto lse32 = cuda::DeviceBuffer::floats(int64_t(stats));
@@ -334,6 +337,7 @@ TEST_CASE("cuda tensor-core attention's variants agree bit for bit", "[cuda]") {
                        gpu.s());
     return Results{to_host<uint16_t>(out, rows * C, gpu),
                    to_host<uint16_t>(dqkv, rows * 3 * C, gpu),
+                   to_host(dbias, gpu),
                    to_host(lse, gpu),
                    to_host(out32, gpu),
                    to_host(lse32, gpu),
@@ -343,6 +347,16 @@ TEST_CASE("cuda tensor-core attention's variants agree bit for bit", "[cuda]") {
   CHECK(second.out == first.out);
   CHECK(second.lse == first.lse);
   CHECK(second.dqkv == first.dqkv);
+  CHECK(second.dbias == first.dbias);
+  std::vector<double> sums(dbias_start.begin(), dbias_start.end());
+  for (size_t i = 0; i < first.dqkv.size(); ++i) {
+    const uint32_t bits = uint32_t{first.dqkv[i]} << 16;
+    float value;
+    std::memcpy(&value, &bits, sizeof value);
+    sums[i % sums.size()] += value;
+  }
+  check_parity("tensor-core attention's qkv bias sums", first.dbias, Vec(sums.begin(), sums.end()),
+               1e-5);
   CHECK(second.out32 == first.out32);
   CHECK(second.lse32 == first.lse32);
   CHECK(second.dqkv32 == first.dqkv32);

@@ -33,10 +33,20 @@ Vec to_f32(const Bf16Vec& x) {
   return widened;
 }
 
+// The column sums of rows [N][columns], in double, as floats.
+Vec column_sums(const Vec& rows, size_t columns) {
+  std::vector<double> sums(columns, 0.0);
+  for (size_t i = 0; i < rows.size(); ++i) sums[i % columns] += rows[i];
+  return Vec(sums.begin(), sums.end());
+}
+
 // Runs the forward, then the two backward kernels as TensorCoreAttention launches them, for head
 // size F·16 and results in Out (fp32: out written and dqkv accumulated, as the Ops contracts;
 // bf16: both written), against the CPU kernels. The operands are read in place from bf16 qkv and
-// dout, whose rows past T (the next batch row's) must not leak into a partial tile.
+// dout, whose rows past T (the next batch row's) must not leak into a partial tile. The backward
+// kernels also write the qkv bias gradient's partial sums (the bf16 attention block asks for them;
+// with fp32 results they are the sums of what the kernels add): their column sums must be those of
+// the gradient, and every variant's the same bit for bit.
 template <int F, typename Out>
 void check_against_cpu(int B, int T, int NH) {
   constexpr bool kFp32 = std::is_same_v<Out, float>;
@@ -86,36 +96,60 @@ void check_against_cpu(int B, int T, int NH) {
   const Vec row_dot = want.row_dot(as_f32(out));
   std::vector<Out> dqkv = kFp32 ? std::vector<Out>(want.dqkv_start.begin(), want.dqkv_start.end())
                                 : garbage(want.qkv.size(), 38);
-  Vec expected = want.dqkv;  // fp32: onto the start; bf16: the gradient alone
-  if (!kFp32) {
-    for (size_t i = 0; i < expected.size(); ++i) expected[i] -= want.dqkv_start[i];
-  }
+  Vec gradient = want.dqkv;  // without the start that fp32 results are added to
+  for (size_t i = 0; i < gradient.size(); ++i) gradient[i] -= want.dqkv_start[i];
+  const Vec& expected = kFp32 ? want.dqkv : gradient;
   const float* log_sum_exp = lse.data();
   const std::vector<Out> dqkv_start = dqkv;
+  const size_t partial_floats = size_t(tc::bias_partial_rows(B, T)) * 3 * C;
+  Vec partials = random_vec(partial_floats, 39);  // garbage the kernels must overwrite
   ds_emulated_cuda::launch(tc::dq_kernel<F, 1, Out>, grid, block,
-                           tc::shared_bytes<tc::DqShared<F, 1>>(), dqkv.data(), x.dout, log_sum_exp,
-                           row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
+                           tc::shared_bytes<tc::DqShared<F, 1>>(), dqkv.data(), partials.data(),
+                           x.dout, log_sum_exp, row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
   if constexpr (tc::kHasVariants<F>) {
     // dQ in 128-row blocks: the same numbers bit for bit.
     std::vector<Out> dqkv_128 = dqkv_start;
+    Vec partials_128 = random_vec(partial_floats, 40);
     const dim3 grid_128{ds::tensor::cuda::detail::blocks_for(T, tc::kBlockRows<2>), grid.y, grid.z};
     ds_emulated_cuda::launch(tc::dq_kernel<F, 2, Out>, grid_128, block,
-                             tc::shared_bytes<tc::DqShared<F, 2>>(), dqkv_128.data(), x.dout,
-                             log_sum_exp, row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
+                             tc::shared_bytes<tc::DqShared<F, 2>>(), dqkv_128.data(),
+                             partials_128.data(), x.dout, log_sum_exp, row_dot.data(), x.q, x.k,
+                             x.v, T, C, NH, scale);
     CHECK(as_f32(dqkv_128) == as_f32(dqkv));
+    // dQ writes the partials' first C columns of each row (K's and V's are dK/dV's).
+    const auto q_columns = [C](const Vec& rows) {
+      Vec q;
+      for (size_t i = 0; i < rows.size(); ++i) {
+        if (i % (size_t(3) * C) < size_t(C)) q.push_back(rows[i]);
+      }
+      return q;
+    };
+    CHECK(q_columns(partials_128) == q_columns(partials));
   }
   const std::vector<Out> dq_done = dqkv;
+  const Vec dq_partials = partials;
   ds_emulated_cuda::launch(tc::dkv_kernel<F, false, Out>, grid, block,
-                           tc::shared_bytes<tc::DkvShared<F>>(), dqkv.data(), x.dout, log_sum_exp,
-                           row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
+                           tc::shared_bytes<tc::DkvShared<F>>(), dqkv.data(), partials.data(),
+                           x.dout, log_sum_exp, row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
   check_parity("backward dqkv", as_f32(dqkv), expected, kTensorCoreDqkvError);
+  const Vec bias = column_sums(partials, size_t(3) * C);
+  check_parity("backward dqkv's bias sums", bias, column_sums(gradient, size_t(3) * C),
+               kTensorCoreDqkvError);
+  if constexpr (!kFp32) {
+    // The sums of exactly the values written, up to the order of fp32 additions.
+    check_parity("backward dqkv's bias sums of dqkv", bias,
+                 column_sums(as_f32(dqkv), size_t(3) * C), 1e-5);
+  }
   if constexpr (tc::kHasVariants<F>) {
     // dK/dV with its fragments held in registers: the same numbers bit for bit.
     std::vector<Out> dqkv_held = dq_done;
+    Vec partials_held = dq_partials;
     ds_emulated_cuda::launch(tc::dkv_kernel<F, true, Out>, grid, block,
-                             tc::shared_bytes<tc::DkvShared<F>>(), dqkv_held.data(), x.dout,
-                             log_sum_exp, row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
+                             tc::shared_bytes<tc::DkvShared<F>>(), dqkv_held.data(),
+                             partials_held.data(), x.dout, log_sum_exp, row_dot.data(), x.q, x.k,
+                             x.v, T, C, NH, scale);
     CHECK(as_f32(dqkv_held) == as_f32(dqkv));
+    CHECK(partials_held == partials);
   }
 }
 

@@ -81,14 +81,14 @@ void Bf16AttentionBlock::backward(float* dx, const Ops::SublayerGrads& g,
   lt_.input_gradient(dy, dout16, w_proj16, N, C, C, WeightLayout::kInOut, kBf16Products, stream);
   products_.add_weight_gradient(g.w2, dout16, s.y, N, C, C, stream);
 
-  attention_.backward(dqkv, row_dot, dy, s.qkv, s.y, s.lse, B, T, C, NH, stream);
+  // dqkv in bf16, and db_qkv, the column sums of the bf16 dqkv, from the attention kernels' partial
+  // sums beside it.
+  attention_.backward(dqkv, g.b1, row_dot, dy, s.qkv, s.y, s.lse, B, T, C, NH, stream);
 
-  // Through qkv: the norm's output gradient in bf16 (written), the weight gradient in fp32;
-  // db_qkv from the bf16 dqkv.
+  // Through qkv: the norm's output gradient in bf16 (written), the weight gradient in fp32.
   const void* w_qkv16 = rounded_to_bf16(w.w1, 3 * int64_t{C} * C, w_qkv16_, stream);
   lt_.input_gradient(dln, dqkv, w_qkv16, N, C, 3 * C, WeightLayout::kInOut, kBf16Products, stream);
   products_.add_weight_gradient(g.w1, dqkv, s.ln, N, C, 3 * C, stream);
-  products_.add_bias_gradient(g.b1, dqkv, DType::kBF16, N, 3 * C, stream);
 
   // Through the norm, joining dout (the residual connection's gradient; dx may be dout).
   products_.norm_backward(dx, dout, g.ln_w, g.ln_b, dln, x, w.ln_w, s.mean, s.rstd, N, C, stream);

@@ -7,6 +7,7 @@
 #include <string>
 #include <type_traits>
 
+#include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/flash_attention.h"
 #include "tensor/cuda/kernel_helpers.cuh"
@@ -84,26 +85,26 @@ void launch_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C, 
 
 // Launches variant V of dQ, as launch_forward the forward's.
 template <int V, typename Out>
-void launch_dq(Out* dqkv, const Operands& x, const float* row_dot, const float* lse, int B, int T,
-               int C, int NH, cudaStream_t stream) {
+void launch_dq(Out* dqkv, float* bias_partials, const Operands& x, const float* row_dot,
+               const float* lse, int B, int T, int C, int NH, cudaStream_t stream) {
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
     constexpr int kM = kRowFrags<F, V>;
     launch(dq_kernel<F, kM, Out>, shared_bytes<DqShared<F, kM>>(),
-           block_grid(B, T, NH, kBlockRows<kM>), stream, dqkv, x.dout, lse, row_dot, x.q, x.k, x.v,
-           T, C, NH, softmax_scale(C / NH));
+           block_grid(B, T, NH, kBlockRows<kM>), stream, dqkv, bias_partials, x.dout, lse, row_dot,
+           x.q, x.k, x.v, T, C, NH, softmax_scale(C / NH));
   });
 }
 
 // Launches variant V of dK/dV.
 template <int V, typename Out>
-void launch_dkv(Out* dqkv, const Operands& x, const float* row_dot, const float* lse, int B, int T,
-                int C, int NH, cudaStream_t stream) {
+void launch_dkv(Out* dqkv, float* bias_partials, const Operands& x, const float* row_dot,
+                const float* lse, int B, int T, int C, int NH, cudaStream_t stream) {
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
     launch(dkv_kernel<F, kHoldsFragments<F, V>, Out>, shared_bytes<DkvShared<F>>(),
-           block_grid(B, T, NH), stream, dqkv, x.dout, lse, row_dot, x.q, x.k, x.v, T, C, NH,
-           softmax_scale(C / NH));
+           block_grid(B, T, NH), stream, dqkv, bias_partials, x.dout, lse, row_dot, x.q, x.k, x.v,
+           T, C, NH, softmax_scale(C / NH));
   });
 }
 
@@ -164,21 +165,31 @@ void TensorCoreAttention::run_forward(Out* out, float* lse, const Bf16* qkv, int
 }
 
 template <typename Out>
-void TensorCoreAttention::run_backward(Out* dqkv, const float* row_dot, const Bf16* dout,
-                                       const Bf16* qkv, const float* lse, int B, int T, int C,
-                                       int NH, cudaStream_t stream) {
+void TensorCoreAttention::run_backward(Out* dqkv, float* dbias, const float* row_dot,
+                                       const Bf16* dout, const Bf16* qkv, const float* lse, int B,
+                                       int T, int C, int NH, cudaStream_t stream) {
   const Operands x(qkv, dout, T, C, NH);
+  float* partials = nullptr;
+  if (dbias != nullptr) {
+    const int64_t floats = int64_t{bias_partial_rows(B, T)} * 3 * C;
+    bias_partials_.grow(sizeof(float) * static_cast<size_t>(floats));
+    partials = bias_partials_.as<float>();
+  }
   const auto run_dq = [&](int v) {
-    if (v == 1) return launch_dq<1>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
-    launch_dq<0>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
+    if (v == 1) return launch_dq<1>(dqkv, partials, x, row_dot, lse, B, T, C, NH, stream);
+    launch_dq<0>(dqkv, partials, x, row_dot, lse, B, T, C, NH, stream);
   };
   const auto run_dkv = [&](int v) {
-    if (v == 1) return launch_dkv<1>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
-    launch_dkv<0>(dqkv, x, row_dot, lse, B, T, C, NH, stream);
+    if (v == 1) return launch_dkv<1>(dqkv, partials, x, row_dot, lse, B, T, C, NH, stream);
+    launch_dkv<0>(dqkv, partials, x, row_dot, lse, B, T, C, NH, stream);
   };
   constexpr bool kWritten = !kGradientsAdd<Out>;  // bf16 dqkv; fp32 accumulates
   run_dq(variant(dq_, kWritten, kWritten, B, T, C, NH, run_dq, stream));
   run_dkv(variant(dkv_, kWritten, kWritten, B, T, C, NH, run_dkv, stream));
+  if (dbias != nullptr) {
+    mixed::matmul_bias_backward(dbias, DType::kF32, partials, DType::kF32, bias_partial_rows(B, T),
+                                3 * C, stream);
+  }
 }
 
 std::string TensorCoreAttention::report() const {
@@ -214,7 +225,7 @@ void TensorCoreAttention::backward(float* dqkv, float* row_dot, const float* dou
   from_f32(qkv16, DType::kBF16, qkv, 3 * rows, stream);
   from_f32(dout16, DType::kBF16, dout, rows, stream);
   attention_row_dot(row_dot, dout, out, B, T, C, NH, stream);
-  run_backward(dqkv, row_dot, dout16, qkv16, lse, B, T, C, NH, stream);
+  run_backward(dqkv, nullptr, row_dot, dout16, qkv16, lse, B, T, C, NH, stream);
 }
 
 void TensorCoreAttention::forward(Bf16* out, float* lse, const Bf16* qkv, int B, int T, int C,
@@ -225,14 +236,14 @@ void TensorCoreAttention::forward(Bf16* out, float* lse, const Bf16* qkv, int B,
   run_forward(out, lse, qkv, B, T, C, NH, stream);
 }
 
-void TensorCoreAttention::backward(Bf16* dqkv, float* row_dot, const Bf16* dout, const Bf16* qkv,
-                                   const Bf16* out, const float* lse, int B, int T, int C, int NH,
-                                   cudaStream_t stream) {
+void TensorCoreAttention::backward(Bf16* dqkv, float* dbias, float* row_dot, const Bf16* dout,
+                                   const Bf16* qkv, const Bf16* out, const float* lse, int B, int T,
+                                   int C, int NH, cudaStream_t stream) {
   DS_CUDA_REQUIRE(tensor_core_attention_supports(C, NH));
   DS_CUDA_REQUIRE(aligned_16(dqkv) && aligned_16(dout) && aligned_16(qkv));
   if (B == 0 || T == 0) return;
   attention_row_dot(row_dot, dout, out, B, T, C, NH, stream);
-  run_backward(dqkv, row_dot, dout, qkv, lse, B, T, C, NH, stream);
+  run_backward(dqkv, dbias, row_dot, dout, qkv, lse, B, T, C, NH, stream);
 }
 
 }  // namespace ds::tensor::cuda

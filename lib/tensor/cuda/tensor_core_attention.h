@@ -51,11 +51,14 @@ class TensorCoreAttention {
                 const float* lse, int B, int T, int C, int NH, cudaStream_t stream);
 
   // The same on bf16 tensors, every one 16-byte aligned; out and dqkv are WRITTEN (rounded once
-  // from the fp32 results).
+  // from the fp32 results). The backward also adds the column sums of the dqkv it writes into
+  // dbias (fp32 [3C], any alignment; nullptr: not), the qkv bias gradient, from partial sums its
+  // kernels keep beside dqkv (a fixed order: the same sums on every run and in every variant).
   void forward(Bf16* out, float* lse, const Bf16* qkv, int B, int T, int C, int NH,
                cudaStream_t stream);
-  void backward(Bf16* dqkv, float* row_dot, const Bf16* dout, const Bf16* qkv, const Bf16* out,
-                const float* lse, int B, int T, int C, int NH, cudaStream_t stream);
+  void backward(Bf16* dqkv, float* dbias, float* row_dot, const Bf16* dout, const Bf16* qkv,
+                const Bf16* out, const float* lse, int B, int T, int C, int NH,
+                cudaStream_t stream);
 
   // Three kernels come in two variants that give the same numbers bit for bit (the kernels'
   // header), up to head size 64, where the GPU has the shared memory: the forward and dQ in 64-
@@ -83,10 +86,12 @@ class TensorCoreAttention {
   void run_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C, int NH,
                    cudaStream_t stream);
   template <typename Out>
-  void run_backward(Out* dqkv, const float* row_dot, const Bf16* dout, const Bf16* qkv,
-                    const float* lse, int B, int T, int C, int NH, cudaStream_t stream);
+  void run_backward(Out* dqkv, float* dbias, const float* row_dot, const Bf16* dout,
+                    const Bf16* qkv, const float* lse, int B, int T, int C, int NH,
+                    cudaStream_t stream);
 
   DeviceBuffer operands_;
+  DeviceBuffer bias_partials_;  // [B · ⌈T/64⌉][3C] floats, for the bf16 backward's dbias
   // Sizes: B, T rounded up to 128 rows, C, NH and whether the results are bf16.
   static constexpr VariantChoice::SizeNames kSizeNames{"B=", " T<=", " C=", " NH=", " bf16="};
   VariantChoice forward_{"forward", {"64-row blocks", "128-row blocks"}, kSizeNames};

@@ -383,6 +383,93 @@ __device__ __forceinline__ void put_rows(Out* dst, int64_t row_stride, const Hea
   }
 }
 
+// The qkv bias gradient's partial sums, which the backward kernels write beside a bf16 dqkv
+// (nullptr: none), so that nothing reads dqkv again for them: per 64 rows of a batch row, the
+// column sums of the values written there (rounded as written; rows below T), in [B · ⌈T/64⌉][3C]
+// ordered as qkv's rows. column_sum then adds them in row order. Each warp sums the columns of its
+// 16-row fragments (the quad's two rows, then across the eight quads by shuffles) into a slot of
+// shared memory; the block then adds each 64 rows' four fragment slots in row order, so that 64-
+// and 128-row blocks give the same sums bit for bit.
+inline int bias_partial_rows(int B, int T) { return B * ((T + kRows - 1) / kRows); }
+
+template <typename Out>
+__device__ __forceinline__ float as_written(float value) {
+  if constexpr (std::is_same_v<Out, float>) {
+    return value;
+  } else {
+    return __bfloat162float(__float2bfloat16(value));
+  }
+}
+
+// slot[head column] = the column sums of the warp's 16-row head result as put_rows writes it
+// (factor · acc, rows below T), for the lanes of the first quad to store.
+template <int F, typename Out>
+__device__ __forceinline__ void fragment_column_sums(float* slot, const HeadResult<F>& acc,
+                                                     int first_row, int T, float factor,
+                                                     FragmentLane lane) {
+#pragma unroll
+  for (int n = 0; n < 2 * F; ++n) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        if (first_row + lane.g + 8 * r < T) sum += as_written<Out>(factor * acc[n][2 * r + j]);
+      }
+      sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 8);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 16);
+      if (lane.g == 0) slot[n * 8 + 2 * lane.t + j] = sum;
+    }
+  }
+}
+
+// One result of a backward kernel for the bias partials: the warp's fragments, their factor and
+// the result's first column in a row of 3C (0 for Q, C for K, 2C for V).
+template <int F, int M>
+struct BiasResult {
+  const HeadResults<F, M>& acc;
+  float factor;
+  int column;
+};
+
+// After the block's walk over its tiles (shared memory free again): the partial sums of the
+// block's kBlockRows<M> rows from first_row (a multiple of 64) into `partials`, for each result.
+template <int F, int M, typename Out, int kResults>
+__device__ __forceinline__ void write_bias_partials(float* partials,
+                                                    const BiasResult<F, M> (&results)[kResults],
+                                                    int first_row, int warp, int b, int h, int T,
+                                                    int C, FragmentLane lane) {
+  constexpr int kHead = F * kFrag;
+  constexpr int kFragments = kBlockRows<M> / kFrag;  // of the block, in row order
+  static_assert(
+      kResults * kFragments * kHead * sizeof(float) <= 2 * kRows * kHeadStride<F> * sizeof(Bf16),
+      "the slots fit in any backward kernel's two tile buffers");
+  float* slots = reinterpret_cast<float*>(dynamic_shared_memory());  // [result][fragment][column]
+#pragma unroll
+  for (int i = 0; i < kResults; ++i) {
+#pragma unroll
+    for (int m = 0; m < M; ++m) {
+      const int fragment = warp * M + m;
+      fragment_column_sums<F, Out>(slots + (i * kFragments + fragment) * kHead, results[i].acc[m],
+                                   first_row + fragment * kFrag, T, results[i].factor, lane);
+    }
+  }
+  __syncthreads();
+  constexpr int kQuarters = kRows / kFrag;  // fragments per 64 rows
+  const int chunks = (T + kRows - 1) / kRows;
+  for (int e = threadIdx.x; e < kResults * M * kHead; e += kThreads) {
+    const int i = e / (M * kHead), half = e / kHead % M, c = e % kHead;
+    const int first = first_row + half * kRows;
+    if (first >= T) continue;
+    const float* slot = slots + (i * kFragments + half * kQuarters) * kHead + c;
+    float total = 0.0f;
+    for (int f = 0; f < kQuarters; ++f) total += slot[f * kHead];
+    partials[(int64_t{b} * chunks + first / kRows) * 3 * C + results[i].column + h * kHead + c] =
+        total;
+  }
+}
+
 // Where a block works: batch row b and head h (grid z and y), the warp, the head's columns of
 // batch row b in the results dqkv [B,T,3C] (q; k at +C, v at +2C) and out [B,T,C], and in the
 // [B,NH,T] statistics.
@@ -552,11 +639,12 @@ __global__ void __launch_bounds__(kThreads)
 
 // dQ for the block's queries: dq_i = scale Σ_{j<=i} ds_ij k_j over the key tiles up to the
 // block's last row, with p = exp(scale·score − lse) and ds = p (dout·v − row_dot). Grid and
-// block shapes as the forward's. dQ is added to an fp32 dqkv, written to a bf16 one.
+// block shapes as the forward's. dQ is added to an fp32 dqkv, written to a bf16 one (with its bias
+// partials where bias_partials is not nullptr).
 template <int F, int M, typename Out>
 __global__ void __launch_bounds__(kThreads)
-    dq_kernel(Out* dqkv, Operand dout, const float* lse, const float* row_dot, Operand q, Operand k,
-              Operand v, int T, int C, int NH, float scale) {
+    dq_kernel(Out* dqkv, float* bias_partials, Operand dout, const float* lse, const float* row_dot,
+              Operand q, Operand k, Operand v, int T, int C, int NH, float scale) {
   constexpr int kOwn = kBlockRows<M>;
   const Place at(T, C, NH, F * kFrag);
   Carver carver{dynamic_shared_memory()};
@@ -611,6 +699,10 @@ __global__ void __launch_bounds__(kThreads)
     put_rows<F, kGradientsAdd<Out>>(dqkv + at.qkv_offset, 3 * C, dq[m],
                                     queries.warp_first + m * kFrag, T, factor, lane);
   }
+  if (bias_partials != nullptr) {
+    const BiasResult<F, M> results[1] = {{dq, scale, 0}};
+    write_bias_partials<F, M, Out>(bias_partials, results, q0, at.warp, at.b, at.h, T, C, lane);
+  }
 }
 
 // dK and dV for the block's keys: dv_j = Σ_{i>=j} p_ij dout_i, dk_j = scale Σ_{i>=j} ds_ij q_i
@@ -621,13 +713,15 @@ __global__ void __launch_bounds__(kThreads)
 // with the registers the compiler would otherwise take), unless kHold: then two blocks an SM,
 // whose warps hold their keys' and values' fragments in registers instead of reloading them for
 // every tile (the same numbers bit for bit).
-// dK and dV are added to an fp32 dqkv, written to a bf16 one.
+// dK and dV are added to an fp32 dqkv, written to a bf16 one (with their bias partials where
+// bias_partials is not nullptr).
 template <int F, bool kHold, typename Out>
 __global__ void __launch_bounds__(kThreads, kHold    ? 2
                                             : F <= 4 ? 3
                                                      : 1)
-    dkv_kernel(Out* dqkv, Operand dout, const float* lse, const float* row_dot, Operand q,
-               Operand k, Operand v, int T, int C, int NH, float scale) {
+    dkv_kernel(Out* dqkv, float* bias_partials, Operand dout, const float* lse,
+               const float* row_dot, Operand q, Operand k, Operand v, int T, int C, int NH,
+               float scale) {
   const Place at(T, C, NH, F * kFrag);
   Carver carver{dynamic_shared_memory()};
   const DkvShared<F> s(carver);
@@ -701,6 +795,10 @@ __global__ void __launch_bounds__(kThreads, kHold    ? 2
   const float dk_factor[2] = {scale, scale}, dv_factor[2] = {1.0f, 1.0f};
   put_rows<F, kGradientsAdd<Out>>(dst + C, 3 * C, dk[0], keys.warp_first, T, dk_factor, lane);
   put_rows<F, kGradientsAdd<Out>>(dst + 2 * C, 3 * C, dv[0], keys.warp_first, T, dv_factor, lane);
+  if (bias_partials != nullptr) {
+    const BiasResult<F, 1> results[2] = {{dk, scale, C}, {dv, 1.0f, 2 * C}};
+    write_bias_partials<F, 1, Out>(bias_partials, results, k0, at.warp, at.b, at.h, T, C, lane);
+  }
 }
 
 }  // namespace ds::tensor::cuda::tc_attention
