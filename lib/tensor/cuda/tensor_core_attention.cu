@@ -30,13 +30,18 @@ void with_head_frags(int hs, Fn&& fn) {
   detail::with_constant<kMaxFrags>(hs / kFrag, fn);
 }
 
-// Launches `kernel` with `bytes` of dynamic shared memory, which past 48 KiB a kernel must opt
-// into.
-template <typename... Params, typename... Args>
-void launch(void (*kernel)(Params...), size_t bytes, dim3 grid, cudaStream_t stream, Args... args) {
-  DS_CUDA_CALL(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(bytes)));
-  kernel<<<grid, kThreads, bytes, stream>>>(args...);
+// Launches kKernel with `bytes` of dynamic shared memory, which past 48 KiB a kernel must opt
+// into: once per kernel (its layout's size is fixed), not per launch. A rank's process drives one
+// GPU, whose context the attribute belongs to.
+template <auto kKernel, typename... Args>
+void launch(size_t bytes, dim3 grid, cudaStream_t stream, Args... args) {
+  static const bool opted_in = [bytes] {
+    DS_CUDA_CALL(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(bytes)));
+    return true;
+  }();
+  (void)opted_in;
+  kKernel<<<grid, kThreads, bytes, stream>>>(args...);
   DS_CUDA_LAUNCHED();
 }
 
@@ -77,9 +82,9 @@ void launch_forward(Out* out, float* lse, const Bf16* qkv, int B, int T, int C, 
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
     constexpr int kM = kRowFrags<F, V>;
-    launch(forward_kernel<F, kM, Out>, shared_bytes<ForwardShared<F, kM>>(),
-           block_grid(B, T, NH, kBlockRows<kM>), stream, out, lse, x.q, x.k, x.v, T, C, NH,
-           softmax_scale(C / NH));
+    launch<forward_kernel<F, kM, Out>>(shared_bytes<ForwardShared<F, kM>>(),
+                                       block_grid(B, T, NH, kBlockRows<kM>), stream, out, lse, x.q,
+                                       x.k, x.v, T, C, NH, softmax_scale(C / NH));
   });
 }
 
@@ -90,9 +95,9 @@ void launch_dq(Out* dqkv, float* bias_partials, const Operands& x, const float* 
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
     constexpr int kM = kRowFrags<F, V>;
-    launch(dq_kernel<F, kM, Out>, shared_bytes<DqShared<F, kM>>(),
-           block_grid(B, T, NH, kBlockRows<kM>), stream, dqkv, bias_partials, x.dout, lse, row_dot,
-           x.q, x.k, x.v, T, C, NH, softmax_scale(C / NH));
+    launch<dq_kernel<F, kM, Out>>(
+        shared_bytes<DqShared<F, kM>>(), block_grid(B, T, NH, kBlockRows<kM>), stream, dqkv,
+        bias_partials, x.dout, lse, row_dot, x.q, x.k, x.v, T, C, NH, softmax_scale(C / NH));
   });
 }
 
@@ -102,9 +107,9 @@ void launch_dkv(Out* dqkv, float* bias_partials, const Operands& x, const float*
                 const float* lse, int B, int T, int C, int NH, cudaStream_t stream) {
   with_head_frags(C / NH, [&](auto frags) {
     constexpr int F = decltype(frags)::value;
-    launch(dkv_kernel<F, kHoldsFragments<F, V>, Out>, shared_bytes<DkvShared<F>>(),
-           block_grid(B, T, NH), stream, dqkv, bias_partials, x.dout, lse, row_dot, x.q, x.k, x.v,
-           T, C, NH, softmax_scale(C / NH));
+    launch<dkv_kernel<F, kHoldsFragments<F, V>, Out>>(
+        shared_bytes<DkvShared<F>>(), block_grid(B, T, NH), stream, dqkv, bias_partials, x.dout,
+        lse, row_dot, x.q, x.k, x.v, T, C, NH, softmax_scale(C / NH));
   });
 }
 
