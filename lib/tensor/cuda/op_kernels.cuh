@@ -297,19 +297,38 @@ __global__ void add_inplace_kernel(S* dst, const S* src, int64_t N) {
 // A row's elements in 16-byte chunks (storage_types.cuh) when the row starts 16-byte aligned, as
 // the classifier's padded rows do: fn(first, values, count) gets each chunk's values widened to
 // fp32 (count of them; 1 for the elements past the last whole chunk, or everywhere in an
-// unaligned row). Chunk c goes to thread c % blockDim.x, the same thread on every call.
+// unaligned row). Chunk c goes to thread c % blockDim.x, the same thread on every call. Where
+// `copy` is not nullptr (shared memory of V elements, 16-byte aligned) each chunk is also stored
+// there as it is read, at its place in the row: a later walk of the copy gives every thread the
+// chunks it stored, so it needs no barrier.
+// A thread's chunks are read kVisitBatch at a time, all loads issued before the first is used, so
+// that several are in flight however fn's work depends on the one before.
+constexpr int kVisitBatch = 4;
 template <typename S, typename Fn>
-__device__ void visit_row(const S* row, int V, Fn&& fn) {
+__device__ void visit_row(const S* row, int V, Fn&& fn, S* copy = nullptr) {
   constexpr int kCount = Chunk<S>::kCount;
   const int chunks = chunked(row) ? V / kCount : 0;
-  for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
-    const Chunk<S> chunk = reinterpret_cast<const Chunk<S>*>(row)[c];
-    float values[kCount];
+  const int stride = static_cast<int>(blockDim.x);
+  for (int first = threadIdx.x; first < chunks; first += kVisitBatch * stride) {
+    Chunk<S> batch[kVisitBatch];
 #pragma unroll
-    for (int k = 0; k < kCount; ++k) values[k] = load(chunk.x, k);
-    fn(c * kCount, values, kCount);
+    for (int b = 0; b < kVisitBatch; ++b) {
+      const int c = first + b * stride;
+      if (c < chunks) batch[b] = reinterpret_cast<const Chunk<S>*>(row)[c];
+    }
+#pragma unroll
+    for (int b = 0; b < kVisitBatch; ++b) {
+      const int c = first + b * stride;
+      if (c >= chunks) break;
+      if (copy != nullptr) reinterpret_cast<Chunk<S>*>(copy)[c] = batch[b];
+      float values[kCount];
+#pragma unroll
+      for (int k = 0; k < kCount; ++k) values[k] = load(batch[b].x, k);
+      fn(c * kCount, values, kCount);
+    }
   }
   for (int i = chunks * kCount + threadIdx.x; i < V; i += blockDim.x) {
+    if (copy != nullptr) copy[i] = row[i];
     float values[kCount] = {load(row, i)};
     fn(i, values, 1);
   }
@@ -331,35 +350,22 @@ __device__ void rewrite_row(S* dst, const S* src, int V, Fn&& fn) {
   }
 }
 
-// A 16-byte aligned row copied into `staged` (shared memory), each chunk by the thread that
-// visit_row and rewrite_row give it: a thread reads back only what it wrote, so no barrier.
-template <typename S>
-__device__ const S* stage_row(const S* row, int V, S* staged) {
-  constexpr int kCount = Chunk<S>::kCount;
-  const int chunks = V / kCount;
-#pragma unroll 4
-  for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
-    reinterpret_cast<Chunk<S>*>(staged)[c] = reinterpret_cast<const Chunk<S>*>(row)[c];
-  }
-  for (int i = chunks * kCount + threadIdx.x; i < V; i += blockDim.x) staged[i] = row[i];
-  return staged;
-}
-
 // A row's softmax statistics: its maximum, and the sum of exp(x − maximum) over it. One pass:
 // each thread keeps a running maximum over its chunks and rescales its fp32 sum when it grows;
 // the threads' sums, rescaled to the row's maximum, are combined in double. The whole block calls
 // it (it synchronises). Both cross-entropy kernels go through it, so on the same rows (the same
 // row length, alignment and block size, as the Ops tests give them) the fused training kernel
-// and the separate forward give the same bits. -inf logits (a masked class) add nothing.
+// and the separate forward give the same bits. -inf logits (a masked class) add nothing. `copy`:
+// visit_row's.
 struct RowStatistics {
   float max;
   double sum;
 };
 template <typename S>
-__device__ RowStatistics row_statistics(const S* row, int V, float* shared_max,
-                                        double* shared_sum) {
+__device__ RowStatistics row_statistics(const S* row, int V, float* shared_max, double* shared_sum,
+                                        S* copy = nullptr) {
   float thread_max = -INFINITY, thread_sum = 0.0f;
-  visit_row(row, V, [&](int, const float* values, int count) {
+  const auto add_chunk = [&](int, const float* values, int count) {
     float chunk_max = values[0];
     for (int k = 1; k < count; ++k) chunk_max = fmaxf(chunk_max, values[k]);
     if (chunk_max == -INFINITY) return;  // exp(-inf - anything) is 0; -inf - -inf is not
@@ -368,7 +374,8 @@ __device__ RowStatistics row_statistics(const S* row, int V, float* shared_max,
       thread_max = chunk_max;
     }
     for (int k = 0; k < count; ++k) thread_sum += expf(values[k] - thread_max);
-  });
+  };
+  visit_row(row, V, add_chunk, copy);
   const float row_max = block_reduce(thread_max, shared_max, Max{});
   // A thread that saw no element has thread_sum 0 (and thread_max -inf).
   const double mine = thread_sum == 0.0f ? 0.0 : double(thread_sum) * expf(thread_max - row_max);
@@ -388,10 +395,10 @@ inline size_t cross_entropy_staged_bytes(int V) {
 // synchronisation, so dlogits may alias logits.
 //
 // `staged` (for rows that start 16-byte aligned, with cross_entropy_staged_bytes(V) of dynamic
-// shared memory): the row is first copied into shared memory and both passes read it there, so
-// the logits cross DRAM once; without, the second pass finds them in L2 only while the rows in
-// flight fit it (50304 bf16 logits a row: 100 KB). Each thread copies the chunks it later visits,
-// the same ones either way, so staging changes no bit of the result.
+// shared memory): the first pass also copies the row into shared memory as it reads it, and the
+// second reads it there, so the logits cross DRAM once; without, the second pass finds them in L2
+// only while the rows in flight fit it (50304 bf16 logits a row: 100 KB). Each thread copies the
+// chunks it visits, the same ones either way, so staging changes no bit of the result.
 template <typename S>
 __global__ void softmax_cross_entropy_kernel(float* losses, S* dlogits, const S* logits,
                                              const int32_t* targets, float dloss, int V, int64_t ld,
@@ -403,8 +410,9 @@ __global__ void softmax_cross_entropy_kernel(float* losses, S* dlogits, const S*
   const int32_t target = targets[n];
   const bool ignored = target == kIgnoreTarget;
   const float target_logit = ignored ? 0.0f : load(x, target);
-  if (staged) x = stage_row(x, V, reinterpret_cast<S*>(dynamic_shared_memory()));
-  const RowStatistics row = row_statistics(x, V, shared_max, shared_sum);
+  S* copy = staged ? reinterpret_cast<S*>(dynamic_shared_memory()) : nullptr;
+  const RowStatistics row = row_statistics(x, V, shared_max, shared_sum, copy);
+  if (staged) x = copy;
   const float maxv = row.max;
   const double sum = row.sum;
   if (threadIdx.x == 0) {
