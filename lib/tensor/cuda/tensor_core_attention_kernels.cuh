@@ -390,7 +390,8 @@ __device__ __forceinline__ void put_rows(Out* dst, int64_t row_stride, const Hea
 // 16-row fragments (the quad's two rows, then across the eight quads by shuffles) into a slot of
 // shared memory; the block then adds each 64 rows' four fragment slots in row order, so that 64-
 // and 128-row blocks give the same sums bit for bit.
-inline int bias_partial_rows(int B, int T) { return B * ((T + kRows - 1) / kRows); }
+__host__ __device__ inline int bias_partial_chunks(int T) { return (T + kRows - 1) / kRows; }
+inline int bias_partial_rows(int B, int T) { return B * bias_partial_chunks(T); }
 
 template <typename Out>
 __device__ __forceinline__ float as_written(float value) {
@@ -457,7 +458,7 @@ __device__ __forceinline__ void write_bias_partials(float* partials,
   }
   __syncthreads();
   constexpr int kQuarters = kRows / kFrag;  // fragments per 64 rows
-  const int chunks = (T + kRows - 1) / kRows;
+  const int chunks = bias_partial_chunks(T);
   for (int e = threadIdx.x; e < kResults * M * kHead; e += kThreads) {
     const int i = e / (M * kHead), half = e / kHead % M, c = e % kHead;
     const int first = first_row + half * kRows;
