@@ -234,7 +234,11 @@ TEMPLATE_TEST_CASE("emulated storage kernels: element-wise", "[storage_kernels]"
 TEMPLATE_TEST_CASE("emulated storage kernels: fused softmax cross-entropy", "[storage_kernels]",
                    __nv_bfloat16, __half) {
   using S = TestType;
-  const int N = 5, V = 1100;  // rows longer than the 512-thread block
+  const int N = 5;
+  // Rows longer than the 512-thread block; 20000 gives each thread several batches of 16-byte
+  // chunks (visit_row's), the last one partial, and a partial last chunk.
+  const int V = GENERATE(1100, 20004);
+  INFO("V=" << V);
   const Vec logits = representable<S>(size_t(N) * V, 30, -6.0f, 6.0f);
   Tokens targets = random_tokens(N, V, 31);
   targets[3] = k::kIgnoreTarget;

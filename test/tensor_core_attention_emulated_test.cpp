@@ -4,6 +4,7 @@
 // against the CPU attention kernels. This checks their tiling, causal masking, online softmax
 // and synchronisation on machines without a GPU; the cuda test of the same name checks them on
 // one, with the same thresholds.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -101,15 +102,27 @@ void check_against_cpu(int B, int T, int NH) {
   const Vec& expected = kFp32 ? want.dqkv : gradient;
   const float* log_sum_exp = lse.data();
   const std::vector<Out> dqkv_start = dqkv;
+  // The partials (garbage the kernels must overwrite), then a row that they must not touch.
   const size_t partial_floats = size_t(tc::bias_partial_rows(B, T)) * 3 * C;
-  Vec partials = random_vec(partial_floats, 39);  // garbage the kernels must overwrite
+  constexpr float kUntouched = 12345.0f;
+  const auto guarded = [&](uint32_t seed) {
+    Vec partials = random_vec(partial_floats, seed);
+    partials.resize(partial_floats + size_t(3) * C, kUntouched);
+    return partials;
+  };
+  const auto written = [&](const Vec& partials) {
+    REQUIRE(std::all_of(partials.begin() + partial_floats, partials.end(),
+                        [](float value) { return value == kUntouched; }));
+    return Vec(partials.begin(), partials.begin() + partial_floats);
+  };
+  Vec partials = guarded(39);
   ds_emulated_cuda::launch(tc::dq_kernel<F, 1, Out>, grid, block,
                            tc::shared_bytes<tc::DqShared<F, 1>>(), dqkv.data(), partials.data(),
                            x.dout, log_sum_exp, row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
   if constexpr (tc::kHasVariants<F>) {
     // dQ in 128-row blocks: the same numbers bit for bit.
     std::vector<Out> dqkv_128 = dqkv_start;
-    Vec partials_128 = random_vec(partial_floats, 40);
+    Vec partials_128 = guarded(40);
     const dim3 grid_128{ds::tensor::cuda::detail::blocks_for(T, tc::kBlockRows<2>), grid.y, grid.z};
     ds_emulated_cuda::launch(tc::dq_kernel<F, 2, Out>, grid_128, block,
                              tc::shared_bytes<tc::DqShared<F, 2>>(), dqkv_128.data(),
@@ -124,7 +137,7 @@ void check_against_cpu(int B, int T, int NH) {
       }
       return q;
     };
-    CHECK(q_columns(partials_128) == q_columns(partials));
+    CHECK(q_columns(written(partials_128)) == q_columns(written(partials)));
   }
   const std::vector<Out> dq_done = dqkv;
   const Vec dq_partials = partials;
@@ -132,7 +145,7 @@ void check_against_cpu(int B, int T, int NH) {
                            tc::shared_bytes<tc::DkvShared<F>>(), dqkv.data(), partials.data(),
                            x.dout, log_sum_exp, row_dot.data(), x.q, x.k, x.v, T, C, NH, scale);
   check_parity("backward dqkv", as_f32(dqkv), expected, kTensorCoreDqkvError);
-  const Vec bias = column_sums(partials, size_t(3) * C);
+  const Vec bias = column_sums(written(partials), size_t(3) * C);
   check_parity("backward dqkv's bias sums", bias, column_sums(gradient, size_t(3) * C),
                kTensorCoreDqkvError);
   if constexpr (!kFp32) {

@@ -299,8 +299,9 @@ __global__ void add_inplace_kernel(S* dst, const S* src, int64_t N) {
 // fp32 (count of them; 1 for the elements past the last whole chunk, or everywhere in an
 // unaligned row). Chunk c goes to thread c % blockDim.x, the same thread on every call. Where
 // `copy` is not nullptr (shared memory of V elements, 16-byte aligned) each chunk is also stored
-// there as it is read, at its place in the row: a later walk of the copy gives every thread the
-// chunks it stored, so it needs no barrier.
+// there as it is read, at its place in the row: a later walk of the copy (visit_row's, or
+// rewrite_row's where dst is aligned too) gives every thread the chunks it stored, so it needs no
+// barrier (the cross-entropy's block reductions synchronise anyway).
 // A thread's chunks are read kVisitBatch at a time, all loads issued before the first is used, so
 // that several are in flight however fn's work depends on the one before.
 constexpr int kVisitBatch = 4;
@@ -328,8 +329,9 @@ __device__ void visit_row(const S* row, int V, Fn&& fn, S* copy = nullptr) {
     }
   }
   for (int i = chunks * kCount + threadIdx.x; i < V; i += blockDim.x) {
-    if (copy != nullptr) copy[i] = row[i];
-    float values[kCount] = {load(row, i)};
+    const S value = row[i];
+    if (copy != nullptr) copy[i] = value;
+    float values[kCount] = {load(&value, 0)};
     fn(i, values, 1);
   }
 }

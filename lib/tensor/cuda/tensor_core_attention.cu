@@ -2,6 +2,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -31,16 +32,19 @@ void with_head_frags(int hs, Fn&& fn) {
 }
 
 // Launches kKernel with `bytes` of dynamic shared memory, which past 48 KiB a kernel must opt
-// into: once per kernel (its layout's size is fixed), not per launch. A rank's process drives one
-// GPU, whose context the attribute belongs to.
+// into: once per kernel (its layout's size is fixed) and device (the attribute belongs to the
+// device's context), not per launch.
 template <auto kKernel, typename... Args>
 void launch(size_t bytes, dim3 grid, cudaStream_t stream, Args... args) {
-  static const bool opted_in = [bytes] {
+  static std::atomic<uint64_t> opted_in{0};  // a bit per device, below 64; others ask every time
+  int device = 0;
+  DS_CUDA_CALL(cudaGetDevice(&device));
+  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
+  if ((opted_in.load(std::memory_order_relaxed) & bit) == 0) {
     DS_CUDA_CALL(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       static_cast<int>(bytes)));
-    return true;
-  }();
-  (void)opted_in;
+    opted_in.fetch_or(bit, std::memory_order_relaxed);
+  }
   kKernel<<<grid, kThreads, bytes, stream>>>(args...);
   DS_CUDA_LAUNCHED();
 }

@@ -436,6 +436,7 @@ struct BiasResult {
 
 // After the block's walk over its tiles (shared memory free again): the partial sums of the
 // block's kBlockRows<M> rows from first_row (a multiple of 64) into `partials`, for each result.
+// Shared memory is left holding the slots: a later use would need a barrier first.
 template <int F, int M, typename Out, int kResults>
 __device__ __forceinline__ void write_bias_partials(float* partials,
                                                     const BiasResult<F, M> (&results)[kResults],
@@ -445,7 +446,8 @@ __device__ __forceinline__ void write_bias_partials(float* partials,
   constexpr int kFragments = kBlockRows<M> / kFrag;  // of the block, in row order
   static_assert(
       kResults * kFragments * kHead * sizeof(float) <= 2 * kRows * kHeadStride<F> * sizeof(Bf16),
-      "the slots fit in any backward kernel's two tile buffers");
+      "the slots, from the start of shared memory, fit in the two 64-row tiles that every "
+      "backward kernel's layout has at least");
   float* slots = reinterpret_cast<float*>(dynamic_shared_memory());  // [result][fragment][column]
 #pragma unroll
   for (int i = 0; i < kResults; ++i) {
