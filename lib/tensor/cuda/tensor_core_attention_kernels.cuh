@@ -365,36 +365,19 @@ __device__ __forceinline__ void put_pair(Bf16* p, float first, float second) {
 template <typename Out>
 constexpr bool kGradientsAdd = std::is_same_v<Out, float>;
 
-// Row first_row + g + 8r (r = 0, 1) of dst (rows row_stride apart) gets factor[r] · the warp's
-// head result for that row (put_pair), for rows below T.
-template <int F, bool kAdd, typename Out>
-__device__ __forceinline__ void put_rows(Out* dst, int64_t row_stride, const HeadResult<F>& acc,
-                                         int first_row, int T, const float (&factor)[2],
-                                         FragmentLane lane) {
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int t = first_row + lane.g + 8 * r;
-    if (t >= T) continue;
-    Out* row = dst + int64_t{t} * row_stride + 2 * lane.t;
-#pragma unroll
-    for (int n = 0; n < 2 * F; ++n) {
-      put_pair<kAdd>(row + n * 8, factor[r] * acc[n][2 * r], factor[r] * acc[n][2 * r + 1]);
-    }
-  }
-}
-
 // The qkv bias gradient's partial sums, which the backward kernels write beside a bf16 dqkv
 // (nullptr: none), so that nothing reads dqkv again for them: per 64 rows of a batch row, the
-// column sums of the values written there (rounded as written; rows below T), in [B · ⌈T/64⌉][3C]
-// ordered as qkv's rows. column_sum then adds them in row order. Each warp sums the columns of its
-// 16-row fragments (the quad's two rows, then across the eight quads by shuffles) into a slot of
-// shared memory; the block then adds each 64 rows' four fragment slots in row order, so that 64-
-// and 128-row blocks give the same sums bit for bit.
+// column sums of the values written there (rows below T), in [B · ⌈T/64⌉][3C] ordered as qkv's
+// rows. column_sum then adds them in row order. put_rows sums the columns of a warp's 16-row
+// fragment as it writes it (the quad's two rows, then across the eight quads by shuffles) into a
+// slot of shared memory; write_bias_partials then adds each 64 rows' four fragment slots in row
+// order, so that 64- and 128-row blocks give the same sums bit for bit.
 __host__ __device__ inline int bias_partial_chunks(int T) { return (T + kRows - 1) / kRows; }
 inline int bias_partial_rows(int B, int T) { return B * bias_partial_chunks(T); }
 
+// A value as put_pair stores it in Out, widened back: the bf16 rounding, or the fp32 value.
 template <typename Out>
-__device__ __forceinline__ float as_written(float value) {
+__device__ __forceinline__ float as_stored(float value) {
   if constexpr (std::is_same_v<Out, float>) {
     return value;
   } else {
@@ -402,74 +385,82 @@ __device__ __forceinline__ float as_written(float value) {
   }
 }
 
-// slot[head column] = the column sums of the warp's 16-row head result as put_rows writes it
-// (factor · acc, rows below T), for the lanes of the first quad to store.
-template <int F, typename Out>
-__device__ __forceinline__ void fragment_column_sums(float* slot, const HeadResult<F>& acc,
-                                                     int first_row, int T, float factor,
-                                                     FragmentLane lane) {
+// Row first_row + g + 8r (r = 0, 1) of dst (rows row_stride apart) gets factor[r] · the warp's
+// head result for that row (put_pair), for rows below T. Where `column_sums` is not nullptr (a
+// slot of shared memory), column_sums[head column] also gets the sum of the column's values as
+// stored, over the fragment's rows below T.
+template <int F, bool kAdd, typename Out>
+__device__ __forceinline__ void put_rows(Out* dst, int64_t row_stride, const HeadResult<F>& acc,
+                                         int first_row, int T, const float (&factor)[2],
+                                         FragmentLane lane, float* column_sums = nullptr) {
+  float sums[2 * F][2] = {};
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int t = first_row + lane.g + 8 * r;
+    if (t >= T) continue;
+    Out* row = dst + int64_t{t} * row_stride + 2 * lane.t;
+#pragma unroll
+    for (int n = 0; n < 2 * F; ++n) {
+      // Rounded here, so that the sums add exactly what is stored (bf16 rounds once).
+      const float first = as_stored<Out>(factor[r] * acc[n][2 * r]);
+      const float second = as_stored<Out>(factor[r] * acc[n][2 * r + 1]);
+      put_pair<kAdd>(row + n * 8, first, second);
+      sums[n][0] += first;
+      sums[n][1] += second;
+    }
+  }
+  if (column_sums == nullptr) return;
 #pragma unroll
   for (int n = 0; n < 2 * F; ++n) {
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
-      float sum = 0.0f;
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        if (first_row + lane.g + 8 * r < T) sum += as_written<Out>(factor * acc[n][2 * r + j]);
-      }
+      float sum = sums[n][j];
       sum += __shfl_xor_sync(0xffffffffu, sum, 4);
       sum += __shfl_xor_sync(0xffffffffu, sum, 8);
       sum += __shfl_xor_sync(0xffffffffu, sum, 16);
-      if (lane.g == 0) slot[n * 8 + 2 * lane.t + j] = sum;
+      if (lane.g == 0) column_sums[n * 8 + 2 * lane.t + j] = sum;
     }
   }
 }
 
-// One result of a backward kernel for the bias partials: the warp's fragments, their factor and
-// the result's first column in a row of 3C (0 for Q, C for K, 2C for V).
-template <int F, int M>
-struct BiasResult {
-  const HeadResults<F, M>& acc;
-  float factor;
-  int column;
+// The slots of a backward block's column sums in shared memory, free once the block has walked
+// its tiles: [result][16-row fragment of the block, in row order][head column], for kResults
+// results of blocks of kBlockRows<M> rows.
+template <int F, int M, int kResults>
+struct BiasSlots {
+  static constexpr int kHead = F * kFrag;
+  static constexpr int kFragments = kBlockRows<M> / kFrag;
+  static_assert(kResults * kFragments * kHead * sizeof(float) <=
+                    2 * kRows * kHeadStride<F> * sizeof(Bf16),
+                "the slots, from the start of shared memory, fit in the two 64-row tiles that "
+                "every backward kernel's layout has at least");
+  float* base;
+  __device__ float* slot(int result, int fragment) const {
+    return base + (result * kFragments + fragment) * kHead;
+  }
 };
 
-// After the block's walk over its tiles (shared memory free again): the partial sums of the
-// block's kBlockRows<M> rows from first_row (a multiple of 64) into `partials`, for each result.
-// Shared memory is left holding the slots: a later use would need a barrier first.
-template <int F, int M, typename Out, int kResults>
+// After every warp has put its fragments (with their column sums) into `slots`: the partial sums
+// of the block's kBlockRows<M> rows from first_row (a multiple of 64) into `partials`, result i's
+// at column columns[i] of a row of 3C (0 for Q, C for K, 2C for V). Shared memory is left
+// holding the slots: a later use would need a barrier first.
+template <int F, int M, int kResults>
 __device__ __forceinline__ void write_bias_partials(float* partials,
-                                                    const BiasResult<F, M> (&results)[kResults],
-                                                    int first_row, int warp, int b, int h, int T,
-                                                    int C, FragmentLane lane) {
+                                                    const BiasSlots<F, M, kResults>& slots,
+                                                    const int (&columns)[kResults], int first_row,
+                                                    int b, int h, int T, int C) {
   constexpr int kHead = F * kFrag;
-  constexpr int kFragments = kBlockRows<M> / kFrag;  // of the block, in row order
-  static_assert(
-      kResults * kFragments * kHead * sizeof(float) <= 2 * kRows * kHeadStride<F> * sizeof(Bf16),
-      "the slots, from the start of shared memory, fit in the two 64-row tiles that every "
-      "backward kernel's layout has at least");
-  float* slots = reinterpret_cast<float*>(dynamic_shared_memory());  // [result][fragment][column]
-#pragma unroll
-  for (int i = 0; i < kResults; ++i) {
-#pragma unroll
-    for (int m = 0; m < M; ++m) {
-      const int fragment = warp * M + m;
-      fragment_column_sums<F, Out>(slots + (i * kFragments + fragment) * kHead, results[i].acc[m],
-                                   first_row + fragment * kFrag, T, results[i].factor, lane);
-    }
-  }
-  __syncthreads();
   constexpr int kQuarters = kRows / kFrag;  // fragments per 64 rows
+  __syncthreads();
   const int chunks = bias_partial_chunks(T);
   for (int e = threadIdx.x; e < kResults * M * kHead; e += kThreads) {
     const int i = e / (M * kHead), half = e / kHead % M, c = e % kHead;
     const int first = first_row + half * kRows;
     if (first >= T) continue;
-    const float* slot = slots + (i * kFragments + half * kQuarters) * kHead + c;
+    const float* slot = slots.slot(i, half * kQuarters) + c;
     float total = 0.0f;
     for (int f = 0; f < kQuarters; ++f) total += slot[f * kHead];
-    partials[(int64_t{b} * chunks + first / kRows) * 3 * C + results[i].column + h * kHead + c] =
-        total;
+    partials[(int64_t{b} * chunks + first / kRows) * 3 * C + columns[i] + h * kHead + c] = total;
   }
 }
 
@@ -697,14 +688,15 @@ __global__ void __launch_bounds__(kThreads)
     accumulate_times_tile<F, M>(dq, ds, pick(s.k, buffer), lane);
   });
   const float factor[2] = {scale, scale};
+  const BiasSlots<F, M, 1> slots{reinterpret_cast<float*>(dynamic_shared_memory())};
 #pragma unroll
   for (int m = 0; m < M; ++m) {
+    float* sums = bias_partials != nullptr ? slots.slot(0, at.warp * M + m) : nullptr;
     put_rows<F, kGradientsAdd<Out>>(dqkv + at.qkv_offset, 3 * C, dq[m],
-                                    queries.warp_first + m * kFrag, T, factor, lane);
+                                    queries.warp_first + m * kFrag, T, factor, lane, sums);
   }
   if (bias_partials != nullptr) {
-    const BiasResult<F, M> results[1] = {{dq, scale, 0}};
-    write_bias_partials<F, M, Out>(bias_partials, results, q0, at.warp, at.b, at.h, T, C, lane);
+    write_bias_partials(bias_partials, slots, {0}, q0, at.b, at.h, T, C);
   }
 }
 
@@ -796,12 +788,13 @@ __global__ void __launch_bounds__(kThreads, kHold    ? 2
   });
   Out* dst = dqkv + at.qkv_offset;
   const float dk_factor[2] = {scale, scale}, dv_factor[2] = {1.0f, 1.0f};
-  put_rows<F, kGradientsAdd<Out>>(dst + C, 3 * C, dk[0], keys.warp_first, T, dk_factor, lane);
-  put_rows<F, kGradientsAdd<Out>>(dst + 2 * C, 3 * C, dv[0], keys.warp_first, T, dv_factor, lane);
-  if (bias_partials != nullptr) {
-    const BiasResult<F, 1> results[2] = {{dk, scale, C}, {dv, 1.0f, 2 * C}};
-    write_bias_partials<F, 1, Out>(bias_partials, results, k0, at.warp, at.b, at.h, T, C, lane);
-  }
+  const BiasSlots<F, 1, 2> slots{reinterpret_cast<float*>(dynamic_shared_memory())};
+  const bool sums = bias_partials != nullptr;
+  put_rows<F, kGradientsAdd<Out>>(dst + C, 3 * C, dk[0], keys.warp_first, T, dk_factor, lane,
+                                  sums ? slots.slot(0, at.warp) : nullptr);
+  put_rows<F, kGradientsAdd<Out>>(dst + 2 * C, 3 * C, dv[0], keys.warp_first, T, dv_factor, lane,
+                                  sums ? slots.slot(1, at.warp) : nullptr);
+  if (sums) write_bias_partials(bias_partials, slots, {C, 2 * C}, k0, at.b, at.h, T, C);
 }
 
 }  // namespace ds::tensor::cuda::tc_attention
