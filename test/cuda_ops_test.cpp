@@ -431,3 +431,76 @@ TEST_CASE("cuda ops attention sublayer matches the CPU at every precision", "[cu
   check_parity("ops attention sublayer dx", in_place ? g_dout.fetch() : g_dx.fetch(), dx, tol);
   p.check("ops attention sublayer", tol);
 }
+
+// A block's backward as BlockLayer runs it: mlp_backward writes h's gradient into dx, and
+// attention_block_backward takes that as its dout and writes x's over it, with and without an
+// Ops::HandedGradient between the two. In bf16 runs the bf16 sublayers hand dx's bf16 copy and
+// column sums on, so the attention sublayer reads neither from dx again: the results must be those
+// of the plain calls (the attention projection's bias gradient is summed in another order). Shift
+// 1 leaves every view, that bias gradient's included, off its 16-byte alignment.
+TEST_CASE("cuda ops hand the MLP's dx on to the attention sublayer's backward", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  using ds::tensor::MatmulPrecision;
+  const MatmulPrecision precision = GENERATE(MatmulPrecision::kFp32, MatmulPrecision::kBf16);
+  const int shift = GENERATE(0, 1);
+  INFO("precision " << static_cast<int>(precision) << " shift " << shift);
+  ds::tensor::cuda::CudaOps gpu(0, precision);
+  const int B = 2, T = 70, C = 128, NH = 2, N = B * T, H = 4 * C;
+  const Vec x = random_vec(size_t(N) * C, 116, -2.0f, 3.0f), dy = random_vec(size_t(N) * C, 117);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  struct Results {
+    Vec dx;
+    std::vector<Vec> attention, mlp;  // the sublayers' parameter gradients
+    bool handed;
+  };
+  const auto gradients = [](SublayerParams& p) {
+    std::vector<Vec> fetched;
+    for (Shifted& g : p.device_grads) fetched.push_back(g.fetch());
+    return fetched;
+  };
+  const auto run = [&](bool hand_on) {
+    SublayerParams attention(gpu, C, 3 * C, shift, 120), mlp(gpu, C, H, shift, 130);
+    Shifted g_x(gpu, x, shift), g_dy(gpu, dy, shift);
+    Shifted g_h(gpu, Vec(x.size(), nan), shift), g_y(gpu, Vec(x.size(), nan), shift);
+    Shifted g_attention_saved(gpu, Vec(size_t(gpu.attention_block_saved_floats(B, T, C, NH)), nan),
+                              shift);
+    Shifted g_mlp_saved(gpu, Vec(size_t(gpu.mlp_saved_floats(N, C, H)), nan), shift);
+    gpu.attention_block_forward(g_h.at(), g_attention_saved.at(), g_x.at(), attention.gpu_weights(),
+                                1e-5f, B, T, C, NH);
+    gpu.mlp_forward(g_y.at(), g_mlp_saved.at(), g_h.at(), mlp.gpu_weights(), 1e-5f, N, C, H);
+
+    Shifted g_dx(gpu, Vec(x.size(), nan), shift), g_dln(gpu, Vec(x.size(), nan), shift);
+    Shifted g_hidden(gpu, Vec(size_t(N) * H, nan), shift), g_atty(gpu, Vec(x.size(), nan), shift);
+    Shifted g_qkv(gpu, Vec(size_t(N) * 3 * C, nan), shift);
+    Shifted g_att(gpu, Vec(size_t(gpu.attention_saved_floats(B, T, C, NH)), nan), shift);
+    Ops::HandedGradient handed;
+    gpu.mlp_backward(g_dx.at(), mlp.gpu_grads(),
+                     {.d_ln = g_dln.at(),
+                      .d_mid = g_hidden.at(),
+                      .d_qkv = nullptr,
+                      .d_att = nullptr,
+                      .dx_handed = hand_on ? &handed : nullptr},
+                     g_dy.at(), g_mlp_saved.at(), g_h.at(), mlp.gpu_weights(), N, C, H);
+    gpu.attention_block_backward(g_dx.at(), attention.gpu_grads(),
+                                 {.d_ln = g_dln.at(),
+                                  .d_mid = g_atty.at(),
+                                  .d_qkv = g_qkv.at(),
+                                  .d_att = g_att.at(),
+                                  .dout_handed = hand_on ? &handed : nullptr},
+                                 g_dx.at(), g_attention_saved.at(), g_x.at(),
+                                 attention.gpu_weights(), B, T, C, NH);
+    return Results{g_dx.fetch(), gradients(attention), gradients(mlp), handed.dx != nullptr};
+  };
+  const Results plain = run(false), handed = run(true);
+  CHECK_FALSE(plain.handed);
+  CHECK(handed.handed == bf16_sublayer_expected(precision));
+  // The same operations on the same values; 1e-6 rather than bit for bit, for the freedom the
+  // compiler has in contracting the norm's two kernel instances into fused multiply-adds.
+  check_parity("handed on: dx", handed.dx, plain.dx, 1e-6);
+  const char* names[] = {"ln_w", "ln_b", "w1", "b1", "w2", "b2"};
+  for (int i = 0; i < 6; ++i) {
+    check_parity(std::string("handed on: mlp d") + names[i], handed.mlp[i], plain.mlp[i], 1e-6);
+    check_parity(std::string("handed on: attention d") + names[i], handed.attention[i],
+                 plain.attention[i], i == 5 ? 1e-5 : 1e-6);
+  }
+}

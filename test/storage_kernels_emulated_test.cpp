@@ -187,6 +187,41 @@ TEST_CASE("emulated storage kernels: layernorm between fp32 and bf16", "[storage
   check_equal("layernorm_backward from bf16: dbias", got_dbias, dbias);
 }
 
+// The MLP's norm backward handing dinp on to the attention sublayer's backward
+// (mixed::GradientHandOff): the same dinp and parameter gradients as without, dinp's bf16 copy
+// rounded once from it, and its column sums. C = 72 (a lane's single octet, most lanes idle) and
+// 776 (four octets a lane, the last partly idle); N = 300 rows over the blocks, 7 of them.
+TEST_CASE("emulated storage kernels: layernorm backward handing dinp on", "[storage_kernels]") {
+  using bf16 = __nv_bfloat16;
+  const int N = 300, C = GENERATE(72, 776);
+  INFO("C=" << C);
+  const EmulatedLayernorm how{true, 4, 7};
+  const Vec inp = random_vec(size_t(N) * C, 30, -2.0f, 3.0f);
+  const Vec weight = random_vec(C, 31), bias = random_vec(C, 32);
+  Vec mean(N), rstd(N), normed(inp.size());
+  emulated_layernorm_forward(normed.data(), mean.data(), rstd.data(), inp.data(), weight.data(),
+                             bias.data(), N, C, how);
+  const std::vector<bf16> dout = narrow<bf16>(representable<bf16>(inp.size(), 33));
+  const Vec dresidual = random_vec(inp.size(), 34);
+  Vec dinp(inp.size()), dweight = random_vec(C, 35), dbias = random_vec(C, 36);
+  Vec got_dinp(inp.size()), got_dweight = dweight, got_dbias = dbias;
+  emulated_layernorm_backward(dinp.data(), dresidual.data(), dweight.data(), dbias.data(),
+                              dout.data(), inp.data(), weight.data(), mean.data(), rstd.data(), N,
+                              C, how);
+  std::vector<bf16> copy(inp.size());
+  Vec sums = random_vec(C, 37);  // written
+  emulated_layernorm_backward(got_dinp.data(), dresidual.data(), got_dweight.data(),
+                              got_dbias.data(), dout.data(), inp.data(), weight.data(), mean.data(),
+                              rstd.data(), N, C, how, copy.data(), sums.data());
+  check_equal("handing on: dinp", got_dinp, dinp);
+  check_equal("handing on: dweight", got_dweight, dweight);
+  check_equal("handing on: dbias", got_dbias, dbias);
+  check_rounded("handing on: dinp's bf16 copy", copy, dinp);
+  std::vector<double> want(C, 0.0);
+  for (size_t i = 0; i < dinp.size(); ++i) want[i % C] += dinp[i];
+  check_parity("handing on: dinp's column sums", sums, Vec(want.begin(), want.end()), 1e-5);
+}
+
 TEMPLATE_TEST_CASE("emulated storage kernels: element-wise", "[storage_kernels]", __nv_bfloat16,
                    __half) {
   using S = TestType;

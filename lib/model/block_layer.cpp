@@ -51,12 +51,20 @@ void BlockLayer::backward(const float* w, float* dw, const MicroBatch& mb, const
   const Saved s = carve(region, mb.B, mb.T);
   BackwardScratch& t = *scratch_;
   // dx holds h's gradient (dy, joined by the MLP branch's), then x's (h's, joined by attention's).
-  const tensor::Ops::SublayerScratch mlp_scratch{t.d_ln.as<float>(), t.d_fch.as<float>(), nullptr,
-                                                 nullptr};
+  // h's gradient goes from the MLP's backward to attention's as the ops may hand it on.
+  tensor::Ops::HandedGradient handed;
+  const tensor::Ops::SublayerScratch mlp_scratch{.d_ln = t.d_ln.as<float>(),
+                                                 .d_mid = t.d_fch.as<float>(),
+                                                 .d_qkv = nullptr,
+                                                 .d_att = nullptr,
+                                                 .dx_handed = &handed};
   ops_.mlp_backward(dx, sublayer_at<Grads>(dw, mlp_), mlp_scratch, dy, s.mlp, s.res,
                     sublayer_at<Weights>(w, mlp_), mb.B * mb.T, C_, 4 * C_);
-  const tensor::Ops::SublayerScratch attention_scratch{t.d_ln.as<float>(), t.d_atty.as<float>(),
-                                                       t.d_qkv.as<float>(), t.d_att.as<float>()};
+  const tensor::Ops::SublayerScratch attention_scratch{.d_ln = t.d_ln.as<float>(),
+                                                       .d_mid = t.d_atty.as<float>(),
+                                                       .d_qkv = t.d_qkv.as<float>(),
+                                                       .d_att = t.d_att.as<float>(),
+                                                       .dout_handed = &handed};
   ops_.attention_block_backward(dx, sublayer_at<Grads>(dw, attention_), attention_scratch, dx,
                                 s.attention, x, sublayer_at<Weights>(w, attention_), mb.B, mb.T, C_,
                                 NH_);

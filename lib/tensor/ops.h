@@ -157,11 +157,23 @@ class Ops {
   struct SublayerGrads {
     float *ln_w, *ln_b, *w1, *b1, *w2, *b2;
   };
+  // What a sublayer backward made of its dx for the next sublayer backward of the same block, where
+  // an implementation can make it in the pass that writes dx (GPU bf16 runs: dx's bf16 copy and
+  // column sums, which the attention sublayer's backward would otherwise read dx again for). The
+  // block passes one to the MLP's backward as SublayerScratch::dx_handed and then to the
+  // attention sublayer's as dout_handed, with nothing in between; the data stays with the
+  // implementation. The CPU's makes nothing.
+  struct HandedGradient {
+    const float* dx = nullptr;  // the dx it was made with; nullptr: nothing made
+    int64_t rows = 0, columns = 0;
+  };
   struct SublayerScratch {
     float* d_ln;   // [N, C]: the gradient of the norm's output
     float* d_mid;  // the MLP's hidden gradient [N, H], or attention's output's [N, C]
     float* d_qkv;  // attention: [N, 3C]
     float* d_att;  // attention: attention_saved_floats(B, T, C, NH)
+    HandedGradient* dx_handed = nullptr;  // optional: what the backward made of dx (if it did)
+    const HandedGradient* dout_handed = nullptr;  // optional: the previous backward's, for dout
   };
 
   virtual int64_t mlp_saved_floats(int N, int C, int H) const {

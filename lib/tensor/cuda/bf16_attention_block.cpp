@@ -65,7 +65,8 @@ void Bf16AttentionBlock::forward(float* out, float* saved, const float* x,
 void Bf16AttentionBlock::backward(float* dx, const Ops::SublayerGrads& g,
                                   const Ops::SublayerScratch& t, const float* dout,
                                   const float* saved, const float* x, const Ops::SublayerWeights& w,
-                                  int B, int T, int C, int NH, cudaStream_t stream) {
+                                  int B, int T, int C, int NH, const mixed::GradientHandOff* handed,
+                                  cudaStream_t stream) {
   const int N = B * T;
   if (N == 0) return;
   const Saved<const float> s(saved, N, C, NH);
@@ -75,8 +76,17 @@ void Bf16AttentionBlock::backward(float* dx, const Ops::SublayerGrads& g,
   float* row_dot = t.d_att;
 
   // Through the projection: dy in bf16, the projection's weight gradient from the saved y. The
-  // bias gradient is a fixed-order fp32 column sum of the fp32 dout.
-  const void* dout16 = products_.rounded_with_bias_gradient(g.b2, dout, N, C, dout16_, stream);
+  // bias gradient is a fixed-order fp32 column sum of the fp32 dout: handed on with its bf16 copy
+  // by the MLP's backward, or made here in one pass.
+  const void* dout16 = nullptr;
+  if (handed != nullptr) {
+    dout16 = handed->copy;
+    if (g.b2 != nullptr) {
+      mixed::matmul_bias_backward(g.b2, DType::kF32, handed->sums, DType::kF32, 1, C, stream);
+    }
+  } else {
+    dout16 = products_.rounded_with_bias_gradient(g.b2, dout, N, C, dout16_, stream);
+  }
   const void* w_proj16 = rounded_to_bf16(w.w2, int64_t{C} * C, w_proj16_, stream);
   lt_.input_gradient(dy, dout16, w_proj16, N, C, C, WeightLayout::kInOut, kBf16Products, stream);
   products_.add_weight_gradient(g.w2, dout16, s.y, N, C, C, stream);
@@ -91,7 +101,8 @@ void Bf16AttentionBlock::backward(float* dx, const Ops::SublayerGrads& g,
   products_.add_weight_gradient(g.w1, dqkv, s.ln, N, C, 3 * C, stream);
 
   // Through the norm, joining dout (the residual connection's gradient; dx may be dout).
-  products_.norm_backward(dx, dout, g.ln_w, g.ln_b, dln, x, w.ln_w, s.mean, s.rstd, N, C, stream);
+  products_.norm_backward(dx, dout, g.ln_w, g.ln_b, dln, x, w.ln_w, s.mean, s.rstd, N, C, nullptr,
+                          stream);
 }
 
 }  // namespace ds::tensor::cuda

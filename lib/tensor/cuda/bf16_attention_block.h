@@ -34,6 +34,7 @@
 
 #include <cstdint>
 
+#include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/bf16_sublayer_products.h"
 #include "tensor/cuda/device_buffer.h"
 #include "tensor/ops.h"
@@ -56,12 +57,15 @@ class Bf16AttentionBlock {
   // [B,NH,T], the norm's mean and rstd [N].
   static int64_t saved_floats(int B, int T, int C, int NH);
 
-  // As Ops::attention_block_forward and attention_block_backward, on `stream`.
+  // As Ops::attention_block_forward and attention_block_backward, on `stream`. The backward
+  // takes dout's bf16 copy and column sums from `handed` where it is not nullptr (what the MLP's
+  // backward handed on with dout, mixed::GradientHandOff) instead of reading dout for them.
   void forward(float* out, float* saved, const float* x, const Ops::SublayerWeights& w, float eps,
                int B, int T, int C, int NH, cudaStream_t stream);
   void backward(float* dx, const Ops::SublayerGrads& g, const Ops::SublayerScratch& t,
                 const float* dout, const float* saved, const float* x,
-                const Ops::SublayerWeights& w, int B, int T, int C, int NH, cudaStream_t stream);
+                const Ops::SublayerWeights& w, int B, int T, int C, int NH,
+                const mixed::GradientHandOff* handed, cudaStream_t stream);
 
  private:
   LtMatmul& lt_;

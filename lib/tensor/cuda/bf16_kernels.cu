@@ -69,22 +69,23 @@ void launch_layernorm_forward(Out* out, float* mean, float* rstd, const S* inp, 
 }
 
 // Layernorm's backward into partials, by the row kernel where it applies: the number of blocks,
-// whose partial sums column_sum then adds.
-template <typename S, typename G>
-int layernorm_backward_rows(S* dinp, const S* dresidual, const G* dout, const S* inp,
-                            const S* weight, const float* mean, const float* rstd, int N, int C,
-                            float* partials, cudaStream_t stream) {
+// whose partial sums column_sum then adds. With kHandOn, dinp is also handed on (the kernel's
+// dinp16 and third partial sums).
+template <typename S, typename G, bool kHandOn>
+int layernorm_backward_rows(S* dinp, __nv_bfloat16* dinp16, const S* dresidual, const G* dout,
+                            const S* inp, const S* weight, const float* mean, const float* rstd,
+                            int N, int C, float* partials, cudaStream_t stream) {
   int blocks = 0;
   with_lane_octets(C, [&](auto octets) {
-    const auto kernel = layernorm_backward_rows_kernel<decltype(octets)::value, S, G>;
+    const auto kernel = layernorm_backward_rows_kernel<decltype(octets)::value, S, G, kHandOn>;
     constexpr int kThreads = kLayernormRowsWarps * kWarp;
     // Asked once per instance: the most shared memory any width it takes uses.
-    static const int wave =
-        one_wave(kernel, kThreads, layernorm_rows_shared_bytes(kMaxLaneOctets * kRowOctetsPerWarp));
+    static const int wave = one_wave(
+        kernel, kThreads, layernorm_rows_shared_bytes(kMaxLaneOctets * kRowOctetsPerWarp, kHandOn));
     const LayernormBackwardLaunch launch(N, C, kLayernormRowsWarps,
                                          std::min(wave, kLayernormBlocks));
-    kernel<<<launch.blocks, kThreads, layernorm_rows_shared_bytes(C), stream>>>(
-        dinp, dresidual, partials, dout, inp, weight, mean, rstd, N, C, launch.rows);
+    kernel<<<launch.blocks, kThreads, layernorm_rows_shared_bytes(C, kHandOn), stream>>>(
+        dinp, dinp16, dresidual, partials, dout, inp, weight, mean, rstd, N, C, launch.rows);
     blocks = launch.blocks;
   });
   DS_CUDA_LAUNCHED();
@@ -93,9 +94,9 @@ int layernorm_backward_rows(S* dinp, const S* dresidual, const G* dout, const S*
 
 // The same by layernorm_backward_kernel, for any width its sums fit in shared memory.
 template <typename S, typename G>
-int layernorm_backward_columns(S* dinp, const S* dresidual, const G* dout, const S* inp,
-                               const S* weight, const float* mean, const float* rstd, int N, int C,
-                               float* partials, cudaStream_t stream) {
+int layernorm_backward_columns(S* dinp, __nv_bfloat16*, const S* dresidual, const G* dout,
+                               const S* inp, const S* weight, const float* mean, const float* rstd,
+                               int N, int C, float* partials, cudaStream_t stream) {
   const auto kernel = layernorm_backward_kernel<S, G>;
   static const size_t room = allow_dynamic_shared_memory(kernel);  // asked once per instance
   // Up to 8 warps a block (a 512-block grid then keeps 4096 warps reading), as many as the shared
@@ -112,18 +113,29 @@ int layernorm_backward_columns(S* dinp, const S* dresidual, const G* dout, const
   return launch.blocks;
 }
 
+// Returns whether it handed dinp on (`hand_off`: nullptr, or where to; only the row kernel does).
 template <typename S, typename G>
-void launch_layernorm_backward(S* dinp, const S* dresidual, S* dweight, S* dbias, const G* dout,
+bool launch_layernorm_backward(S* dinp, const S* dresidual, S* dweight, S* dbias, const G* dout,
                                const S* inp, const S* weight, const float* mean, const float* rstd,
-                               int N, int C, float* partials, cudaStream_t stream) {
-  if (N == 0) return;
-  const auto into_partials = layernorm_rows_apply(C, {dinp, dresidual, dout, inp, weight})
-                                 ? layernorm_backward_rows<S, G>
-                                 : layernorm_backward_columns<S, G>;
+                               int N, int C, float* partials, const GradientHandOff* hand_off,
+                               cudaStream_t stream) {
+  if (N == 0) return false;
+  const bool rows = layernorm_rows_apply(C, {dinp, dresidual, dout, inp, weight});
+  const bool hand_on = rows && hand_off != nullptr && aligned_16(hand_off->copy);
+  const auto into_partials = !rows     ? layernorm_backward_columns<S, G>
+                             : hand_on ? layernorm_backward_rows<S, G, true>
+                                       : layernorm_backward_rows<S, G, false>;
+  __nv_bfloat16* dinp16 = hand_on ? hand_off->copy : nullptr;
   const int blocks =
-      into_partials(dinp, dresidual, dout, inp, weight, mean, rstd, N, C, partials, stream);
+      into_partials(dinp, dinp16, dresidual, dout, inp, weight, mean, rstd, N, C, partials, stream);
   column_sum(dweight, blocks, C, RowsTerm<float>{partials, C}, stream);
   column_sum(dbias, blocks, C, RowsTerm<float>{partials + int64_t{blocks} * C, C}, stream);
+  if (hand_on) {
+    DS_CUDA_CALL(cudaMemsetAsync(hand_off->sums, 0, sizeof(float) * size_t(C), stream));
+    column_sum(hand_off->sums, blocks, C, RowsTerm<float>{partials + 2 * int64_t{blocks} * C, C},
+               stream);
+  }
+  return hand_on;
 }
 
 }  // namespace
@@ -145,7 +157,7 @@ void layernorm_forward_to_bf16(__nv_bfloat16* out, float* mean, float* rstd, con
   launch_layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps, stream);
 }
 
-int64_t layernorm_partial_floats(int C) { return 2 * int64_t{kLayernormBlocks} * C; }
+int64_t layernorm_partial_floats(int C) { return 3 * int64_t{kLayernormBlocks} * C; }
 
 float* layernorm_partials(DeviceBuffer& buffer, int C) {
   buffer.grow(sizeof(float) * static_cast<size_t>(layernorm_partial_floats(C)));
@@ -158,19 +170,20 @@ void layernorm_backward(void* dinp, const void* dresidual, void* dweight, void* 
                         cudaStream_t stream) {
   dispatch_storage(dtype, [&](auto tag) {
     using S = typename decltype(tag)::type;
-    launch_layernorm_backward(static_cast<S*>(dinp), static_cast<const S*>(dresidual),
-                              static_cast<S*>(dweight), static_cast<S*>(dbias),
-                              static_cast<const S*>(dout), static_cast<const S*>(inp),
-                              static_cast<const S*>(weight), mean, rstd, N, C, partials, stream);
+    launch_layernorm_backward(
+        static_cast<S*>(dinp), static_cast<const S*>(dresidual), static_cast<S*>(dweight),
+        static_cast<S*>(dbias), static_cast<const S*>(dout), static_cast<const S*>(inp),
+        static_cast<const S*>(weight), mean, rstd, N, C, partials, nullptr, stream);
   });
 }
 
-void layernorm_backward_from_bf16(float* dinp, const float* dresidual, float* dweight, float* dbias,
+bool layernorm_backward_from_bf16(float* dinp, const float* dresidual, float* dweight, float* dbias,
                                   const __nv_bfloat16* dout, const float* inp, const float* weight,
                                   const float* mean, const float* rstd, int N, int C,
-                                  float* partials, cudaStream_t stream) {
-  launch_layernorm_backward(dinp, dresidual, dweight, dbias, dout, inp, weight, mean, rstd, N, C,
-                            partials, stream);
+                                  float* partials, const GradientHandOff* hand_off,
+                                  cudaStream_t stream) {
+  return launch_layernorm_backward(dinp, dresidual, dweight, dbias, dout, inp, weight, mean, rstd,
+                                   N, C, partials, hand_off, stream);
 }
 
 void gelu_forward(void* out, const void* inp, int64_t N, DType dtype, cudaStream_t stream) {

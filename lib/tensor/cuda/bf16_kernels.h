@@ -64,11 +64,22 @@ void layernorm_backward(void* dinp, const void* dresidual, void* dweight, void* 
                         const void* dout, const void* inp, const void* weight, const float* mean,
                         const float* rstd, int N, int C, float* partials, DType dtype,
                         cudaStream_t stream);
-// The same in fp32 from a bf16 dout (a bf16 GEMM's input gradient), widened exactly.
-void layernorm_backward_from_bf16(float* dinp, const float* dresidual, float* dweight, float* dbias,
+// Where a layernorm backward can hand its dinp [N, C] on to the backward of the sublayer below,
+// which would otherwise read it again: rounded to bf16 into `copy` ([N, C], 16-byte aligned: that
+// sublayer's GEMM operand) and its column sums written into `sums` ([C]: the bias gradient of
+// that sublayer's projection), in the same pass.
+struct GradientHandOff {
+  __nv_bfloat16* copy;
+  float* sums;
+};
+// The same in fp32 from a bf16 dout (a bf16 GEMM's input gradient), widened exactly; and dinp
+// handed on to `hand_off` (nullptr: not) where the row kernels apply (layernorm_row_kernels.cuh).
+// Returns whether it was handed on.
+bool layernorm_backward_from_bf16(float* dinp, const float* dresidual, float* dweight, float* dbias,
                                   const __nv_bfloat16* dout, const float* inp, const float* weight,
                                   const float* mean, const float* rstd, int N, int C,
-                                  float* partials, cudaStream_t stream);
+                                  float* partials, const GradientHandOff* hand_off,
+                                  cudaStream_t stream);
 
 // GELU, tanh approximation (as GPT-2 and tensor/cpu). out may alias inp; dinp += gelu'(inp) dout.
 void gelu_forward(void* out, const void* inp, int64_t N, DType dtype, cudaStream_t stream);

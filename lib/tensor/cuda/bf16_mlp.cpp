@@ -58,10 +58,11 @@ void Bf16Mlp::forward(float* out, float* saved, const float* x, const Ops::Subla
   products_.project(out, x, s.act, w_proj16, w.b2, N, H, C, stream);
 }
 
-void Bf16Mlp::backward(float* dx, const Ops::SublayerGrads& g, const Ops::SublayerScratch& t,
+bool Bf16Mlp::backward(float* dx, const Ops::SublayerGrads& g, const Ops::SublayerScratch& t,
                        const float* dout, const float* saved, const float* x,
-                       const Ops::SublayerWeights& w, int N, int C, int H, cudaStream_t stream) {
-  if (N == 0) return;
+                       const Ops::SublayerWeights& w, int N, int C, int H,
+                       const mixed::GradientHandOff* hand_off, cudaStream_t stream) {
+  if (N == 0) return false;
   const Saved<const float> s(saved, N, C, H);
   bf16* dpre = bf16_from(t.d_mid);
   bf16* dln = bf16_from(t.d_ln);
@@ -83,8 +84,10 @@ void Bf16Mlp::backward(float* dx, const Ops::SublayerGrads& g, const Ops::Sublay
   products_.add_weight_gradient(g.w1, dpre, s.ln, N, C, H, stream);
   products_.add_bias_gradient(g.b1, dpre, DType::kBF16, N, H, stream);
 
-  // Through the norm, joining dout (the residual connection's gradient; dx may be dout).
-  products_.norm_backward(dx, dout, g.ln_w, g.ln_b, dln, x, w.ln_w, s.mean, s.rstd, N, C, stream);
+  // Through the norm, joining dout (the residual connection's gradient; dx may be dout), dx
+  // handed on in the same pass where asked.
+  return products_.norm_backward(dx, dout, g.ln_w, g.ln_b, dln, x, w.ln_w, s.mean, s.rstd, N, C,
+                                 hand_off, stream);
 }
 
 }  // namespace ds::tensor::cuda

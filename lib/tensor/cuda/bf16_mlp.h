@@ -30,6 +30,7 @@
 
 #include <cstdint>
 
+#include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/bf16_sublayer_products.h"
 #include "tensor/cuda/device_buffer.h"
 #include "tensor/ops.h"
@@ -51,12 +52,15 @@ class Bf16Mlp {
   // mean and rstd [N].
   static int64_t saved_floats(int N, int C, int H);
 
-  // As Ops::mlp_forward and mlp_backward, on `stream`.
+  // As Ops::mlp_forward and mlp_backward, on `stream`. The backward also hands dx on to
+  // `hand_off` where it is not nullptr and the norm's kernels can (mixed::GradientHandOff), and
+  // returns whether it did.
   void forward(float* out, float* saved, const float* x, const Ops::SublayerWeights& w, float eps,
                int N, int C, int H, cudaStream_t stream);
-  void backward(float* dx, const Ops::SublayerGrads& g, const Ops::SublayerScratch& t,
+  bool backward(float* dx, const Ops::SublayerGrads& g, const Ops::SublayerScratch& t,
                 const float* dout, const float* saved, const float* x,
-                const Ops::SublayerWeights& w, int N, int C, int H, cudaStream_t stream);
+                const Ops::SublayerWeights& w, int N, int C, int H,
+                const mixed::GradientHandOff* hand_off, cudaStream_t stream);
 
  private:
   LtMatmul& lt_;

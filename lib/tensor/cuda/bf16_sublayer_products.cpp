@@ -48,12 +48,14 @@ const void* Bf16SublayerProducts::rounded_with_bias_gradient(float* dbias, const
   return mixed::rounded_with_bias_gradient(dbias, dout, N, C, copy, norm_partials_, stream);
 }
 
-void Bf16SublayerProducts::norm_backward(float* dx, const float* dresidual, float* dweight,
+bool Bf16SublayerProducts::norm_backward(float* dx, const float* dresidual, float* dweight,
                                          float* dbias, const __nv_bfloat16* dln, const float* x,
                                          const float* weight, const float* mean, const float* rstd,
-                                         int N, int C, cudaStream_t stream) {
-  mixed::layernorm_backward_from_bf16(dx, dresidual, dweight, dbias, dln, x, weight, mean, rstd, N,
-                                      C, mixed::layernorm_partials(norm_partials_, C), stream);
+                                         int N, int C, const mixed::GradientHandOff* hand_off,
+                                         cudaStream_t stream) {
+  return mixed::layernorm_backward_from_bf16(
+      dx, dresidual, dweight, dbias, dln, x, weight, mean, rstd, N, C,
+      mixed::layernorm_partials(norm_partials_, C), hand_off, stream);
 }
 
 }  // namespace ds::tensor::cuda

@@ -8,6 +8,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
+#include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/device_buffer.h"
 #include "tensor/dtype.h"
 
@@ -42,10 +43,12 @@ class Bf16SublayerProducts {
   const void* rounded_with_bias_gradient(float* dbias, const float* dout, int N, int C,
                                          DeviceBuffer& copy, cudaStream_t stream);
   // dx = dresidual + layernorm's input gradient from the bf16 dln (dx may be dresidual), dweight
-  // and dbias += theirs (mixed::layernorm_backward_from_bf16).
-  void norm_backward(float* dx, const float* dresidual, float* dweight, float* dbias,
+  // and dbias += theirs (mixed::layernorm_backward_from_bf16), with dx handed on where hand_off
+  // is not nullptr and the kernels can; returns whether they did.
+  bool norm_backward(float* dx, const float* dresidual, float* dweight, float* dbias,
                      const __nv_bfloat16* dln, const float* x, const float* weight,
-                     const float* mean, const float* rstd, int N, int C, cudaStream_t stream);
+                     const float* mean, const float* rstd, int N, int C,
+                     const mixed::GradientHandOff* hand_off, cudaStream_t stream);
 
  private:
   LtMatmul& lt_;

@@ -338,7 +338,18 @@ void CudaOps::mlp_backward(float* dx, const SublayerGrads& g, const SublayerScra
     return;
   }
   const auto timed = profiler_->time("mlp_backward (bf16)", stream(), {N, C, H});
-  bf16_mlp_->backward(dx, g, t, dout, saved, x, w, N, C, H, stream());
+  if (t.dx_handed == nullptr) {
+    bf16_mlp_->backward(dx, g, t, dout, saved, x, w, N, C, H, nullptr, stream());
+    return;
+  }
+  // dx's bf16 copy and column sums, for the attention sublayer's backward next (Ops::
+  // HandedGradient): one set, overwritten by the next MLP backward.
+  handed_copy_.grow(sizeof(__nv_bfloat16) * static_cast<size_t>(int64_t{N} * C));
+  handed_sums_.grow(sizeof(float) * static_cast<size_t>(C));
+  const mixed::GradientHandOff hand_off{handed_copy_.as<__nv_bfloat16>(), handed_sums_.as<float>()};
+  const bool handed =
+      bf16_mlp_->backward(dx, g, t, dout, saved, x, w, N, C, H, &hand_off, stream());
+  *t.dx_handed = handed ? HandedGradient{dx, N, C} : HandedGradient{};
 }
 bool CudaOps::bf16_attention_block_runs(int B, int T, int C, int NH) const {
   // supports() only looks up (or, once per shape, makes) cuBLASLt plans.
@@ -372,7 +383,13 @@ void CudaOps::attention_block_backward(float* dx, const SublayerGrads& g, const 
     return;
   }
   const auto timed = profiler_->time("attention_block_backward (bf16)", stream(), {B * T, C, NH});
-  bf16_attention_block_->backward(dx, g, t, dout, saved, x, w, B, T, C, NH, stream());
+  // What the MLP's backward handed on, if it was made with this dout.
+  const HandedGradient* handed = t.dout_handed;
+  const bool received =
+      handed != nullptr && handed->dx == dout && handed->rows == B * T && handed->columns == C;
+  const mixed::GradientHandOff hand_off{handed_copy_.as<__nv_bfloat16>(), handed_sums_.as<float>()};
+  bf16_attention_block_->backward(dx, g, t, dout, saved, x, w, B, T, C, NH,
+                                  received ? &hand_off : nullptr, stream());
 }
 int64_t CudaOps::classifier_scratch_floats(int N, int V) const {
   return classifier_->scratch_floats(N, V);

@@ -178,6 +178,9 @@ class CudaOps final : public Ops {
   std::unique_ptr<TensorCoreAttention> tc_attention_;
   // bf16 runs' attention sublayer (bf16_attention_block.h); null otherwise
   std::unique_ptr<Bf16AttentionBlock> bf16_attention_block_;
+  // The MLP backward's dx handed on to the attention sublayer's (Ops::HandedGradient): its bf16
+  // copy [N, C] and column sums [C], grown once to the largest N.
+  DeviceBuffer handed_copy_, handed_sums_;
   size_t flash_above_bytes_;
   int64_t attention_calls_[3] = {};        // forwards per AttentionKernels, for kernel_report()
   int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS

@@ -11,6 +11,7 @@
 // another fixed order: a lane's octets in turn, then the warp's butterfly.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -124,19 +125,25 @@ __global__ void layernorm_forward_rows_kernel(Out* out, float* mean, float* rstd
 // of `partials`, as layernorm_backward_kernel does (weight sums [blocks][C], then bias sums), for
 // column_sum_kernel to finish. Blocks as LayernormBackwardLaunch(N, C, kLayernormRowsWarps,
 // blocks): one wave of the blocks an SM holds at once, at most kLayernormBlocks.
+//
+// kHandOn: dinp is also handed on to the backward of the sublayer below, which would otherwise read
+// it again: rounded to bf16 into dinp16 ([N, C], 16-byte aligned), and its column sums (the bias
+// gradient of that sublayer's projection) after the bias sums in partials, [3][blocks][C].
 constexpr int kLayernormRowsWarps = 4;
-inline size_t layernorm_rows_shared_bytes(int C) { return sizeof(float) * 2 * size_t(C); }
+inline size_t layernorm_rows_shared_bytes(int C, bool hand_on = false) {
+  return sizeof(float) * (hand_on ? 3 : 2) * size_t(C);
+}
 
-template <int K, typename S, typename G>
+template <int K, typename S, typename G, bool kHandOn = false>
 __global__ void __launch_bounds__(kLayernormRowsWarps* kWarp)
-    layernorm_backward_rows_kernel(S* dinp, const S* dresidual, float* partials, const G* dout,
-                                   const S* inp, const S* weight, const float* mean,
-                                   const float* rstd, int N, int C, int rows) {
+    layernorm_backward_rows_kernel(S* dinp, __nv_bfloat16* dinp16, const S* dresidual,
+                                   float* partials, const G* dout, const S* inp, const S* weight,
+                                   const float* mean, const float* rstd, int N, int C, int rows) {
   const int warps = static_cast<int>(blockDim.x) / kWarp;
   const int warp = static_cast<int>(threadIdx.x) / kWarp;
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
   const int octets = C / kOctet;
-  float weight_sum[K][kOctet] = {}, bias_sum[K][kOctet] = {};
+  float weight_sum[K][kOctet] = {}, bias_sum[K][kOctet] = {}, dinp_sum[K][kOctet] = {};
   const int first = static_cast<int>(blockIdx.x) * rows;
   const int end = min(N, first + rows);
   for (int n = first + warp; n < end; n += warps) {
@@ -183,6 +190,11 @@ __global__ void __launch_bounds__(kLayernormRowsWarps* kWarp)
         grad[k] += (wd[j][k] - dnorm_mean - norm[j][k] * dnorm_norm_mean) * s;
       }
       store_octet(di, at, grad);
+      if constexpr (kHandOn) {
+        store_octet(dinp16 + int64_t{n} * C, at, grad);
+#pragma unroll
+        for (int k = 0; k < kOctet; ++k) dinp_sum[j][k] += grad[k];
+      }
     }
   }
   float* sums = reinterpret_cast<float*>(detail::dynamic_shared_memory());  // weight, then bias
@@ -197,6 +209,9 @@ __global__ void __launch_bounds__(kLayernormRowsWarps* kWarp)
           const int c = at * kOctet + k;
           sums[c] = w == 0 ? weight_sum[j][k] : sums[c] + weight_sum[j][k];
           sums[C + c] = w == 0 ? bias_sum[j][k] : sums[C + c] + bias_sum[j][k];
+          if constexpr (kHandOn) {
+            sums[2 * C + c] = w == 0 ? dinp_sum[j][k] : sums[2 * C + c] + dinp_sum[j][k];
+          }
         }
       }
     }
@@ -205,6 +220,8 @@ __global__ void __launch_bounds__(kLayernormRowsWarps* kWarp)
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     partials[int64_t{blockIdx.x} * C + c] = sums[c];
     partials[(int64_t{gridDim.x} + blockIdx.x) * C + c] = sums[C + c];
+    if constexpr (kHandOn)
+      partials[(2 * int64_t{gridDim.x} + blockIdx.x) * C + c] = sums[2 * C + c];
   }
 }
 
