@@ -166,13 +166,16 @@ class Ops {
   struct HandedGradient {
     const float* dx = nullptr;  // the dx it was made with; nullptr: nothing made
     int64_t rows = 0, columns = 0;
+    // The implementation's, to recognise its own latest hand-off (an earlier one's data is gone).
+    const void* maker = nullptr;
+    uint64_t serial = 0;
   };
   struct SublayerScratch {
     float* d_ln;   // [N, C]: the gradient of the norm's output
     float* d_mid;  // the MLP's hidden gradient [N, H], or attention's output's [N, C]
     float* d_qkv;  // attention: [N, 3C]
     float* d_att;  // attention: attention_saved_floats(B, T, C, NH)
-    HandedGradient* dx_handed = nullptr;  // optional: what the backward made of dx (if it did)
+    HandedGradient* dx_handed = nullptr;  // optional: what the backward made of dx (reset if none)
     const HandedGradient* dout_handed = nullptr;  // optional: the previous backward's, for dout
   };
 

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/cast_kernels.h"
@@ -121,10 +122,14 @@ bool launch_layernorm_backward(S* dinp, const S* dresidual, S* dweight, S* dbias
                                cudaStream_t stream) {
   if (N == 0) return false;
   const bool rows = layernorm_rows_apply(C, {dinp, dresidual, dout, inp, weight});
-  const bool hand_on = rows && hand_off != nullptr && aligned_16(hand_off->copy);
-  const auto into_partials = !rows     ? layernorm_backward_columns<S, G>
-                             : hand_on ? layernorm_backward_rows<S, G, true>
-                                       : layernorm_backward_rows<S, G, false>;
+  // fp32 dinp only (the bf16 sublayers' residual gradient), which its copy rounds once.
+  constexpr bool kFp32 = std::is_same_v<S, float>;
+  const bool hand_on = kFp32 && rows && hand_off != nullptr && aligned_16(hand_off->copy);
+  auto into_partials =
+      rows ? layernorm_backward_rows<S, G, false> : layernorm_backward_columns<S, G>;
+  if constexpr (kFp32) {
+    if (hand_on) into_partials = layernorm_backward_rows<S, G, true>;
+  }
   __nv_bfloat16* dinp16 = hand_on ? hand_off->copy : nullptr;
   const int blocks =
       into_partials(dinp, dinp16, dresidual, dout, inp, weight, mean, rstd, N, C, partials, stream);

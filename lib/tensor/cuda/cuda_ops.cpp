@@ -89,7 +89,8 @@ std::string CudaOps::kernel_report() const {
       "times, run as separate kernels {} times; {} matmuls on cuBLAS (unaligned operands or no "
       "cuBLASLt algorithm); attention forwards: {} tensor-core flash, {} fp32 flash, {} "
       "materialised; LM head logits in {}; MLP hidden activations in {}; attention sublayers' qkv "
-      "and output in {}; other matmuls' operands {}",
+      "and output in {}; other matmuls' operands {}; MLP input gradients handed on to the "
+      "attention sublayer: {}",
       lt.plans, lt.fused, lt.unfused, cublas_matmuls_,
       attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)],
       attention_calls_[static_cast<int>(AttentionKernels::kFlash)],
@@ -97,7 +98,7 @@ std::string CudaOps::kernel_report() const {
       classifier_->bf16_logits() ? "bf16" : "fp32",
       bf16_mlp_ != nullptr ? "bf16 (hidden widths that are multiples of 8)" : "fp32",
       bf16_attention_block_ != nullptr ? "bf16 (tensor-core attention's head sizes)" : "fp32",
-      bf16_matmul_ != nullptr ? "rounded to bf16 copies" : "as stored");
+      bf16_matmul_ != nullptr ? "rounded to bf16 copies" : "as stored", handed_received_);
   const std::string attention = tc_attention_->report();
   if (!attention.empty()) report += "\ntensor-core attention variants: " + attention;
   if (profiler_->enabled()) {
@@ -333,23 +334,25 @@ void CudaOps::mlp_forward(float* out, float* saved, const float* x, const Sublay
 void CudaOps::mlp_backward(float* dx, const SublayerGrads& g, const SublayerScratch& t,
                            const float* dout, const float* saved, const float* x,
                            const SublayerWeights& w, int N, int C, int H) {
+  if (t.dx_handed != nullptr) *t.dx_handed = {};
   if (!bf16_mlp_runs(N, C, H)) {
     Ops::mlp_backward(dx, g, t, dout, saved, x, w, N, C, H);
     return;
   }
   const auto timed = profiler_->time("mlp_backward (bf16)", stream(), {N, C, H});
-  if (t.dx_handed == nullptr) {
-    bf16_mlp_->backward(dx, g, t, dout, saved, x, w, N, C, H, nullptr, stream());
-    return;
-  }
   // dx's bf16 copy and column sums, for the attention sublayer's backward next (Ops::
   // HandedGradient): one set, overwritten by the next MLP backward.
-  handed_copy_.grow(sizeof(__nv_bfloat16) * static_cast<size_t>(int64_t{N} * C));
-  handed_sums_.grow(sizeof(float) * static_cast<size_t>(C));
-  const mixed::GradientHandOff hand_off{handed_copy_.as<__nv_bfloat16>(), handed_sums_.as<float>()};
-  const bool handed =
-      bf16_mlp_->backward(dx, g, t, dout, saved, x, w, N, C, H, &hand_off, stream());
-  *t.dx_handed = handed ? HandedGradient{dx, N, C} : HandedGradient{};
+  if (t.dx_handed != nullptr) {
+    handed_copy_.grow(sizeof(__nv_bfloat16) * static_cast<size_t>(int64_t{N} * C));
+    handed_sums_.grow(sizeof(float) * static_cast<size_t>(C));
+  }
+  const mixed::GradientHandOff hand_off = handed_gradient();
+  const bool handed = bf16_mlp_->backward(dx, g, t, dout, saved, x, w, N, C, H,
+                                          t.dx_handed != nullptr ? &hand_off : nullptr, stream());
+  if (handed) *t.dx_handed = {dx, N, C, this, ++handed_serial_};
+}
+mixed::GradientHandOff CudaOps::handed_gradient() {
+  return {handed_copy_.as<__nv_bfloat16>(), handed_sums_.as<float>()};
 }
 bool CudaOps::bf16_attention_block_runs(int B, int T, int C, int NH) const {
   // supports() only looks up (or, once per shape, makes) cuBLASLt plans.
@@ -383,11 +386,13 @@ void CudaOps::attention_block_backward(float* dx, const SublayerGrads& g, const 
     return;
   }
   const auto timed = profiler_->time("attention_block_backward (bf16)", stream(), {B * T, C, NH});
-  // What the MLP's backward handed on, if it was made with this dout.
+  // What the MLP's backward handed on, if it was this object's latest and made with this dout.
   const HandedGradient* handed = t.dout_handed;
-  const bool received =
-      handed != nullptr && handed->dx == dout && handed->rows == B * T && handed->columns == C;
-  const mixed::GradientHandOff hand_off{handed_copy_.as<__nv_bfloat16>(), handed_sums_.as<float>()};
+  const bool received = handed != nullptr && handed->maker == this &&
+                        handed->serial == handed_serial_ && handed->dx == dout &&
+                        handed->rows == B * T && handed->columns == C;
+  if (received) ++handed_received_;
+  const mixed::GradientHandOff hand_off = handed_gradient();
   bf16_attention_block_->backward(dx, g, t, dout, saved, x, w, B, T, C, NH,
                                   received ? &hand_off : nullptr, stream());
 }

@@ -11,6 +11,7 @@
 #include <initializer_list>
 #include <memory>
 
+#include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/device_buffer.h"
 #include "tensor/ops.h"
 
@@ -157,6 +158,8 @@ class CudaOps final : public Ops {
   // Whether the attention sublayer at this shape runs as Bf16AttentionBlock (else composed from
   // the ops; the forward, its backward and the saved size agree).
   bool bf16_attention_block_runs(int B, int T, int C, int NH) const;
+  // The buffers of the MLP backward's hand-off (handed_copy_, handed_sums_ below).
+  mixed::GradientHandOff handed_gradient();
 
   int device_;
   std::unique_ptr<Stream> stream_;
@@ -179,8 +182,11 @@ class CudaOps final : public Ops {
   // bf16 runs' attention sublayer (bf16_attention_block.h); null otherwise
   std::unique_ptr<Bf16AttentionBlock> bf16_attention_block_;
   // The MLP backward's dx handed on to the attention sublayer's (Ops::HandedGradient): its bf16
-  // copy [N, C] and column sums [C], grown once to the largest N.
+  // copy [N, C] and column sums [C], grown once to the largest N; the serial of the latest
+  // hand-off, and how many the attention sublayer took (for kernel_report()).
   DeviceBuffer handed_copy_, handed_sums_;
+  uint64_t handed_serial_ = 0;
+  int64_t handed_received_ = 0;
   size_t flash_above_bytes_;
   int64_t attention_calls_[3] = {};        // forwards per AttentionKernels, for kernel_report()
   int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS

@@ -128,10 +128,12 @@ __global__ void layernorm_forward_rows_kernel(Out* out, float* mean, float* rstd
 //
 // kHandOn: dinp is also handed on to the backward of the sublayer below, which would otherwise read
 // it again: rounded to bf16 into dinp16 ([N, C], 16-byte aligned), and its column sums (the bias
-// gradient of that sublayer's projection) after the bias sums in partials, [3][blocks][C].
+// gradient of that sublayer's projection) after the bias sums in partials, [3][blocks][C]. Each
+// warp adds its rows' dinp into a row of shared memory of its own (in registers they would cost
+// the kernel a quarter of its occupancy), which the block then adds in warp order.
 constexpr int kLayernormRowsWarps = 4;
 inline size_t layernorm_rows_shared_bytes(int C, bool hand_on = false) {
-  return sizeof(float) * (hand_on ? 3 : 2) * size_t(C);
+  return sizeof(float) * (2 + (hand_on ? kLayernormRowsWarps : 0)) * size_t(C);
 }
 
 template <int K, typename S, typename G, bool kHandOn = false>
@@ -143,7 +145,14 @@ __global__ void __launch_bounds__(kLayernormRowsWarps* kWarp)
   const int warp = static_cast<int>(threadIdx.x) / kWarp;
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
   const int octets = C / kOctet;
-  float weight_sum[K][kOctet] = {}, bias_sum[K][kOctet] = {}, dinp_sum[K][kOctet] = {};
+  float weight_sum[K][kOctet] = {}, bias_sum[K][kOctet] = {};
+  // weight sums, bias sums, then (kHandOn) each warp's dinp sums
+  float* sums = reinterpret_cast<float*>(detail::dynamic_shared_memory());
+  float* dinp_sums = sums + (2 + warp) * C;
+  if constexpr (kHandOn) {
+    for (int c = lane; c < C; c += kWarp) dinp_sums[c] = 0.0f;
+    __syncwarp();
+  }
   const int first = static_cast<int>(blockIdx.x) * rows;
   const int end = min(N, first + rows);
   for (int n = first + warp; n < end; n += warps) {
@@ -193,11 +202,10 @@ __global__ void __launch_bounds__(kLayernormRowsWarps* kWarp)
       if constexpr (kHandOn) {
         store_octet(dinp16 + int64_t{n} * C, at, grad);
 #pragma unroll
-        for (int k = 0; k < kOctet; ++k) dinp_sum[j][k] += grad[k];
+        for (int k = 0; k < kOctet; ++k) dinp_sums[at * kOctet + k] += grad[k];
       }
     }
   }
-  float* sums = reinterpret_cast<float*>(detail::dynamic_shared_memory());  // weight, then bias
   for (int w = 0; w < warps; ++w) {
     if (warp == w) {
 #pragma unroll
@@ -209,9 +217,6 @@ __global__ void __launch_bounds__(kLayernormRowsWarps* kWarp)
           const int c = at * kOctet + k;
           sums[c] = w == 0 ? weight_sum[j][k] : sums[c] + weight_sum[j][k];
           sums[C + c] = w == 0 ? bias_sum[j][k] : sums[C + c] + bias_sum[j][k];
-          if constexpr (kHandOn) {
-            sums[2 * C + c] = w == 0 ? dinp_sum[j][k] : sums[2 * C + c] + dinp_sum[j][k];
-          }
         }
       }
     }
@@ -220,8 +225,11 @@ __global__ void __launch_bounds__(kLayernormRowsWarps* kWarp)
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     partials[int64_t{blockIdx.x} * C + c] = sums[c];
     partials[(int64_t{gridDim.x} + blockIdx.x) * C + c] = sums[C + c];
-    if constexpr (kHandOn)
-      partials[(2 * int64_t{gridDim.x} + blockIdx.x) * C + c] = sums[2 * C + c];
+    if constexpr (kHandOn) {
+      float total = 0.0f;
+      for (int w = 0; w < warps; ++w) total += sums[(2 + w) * C + c];
+      partials[(2 * int64_t{gridDim.x} + blockIdx.x) * C + c] = total;
+    }
   }
 }
 
