@@ -81,9 +81,7 @@ void Bf16AttentionBlock::backward(float* dx, const Ops::SublayerGrads& g,
   const void* dout16 = nullptr;
   if (handed != nullptr) {
     dout16 = handed->copy;
-    if (g.b2 != nullptr) {
-      mixed::matmul_bias_backward(g.b2, DType::kF32, handed->sums, DType::kF32, 1, C, stream);
-    }
+    if (g.b2 != nullptr) mixed::add_inplace(g.b2, handed->sums, C, DType::kF32, stream);
   } else {
     dout16 = products_.rounded_with_bias_gradient(g.b2, dout, N, C, dout16_, stream);
   }

@@ -95,9 +95,9 @@ int layernorm_backward_rows(S* dinp, __nv_bfloat16* dinp16, const S* dresidual, 
 
 // The same by layernorm_backward_kernel, for any width its sums fit in shared memory.
 template <typename S, typename G>
-int layernorm_backward_columns(S* dinp, __nv_bfloat16*, const S* dresidual, const G* dout,
-                               const S* inp, const S* weight, const float* mean, const float* rstd,
-                               int N, int C, float* partials, cudaStream_t stream) {
+int layernorm_backward_columns(S* dinp, const S* dresidual, const G* dout, const S* inp,
+                               const S* weight, const float* mean, const float* rstd, int N, int C,
+                               float* partials, cudaStream_t stream) {
   const auto kernel = layernorm_backward_kernel<S, G>;
   static const size_t room = allow_dynamic_shared_memory(kernel);  // asked once per instance
   // Up to 8 warps a block (a 512-block grid then keeps 4096 warps reading), as many as the shared
@@ -125,14 +125,17 @@ bool launch_layernorm_backward(S* dinp, const S* dresidual, S* dweight, S* dbias
   // fp32 dinp only (the bf16 sublayers' residual gradient), which its copy rounds once.
   constexpr bool kFp32 = std::is_same_v<S, float>;
   const bool hand_on = kFp32 && rows && hand_off != nullptr && aligned_16(hand_off->copy);
-  auto into_partials =
-      rows ? layernorm_backward_rows<S, G, false> : layernorm_backward_columns<S, G>;
-  if constexpr (kFp32) {
-    if (hand_on) into_partials = layernorm_backward_rows<S, G, true>;
+  int blocks = 0;
+  if (!rows) {
+    blocks = layernorm_backward_columns(dinp, dresidual, dout, inp, weight, mean, rstd, N, C,
+                                        partials, stream);
+  } else if (!hand_on) {
+    blocks = layernorm_backward_rows<S, G, false>(dinp, nullptr, dresidual, dout, inp, weight, mean,
+                                                  rstd, N, C, partials, stream);
+  } else if constexpr (kFp32) {
+    blocks = layernorm_backward_rows<S, G, true>(dinp, hand_off->copy, dresidual, dout, inp, weight,
+                                                 mean, rstd, N, C, partials, stream);
   }
-  __nv_bfloat16* dinp16 = hand_on ? hand_off->copy : nullptr;
-  const int blocks =
-      into_partials(dinp, dinp16, dresidual, dout, inp, weight, mean, rstd, N, C, partials, stream);
   column_sum(dweight, blocks, C, RowsTerm<float>{partials, C}, stream);
   column_sum(dbias, blocks, C, RowsTerm<float>{partials + int64_t{blocks} * C, C}, stream);
   if (hand_on) {

@@ -449,7 +449,7 @@ __device__ __forceinline__ void write_bias_partials(float* partials,
                                                     const BiasSlots<F, M, kResults>& slots,
                                                     const int (&columns)[kResults], int first_row,
                                                     int b, int h, int T, int C) {
-  constexpr int kHead = F * kFrag;
+  constexpr int kHead = BiasSlots<F, M, kResults>::kHead;
   constexpr int kQuarters = kRows / kFrag;  // fragments per 64 rows
   __syncthreads();
   const int chunks = bias_partial_chunks(T);
