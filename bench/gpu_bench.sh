@@ -107,9 +107,9 @@ op_profile() {
   sed "s/steps: $steps,/steps: 4,/" "$work/gpt2.yaml" > "$work/profile.yaml"
   if DS_GPU_OP_PROFILE=1 LD_LIBRARY_PATH=${DS_LIB_PATH:+$DS_LIB_PATH:}${LD_LIBRARY_PATH:-} \
       "$build_dir/bin/dsworker" "$work/profile.yaml" > "$work/profile.log" 2>&1; then
-    # The heading, then its indented lines: the 40 ops with the most time.
-    awk '/GPU time by op/ {on = 1; print; next} on && /^  / {print; next} on {exit}' \
-      "$work/profile.log" | head -n 41
+    # The two tables (time by op, idle gaps between ops): each heading and its indented lines.
+    awk '/GPU time by op|GPU idle between ops/ {on = 1; print; next} on && /^  / {print; next}
+         {on = 0}' "$work/profile.log"
   else
     echo "the profiled run failed:"
     tail -n 20 "$work/profile.log"
@@ -214,12 +214,30 @@ llmc_rows() {
     printf '%-34s %14s %8s\n' "GPT-2 124M, B=$llmc_micro T=1024, $precision" "tokens/s" "MFU %"
     printf '%-34s %14s %8s\n' "dstrain (dsworker)" "$big_tps" "$big_mfu"
     grep -m1 "tensor-core attention variants:" "$work/ds-llmc.log" || true
+    grep -m1 -o "matmuls: [^;]*" "$work/ds-llmc.log" || true
+    untuned_row
     [ -z "$python" ] || torch_rows "$llmc_micro" "$big_tps" "$big_mfu" sdpa
   else
     echo "dstrain at B=$llmc_micro did not run:"
     tail -n 3 "$work/ds-llmc.log"
   fi
 }
+# dsworker at llm.c's batch again with each GEMM on cuBLASLt's heuristic's first algorithm
+# (DS_GEMM_TUNING=0) rather than the fastest of its candidates: what the timing buys.
+# UNTUNED_ROW=0 skips it.
+untuned_row() {
+  [ "${UNTUNED_ROW:-1}" = 1 ] || return 0
+  if DS_GEMM_TUNING=0 LD_LIBRARY_PATH=${DS_LIB_PATH:+$DS_LIB_PATH:}${LD_LIBRARY_PATH:-} \
+      "$build_dir/bin/dsworker" "$work/gpt2-llmc.yaml" --metrics "$work/ds-untuned.jsonl" \
+      > "$work/ds-untuned.log" 2>&1; then
+    read -r untuned_tps untuned_mfu < <(summary < "$work/ds-untuned.jsonl")
+    printf '%-34s %14s %8s\n' "dstrain, DS_GEMM_TUNING=0" "$untuned_tps" "$untuned_mfu"
+  else
+    echo "dstrain with DS_GEMM_TUNING=0 did not run:"
+    tail -n 3 "$work/ds-untuned.log"
+  fi
+}
+
 if [ -z "$python" ]; then
   echo "PyTorch with CUDA not found (set PYTHON): no same-GPU comparison"
   llmc_rows

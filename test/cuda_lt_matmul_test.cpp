@@ -110,11 +110,14 @@ TEST_CASE("cuda lt matmul matches the CPU in both layouts, fused and not", "[cud
   const bool with_bias = GENERATE(true, false);
   const bool fuse = GENERATE(true, false);
   const auto [N, IC, OC] = GENERATE(std::tuple{14, 48, 96}, std::tuple{7, 33, 65});
+  // Timed algorithms: each candidate runs several times, yet every += must add once.
+  const bool timed = GENERATE(false, true);
   INFO(p.name << " layout=" << layout_name(layout) << " bias=" << with_bias << " fuse=" << fuse
-              << " N=" << N << " IC=" << IC << " OC=" << OC);
-  LtMatmul lt(LtMatmul::Options{.precision = p.compute, .fuse_epilogues = fuse});
+              << " N=" << N << " IC=" << IC << " OC=" << OC << " timed=" << timed);
+  LtMatmul lt(
+      LtMatmul::Options{.precision = p.compute, .fuse_epilogues = fuse, .time_algorithms = timed});
   const DType dtype = p.dtype;
-  const std::string where = shape_of(layout, N, IC, OC);
+  const std::string where = shape_of(layout, N, IC, OC) + (timed ? " timed" : "");
   const Vec inp = rounded(random_vec(size_t(N) * IC, 20), dtype);
   const Vec weight = rounded(random_vec(size_t(IC) * OC, 21), dtype);
   const Vec bias = rounded(random_vec(OC, 22), dtype);
@@ -164,12 +167,14 @@ TEST_CASE("cuda lt matmul residual forward and written input gradient match the 
   const Precision p = GENERATE(kF32, kF32AsBf16, kBf16);
   const bool with_bias = GENERATE(true, false);
   const bool fuse = GENERATE(true, false);
+  const bool timed = GENERATE(false, true);
   const int N = 14, IC = 48, OC = 96;
   const WeightLayout layout = WeightLayout::kInOut;
-  INFO(p.name << " bias=" << with_bias << " fuse=" << fuse);
-  LtMatmul lt(LtMatmul::Options{.precision = p.compute, .fuse_epilogues = fuse});
+  INFO(p.name << " bias=" << with_bias << " fuse=" << fuse << " timed=" << timed);
+  LtMatmul lt(
+      LtMatmul::Options{.precision = p.compute, .fuse_epilogues = fuse, .time_algorithms = timed});
   const DType dtype = p.dtype;
-  const std::string where = shape_of(layout, N, IC, OC);
+  const std::string where = shape_of(layout, N, IC, OC) + (timed ? " timed" : "");
   const Vec inp = rounded(random_vec(size_t(N) * IC, 30), dtype);
   const Vec weight = rounded(random_vec(size_t(IC) * OC, 31), dtype);
   const Vec bias = rounded(random_vec(OC, 32), dtype);
@@ -342,8 +347,10 @@ TEST_CASE("cuda lt matmul: a repeated step plans nothing, allocates nothing, rep
   DS_SKIP_WITHOUT_GPU();
   Gpu gpu;
   const DType dtype = GENERATE(DType::kBF16, DType::kF32);
-  INFO(ds::tensor::dtype_name(dtype));
-  LtMatmul lt;
+  // Timed algorithms are timed in the first step only, and kept.
+  const bool timed = GENERATE(false, true);
+  INFO(ds::tensor::dtype_name(dtype) << " timed=" << timed);
+  LtMatmul lt(LtMatmul::Options{.time_algorithms = timed});
   const int N = 32, C = 64, H = 256;
   auto d_x = to_device(random_vec(size_t(N) * C, 90), dtype, gpu);
   auto d_w_fc = to_device(random_vec(size_t(C) * H, 91), dtype, gpu);
@@ -382,11 +389,12 @@ TEST_CASE("cuda lt matmul: a repeated step plans nothing, allocates nothing, rep
   DS_CUDA_CALL(cudaMemGetInfo(&free_before, &total));
   const auto second = step();
   DS_CUDA_CALL(cudaMemGetInfo(&free_after, &total));
-  INFO("plans " << after_first.plans << ", fused " << after_first.fused << ", unfused "
-                << after_first.unfused << "; device memory free " << free_before << " then "
-                << free_after);
+  INFO("plans " << after_first.plans << " (" << after_first.timed << " timed), fused "
+                << after_first.fused << ", unfused " << after_first.unfused
+                << "; device memory free " << free_before << " then " << free_after);
   CHECK(after_first.plans > 0);
   CHECK(lt.stats().plans == after_first.plans);
+  CHECK(lt.stats().timed == after_first.timed);
   CHECK(lt.stats().device_allocations == after_first.device_allocations);
   CHECK(free_after == free_before);
   CHECK(second == first);  // deterministic: the same algorithms, the same bits

@@ -47,3 +47,17 @@ TEST_CASE("op times leave out each op's warm-up calls", "[op_times]") {
   CHECK(report.find("      2 calls       5.000 ms  100.0 %") != std::string::npos);
   CHECK(report.find("adam_step") == std::string::npos);
 }
+
+TEST_CASE("op times report at most the rows asked for and say how many more", "[op_times]") {
+  OpTimes times;
+  times.add("a", 3.0);
+  times.add("b", 2.0);
+  times.add("c", 1.0);
+  const std::string report = times.report("GPU idle between ops", 2);
+  INFO(report);
+  CHECK(report.rfind("GPU idle between ops: 6.0 ms in 3 ops\n", 0) == 0);
+  CHECK(report.find("\n  a ") != std::string::npos);
+  CHECK(report.find("\n  b ") != std::string::npos);
+  CHECK(report.find("\n  c ") == std::string::npos);
+  CHECK(report.find("\n  (1 more)") != std::string::npos);
+}

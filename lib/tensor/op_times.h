@@ -2,6 +2,7 @@
 // ops' profiler (tensor/cuda/op_profiler.h), which builds without the toolkit.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -19,9 +20,9 @@ class OpTimes {
   void add(std::string_view op, double ms);
   double total_ms() const { return total_ms_; }
   // A heading (which says how many first calls were left out), then one line per op that has a
-  // call counted, the most time first (ties by name):
+  // call counted, the most time first (ties by name), at most `max_rows` of them:
   //   "  <op>  <calls> calls  <ms> ms  <share> %".
-  std::string report(std::string_view heading) const;
+  std::string report(std::string_view heading, size_t max_rows = SIZE_MAX) const;
 
  private:
   struct Total {

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
+#include <string_view>
+
 #include "tensor/cuda/adamw.h"
 #include "tensor/cuda/bf16_attention_block.h"
 #include "tensor/cuda/bf16_kernels.h"
@@ -43,6 +46,13 @@ bool bf16_on_tensor_cores(MatmulPrecision precision, size_t tensor_core_shared_b
   return precision == MatmulPrecision::kBf16 && tensor_core_shared_bytes > 0;
 }
 
+// Whether the matmuls time cuBLASLt's candidate algorithms (LtMatmul::Options::time_algorithms):
+// yes unless DS_GEMM_TUNING=0, which keeps the heuristic's first, the same in every process.
+bool gemm_tuning_requested() {
+  const char* value = std::getenv("DS_GEMM_TUNING");
+  return value == nullptr || std::string_view(value) != "0";
+}
+
 }  // namespace
 
 CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes)
@@ -50,8 +60,10 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
       stream_(std::make_unique<Stream>()),
       blas_(std::make_unique<Blas>(precision)),
       // fp32 runs keep GELU out of the epilogues (LtMatmul::Options::fuse_gelu).
-      lt_(std::make_unique<LtMatmul>(LtMatmul::Options{
-          .precision = precision, .fuse_gelu = precision != MatmulPrecision::kFp32})),
+      lt_(std::make_unique<LtMatmul>(
+          LtMatmul::Options{.precision = precision,
+                            .fuse_gelu = precision != MatmulPrecision::kFp32,
+                            .time_algorithms = gemm_tuning_requested()})),
       precision_(precision),
       tensor_core_shared_bytes_(tensor_core_shared_bytes(device)),
       bf16_on_tensor_cores_(bf16_on_tensor_cores(precision, tensor_core_shared_bytes_)),
@@ -85,13 +97,15 @@ bool CudaOps::lt_usable(std::initializer_list<const void*> pointers, int N, int 
 std::string CudaOps::kernel_report() const {
   const LtMatmul::Stats& lt = lt_->stats();
   std::string report = fmt::format(
-      "matmuls: {} cuBLASLt GEMM shapes planned; bias/GELU steps fused into the epilogue {} "
+      "matmuls: {} cuBLASLt GEMM shapes planned, {} with their algorithm timed ({} faster than "
+      "the heuristic's first, by {:.3f} ms over a call of each); bias/GELU steps fused into the "
+      "epilogue {} "
       "times, run as separate kernels {} times; {} matmuls on cuBLAS (unaligned operands or no "
       "cuBLASLt algorithm); attention forwards: {} tensor-core flash, {} fp32 flash, {} "
       "materialised; LM head logits in {}; MLP hidden activations in {}; attention sublayers' qkv "
       "and output in {}; other matmuls' operands {}; MLP input gradients handed on to the "
       "attention sublayer: {}",
-      lt.plans, lt.fused, lt.unfused, cublas_matmuls_,
+      lt.plans, lt.timed, lt.faster_than_first, lt.ms_saved, lt.fused, lt.unfused, cublas_matmuls_,
       attention_calls_[static_cast<int>(AttentionKernels::kTensorCoreFlash)],
       attention_calls_[static_cast<int>(AttentionKernels::kFlash)],
       attention_calls_[static_cast<int>(AttentionKernels::kMaterialised)],

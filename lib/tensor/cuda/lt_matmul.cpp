@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/blas.h"
 #include "tensor/cuda/cuda_check.h"
+#include "tensor/cuda/variant_timing.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -145,6 +147,8 @@ struct LtMatmul::Plan {
   cublasLtMatrixLayout_t b = nullptr;
   cublasLtMatrixLayout_t d = nullptr;  // also C: every GEMM here is in place (C == D)
   cublasLtMatmulAlgo_t algo{};
+  // The heuristic's algorithms, best guess first, until choose_algorithm has picked one.
+  std::vector<cublasLtMatmulAlgo_t> candidates;
   bool supported = false;
   cublasStatus_t status = CUBLAS_STATUS_SUCCESS;  // the heuristic's, for messages
 
@@ -228,17 +232,25 @@ LtMatmul::Plan& LtMatmul::plan(const GemmKey& key) {
   DS_CUBLAS_CALL(
       cublasLtMatrixLayoutCreate(&plan->d, cuda_type(key.out), key.m, key.n, int64_t{key.m}));
 
-  cublasLtMatmulHeuristicResult_t result{};
+  std::vector<cublasLtMatmulHeuristicResult_t> results(
+      options_.time_algorithms ? kAlgorithmCandidates : 1);
   int count = 0;
-  plan->status = cublasLtMatmulAlgoGetHeuristic(handle_, plan->desc, plan->a, plan->b, plan->d,
-                                                plan->d, preference_, 1, &result, &count);
+  plan->status = cublasLtMatmulAlgoGetHeuristic(
+      handle_, plan->desc, plan->a, plan->b, plan->d, plan->d, preference_,
+      static_cast<int>(results.size()), results.data(), &count);
   ++stats_.plans;
   // NOT_SUPPORTED (or no result) means no algorithm for this epilogue and shape: the caller
   // takes the unfused path, or throws for a plain GEMM.
-  if (plan->status == CUBLAS_STATUS_SUCCESS && count > 0) plan->status = result.state;
+  if (plan->status == CUBLAS_STATUS_SUCCESS && count > 0) plan->status = results[0].state;
   plan->supported = plan->status == CUBLAS_STATUS_SUCCESS && count > 0;
   if (plan->supported) {
-    plan->algo = result.algo;
+    plan->algo = results[0].algo;
+    for (int i = 1; i < count; ++i) {
+      if (results[i].state == CUBLAS_STATUS_SUCCESS) {
+        if (plan->candidates.empty()) plan->candidates.push_back(results[0].algo);
+        plan->candidates.push_back(results[i].algo);
+      }
+    }
   } else {
     // Anything but "not supported" means cuBLASLt rejected the request itself (a descriptor
     // attribute, say): still handled by the fallback, but loudly, as a slower step would be the
@@ -267,10 +279,55 @@ bool LtMatmul::try_gemm(const GemmKey& key, const void* a, const void* b, const 
   if (!p.supported) return false;
   if (uses_bias(key.epilogue)) set(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
   if (uses_aux(key.epilogue)) set(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux);
+  if (!p.candidates.empty()) choose_algorithm(p, key, a, b, c, d, beta, stream);
   const float alpha = 1.0f;
   DS_CUBLAS_CALL(cublasLtMatmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c, p.d, d, p.d,
                                 &p.algo, workspace_.data(), workspace_.bytes(), stream));
   return true;
+}
+
+void LtMatmul::choose_algorithm(Plan& p, const GemmKey& key, const void* a, const void* b,
+                                const void* c, void* d, float beta, cudaStream_t stream) {
+  std::vector<cublasLtMatmulAlgo_t> candidates = std::move(p.candidates);
+  p.candidates.clear();
+  // A GEMM that adds to its output would add once per timed run: those runs write a scratch D
+  // and read C, which stays as it was.
+  DeviceBuffer scratch;
+  void* trial_d = d;
+  if (beta != 0.0f && c == d) {
+    try {
+      scratch = DeviceBuffer(size_t{dtype_size(key.out)} * key.m * key.n);
+    } catch (const Error& e) {
+      log::debug(
+          "LtMatmul: no memory to time algorithms for m={} n={} k={}, keeping the "
+          "heuristic's first ({})",
+          key.m, key.n, key.k, e.what());
+      return;
+    }
+    ++stats_.device_allocations;
+    trial_d = scratch.data();
+  }
+  const float alpha = 1.0f;
+  const std::vector<float> ms = time_each(
+      static_cast<int>(candidates.size()),
+      [&](int i) {
+        DS_CUBLAS_CALL(cublasLtMatmul(handle_, p.desc, &alpha, a, p.a, b, p.b, &beta, c, p.d,
+                                      trial_d, p.d, &candidates[i], workspace_.data(),
+                                      workspace_.bytes(), stream));
+      },
+      stream);
+  const auto fastest = static_cast<size_t>(std::min_element(ms.begin(), ms.end()) - ms.begin());
+  p.algo = candidates[fastest];
+  ++stats_.timed;
+  if (fastest != 0) {
+    ++stats_.faster_than_first;
+    stats_.ms_saved += ms[0] - ms[fastest];
+  }
+  log::debug(
+      "LtMatmul: {} {} -> {} m={} n={} k={}: the heuristic's first of {} algorithms {:.3f} "
+      "ms, the fastest (#{}) {:.3f} ms",
+      epilogue_name(key.epilogue), dtype_name(key.dtype), dtype_name(key.out), key.m, key.n, key.k,
+      candidates.size(), ms[0], fastest + 1, ms[fastest]);
 }
 
 void LtMatmul::gemm(const GemmKey& key, const void* a, const void* b, void* d, float beta,

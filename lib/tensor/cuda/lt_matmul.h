@@ -36,12 +36,17 @@
 // partial sums reduced in a separate step; never INPLACE, which adds partials in the output
 // type), and one algorithm is chosen per shape and kept, so repeated calls give the same bits
 // for the same toolkit, GPU architecture and SM count (an H100 PCIe and an SXM, or MIG slices,
-// may differ), workspace size and operand alignment, on one stream, as cuBLAS promises.
+// may differ), workspace size and operand alignment, on one stream, as cuBLAS promises. With
+// Options::time_algorithms the choice is by time, so two processes may choose differently and
+// differ in the last bits; without it, they choose alike.
 //
 // Each distinct GEMM (operand and output dtypes, epilogue, transposes, m, n, k) gets a plan on its
-// first call: the descriptors and the heuristic's algorithm, kept for the life of the object. After
-// a training step has run once, later steps query nothing and allocate nothing (stats() counts
-// both). One LtMatmul per stream: the workspace is shared by the calls it queues. Not thread-safe.
+// first call: the descriptors and the algorithm, kept for the life of the object. The algorithm is
+// the heuristic's first, or with Options::time_algorithms the fastest of its first few, timed on
+// the first call's own operands (a GEMM that adds to its output is timed into a scratch output,
+// allocated for the timing and freed, so the output is added to once). After a training step has
+// run once, later steps query nothing and allocate nothing (stats() counts both). One LtMatmul per
+// stream: the workspace is shared by the calls it queues. Not thread-safe.
 #pragma once
 
 #include <cublasLt.h>
@@ -71,12 +76,20 @@ class LtMatmul {
     // bf16 inputs, noticeable in an fp32 run).
     bool fuse_gelu = true;
     size_t workspace_bytes = size_t{32} << 20;  // NVIDIA's recommendation for Hopper
+    // Time the heuristic's first kAlgorithmCandidates algorithms at each GEMM's first call and
+    // keep the fastest, rather than the first (the heuristic's guess, which can be slower: a
+    // GEMM with a GELU epilogue on an H100, for one).
+    bool time_algorithms = false;
   };
+  static constexpr int kAlgorithmCandidates = 8;
   struct Stats {
     int64_t device_allocations = 0;  // cudaMalloc calls made by this object
     int64_t plans = 0;               // heuristic queries: one per distinct GEMM
     int64_t fused = 0;               // calls whose epilogue did their bias/GELU/dbias steps
     int64_t unfused = 0;  // bias/GELU/dbias steps run as separate kernels (a call may run two)
+    int64_t timed = 0;    // plans whose algorithm was chosen by time (Options::time_algorithms)
+    int64_t faster_than_first = 0;  // of those, where it is not the heuristic's first
+    double ms_saved = 0;            // the fastest's time under the first's, summed over those plans
   };
 
   // The storage of a call's tensors: the GEMMs' operands (inp, weight, dout; the GEMM inputs
@@ -163,6 +176,11 @@ class LtMatmul {
   // matrix laid out as D); false (having queued nothing) when cuBLASLt has no algorithm for it.
   bool try_gemm(const GemmKey& key, const void* a, const void* b, const void* c, void* d,
                 float beta, const void* bias, const void* aux, cudaStream_t stream);
+  // Makes the fastest of p's candidates its algorithm, timed as try_gemm's call (its bias and aux
+  // pointers set): with beta != 0 and C == D, into a scratch D. Keeps the first where there is no
+  // memory for the scratch.
+  void choose_algorithm(Plan& p, const GemmKey& key, const void* a, const void* b, const void* c,
+                        void* d, float beta, cudaStream_t stream);
   // As try_gemm without an epilogue (C is D unless given), throwing when there is no algorithm.
   void gemm(const GemmKey& key, const void* a, const void* b, void* d, float beta,
             cudaStream_t stream, const void* c = nullptr);

@@ -15,6 +15,8 @@ bool profiling_requested() {
   return value != nullptr && std::string_view(value) == "1";
 }
 
+constexpr size_t kGapRows = 15;
+
 }  // namespace
 
 OpProfiler::OpProfiler() : enabled_(profiling_requested()) {}
@@ -26,6 +28,10 @@ OpProfiler::~OpProfiler() {
     cudaEventDestroy(p.stop);
   }
   for (cudaEvent_t e : spare_) cudaEventDestroy(e);
+  if (last_.start != nullptr) {
+    cudaEventDestroy(last_.start);
+    cudaEventDestroy(last_.stop);
+  }
 }
 
 OpProfiler::Scope::Scope(OpProfiler* profiler, const char* op, std::initializer_list<int64_t> shape,
@@ -85,16 +91,28 @@ void OpProfiler::harvest(bool wait) {
     float ms = 0;
     DS_CUDA_CALL(cudaEventElapsedTime(&ms, p.start, p.stop));
     times_.add(p.op, ms);
-    spare_.push_back(p.start);
-    spare_.push_back(p.stop);
+    add_gap(std::move(p));
   }
   pending_ = std::move(still);
+}
+
+void OpProfiler::add_gap(Pending next) {
+  // Pairs finish in the order they were queued: the ops run one after another on the stream.
+  if (last_.start != nullptr) {
+    float ms = 0;
+    DS_CUDA_CALL(cudaEventElapsedTime(&ms, last_.stop, next.start));
+    gaps_.add(next.op + " after " + last_.op, ms);
+    spare_.push_back(last_.start);
+    spare_.push_back(last_.stop);
+  }
+  last_ = std::move(next);
 }
 
 std::string OpProfiler::report() {
   if (!enabled_) return "";
   harvest(true);
-  return times_.report("GPU time by op (DS_GPU_OP_PROFILE=1)");
+  return times_.report("GPU time by op (DS_GPU_OP_PROFILE=1)") + "\n" +
+         gaps_.report("GPU idle between ops, by the op it waited for", kGapRows);
 }
 
 }  // namespace ds::tensor::cuda

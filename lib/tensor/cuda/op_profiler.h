@@ -1,7 +1,10 @@
 // GPU time per op of the CUDA ops, when the environment sets DS_GPU_OP_PROFILE=1: each op is
 // bracketed by a pair of CUDA events on the compute stream, and the time between them is added to
 // the op's total once the GPU has passed the second. Ops run one after another on that stream, so
-// the totals are where the GPU's time went (plus any gap the host left before an op's kernels).
+// the totals are where the GPU's time went. The time from one op's second event to the next op's
+// first is the GPU idling between them (waiting for the host to queue work, or for work on another
+// stream), added up per pair of ops ("<op> after <op>"), so that a step's gaps can be traced to
+// the host code between the two ops.
 // Each op's first call (per shape) is left out: it pays for loading kernels and planning.
 // It is a measuring aid, for the profile that comes before an optimisation: the event records cost
 // the host a few microseconds per op, and the report waits for the GPU. Off, it costs a branch.
@@ -47,14 +50,15 @@ class OpProfiler {
     return Scope(enabled_ ? this : nullptr, op, shape, stream);
   }
 
-  // Waits for the GPU, then the table of OpTimes::report; "" when off.
+  // Waits for the GPU, then the tables of OpTimes::report: the time in ops and the largest idle
+  // gaps between them; "" when off.
   std::string report();
 
  private:
   struct Pending {
     std::string op;
-    cudaEvent_t start;
-    cudaEvent_t stop;
+    cudaEvent_t start = nullptr;
+    cudaEvent_t stop = nullptr;
   };
   static constexpr size_t kHarvestAt = 1024;  // pending pairs before finished ones are added up
 
@@ -64,10 +68,16 @@ class OpProfiler {
   // events.
   void harvest(bool wait);
 
+  // Adds the gap between the last finished pair and `next` (started after it on the stream), then
+  // keeps `next` as the last, recycling the former last's events.
+  void add_gap(Pending next);
+
   bool enabled_;
   std::vector<Pending> pending_;
   std::vector<cudaEvent_t> spare_;
   OpTimes times_{1};  // a first call's one-time costs are not the op's
+  OpTimes gaps_{1};   // nor the idle time before it
+  Pending last_{};    // the last pair added up (start == nullptr: none yet)
 };
 
 }  // namespace ds::tensor::cuda

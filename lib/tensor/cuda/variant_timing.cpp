@@ -26,13 +26,12 @@ struct EventPair {
 
 }  // namespace
 
-VariantChoice::Times time_variants(const std::function<void(int)>& run, cudaStream_t stream) {
+std::vector<float> time_each(int count, const std::function<void(int)>& run, cudaStream_t stream) {
   const EventPair events;
-  run(0);
-  run(1);
-  VariantChoice::Times best{};
+  for (int v = 0; v < count; ++v) run(v);
+  std::vector<float> best(count);
   for (int round = 0; round < 3; ++round) {
-    for (int v = 0; v < 2; ++v) {
+    for (int v = 0; v < count; ++v) {
       DS_CUDA_CALL(cudaEventRecord(events.start, stream));
       run(v);
       DS_CUDA_CALL(cudaEventRecord(events.stop, stream));
@@ -43,6 +42,11 @@ VariantChoice::Times time_variants(const std::function<void(int)>& run, cudaStre
     }
   }
   return best;
+}
+
+VariantChoice::Times time_variants(const std::function<void(int)>& run, cudaStream_t stream) {
+  const std::vector<float> ms = time_each(2, run, stream);
+  return {ms[0], ms[1]};
 }
 
 }  // namespace ds::tensor::cuda
