@@ -2,9 +2,12 @@
 // token, in the order that keeps the GPU's sums bitwise the CPU's. Runs without a GPU.
 #include "tensor/token_grouping.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdint>
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "tensor/cpu/kernels.h"
@@ -53,4 +56,30 @@ TEST_CASE("summing by token buckets gives the CPU's embedding gradient bit for b
     }
   }
   CHECK(std::memcmp(buckets.data(), cpu.data(), sizeof(float) * cpu.size()) == 0);
+}
+
+TEST_CASE("grouping matches a stable sort by token for any int32 tokens", "[buckets]") {
+  std::mt19937 rng(7);
+  for (const auto& [n, low, high] :
+       {std::tuple{65536, 0, 50256}, std::tuple{1000, 0, 3}, std::tuple{777, -5000000, 5000000},
+        std::tuple{300, INT32_MIN, INT32_MAX}, std::tuple{1, 9, 9}}) {
+    INFO("n=" << n << " tokens in [" << low << ", " << high << "]");
+    std::uniform_int_distribution<int32_t> token(low, high);
+    std::vector<int32_t> tokens(n);
+    for (auto& t : tokens) t = token(rng);
+    std::vector<int32_t> expected(n);
+    for (int i = 0; i < n; ++i) expected[i] = i;
+    std::stable_sort(expected.begin(), expected.end(),
+                     [&](int32_t a, int32_t b) { return tokens[a] < tokens[b]; });
+    std::vector<int32_t> distinct(n), offsets(n + 1), positions(n);
+    const int count = ds::tensor::group_positions_by_token(tokens.data(), n, distinct.data(),
+                                                           offsets.data(), positions.data());
+    CHECK(positions == expected);
+    REQUIRE(count >= 1);
+    CHECK(offsets[count] == n);
+    for (int u = 0; u < count; ++u) {
+      CHECK(tokens[positions[offsets[u]]] == distinct[u]);
+      if (u > 0) CHECK(distinct[u - 1] < distinct[u]);
+    }
+  }
 }

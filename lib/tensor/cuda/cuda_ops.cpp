@@ -1,5 +1,6 @@
 #include "tensor/cuda/cuda_ops.h"
 
+#include <cuda_profiler_api.h>
 #include <fmt/format.h>
 
 #include <cstdlib>
@@ -53,6 +54,15 @@ bool gemm_tuning_requested() {
   return value == nullptr || std::string_view(value) != "0";
 }
 
+// DS_CUDA_PROFILE_FROM_STEP, a step number; 0 when unset or not a positive number.
+int64_t profile_from_step() {
+  const char* value = std::getenv("DS_CUDA_PROFILE_FROM_STEP");
+  if (value == nullptr) return 0;
+  char* end = nullptr;
+  const long long step = std::strtoll(value, &end, 10);
+  return end != value && *end == '\0' && step > 0 ? step : 0;
+}
+
 }  // namespace
 
 CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes)
@@ -76,6 +86,7 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
                                                         *lt_, *tc_attention_, layernorm_partials_)
                                                   : nullptr),
       flash_above_bytes_(flash_above_bytes),
+      profile_from_step_(profile_from_step()),
       buckets_(std::make_unique<TokenBuckets>()),
       profiler_(std::make_unique<OpProfiler>()),
       // sum_of_squares' result, then the partial sums of every sum_of_squares_into.
@@ -92,6 +103,10 @@ bool CudaOps::lt_usable(std::initializer_list<const void*> pointers, int N, int 
     if (!LtMatmul::aligned(p)) return false;
   }
   return lt_->supports(N, IC, OC, layout, DType::kF32);
+}
+
+void CudaOps::begin_step(int64_t step) {
+  if (step == profile_from_step_) DS_CUDA_CALL(cudaProfilerStart());
 }
 
 std::string CudaOps::kernel_report() const {
