@@ -126,9 +126,8 @@ gemm_table() {
 }
 
 # Each kernel's GPU time, and the attention kernels' utilisation, from Nsight Compute where the
-# machine has it (KERNEL_PROFILE=0 skips it): a 2-step run with every launch timed (the first
-# step's kernels included: ncu times kernels, not the host's one-time work), then one launch of
-# each attention kernel with the counters that say what limits it.
+# machine has it (KERNEL_PROFILE=0 skips it): steps 2 and 3 of a 3-step run with every launch
+# timed, then one launch of each attention kernel with the counters that say what limits it.
 kernel_profile() {
   [ "${KERNEL_PROFILE:-1}" = 1 ] || return 0
   local ncu

@@ -217,11 +217,13 @@ TEST_CASE("cuda lt matmul GELU epilogues match the CPU's GELU and its backward",
   const auto layout = GENERATE(WeightLayout::kInOut, WeightLayout::kOutIn);
   const bool fuse = GENERATE(true, false);
   const auto [N, C, H] = GENERATE(std::tuple{14, 48, 96}, std::tuple{7, 33, 65});
+  const bool timed = GENERATE(false, true);
   INFO(p.name << " layout=" << layout_name(layout) << " fuse=" << fuse << " N=" << N << " C=" << C
-              << " H=" << H);
-  LtMatmul lt(LtMatmul::Options{.precision = p.compute, .fuse_epilogues = fuse});
+              << " H=" << H << " timed=" << timed);
+  LtMatmul lt(
+      LtMatmul::Options{.precision = p.compute, .fuse_epilogues = fuse, .time_algorithms = timed});
   const DType dtype = p.dtype;
-  const std::string where = shape_of(layout, N, C, H);
+  const std::string where = shape_of(layout, N, C, H) + (timed ? " timed" : "");
   const Vec x = rounded(random_vec(size_t(N) * C, 70), dtype);
   const Vec w_fc = rounded(random_vec(size_t(C) * H, 71, -0.5f, 0.5f), dtype);
   const Vec b_fc = rounded(random_vec(H, 72), dtype);
@@ -398,6 +400,39 @@ TEST_CASE("cuda lt matmul: a repeated step plans nothing, allocates nothing, rep
   CHECK(lt.stats().device_allocations == after_first.device_allocations);
   CHECK(free_after == free_before);
   CHECK(second == first);  // deterministic: the same algorithms, the same bits
+}
+
+// At a GPT-2-sized shape cuBLASLt proposes several algorithms, so they are timed (each runs four
+// times), and the weight gradient, which the GEMM adds to, still has the product added once: the
+// timed LtMatmul's results are the untimed one's up to the order of the sums.
+TEST_CASE("cuda lt matmul times its algorithms at a model's shape and adds once", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  Gpu gpu;
+  const int N = 2048, IC = 768, OC = 3072;
+  const Vec inp = rounded(random_vec(size_t(N) * IC, 110), DType::kBF16);
+  const Vec weight = rounded(random_vec(size_t(IC) * OC, 111), DType::kBF16);
+  const Vec dout = rounded(random_vec(size_t(N) * OC, 112), DType::kBF16);
+  const Vec dweight = random_vec(weight.size(), 113);
+  auto d_inp = to_device(inp, DType::kBF16, gpu);
+  auto d_weight = to_device(weight, DType::kBF16, gpu);
+  auto d_dout = to_device(dout, DType::kBF16, gpu);
+  std::vector<Vec> results;
+  for (const bool timed : {false, true}) {
+    LtMatmul lt(LtMatmul::Options{.time_algorithms = timed});
+    auto d_dweight = to_device(dweight, DType::kF32, gpu);
+    cuda::DeviceBuffer d_dinp(bytes_of(inp.size(), DType::kBF16));
+    lt.backward(nullptr, d_dweight.data(), nullptr, d_dout.data(), d_inp.data(), d_weight.data(), N,
+                IC, OC, WeightLayout::kInOut, ds::tensor::cuda::kFp32Products, gpu.s());
+    lt.input_gradient(d_dinp.data(), d_dout.data(), d_weight.data(), N, IC, OC,
+                      WeightLayout::kInOut, DType::kBF16, gpu.s());
+    if (timed) {
+      INFO("plans " << lt.stats().plans << ", timed " << lt.stats().timed << ", faster than the "
+                    << "heuristic's first " << lt.stats().faster_than_first);
+      CHECK(lt.stats().timed > 0);
+    }
+    results.push_back(to_host(d_dweight, dweight.size(), DType::kF32, gpu));
+  }
+  check_parity("lt timed algorithms dweight += once", results[1], results[0], 1e-5);
 }
 
 TEST_CASE("cuda lt matmul refuses misaligned pointers and says why", "[cuda]") {

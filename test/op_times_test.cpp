@@ -53,9 +53,9 @@ TEST_CASE("op times report at most the rows asked for and say how many more", "[
   times.add("a", 3.0);
   times.add("b", 2.0);
   times.add("c", 1.0);
-  const std::string report = times.report("GPU idle between ops", 2);
+  const std::string report = times.report("GPU idle between ops", 2, "pairs of ops");
   INFO(report);
-  CHECK(report.rfind("GPU idle between ops: 6.0 ms in 3 ops\n", 0) == 0);
+  CHECK(report.rfind("GPU idle between ops: 6.0 ms in 3 pairs of ops\n", 0) == 0);
   CHECK(report.find("\n  a ") != std::string::npos);
   CHECK(report.find("\n  b ") != std::string::npos);
   CHECK(report.find("\n  c ") == std::string::npos);

@@ -115,7 +115,9 @@ int run_gemm_bench(const GemmBenchOptions& options) {
   for (const Shape& s : shapes) {
     const double flops = 2.0 * N * s.in * s.out;
     for (const Mode& m : modes) {
-      cuda::LtMatmul lt(cuda::LtMatmul::Options{.precision = m.precision});
+      // Algorithms chosen as the model's are (timed unless DS_GEMM_TUNING=0).
+      cuda::LtMatmul lt(cuda::LtMatmul::Options{
+          .precision = m.precision, .time_algorithms = cuda::LtMatmul::timing_requested()});
       const DType t = m.dtype;
       const double forward = time_ms(options, stream, [&] {
         if (s.gelu) {

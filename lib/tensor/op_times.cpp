@@ -21,7 +21,8 @@ void OpTimes::add(std::string_view op, double ms) {
   total_ms_ += ms;
 }
 
-std::string OpTimes::report(std::string_view heading, size_t max_rows) const {
+std::string OpTimes::report(std::string_view heading, size_t max_rows,
+                            std::string_view what) const {
   std::vector<std::pair<std::string_view, Total>> rows;
   for (const auto& [op, total] : totals_) {
     if (total.calls > 0) rows.emplace_back(op, total);
@@ -32,7 +33,7 @@ std::string OpTimes::report(std::string_view heading, size_t max_rows) const {
   if (rows.size() > max_rows) rows.resize(max_rows);
   size_t width = 0;
   for (const auto& [op, total] : rows) width = std::max(width, op.size());
-  std::string out = fmt::format("{}: {:.1f} ms in {} ops", heading, total_ms_, all_rows);
+  std::string out = fmt::format("{}: {:.1f} ms in {} {}", heading, total_ms_, all_rows, what);
   if (warmup_calls_ > 0) {
     out += warmup_calls_ == 1 ? std::string(" (each op's first call left out)")
                               : fmt::format(" (each op's first {} calls left out)", warmup_calls_);

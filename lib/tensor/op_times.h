@@ -19,10 +19,12 @@ class OpTimes {
   explicit OpTimes(int64_t warmup_calls = 0) : warmup_calls_(warmup_calls) {}
   void add(std::string_view op, double ms);
   double total_ms() const { return total_ms_; }
-  // A heading (which says how many first calls were left out), then one line per op that has a
-  // call counted, the most time first (ties by name), at most `max_rows` of them:
+  // A heading ("<heading>: <ms> ms in <n> <what>", and how many first calls were left out), then
+  // one line per op that has a call counted, the most time first (ties by name), at most
+  // `max_rows` of them:
   //   "  <op>  <calls> calls  <ms> ms  <share> %".
-  std::string report(std::string_view heading, size_t max_rows = SIZE_MAX) const;
+  std::string report(std::string_view heading, size_t max_rows = SIZE_MAX,
+                     std::string_view what = "ops") const;
 
  private:
   struct Total {

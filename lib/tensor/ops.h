@@ -37,9 +37,9 @@ class Ops {
   // One line on how the device ran its kernels so far, for the log (CUDA: which matmuls took
   // cuBLASLt's fused epilogues); "" where there is nothing to say.
   virtual std::string kernel_report() const { return ""; }
-  // Training step `step` (1 on) begins: for the device's measuring aids (CUDA: a profiler started
-  // at a chosen step, so that a trace leaves out the first step's one-time work).
-  virtual void begin_step(int64_t step) { static_cast<void>(step); }
+  // A training step begins: for the device's measuring aids (CUDA: a profiler started at a
+  // chosen step, so that a trace leaves out the first step's one-time work).
+  virtual void begin_step() {}
   // A zeroed Buffer of `bytes` on device(), accounted under `category`.
   Buffer allocate(size_t bytes, MemoryCategory category) const {
     return Buffer(bytes, category, device());

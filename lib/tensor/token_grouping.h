@@ -13,8 +13,8 @@ namespace ds::tensor {
 // Groups positions [0, n) by tokens[position] into `distinct_tokens` (the distinct tokens,
 // ascending), `offsets` (distinct + 1 entries: token u owns positions[offsets[u], offsets[u + 1]))
 // and `positions` (ascending within a token), the order in which the CPU's loop adds a token's
-// positions. Returns the number of distinct tokens. Each output has room for n (offsets: n + 1)
-// entries.
+// positions. Returns the number of distinct tokens (0 for n <= 0). Each output has room for n
+// (offsets: n + 1) entries, and none overlaps `tokens` (distinct_tokens is scratch until the end).
 inline int group_positions_by_token(const int32_t* tokens, int64_t n, int32_t* distinct_tokens,
                                     int32_t* offsets, int32_t* positions) {
   // Positions by token, ascending within a token: a stable radix sort of the positions on their
@@ -28,6 +28,10 @@ inline int group_positions_by_token(const int32_t* tokens, int64_t n, int32_t* d
   const auto key = [tokens](int32_t position) {
     return static_cast<uint32_t>(tokens[position]) ^ 0x80000000u;
   };
+  if (n <= 0) {
+    offsets[0] = 0;
+    return 0;
+  }
   for (int64_t i = 0; i < n; ++i) positions[i] = static_cast<int32_t>(i);
   int32_t* from = positions;
   int32_t* to = distinct_tokens;

@@ -347,7 +347,7 @@ float Engine::micro_batch_dloss(const int32_t* targets) const {
 }
 
 void Engine::begin_step() {
-  ops_.begin_step(applied_steps_ + 1);
+  ops_.begin_step();
   ops_.zero_bytes(grads_.data(), grads_.size());
   step_ = StepStats{};
   step_.loss_scale = scaler_.scale();

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include <cstdlib>
-#include <string_view>
 
 #include "tensor/cuda/adamw.h"
 #include "tensor/cuda/bf16_attention_block.h"
@@ -22,6 +21,7 @@
 #include "tensor/cuda/lt_matmul.h"
 #include "tensor/cuda/op_profiler.h"
 #include "tensor/cuda/tensor_core_attention.h"
+#include "util/log.h"
 
 namespace ds::tensor::cuda {
 
@@ -47,20 +47,17 @@ bool bf16_on_tensor_cores(MatmulPrecision precision, size_t tensor_core_shared_b
   return precision == MatmulPrecision::kBf16 && tensor_core_shared_bytes > 0;
 }
 
-// Whether the matmuls time cuBLASLt's candidate algorithms (LtMatmul::Options::time_algorithms):
-// yes unless DS_GEMM_TUNING=0, which keeps the heuristic's first, the same in every process.
-bool gemm_tuning_requested() {
-  const char* value = std::getenv("DS_GEMM_TUNING");
-  return value == nullptr || std::string_view(value) != "0";
-}
-
-// DS_CUDA_PROFILE_FROM_STEP, a step number; 0 when unset or not a positive number.
+// DS_CUDA_PROFILE_FROM_STEP: the step (1 on) at which begin_step starts the profiler; 0 (never)
+// when unset, and, warned about, when not a positive number.
 int64_t profile_from_step() {
   const char* value = std::getenv("DS_CUDA_PROFILE_FROM_STEP");
   if (value == nullptr) return 0;
   char* end = nullptr;
   const long long step = std::strtoll(value, &end, 10);
-  return end != value && *end == '\0' && step > 0 ? step : 0;
+  if (end != value && *end == '\0' && step > 0) return step;
+  log::warn("DS_CUDA_PROFILE_FROM_STEP={} is not a step number (1 on): the profiler is not started",
+            value);
+  return 0;
 }
 
 }  // namespace
@@ -73,7 +70,7 @@ CudaOps::CudaOps(int device, MatmulPrecision precision, size_t flash_above_bytes
       lt_(std::make_unique<LtMatmul>(
           LtMatmul::Options{.precision = precision,
                             .fuse_gelu = precision != MatmulPrecision::kFp32,
-                            .time_algorithms = gemm_tuning_requested()})),
+                            .time_algorithms = LtMatmul::timing_requested()})),
       precision_(precision),
       tensor_core_shared_bytes_(tensor_core_shared_bytes(device)),
       bf16_on_tensor_cores_(bf16_on_tensor_cores(precision, tensor_core_shared_bytes_)),
@@ -105,8 +102,8 @@ bool CudaOps::lt_usable(std::initializer_list<const void*> pointers, int N, int 
   return lt_->supports(N, IC, OC, layout, DType::kF32);
 }
 
-void CudaOps::begin_step(int64_t step) {
-  if (step == profile_from_step_) DS_CUDA_CALL(cudaProfilerStart());
+void CudaOps::begin_step() {
+  if (++steps_begun_ == profile_from_step_) DS_CUDA_CALL(cudaProfilerStart());
 }
 
 std::string CudaOps::kernel_report() const {
@@ -147,7 +144,10 @@ std::string CudaOps::device_name() const {
 
 void CudaOps::upload(void* dst, const void* host, size_t bytes) {
   if (bytes == 0) return;
-  DS_CUDA_CALL(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream()));
+  {
+    const auto timed = profiler_->time("upload", stream());
+    DS_CUDA_CALL(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream()));
+  }
   // From pageable memory the driver has copied `host` into its own staging when the call
   // returns, but from page-locked memory (Ops::allocate_staging, which the layer buffers and
   // the staged collectives refill at once) the copy reads it only when it runs: wait, so that
@@ -157,6 +157,7 @@ void CudaOps::upload(void* dst, const void* host, size_t bytes) {
 
 void CudaOps::download(void* host, const void* src, size_t bytes) {
   if (bytes != 0) {
+    const auto timed = profiler_->time("download", stream());
     DS_CUDA_CALL(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream()));
   }
   DS_CUDA_CALL(cudaStreamSynchronize(stream()));

@@ -50,10 +50,10 @@ class CudaOps final : public Ops {
   Device device() const override { return Device::cuda(device_); }
   std::string device_name() const override;
   std::string kernel_report() const override;
-  // With DS_CUDA_PROFILE_FROM_STEP=k, starts the CUDA profiler at step k (cudaProfilerStart), for
-  // Nsight's --profile-from-start off: the steps from k on, without the first's planning and
-  // timing.
-  void begin_step(int64_t step) override;
+  // With DS_CUDA_PROFILE_FROM_STEP=k, starts the CUDA profiler (cudaProfilerStart) as this
+  // process's k-th step begins, for Nsight's --profile-from-start off: the steps from k on,
+  // without the first's planning and timing.
+  void begin_step() override;
   cudaStream_t stream() const;
   Buffer allocate_staging(size_t bytes, MemoryCategory category) const override {
     return Buffer::pinned(bytes, category);
@@ -193,6 +193,7 @@ class CudaOps final : public Ops {
   int64_t handed_received_ = 0;
   size_t flash_above_bytes_;
   int64_t profile_from_step_ = 0;          // DS_CUDA_PROFILE_FROM_STEP; 0: never
+  int64_t steps_begun_ = 0;                // begin_step calls
   int64_t attention_calls_[3] = {};        // forwards per AttentionKernels, for kernel_report()
   int64_t cublas_matmuls_ = 0;             // matmul calls (forward or backward) run on cuBLAS
   std::unique_ptr<TokenBuckets> buckets_;  // the embedding backward's grouping of positions

@@ -148,6 +148,10 @@ class LtMatmul {
   // shape; later calls look its plans up.
   bool supports(int N, int IC, int OC, cpu::WeightLayout layout, Storage storage);
 
+  // Options::time_algorithms as the environment asks: on unless DS_GEMM_TUNING=0 (the
+  // heuristic's first algorithm, the same in every process, for runs that must repeat bit for
+  // bit across processes); any other value than 0 or 1 is warned about.
+  static bool timing_requested();
   // Whether `pointer` (nullptr included) is aligned as every operand must be.
   static bool aligned(const void* pointer);
   const Stats& stats() const { return stats_; }

@@ -1,5 +1,6 @@
 #include "tensor/cuda/op_profiler.h"
 
+#include <cstddef>
 #include <cstdlib>
 #include <string_view>
 #include <utility>
@@ -23,6 +24,7 @@ OpProfiler::OpProfiler() : enabled_(profiling_requested()) {}
 
 OpProfiler::~OpProfiler() {
   for (const Pending& p : pending_) {
+    if (p.stop == nullptr) continue;  // added up already
     cudaEventSynchronize(p.stop);
     cudaEventDestroy(p.start);
     cudaEventDestroy(p.stop);
@@ -47,10 +49,12 @@ OpProfiler::Scope::Scope(OpProfiler* profiler, const char* op, std::initializer_
   }
   start_ = profiler_->take_event();
   DS_CUDA_CALL(cudaEventRecord(start_, stream_));
+  ++profiler_->depth_;
 }
 
 OpProfiler::Scope::~Scope() {
   if (profiler_ == nullptr) return;
+  --profiler_->depth_;
   try {
     profiler_->finish(std::move(op_), start_, stream_);
   } catch (...) {
@@ -79,25 +83,29 @@ void OpProfiler::finish(std::string op, cudaEvent_t start, cudaStream_t stream) 
 }
 
 void OpProfiler::harvest(bool wait) {
-  std::vector<Pending> still;
-  for (Pending& p : pending_) {
+  // The pairs finish in the order they were queued (the ops run one after another on the stream):
+  // add up the finished ones from the front, up to the first still running. The ones added up
+  // leave pending_ however this ends, their events handed on (to last_, then spare_).
+  size_t done = 0;
+  struct Erase {
+    std::vector<Pending>& pending;
+    const size_t& done;
+    ~Erase() { pending.erase(pending.begin(), pending.begin() + static_cast<ptrdiff_t>(done)); }
+  } erase{pending_, done};
+  for (; done < pending_.size(); ++done) {
+    Pending& p = pending_[done];
     if (wait) DS_CUDA_CALL(cudaEventSynchronize(p.stop));
     const cudaError_t state = cudaEventQuery(p.stop);
-    if (state == cudaErrorNotReady) {
-      still.push_back(std::move(p));
-      continue;
-    }
+    if (state == cudaErrorNotReady) break;
     DS_CUDA_CALL(state);
     float ms = 0;
     DS_CUDA_CALL(cudaEventElapsedTime(&ms, p.start, p.stop));
     times_.add(p.op, ms);
-    add_gap(std::move(p));
+    add_gap(std::exchange(p, Pending{}));
   }
-  pending_ = std::move(still);
 }
 
 void OpProfiler::add_gap(Pending next) {
-  // Pairs finish in the order they were queued: the ops run one after another on the stream.
   if (last_.start != nullptr) {
     float ms = 0;
     DS_CUDA_CALL(cudaEventElapsedTime(&ms, last_.stop, next.start));
@@ -112,7 +120,7 @@ std::string OpProfiler::report() {
   if (!enabled_) return "";
   harvest(true);
   return times_.report("GPU time by op (DS_GPU_OP_PROFILE=1)") + "\n" +
-         gaps_.report("GPU idle between ops, by the op it waited for", kGapRows);
+         gaps_.report("GPU idle between ops, by the op it waited for", kGapRows, "pairs of ops");
 }
 
 }  // namespace ds::tensor::cuda

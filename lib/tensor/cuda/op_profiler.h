@@ -4,7 +4,7 @@
 // the totals are where the GPU's time went. The time from one op's second event to the next op's
 // first is the GPU idling between them (waiting for the host to queue work, or for work on another
 // stream), added up per pair of ops ("<op> after <op>"), so that a step's gaps can be traced to
-// the host code between the two ops.
+// the host code between the two ops. Copies to and from the host are ops here too.
 // Each op's first call (per shape) is left out: it pays for loading kernels and planning.
 // It is a measuring aid, for the profile that comes before an optimisation: the event records cost
 // the host a few microseconds per op, and the report waits for the GPU. Off, it costs a branch.
@@ -46,8 +46,10 @@ class OpProfiler {
     cudaStream_t stream_;
     cudaEvent_t start_ = nullptr;
   };
+  // An op that another op calls is timed as part of it, not on its own (so that its time is not
+  // counted twice, nor its start taken for the end of a gap).
   Scope time(const char* op, cudaStream_t stream, std::initializer_list<int64_t> shape = {}) {
-    return Scope(enabled_ ? this : nullptr, op, shape, stream);
+    return Scope(enabled_ && depth_ == 0 ? this : nullptr, op, shape, stream);
   }
 
   // Waits for the GPU, then the tables of OpTimes::report: the time in ops and the largest idle
@@ -73,6 +75,7 @@ class OpProfiler {
   void add_gap(Pending next);
 
   bool enabled_;
+  int depth_ = 0;  // Scopes timing now: 0 or 1
   std::vector<Pending> pending_;
   std::vector<cudaEvent_t> spare_;
   OpTimes times_{1};  // a first call's one-time costs are not the op's
