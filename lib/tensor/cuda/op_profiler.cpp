@@ -94,6 +94,7 @@ void OpProfiler::harvest(bool wait) {
   } erase{pending_, done};
   for (; done < pending_.size(); ++done) {
     Pending& p = pending_[done];
+    if (p.stop == nullptr) continue;  // handed on before an error cut the last harvest short
     if (wait) DS_CUDA_CALL(cudaEventSynchronize(p.stop));
     const cudaError_t state = cudaEventQuery(p.stop);
     if (state == cudaErrorNotReady) break;
