@@ -16,17 +16,6 @@ namespace {
 constexpr size_t kSizes[] = {0, 1, 7, (1u << 20) + 3};
 constexpr DType kTypes[] = {DType::kF32, DType::kBF16, DType::kF16};
 
-float reduced(ReduceOp op, int n, size_t i, const std::function<float(int, size_t)>& v) {
-  float sum = 0;
-  float max = v(0, i);
-  for (int r = 0; r < n; ++r) {
-    sum += v(r, i);
-    max = std::max(max, v(r, i));
-  }
-  if (op == ReduceOp::kMax) return max;
-  return op == ReduceOp::kAvg ? sum / static_cast<float>(n) : sum;
-}
-
 void check_allreduce(comm::ProcessGroup& pg, DType dtype, size_t count) {
   const int n = pg.size();
   for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {

@@ -3,9 +3,12 @@
 // exact equality.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <string>
 
+#include "comm/process_group.h"
 #include "comm_helpers.h"
 #include "tensor/tensor.h"
 
@@ -44,6 +47,19 @@ inline float at(const tensor::Tensor& t, size_t i) {
 inline tensor::Tensor make(size_t count, tensor::DType dtype) {
   return tensor::Tensor::zeros({static_cast<int64_t>(count)}, dtype,
                                tensor::MemoryCategory::kCommunication);
+}
+
+// What `op` over n ranks gives at element i, rank r holding v(r, i).
+inline float reduced(comm::ReduceOp op, int n, size_t i,
+                     const std::function<float(int, size_t)>& v) {
+  float sum = 0;
+  float max = v(0, i);
+  for (int r = 0; r < n; ++r) {
+    sum += v(r, i);
+    max = std::max(max, v(r, i));
+  }
+  if (op == comm::ReduceOp::kMax) return max;
+  return op == comm::ReduceOp::kAvg ? sum / static_cast<float>(n) : sum;
 }
 
 // Compares every element; throws naming the first mismatch.

@@ -78,6 +78,10 @@ class ProcessGroup {
   // `output` holds size() blocks, block r being rank r's `input`.
   WorkPtr allgather(tensor::Tensor& output, const tensor::Tensor& input, bool async_op = false);
   WorkPtr broadcast(tensor::Tensor& tensor, int root, bool async_op = false);
+  // Point to point. On NCCL a group's ops run in order on one stream and a send or receive
+  // waits there for its peer's match, asynchronous or not: two ranks that both send to each
+  // other first deadlock, so peers order their sends and receives (the pipeline's schedule
+  // does). Gloo and shm have no such rule.
   WorkPtr send(const tensor::Tensor& tensor, int dst, int tag = 0, bool async_op = false);
   WorkPtr recv(tensor::Tensor& tensor, int src, int tag = 0, bool async_op = false);
   WorkPtr barrier(bool async_op = false);

@@ -5,6 +5,12 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
+// Non-blocking communicators (ncclCommInitRankConfig, NCCL_CONFIG_INITIALIZER) came in NCCL 2.14;
+// ncclBfloat16 and ncclAvg are older. NcclProcessGroup checks the loaded library as well.
+#if !defined(NCCL_VERSION_CODE) || NCCL_VERSION_CODE < NCCL_VERSION(2, 14, 0)
+#error "dstrain's NCCL backend needs NCCL 2.14 or later (nccl.h is older)"
+#endif
+
 namespace ds::comm::detail {
 
 [[noreturn]] void nccl_failed(const char* file, int line, const char* call, ncclResult_t result,

@@ -68,6 +68,16 @@ NcclProcessGroup::NcclProcessGroup(GroupContext context) : ProcessGroup(std::mov
         fmt::format("group '{}' asks for NCCL but this rank has no GPU assigned", ctx.name),
         "run on a GPU node, or use DS_COMM_BACKEND=gloo");
   }
+  // The library loaded may be older than the headers built against (a GPU machine's own NCCL).
+  int version = 0;
+  DS_NCCL_CHECK(ncclGetVersion(&version));
+  if (version < NCCL_VERSION(2, 14, 0)) {
+    throw UsageError(
+        fmt::format("group '{}': the NCCL library loaded is version {}, older than "
+                    "2.14, which non-blocking communicators need",
+                    ctx.name, version),
+        "put NCCL 2.14 or later first on LD_LIBRARY_PATH, or use DS_COMM_BACKEND=gloo");
+  }
   DS_CUDA_CHECK(cudaSetDevice(ctx.cuda_device));
   try {
     DS_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
@@ -142,9 +152,10 @@ void NcclProcessGroup::wait_event(cudaEvent_t event, std::string_view op, Millis
   const auto start = Clock::now();
   const Milliseconds limit = std::min(timeout, context().timeout);
   while (true) {
+    // First: after an abort, the aborted kernels' events fire too, over results never made.
+    check_usable(op);
     const cudaError_t state = cudaEventQuery(event);
     if (state == cudaSuccess) return;
-    check_usable(op);
     if (state != cudaErrorNotReady) DS_CUDA_CHECK(state);
     ncclResult_t async_error = ncclSuccess;
     DS_NCCL_CHECK(ncclCommGetAsyncError(comm_, &async_error));

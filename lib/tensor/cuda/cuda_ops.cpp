@@ -103,7 +103,9 @@ bool CudaOps::lt_usable(std::initializer_list<const void*> pointers, int N, int 
 }
 
 void CudaOps::begin_step() {
-  if (++steps_begun_ == profile_from_step_) DS_CUDA_CALL(cudaProfilerStart());
+  ++steps_begun_;
+  if (steps_begun_ == 2) profiler_->restart();
+  if (steps_begun_ == profile_from_step_) DS_CUDA_CALL(cudaProfilerStart());
 }
 
 std::string CudaOps::kernel_report() const {

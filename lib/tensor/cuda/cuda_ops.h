@@ -52,7 +52,8 @@ class CudaOps final : public Ops {
   std::string kernel_report() const override;
   // With DS_CUDA_PROFILE_FROM_STEP=k, starts the CUDA profiler (cudaProfilerStart) as this
   // process's k-th step begins, for Nsight's --profile-from-start off: the steps from k on,
-  // without the first's planning and timing.
+  // without the first's planning and timing. The op profile (DS_GPU_OP_PROFILE=1) counts from
+  // the second step on.
   void begin_step() override;
   cudaStream_t stream() const;
   Buffer allocate_staging(size_t bytes, MemoryCategory category) const override {

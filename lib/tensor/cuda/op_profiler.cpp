@@ -1,5 +1,7 @@
 #include "tensor/cuda/op_profiler.h"
 
+#include <fmt/format.h>
+
 #include <cstddef>
 #include <cstdlib>
 #include <string_view>
@@ -117,11 +119,21 @@ void OpProfiler::add_gap(Pending next) {
   last_ = std::move(next);
 }
 
+void OpProfiler::restart() {
+  if (!enabled_) return;
+  harvest(true);
+  times_ = OpTimes();
+  gaps_ = OpTimes();
+  restarted_ = true;
+}
+
 std::string OpProfiler::report() {
   if (!enabled_) return "";
   harvest(true);
-  return times_.report("GPU time by op (DS_GPU_OP_PROFILE=1)") + "\n" +
-         gaps_.report("GPU idle between ops, by the op it waited for", kGapRows, "pairs of ops");
+  const char* steps = restarted_ ? ", steps 2 on" : "";
+  return times_.report(fmt::format("GPU time by op (DS_GPU_OP_PROFILE=1{})", steps)) + "\n" +
+         gaps_.report(fmt::format("GPU idle between ops, by the op it waited for{}", steps),
+                      kGapRows, "pairs of ops");
 }
 
 }  // namespace ds::tensor::cuda

@@ -5,7 +5,8 @@
 // first is the GPU idling between them (waiting for the host to queue work, or for work on another
 // stream), added up per pair of ops ("<op> after <op>"), so that a step's gaps can be traced to
 // the host code between the two ops. Copies to and from the host are ops here too.
-// Each op's first call (per shape) is left out: it pays for loading kernels and planning.
+// The tables count from the second training step on (restart()); a run of one step leaves out
+// each op's first call (per shape) instead, which pays for loading kernels and planning.
 // It is a measuring aid, for the profile that comes before an optimisation: the event records cost
 // the host a few microseconds per op, and the report waits for the GPU. Off, it costs a branch.
 #pragma once
@@ -52,6 +53,10 @@ class OpProfiler {
     return Scope(enabled_ && depth_ == 0 ? this : nullptr, op, shape, stream);
   }
 
+  // Counting starts again here (CudaOps: as the second training step begins): what came before,
+  // the set-up and the first step with its planning and timing, is dropped. Waits for the GPU.
+  void restart();
+
   // Waits for the GPU, then the tables of OpTimes::report: the time in ops and the largest idle
   // gaps between them; "" when off.
   std::string report();
@@ -78,9 +83,12 @@ class OpProfiler {
   int depth_ = 0;  // Scopes timing now: 0 or 1
   std::vector<Pending> pending_;
   std::vector<cudaEvent_t> spare_;
-  OpTimes times_{1};  // a first call's one-time costs are not the op's
-  OpTimes gaps_{1};   // nor the idle time before it
-  Pending last_{};    // the last pair added up (start == nullptr: none yet)
+  // Until restart(), each op's first call is left out: its one-time costs are not the op's, nor
+  // the idle time before it.
+  OpTimes times_{1};
+  OpTimes gaps_{1};
+  bool restarted_ = false;
+  Pending last_{};  // the last pair added up (start == nullptr: none yet)
 };
 
 }  // namespace ds::tensor::cuda
