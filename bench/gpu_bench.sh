@@ -7,12 +7,14 @@
 #                              DS_LIB_PATH: library folders for dsworker alone, gpu-check.sh;
 #                              LLMC_MICRO_BATCH (default 64, 0 skips: the second batch),
 #                              OP_PROFILE, GEMM_TABLE, KERNEL_PROFILE=0 skip a profile,
+#                              UNTUNED_ROW=0 the B=64 run with DS_GEMM_TUNING=0,
 #                              NCU_TIMEOUT limits each Nsight Compute run)
 #
 # Prints tokens/s (the median over the steps after the first two) and MFU against the GPU's
 # dense peak for the precision (worker/mfu.cpp's table) for dstrain and for PyTorch twice (the
 # same model as written, and with F.scaled_dot_product_attention), and the ratios; the same for
-# dstrain and PyTorch with SDPA at llm.c's batch (B=64), where llm.c reports its MFU; then
+# dstrain and PyTorch with SDPA at llm.c's batch (B=64), where llm.c reports its MFU, with
+# dstrain again on cuBLASLt's heuristic's first GEMM algorithms (DS_GEMM_TUNING=0); then
 # dsworker's GPU time per op (tensor/cuda/op_profiler.h) from a short profiled run, the step's
 # matrix products timed alone in each storage form (dsbench gemm), and, where Nsight Compute is
 # installed, each kernel's GPU time per step and the attention kernels' counters. dsworker's
