@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <cstring>
 #include <thread>
 
@@ -59,6 +60,11 @@ class NcclWork : public Work {
   bool done_ = false;
 };
 
+// Set once any group of this process has aborted its communicator: the process is failing, and
+// its other groups' peers may be gone too, so those are aborted rather than destroyed when they
+// are released (ncclCommDestroy can wait for a peer that will never come; ncclCommAbort cannot).
+std::atomic<bool> process_failing{false};
+
 }  // namespace
 
 NcclProcessGroup::NcclProcessGroup(GroupContext context) : ProcessGroup(std::move(context)) {
@@ -101,6 +107,7 @@ NcclProcessGroup::NcclProcessGroup(GroupContext context) : ProcessGroup(std::mov
   } catch (...) {
     // No destructor runs for a constructor that throws; a half-made communicator is aborted.
     aborted_ = true;
+    process_failing = true;
     release();
     throw;
   }
@@ -110,7 +117,7 @@ NcclProcessGroup::~NcclProcessGroup() { release(); }
 
 void NcclProcessGroup::release() noexcept {
   if (comm_ != nullptr) {
-    if (aborted_) {
+    if (aborted_ || process_failing) {
       ncclCommAbort(comm_);
     } else {
       ncclCommDestroy(comm_);
@@ -174,6 +181,7 @@ void NcclProcessGroup::wait_event(cudaEvent_t event, std::string_view op, Millis
 void NcclProcessGroup::abort_and_throw(std::string_view op, ncclResult_t state, bool timed_out,
                                        Milliseconds limit) {
   aborted_ = true;
+  process_failing = true;
   ncclCommAbort(comm_);  // frees the kernels stuck waiting for a peer
   comm_ = nullptr;
   throw failure(op, timed_out ? fmt::format("no progress within {}", format_duration(limit))
