@@ -452,3 +452,23 @@ TEST_CASE("cuda lt matmul refuses misaligned pointers and says why", "[cuda]") {
     CHECK(std::string(error.what()).find("16-byte aligned") != std::string::npos);
   }
 }
+
+// The switch itself needs no GPU: unset or 1 times the algorithms, 0 keeps the heuristic's first,
+// anything else is warned about and times them.
+TEST_CASE("DS_GEMM_TUNING turns the algorithm timing off only with 0", "[cuda]") {
+  const char* before = std::getenv("DS_GEMM_TUNING");
+  const std::string saved = before != nullptr ? before : "";
+  unsetenv("DS_GEMM_TUNING");
+  CHECK(LtMatmul::timing_requested());
+  setenv("DS_GEMM_TUNING", "1", 1);
+  CHECK(LtMatmul::timing_requested());
+  setenv("DS_GEMM_TUNING", "0", 1);
+  CHECK_FALSE(LtMatmul::timing_requested());
+  setenv("DS_GEMM_TUNING", "off", 1);
+  CHECK(LtMatmul::timing_requested());
+  if (before != nullptr) {
+    setenv("DS_GEMM_TUNING", saved.c_str(), 1);
+  } else {
+    unsetenv("DS_GEMM_TUNING");
+  }
+}
