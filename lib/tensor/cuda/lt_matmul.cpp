@@ -253,12 +253,10 @@ LtMatmul::Plan& LtMatmul::plan(const GemmKey& key) {
   plan->supported = plan->status == CUBLAS_STATUS_SUCCESS && count > 0;
   if (plan->supported) {
     plan->algo = results[0].algo;
-    for (int i = 1; i < count; ++i) {
-      if (results[i].state == CUBLAS_STATUS_SUCCESS) {
-        if (plan->candidates.empty()) plan->candidates.push_back(results[0].algo);
-        plan->candidates.push_back(results[i].algo);
-      }
+    for (int i = 0; i < count; ++i) {
+      if (results[i].state == CUBLAS_STATUS_SUCCESS) plan->candidates.push_back(results[i].algo);
     }
+    if (plan->candidates.size() < 2) plan->candidates.clear();  // nothing to choose between
   } else {
     // Anything but "not supported" means cuBLASLt rejected the request itself (a descriptor
     // attribute, say): still handled by the fallback, but loudly, as a slower step would be the

@@ -26,7 +26,6 @@ OpProfiler::OpProfiler() : enabled_(profiling_requested()) {}
 
 OpProfiler::~OpProfiler() {
   for (const Pending& p : pending_) {
-    if (p.stop == nullptr) continue;  // added up already
     cudaEventSynchronize(p.stop);
     cudaEventDestroy(p.start);
     cudaEventDestroy(p.stop);
@@ -94,9 +93,8 @@ void OpProfiler::harvest(bool wait) {
     const size_t& done;
     ~Erase() { pending.erase(pending.begin(), pending.begin() + static_cast<ptrdiff_t>(done)); }
   } erase{pending_, done};
-  for (; done < pending_.size(); ++done) {
+  while (done < pending_.size()) {
     Pending& p = pending_[done];
-    if (p.stop == nullptr) continue;  // handed on before an error cut the last harvest short
     if (wait) DS_CUDA_CALL(cudaEventSynchronize(p.stop));
     const cudaError_t state = cudaEventQuery(p.stop);
     if (state == cudaErrorNotReady) break;
@@ -104,7 +102,9 @@ void OpProfiler::harvest(bool wait) {
     float ms = 0;
     DS_CUDA_CALL(cudaEventElapsedTime(&ms, p.start, p.stop));
     times_.add(p.op, ms);
-    add_gap(std::exchange(p, Pending{}));
+    Pending finished = std::exchange(p, Pending{});
+    ++done;  // in the erased prefix before anything else can throw
+    add_gap(std::move(finished));
   }
 }
 
