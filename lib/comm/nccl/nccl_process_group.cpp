@@ -23,7 +23,14 @@ ncclDataType_t nccl_type(tensor::DType dtype) {
   return ncclFloat32;
 }
 
-ncclRedOp_t nccl_op(ReduceOp op) {
+// NCCL's reduction for `op` over `ranks` ranks. On one rank every reduction is the identity, and
+// NCCL up to 2.29.2 (fixed by 2.29.7) gets an average wrong there: its one-rank kernel (onerank.cu)
+// gives each block a segment of the elements rounded down, so an out-of-place average whose count
+// the blocks do not split evenly leaves its last elements unwritten (seen with PyTorch's NCCL on
+// an H100: a reduce_scatter of 2^20 + 3 floats left the last 3 at zero). A sum on one rank is a
+// plain copy.
+ncclRedOp_t nccl_op(ReduceOp op, int ranks) {
+  if (ranks == 1) return ncclSum;
   switch (op) {
     case ReduceOp::kSum:
       return ncclSum;
@@ -227,16 +234,16 @@ WorkPtr NcclProcessGroup::enqueue(std::string_view op, bool async_op, Launch&& l
 
 WorkPtr NcclProcessGroup::allreduce_impl(TensorRef t, ReduceOp op, bool async_op) {
   return enqueue("allreduce", async_op, [&] {
-    DS_NCCL_CHECK(
-        ncclAllReduce(t.data, t.data, t.count, nccl_type(t.dtype), nccl_op(op), comm_, stream_));
+    DS_NCCL_CHECK(ncclAllReduce(t.data, t.data, t.count, nccl_type(t.dtype), nccl_op(op, size()),
+                                comm_, stream_));
   });
 }
 
 WorkPtr NcclProcessGroup::reduce_scatter_impl(TensorRef out, TensorRef in, ReduceOp op,
                                               bool async_op) {
   return enqueue("reduce_scatter", async_op, [&] {
-    DS_NCCL_CHECK(ncclReduceScatter(in.data, out.data, out.count, nccl_type(out.dtype), nccl_op(op),
-                                    comm_, stream_));
+    DS_NCCL_CHECK(ncclReduceScatter(in.data, out.data, out.count, nccl_type(out.dtype),
+                                    nccl_op(op, size()), comm_, stream_));
   });
 }
 
