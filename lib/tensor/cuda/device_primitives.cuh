@@ -5,7 +5,9 @@
 // its own dynamic_shared_memory()).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 namespace ds::tensor::cuda::detail {
@@ -40,6 +42,23 @@ __device__ inline int warp_row() {
 __device__ inline unsigned char* dynamic_shared_memory() {
   extern __shared__ __align__(128) unsigned char memory[];
   return memory;
+}
+#endif
+
+// 2^x by the special-function unit alone, results below FLT_MIN flushed to zero (ex2.approx.ftz):
+// one instruction, where exp2f, which keeps subnormal results, takes four (a range test, and
+// scalings before and after). For softmax weights, which are summed and rounded to bf16, whose
+// range is fp32's, the subnormals carry nothing. exp2(-inf) is 0 either way.
+#ifdef DS_EMULATED_CUDA
+inline float exp2_flushed(float x) {
+  const float y = std::exp2(x);
+  return y < std::numeric_limits<float>::min() ? 0.0f : y;
+}
+#else
+__device__ __forceinline__ float exp2_flushed(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
 }
 #endif
 

@@ -49,6 +49,7 @@ using detail::a_from_results;
 using detail::commit_copies;
 using detail::copy_async_16_or_zeros;
 using detail::dynamic_shared_memory;
+using detail::exp2_flushed;
 using detail::FragmentLane;
 using detail::kWarp;
 using detail::load_a;
@@ -145,18 +146,24 @@ struct DqShared {
   }
 };
 
+// A tile's statistics of two neighbouring queries, as dK/dV keeps them in shared memory: a lane
+// reads the pair its result columns 2t and 2t + 1 need in one 16-byte load.
+struct alignas(16) QueryPairStats {
+  float lse[2];      // log2-scaled
+  float row_dot[2];  // Σ dout·out of the row
+};
+
 // dK/dV's: the block's keys and values, per buffer the tile's queries and dout rows and their
-// log-sum-exp (log2-scaled) and row_dot.
+// statistics (kTile / 2 pairs).
 template <int F>
 struct DkvShared {
   Bf16 *k, *v, *q[2], *dout[2];
-  float *lse[2], *row_dot[2];
+  QueryPairStats* stats[2];
   __host__ __device__ explicit DkvShared(Carver& c) : k(take_rows<F>(c)), v(take_rows<F>(c)) {
     for (int b = 0; b < 2; ++b) {
       q[b] = take_rows<F>(c);
       dout[b] = take_rows<F>(c);
-      lse[b] = c.take<float>(kTile);
-      row_dot[b] = c.take<float>(kTile);
+      stats[b] = c.take<QueryPairStats>(kTile / 2);
     }
   }
 };
@@ -594,7 +601,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const float new_max = fmaxf(row_max[m][r], quad_max(tile_max[r]) * scale_log2);
-        rescale[r] = exp2f(row_max[m][r] - new_max);  // 0 on the first tile
+        rescale[r] = exp2_flushed(row_max[m][r] - new_max);  // 0 on the first tile
         row_max[m][r] = new_max;
         row_sum[m][r] *= rescale[r];
       }
@@ -602,7 +609,8 @@ __global__ void __launch_bounds__(kThreads)
       for (int n = 0; n < kTileColumns; ++n) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          p[m][n][e] = exp2f(fmaf(p[m][n][e], scale_log2, -row_max[m][e / 2]));  // 0 where masked
+          p[m][n][e] =
+              exp2_flushed(fmaf(p[m][n][e], scale_log2, -row_max[m][e / 2]));  // 0 where masked
           row_sum[m][e / 2] += p[m][n][e];
         }
       }
@@ -680,7 +688,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int n = 0; n < kTileColumns; ++n) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const float p = exp2f(fmaf(ds[m][n][e], scale_log2, -query_lse[m][e / 2]));
+          const float p = exp2_flushed(fmaf(ds[m][n][e], scale_log2, -query_lse[m][e / 2]));
           ds[m][n][e] = p * (dprobs[m][n][e] - query_dot[m][e / 2]);
         }
       }
@@ -740,8 +748,9 @@ __global__ void __launch_bounds__(kThreads, kHold    ? 2
   };
   const auto store_stats = [&](int buffer) {
     if (threadIdx.x < kTile) {
-      pick(s.lse, buffer)[threadIdx.x] = next_lse;
-      pick(s.row_dot, buffer)[threadIdx.x] = next_dot;
+      QueryPairStats& pair = pick(s.stats, buffer)[threadIdx.x / 2];
+      pair.lse[threadIdx.x % 2] = next_lse;
+      pair.row_dot[threadIdx.x % 2] = next_dot;
     }
   };
 
@@ -771,15 +780,14 @@ __global__ void __launch_bounds__(kThreads, kHold    ? 2
     }
     TileResult &p = probs[0], &ds = dscores[0];
     if (i0 == k0) mask_future_keys<false>(p, key, i0, lane);
-    const float* tile_lse = pick(s.lse, buffer);
-    const float* tile_dot = pick(s.row_dot, buffer);
+    const QueryPairStats* tile_stats = pick(s.stats, buffer);
 #pragma unroll
     for (int n = 0; n < kTileColumns; ++n) {
+      const QueryPairStats pair = tile_stats[n * 4 + lane.t];  // columns n·8 + 2t, + 1
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int c = n * 8 + 2 * lane.t + e % 2;
-        p[n][e] = exp2f(fmaf(p[n][e], scale_log2, -tile_lse[c]));
-        ds[n][e] = p[n][e] * (ds[n][e] - tile_dot[c]);
+        p[n][e] = exp2_flushed(fmaf(p[n][e], scale_log2, -pair.lse[e % 2]));
+        ds[n][e] = p[n][e] * (ds[n][e] - pair.row_dot[e % 2]);
       }
     }
     accumulate_times_tile<F, 1>(dv, probs, pick(s.dout, buffer), lane);
