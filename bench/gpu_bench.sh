@@ -7,14 +7,16 @@
 #                              DS_LIB_PATH: library folders for dsworker alone, gpu-check.sh;
 #                              LLMC_MICRO_BATCH (default 64, 0 skips: the second batch),
 #                              OP_PROFILE, GEMM_TABLE, KERNEL_PROFILE=0 skip a profile,
-#                              UNTUNED_ROW=0 the B=64 run with DS_GEMM_TUNING=0,
+#                              UNTUNED_ROW=0 the B=64 runs with DS_GEMM_TUNING=0 and
+#                              DS_CUDNN_ATTENTION=0,
 #                              NCU_TIMEOUT limits each Nsight Compute run)
 #
 # Prints tokens/s (the median over the steps after the first two) and MFU against the GPU's
 # dense peak for the precision (worker/mfu.cpp's table) for dstrain and for PyTorch twice (the
 # same model as written, and with F.scaled_dot_product_attention), and the ratios; the same for
 # dstrain and PyTorch with SDPA at llm.c's batch (B=64), where llm.c reports its MFU, with
-# dstrain again on cuBLASLt's heuristic's first GEMM algorithms (DS_GEMM_TUNING=0); then
+# dstrain again on cuBLASLt's heuristic's first GEMM algorithms (DS_GEMM_TUNING=0) and on its
+# own attention kernels (DS_CUDNN_ATTENTION=0); then
 # dsworker's GPU time per op (tensor/cuda/op_profiler.h) from a short profiled run, the step's
 # matrix products timed alone in each storage form (dsbench gemm), and, where Nsight Compute is
 # installed, each kernel's GPU time per step and the attention kernels' counters. dsworker's
@@ -218,26 +220,29 @@ llmc_rows() {
     printf '%-34s %14s %8s\n' "dstrain (dsworker)" "$big_tps" "$big_mfu"
     grep -m1 "tensor-core attention variants:" "$work/ds-llmc.log" || true
     grep -m1 -o "matmuls: [^;]*" "$work/ds-llmc.log" || true
-    untuned_row
+    setting_row DS_GEMM_TUNING=0
+    setting_row DS_CUDNN_ATTENTION=0
     [ -z "$python" ] || torch_rows "$llmc_micro" "$big_tps" "$big_mfu" sdpa
   else
     echo "dstrain at B=$llmc_micro did not run:"
     tail -n 3 "$work/ds-llmc.log"
   fi
 }
-# dsworker at llm.c's batch again with each GEMM on cuBLASLt's heuristic's first algorithm
-# (DS_GEMM_TUNING=0) rather than the fastest of its candidates: what the timing buys.
-# UNTUNED_ROW=0 skips it.
-untuned_row() {
+# dsworker at llm.c's batch again with one setting changed (NAME=VALUE): each GEMM on cuBLASLt's
+# heuristic's first algorithm (DS_GEMM_TUNING=0) rather than the fastest of its candidates, and
+# the attention on dstrain's own kernels rather than cuDNN's (DS_CUDNN_ATTENTION=0): what each
+# buys. UNTUNED_ROW=0 skips them.
+setting_row() {
   [ "${UNTUNED_ROW:-1}" = 1 ] || return 0
-  if DS_GEMM_TUNING=0 LD_LIBRARY_PATH=${DS_LIB_PATH:+$DS_LIB_PATH:}${LD_LIBRARY_PATH:-} \
-      "$build_dir/bin/dsworker" "$work/gpt2-llmc.yaml" --metrics "$work/ds-untuned.jsonl" \
-      > "$work/ds-untuned.log" 2>&1; then
-    read -r untuned_tps untuned_mfu < <(summary < "$work/ds-untuned.jsonl")
-    printf '%-34s %14s %8s\n' "dstrain, DS_GEMM_TUNING=0" "$untuned_tps" "$untuned_mfu"
+  local setting=$1 name=${1%%=*}
+  if env "$setting" LD_LIBRARY_PATH="${DS_LIB_PATH:+$DS_LIB_PATH:}${LD_LIBRARY_PATH:-}" \
+      "$build_dir/bin/dsworker" "$work/gpt2-llmc.yaml" --metrics "$work/ds-$name.jsonl" \
+      > "$work/ds-$name.log" 2>&1; then
+    read -r row_tps row_mfu < <(summary < "$work/ds-$name.jsonl")
+    printf '%-34s %14s %8s\n' "dstrain, $setting" "$row_tps" "$row_mfu"
   else
-    echo "dstrain with DS_GEMM_TUNING=0 did not run:"
-    tail -n 3 "$work/ds-untuned.log"
+    echo "dstrain with $setting did not run:"
+    tail -n 3 "$work/ds-$name.log"
   fi
 }
 

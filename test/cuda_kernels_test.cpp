@@ -22,6 +22,9 @@
 #include "tensor/cpu/kernels.h"
 #include "tensor/cuda/bf16_kernels.h"
 #include "tensor/cuda/cast_kernels.h"
+#if defined(DS_WITH_CUDNN)
+#include "tensor/cuda/cudnn_attention.h"
+#endif
 #include "tensor/cuda/flash_attention.h"
 #include "tensor/cuda/kernels.h"
 #include "tensor/cuda/tensor_core_attention.h"
@@ -361,6 +364,79 @@ TEST_CASE("cuda tensor-core attention's variants agree bit for bit", "[cuda]") {
   CHECK(second.lse32 == first.lse32);
   CHECK(second.dqkv32 == first.dqkv32);
 }
+
+#if defined(DS_WITH_CUDNN)
+// cuDNN's fused attention (cudnn_attention.h) through the bf16 entry points that the bf16
+// attention block calls, which take it while choosing: against the CPU kernels within the
+// tensor-core kernels' bf16 thresholds, with the qkv bias gradient the column sums of the dqkv
+// written, and the same bits from a second backward. Where no usable cuDNN loads it WARNs and
+// passes; where one loads, cuDNN must take every shape here.
+TEST_CASE("cuda cuDNN fused attention matches the CPU within bf16 rounding", "[cuda]") {
+  DS_SKIP_WITHOUT_GPU();
+  std::string why;
+  if (!cuda::CudnnAttention::wanted(&why)) {
+    WARN("cuDNN's attention not tested: " << why);
+    return;
+  }
+  Gpu gpu;
+  // Head size 64 (GPT-2's) with T ending inside a 64-row tile, and GPT-2's own shape; head size
+  // 32.
+  const auto [B, T, C, NH] =
+      GENERATE(std::tuple{2, 65, 128, 2}, std::tuple{1, 1024, 768, 12}, std::tuple{1, 300, 128, 4});
+  INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH << ", " << why);
+  const AttentionReference want(B, T, C, NH);
+  const auto bf16_copy = [&](const Vec& v) {
+    auto f32 = to_device(v, gpu);
+    cuda::DeviceBuffer copy(bytes_of(v.size(), ds::tensor::DType::kBF16));
+    cuda::from_f32(copy.data(), ds::tensor::DType::kBF16, f32.as<float>(), int64_t(v.size()),
+                   gpu.s());
+    return copy;
+  };
+  const auto widened = [](const std::vector<uint16_t>& bits) {
+    Vec values(bits.size());
+    for (size_t i = 0; i < bits.size(); ++i) {
+      const uint32_t word = uint32_t{bits[i]} << 16;
+      std::memcpy(&values[i], &word, sizeof(float));
+    }
+    return values;
+  };
+  using Bf16 = cuda::TensorCoreAttention::Bf16;
+  cuda::TensorCoreAttention attention;
+  const bool cudnn = attention.uses_cudnn(B, T, C, NH);
+  INFO(attention.report());
+  REQUIRE(cudnn);
+  const size_t rows = size_t(B) * T, stats = size_t(B) * NH * T;
+  const auto qkv = bf16_copy(want.qkv), dout = bf16_copy(want.dout);
+  auto out = bf16_copy(random_vec(rows * C, 36));  // garbage cuDNN must overwrite
+  auto lse = cuda::DeviceBuffer::floats(int64_t(stats));
+  auto row_dot = cuda::DeviceBuffer::floats(int64_t(stats));
+  attention.forward(out.as<Bf16>(), lse.as<float>(), qkv.as<Bf16>(), B, T, C, NH, gpu.s());
+  check_parity("cudnn_attention_forward out", widened(to_host<uint16_t>(out, rows * C, gpu)),
+               want.out, kTensorCoreOutError);
+  check_parity("cudnn_attention_forward lse", to_host(lse, gpu), want.lse, kTensorCoreLseError);
+
+  const Vec dbias_start = random_vec(size_t(3) * C, 39);  // added to
+  const auto backward = [&] {
+    auto dqkv = bf16_copy(random_vec(rows * 3 * C, 37));  // written
+    auto dbias = to_device(dbias_start, gpu);
+    attention.backward(dqkv.as<Bf16>(), dbias.as<float>(), row_dot.as<float>(), dout.as<Bf16>(),
+                       qkv.as<Bf16>(), out.as<Bf16>(), lse.as<float>(), B, T, C, NH, gpu.s());
+    return std::pair{to_host<uint16_t>(dqkv, rows * 3 * C, gpu), to_host(dbias, gpu)};
+  };
+  const auto [dqkv, dbias] = backward();
+  Vec gradient(want.dqkv.size());
+  for (size_t i = 0; i < gradient.size(); ++i) gradient[i] = want.dqkv[i] - want.dqkv_start[i];
+  const Vec dqkv_values = widened(dqkv);
+  check_parity("cudnn_attention_backward dqkv", dqkv_values, gradient, kTensorCoreDqkvError);
+  std::vector<double> sums(dbias_start.begin(), dbias_start.end());
+  for (size_t i = 0; i < dqkv_values.size(); ++i) sums[i % sums.size()] += dqkv_values[i];
+  check_parity("cudnn_attention_backward qkv bias sums", dbias, Vec(sums.begin(), sums.end()),
+               1e-5);
+  const auto again = backward();
+  CHECK(again.first == dqkv);
+  CHECK(again.second == dbias);
+}
+#endif
 
 TEST_CASE("cuda GELU, residual and scaling match the CPU", "[cuda]") {
   DS_SKIP_WITHOUT_GPU();

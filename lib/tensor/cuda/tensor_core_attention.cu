@@ -9,6 +9,9 @@
 #include <type_traits>
 
 #include "tensor/cuda/bf16_kernels.h"
+#if defined(DS_WITH_CUDNN)
+#include "tensor/cuda/cudnn_attention.h"
+#endif
 #include "tensor/cuda/cast_kernels.h"
 #include "tensor/cuda/flash_attention.h"
 #include "tensor/cuda/kernel_helpers.cuh"
@@ -133,6 +136,30 @@ size_t variant_shared_bytes(int C, int NH) {
 
 }  // namespace
 
+#if defined(DS_WITH_CUDNN)
+TensorCoreAttention::TensorCoreAttention() = default;
+TensorCoreAttention::~TensorCoreAttention() = default;
+
+bool TensorCoreAttention::uses_cudnn(int B, int T, int C, int NH) {
+  if (set_variant_ >= 0) return false;
+  if (!cudnn_asked_) {
+    cudnn_asked_ = true;
+    if (CudnnAttention::wanted(&cudnn_why_)) cudnn_ = std::make_unique<CudnnAttention>();
+  }
+  return cudnn_ != nullptr && cudnn_->supports(B, T, C, NH);
+}
+#else
+// A complete type for the unique_ptr's deleter, in builds without cuDNN's headers.
+class CudnnAttention {};
+TensorCoreAttention::TensorCoreAttention() = default;
+TensorCoreAttention::~TensorCoreAttention() = default;
+
+bool TensorCoreAttention::uses_cudnn(int, int, int, int) {
+  cudnn_why_ = "built without cuDNN's headers";
+  return false;
+}
+#endif
+
 void TensorCoreAttention::set_variant(int variant) {
   DS_CUDA_REQUIRE(variant >= -1 && variant <= 1);
   set_variant_ = variant;
@@ -203,6 +230,17 @@ void TensorCoreAttention::run_backward(Out* dqkv, float* dbias, const float* row
 
 std::string TensorCoreAttention::report() const {
   std::string report;
+#if defined(DS_WITH_CUDNN)
+  if (cudnn_ != nullptr) {
+    const std::string engines = cudnn_->report();
+    if (!engines.empty()) report = "cuDNN fused attention (" + cudnn_why_ + ") at " + engines;
+    if (!cudnn_->refusal().empty()) {
+      report += (report.empty() ? "" : "; ") + ("cuDNN refused: " + cudnn_->refusal());
+    }
+  } else if (cudnn_asked_) {
+    report = "cuDNN fused attention not used: " + cudnn_why_;
+  }
+#endif
   for (const VariantChoice* choice : {&forward_, &dq_, &dkv_}) {
     const std::string mine = choice->report();
     if (!mine.empty()) report += (report.empty() ? "" : "; ") + mine;
@@ -242,6 +280,9 @@ void TensorCoreAttention::forward(Bf16* out, float* lse, const Bf16* qkv, int B,
   DS_CUDA_REQUIRE(tensor_core_attention_supports(C, NH));
   DS_CUDA_REQUIRE(aligned_16(out) && aligned_16(qkv));
   if (B == 0 || T == 0) return;
+#if defined(DS_WITH_CUDNN)
+  if (uses_cudnn(B, T, C, NH)) return cudnn_->forward(out, lse, qkv, B, T, C, NH, stream);
+#endif
   run_forward(out, lse, qkv, B, T, C, NH, stream);
 }
 
@@ -251,6 +292,15 @@ void TensorCoreAttention::backward(Bf16* dqkv, float* dbias, float* row_dot, con
   DS_CUDA_REQUIRE(tensor_core_attention_supports(C, NH));
   DS_CUDA_REQUIRE(aligned_16(dqkv) && aligned_16(dout) && aligned_16(qkv));
   if (B == 0 || T == 0) return;
+#if defined(DS_WITH_CUDNN)
+  if (uses_cudnn(B, T, C, NH)) {
+    cudnn_->backward(dqkv, dout, qkv, out, lse, B, T, C, NH, stream);
+    if (dbias != nullptr) {
+      mixed::bias_gradient(dbias, dqkv, DType::kBF16, B * T, 3 * C, bias_partials_, stream);
+    }
+    return;
+  }
+#endif
   attention_row_dot(row_dot, dout, out, B, T, C, NH, stream);
   run_backward(dqkv, dbias, row_dot, dout, qkv, lse, B, T, C, NH, stream);
 }

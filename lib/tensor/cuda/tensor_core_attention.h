@@ -18,12 +18,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "tensor/cuda/device_buffer.h"
 #include "tensor/variant_choice.h"
 
 namespace ds::tensor::cuda {
+
+class CudnnAttention;
 
 // Head sizes the kernels take: multiples of the fragment's 16, up to 128. The GPU must also
 // have bf16 tensor cores (compute capability 8.0 on) and, per block, the shared memory below:
@@ -71,6 +74,17 @@ class TensorCoreAttention {
   // back to choosing.
   void set_variant(int variant);
 
+  // While choosing (no set_variant), the bf16 entry points run cuDNN's fused attention
+  // (cudnn_attention.h) instead, in builds with cuDNN's headers, where CudnnAttention::wanted()
+  // and cuDNN has an engine for the shape; its dbias comes from a fixed-order column sum of the
+  // dqkv it writes. Whether it is in use here, for the log and the tests.
+  bool uses_cudnn(int B, int T, int C, int NH);
+
+  TensorCoreAttention();
+  ~TensorCoreAttention();
+  TensorCoreAttention(const TensorCoreAttention&) = delete;
+  TensorCoreAttention& operator=(const TensorCoreAttention&) = delete;
+
   // The choices and the times that made them, for the run's log ("" before any).
   std::string report() const;
 
@@ -90,6 +104,9 @@ class TensorCoreAttention {
                     const Bf16* qkv, const float* lse, int B, int T, int C, int NH,
                     cudaStream_t stream);
 
+  std::unique_ptr<CudnnAttention> cudnn_;  // made on the first bf16 call where wanted
+  bool cudnn_asked_ = false;
+  std::string cudnn_why_;  // why cuDNN is, or is not, in use
   DeviceBuffer operands_;
   DeviceBuffer bias_partials_;  // [B · ⌈T/64⌉][3C] floats, for the bf16 backward's dbias
   // Sizes: B, T rounded up to 128 rows, C, NH and whether the results are bf16.

@@ -1,0 +1,287 @@
+#include "tensor/cuda/cudnn_attention.h"
+
+#include <cudnn_graph.h>
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <string_view>
+#include <vector>
+
+#include "tensor/cuda/cuda_check.h"
+#include "tensor/cuda/cudnn_graph.h"
+#include "tensor/cuda/cudnn_library.h"
+#include "util/error.h"
+
+namespace ds::tensor::cuda {
+
+namespace {
+
+using cudnn::Descriptor;
+using cudnn::GraphBuilder;
+using cudnn::Shape;
+
+// The unique ids the variant packs name the tensors in memory by.
+enum Uid : int64_t {
+  kQ = 1,
+  kK,
+  kV,
+  kOut,
+  kStats,
+  kScale,
+  kMasked,
+  kDout,
+  kDq,
+  kDk,
+  kDv,
+  kOne,     // backward: 1, by value (the frontend's dropout-free scale of the row sums)
+  kRowDot,  // backward: Σ dout·out per row, fp32 [B, NH, T, 1], in the workspace
+  kDqSums,  // backward: dQ accumulated in fp32 [B, NH, T, hs], in the workspace
+};
+
+// The shapes of one (B, T, C, NH): [B, NH, T, hs] views of qkv's Q, K and V (K also as its
+// transpose, [B, NH, hs, T]), of out and dout, the [B, NH, T, T] scores and the [B, NH, T, 1]
+// row statistics.
+struct Shapes {
+  // qkv's views (K and V also transposed: [B, NH, hs, T]), and out's and dout's.
+  Shape q, transposed, out;
+  // Intermediates: scores and probabilities, and their transposes (as the backward's products
+  // read them); row statistics; the product of dout and out before its row sums; dQ's fp32 sums.
+  Shape scores, scores_transposed, rows, dout_out, dq_sums;
+  Shapes(int B, int T, int C, int NH) {
+    const int64_t b = B, t = T, c = C, h = NH, hs = C / NH;
+    q = {{b, h, t, hs}, {t * 3 * c, hs, 3 * c, 1}};
+    transposed = {{b, h, hs, t}, {t * 3 * c, hs, 1, 3 * c}};
+    out = {{b, h, t, hs}, {t * c, hs, c, 1}};
+    scores = {{b, h, t, t}, {h * t * t, t * t, t, 1}};
+    scores_transposed = {{b, h, t, t}, {h * t * t, t * t, 1, t}};
+    rows = {{b, h, t, 1}, {h * t, t, 1, 1}};
+    dout_out = {{b, h, t, hs}, {h * t * hs, t * hs, h * hs, 1}};
+    dq_sums = {{b, h, t, hs}, {h * t * hs, t * hs, hs, 1}};
+  }
+  int64_t row_dot_bytes() const { return rows.dims[0] * rows.strides[0] * int64_t{sizeof(float)}; }
+  int64_t dq_sums_bytes() const {
+    return dq_sums.dims[0] * dq_sums.strides[0] * int64_t{sizeof(float)};
+  }
+};
+
+// The scores masked for causal attention as the frontend's composite diagonal band mask does:
+// scores where row index >= column index, else the by-value kMasked (-inf).
+const Descriptor& causal(GraphBuilder& g, const Descriptor& scores, const Shapes& s) {
+  const Descriptor& row = g.virtual_tensor(s.scores, CUDNN_DATA_INT32);
+  g.pointwise(CUDNN_POINTWISE_GEN_INDEX, scores, nullptr, row, {.axis = 2});
+  const Descriptor& column = g.virtual_tensor(s.scores, CUDNN_DATA_INT32);
+  g.pointwise(CUDNN_POINTWISE_GEN_INDEX, scores, nullptr, column, {.axis = 3});
+  const Descriptor& keep = g.virtual_tensor(s.scores, CUDNN_DATA_BOOLEAN);
+  g.pointwise(CUDNN_POINTWISE_CMP_GE, row, &column, keep, {.precision = CUDNN_DATA_BOOLEAN});
+  const Descriptor& masked = g.virtual_tensor(s.scores);
+  g.pointwise(CUDNN_POINTWISE_BINARY_SELECT, scores, &g.scalar(kMasked), masked, {.t = &keep});
+  return masked;
+}
+
+// The scaled scores of Q Kᵀ (K given transposed).
+const Descriptor& scaled_scores(GraphBuilder& g, const Descriptor& q, const Descriptor& k,
+                                const Descriptor& scale, const Shapes& s) {
+  const Descriptor& product = g.virtual_tensor(s.scores);
+  g.matmul(q, k, product);
+  const Descriptor& scaled = g.virtual_tensor(s.scores);
+  g.pointwise(CUDNN_POINTWISE_MUL, product, &scale, scaled);
+  return scaled;
+}
+
+// The forward: out = softmax(scaled, masked scores) V, and the statistics max + log Σ exp.
+void build_forward(GraphBuilder& g, const Shapes& s) {
+  const Descriptor& q = g.tensor(kQ, s.q, CUDNN_DATA_BFLOAT16);
+  const Descriptor& k = g.tensor(kK, s.transposed, CUDNN_DATA_BFLOAT16);
+  const Descriptor& scores = causal(g, scaled_scores(g, q, k, g.scalar(kScale), s), s);
+  const Descriptor& max = g.virtual_tensor(s.rows);
+  g.reduction(CUDNN_REDUCE_TENSOR_MAX, scores, max);
+  const Descriptor& shifted = g.virtual_tensor(s.scores);
+  g.pointwise(CUDNN_POINTWISE_SUB, scores, &max, shifted);
+  const Descriptor& exps = g.virtual_tensor(s.scores);
+  g.pointwise(CUDNN_POINTWISE_EXP, shifted, nullptr, exps);
+  const Descriptor& sum = g.virtual_tensor(s.rows);
+  g.reduction(CUDNN_REDUCE_TENSOR_ADD, exps, sum);
+  const Descriptor& log_sum = g.virtual_tensor(s.rows);
+  g.pointwise(CUDNN_POINTWISE_LOG, sum, nullptr, log_sum);
+  g.pointwise(CUDNN_POINTWISE_ADD, max, &log_sum, g.tensor(kStats, s.rows, CUDNN_DATA_FLOAT));
+  const Descriptor& probs = g.virtual_tensor(s.scores);
+  g.pointwise(CUDNN_POINTWISE_DIV, exps, &sum, probs);
+  g.matmul(probs, g.tensor(kV, s.q, CUDNN_DATA_BFLOAT16),
+           g.tensor(kOut, s.out, CUDNN_DATA_BFLOAT16));
+}
+
+// The backward, node for node as the frontend's (no dropout, bias or padding): the row sums
+// Σ dout·out; the probabilities recomputed from the saved statistics; dV = Pᵀ dout; dS =
+// P (dout Vᵀ − row sums) · scale; dK = dSᵀ Q; dQ = dS K, summed in fp32 in the workspace first.
+void build_backward(GraphBuilder& g, const Shapes& s) {
+  const Descriptor& q = g.tensor(kQ, s.q, CUDNN_DATA_BFLOAT16);
+  const Descriptor& k_transposed = g.tensor(kK, s.transposed, CUDNN_DATA_BFLOAT16);
+  const Descriptor& v_transposed = g.tensor(kV, s.transposed, CUDNN_DATA_BFLOAT16);
+  const Descriptor& out = g.tensor(kOut, s.out, CUDNN_DATA_BFLOAT16);
+  const Descriptor& dout = g.tensor(kDout, s.out, CUDNN_DATA_BFLOAT16);
+  const Descriptor& stats = g.tensor(kStats, s.rows, CUDNN_DATA_FLOAT);
+  const Descriptor& scale = g.scalar(kScale);
+
+  const Descriptor& dout_out = g.virtual_tensor(s.dout_out);
+  g.pointwise(CUDNN_POINTWISE_MUL, dout, &out, dout_out);
+  const Descriptor& dot = g.virtual_tensor(s.rows);
+  g.reduction(CUDNN_REDUCE_TENSOR_ADD, dout_out, dot);
+  const Descriptor& row_dot = g.tensor(kRowDot, s.rows, CUDNN_DATA_FLOAT);
+  g.pointwise(CUDNN_POINTWISE_MUL, dot, &g.scalar(kOne), row_dot);
+
+  const Descriptor& scores = scaled_scores(g, q, k_transposed, scale, s);
+  const Descriptor& shifted = g.virtual_tensor(s.scores);
+  g.pointwise(CUDNN_POINTWISE_SUB, scores, &stats, shifted);
+  const Descriptor& masked = causal(g, shifted, s);
+  const Descriptor& probs = g.virtual_tensor(s.scores);
+  g.pointwise(CUDNN_POINTWISE_EXP, masked, nullptr, probs);
+  const Descriptor& probs_transposed = g.virtual_tensor(s.scores_transposed, CUDNN_DATA_BFLOAT16);
+  g.reshape(probs, probs_transposed);
+  g.matmul(probs_transposed, dout, g.tensor(kDv, s.q, CUDNN_DATA_BFLOAT16));
+
+  const Descriptor& dprobs = g.virtual_tensor(s.scores);
+  g.matmul(dout, v_transposed, dprobs);
+  const Descriptor& centred = g.virtual_tensor(s.scores);
+  g.pointwise(CUDNN_POINTWISE_SUB, dprobs, &row_dot, centred);
+  const Descriptor& dscores = g.virtual_tensor(s.scores);
+  g.pointwise(CUDNN_POINTWISE_MUL, centred, &probs, dscores);
+  const Descriptor& dscaled = g.virtual_tensor(s.scores);
+  g.pointwise(CUDNN_POINTWISE_MUL, dscores, &scale, dscaled);
+  const Descriptor& dscaled_transposed = g.virtual_tensor(s.scores_transposed, CUDNN_DATA_BFLOAT16);
+  g.reshape(dscaled, dscaled_transposed);
+  g.matmul(dscaled_transposed, q, g.tensor(kDk, s.q, CUDNN_DATA_BFLOAT16));
+
+  const Descriptor& k = g.virtual_tensor(s.q, CUDNN_DATA_BFLOAT16);
+  g.reshape(k_transposed, k);
+  const Descriptor& dq_sums = g.tensor(kDqSums, s.dq_sums, CUDNN_DATA_FLOAT);
+  g.matmul(dscaled, k, dq_sums);
+  g.pointwise(CUDNN_POINTWISE_IDENTITY, dq_sums, nullptr, g.tensor(kDq, s.q, CUDNN_DATA_BFLOAT16));
+}
+
+// The value the mask writes: -inf, as the frontend gives cuDNN from 9.10 on (the lowest finite
+// float before).
+float masked_value(size_t version) {
+  return version < 91000 ? std::numeric_limits<float>::lowest()
+                         : -std::numeric_limits<float>::infinity();
+}
+
+}  // namespace
+
+bool CudnnAttention::wanted(std::string* why) {
+  const char* setting = std::getenv("DS_CUDNN_ATTENTION");
+  if (setting != nullptr && std::string_view(setting) == "0") {
+    *why = "DS_CUDNN_ATTENTION=0";
+    return false;
+  }
+  std::string missing;
+  const CudnnLibrary* library = CudnnLibrary::get(&missing);
+  if (library == nullptr) {
+    *why = missing;
+    return false;
+  }
+  *why = fmt::format("cuDNN {}.{}.{} from {}", library->version / 10000,
+                     library->version / 100 % 100, library->version % 100, library->path);
+  return true;
+}
+
+CudnnAttention::CudnnAttention() : library_(CudnnLibrary::get()) {
+  DS_CHECK(library_ != nullptr, "cuDNN's attention without a usable cuDNN library");
+  cudnnHandle_t handle = nullptr;
+  cudnn::check(*library_, library_->create(&handle), "creating a handle");
+  handle_ = handle;
+}
+
+CudnnAttention::~CudnnAttention() {
+  plans_.clear();
+  if (handle_ != nullptr) library_->destroy(static_cast<cudnnHandle_t>(handle_));
+}
+
+CudnnAttention::Plans* CudnnAttention::plans_for(int B, int T, int C, int NH) {
+  const Key key{B, T, C, NH};
+  if (auto found = plans_.find(key); found != plans_.end()) return &found->second;
+  if (auto refused = refused_.find(key); refused != refused_.end()) {
+    refusal_ = refused->second;
+    return nullptr;
+  }
+  const auto handle = static_cast<cudnnHandle_t>(handle_);
+  const Shapes shapes(B, T, C, NH);
+  try {
+    Plans plans;
+    GraphBuilder forward(*library_);
+    build_forward(forward, shapes);
+    plans.forward = std::make_unique<cudnn::Plan>(forward, handle);
+    GraphBuilder backward(*library_);
+    build_backward(backward, shapes);
+    plans.backward = std::make_unique<cudnn::Plan>(backward, handle);
+    return &plans_.emplace(key, std::move(plans)).first->second;
+  } catch (const Error& e) {
+    refusal_ = e.what();
+    refused_.emplace(key, refusal_);
+    return nullptr;
+  }
+}
+
+bool CudnnAttention::supports(int B, int T, int C, int NH) {
+  return plans_for(B, T, C, NH) != nullptr;
+}
+
+void* CudnnAttention::workspace(int64_t bytes) {
+  workspace_.grow(static_cast<size_t>(bytes));
+  return workspace_.data();
+}
+
+void CudnnAttention::forward(Bf16* out, float* lse, const Bf16* qkv, int B, int T, int C, int NH,
+                             cudaStream_t stream) {
+  Plans* plans = plans_for(B, T, C, NH);
+  DS_CHECK(plans != nullptr, "cuDNN's attention has no plan for B={} T={} C={} NH={}: {}", B, T, C,
+           NH, refusal_);
+  const auto handle = static_cast<cudnnHandle_t>(handle_);
+  cudnn::check(*library_, library_->set_stream(handle, stream), "setting the stream");
+  float scale = 1.0f / std::sqrt(static_cast<float>(C / NH));
+  float masked = masked_value(library_->version);
+  auto* q = const_cast<Bf16*>(qkv);
+  plans->forward->execute(handle, {kQ, kK, kV, kOut, kStats, kScale, kMasked},
+                          {q, q + C, q + 2 * C, out, lse, &scale, &masked},
+                          workspace(plans->forward->workspace_bytes()));
+}
+
+void CudnnAttention::backward(Bf16* dqkv, const Bf16* dout, const Bf16* qkv, const Bf16* out,
+                              const float* lse, int B, int T, int C, int NH, cudaStream_t stream) {
+  Plans* plans = plans_for(B, T, C, NH);
+  DS_CHECK(plans != nullptr, "cuDNN's attention has no plan for B={} T={} C={} NH={}: {}", B, T, C,
+           NH, refusal_);
+  const auto handle = static_cast<cudnnHandle_t>(handle_);
+  cudnn::check(*library_, library_->set_stream(handle, stream), "setting the stream");
+  // The workspace: the plan's, then dQ's fp32 sums, then the row sums (each 256-byte aligned).
+  const Shapes shapes(B, T, C, NH);
+  const auto aligned = [](int64_t bytes) { return (bytes + 255) / 256 * 256; };
+  const int64_t plan_bytes = aligned(plans->backward->workspace_bytes());
+  const int64_t dq_bytes = aligned(shapes.dq_sums_bytes());
+  auto* space =
+      static_cast<char*>(workspace(plan_bytes + dq_bytes + aligned(shapes.row_dot_bytes())));
+  float scale = 1.0f / std::sqrt(static_cast<float>(C / NH));
+  float masked = masked_value(library_->version);
+  float one = 1.0f;
+  auto* q = const_cast<Bf16*>(qkv);
+  plans->backward->execute(
+      handle,
+      {kQ, kK, kV, kOut, kDout, kStats, kScale, kMasked, kOne, kDq, kDk, kDv, kDqSums, kRowDot},
+      {q, q + C, q + 2 * C, const_cast<Bf16*>(out), const_cast<Bf16*>(dout),
+       const_cast<float*>(lse), &scale, &masked, &one, dqkv, dqkv + C, dqkv + 2 * C,
+       space + plan_bytes, space + plan_bytes + dq_bytes},
+      space);
+}
+
+std::string CudnnAttention::report() const {
+  std::string report;
+  for (const auto& [key, plans] : plans_) {
+    report += fmt::format("{}B={} T={} C={} NH={}: forward {}, backward {}",
+                          report.empty() ? "" : "; ", key[0], key[1], key[2], key[3],
+                          plans.forward->engine(), plans.backward->engine());
+  }
+  return report;
+}
+
+}  // namespace ds::tensor::cuda
