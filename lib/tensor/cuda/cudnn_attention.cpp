@@ -106,7 +106,8 @@ void build_forward(GraphBuilder& g, const Shapes& s) {
   const Descriptor& log_sum = g.virtual_tensor(s.rows);
   g.pointwise(CUDNN_POINTWISE_LOG, sum, nullptr, log_sum);
   g.pointwise(CUDNN_POINTWISE_ADD, max, &log_sum, g.tensor(kStats, s.rows, CUDNN_DATA_FLOAT));
-  const Descriptor& probs = g.virtual_tensor(s.scores);
+  // In the products' dtype: cuDNN's fused engines take the second product's A as i/o type.
+  const Descriptor& probs = g.virtual_tensor(s.scores, CUDNN_DATA_BFLOAT16);
   g.pointwise(CUDNN_POINTWISE_DIV, exps, &sum, probs);
   g.matmul(probs, g.tensor(kV, s.q, CUDNN_DATA_BFLOAT16),
            g.tensor(kOut, s.out, CUDNN_DATA_BFLOAT16));
@@ -198,33 +199,34 @@ CudnnAttention::~CudnnAttention() {
   if (handle_ != nullptr) library_->destroy(static_cast<cudnnHandle_t>(handle_));
 }
 
-CudnnAttention::Plans* CudnnAttention::plans_for(int B, int T, int C, int NH) {
+CudnnAttention::Plans& CudnnAttention::plans_for(int B, int T, int C, int NH) {
   const Key key{B, T, C, NH};
-  if (auto found = plans_.find(key); found != plans_.end()) return &found->second;
-  if (auto refused = refused_.find(key); refused != refused_.end()) {
-    refusal_ = refused->second;
-    return nullptr;
-  }
+  if (auto found = plans_.find(key); found != plans_.end()) return found->second;
   const auto handle = static_cast<cudnnHandle_t>(handle_);
   const Shapes shapes(B, T, C, NH);
-  try {
-    Plans plans;
-    GraphBuilder forward(*library_);
-    build_forward(forward, shapes);
-    plans.forward = std::make_unique<cudnn::Plan>(forward, handle);
-    GraphBuilder backward(*library_);
-    build_backward(backward, shapes);
-    plans.backward = std::make_unique<cudnn::Plan>(backward, handle);
-    return &plans_.emplace(key, std::move(plans)).first->second;
-  } catch (const Error& e) {
-    refusal_ = e.what();
-    refused_.emplace(key, refusal_);
-    return nullptr;
-  }
+  const auto plan = [&](const char* direction, auto build) -> std::unique_ptr<cudnn::Plan> {
+    try {
+      GraphBuilder graph(*library_);
+      build(graph, shapes);
+      return std::make_unique<cudnn::Plan>(graph, handle);
+    } catch (const Error& e) {
+      refusal_ += fmt::format("{}{} at B={} T={} C={} NH={}: {}", refusal_.empty() ? "" : "; ",
+                              direction, B, T, C, NH, e.what());
+      return nullptr;
+    }
+  };
+  Plans plans;
+  plans.forward = plan("forward", build_forward);
+  plans.backward = plan("backward", build_backward);
+  return plans_.emplace(key, std::move(plans)).first->second;
 }
 
-bool CudnnAttention::supports(int B, int T, int C, int NH) {
-  return plans_for(B, T, C, NH) != nullptr;
+bool CudnnAttention::has_forward(int B, int T, int C, int NH) {
+  return plans_for(B, T, C, NH).forward != nullptr;
+}
+
+bool CudnnAttention::has_backward(int B, int T, int C, int NH) {
+  return plans_for(B, T, C, NH).backward != nullptr;
 }
 
 void* CudnnAttention::workspace(int64_t bytes) {
@@ -234,30 +236,28 @@ void* CudnnAttention::workspace(int64_t bytes) {
 
 void CudnnAttention::forward(Bf16* out, float* lse, const Bf16* qkv, int B, int T, int C, int NH,
                              cudaStream_t stream) {
-  Plans* plans = plans_for(B, T, C, NH);
-  DS_CHECK(plans != nullptr, "cuDNN's attention has no plan for B={} T={} C={} NH={}: {}", B, T, C,
-           NH, refusal_);
+  const cudnn::Plan* plan = plans_for(B, T, C, NH).forward.get();
+  DS_CHECK(plan != nullptr, "cuDNN refused the attention's forward: {}", refusal_);
   const auto handle = static_cast<cudnnHandle_t>(handle_);
   cudnn::check(*library_, library_->set_stream(handle, stream), "setting the stream");
   float scale = 1.0f / std::sqrt(static_cast<float>(C / NH));
   float masked = masked_value(library_->version);
   auto* q = const_cast<Bf16*>(qkv);
-  plans->forward->execute(handle, {kQ, kK, kV, kOut, kStats, kScale, kMasked},
-                          {q, q + C, q + 2 * C, out, lse, &scale, &masked},
-                          workspace(plans->forward->workspace_bytes()));
+  plan->execute(handle, {kQ, kK, kV, kOut, kStats, kScale, kMasked},
+                {q, q + C, q + 2 * C, out, lse, &scale, &masked},
+                workspace(plan->workspace_bytes()));
 }
 
 void CudnnAttention::backward(Bf16* dqkv, const Bf16* dout, const Bf16* qkv, const Bf16* out,
                               const float* lse, int B, int T, int C, int NH, cudaStream_t stream) {
-  Plans* plans = plans_for(B, T, C, NH);
-  DS_CHECK(plans != nullptr, "cuDNN's attention has no plan for B={} T={} C={} NH={}: {}", B, T, C,
-           NH, refusal_);
+  const cudnn::Plan* plan = plans_for(B, T, C, NH).backward.get();
+  DS_CHECK(plan != nullptr, "cuDNN refused the attention's backward: {}", refusal_);
   const auto handle = static_cast<cudnnHandle_t>(handle_);
   cudnn::check(*library_, library_->set_stream(handle, stream), "setting the stream");
   // The workspace: the plan's, then dQ's fp32 sums, then the row sums (each 256-byte aligned).
   const Shapes shapes(B, T, C, NH);
   const auto aligned = [](int64_t bytes) { return (bytes + 255) / 256 * 256; };
-  const int64_t plan_bytes = aligned(plans->backward->workspace_bytes());
+  const int64_t plan_bytes = aligned(plan->workspace_bytes());
   const int64_t dq_bytes = aligned(shapes.dq_sums_bytes());
   auto* space =
       static_cast<char*>(workspace(plan_bytes + dq_bytes + aligned(shapes.row_dot_bytes())));
@@ -265,7 +265,7 @@ void CudnnAttention::backward(Bf16* dqkv, const Bf16* dout, const Bf16* qkv, con
   float masked = masked_value(library_->version);
   float one = 1.0f;
   auto* q = const_cast<Bf16*>(qkv);
-  plans->backward->execute(
+  plan->execute(
       handle,
       {kQ, kK, kV, kOut, kDout, kStats, kScale, kMasked, kOne, kDq, kDk, kDv, kDqSums, kRowDot},
       {q, q + C, q + 2 * C, const_cast<Bf16*>(out), const_cast<Bf16*>(dout),
@@ -277,9 +277,12 @@ void CudnnAttention::backward(Bf16* dqkv, const Bf16* dout, const Bf16* qkv, con
 std::string CudnnAttention::report() const {
   std::string report;
   for (const auto& [key, plans] : plans_) {
-    report += fmt::format("{}B={} T={} C={} NH={}: forward {}, backward {}",
-                          report.empty() ? "" : "; ", key[0], key[1], key[2], key[3],
-                          plans.forward->engine(), plans.backward->engine());
+    const auto engine = [](const std::unique_ptr<cudnn::Plan>& plan) {
+      return plan != nullptr ? plan->engine() : std::string("refused");
+    };
+    report +=
+        fmt::format("{}B={} T={} C={} NH={}: forward {}, backward {}", report.empty() ? "" : "; ",
+                    key[0], key[1], key[2], key[3], engine(plans.forward), engine(plans.backward));
   }
   return report;
 }

@@ -6,9 +6,10 @@
 // forward of either pairs with a backward of either.
 //
 // The graphs are built with cuDNN's backend API (cudnn_graph.h) as NVIDIA's cudnn-frontend
-// builds its causal SDPA, one execution plan per shape, on first use. A shape cuDNN has no
-// engine for throws once and is not asked again (callers fall back); the library is loaded at
-// run time (cudnn_library.h). DS_CUDNN_ATTENTION=0 keeps the attention on dstrain's kernels.
+// builds its causal SDPA, one execution plan per shape and direction, on first use. A shape and
+// direction cuDNN has no engine for is refused once and not asked again (callers fall back); the
+// library is loaded at run time (cudnn_library.h). DS_CUDNN_ATTENTION=0 keeps the attention on
+// dstrain's kernels.
 //
 // One per stream; not thread-safe.
 #pragma once
@@ -43,9 +44,11 @@ class CudnnAttention {
   CudnnAttention(const CudnnAttention&) = delete;
   CudnnAttention& operator=(const CudnnAttention&) = delete;
 
-  // Whether this shape has (or gets now) a plan for both directions; false after a refusal, with
-  // the reason in refusal().
-  bool supports(int B, int T, int C, int NH);
+  // Whether this shape has (or gets now) a plan for the forward, and for the backward: each
+  // direction is planned on its own, so either may run while the other is refused (a forward of
+  // either implementation pairs with a backward of either). refusal() says what cuDNN refused.
+  bool has_forward(int B, int T, int C, int NH);
+  bool has_backward(int B, int T, int C, int NH);
   const std::string& refusal() const { return refusal_; }
 
   // out and lse written, as TensorCoreAttention::forward (bf16).
@@ -63,14 +66,14 @@ class CudnnAttention {
   struct Plans {
     std::unique_ptr<cudnn::Plan> forward, backward;
   };
-  Plans* plans_for(int B, int T, int C, int NH);
+  // The shape's plans, built on first use; a refused direction's is nullptr.
+  Plans& plans_for(int B, int T, int C, int NH);
   void* workspace(int64_t bytes);
 
   const CudnnLibrary* library_;
   void* handle_ = nullptr;  // cudnnHandle_t
   std::map<Key, Plans> plans_;
-  std::map<Key, std::string> refused_;
-  std::string refusal_;
+  std::string refusal_;  // every refusal so far, "; " apart
   DeviceBuffer workspace_;
 };
 

@@ -100,7 +100,7 @@ const Descriptor& GraphBuilder::virtual_tensor(const Shape& shape, cudnnDataType
 }
 
 const Descriptor& GraphBuilder::scalar(int64_t uid, cudnnDataType_t type) {
-  return make_tensor(uid, {{1, 1, 1, 1}, {1, 1, 1, 1}}, type, false, true);
+  return make_tensor(uid, {{1}, {1}}, type, false, true);  // rank 1, as the frontend's scalars
 }
 
 void GraphBuilder::matmul(const Descriptor& a, const Descriptor& b, const Descriptor& c) {

@@ -146,7 +146,8 @@ bool TensorCoreAttention::uses_cudnn(int B, int T, int C, int NH) {
     cudnn_asked_ = true;
     if (CudnnAttention::wanted(&cudnn_why_)) cudnn_ = std::make_unique<CudnnAttention>();
   }
-  return cudnn_ != nullptr && cudnn_->supports(B, T, C, NH);
+  return cudnn_ != nullptr &&
+         (cudnn_->has_forward(B, T, C, NH) || cudnn_->has_backward(B, T, C, NH));
 }
 #else
 // A complete type for the unique_ptr's deleter, in builds without cuDNN's headers.
@@ -281,7 +282,9 @@ void TensorCoreAttention::forward(Bf16* out, float* lse, const Bf16* qkv, int B,
   DS_CUDA_REQUIRE(aligned_16(out) && aligned_16(qkv));
   if (B == 0 || T == 0) return;
 #if defined(DS_WITH_CUDNN)
-  if (uses_cudnn(B, T, C, NH)) return cudnn_->forward(out, lse, qkv, B, T, C, NH, stream);
+  if (uses_cudnn(B, T, C, NH) && cudnn_->has_forward(B, T, C, NH)) {
+    return cudnn_->forward(out, lse, qkv, B, T, C, NH, stream);
+  }
 #endif
   run_forward(out, lse, qkv, B, T, C, NH, stream);
 }
@@ -293,7 +296,7 @@ void TensorCoreAttention::backward(Bf16* dqkv, float* dbias, float* row_dot, con
   DS_CUDA_REQUIRE(aligned_16(dqkv) && aligned_16(dout) && aligned_16(qkv));
   if (B == 0 || T == 0) return;
 #if defined(DS_WITH_CUDNN)
-  if (uses_cudnn(B, T, C, NH)) {
+  if (uses_cudnn(B, T, C, NH) && cudnn_->has_backward(B, T, C, NH)) {
     cudnn_->backward(dqkv, dout, qkv, out, lse, B, T, C, NH, stream);
     if (dbias != nullptr) {
       mixed::bias_gradient(dbias, dqkv, DType::kBF16, B * T, 3 * C, bias_partials_, stream);

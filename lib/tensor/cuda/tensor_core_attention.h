@@ -75,9 +75,10 @@ class TensorCoreAttention {
   void set_variant(int variant);
 
   // While choosing (no set_variant), the bf16 entry points run cuDNN's fused attention
-  // (cudnn_attention.h) instead, in builds with cuDNN's headers, where CudnnAttention::wanted()
-  // and cuDNN has an engine for the shape; its dbias comes from a fixed-order column sum of the
-  // dqkv it writes. Whether it is in use here, for the log and the tests.
+  // (cudnn_attention.h) instead, in builds with cuDNN's headers, where CudnnAttention::wanted(),
+  // in each direction cuDNN has an engine for at the shape; the backward's dbias then comes from
+  // a fixed-order column sum of the dqkv cuDNN writes. Whether either direction runs on cuDNN
+  // here, for the log and the tests.
   bool uses_cudnn(int B, int T, int C, int NH);
 
   TensorCoreAttention();
