@@ -70,18 +70,20 @@ else
   BUILD_DIR=$build_dir DS_CUDA=ON scripts/build.sh
   tests=$(scripts/cuda-tests.sh "$build_dir")
 fi
-# cuDNN is loaded at run time (lib/tensor/cuda/cudnn_library.h), so ldd does not name it: where
-# the loader would not find libcudnn.so.9, the folder of the first one here (PyTorch's wheel's).
-if ! LD_LIBRARY_PATH=$lib_path ldconfig -p 2> /dev/null | grep -q 'libcudnn\.so\.9 '; then
+# cuDNN is loaded at run time (lib/tensor/cuda/cudnn_library.h), so ldd does not name it. PyTorch's
+# (its wheel's nvidia/cudnn, built for its CUDA) where there is one, else the loader's, else the
+# first libcudnn.so.9 found here.
+cudnn_dir=$(python3 -c 'import nvidia.cudnn as c; print(list(c.__path__)[0] + "/lib")' \
+            2> /dev/null || true)
+if [ -n "$cudnn_dir" ] && [ -f "$cudnn_dir/libcudnn.so.9" ]; then
+  export DS_CUDNN_LIBRARY=$cudnn_dir/libcudnn.so.9
+  lib_path=${lib_path:+$lib_path:}$cudnn_dir
+elif ! ldconfig -p 2> /dev/null | grep -q 'libcudnn\.so\.9 '; then
   found=$(find /usr/local/cuda*/ /usr/lib /opt / -name libcudnn.so.9 -print -quit 2> /dev/null ||
           true)
-  if [ -n "$found" ]; then
-    lib_path=${lib_path:+$lib_path:}$(dirname "$found")
-    echo "cuDNN for the fused attention: $found"
-  else
-    echo "no cuDNN found: the attention runs on dstrain's own kernels"
-  fi
+  [ -n "$found" ] && lib_path=${lib_path:+$lib_path:}$(dirname "$found")
 fi
+echo "cuDNN for the fused attention: ${DS_CUDNN_LIBRARY:-${found:-libcudnn.so.9 from the loader path, if any}}"
 # Each test binary and the benchmark get a time limit, so one hang cannot eat the device time.
 test_limit=${TEST_TIMEOUT:-120}
 run_limited() {  # seconds command...

@@ -154,7 +154,7 @@ void build_backward(GraphBuilder& g, const Shapes& s) {
   g.reshape(dscaled, dscaled_transposed);
   g.matmul(dscaled_transposed, q, g.tensor(kDk, s.q, CUDNN_DATA_BFLOAT16));
 
-  const Descriptor& k = g.virtual_tensor(s.q, CUDNN_DATA_BFLOAT16);
+  const Descriptor& k = g.virtual_tensor(s.q);  // fp32, as the frontend's (and PyTorch's) graph
   g.reshape(k_transposed, k);
   const Descriptor& dq_sums = g.tensor(kDqSums, s.dq_sums, CUDNN_DATA_FLOAT);
   g.matmul(dscaled, k, dq_sums);
@@ -217,7 +217,13 @@ CudnnAttention::Plans& CudnnAttention::plans_for(int B, int T, int C, int NH) {
   };
   Plans plans;
   plans.forward = plan("forward", build_forward);
-  plans.backward = plan("backward", build_backward);
+  if (library_->version < 91600 && T % 128 != 0) {
+    // The frontend adds a padding mask to the backward graph there: not built here.
+    refusal_ += fmt::format("{}backward at T={}: cuDNN before 9.16 needs T a multiple of 128",
+                            refusal_.empty() ? "" : "; ", T);
+  } else {
+    plans.backward = plan("backward", build_backward);
+  }
   return plans_.emplace(key, std::move(plans)).first->second;
 }
 

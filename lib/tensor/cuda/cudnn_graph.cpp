@@ -100,7 +100,7 @@ const Descriptor& GraphBuilder::virtual_tensor(const Shape& shape, cudnnDataType
 }
 
 const Descriptor& GraphBuilder::scalar(int64_t uid, cudnnDataType_t type) {
-  return make_tensor(uid, {{1}, {1}}, type, false, true);  // rank 1, as the frontend's scalars
+  return make_tensor(uid, {{1, 1, 1, 1}, {1, 1, 1, 1}}, type, false, true);
 }
 
 void GraphBuilder::matmul(const Descriptor& a, const Descriptor& b, const Descriptor& c) {
@@ -124,8 +124,11 @@ void GraphBuilder::pointwise(cudnnPointwiseMode_t mode, const Descriptor& x, con
   if (options.axis >= 0) settings->set_int64(CUDNN_ATTR_POINTWISE_AXIS, {options.axis});
   settings->finalize();
   auto node = std::make_unique<Descriptor>(library_, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
+  const float one = 1.0f;  // y = mode(alpha1 x, alpha2 b), as the frontend always sets them
   node->set_descriptor(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, *settings)
-      .set_descriptor(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x);
+      .set_descriptor(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x)
+      .set(CUDNN_ATTR_OPERATION_POINTWISE_ALPHA1, CUDNN_TYPE_FLOAT, 1, &one)
+      .set(CUDNN_ATTR_OPERATION_POINTWISE_ALPHA2, CUDNN_TYPE_FLOAT, 1, &one);
   if (b != nullptr) node->set_descriptor(CUDNN_ATTR_OPERATION_POINTWISE_BDESC, *b);
   node->set_descriptor(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y);
   if (options.t != nullptr) node->set_descriptor(CUDNN_ATTR_OPERATION_POINTWISE_TDESC, *options.t);
