@@ -24,6 +24,7 @@
 #include "tensor/cuda/cast_kernels.h"
 #if defined(DS_WITH_CUDNN)
 #include "tensor/cuda/cudnn_attention.h"
+#include "tensor/cuda/cudnn_library.h"
 #endif
 #include "tensor/cuda/flash_attention.h"
 #include "tensor/cuda/kernels.h"
@@ -366,6 +367,31 @@ TEST_CASE("cuda tensor-core attention's variants agree bit for bit", "[cuda]") {
 }
 
 #if defined(DS_WITH_CUDNN)
+// Which cuDNN the attention takes, and DS_CUDNN_ATTENTION=0 (no GPU needed, so it runs in CI).
+TEST_CASE(
+    "cuDNN's attention wants cuDNN 9 other than 9.10.0 and 9.10.1 and not DS_CUDNN_ATTENTION=0",
+    "[cuda]") {
+  std::string why;
+  CHECK(cuda::cudnn_attention_version_ok(91900, &why));
+  CHECK(cuda::cudnn_attention_version_ok(91002, &why));
+  CHECK_FALSE(cuda::cudnn_attention_version_ok(91001, &why));
+  CHECK(why == "cuDNN 9.10.1 has a known bug in bf16 attention (fixed in 9.10.2)");
+  CHECK_FALSE(cuda::cudnn_attention_version_ok(91000, &why));
+  CHECK_FALSE(cuda::cudnn_attention_version_ok(8907, &why));
+  CHECK(why == "cuDNN 8.9.7 is older than 9.0");
+
+  const char* before = std::getenv("DS_CUDNN_ATTENTION");
+  const std::string saved = before != nullptr ? before : "";
+  setenv("DS_CUDNN_ATTENTION", "0", 1);
+  CHECK_FALSE(cuda::CudnnAttention::wanted(&why));
+  CHECK(why == "DS_CUDNN_ATTENTION=0");
+  if (before != nullptr) {
+    setenv("DS_CUDNN_ATTENTION", saved.c_str(), 1);
+  } else {
+    unsetenv("DS_CUDNN_ATTENTION");
+  }
+}
+
 // cuDNN's fused attention (cudnn_attention.h) through the bf16 entry points that the bf16
 // attention block calls, which take it while choosing: against the CPU kernels within the
 // tensor-core kernels' bf16 thresholds, with the qkv bias gradient the column sums of the dqkv

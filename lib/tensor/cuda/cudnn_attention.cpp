@@ -4,14 +4,13 @@
 #include <fmt/format.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <limits>
-#include <string_view>
 #include <vector>
 
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/cudnn_graph.h"
 #include "tensor/cuda/cudnn_library.h"
+#include "util/env.h"
 #include "util/error.h"
 
 namespace ds::tensor::cuda {
@@ -171,8 +170,7 @@ float masked_value(size_t version) {
 }  // namespace
 
 bool CudnnAttention::wanted(std::string* why) {
-  const char* setting = std::getenv("DS_CUDNN_ATTENTION");
-  if (setting != nullptr && std::string_view(setting) == "0") {
+  if (!env_switch("DS_CUDNN_ATTENTION", "using cuDNN's attention where it loads")) {
     *why = "DS_CUDNN_ATTENTION=0";
     return false;
   }
@@ -182,8 +180,7 @@ bool CudnnAttention::wanted(std::string* why) {
     *why = missing;
     return false;
   }
-  *why = fmt::format("cuDNN {}.{}.{} from {}", library->version / 10000,
-                     library->version / 100 % 100, library->version % 100, library->path);
+  *why = fmt::format("cuDNN {} from {}", cudnn_version_name(library->version), library->path);
   return true;
 }
 

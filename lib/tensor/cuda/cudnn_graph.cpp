@@ -200,18 +200,20 @@ Plan::Plan(const GraphBuilder& graph, cudnnHandle_t handle) : library_(graph.lib
       refusals += fmt::format("; configuration {}: {}", i, why);
       continue;
     }
+    int64_t got = 0;  // elements returned, 1
     check(library_,
           library_.get_attribute(plan->get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
-                                 CUDNN_TYPE_INT64, 1, &count, &workspace_bytes_),
+                                 CUDNN_TYPE_INT64, 1, &got, &workspace_bytes_),
           "reading the plan's workspace size");
+    // The engine's number, for the log only: no error if cuDNN does not give it.
     Descriptor engine(library_, CUDNN_BACKEND_ENGINE_DESCRIPTOR);
     cudnnBackendDescriptor_t engine_raw = engine.get();
-    int64_t index = -1, one = 0;
+    int64_t index = -1;
     if (library_.get_attribute(configs[static_cast<size_t>(i)]->get(), CUDNN_ATTR_ENGINECFG_ENGINE,
-                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &one,
+                               CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &got,
                                &engine_raw) == CUDNN_STATUS_SUCCESS &&
         library_.get_attribute(engine_raw, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1,
-                               &one, &index) == CUDNN_STATUS_SUCCESS) {
+                               &got, &index) == CUDNN_STATUS_SUCCESS) {
       engine_ = fmt::format("engine {} (configuration {} of {})", index, i, returned);
     }
     plan_ = std::move(plan);

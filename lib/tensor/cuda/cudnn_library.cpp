@@ -75,10 +75,14 @@ Loaded load() {
 
 }  // namespace
 
+std::string cudnn_version_name(size_t version) {
+  if (version < 10000)
+    return fmt::format("{}.{}.{}", version / 1000, version / 100 % 10, version % 100);
+  return fmt::format("{}.{}.{}", version / 10000, version / 100 % 100, version % 100);
+}
+
 bool cudnn_attention_version_ok(size_t version, std::string* why) {
-  const auto name = [&] {
-    return fmt::format("cuDNN {}.{}.{}", version / 10000, version / 100 % 100, version % 100);
-  };
+  const auto name = [&] { return "cuDNN " + cudnn_version_name(version); };
   if (version < 90000) {
     *why = name() + " is older than 9.0";
     return false;

@@ -40,6 +40,9 @@ struct CudnnLibrary {
   std::string describe(cudnnStatus_t status) const;
 };
 
+// "9.19.0" from cudnnGetVersion()'s 91900 (cuDNN 9 on), "8.9.7" from 8907 (before).
+std::string cudnn_version_name(size_t version);
+
 // Whether `version` (as cudnnGetVersion gives it) may run the fused attention: 9.0 on, except
 // 9.10.0 and 9.10.1, whose bf16 attention NVIDIA's cudnn-frontend refuses as wrong.
 bool cudnn_attention_version_ok(size_t version, std::string* why);

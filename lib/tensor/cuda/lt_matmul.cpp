@@ -3,10 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <limits>
 #include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -14,6 +12,7 @@
 #include "tensor/cuda/blas.h"
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/variant_timing.h"
+#include "util/env.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -379,12 +378,7 @@ void* LtMatmul::bias_scratch(size_t bytes) {
 }
 
 bool LtMatmul::timing_requested() {
-  const char* value = std::getenv("DS_GEMM_TUNING");
-  if (value == nullptr || std::string_view(value) == "1") return true;
-  if (std::string_view(value) == "0") return false;
-  log::warn("DS_GEMM_TUNING={} is neither 0 nor 1: timing cuBLASLt's algorithms, as when unset",
-            value);
-  return true;
+  return env_switch("DS_GEMM_TUNING", "timing cuBLASLt's algorithms");
 }
 
 bool LtMatmul::aligned(const void* pointer) {
