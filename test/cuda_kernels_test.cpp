@@ -292,6 +292,19 @@ TEST_CASE("cuda tensor-core flash attention matches the CPU within bf16 rounding
                     {kTensorCoreOutError, kTensorCoreLseError, kTensorCoreDqkvError});
 }
 
+namespace {
+
+// v rounded to bf16 in device memory, as the bf16 attention block's operands are.
+cuda::DeviceBuffer bf16_on_device(const Vec& v, Gpu& gpu) {
+  auto f32 = to_device(v, gpu);
+  cuda::DeviceBuffer copy(bytes_of(v.size(), ds::tensor::DType::kBF16));
+  cuda::from_f32(copy.data(), ds::tensor::DType::kBF16, f32.as<float>(), int64_t(v.size()),
+                 gpu.s());
+  return copy;
+}
+
+}  // namespace
+
 // The forward, dQ and dK/dV come in two variants each (64- and 128-row blocks; fragments
 // reloaded or held), which must give the same numbers bit for bit (the faster is chosen at run
 // time): through both entry points, bf16 as the bf16 attention block runs them (with the qkv bias
@@ -304,13 +317,7 @@ TEST_CASE("cuda tensor-core attention's variants agree bit for bit", "[cuda]") {
   const auto [B, T, C, NH] = GENERATE(std::tuple{2, 200, 32, 2}, std::tuple{1, 300, 768, 12});
   INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH);
   const AttentionReference inputs(B, T, C, NH);
-  const auto bf16_copy = [&](const Vec& v) {
-    auto f32 = to_device(v, gpu);
-    cuda::DeviceBuffer copy(bytes_of(v.size(), ds::tensor::DType::kBF16));
-    cuda::from_f32(copy.data(), ds::tensor::DType::kBF16, f32.as<float>(), int64_t(v.size()),
-                   gpu.s());
-    return copy;
-  };
+  const auto bf16_copy = [&](const Vec& v) { return bf16_on_device(v, gpu); };
   using Bf16 = cuda::TensorCoreAttention::Bf16;
   const auto qkv = bf16_copy(inputs.qkv), dout = bf16_copy(inputs.dout);
   const auto qkv32 = to_device(inputs.qkv, gpu), dout32 = to_device(inputs.dout, gpu);
@@ -411,13 +418,7 @@ TEST_CASE("cuda cuDNN fused attention matches the CPU within bf16 rounding", "[c
       GENERATE(std::tuple{2, 65, 128, 2}, std::tuple{1, 1024, 768, 12}, std::tuple{1, 300, 128, 4});
   INFO("B=" << B << " T=" << T << " C=" << C << " NH=" << NH << ", " << why);
   const AttentionReference want(B, T, C, NH);
-  const auto bf16_copy = [&](const Vec& v) {
-    auto f32 = to_device(v, gpu);
-    cuda::DeviceBuffer copy(bytes_of(v.size(), ds::tensor::DType::kBF16));
-    cuda::from_f32(copy.data(), ds::tensor::DType::kBF16, f32.as<float>(), int64_t(v.size()),
-                   gpu.s());
-    return copy;
-  };
+  const auto bf16_copy = [&](const Vec& v) { return bf16_on_device(v, gpu); };
   const auto widened = [](const std::vector<uint16_t>& bits) {
     Vec values(bits.size());
     for (size_t i = 0; i < bits.size(); ++i) {
