@@ -212,14 +212,22 @@ CudnnAttention::Plans& CudnnAttention::plans_for(int B, int T, int C, int NH) {
       return nullptr;
     }
   };
+  const auto refuse = [&](const char* direction, const char* why) {
+    refusal_ += fmt::format("{}{} at T={}: {}", refusal_.empty() ? "" : "; ", direction, T, why);
+  };
   Plans plans;
-  plans.forward = plan("forward", build_forward);
-  if (library_->version < 91600 && T % 128 != 0) {
-    // The frontend adds a padding mask to the backward graph there: not built here.
-    refusal_ += fmt::format("{}backward at T={}: cuDNN before 9.16 needs T a multiple of 128",
-                            refusal_.empty() ? "" : "; ", T);
+  // The frontend refuses one-token sequences (the backward always, the causal forward before
+  // 9.10), and up to 9.15.0 adds a padding mask to the backward where T is not a multiple of 128,
+  // which is not built here.
+  if (T == 1) {
+    refuse("forward and backward", "cuDNN's attention needs two tokens or more");
   } else {
-    plans.backward = plan("backward", build_backward);
+    plans.forward = plan("forward", build_forward);
+    if (library_->version <= 91500 && T % 128 != 0) {
+      refuse("backward", "cuDNN 9.15.0 and earlier need T a multiple of 128");
+    } else {
+      plans.backward = plan("backward", build_backward);
+    }
   }
   return plans_.emplace(key, std::move(plans)).first->second;
 }
@@ -264,6 +272,9 @@ void CudnnAttention::backward(Bf16* dqkv, const Bf16* dout, const Bf16* qkv, con
   const int64_t dq_bytes = aligned(shapes.dq_sums_bytes());
   auto* space =
       static_cast<char*>(workspace(plan_bytes + dq_bytes + aligned(shapes.row_dot_bytes())));
+  if (library_->version < 90600) {  // later versions zero dQ's sums themselves
+    DS_CUDA_CALL(cudaMemsetAsync(space + plan_bytes, 0, static_cast<size_t>(dq_bytes), stream));
+  }
   float scale = 1.0f / std::sqrt(static_cast<float>(C / NH));
   float masked = masked_value(library_->version);
   float one = 1.0f;

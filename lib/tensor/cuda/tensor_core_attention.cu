@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <type_traits>
 
@@ -144,7 +145,11 @@ bool TensorCoreAttention::uses_cudnn(int B, int T, int C, int NH) {
   if (set_variant_ >= 0) return false;
   if (!cudnn_asked_) {
     cudnn_asked_ = true;
-    if (CudnnAttention::wanted(&cudnn_why_)) cudnn_ = std::make_unique<CudnnAttention>();
+    try {
+      if (CudnnAttention::wanted(&cudnn_why_)) cudnn_ = std::make_unique<CudnnAttention>();
+    } catch (const std::exception& e) {  // cuDNN loads but gives no handle: go on without it
+      cudnn_why_ = e.what();
+    }
   }
   return cudnn_ != nullptr &&
          (cudnn_->has_forward(B, T, C, NH) || cudnn_->has_backward(B, T, C, NH));
