@@ -39,14 +39,15 @@ enum Uid : int64_t {
   kDqSums,  // backward: dQ accumulated in fp32 [B, NH, T, hs], in the workspace
 };
 
-// The shapes of one (B, T, C, NH): [B, NH, T, hs] views of qkv's Q, K and V (K also as its
-// transpose, [B, NH, hs, T]), of out and dout, the [B, NH, T, T] scores and the [B, NH, T, 1]
-// row statistics.
+// The tensors' shapes at one (B, T, C, NH).
 struct Shapes {
-  // qkv's views (K and V also transposed: [B, NH, hs, T]), and out's and dout's.
+  // [B, NH, T, hs] views of qkv's Q, K and V (K and V also transposed: [B, NH, hs, T]), and of
+  // out and dout.
   Shape q, transposed, out;
-  // Intermediates: scores and probabilities, and their transposes (as the backward's products
-  // read them); row statistics; the product of dout and out before its row sums; dQ's fp32 sums.
+  // Intermediates: the [B, NH, T, T] scores and probabilities, and their transposes (as the
+  // backward's products read them); the [B, NH, T, 1] row statistics; dout · out before its row
+  // sums (with the frontend's strides, which overlap: a virtual tensor's are not used); dQ's fp32
+  // sums.
   Shape scores, scores_transposed, rows, dout_out, dq_sums;
   Shapes(int B, int T, int C, int NH) {
     const int64_t b = B, t = T, c = C, h = NH, hs = C / NH;
