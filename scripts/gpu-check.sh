@@ -37,6 +37,10 @@ finish() {  # on exit: the temporary report goes, and tee gets to write the last
 }
 trap finish EXIT
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+# The first file named $1 where CUDA, the system or PyTorch may keep it ("" if none).
+find_library() {
+  find /usr/local/cuda*/ /usr/lib /opt / -name "$1" -print -quit 2> /dev/null || true
+}
 bundle=${BUNDLE:-.gpu-bundle.tar.xz}
 lib_path=""
 
@@ -60,7 +64,7 @@ if [ -f "$bundle" ]; then
   # CUDA libraries the bundle left to this machine: where its CUDA or PyTorch keeps them.
   for missing in $(LD_LIBRARY_PATH=$lib_path ldd "$build_dir"/bin/dsworker "$build_dir"/test/* |
                    awk '/not found/ { print $1 }' | sort -u); do
-    found=$(find /usr/local/cuda*/ /usr/lib /opt / -name "$missing" -print -quit 2> /dev/null || true)
+    found=$(find_library "$missing")
     [ -n "$found" ] && lib_path=$lib_path:$(dirname "$found")
   done
   echo "programs from $bundle (libraries: $lib_path)"
@@ -79,11 +83,11 @@ if [ -n "$cudnn_dir" ] && [ -f "$cudnn_dir/libcudnn.so.9" ]; then
   export DS_CUDNN_LIBRARY=$cudnn_dir/libcudnn.so.9
   lib_path=${lib_path:+$lib_path:}$cudnn_dir
 elif ! ldconfig -p 2> /dev/null | grep -q 'libcudnn\.so\.9 '; then
-  found=$(find /usr/local/cuda*/ /usr/lib /opt / -name libcudnn.so.9 -print -quit 2> /dev/null ||
-          true)
-  [ -n "$found" ] && lib_path=${lib_path:+$lib_path:}$(dirname "$found")
+  cudnn_found=$(find_library libcudnn.so.9)
+  [ -n "$cudnn_found" ] && lib_path=${lib_path:+$lib_path:}$(dirname "$cudnn_found")
 fi
-echo "cuDNN for the fused attention: ${DS_CUDNN_LIBRARY:-${found:-libcudnn.so.9 from the loader path, if any}}"
+echo "cuDNN for the fused attention:" \
+  "${DS_CUDNN_LIBRARY:-${cudnn_found:-libcudnn.so.9 from the loader path, if any}}"
 # Each test binary and the benchmark get a time limit, so one hang cannot eat the device time.
 test_limit=${TEST_TIMEOUT:-120}
 run_limited() {  # seconds command...

@@ -161,12 +161,16 @@ void build_backward(GraphBuilder& g, const Shapes& s) {
   g.pointwise(CUDNN_POINTWISE_IDENTITY, dq_sums, nullptr, g.tensor(kDq, s.q, CUDNN_DATA_BFLOAT16));
 }
 
-// The value the mask writes: -inf, as the frontend gives cuDNN from 9.10 on (the lowest finite
-// float before).
-float masked_value(size_t version) {
-  return version < 91000 ? std::numeric_limits<float>::lowest()
-                         : -std::numeric_limits<float>::infinity();
-}
+// The by-value scalars both graphs read, which must live until their execution returns: the
+// softmax scale, the value the mask writes (-inf, as the frontend gives cuDNN from 9.10 on; the
+// lowest finite float before), and the backward's 1.
+struct ByValue {
+  float scale, masked, one = 1.0f;
+  ByValue(int head_size, size_t version)
+      : scale(1.0f / std::sqrt(static_cast<float>(head_size))),
+        masked(version < 91000 ? std::numeric_limits<float>::lowest()
+                               : -std::numeric_limits<float>::infinity()) {}
+};
 
 }  // namespace
 
@@ -187,26 +191,23 @@ bool CudnnAttention::wanted(std::string* why) {
 
 CudnnAttention::CudnnAttention() : library_(CudnnLibrary::get()) {
   DS_CHECK(library_ != nullptr, "cuDNN's attention without a usable cuDNN library");
-  cudnnHandle_t handle = nullptr;
-  cudnn::check(*library_, library_->create(&handle), "creating a handle");
-  handle_ = handle;
+  cudnn::check(*library_, library_->create(&handle_), "creating a handle");
 }
 
 CudnnAttention::~CudnnAttention() {
   plans_.clear();
-  if (handle_ != nullptr) library_->destroy(static_cast<cudnnHandle_t>(handle_));
+  if (handle_ != nullptr) library_->destroy(handle_);
 }
 
 CudnnAttention::Plans& CudnnAttention::plans_for(int B, int T, int C, int NH) {
   const Key key{B, T, C, NH};
   if (auto found = plans_.find(key); found != plans_.end()) return found->second;
-  const auto handle = static_cast<cudnnHandle_t>(handle_);
   const Shapes shapes(B, T, C, NH);
   const auto plan = [&](const char* direction, auto build) -> std::unique_ptr<cudnn::Plan> {
     try {
       GraphBuilder graph(*library_);
       build(graph, shapes);
-      return std::make_unique<cudnn::Plan>(graph, handle);
+      return std::make_unique<cudnn::Plan>(graph, handle_);
     } catch (const Error& e) {
       refusal_ += fmt::format("{}{} at B={} T={} C={} NH={}: {}", refusal_.empty() ? "" : "; ",
                               direction, B, T, C, NH, e.what());
@@ -241,6 +242,11 @@ bool CudnnAttention::has_backward(int B, int T, int C, int NH) {
   return plans_for(B, T, C, NH).backward != nullptr;
 }
 
+cudnnHandle_t CudnnAttention::handle_on(cudaStream_t stream) {
+  cudnn::check(*library_, library_->set_stream(handle_, stream), "setting the stream");
+  return handle_;
+}
+
 void* CudnnAttention::workspace(int64_t bytes) {
   workspace_.grow(static_cast<size_t>(bytes));
   return workspace_.data();
@@ -250,13 +256,11 @@ void CudnnAttention::forward(Bf16* out, float* lse, const Bf16* qkv, int B, int 
                              cudaStream_t stream) {
   const cudnn::Plan* plan = plans_for(B, T, C, NH).forward.get();
   DS_CHECK(plan != nullptr, "cuDNN refused the attention's forward: {}", refusal_);
-  const auto handle = static_cast<cudnnHandle_t>(handle_);
-  cudnn::check(*library_, library_->set_stream(handle, stream), "setting the stream");
-  float scale = 1.0f / std::sqrt(static_cast<float>(C / NH));
-  float masked = masked_value(library_->version);
+  const cudnnHandle_t handle = handle_on(stream);
+  ByValue values(C / NH, library_->version);
   auto* q = const_cast<Bf16*>(qkv);
   plan->execute(handle, {kQ, kK, kV, kOut, kStats, kScale, kMasked},
-                {q, q + C, q + 2 * C, out, lse, &scale, &masked},
+                {q, q + C, q + 2 * C, out, lse, &values.scale, &values.masked},
                 workspace(plan->workspace_bytes()));
 }
 
@@ -264,8 +268,7 @@ void CudnnAttention::backward(Bf16* dqkv, const Bf16* dout, const Bf16* qkv, con
                               const float* lse, int B, int T, int C, int NH, cudaStream_t stream) {
   const cudnn::Plan* plan = plans_for(B, T, C, NH).backward.get();
   DS_CHECK(plan != nullptr, "cuDNN refused the attention's backward: {}", refusal_);
-  const auto handle = static_cast<cudnnHandle_t>(handle_);
-  cudnn::check(*library_, library_->set_stream(handle, stream), "setting the stream");
+  const cudnnHandle_t handle = handle_on(stream);
   // The workspace: the plan's, then dQ's fp32 sums, then the row sums (each 256-byte aligned).
   const Shapes shapes(B, T, C, NH);
   const auto aligned = [](int64_t bytes) { return (bytes + 255) / 256 * 256; };
@@ -276,16 +279,14 @@ void CudnnAttention::backward(Bf16* dqkv, const Bf16* dout, const Bf16* qkv, con
   if (library_->version < 90600) {  // later versions zero dQ's sums themselves
     DS_CUDA_CALL(cudaMemsetAsync(space + plan_bytes, 0, static_cast<size_t>(dq_bytes), stream));
   }
-  float scale = 1.0f / std::sqrt(static_cast<float>(C / NH));
-  float masked = masked_value(library_->version);
-  float one = 1.0f;
+  ByValue values(C / NH, library_->version);
   auto* q = const_cast<Bf16*>(qkv);
   plan->execute(
       handle,
       {kQ, kK, kV, kOut, kDout, kStats, kScale, kMasked, kOne, kDq, kDk, kDv, kDqSums, kRowDot},
       {q, q + C, q + 2 * C, const_cast<Bf16*>(out), const_cast<Bf16*>(dout),
-       const_cast<float*>(lse), &scale, &masked, &one, dqkv, dqkv + C, dqkv + 2 * C,
-       space + plan_bytes, space + plan_bytes + dq_bytes},
+       const_cast<float*>(lse), &values.scale, &values.masked, &values.one, dqkv, dqkv + C,
+       dqkv + 2 * C, space + plan_bytes, space + plan_bytes + dq_bytes},
       space);
 }
 

@@ -24,6 +24,8 @@
 
 #include "tensor/cuda/device_buffer.h"
 
+struct cudnnContext;  // cuDNN's handle type (cudnnHandle_t), which its headers declare so too
+
 namespace ds::tensor::cuda {
 
 namespace cudnn {
@@ -68,10 +70,12 @@ class CudnnAttention {
   };
   // The shape's plans, built on first use; a refused direction's is nullptr.
   Plans& plans_for(int B, int T, int C, int NH);
+  // The handle, set to run on `stream`.
+  cudnnContext* handle_on(cudaStream_t stream);
   void* workspace(int64_t bytes);
 
   const CudnnLibrary* library_;
-  void* handle_ = nullptr;  // cudnnHandle_t
+  cudnnContext* handle_ = nullptr;
   std::map<Key, Plans> plans_;
   std::string refusal_;  // every refusal so far, "; " apart
   DeviceBuffer workspace_;

@@ -138,11 +138,8 @@ size_t variant_shared_bytes(int C, int NH) {
 }  // namespace
 
 #if defined(DS_WITH_CUDNN)
-TensorCoreAttention::TensorCoreAttention() = default;
-TensorCoreAttention::~TensorCoreAttention() = default;
-
-bool TensorCoreAttention::uses_cudnn(int B, int T, int C, int NH) {
-  if (set_variant_ >= 0) return false;
+CudnnAttention* TensorCoreAttention::cudnn() {
+  if (set_variant_ >= 0) return nullptr;
   if (!cudnn_asked_) {
     cudnn_asked_ = true;
     try {
@@ -151,20 +148,25 @@ bool TensorCoreAttention::uses_cudnn(int B, int T, int C, int NH) {
       cudnn_why_ = e.what();
     }
   }
-  return cudnn_ != nullptr &&
-         (cudnn_->has_forward(B, T, C, NH) || cudnn_->has_backward(B, T, C, NH));
+  return cudnn_.get();
+}
+
+bool TensorCoreAttention::uses_cudnn(int B, int T, int C, int NH) {
+  CudnnAttention* c = cudnn();
+  return c != nullptr && (c->has_forward(B, T, C, NH) || c->has_backward(B, T, C, NH));
 }
 #else
 // A complete type for the unique_ptr's deleter, in builds without cuDNN's headers.
 class CudnnAttention {};
-TensorCoreAttention::TensorCoreAttention() = default;
-TensorCoreAttention::~TensorCoreAttention() = default;
 
 bool TensorCoreAttention::uses_cudnn(int, int, int, int) {
   cudnn_why_ = "built without cuDNN's headers";
   return false;
 }
 #endif
+
+TensorCoreAttention::TensorCoreAttention() = default;
+TensorCoreAttention::~TensorCoreAttention() = default;
 
 void TensorCoreAttention::set_variant(int variant) {
   DS_CUDA_REQUIRE(variant >= -1 && variant <= 1);
@@ -287,8 +289,8 @@ void TensorCoreAttention::forward(Bf16* out, float* lse, const Bf16* qkv, int B,
   DS_CUDA_REQUIRE(aligned_16(out) && aligned_16(qkv));
   if (B == 0 || T == 0) return;
 #if defined(DS_WITH_CUDNN)
-  if (uses_cudnn(B, T, C, NH) && cudnn_->has_forward(B, T, C, NH)) {
-    return cudnn_->forward(out, lse, qkv, B, T, C, NH, stream);
+  if (CudnnAttention* c = cudnn(); c != nullptr && c->has_forward(B, T, C, NH)) {
+    return c->forward(out, lse, qkv, B, T, C, NH, stream);
   }
 #endif
   run_forward(out, lse, qkv, B, T, C, NH, stream);
@@ -301,8 +303,8 @@ void TensorCoreAttention::backward(Bf16* dqkv, float* dbias, float* row_dot, con
   DS_CUDA_REQUIRE(aligned_16(dqkv) && aligned_16(dout) && aligned_16(qkv));
   if (B == 0 || T == 0) return;
 #if defined(DS_WITH_CUDNN)
-  if (uses_cudnn(B, T, C, NH) && cudnn_->has_backward(B, T, C, NH)) {
-    cudnn_->backward(dqkv, dout, qkv, out, lse, B, T, C, NH, stream);
+  if (CudnnAttention* c = cudnn(); c != nullptr && c->has_backward(B, T, C, NH)) {
+    c->backward(dqkv, dout, qkv, out, lse, B, T, C, NH, stream);
     if (dbias != nullptr) {
       mixed::bias_gradient(dbias, dqkv, DType::kBF16, B * T, 3 * C, bias_partials_, stream);
     }

@@ -105,6 +105,10 @@ class TensorCoreAttention {
                     const Bf16* qkv, const float* lse, int B, int T, int C, int NH,
                     cudaStream_t stream);
 
+  // cuDNN's attention while choosing, made on the first bf16 call where wanted; nullptr
+  // otherwise (builds with cuDNN's headers).
+  CudnnAttention* cudnn();
+
   std::unique_ptr<CudnnAttention> cudnn_;  // made on the first bf16 call where wanted
   bool cudnn_asked_ = false;
   std::string cudnn_why_;  // why cuDNN is, or is not, in use
