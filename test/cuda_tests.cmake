@@ -13,6 +13,6 @@ if(DS_WITH_CUDA)
   # The engine-side ops (casts, norms, updates) of CudaOps against cpu_ops().
   ds_add_test(cuda_ops_test LABELS cuda SOURCES cuda_ops_test.cpp LIBS ds_tensor)
   # dsworker and dslaunch with train.device: cuda.
-  ds_add_test(cuda_train_test LABELS cuda SOURCES cuda_train_test.cpp LIBS ds_tensor)
+  ds_add_test(cuda_train_test LABELS cuda SOURCES cuda_train_test.cpp LIBS ds_tensor ds_comm)
   add_dependencies(cuda_train_test dsworker dslaunch)
 endif()

@@ -4,16 +4,20 @@
 // the CPU's compute in fp32, and 20 steps of Adam carry the difference along), and 2 ranks sharing
 // the one GPU (the Gloo fallback) reproduce one GPU rank at ZeRO stages 1-3 within 1e-5, as do 2
 // ranks on two GPUs, which reduce over NCCL or run two pipeline stages that send activations over
-// NCCL (skipped with fewer GPUs). Skipped without a GPU.
+// NCCL (skipped with fewer GPUs). Ranks started as Slurm tasks that each see one GPU tell by the
+// GPUs' UUIDs whether they share it (then they stage, and refuse DS_COMM_BACKEND=nccl) or each
+// have their own (then NCCL, with two GPUs). Skipped without a GPU.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <array>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "comm/socket.h"
 #include "cuda_test_helpers.h"
 #include "process_helpers.h"
 
@@ -45,9 +49,9 @@ std::vector<double> losses(TempDir& dir, const std::string& command, const std::
   return r.losses;
 }
 
-// "env CUDA_VISIBLE_DEVICES=... ": the first `n` GPUs this process sees, named as its own
-// CUDA_VISIBLE_DEVICES names them (indices or UUIDs), or 0..n-1 when it is unset.
-std::string first_gpus(int n) {
+// The first `n` GPUs this process sees, named as its own CUDA_VISIBLE_DEVICES names them
+// (indices or UUIDs), or 0..n-1 when it is unset.
+std::vector<std::string> gpu_names(int n) {
   std::vector<std::string> names;
   if (const char* inherited = std::getenv("CUDA_VISIBLE_DEVICES")) {
     std::string list = inherited;
@@ -58,7 +62,34 @@ std::string first_gpus(int n) {
     }
   }
   for (int i = static_cast<int>(names.size()); i < n; ++i) names.push_back(std::to_string(i));
-  return fmt::format("env CUDA_VISIBLE_DEVICES={} ", fmt::join(names, ","));
+  return names;
+}
+
+// "env CUDA_VISIBLE_DEVICES=... ": the first `n` GPUs.
+std::string first_gpus(int n) {
+  return fmt::format("env CUDA_VISIBLE_DEVICES={} ", fmt::join(gpu_names(n), ","));
+}
+
+// Two dsworker ranks started the way Slurm's srun starts two tasks on one node, rank r seeing
+// only GPU `visible[r]` (as --gpus-per-task=1 does): both run in the background, their logs
+// follow, and the exit code is the larger of theirs. The timeouts bound a rank left alone.
+ds::testing::Run slurm_tasks(TempDir& dir, const std::array<std::string, 2>& visible,
+                             const std::string& cfg, const std::string& env = "") {
+  const std::string path = dir.write("run.yaml", cfg);
+  const int port = ds::comm::pick_free_port();
+  std::string script;
+  for (int r : {0, 1}) {
+    script += fmt::format(
+        "env SLURM_PROCID={0} SLURM_LOCALID={0} SLURM_NODEID=0 SLURM_NTASKS=2 "
+        "SLURM_NTASKS_PER_NODE=2 SLURM_NNODES=1 MASTER_ADDR=127.0.0.1 MASTER_PORT={1} "
+        "CUDA_VISIBLE_DEVICES={2} DS_RENDEZVOUS_TIMEOUT=60 DS_COLLECTIVE_TIMEOUT=60 {3} "
+        "{4}dsworker {5} --metrics {6} > {7} 2>&1 & p{0}=$!; ",
+        r, port, visible[static_cast<size_t>(r)], env, kBin, path, dir.file("run.jsonl"),
+        dir.file(fmt::format("rank{}.log", r)));
+  }
+  script += fmt::format("wait $p0; a=$?; wait $p1; b=$?; cat {} {}; exit $((a > b ? a : b))",
+                        dir.file("rank0.log"), dir.file("rank1.log"));
+  return ds::testing::run("bash -c '" + script + "'");
 }
 
 void check_close(const std::vector<double>& got, const std::vector<double>& want,
@@ -101,6 +132,45 @@ TEST_CASE("two ranks sharing one GPU reproduce one rank at every ZeRO stage", "[
                             config("cuda", stage, 8, ""), "share");
     check_close(two, one, 1e-5);
   }
+}
+
+TEST_CASE("two ranks bound to the same GPU find it shared by its UUID", "[cuda]") {
+  if (!ds_cuda_test::gpu_available()) return;
+  TempDir dir("dstrain_cuda_uuid_shared");
+  dir.write("train.txt", training_text(60000));
+  const std::string gpu = gpu_names(1)[0];
+  // Each rank sees one GPU as cuda:0, so device numbers cannot tell: the UUIDs do.
+  const ds::testing::Run shared = slurm_tasks(dir, {gpu, gpu}, config("cuda", 2, 8, ""));
+  INFO(shared.out);
+  CHECK(shared.code == 0);
+  CHECK_THAT(shared.out,
+             Contains("collectives on GPU buffers: staged through host memory (ranks 0 and 1 "
+                      "share GPU-"));
+  // NCCL asked for is refused by name on both ranks, before any training.
+  const ds::testing::Run refused =
+      slurm_tasks(dir, {gpu, gpu}, config("cuda", 2, 8, ""), "DS_COMM_BACKEND=nccl");
+  INFO(refused.out);
+  CHECK(refused.code == 2);
+  CHECK_THAT(refused.out, Contains("DS_COMM_BACKEND=nccl, but ranks 0 and 1 share GPU-"));
+}
+
+TEST_CASE("two ranks each bound to a GPU of its own use NCCL and reproduce one rank", "[cuda]") {
+  if (!ds_cuda_test::gpu_available()) return;
+  if (ds::tensor::cuda::query_devices().device_count < 2) {
+    WARN("one GPU: ranks bound to a GPU each need two, skipped");
+    return;
+  }
+  TempDir dir("dstrain_cuda_uuid_own");
+  dir.write("train.txt", training_text(60000));
+  const auto one = losses(dir, kBin + "dsworker", config("cuda", 0, 16, ""));
+  const std::vector<std::string> gpus = gpu_names(2);
+  // Slurm's --gpus-per-task=1: LOCAL_WORLD_SIZE 2, one visible GPU each.
+  const ds::testing::Run bound = slurm_tasks(dir, {gpus[0], gpus[1]}, config("cuda", 2, 8, ""));
+  INFO(bound.out);
+  REQUIRE(bound.code == 0);
+  CHECK_THAT(bound.out, Contains("1 GPU visible: dealt round-robin"));
+  CHECK_THAT(bound.out, Contains("collectives on GPU buffers: NCCL"));
+  check_close(ds::testing::metric_values(dir.file("run.jsonl"), "loss"), one, 1e-5);
 }
 
 TEST_CASE("two ranks on two GPUs over NCCL reproduce one rank at every ZeRO stage and piped",

@@ -65,38 +65,19 @@ DeviceChoice choose_device(const DeviceRequest& request) {
   std::string where = fmt::format("LOCAL_RANK {} of {}", request.local_rank, ranks);
   if (request.cuda_visible_devices) where += ", " + visible_variable(*request.cuda_visible_devices);
 
+  // torchrun's and DeepSpeed's rule: one rank per GPU, the GPU numbered like the rank. With more
+  // ranks than visible GPUs they are dealt round-robin: either the node runs more ranks than it
+  // has GPUs (--num_gpus above what is installed), or each rank sees only its own (Slurm's
+  // --gpus-per-task). Only the GPUs' UUIDs tell the two apart, after the ranks meet
+  // (worker/gpu_sharing.h).
   DeviceChoice choice;
-  if (ranks <= gpus) {
-    // torchrun's and DeepSpeed's rule: one rank per GPU, the GPU numbered like the rank.
-    choice.device = tensor::Device::cuda(request.local_rank);
-    choice.backend =
-        request.backend == comm::Backend::kAuto ? comm::Backend::kNccl : request.backend;
-    choice.summary = fmt::format("{} ({})", choice.device.str(), where);
-    return choice;
-  }
-
-  // More ranks than GPUs (e.g. --num_gpus above what is installed): deal the GPUs round-robin.
-  // NCCL refuses two ranks of one communicator on the same GPU, so such ranks cannot use it.
-  if (request.backend == comm::Backend::kNccl) {
-    throw UsageError(
-        fmt::format("DS_COMM_BACKEND=nccl, but {} ranks on this node share {} visible GPU{} ({}): "
-                    "NCCL refuses two ranks on one GPU",
-                    ranks, gpus, gpus == 1 ? "" : "s", where),
-        fmt::format("start at most {} rank{} per node (dslaunch --num_gpus {}), make more GPUs "
-                    "visible, or leave DS_COMM_BACKEND unset: ranks sharing a GPU then fall back "
-                    "to Gloo over host memory",
-                    gpus, gpus == 1 ? "" : "s", gpus));
-  }
-  // Every rank of the node takes this path, even one left alone on its GPU, so that all of
-  // them agree on the backend.
+  choice.round_robin = ranks > gpus;
   choice.device = tensor::Device::cuda(request.local_rank % gpus);
-  choice.shared_gpu = true;
-  choice.backend = request.backend == comm::Backend::kAuto ? comm::Backend::kGloo : request.backend;
-  choice.summary = fmt::format(
-      "{} shared ({}, {} GPU{} visible): several ranks on one GPU fall back to {} over host "
-      "memory",
-      choice.device.str(), where, gpus, gpus == 1 ? "" : "s",
-      choice.backend == comm::Backend::kShm ? "shm" : "Gloo");
+  choice.backend = request.backend == comm::Backend::kAuto ? comm::Backend::kNccl : request.backend;
+  if (choice.round_robin) {
+    where += fmt::format(", {} GPU{} visible: dealt round-robin", gpus, gpus == 1 ? "" : "s");
+  }
+  choice.summary = fmt::format("{} ({})", choice.device.str(), where);
   return choice;
 }
 

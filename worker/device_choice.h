@@ -26,16 +26,18 @@ struct DeviceRequest {
 
 struct DeviceChoice {
   tensor::Device device;
-  bool shared_gpu = false;  // more ranks on this node than visible GPUs: ranks share GPUs
-  // kAuto on the CPU (the factory picks shm or Gloo), kNccl for one rank per GPU, kGloo when
-  // ranks share a GPU; a backend the user asked for where it can work.
+  // More ranks on this node than visible GPUs: the GPUs were dealt round-robin. The ranks may
+  // share them or may each see a GPU of their own; worker/gpu_sharing.h finds out which.
+  bool round_robin = false;
+  // kAuto on the CPU (the factory picks shm or Gloo); on a GPU the one asked for, else kNccl,
+  // which the run takes for GPU buffers only if no rank shares its GPU (worker/gpu_sharing.h).
   comm::Backend backend = comm::Backend::kAuto;
-  // One line for the log: "cuda:1 (LOCAL_RANK 1 of 2, ...)"; says when ranks share a GPU.
+  // One line for the log: "cuda:1 (LOCAL_RANK 1 of 2, ...)"; says when GPUs were dealt.
   std::string summary;
 };
 
-// Pure: no CUDA calls. Throws UsageError for train.device: cuda without a visible GPU, for
-// nccl asked for where it cannot run, and for a LOCAL_RANK outside [0, LOCAL_WORLD_SIZE).
+// Pure: no CUDA calls. Throws UsageError for train.device: cuda without a visible GPU, for nccl
+// asked for on the CPU, and for a LOCAL_RANK outside [0, LOCAL_WORLD_SIZE).
 DeviceChoice choose_device(const DeviceRequest& request);
 
 struct VisibleDevices {

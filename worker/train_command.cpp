@@ -7,6 +7,7 @@
 #include "util/log.h"
 #include "worker/bootstrap.h"
 #include "worker/device_choice.h"
+#include "worker/gpu_sharing.h"
 #include "worker/interrupt.h"
 #include "zero/process_group_comm.h"
 
@@ -120,8 +121,6 @@ void train_command(const TrainOptions& options) {
 
   TrainGroups groups;
   groups.device = device.device;
-  const bool nccl_here =
-      device.device.type == tensor::DeviceType::kCuda && device.backend == comm::Backend::kNccl;
   Bootstrap boot;
   if (info.world_size > 1) {
     BootstrapOptions bo;
@@ -148,17 +147,18 @@ void train_command(const TrainOptions& options) {
         groups.tied = std::make_shared<zero::ProcessGroupComm>(std::move(tied));
       }
     }
-    // NCCL moves GPU buffers only when every rank of the run can use it; one node whose ranks
-    // share a GPU (or a CPU rank) makes them all stage those through host memory, so that every
-    // group agrees.
-    const bool nccl_everywhere = !groups.world->allreduce_any(!nccl_here);
-    if (nccl_everywhere) {
+    // NCCL moves GPU buffers only when every rank can use it; two ranks sharing a GPU (or a
+    // CPU rank) make them all stage those through host memory, so that every group agrees.
+    const GpuBufferPath path = agree_gpu_buffer_path(device, gpu_uuid(device.device), info.backend,
+                                                     *boot.store, *groups.world);
+    if (path.nccl) {
       add_nccl_twins(groups, boot, device.device.index, zero::states_on_device(cfg, device.device),
                      cfg.model.tie_embeddings);
     }
     if (!device.device.is_cpu()) {
-      log::info("collectives on GPU buffers: {}",
-                nccl_everywhere ? "NCCL" : "staged through host memory");
+      log::info(
+          "collectives on GPU buffers: {}",
+          path.nccl ? "NCCL" : fmt::format("staged through host memory ({})", path.why_staged));
     }
   } else {
     groups.data = std::make_unique<zero::SingleRankComm>();

@@ -1,7 +1,9 @@
 #include <cuda_runtime.h>
 
+#include <cstdio>
 #include <vector>
 
+#include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/device_info.h"
 
 namespace ds::tensor::cuda {
@@ -29,6 +31,19 @@ DeviceInfo query_devices() {
     if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) info.first_device_name = prop.name;
   }
   return info;
+}
+
+std::string device_uuid(int device) {
+  cudaDeviceProp prop{};
+  DS_CUDA_CALL(cudaGetDeviceProperties(&prop, device));
+  std::string text = "GPU";
+  for (int i = 0; i < 16; ++i) {
+    if (i == 0 || i == 4 || i == 6 || i == 8 || i == 10) text += '-';
+    char hex[3];
+    std::snprintf(hex, sizeof hex, "%02x", static_cast<unsigned char>(prop.uuid.bytes[i]));
+    text += hex;
+  }
+  return text;
 }
 
 bool fill_round_trip(float value, int count, std::string* error) {

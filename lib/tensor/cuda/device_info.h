@@ -16,6 +16,11 @@ struct DeviceInfo {
 
 DeviceInfo query_devices();
 
+// GPU `device`'s UUID as nvidia-smi prints it ("GPU-" and 8-4-4-4-12 hex digits): the same in
+// every process that sees the GPU, however its CUDA_VISIBLE_DEVICES numbers it, so ranks compare
+// these to find out whether they share one. Throws ds::Error when the runtime cannot say.
+std::string device_uuid(int device);
+
 // Fills `count` floats on device memory with `value` and copies them back;
 // a round trip through a real kernel, for the smoke test.
 bool fill_round_trip(float value, int count, std::string* error);
