@@ -1,6 +1,7 @@
 // ZeRO across real ranks under dslaunch: at every stage, 2 and 4 ranks reproduce the
 // losses of one rank with the same global batch (fp32, 20 steps, with and without
-// gradient accumulation and clipping) within 1e-5 relative; memory shrinks as ZeRO says.
+// gradient accumulation and clipping) within 1e-5 relative, and so do their validation losses
+// where the ranks do not divide eval_batches; memory shrinks as ZeRO says.
 #include <fmt/format.h>
 
 #include <catch2/catch.hpp>
@@ -109,6 +110,34 @@ TEST_CASE("buckets, overlap, prefetch and gradient scaling keep the losses of on
     for (size_t i = 0; i < losses.size(); ++i) {
       CHECK(losses[i] == Approx(expected[i]).epsilon(v.tolerance));
     }
+  }
+}
+
+TEST_CASE("ZeRO-3 evaluates eval_batches that the ranks do not divide as one rank does",
+          "[zero][dp]") {
+  // A ZeRO-3 forward gathers every layer (persistence 0), so each rank must run as many as the
+  // others: 3 validation batches on 2 and 4 ranks leave some ranks a batch short.
+  TempDir dir("dstrain_zero_eval");
+  dir.write("train.txt", training_text(50000));
+  const auto with_eval = [](std::string cfg) {
+    cfg.replace(cfg.find("val_fraction: 0}"), 16, "val_fraction: 0.1}");
+    cfg.replace(cfg.find("steps: 20,"), 10, "steps: 4, eval_every: 2, eval_batches: 3,");
+    return cfg;
+  };
+  const std::string gather_all = ", stage3_param_persistence_threshold: 0";
+  // Micro-batches of 4 everywhere, so that validation batch b is the same 4 sequences.
+  const auto one =
+      ds::testing::run_training(dir, kBin + "dsworker", with_eval(config(0, 4, 4, 0.0)));
+  const std::vector<double> expected = metric_values(one.metrics, "val_loss");
+  REQUIRE(expected.size() == 2);
+  for (int world : {2, 4}) {
+    INFO(world << " ranks");
+    const auto run =
+        ds::testing::run_training(dir, kBin + "dslaunch --num_gpus " + std::to_string(world),
+                                  with_eval(config(3, 4, 4 / world, 0.0, gather_all)));
+    const std::vector<double> val = metric_values(run.metrics, "val_loss");
+    REQUIRE(val.size() == expected.size());
+    for (size_t i = 0; i < val.size(); ++i) CHECK(val[i] == Approx(expected[i]).epsilon(1e-5));
   }
 }
 

@@ -231,15 +231,23 @@ void Trainer::print_sample(const std::vector<float>& weights) {
 
 std::optional<double> Trainer::evaluate() {
   if (!eval_sampler_) return std::nullopt;
-  // Rank r evaluates batches r, r + DP, ...; the mean is over all eval_batches.
+  // Rank r evaluates batches r, r + DP, ...; the mean is over all eval_batches. Every rank runs
+  // the same number of forwards, since a forward can be collective (ZeRO-3 gathers each layer's
+  // parameters): where eval_batches is not a multiple of DP, the ranks past the end run one on
+  // a batch already counted and add nothing.
   zero::DpComm& comm = engine_->comm();
+  const int64_t batches = cfg_.train.eval_batches;
+  const int64_t rounds = (batches + comm.size() - 1) / comm.size();
   double sum = 0;
-  for (int64_t b = comm.rank(); b < cfg_.train.eval_batches; b += comm.size()) {
-    eval_sampler_->fill_batch(b, inputs_.as<int32_t>(), targets_.as<int32_t>());
-    sum += pipeline_ ? pipeline_->eval_loss(inputs_.as<int32_t>(), targets_.as<int32_t>())
-                     : engine_->eval_loss(inputs_.as<int32_t>(), targets_.as<int32_t>());
+  for (int64_t round = 0; round < rounds; ++round) {
+    const int64_t b = round * comm.size() + comm.rank();
+    eval_sampler_->fill_batch(b % batches, inputs_.as<int32_t>(), targets_.as<int32_t>());
+    const double loss = pipeline_
+                            ? pipeline_->eval_loss(inputs_.as<int32_t>(), targets_.as<int32_t>())
+                            : engine_->eval_loss(inputs_.as<int32_t>(), targets_.as<int32_t>());
+    if (b < batches) sum += loss;
   }
-  return comm.allreduce_sum(sum) / static_cast<double>(cfg_.train.eval_batches);
+  return comm.allreduce_sum(sum) / static_cast<double>(batches);
 }
 
 void Trainer::run() {
