@@ -58,6 +58,16 @@ TEST_CASE("the reduce plan follows DeepSpeed's averaging rules", "[zero][reduce]
     CHECK(p.op == Reduction::kMean);
     CHECK_FALSE(p.scales());
   }
+  SECTION("a 16-bit mean over a world that is not a power of two is scaled in fp32 first") {
+    // NCCL would multiply by 1/3 rounded to bf16, 0.334.
+    const ReducePlan p = ReducePlan::from_config(ds, DType::kBF16, 3);
+    CHECK(p.op == Reduction::kSum);
+    CHECK(p.pre == static_cast<float>(1.0 / 3.0));
+    CHECK(p.post == 1.0f);
+    CHECK(ReducePlan::from_config(ds, DType::kF16, 6).pre == static_cast<float>(1.0 / 6.0));
+    CHECK(ReducePlan::from_config(ds, DType::kF32, 3).op == Reduction::kMean);
+    CHECK(ReducePlan::from_config(ds, DType::kBF16, 8).op == Reduction::kMean);
+  }
   SECTION("communication_data_type overrides the storage dtype") {
     ds.communication_data_type = config::CommDataType::kFp32;
     CHECK(ReducePlan::from_config(ds, DType::kF16, 2).wire == DType::kF32);

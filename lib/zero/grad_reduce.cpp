@@ -31,7 +31,15 @@ ReducePlan ReducePlan::from_config(const config::DsConfig& ds, DType storage, in
   if (ds.prescale_gradients) {
     p.pre = static_cast<float>(1.0 / n);
   } else if (average && ds.gradient_predivide_factor == 1.0) {
-    p.op = Reduction::kMean;
+    // NCCL averages a 16-bit type by multiplying each element by 1/N rounded to that type
+    // (bf16(1/3) = 0.334, 0.2 % high); only a power of two survives the rounding. Otherwise the
+    // 1/N is applied in fp32 as the gradients are cast to the wire, before a sum.
+    const bool exact_in_16_bits = (world & (world - 1)) == 0;
+    if (tensor::dtype_size(p.wire) == 2 && !exact_in_16_bits) {
+      p.pre = static_cast<float>(1.0 / n);
+    } else {
+      p.op = Reduction::kMean;
+    }
   } else {
     const double f = ds.gradient_predivide_factor;
     p.pre = static_cast<float>(1.0 / f);

@@ -30,7 +30,8 @@ struct ReducePlan {
 
   // DeepSpeed's rules: prescale → ×1/N before a sum; otherwise ×1/predivide before and
   // ×predivide/N after (no 1/N with gradient_allreduce_op "sum"). The plain mean is left
-  // to the backend (kMean: it divides its fp32 accumulator and rounds once).
+  // to the backend (kMean: it divides its fp32 accumulator and rounds once), except on a 16-bit
+  // wire over a world that is not a power of two, where NCCL's 1/N would be rounded: ×1/N before.
   static ReducePlan from_config(const config::DsConfig& ds, tensor::DType storage, int world);
   bool scales() const { return pre != 1.0f || post != 1.0f; }
 };
