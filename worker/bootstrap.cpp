@@ -49,7 +49,8 @@ Bootstrap bootstrap(const BootstrapOptions& options, const EnvMap& env) {
   context.backend = info.backend;
   context.master_addr = info.master_addr;
   context.socket_ifname = info.socket_ifname;
-  context.cuda_device = options.use_gpu ? info.local_rank : -1;
+  // The host groups: GPU buffers go over NCCL twins made once the devices are known
+  // (train_command.cpp), on the device each rank chose rather than GPU LOCAL_RANK.
   context.shm_chunk_bytes = info.shm_chunk_bytes;
   boot.world = comm::create_process_group(std::move(context));
   boot.groups = comm::make_topology_groups(*boot.world, boot.topology);

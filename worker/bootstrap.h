@@ -26,8 +26,6 @@ struct BootstrapOptions {
   std::optional<std::chrono::milliseconds> rendezvous_timeout;
   std::optional<std::chrono::milliseconds> collective_timeout;
   std::optional<comm::Backend> backend;
-  // Put this rank's groups on GPU LOCAL_RANK (NCCL) instead of the CPU.
-  bool use_gpu = false;
 };
 
 struct Bootstrap {
