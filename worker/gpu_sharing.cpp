@@ -17,15 +17,23 @@ bool wants_nccl(const DeviceChoice& device) {
   return device.device.type == tensor::DeviceType::kCuda && device.backend == comm::Backend::kNccl;
 }
 
+// Claims `key` for `value`: the first caller's value stays under key/first. Returns nullopt to
+// the first caller and the first value to every later one.
+std::optional<std::string> claim(comm::Store& store, const std::string& key,
+                                 const std::string& value) {
+  if (store.add(key + "/claims", 1) == 1) {
+    store.set(key + "/first", value);
+    return std::nullopt;
+  }
+  return store.get(key + "/first");
+}
+
 }  // namespace
 
 std::optional<int> claim_gpu(comm::Store& store, const std::string& uuid, int rank) {
-  const std::string key = "gpu/" + uuid;
-  if (store.add(key + "/claims", 1) == 1) {
-    store.set(key + "/first", std::to_string(rank));
-    return std::nullopt;
-  }
-  return std::stoi(store.get(key + "/first"));
+  const std::optional<std::string> first = claim(store, "gpu/" + uuid, std::to_string(rank));
+  if (!first) return std::nullopt;
+  return std::stoi(*first);
 }
 
 std::optional<std::string> nccl_obstacle(const DeviceChoice& device, const std::string& uuid,
@@ -55,12 +63,12 @@ GpuBufferPath agree_gpu_buffer_path(const DeviceChoice& device, const std::strin
   }
   const std::optional<std::string> obstacle = nccl_obstacle(device, uuid, sharer, rank);
   // The first rank to find an obstacle leaves it for every rank's messages.
-  if (obstacle && store.add("gpu/obstacles", 1) == 1) store.set("gpu/first_obstacle", *obstacle);
+  if (obstacle) claim(store, "gpu/obstacle", *obstacle);
 
   GpuBufferPath path;
   path.nccl = !world.allreduce_any(obstacle.has_value());
   if (path.nccl) return path;
-  path.why_staged = store.get("gpu/first_obstacle");
+  path.why_staged = store.get("gpu/obstacle/first");
   if (asked == comm::Backend::kNccl) {
     throw UsageError(
         fmt::format("DS_COMM_BACKEND=nccl, but {}: NCCL moves GPU memory only, and refuses two "
