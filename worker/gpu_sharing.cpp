@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "comm/host_identity.h"
 #include "util/error.h"
 
 #if defined(DS_WITH_CUDA)
@@ -30,14 +31,20 @@ std::optional<std::string> claim(comm::Store& store, const std::string& key,
 
 }  // namespace
 
-std::optional<int> claim_gpu(comm::Store& store, const std::string& uuid, int rank) {
-  const std::optional<std::string> first = claim(store, "gpu/" + uuid, std::to_string(rank));
-  if (!first) return std::nullopt;
-  return std::stoi(*first);
+std::optional<GpuSharer> claim_gpu(comm::Store& store, const GpuIdentity& gpu, int rank) {
+  const std::string me = std::to_string(rank);
+  if (const auto first = claim(store, "gpu/" + gpu.uuid, me)) {
+    return GpuSharer{std::stoi(*first), true};
+  }
+  if (const auto first =
+          claim(store, fmt::format("gpu-at/{}/{}", gpu.boot_id, gpu.pci_bus_id), me)) {
+    return GpuSharer{std::stoi(*first), false};
+  }
+  return std::nullopt;
 }
 
-std::optional<std::string> nccl_obstacle(const DeviceChoice& device, const std::string& uuid,
-                                         std::optional<int> sharer, int rank) {
+std::optional<std::string> nccl_obstacle(const DeviceChoice& device, const GpuIdentity& gpu,
+                                         std::optional<GpuSharer> sharer, int rank) {
   if (device.device.type != tensor::DeviceType::kCuda) {
     return fmt::format("rank {} computes on the {}", rank,
                        device.device.is_cpu() ? "CPU" : "emulated device");
@@ -45,23 +52,25 @@ std::optional<std::string> nccl_obstacle(const DeviceChoice& device, const std::
   if (device.backend != comm::Backend::kNccl) {
     return fmt::format("rank {} has DS_COMM_BACKEND={}", rank, comm::backend_name(device.backend));
   }
+  if (!sharer) return std::nullopt;
   // Lower rank first: which of the two claimed the GPU first is a race.
-  if (sharer) {
-    return fmt::format("ranks {} and {} share {}", std::min(*sharer, rank), std::max(*sharer, rank),
-                       uuid);
-  }
-  return std::nullopt;
+  const int low = std::min(sharer->rank, rank);
+  const int high = std::max(sharer->rank, rank);
+  if (sharer->same_uuid) return fmt::format("ranks {} and {} share {}", low, high, gpu.uuid);
+  return fmt::format("ranks {} and {} compute on MIG slices of one GPU (PCI {})", low, high,
+                     gpu.pci_bus_id);
 }
 
-GpuBufferPath agree_gpu_buffer_path(const DeviceChoice& device, const std::string& uuid,
+GpuBufferPath agree_gpu_buffer_path(const DeviceChoice& device, const GpuIdentity& gpu,
                                     comm::Backend asked, comm::Store& store, zero::DpComm& world) {
   const int rank = world.rank();
-  std::optional<int> sharer;
+  std::optional<GpuSharer> sharer;
   if (wants_nccl(device)) {
-    DS_CHECK(!uuid.empty(), "rank {} on {} has no GPU UUID", rank, device.device.str());
-    sharer = claim_gpu(store, uuid, rank);
+    DS_CHECK(!gpu.uuid.empty() && !gpu.pci_bus_id.empty(), "rank {} on {} has no GPU identity",
+             rank, device.device.str());
+    sharer = claim_gpu(store, gpu, rank);
   }
-  const std::optional<std::string> obstacle = nccl_obstacle(device, uuid, sharer, rank);
+  const std::optional<std::string> obstacle = nccl_obstacle(device, gpu, sharer, rank);
   // The first rank to find an obstacle leaves it for every rank's messages.
   if (obstacle) claim(store, "gpu/obstacle", *obstacle);
 
@@ -81,13 +90,14 @@ GpuBufferPath agree_gpu_buffer_path(const DeviceChoice& device, const std::strin
   return path;
 }
 
-std::string gpu_uuid(const tensor::Device& device) {
-  if (device.type != tensor::DeviceType::kCuda) return "";
+GpuIdentity gpu_identity(const tensor::Device& device) {
+  if (device.type != tensor::DeviceType::kCuda) return {};
 #if defined(DS_WITH_CUDA)
-  return tensor::cuda::device_uuid(device.index);
+  return {tensor::cuda::device_uuid(device.index), tensor::cuda::device_pci_bus_id(device.index),
+          comm::kernel_boot_id()};
 #else
   DS_CHECK(false, "{} in a build without CUDA", device.str());
-  return "";
+  return {};
 #endif
 }
 

@@ -2,8 +2,10 @@
 // agreed by every rank. NCCL refuses two ranks of one communicator on one GPU, and device numbers
 // cannot tell whether two ranks share one: each rank's CUDA_VISIBLE_DEVICES may number the GPUs
 // its own way (Slurm's --gpus-per-task shows every task its own GPU as cuda:0, while four ranks
-// on a node with two GPUs all see both). The GPUs' UUIDs can: each rank claims its GPU's UUID in
-// the run's store, and the first to claim one learns nothing, the later ones who came before.
+// on a node with two GPUs all see both). The GPUs' UUIDs can, and the PCI address on one machine
+// catches two MIG slices of one GPU, which have UUIDs of their own but which NCCL (judging by the
+// PCI address) refuses as well. Each rank claims both in the run's store; the first to claim one
+// learns nothing, the later ones who came before.
 #pragma once
 
 #include <optional>
@@ -15,14 +17,27 @@
 
 namespace ds::worker {
 
-// Records in `store` that `rank` computes on the GPU `uuid`, and returns the rank that claimed
-// it first when that was another. One or two requests per rank, whatever the run's size.
-std::optional<int> claim_gpu(comm::Store& store, const std::string& uuid, int rank);
+// The GPU a rank computes on, as the ranks compare it.
+struct GpuIdentity {
+  std::string uuid;        // "GPU-…" as nvidia-smi -L prints it (a MIG slice has its own)
+  std::string pci_bus_id;  // "0000:65:00.0": the physical GPU, common to its MIG slices
+  std::string boot_id;     // the machine's (comm::kernel_boot_id): PCI addresses are per machine
+};
+
+struct GpuSharer {
+  int rank = 0;
+  bool same_uuid = true;  // false: another MIG slice of the same GPU
+};
+
+// Records in `store` that `rank` computes on `gpu`, and returns the rank that claimed that GPU
+// (or another slice of it) first when that was another. At most four requests per rank, whatever
+// the run's size.
+std::optional<GpuSharer> claim_gpu(comm::Store& store, const GpuIdentity& gpu, int rank);
 
 // What keeps this rank from NCCL, as the log says it ("ranks 0 and 2 share GPU-…"): computing off
 // the GPU, another backend asked for, or a GPU shared with `sharer`. nullopt: nothing does.
-std::optional<std::string> nccl_obstacle(const DeviceChoice& device, const std::string& uuid,
-                                         std::optional<int> sharer, int rank);
+std::optional<std::string> nccl_obstacle(const DeviceChoice& device, const GpuIdentity& gpu,
+                                         std::optional<GpuSharer> sharer, int rank);
 
 struct GpuBufferPath {
   bool nccl = false;
@@ -30,13 +45,13 @@ struct GpuBufferPath {
 };
 
 // Collective over `world` (every rank of the run, `store` being the run's): NCCL when no rank
-// reports an obstacle. `uuid` is this rank's GPU's (gpu_uuid). Throws UsageError on every rank,
+// reports an obstacle. `gpu` is this rank's (gpu_identity). Throws UsageError on every rank,
 // naming the obstacle, when `asked` is kNccl (DS_COMM_BACKEND=nccl) and the run cannot use it.
-GpuBufferPath agree_gpu_buffer_path(const DeviceChoice& device, const std::string& uuid,
+GpuBufferPath agree_gpu_buffer_path(const DeviceChoice& device, const GpuIdentity& gpu,
                                     comm::Backend asked, comm::Store& store, zero::DpComm& world);
 
-// The live input: the UUID of the GPU `device` names (tensor/cuda/device_info.h); "" for a
-// device that is not a GPU.
-std::string gpu_uuid(const tensor::Device& device);
+// The live input: the identity of the GPU `device` names (tensor/cuda/device_info.h); empty for
+// a device that is not a GPU.
+GpuIdentity gpu_identity(const tensor::Device& device);
 
 }  // namespace ds::worker

@@ -9,6 +9,7 @@
 #include "worker/device_choice.h"
 #include "worker/gpu_sharing.h"
 #include "worker/interrupt.h"
+#include "worker/nccl_environment.h"
 #include "zero/process_group_comm.h"
 
 namespace ds::worker {
@@ -110,6 +111,9 @@ void train_command(const TrainOptions& options) {
                                                       : log::Level::kInfo;
   // Under a launcher rank 0 speaks for the run; the others only warn and fail.
   log::set_level(info.rank == 0 ? level : std::max(level, log::Level::kWarn));
+  // Before any thread starts (setenv is not thread-safe), and before NCCL first reads them.
+  const EnvChange nccl_env = nccl_environment_change(env);
+  apply_environment_change(nccl_env);
   install_interrupt_handlers();
   const DeviceChoice device = choose_rank_device(cfg, info, env);
   // A CPU run's output stays as it was; a GPU's is worth a line.
@@ -117,6 +121,9 @@ void train_command(const TrainOptions& options) {
     log::debug("device: {}", device.summary);
   } else {
     log::info("device: {}", device.summary);
+    for (const std::string& warning : nccl_env.warnings) {
+      if (info.rank == 0) log::warn("{}", warning);
+    }
   }
 
   TrainGroups groups;
@@ -149,8 +156,8 @@ void train_command(const TrainOptions& options) {
     }
     // NCCL moves GPU buffers only when every rank can use it; two ranks sharing a GPU (or a
     // CPU rank) make them all stage those through host memory, so that every group agrees.
-    const GpuBufferPath path = agree_gpu_buffer_path(device, gpu_uuid(device.device), info.backend,
-                                                     *boot.store, *groups.world);
+    const GpuBufferPath path = agree_gpu_buffer_path(device, gpu_identity(device.device),
+                                                     info.backend, *boot.store, *groups.world);
     if (path.nccl) {
       add_nccl_twins(groups, boot, device.device.index, zero::states_on_device(cfg, device.device),
                      cfg.model.tie_embeddings);

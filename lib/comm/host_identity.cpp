@@ -44,9 +44,11 @@ bool read_stat(int pid, char* state, unsigned long long* start_time) {
 std::string host_identity() {
   char name[256] = {};
   ::gethostname(name, sizeof name - 1);
-  return fmt::format("{}|{}|pid:{}|mnt:{}", name, first_line("/proc/sys/kernel/random/boot_id"),
-                     inode_of("/proc/self/ns/pid"), inode_of("/proc/self/ns/mnt"));
+  return fmt::format("{}|{}|pid:{}|mnt:{}", name, kernel_boot_id(), inode_of("/proc/self/ns/pid"),
+                     inode_of("/proc/self/ns/mnt"));
 }
+
+std::string kernel_boot_id() { return first_line("/proc/sys/kernel/random/boot_id"); }
 
 unsigned long long process_start_time(int pid) {
   char state = 0;

@@ -124,10 +124,10 @@ NcclProcessGroup::~NcclProcessGroup() { release(); }
 
 void NcclProcessGroup::release() noexcept {
   if (comm_ != nullptr) {
-    if (aborted_ || process_failing) {
-      ncclCommAbort(comm_);
-    } else {
+    if (!aborted_ && !process_failing && finalized()) {
       ncclCommDestroy(comm_);
+    } else {
+      ncclCommAbort(comm_);
     }
   }
   comm_ = nullptr;
@@ -137,6 +137,26 @@ void NcclProcessGroup::release() noexcept {
   producer_ready_ = nullptr;
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
   stream_ = nullptr;
+}
+
+// NCCL asks for ncclCommFinalize before ncclCommDestroy: it completes the operations still queued
+// and lets the peers' proxies take their connections down together. A non-blocking communicator
+// finalizes in the background; a peer that never does leaves it in progress until the collective
+// timeout, and the caller then aborts rather than destroys.
+bool NcclProcessGroup::finalized() noexcept {
+  if (ncclCommFinalize(comm_) != ncclSuccess && !in_progress()) return false;
+  const auto deadline = Clock::now() + context().timeout;
+  while (in_progress()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  ncclResult_t state = ncclInternalError;
+  return ncclCommGetAsyncError(comm_, &state) == ncclSuccess && state == ncclSuccess;
+}
+
+bool NcclProcessGroup::in_progress() noexcept {
+  ncclResult_t state = ncclSuccess;
+  return ncclCommGetAsyncError(comm_, &state) == ncclSuccess && state == ncclInProgress;
 }
 
 void NcclProcessGroup::follow(cudaStream_t producer) {

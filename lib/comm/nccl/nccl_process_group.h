@@ -49,9 +49,13 @@ class NcclProcessGroup : public ProcessGroup {
   // throws the error naming the group and, when the store knows it, the rank that died.
   [[noreturn]] void abort_and_throw(std::string_view op, ncclResult_t state, bool timed_out,
                                     Milliseconds limit);
-  // Frees the communicator (aborting it after a failure), the stream, the event and the barrier
-  // value.
+  // Frees the communicator (finalized and destroyed, or aborted after a failure), the stream, the
+  // event and the barrier value.
   void release() noexcept;
+  // Finalizes the communicator and waits for that within the collective timeout; false when it
+  // failed or timed out.
+  bool finalized() noexcept;
+  bool in_progress() noexcept;  // the communicator's async state is ncclInProgress
   // Waits while NCCL is still issuing the last call's kernels (or setting the communicator up);
   // aborts and throws on an error or after the collective timeout.
   void wait_until_issued(std::string_view op);

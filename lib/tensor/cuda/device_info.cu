@@ -46,6 +46,12 @@ std::string device_uuid(int device) {
   return text;
 }
 
+std::string device_pci_bus_id(int device) {
+  char text[32] = {};  // "dddd:bb:dd.f" and room to spare
+  DS_CUDA_CALL(cudaDeviceGetPCIBusId(text, sizeof text, device));
+  return text;
+}
+
 bool fill_round_trip(float value, int count, std::string* error) {
   float* device = nullptr;
   cudaError_t status = cudaMalloc(&device, sizeof(float) * count);

@@ -21,6 +21,10 @@ DeviceInfo query_devices();
 // these to find out whether they share one. Throws ds::Error when the runtime cannot say.
 std::string device_uuid(int device);
 
+// GPU `device`'s PCI address ("0000:65:00.0"), which the MIG slices of one GPU share while each
+// has a UUID of its own. Throws ds::Error when the runtime cannot say.
+std::string device_pci_bus_id(int device);
+
 // Fills `count` floats on device memory with `value` and copies them back;
 // a round trip through a real kernel, for the smoke test.
 bool fill_round_trip(float value, int count, std::string* error);
