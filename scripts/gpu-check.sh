@@ -17,6 +17,9 @@
 # whatever leaves BENCH_TIMEOUT (default 240) for the benchmark. With $OUT set (the device
 # tool's folder that comes back), the summary and each test's whole output are written there as
 # they happen, so a run cut short still reports what it did.
+#
+# A partial check, to spend less device time on what changed: GPU_CHECK_TESTS names the test
+# binaries to run (space-separated, default all), GPU_CHECK_BENCH=0 leaves out the benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 budget_end=$((SECONDS + ${GPU_CHECK_BUDGET:-540}))
@@ -100,7 +103,11 @@ status=0
 report=$(mktemp)
 echo
 echo "== cuda tests =="
+[ "${GPU_CHECK_BENCH:-1}" = 0 ] && bench_limit=0
 for t in $tests; do
+  if [ -n "${GPU_CHECK_TESTS:-}" ] && ! [[ " $GPU_CHECK_TESTS " == *" $(basename "$t") "* ]]; then
+    continue
+  fi
   limit=$((budget_end - bench_limit - SECONDS))
   [ "$limit" -gt "$test_limit" ] && limit=$test_limit
   if [ "$limit" -lt 20 ]; then
@@ -109,11 +116,13 @@ for t in $tests; do
     continue
   fi
   code=0
+  started=$SECONDS
   (cd "$build_dir/test" && DS_PARITY_REPORT=1 run_limited "$limit" "$t" -r compact) \
     > "$report.one" 2>&1 || code=$?
   [ -n "${OUT:-}" ] && cp "$report.one" "$OUT/$(basename "$t").log"
   if [ "$code" -eq 0 ]; then
-    echo "ok    $(basename "$t"): $(grep -E '^(Passed|All tests)' "$report.one" | tail -n 1)"
+    echo "ok    $(basename "$t"): $(grep -E '^(Passed|All tests)' "$report.one" | tail -n 1)" \
+      "($((SECONDS - started)) s)"
   else
     [ "$code" -eq 124 ] && echo "FAIL  $(basename "$t") (timed out after ${limit}s)" ||
       echo "FAIL  $(basename "$t") (exit $code)"
@@ -141,7 +150,9 @@ echo "== GPU benchmark =="
 bench_status=0
 remaining=$((budget_end - SECONDS))
 [ "$remaining" -lt "$bench_limit" ] && bench_limit=$remaining
-if [ "$bench_limit" -lt 30 ]; then
+if [ "${GPU_CHECK_BENCH:-1}" = 0 ]; then
+  echo "not run (GPU_CHECK_BENCH=0)"
+elif [ "$bench_limit" -lt 30 ]; then
   echo "SKIP  the benchmark (out of time: GPU_CHECK_BUDGET)"
   bench_status=1
 else

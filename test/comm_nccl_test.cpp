@@ -1,7 +1,12 @@
 // The NCCL backend on real GPUs (label `cuda`; skipped without a GPU): every collective and
 // reduction and dtype on one rank per GPU (up to 4), send/recv around the ring where there are
-// two or more, with exact values, and the unique id passed through the store.
+// two or more, with exact values, and the unique id passed through the store. Then the same on 2
+// and 3 ranks whatever the GPUs, ranks sharing a GPU each being a host of its own to NCCL
+// (NCCL_HOSTID), which refuses two ranks on one GPU of one host but joins hosts over its network
+// transport: so that a one-GPU machine runs NCCL across ranks.
 #include <cuda_runtime_api.h>
+
+#include <cstdlib>
 
 #include "comm_helpers.h"
 #include "comm_values.h"
@@ -36,12 +41,14 @@ struct DeviceTensor {
   void download() { cudaMemcpy(host.raw(), device, host.nbytes(), cudaMemcpyDeviceToHost); }
 };
 
+int gpu_of(const comm::ProcessGroup& pg) { return pg.context().cuda_device; }
+
 // Each collective on device buffers, against the values comm_values.h makes exact (the same
 // checks as comm_collectives_test's on the CPU backends).
 void check_allreduce(comm::ProcessGroup& pg, DType dtype, size_t count) {
   const int rank = pg.rank();
   for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
-    DeviceTensor t(count, dtype, rank);
+    DeviceTensor t(count, dtype, gpu_of(pg));
     for (size_t i = 0; i < count; ++i) put(t.host, i, value(rank, i));
     t.upload();
     pg.allreduce(t.view, op);
@@ -56,7 +63,7 @@ void check_reduce_scatter(comm::ProcessGroup& pg, DType dtype, size_t count) {
   const int rank = pg.rank();
   const size_t n = static_cast<size_t>(pg.size());
   for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
-    DeviceTensor in(count * n, dtype, rank), out(count, dtype, rank);
+    DeviceTensor in(count * n, dtype, gpu_of(pg)), out(count, dtype, gpu_of(pg));
     for (size_t i = 0; i < count * n; ++i) put(in.host, i, value(rank, i));
     in.upload();
     pg.reduce_scatter(out.view, in.view, op);
@@ -70,7 +77,8 @@ void check_reduce_scatter(comm::ProcessGroup& pg, DType dtype, size_t count) {
 
 void check_allgather(comm::ProcessGroup& pg, DType dtype, size_t count) {
   const int rank = pg.rank();
-  DeviceTensor in(count, dtype, rank), out(count * static_cast<size_t>(pg.size()), dtype, rank);
+  DeviceTensor in(count, dtype, gpu_of(pg)),
+      out(count * static_cast<size_t>(pg.size()), dtype, gpu_of(pg));
   for (size_t i = 0; i < count; ++i) put(in.host, i, value(rank, i));
   in.upload();
   pg.allgather(out.view, in.view);
@@ -82,7 +90,7 @@ void check_allgather(comm::ProcessGroup& pg, DType dtype, size_t count) {
 
 void check_broadcast(comm::ProcessGroup& pg, DType dtype, size_t count) {
   const int root = pg.size() - 1;
-  DeviceTensor b(count, dtype, pg.rank());
+  DeviceTensor b(count, dtype, gpu_of(pg));
   if (pg.rank() == root) {
     for (size_t i = 0; i < count; ++i) put(b.host, i, value(root, i));
   }
@@ -101,7 +109,7 @@ void check_broadcast(comm::ProcessGroup& pg, DType dtype, size_t count) {
 void check_sendrecv(comm::ProcessGroup& pg, DType dtype, size_t count) {
   const int n = pg.size(), rank = pg.rank();
   const int next = (rank + 1) % n, prev = (rank + n - 1) % n;
-  DeviceTensor out(count, dtype, rank), in(count, dtype, rank);
+  DeviceTensor out(count, dtype, gpu_of(pg)), in(count, dtype, gpu_of(pg));
   for (size_t i = 0; i < count; ++i) put(out.host, i, value(rank, i));
   out.upload();
   const bool send_first = rank % 2 == 0 && !(n % 2 == 1 && rank == n - 1);
@@ -117,8 +125,8 @@ void check_sendrecv(comm::ProcessGroup& pg, DType dtype, size_t count) {
       in.host, [&](size_t i) { return value(prev, i); }, "nccl send/recv");
 }
 
-int check_rank(int rank, int n, int port) {
-  // Each process sees its own GPU as device `rank`; no CUDA call happened before the fork.
+// Rank `rank` of `n` on GPU `gpu`. No CUDA call happened before the fork.
+int check_rank(int rank, int n, int port, int gpu) {
   comm::TcpStoreOptions options;
   options.port = port;
   options.token = kTestToken;
@@ -131,7 +139,7 @@ int check_rank(int rank, int n, int port) {
   context.size = n;
   context.store = std::make_shared<comm::PrefixStore>("pg/world", root);
   context.root_store = root;
-  context.cuda_device = rank;
+  context.cuda_device = gpu;
   auto pg = comm::create_process_group(std::move(context));
   expect(pg->backend() == "nccl", "backend {}", pg->backend());
 
@@ -167,5 +175,30 @@ TEST_CASE("nccl: collectives on every GPU of this machine", "[comm][nccl]") {
   n = std::min(n, 4);
   const int port = comm::pick_free_port();
   require_all_ok(run_processes(
-      n, [&](int rank) { return check_rank(rank, n, port); }, 300s));
+      n, [&](int rank) { return check_rank(rank, n, port, rank); }, 300s));
+}
+
+TEST_CASE("nccl: collectives across ranks that share GPUs as NCCL hosts of their own",
+          "[comm][nccl]") {
+  auto probe = run_processes(
+      1, [](int) { return gpu_count(); }, 60s);
+  const int gpus = probe[0].code;
+  if (gpus < 1) {
+    WARN("no GPU: the NCCL test is skipped");
+    return;
+  }
+  // 3: an odd ring, where two neighbours both receive first.
+  for (int n : {2, 3}) {
+    INFO(n << " ranks on " << gpus << " GPU(s)");
+    const int port = comm::pick_free_port();
+    require_all_ok(run_processes(
+        n,
+        [&](int rank) {
+          // Read by NCCL at its first call, in this child only. Loopback: the "hosts" are one.
+          ::setenv("NCCL_HOSTID", fmt::format("dstrain-test-host-{}", rank).c_str(), 1);
+          ::setenv("NCCL_SOCKET_IFNAME", "lo", 1);
+          return check_rank(rank, n, port, rank % gpus);
+        },
+        300s));
+  }
 }

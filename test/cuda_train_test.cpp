@@ -3,10 +3,11 @@
 // orders; bf16 within 3e-2: the GPU's matmuls round their inputs to bf16, as autocast does,
 // the CPU's compute in fp32, and 20 steps of Adam carry the difference along), and 2 ranks sharing
 // the one GPU (the Gloo fallback) reproduce one GPU rank at ZeRO stages 1-3 within 1e-5, as do 2
-// ranks on two GPUs, which reduce over NCCL or run two pipeline stages that send activations over
-// NCCL (skipped with fewer GPUs). Ranks started as Slurm tasks that each see one GPU tell by the
-// GPUs' UUIDs whether they share it (then they stage, and refuse DS_COMM_BACKEND=nccl) or each
-// have their own (then NCCL, with two GPUs). Skipped without a GPU.
+// ranks over NCCL, which reduce over it or run two pipeline stages that send activations over it:
+// on two GPUs, or on one as two NCCL hosts (NCCL_HOSTID: NCCL refuses two ranks on one GPU of one
+// host, and joins hosts over its network transport). Ranks started as Slurm tasks that each see
+// one GPU tell by the GPUs' PCI addresses whether they share it (then they stage, and refuse
+// DS_COMM_BACKEND=nccl) or each have their own (then NCCL, with two GPUs). Skipped without a GPU.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -14,6 +15,7 @@
 #include <array>
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -71,25 +73,45 @@ std::string first_gpus(int n) {
 }
 
 // Two dsworker ranks started the way Slurm's srun starts two tasks on one node, rank r seeing
-// only GPU `visible[r]` (as --gpus-per-task=1 does): both run in the background, their logs
-// follow, and the exit code is the larger of theirs. The timeouts bound a rank left alone.
+// only GPU `visible[r]` (as --gpus-per-task=1 does) and given `env` and `rank_env[r]`: both run in
+// the background, their logs follow, and the exit code is the larger of theirs. The timeouts bound
+// a rank left alone.
 ds::testing::Run slurm_tasks(TempDir& dir, const std::array<std::string, 2>& visible,
-                             const std::string& cfg, const std::string& env = "") {
+                             const std::string& cfg, const std::string& env = "",
+                             const std::array<std::string, 2>& rank_env = {}) {
   const std::string path = dir.write("run.yaml", cfg);
+  std::filesystem::remove(dir.file("run.jsonl"));
   const int port = ds::comm::pick_free_port();
   std::string script;
   for (int r : {0, 1}) {
     script += fmt::format(
         "env SLURM_PROCID={0} SLURM_LOCALID={0} SLURM_NODEID=0 SLURM_NTASKS=2 "
         "SLURM_NTASKS_PER_NODE=2 SLURM_NNODES=1 MASTER_ADDR=127.0.0.1 MASTER_PORT={1} "
-        "CUDA_VISIBLE_DEVICES={2} DS_RENDEZVOUS_TIMEOUT=60 DS_COLLECTIVE_TIMEOUT=60 {3} "
-        "{4}dsworker {5} --metrics {6} > {7} 2>&1 & p{0}=$!; ",
-        r, port, visible[static_cast<size_t>(r)], env, kBin, path, dir.file("run.jsonl"),
-        dir.file(fmt::format("rank{}.log", r)));
+        "CUDA_VISIBLE_DEVICES={2} DS_RENDEZVOUS_TIMEOUT=60 DS_COLLECTIVE_TIMEOUT=60 {3} {4} "
+        "{5}dsworker {6} --metrics {7} > {8} 2>&1 & p{0}=$!; ",
+        r, port, visible[static_cast<size_t>(r)], env, rank_env[static_cast<size_t>(r)], kBin, path,
+        dir.file("run.jsonl"), dir.file(fmt::format("rank{}.log", r)));
   }
   script += fmt::format("wait $p0; a=$?; wait $p1; b=$?; cat {} {}; exit $((a > b ? a : b))",
                         dir.file("rank0.log"), dir.file("rank1.log"));
   return ds::testing::run("bash -c '" + script + "'");
+}
+
+// The losses of two ranks over NCCL on `cfg`: on the first two GPUs under dslaunch, or, with one
+// GPU, as two Slurm tasks on it that NCCL takes for two hosts.
+std::vector<double> nccl_losses(TempDir& dir, const std::string& cfg) {
+  const std::string expected = "collectives on GPU buffers: NCCL";
+  if (ds::tensor::cuda::query_devices().device_count >= 2) {
+    return losses(dir, first_gpus(2) + kBin + "dslaunch --num_gpus 2", cfg, expected);
+  }
+  const std::string gpu = gpu_names(1)[0];
+  const ds::testing::Run r =
+      slurm_tasks(dir, {gpu, gpu}, cfg, "NCCL_SOCKET_IFNAME=lo",
+                  {"NCCL_HOSTID=dstrain-test-host-0", "NCCL_HOSTID=dstrain-test-host-1"});
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Contains(expected));
+  return ds::testing::metric_values(dir.file("run.jsonl"), "loss");
 }
 
 void check_close(const std::vector<double>& got, const std::vector<double>& want,
@@ -134,7 +156,7 @@ TEST_CASE("two ranks sharing one GPU reproduce one rank at every ZeRO stage", "[
   }
 }
 
-TEST_CASE("two ranks bound to the same GPU find it shared by its UUID", "[cuda]") {
+TEST_CASE("two ranks bound to the same GPU find it shared", "[cuda]") {
   if (!ds_cuda_test::gpu_available()) return;
   TempDir dir("dstrain_cuda_uuid_shared");
   dir.write("train.txt", training_text(60000));
@@ -173,28 +195,20 @@ TEST_CASE("two ranks each bound to a GPU of its own use NCCL and reproduce one r
   check_close(ds::testing::metric_values(dir.file("run.jsonl"), "loss"), one, 1e-5);
 }
 
-TEST_CASE("two ranks on two GPUs over NCCL reproduce one rank at every ZeRO stage and piped",
-          "[cuda]") {
+TEST_CASE("two ranks over NCCL reproduce one rank at every ZeRO stage and piped", "[cuda]") {
   if (!ds_cuda_test::gpu_available()) return;
-  if (ds::tensor::cuda::query_devices().device_count < 2) {
-    WARN("one GPU: the NCCL data-parallel run needs two, skipped");
-    return;
-  }
   TempDir dir("dstrain_cuda_nccl");
   dir.write("train.txt", training_text(60000));
   const auto one = losses(dir, kBin + "dsworker", config("cuda", 0, 16, ""));
   REQUIRE(one.size() == 20);
   for (int stage : {0, 1, 2, 3}) {
     INFO("stage " << stage);
-    const auto two = losses(dir, first_gpus(2) + kBin + "dslaunch --num_gpus 2",
-                            config("cuda", stage, 8, ""), "collectives on GPU buffers: NCCL");
+    const auto two = nccl_losses(dir, config("cuda", stage, 8, ""));
     // NCCL's ring sums in another order than one rank's backward: fp32 rounding only.
     check_close(two, one, 1e-5);
   }
   INFO("two pipeline stages");
-  const auto piped =
-      losses(dir, first_gpus(2) + kBin + "dslaunch --num_gpus 2",
-             config("cuda", 0, 8, "pipeline: {stages: 2},"), "collectives on GPU buffers: NCCL");
+  const auto piped = nccl_losses(dir, config("cuda", 0, 8, "pipeline: {stages: 2},"));
   check_close(piped, one, 1e-5);
 
   // bf16: the gradients cross NCCL in bf16 (reduced in bf16, where one rank adds nothing), so
@@ -203,8 +217,7 @@ TEST_CASE("two ranks on two GPUs over NCCL reproduce one rank at every ZeRO stag
   const auto one_bf16 = losses(dir, kBin + "dsworker", config("cuda", 0, 16, bf16));
   for (int stage : {1, 3}) {
     INFO("bf16, stage " << stage);
-    const auto two = losses(dir, first_gpus(2) + kBin + "dslaunch --num_gpus 2",
-                            config("cuda", stage, 8, bf16), "collectives on GPU buffers: NCCL");
+    const auto two = nccl_losses(dir, config("cuda", stage, 8, bf16));
     check_close(two, one_bf16, 3e-2);
   }
 }

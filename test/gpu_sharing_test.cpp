@@ -1,4 +1,4 @@
-// Whether a run moves GPU buffers over NCCL, decided from the GPUs' UUIDs and PCI addresses
+// Whether a run moves GPU buffers over NCCL, decided from the GPUs' PCI addresses on NCCL's hosts
 // (worker/gpu_sharing.h): the claims on a store, the obstacles' wording, and the agreement of four
 // thread ranks over Gloo for each way ranks can sit on GPUs. The identities are given, so no GPU
 // is needed.
@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <mutex>
 
+#include "comm/host_identity.h"
 #include "comm_helpers.h"
 #include "zero/process_group_comm.h"
 
@@ -30,11 +31,11 @@ DeviceChoice on_gpu(int index, Backend backend = Backend::kNccl) {
 DeviceChoice on_cpu() { return {tensor::Device::cpu(), false, Backend::kAuto, ""}; }
 
 // A whole GPU named `name` ("GPU-<name>"), alone at its own PCI address on one machine.
-GpuIdentity gpu(const std::string& name) { return {"GPU-" + name, "pci-" + name, "boot-1"}; }
+GpuIdentity gpu(const std::string& name) { return {"GPU-" + name, "pci-" + name, "host-1"}; }
 
 // MIG slice `slice` of the GPU `name`: a UUID of its own at the GPU's PCI address.
 GpuIdentity mig(const std::string& slice, const std::string& name) {
-  return {"MIG-" + slice, "pci-" + name, "boot-1"};
+  return {"MIG-" + slice, "pci-" + name, "host-1"};
 }
 
 const GpuIdentity kNoGpu;
@@ -80,9 +81,9 @@ TEST_CASE("gpu sharing: the first claim of a GPU is alone and later ones learn w
   CHECK(sharer(gpu("a"), 0) == "3 same");
   CHECK(sharer(gpu("a"), 2) == "3 same");
   CHECK(sharer(gpu("b"), 5) == "1 same");
-  // Another slice of GPU b is at b's PCI address; the same address on another machine is not b.
+  // Another slice of GPU b is at b's PCI address; the same address on another host is not b.
   CHECK(sharer(mig("b2", "b"), 6) == "1 slice");
-  CHECK(sharer(GpuIdentity{"GPU-c", "pci-b", "boot-2"}, 7).empty());
+  CHECK(sharer(GpuIdentity{"GPU-c", "pci-b", "host-2"}, 7).empty());
 }
 
 TEST_CASE("gpu sharing: each obstacle to NCCL is named with its rank", "[device]") {
@@ -166,4 +167,21 @@ TEST_CASE("gpu sharing: DS_COMM_BACKEND=nccl on a shared GPU is refused on every
   const auto own = agree({on_gpu(0), on_gpu(1), on_gpu(2), on_gpu(3)},
                          {gpu("a"), gpu("b"), gpu("c"), gpu("d")}, Backend::kNccl);
   for (const Outcome& o : own) CHECK(o.nccl);
+}
+
+TEST_CASE("gpu sharing: ranks on one GPU that NCCL takes for two hosts use NCCL", "[device]") {
+  // Distinct NCCL_HOSTIDs: NCCL looks for a shared GPU within a host only, and runs its network
+  // transport between the two.
+  const GpuIdentity first{"GPU-a", "pci-a", "host-1"};
+  const GpuIdentity second{"GPU-a", "pci-a", "host-2"};
+  const auto outcomes = agree({on_gpu(0), on_gpu(0), on_gpu(0), on_gpu(0)},
+                              {first, second, gpu("b"), gpu("c")}, Backend::kNccl);
+  for (const Outcome& o : outcomes) CHECK(o.nccl);
+}
+
+TEST_CASE("gpu sharing: a host is NCCL_HOSTID or else the host name and boot id", "[device]") {
+  CHECK(worker::nccl_host({{"NCCL_HOSTID", "node-7"}}) == "node-7");
+  const std::string machine = worker::nccl_host({});
+  CHECK_THAT(machine, Contains("|" + ds::comm::kernel_boot_id()));
+  CHECK(machine.size() > ds::comm::kernel_boot_id().size() + 1);  // a host name before the '|'
 }

@@ -1,6 +1,7 @@
 #include "worker/gpu_sharing.h"
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -32,15 +33,11 @@ std::optional<std::string> claim(comm::Store& store, const std::string& key,
 }  // namespace
 
 std::optional<GpuSharer> claim_gpu(comm::Store& store, const GpuIdentity& gpu, int rank) {
-  const std::string me = std::to_string(rank);
-  if (const auto first = claim(store, "gpu/" + gpu.uuid, me)) {
-    return GpuSharer{std::stoi(*first), true};
-  }
-  if (const auto first =
-          claim(store, fmt::format("gpu-at/{}/{}", gpu.boot_id, gpu.pci_bus_id), me)) {
-    return GpuSharer{std::stoi(*first), false};
-  }
-  return std::nullopt;
+  const std::string key = fmt::format("gpu/{}/{}", gpu.host, gpu.pci_bus_id);
+  const std::optional<std::string> first = claim(store, key, fmt::format("{} {}", rank, gpu.uuid));
+  if (!first) return std::nullopt;
+  const size_t space = first->find(' ');
+  return GpuSharer{std::stoi(first->substr(0, space)), first->substr(space + 1) == gpu.uuid};
 }
 
 std::optional<std::string> nccl_obstacle(const DeviceChoice& device, const GpuIdentity& gpu,
@@ -90,11 +87,18 @@ GpuBufferPath agree_gpu_buffer_path(const DeviceChoice& device, const GpuIdentit
   return path;
 }
 
-GpuIdentity gpu_identity(const tensor::Device& device) {
+std::string nccl_host(const EnvMap& env) {
+  if (const auto id = env.find("NCCL_HOSTID"); id != env.end()) return id->second;
+  char name[256] = {};
+  ::gethostname(name, sizeof name - 1);
+  return fmt::format("{}|{}", name, comm::kernel_boot_id());
+}
+
+GpuIdentity gpu_identity(const tensor::Device& device, const EnvMap& env) {
   if (device.type != tensor::DeviceType::kCuda) return {};
 #if defined(DS_WITH_CUDA)
   return {tensor::cuda::device_uuid(device.index), tensor::cuda::device_pci_bus_id(device.index),
-          comm::kernel_boot_id()};
+          nccl_host(env)};
 #else
   DS_CHECK(false, "{} in a build without CUDA", device.str());
   return {};

@@ -2,10 +2,11 @@
 // agreed by every rank. NCCL refuses two ranks of one communicator on one GPU, and device numbers
 // cannot tell whether two ranks share one: each rank's CUDA_VISIBLE_DEVICES may number the GPUs
 // its own way (Slurm's --gpus-per-task shows every task its own GPU as cuda:0, while four ranks
-// on a node with two GPUs all see both). The GPUs' UUIDs can, and the PCI address on one machine
-// catches two MIG slices of one GPU, which have UUIDs of their own but which NCCL (judging by the
-// PCI address) refuses as well. Each rank claims both in the run's store; the first to claim one
-// learns nothing, the later ones who came before.
+// on a node with two GPUs all see both). NCCL itself tells GPUs apart by their PCI address on a
+// host, a host being what NCCL_HOSTID names or else the host name and the kernel's boot id; the
+// ranks apply the same rule, so that they stage exactly where NCCL would refuse. That catches two
+// MIG slices of one GPU too, which have UUIDs of their own. Each rank claims its GPU in the run's
+// store; the first to claim one learns nothing, the later ones who came before.
 #pragma once
 
 #include <optional>
@@ -13,6 +14,7 @@
 
 #include "comm/store.h"
 #include "worker/device_choice.h"
+#include "worker/env_contract.h"
 #include "zero/dp_comm.h"
 
 namespace ds::worker {
@@ -21,7 +23,7 @@ namespace ds::worker {
 struct GpuIdentity {
   std::string uuid;        // "GPU-…" as nvidia-smi -L prints it (a MIG slice has its own)
   std::string pci_bus_id;  // "0000:65:00.0": the physical GPU, common to its MIG slices
-  std::string boot_id;     // the machine's (comm::kernel_boot_id): PCI addresses are per machine
+  std::string host;        // the host as NCCL tells hosts apart (nccl_host)
 };
 
 struct GpuSharer {
@@ -30,7 +32,7 @@ struct GpuSharer {
 };
 
 // Records in `store` that `rank` computes on `gpu`, and returns the rank that claimed that GPU
-// (or another slice of it) first when that was another. At most four requests per rank, whatever
+// (or another slice of it) first when that was another. One or two requests per rank, whatever
 // the run's size.
 std::optional<GpuSharer> claim_gpu(comm::Store& store, const GpuIdentity& gpu, int rank);
 
@@ -50,8 +52,12 @@ struct GpuBufferPath {
 GpuBufferPath agree_gpu_buffer_path(const DeviceChoice& device, const GpuIdentity& gpu,
                                     comm::Backend asked, comm::Store& store, zero::DpComm& world);
 
-// The live input: the identity of the GPU `device` names (tensor/cuda/device_info.h); empty for
-// a device that is not a GPU.
-GpuIdentity gpu_identity(const tensor::Device& device);
+// The host as NCCL tells hosts apart when it looks for two ranks on one GPU: NCCL_HOSTID when
+// set, else the host name and the kernel's boot id.
+std::string nccl_host(const EnvMap& env);
+
+// The live input: the identity of the GPU `device` names (tensor/cuda/device_info.h) on the host
+// `env` makes (nccl_host); empty for a device that is not a GPU.
+GpuIdentity gpu_identity(const tensor::Device& device, const EnvMap& env);
 
 }  // namespace ds::worker

@@ -156,7 +156,7 @@ void train_command(const TrainOptions& options) {
     }
     // NCCL moves GPU buffers only when every rank can use it; two ranks sharing a GPU (or a
     // CPU rank) make them all stage those through host memory, so that every group agrees.
-    const GpuBufferPath path = agree_gpu_buffer_path(device, gpu_identity(device.device),
+    const GpuBufferPath path = agree_gpu_buffer_path(device, gpu_identity(device.device, env),
                                                      info.backend, *boot.store, *groups.world);
     if (path.nccl) {
       add_nccl_twins(groups, boot, device.device.index, zero::states_on_device(cfg, device.device),
