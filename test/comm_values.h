@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -62,13 +63,16 @@ inline float reduced(comm::ReduceOp op, int n, size_t i,
   return op == comm::ReduceOp::kAvg ? sum / static_cast<float>(n) : sum;
 }
 
-// Compares every element; throws naming the first mismatch.
+// Compares every element, exactly unless `relative` allows that much of the expected value;
+// throws naming the first mismatch.
 template <typename Expected>
-void expect_values(const tensor::Tensor& t, Expected&& expected, const std::string& what) {
+void expect_values(const tensor::Tensor& t, Expected&& expected, const std::string& what,
+                   float relative = 0) {
   for (size_t i = 0; i < static_cast<size_t>(t.numel()); ++i) {
     const float want = expected(i);
     const float got = at(t, i);
-    expect(got == want, "{} ({}, {} elements): element {} is {}, expected {}", what,
+    expect(std::abs(got - want) <= relative * std::abs(want),
+           "{} ({}, {} elements): element {} is {}, expected {}", what,
            tensor::dtype_name(t.dtype()), t.numel(), i, got, want);
   }
 }
