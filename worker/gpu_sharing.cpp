@@ -1,7 +1,6 @@
 #include "worker/gpu_sharing.h"
 
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <algorithm>
 
@@ -54,8 +53,11 @@ std::optional<std::string> nccl_obstacle(const DeviceChoice& device, const GpuId
   const int low = std::min(sharer->rank, rank);
   const int high = std::max(sharer->rank, rank);
   if (sharer->same_uuid) return fmt::format("ranks {} and {} share {}", low, high, gpu.uuid);
-  return fmt::format("ranks {} and {} compute on MIG slices of one GPU (PCI {})", low, high,
-                     gpu.pci_bus_id);
+  // Different UUIDs at one address of one host: MIG, or a host name that is not one machine's.
+  return fmt::format(
+      "ranks {} and {} have GPUs at one PCI address ({}) of what NCCL takes for one host: MIG "
+      "slices of one GPU, or one NCCL_HOSTID on two machines",
+      low, high, gpu.pci_bus_id);
 }
 
 GpuBufferPath agree_gpu_buffer_path(const DeviceChoice& device, const GpuIdentity& gpu,
@@ -89,9 +91,7 @@ GpuBufferPath agree_gpu_buffer_path(const DeviceChoice& device, const GpuIdentit
 
 std::string nccl_host(const EnvMap& env) {
   if (const auto id = env.find("NCCL_HOSTID"); id != env.end()) return id->second;
-  char name[256] = {};
-  ::gethostname(name, sizeof name - 1);
-  return fmt::format("{}|{}", name, comm::kernel_boot_id());
+  return fmt::format("{}|{}", comm::host_name(), comm::kernel_boot_id());
 }
 
 GpuIdentity gpu_identity(const tensor::Device& device, const EnvMap& env) {

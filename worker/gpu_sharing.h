@@ -28,7 +28,7 @@ struct GpuIdentity {
 
 struct GpuSharer {
   int rank = 0;
-  bool same_uuid = true;  // false: another MIG slice of the same GPU
+  bool same_uuid = true;  // false: another MIG slice of the GPU (or one NCCL_HOSTID on two hosts)
 };
 
 // Records in `store` that `rank` computes on `gpu`, and returns the rank that claimed that GPU

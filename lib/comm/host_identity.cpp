@@ -42,10 +42,14 @@ bool read_stat(int pid, char* state, unsigned long long* start_time) {
 }  // namespace
 
 std::string host_identity() {
+  return fmt::format("{}|{}|pid:{}|mnt:{}", host_name(), kernel_boot_id(),
+                     inode_of("/proc/self/ns/pid"), inode_of("/proc/self/ns/mnt"));
+}
+
+std::string host_name() {
   char name[256] = {};
   ::gethostname(name, sizeof name - 1);
-  return fmt::format("{}|{}|pid:{}|mnt:{}", name, kernel_boot_id(), inode_of("/proc/self/ns/pid"),
-                     inode_of("/proc/self/ns/mnt"));
+  return name;
 }
 
 std::string kernel_boot_id() { return first_line("/proc/sys/kernel/random/boot_id"); }

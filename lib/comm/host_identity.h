@@ -9,6 +9,9 @@ namespace ds::comm {
 // "<hostname>|<boot id>|pid:<ns inode>|mnt:<ns inode>"; equal strings mean one shared host.
 std::string host_identity();
 
+// This machine's host name (gethostname).
+std::string host_name();
+
 // The running kernel's boot id (/proc/sys/kernel/random/boot_id): random per boot, so equal ids
 // mean one machine, even from two containers that give it different host names.
 std::string kernel_boot_id();
