@@ -18,10 +18,17 @@ using tensor::DType;
 
 namespace {
 
+// The GPUs this machine shows. Counting them initialises CUDA, which must not happen in the
+// parent before it forks the ranks, so a child counts.
 int gpu_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
-  return n;
+  const auto probe = run_processes(
+      1,
+      [](int) {
+        int n = 0;
+        return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
+      },
+      60s);
+  return probe[0].code;
 }
 
 // A device copy of a host tensor, and back.
@@ -178,14 +185,7 @@ int check_rank(int rank, int n, int port, int gpu) {
 }  // namespace
 
 TEST_CASE("nccl: collectives on every GPU of this machine", "[comm][nccl]") {
-  int n = 0;
-  {
-    // Counting GPUs initialises CUDA, which must not happen in the parent before fork; ask
-    // a child.
-    auto probe = run_processes(
-        1, [](int) { return gpu_count(); }, 60s);
-    n = probe[0].code;
-  }
+  int n = gpu_count();
   if (n < 1) {
     WARN("no GPU: the NCCL test is skipped");
     return;
@@ -199,9 +199,7 @@ TEST_CASE("nccl: collectives on every GPU of this machine", "[comm][nccl]") {
 
 TEST_CASE("nccl: collectives across ranks that share GPUs as NCCL hosts of their own",
           "[comm][nccl]") {
-  auto probe = run_processes(
-      1, [](int) { return gpu_count(); }, 60s);
-  const int gpus = probe[0].code;
+  const int gpus = gpu_count();
   if (gpus < 1) {
     WARN("no GPU: the NCCL test is skipped");
     return;

@@ -68,7 +68,7 @@ DeviceChoice choose_device(const DeviceRequest& request) {
   // torchrun's and DeepSpeed's rule: one rank per GPU, the GPU numbered like the rank. With more
   // ranks than visible GPUs they are dealt round-robin: either the node runs more ranks than it
   // has GPUs (--num_gpus above what is installed), or each rank sees only its own (Slurm's
-  // --gpus-per-task). Only the GPUs' UUIDs tell the two apart, after the ranks meet
+  // --gpus-per-task). Only the GPUs' PCI addresses tell the two apart, after the ranks meet
   // (worker/gpu_sharing.h).
   DeviceChoice choice;
   choice.round_robin = ranks > gpus;

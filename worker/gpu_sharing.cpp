@@ -14,10 +14,6 @@
 namespace ds::worker {
 namespace {
 
-bool wants_nccl(const DeviceChoice& device) {
-  return device.device.type == tensor::DeviceType::kCuda && device.backend == comm::Backend::kNccl;
-}
-
 // Claims `key` for `value`: the first caller's value stays under key/first. Returns nullopt to
 // the first caller and the first value to every later one.
 std::optional<std::string> claim(comm::Store& store, const std::string& key,
@@ -64,7 +60,8 @@ GpuBufferPath agree_gpu_buffer_path(const DeviceChoice& device, const GpuIdentit
                                     comm::Backend asked, comm::Store& store, zero::DpComm& world) {
   const int rank = world.rank();
   std::optional<GpuSharer> sharer;
-  if (wants_nccl(device)) {
+  // Only a rank that nothing else keeps from NCCL claims its GPU.
+  if (!nccl_obstacle(device, gpu, std::nullopt, rank)) {
     DS_CHECK(!gpu.uuid.empty() && !gpu.pci_bus_id.empty(), "rank {} on {} has no GPU identity",
              rank, device.device.str());
     sharer = claim_gpu(store, gpu, rank);

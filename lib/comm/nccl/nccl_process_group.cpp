@@ -144,19 +144,19 @@ void NcclProcessGroup::release() noexcept {
 // finalizes in the background; a peer that never does leaves it in progress until the collective
 // timeout, and the caller then aborts rather than destroys.
 bool NcclProcessGroup::finalized() noexcept {
-  if (ncclCommFinalize(comm_) != ncclSuccess && !in_progress()) return false;
-  const auto deadline = Clock::now() + context().timeout;
-  while (in_progress()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-  }
-  ncclResult_t state = ncclInternalError;
-  return ncclCommGetAsyncError(comm_, &state) == ncclSuccess && state == ncclSuccess;
+  const ncclResult_t started = ncclCommFinalize(comm_);
+  if (started != ncclSuccess && started != ncclInProgress) return false;
+  return settled_state(Clock::now() + context().timeout) == ncclSuccess;
 }
 
-bool NcclProcessGroup::in_progress() noexcept {
-  ncclResult_t state = ncclSuccess;
-  return ncclCommGetAsyncError(comm_, &state) == ncclSuccess && state == ncclInProgress;
+ncclResult_t NcclProcessGroup::settled_state(Clock::time_point deadline) noexcept {
+  while (true) {
+    ncclResult_t state = ncclSuccess;
+    const ncclResult_t query = ncclCommGetAsyncError(comm_, &state);
+    if (query != ncclSuccess) return query;
+    if (state != ncclInProgress || Clock::now() >= deadline) return state;
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
 }
 
 void NcclProcessGroup::follow(cudaStream_t producer) {
@@ -218,16 +218,8 @@ void NcclProcessGroup::abort_and_throw(std::string_view op, ncclResult_t state, 
 // NCCL's non-blocking mode: a call (and the communicator's setup) has finished issuing its work
 // once the async state leaves ncclInProgress.
 void NcclProcessGroup::wait_until_issued(std::string_view op) {
-  const auto deadline = Clock::now() + context().timeout;
-  while (true) {
-    ncclResult_t state = ncclSuccess;
-    DS_NCCL_CHECK(ncclCommGetAsyncError(comm_, &state));
-    if (state == ncclSuccess) return;
-    if (state != ncclInProgress || Clock::now() >= deadline) {
-      abort_and_throw(op, state, state == ncclInProgress, context().timeout);
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(20));
-  }
+  const ncclResult_t state = settled_state(Clock::now() + context().timeout);
+  if (state != ncclSuccess) abort_and_throw(op, state, state == ncclInProgress, context().timeout);
 }
 
 template <typename Launch>

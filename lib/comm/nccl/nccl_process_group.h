@@ -55,7 +55,9 @@ class NcclProcessGroup : public ProcessGroup {
   // Finalizes the communicator and waits for that within the collective timeout; false when it
   // failed or timed out.
   bool finalized() noexcept;
-  bool in_progress() noexcept;  // the communicator's async state is ncclInProgress
+  // The communicator's async state once it leaves ncclInProgress (or the error of asking for it);
+  // still ncclInProgress at `deadline`.
+  ncclResult_t settled_state(Clock::time_point deadline) noexcept;
   // Waits while NCCL is still issuing the last call's kernels (or setting the communicator up);
   // aborts and throws on an error or after the collective timeout.
   void wait_until_issued(std::string_view op);

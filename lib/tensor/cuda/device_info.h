@@ -17,8 +17,8 @@ struct DeviceInfo {
 DeviceInfo query_devices();
 
 // GPU `device`'s UUID as nvidia-smi prints it ("GPU-" and 8-4-4-4-12 hex digits): the same in
-// every process that sees the GPU, however its CUDA_VISIBLE_DEVICES numbers it, so ranks compare
-// these to find out whether they share one. Throws ds::Error when the runtime cannot say.
+// every process that sees the GPU, however its CUDA_VISIBLE_DEVICES numbers it, so the log names
+// a shared GPU by it. Throws ds::Error when the runtime cannot say.
 std::string device_uuid(int device);
 
 // GPU `device`'s PCI address ("0000:65:00.0"), which the MIG slices of one GPU share while each
